@@ -1,0 +1,54 @@
+import { Command } from 'commander';
+import { inspectEnvironment, type EnvReport } from '../../core/env.js';
+import { LlmkitError } from '../../core/errors.js';
+import { setupPythonEnv } from '../../workers/python-env.js';
+import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
+import { ProgressView } from '../progress.js';
+import { action } from '../action.js';
+
+export function envCommand(): Command {
+  return new Command('env')
+    .description('show the machine, ONNX Runtime providers and the Python worker environment; --setup creates it')
+    .option('--setup', 'create the Python worker environment (a venv under LLMKIT_HOME) if it is missing', false)
+    .option('--python <path>', 'with --setup: use this existing interpreter instead of a venv (e.g. a GPU box with torch installed)')
+    .action(
+      action(async (opts: { setup: boolean; python?: string }, flags: GlobalFlags) => {
+        if (opts.python && !opts.setup) throw new LlmkitError('--python goes with --setup', 'run `llmkit env --setup --python PATH`', 2);
+        if (opts.setup) {
+          const view = new ProgressView(flags, 'setup');
+          const env = await setupPythonEnv({ python: opts.python }, (line, done) => {
+            view.onEvent({ event: 'progress', step: done, message: line.slice(0, 60) });
+            if (flags.verbose) view.print(line);
+          });
+          view.stop();
+          if (!flags.json) process.stderr.write(env.created ? `created the worker environment: ${env.python}\n` : `worker environment ready: ${env.python}\n`);
+        }
+        const report = await inspectEnvironment();
+        if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+        else process.stdout.write(formatEnv(report) + '\n');
+        return report.problems.length === 0 ? 0 : 1;
+      }),
+    );
+}
+
+function formatEnv(r: EnvReport): string {
+  const providers = r.providers.map((p) => (p.loaded ? `${p.provider}: loads` : `${p.provider}: no (${p.reason})`));
+  const gpus = r.cuda.gpus.length ? r.cuda.gpus.map((g) => `${g.index}: ${g.name}, ${formatBytes(g.memoryBytes)}`) : ['none'];
+  const rows: [string, string][] = [
+    ['OS', r.os],
+    ['CPU cores', String(r.cpuCores)],
+    ['RAM', `${formatBytes(r.memoryBytes)} (${formatBytes(r.freeMemoryBytes)} free)`],
+    ['llmkit home', `${r.home} (${formatBytes(r.freeDiskBytes)} free)`],
+    ['Node', r.node],
+    ['onnxruntime-node', r.onnxruntimeNode],
+    ...providers.map((p, i): [string, string] => [i === 0 ? 'ONNX providers' : '', p]),
+    ['Python', r.python ? `${r.python.python} (${r.python.version ?? '?'}, from ${r.python.source})` : 'not set up'],
+    ...Object.entries(r.packages).map(([k, v]): [string, string] => [`  ${k}`, v ?? 'missing']),
+    ['CUDA (torch)', r.cuda.available ? `yes (CUDA ${r.cuda.torchCuda}, bf16 ${r.cuda.bf16 ? 'yes' : 'no'})` : 'no'],
+    ['NCCL / gloo', `${r.cuda.nccl ? 'yes' : 'no'} / ${r.cuda.gloo ? 'yes' : 'no'}`],
+    ...gpus.map((g, i): [string, string] => [i === 0 ? 'GPUs (torch)' : '', g]),
+    ['nvidia-smi', r.nvidiaSmi ? r.nvidiaSmi.map((g) => `${g.name} ${formatBytes(g.memoryBytes)}`).join('; ') : 'not found (no NVIDIA GPU)'],
+  ];
+  const problems = r.problems.map((p) => `problem: ${p.what}; fix: ${p.fix}`);
+  return [formatRows(rows), ...problems].join('\n');
+}

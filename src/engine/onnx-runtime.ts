@@ -1,0 +1,93 @@
+/**
+ * The one module that imports onnxruntime-node: session creation, execution-provider choice and
+ * its fallback. Providers are tried one at a time, because asking onnxruntime-node for a list
+ * whose first entry is missing throws instead of falling back.
+ */
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { LlmkitError, UsageError } from '../core/errors.js';
+import { packageRoot } from '../core/paths.js';
+
+ort.env.logLevel = 'fatal';
+
+export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
+export type Device = (typeof DEVICES)[number];
+export type Provider = Exclude<Device, 'auto'>;
+const AUTO_ORDER: Provider[] = ['cuda', 'webgpu', 'cpu'];
+
+export interface ProviderProbe {
+  provider: Provider;
+  loaded: boolean;
+  reason?: string;
+}
+
+export type Tensor = ort.Tensor;
+export const Tensor = ort.Tensor;
+export type InferenceSession = ort.InferenceSession;
+export const onnxruntimeVersion: string = ort.env.versions.common ?? 'unknown';
+
+const probeModel = join(packageRoot, 'src', 'engine', 'assets', 'probe.onnx');
+
+function shortReason(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  if (/webgpu/i.test(text) && /adapter/i.test(text)) return 'no WebGPU adapter (needs a GPU with a Vulkan driver and libvulkan)';
+  if (/Cuda: Failed to load shared library/i.test(text)) return 'CUDA provider not installed (reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12)';
+  return text.split('\n')[0].slice(0, 200);
+}
+
+/** Tries each provider on a 4x4 MatMul and checks the answer: "loads" means it also computes. */
+export async function probeProviders(providers: Provider[] = AUTO_ORDER): Promise<ProviderProbe[]> {
+  const probes: ProviderProbe[] = [];
+  for (const provider of providers) {
+    try {
+      const session = await ort.InferenceSession.create(probeModel, { executionProviders: [provider] });
+      const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [1, 4]) });
+      await session.release();
+      const y = out.y.data as Float32Array;
+      const ok = y[0] === 2 && y[3] === 8;
+      probes.push(ok ? { provider, loaded: true } : { provider, loaded: false, reason: `wrong result ${Array.from(y)}` });
+    } catch (e) {
+      probes.push({ provider, loaded: false, reason: shortReason(e) });
+    }
+  }
+  return probes;
+}
+
+export interface SessionChoice {
+  session: ort.InferenceSession;
+  provider: Provider;
+  /** Why each provider tried before the chosen one did not load. */
+  skipped: ProviderProbe[];
+}
+
+export interface SessionOptions {
+  device?: Device;
+  /** Intra-op threads; default: onnxruntime's own choice (one per physical core). */
+  threads?: number;
+}
+
+export function parseDevice(value: string): Device {
+  if ((DEVICES as readonly string[]).includes(value)) return value as Device;
+  throw new UsageError(`--device must be one of ${DEVICES.join(', ')} (got ${value})`);
+}
+
+/** Opens a model on the requested device; `auto` takes the first of cuda, webgpu, cpu that loads. */
+export async function openSession(modelPath: string, opts: SessionOptions = {}): Promise<SessionChoice> {
+  const device = opts.device ?? 'auto';
+  const order = device === 'auto' ? AUTO_ORDER : [device];
+  const skipped: ProviderProbe[] = [];
+  for (const provider of order) {
+    try {
+      const session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: [provider],
+        graphOptimizationLevel: 'all',
+        ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+      });
+      return { session, provider, skipped };
+    } catch (e) {
+      skipped.push({ provider, loaded: false, reason: shortReason(e) });
+    }
+  }
+  const reasons = skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ');
+  throw new LlmkitError(`could not open ${modelPath} on ${device} (${reasons})`, `try --device cpu, or check the model with \`llmkit env\``);
+}

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+
+describe('command line', () => {
+  it('lists the subcommands in --help', async () => {
+    const r = await runCli(['--help']);
+    expect(r.exitCode).toBe(0);
+    for (const name of ['env', 'make-model']) expect(r.stdout).toMatch(new RegExp(`^\\s+${name}\\b`, 'm'));
+    expect(r.stdout).toContain('--json');
+    expect(r.stdout).toContain('--verbose');
+  });
+
+  it('documents every flag with its default', async () => {
+    const r = await runCli(['make-model', '--help']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('(default: "tiny")');
+    expect(r.stdout).toContain('(default: "0")');
+  });
+
+  it('rejects an unknown command with one line and exit code 2', async () => {
+    const r = await runCli(['frobnicate']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual(["error: unknown command 'frobnicate'"]);
+  });
+
+  it('rejects an unknown flag with one line and exit code 2', async () => {
+    const r = await runCli(['env', '--frobnicate']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe("error: unknown option '--frobnicate'");
+  });
+
+  it('names the flag and the valid values for a bad value, without a stack trace', async () => {
+    const r = await runCli(['make-model', '--preset', 'huge']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe('error: --preset must be one of tiny, small, 100m (got huge)');
+    expect(r.stderr).not.toMatch(/\bat .*\.js:\d+/);
+  });
+
+  it('rejects a non-integer seed naming the flag', async () => {
+    const r = await runCli(['make-model', '--seed', '-3']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe('error: --seed must be an integer ≥ 0 (got -3)');
+  });
+
+  it('says --python needs --setup', async () => {
+    const r = await runCli(['env', '--python', '/usr/bin/python3']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/--python goes with --setup/);
+  });
+});
