@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { demoCommand } from './commands/demo.js';
 import { envCommand } from './commands/env.js';
+import { exportCommand } from './commands/export.js';
 import { makeModelCommand } from './commands/make-model.js';
 
 /** Registers the subcommands; every usage error exits 2 with one line. */
@@ -13,7 +14,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
-  for (const command of [envCommand(), makeModelCommand(), demoCommand()]) {
+  for (const command of [envCommand(), makeModelCommand(), exportCommand(), demoCommand()]) {
     program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') }));
   }
   try {

@@ -1,0 +1,32 @@
+import { Command } from 'commander';
+import { exportModel } from '../../core/export.js';
+import { action } from '../action.js';
+import { parseNumber } from '../flags.js';
+import { formatBytes, stopOnCtrlC, type GlobalFlags } from '../output.js';
+import { ProgressView } from '../progress.js';
+
+export function exportCommand(): Command {
+  return new Command('export')
+    .description('export a Hugging Face causal LM folder to an ONNX decoder with KV cache, checked against PyTorch')
+    .argument('<model>', 'Hugging Face model folder (config.json + weights + tokenizer)')
+    .requiredOption('--out <dir>', 'output folder (ONNX model, tokenizer, llmkit.json manifest)')
+    .option('--tolerance <x>', 'largest max-abs logit difference vs PyTorch that passes the check', '1e-3')
+    .action(
+      action(async (opts: { out: string; tolerance: string }, flags: GlobalFlags, [model]) => {
+        const tolerance = parseNumber(opts.tolerance, '--tolerance', { min: 0 });
+        const view = new ProgressView(flags, 'export');
+        const stop = stopOnCtrlC();
+        try {
+          const report = await exportModel({ model, out: opts.out, tolerance, onEvent: view.onEvent, stopSignal: stop.signal });
+          view.stop();
+          if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
+          else {
+            const worst = Math.max(...Object.values(report.parity));
+            process.stdout.write(`exported ${model} → ${report.path} (${formatBytes(report.onnxBytes)}); max |Δlogit| vs PyTorch ${worst.toExponential(1)} over prefill + 3 decode steps\n`);
+          }
+        } finally {
+          stop.dispose();
+        }
+      }),
+    );
+}

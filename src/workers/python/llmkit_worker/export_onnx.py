@@ -1,0 +1,225 @@
+"""Exports a Hugging Face causal LM to an ONNX decoder with an explicit KV cache, and checks it.
+
+The decoder takes input_ids, attention_mask (over past + new tokens), position_ids and each layer's
+past keys/values, and returns logits and each layer's present keys/values (the names transformers.js
+and optimum use). Batch, past length and new-token length are dynamic. We use the TorchScript
+exporter around a small wrapper that fills a DynamicCache: with the pinned torch/transformers it is
+exact, while the dynamo exporter still trips over transformers' mask code.
+
+Every export is checked against PyTorch in onnxruntime (CPU): a left-padded batch prefill and several
+cached decode steps; a max abs logit difference over `tolerance` fails the export.
+
+Config: model (HF folder), out, opset (17), tolerance (1e-3), dtype ("fp32"; "fp16" for CUDA use).
+Raises BadInput for a folder without config/weights or an unsupported architecture.
+"""
+import json
+import os
+import shutil
+
+from .protocol import BadInput, emit, log
+
+SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                   "config.json", "chat_template.jinja")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model_folder(path: str) -> dict:
+    if not os.path.isdir(path):
+        raise BadInput(f"model folder {path} does not exist", hint="pass a local Hugging Face model folder")
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise BadInput(f"model folder {path} has no config.json", hint="pass a Hugging Face model folder")
+    if not any(os.path.isfile(os.path.join(path, f)) for f in WEIGHT_FILES):
+        raise BadInput(f"model folder {path} has no weights (model.safetensors or pytorch_model.bin)",
+                       hint="pass a Hugging Face model folder with its weights")
+    with open(config_path) as f:
+        config = json.load(f)
+    arch = (config.get("architectures") or ["?"])[0]
+    if arch not in SUPPORTED:
+        raise BadInput(f"architecture {arch} is not supported for export",
+                       hint=f"supported: {', '.join(sorted(SUPPORTED))}")
+    return config
+
+
+def make_wrapper(model, num_layers: int):
+    import torch
+    from transformers.cache_utils import DynamicCache
+
+    class DecoderWithCache(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache()
+            for i in range(num_layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             past_key_values=cache, use_cache=True)
+            present = []
+            for layer in out.past_key_values.layers:
+                present += [layer.keys, layer.values]
+            return (out.logits, *present)
+
+    return DecoderWithCache()
+
+
+def io_names(num_layers: int):
+    past = [n for i in range(num_layers) for n in (f"past_key_values.{i}.key", f"past_key_values.{i}.value")]
+    present = [n for i in range(num_layers) for n in (f"present.{i}.key", f"present.{i}.value")]
+    return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
+
+
+def dims(config) -> dict:
+    heads = config.num_attention_heads
+    return {
+        "num_layers": config.num_hidden_layers,
+        "num_attention_heads": heads,
+        "num_kv_heads": getattr(config, "num_key_value_heads", None) or heads,
+        "head_dim": getattr(config, "head_dim", None) or config.hidden_size // heads,
+        "hidden_size": config.hidden_size,
+        "vocab_size": config.vocab_size,
+        "max_position_embeddings": config.max_position_embeddings,
+    }
+
+
+def left_padded_batch(lengths, total, vocab, generator):
+    """Random token rows of the given real lengths, left-padded to `total`, with true positions."""
+    import torch
+
+    ids = torch.randint(3, vocab, (len(lengths), total), generator=generator)
+    mask = torch.zeros(len(lengths), total, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, total - n:] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+def check_parity(model, onnx_path: str, d: dict, tolerance: float) -> dict:
+    """Prefill a left-padded batch, then decode 3 cached steps; compare logits with PyTorch."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    wrapper = make_wrapper(model, d["num_layers"])
+    g = torch.Generator().manual_seed(0)
+    ids, mask, pos = left_padded_batch([7, 4], 7, d["vocab_size"], g)
+    empty = [torch.zeros(2, d["num_kv_heads"], 0, d["head_dim"]) for _ in range(2 * d["num_layers"])]
+    diffs = {}
+    past_t, past_o = empty, [e.numpy() for e in empty]
+    for step in range(4):
+        with torch.no_grad():
+            out_t = wrapper(ids, mask, pos, *past_t)
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": pos.numpy()}
+        names_in, _ = io_names(d["num_layers"])
+        feeds.update({name: p for name, p in zip(names_in[3:], past_o)})
+        out_o = session.run(None, feeds)
+        # Padding rows' logits are meaningless; compare only real positions.
+        real = mask[:, -ids.shape[1]:].bool().numpy()
+        diff = float(np.abs(out_t[0].numpy() - out_o[0])[real].max())
+        diffs["prefill" if step == 0 else f"decode_{step}"] = diff
+        if diff > tolerance:
+            raise RuntimeError(f"ONNX export does not match PyTorch: max abs logit diff {diff:.2e} "
+                               f"at {'prefill' if step == 0 else f'decode step {step}'} (tolerance {tolerance:g})")
+        past_t, past_o = list(out_t[1:]), list(out_o[1:])
+        ids = out_t[0][:, -1:].argmax(-1)
+        mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
+        pos = pos[:, -1:] + 1
+    return diffs
+
+
+def run(config: dict) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src, out = os.path.abspath(config["model"]), os.path.abspath(config["out"])
+    hf_config = check_model_folder(src)
+    tolerance = float(config.get("tolerance", 1e-3))
+    opset = int(config.get("opset", 17))
+    emit("start", job="export_onnx", total_steps=3)
+
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, attn_implementation="eager").eval()
+    d = dims(AutoConfig.from_pretrained(src))
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "onnx"))
+    onnx_path = os.path.join(tmp, "onnx", "model.onnx")
+
+    names_in, names_out = io_names(d["num_layers"])
+    g = torch.Generator().manual_seed(0)
+    ids, mask, pos = left_padded_batch([5, 3], 5, d["vocab_size"], g)
+    past = [torch.randn(2, d["num_kv_heads"], 3, d["head_dim"], generator=g) for _ in range(2 * d["num_layers"])]
+    mask = torch.cat([torch.ones(2, 3, dtype=torch.long), mask], dim=1)
+    pos = pos + 3
+    dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
+               "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    dynamic.update({n: {0: "batch", 2: "past_sequence"} for n in names_in[3:]})
+    dynamic.update({n: {0: "batch", 2: "total_sequence"} for n in names_out[1:]})
+    with torch.no_grad():
+        torch.onnx.export(make_wrapper(model, d["num_layers"]), (ids, mask, pos, *past), onnx_path,
+                          input_names=names_in, output_names=names_out, dynamic_axes=dynamic,
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+    consolidate(onnx_path)
+    emit("progress", step=1, total=3, message="exported")
+
+    diffs = check_parity(model, onnx_path, d, tolerance)
+    log(f"parity: {diffs}")
+    emit("progress", step=2, total=3, message="checked against PyTorch")
+
+    for name in TOKENIZER_FILES:
+        if os.path.isfile(os.path.join(src, name)):
+            shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
+    manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    emit("progress", step=3, total=3, message="written")
+    emit("artifact", kind="onnx_model", path=out)
+    emit("result", path=out, parity=diffs, onnx_bytes=os.path.getsize(os.path.join(out, "onnx", "model.onnx")),
+         manifest=manifest)
+    return 0
+
+
+def consolidate(onnx_path: str) -> None:
+    """Keeps weights inside model.onnx below 2 GB and in one model.onnx.data file above it."""
+    import onnx
+
+    model = onnx.load(onnx_path)
+    folder = os.path.dirname(onnx_path)
+    for f in os.listdir(folder):
+        if f != "model.onnx":
+            os.remove(os.path.join(folder, f))
+    large = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
+    onnx.save(model, onnx_path, save_as_external_data=large, all_tensors_to_one_file=True,
+              location="model.onnx.data")
+
+
+def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs) -> dict:
+    with open(os.path.join(src, "tokenizer_config.json")) as f:
+        tok_config = json.load(f)
+    gen_path = os.path.join(src, "generation_config.json")
+    gen = json.load(open(gen_path)) if os.path.isfile(gen_path) else {}
+    eos = gen.get("eos_token_id", hf_config.get("eos_token_id"))
+    manifest = {
+        "format": "llmkit-onnx-decoder",
+        "version": 1,
+        "architecture": hf_config["architectures"][0],
+        "model_type": hf_config.get("model_type"),
+        **d,
+        "onnx": "onnx/model.onnx",
+        "inputs": names_in,
+        "outputs": names_out,
+        "dtype": "float32",
+        "kv_dtype": "float32",
+        "precision": "fp32",
+        "eos_token_ids": eos if isinstance(eos, list) else [eos],
+        "pad_token_id": gen.get("pad_token_id", hf_config.get("pad_token_id")),
+        "bos_token_id": hf_config.get("bos_token_id"),
+        "chat_template": tok_config.get("chat_template"),
+        "source": src,
+        "export_check": diffs,
+    }
+    with open(os.path.join(folder, "llmkit.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+    return manifest

@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
+import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { exportedTinyModel } from '../helpers/models.js';
+
+/**
+ * Guards continuous batching: a row in a left-padded batch must give the same logits as that row
+ * run alone, for prefill and for cached decode steps (tracing can bake a padding-dependent branch in).
+ */
+describe('the exported decoder with padding', () => {
+  let decoder: DecoderSession;
+  beforeAll(async () => {
+    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu' });
+  });
+  afterAll(() => decoder.release());
+
+  const rows = [
+    [5, 17, 42, 99, 7, 300, 12, 8],
+    [61, 4, 250],
+    [9, 9, 100, 200, 33],
+  ];
+
+  async function alone(tokens: number[], steps: number[]): Promise<Float32Array[]> {
+    let cache = decoder.emptyCache(1);
+    const out: Float32Array[] = [];
+    let step = await decoder.forward(BigInt64Array.from(tokens.map(BigInt)), new BigInt64Array(tokens.length).fill(1n), BigInt64Array.from(tokens.map((_, i) => BigInt(i))), cache);
+    out.push(step.logits.slice((tokens.length - 1) * decoder.vocabSize));
+    cache = step.cache;
+    for (const [i, t] of steps.entries()) {
+      step = await decoder.forward(BigInt64Array.of(BigInt(t)), new BigInt64Array(cache.length + 1).fill(1n), BigInt64Array.of(BigInt(tokens.length + i)), cache);
+      out.push(step.logits);
+      cache = step.cache;
+    }
+    return out;
+  }
+
+  it('gives each row of a left-padded batch the logits it gets alone, in prefill and decode', async () => {
+    const decodeTokens = [11, 22, 33];
+    const width = Math.max(...rows.map((r) => r.length));
+    const ids = new BigInt64Array(rows.length * width);
+    const mask = new BigInt64Array(rows.length * width);
+    const pos = new BigInt64Array(rows.length * width);
+    rows.forEach((r, b) => {
+      const pad = width - r.length;
+      r.forEach((t, i) => {
+        ids[b * width + pad + i] = BigInt(t);
+        mask[b * width + pad + i] = 1n;
+        pos[b * width + pad + i] = BigInt(i);
+      });
+    });
+    let step = await decoder.forward(ids, mask, pos, decoder.emptyCache(rows.length));
+    let cache: BatchCache = step.cache;
+    let fullMask = mask;
+    const batched: Float32Array[][] = rows.map((_, b) => [step.logits.slice(((b + 1) * width - 1) * decoder.vocabSize, (b + 1) * width * decoder.vocabSize)]);
+    for (const [i, t] of decodeTokens.entries()) {
+      const nextMask = new BigInt64Array(rows.length * (cache.length + 1));
+      rows.forEach((_, b) => {
+        nextMask.set(fullMask.subarray(b * cache.length, (b + 1) * cache.length), b * (cache.length + 1));
+        nextMask[b * (cache.length + 1) + cache.length] = 1n;
+      });
+      fullMask = nextMask;
+      step = await decoder.forward(
+        BigInt64Array.from(rows.map(() => BigInt(t))),
+        fullMask,
+        BigInt64Array.from(rows.map((r) => BigInt(r.length + i))),
+        cache,
+      );
+      cache = step.cache;
+      rows.forEach((_, b) => batched[b].push(step.logits.slice(b * decoder.vocabSize, (b + 1) * decoder.vocabSize)));
+    }
+    for (const [b, r] of rows.entries()) {
+      const reference = await alone(r, decodeTokens);
+      for (const [s, logits] of reference.entries()) {
+        let worst = 0;
+        for (let v = 0; v < logits.length; v++) worst = Math.max(worst, Math.abs(logits[v] - batched[b][s][v]));
+        expect(worst, `row ${b} step ${s}`).toBeLessThan(1e-4);
+      }
+    }
+    expect(cache.length).toBe(width + decodeTokens.length);
+  });
+
+  it('reads the manifest: shapes, EOS ids and chat template', () => {
+    const m = decoder.model.manifest;
+    expect(m.vocab_size).toBe(decoder.vocabSize);
+    expect(m.num_layers).toBe(2);
+    expect(m.eos_token_ids.length).toBeGreaterThan(0);
+    expect(m.chat_template).toContain('<|im_start|>');
+    expect(Math.max(...Object.values(m.export_check ?? {}))).toBeLessThan(1e-3);
+  });
+});
