@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Packs what a GPU device call needs to run the llmkit CLI there (the GPU machine has Python and
+# PyTorch but no Node and no network): one esbuild bundle of the CLI, onnxruntime-node's linux/x64
+# files, and Node itself (../shared/tools/device-node). All go in ignored folders that the call
+# carries: .devnode (node.xz, devpack.tar.xz) and .gl (the Vulkan loader; see docs/benchmarks.md).
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
+npx tsc -p .
+rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux
+npx --yes esbuild@0.25 dist/cli/main.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.mjs \
+  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --log-level=warning \
+  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+cat > .devpack/llmkit.js <<'JS'
+#!/usr/bin/env node
+import { main } from './llmkit.mjs';
+main(process.argv).then((code) => { process.exitCode = code; });
+JS
+ort=node_modules/onnxruntime-node
+cp -r $ort/package.json $ort/dist .devpack/node_modules/onnxruntime-node/
+cp -r $ort/bin/napi-v6/linux/x64 .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux/
+cp -r node_modules/onnxruntime-common .devpack/node_modules/
+# Uncompressed, onnxruntime's libraries alone pass the 64 MiB a call may carry.
+tar -cJf .devnode/devpack.tar.xz .devpack
+[ -s .devnode/node.xz ] || bash ../shared/tools/device-node
+du -sh .devnode/*
