@@ -3,6 +3,7 @@
  * its fallback. Providers are tried one at a time, because asking onnxruntime-node for a list
  * whose first entry is missing throws instead of falling back.
  */
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LlmkitError, UsageError } from '../core/errors.js';
@@ -35,10 +36,29 @@ function shortReason(e: unknown): string {
   return text.split('\n')[0].slice(0, 200);
 }
 
+/**
+ * WebGPU on Linux runs on Vulkan; without the loader, Dawn prints a multi-line warning to stderr
+ * before failing, so llmkit checks for it first and gives the reason itself.
+ */
+function missingVulkanLoader(): boolean {
+  if (process.platform !== 'linux') return false;
+  try {
+    return !execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
+  } catch {
+    return false;
+  }
+}
+
+const NO_VULKAN = 'no Vulkan loader (libvulkan.so.1): install libvulkan1 and the GPU driver';
+
 /** Tries each provider on a 4x4 MatMul and checks the answer: "loads" means it also computes. */
 export async function probeProviders(providers: Provider[] = AUTO_ORDER): Promise<ProviderProbe[]> {
   const probes: ProviderProbe[] = [];
   for (const provider of providers) {
+    if (provider === 'webgpu' && missingVulkanLoader()) {
+      probes.push({ provider, loaded: false, reason: NO_VULKAN });
+      continue;
+    }
     try {
       const session = await ort.InferenceSession.create(probeModel, { executionProviders: [provider] });
       const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [1, 4]) });
@@ -77,6 +97,10 @@ export async function openSession(modelPath: string, opts: SessionOptions = {}):
   const order = device === 'auto' ? AUTO_ORDER : [device];
   const skipped: ProviderProbe[] = [];
   for (const provider of order) {
+    if (provider === 'webgpu' && missingVulkanLoader()) {
+      skipped.push({ provider, loaded: false, reason: NO_VULKAN });
+      continue;
+    }
     try {
       const session = await ort.InferenceSession.create(modelPath, {
         executionProviders: [provider],
