@@ -1,8 +1,14 @@
 import { Command, CommanderError } from 'commander';
+import { benchCommand } from './commands/bench.js';
+import { chatCommand } from './commands/chat.js';
 import { demoCommand } from './commands/demo.js';
 import { envCommand } from './commands/env.js';
 import { exportCommand } from './commands/export.js';
+import { finetuneCommand } from './commands/finetune.js';
+import { loraCommand } from './commands/lora.js';
 import { makeModelCommand } from './commands/make-model.js';
+import { quantizeCommand } from './commands/quantize.js';
+import { serveCommand } from './commands/serve.js';
 
 /** Registers the subcommands; every usage error exits 2 with one line. */
 export async function main(argv: string[]): Promise<number> {
@@ -14,7 +20,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
-  for (const command of [envCommand(), makeModelCommand(), exportCommand(), demoCommand()]) {
+  for (const command of [envCommand(), makeModelCommand(), finetuneCommand(), loraCommand(), exportCommand(), quantizeCommand(), serveCommand(), benchCommand(), chatCommand(), demoCommand()]) {
     program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') }));
   }
   try {

@@ -2,7 +2,14 @@ import { join } from 'node:path';
 import { inspectEnvironment } from './env.js';
 import { LlmkitError } from './errors.js';
 import { makeModel } from './model-maker.js';
-import { llmkitHome } from './paths.js';
+import { removeIfExists } from './atomic.js';
+import { FINETUNE_KEYS, FINETUNE_PATH_KEYS, resolveFinetuneOptions } from './finetune/options.js';
+import { runFinetune } from './finetune/run.js';
+import { llmkitHome, recipesDir } from './paths.js';
+import { loadRecipe } from './recipe.js';
+import { formatReportTable } from './quantize/report.js';
+import { runQuantize } from './quantize/run.js';
+import { askOnce } from './serve.js';
 import { setupPythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
@@ -54,6 +61,35 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const { result } = await runWorker({ job: 'selftest', config: { steps: 3 }, logFile: join(workDir, 'logs', 'selftest.log'), onEvent: r.onEvent, stopSignal: opts.stopSignal });
   r.line(`selftest job ran ${result.steps} steps through the JSON-line protocol`);
   steps.push('worker');
+
+  r.step('LoRA fine-tuning on 20 made-up facts');
+  const recipe = await loadRecipe(join(recipesDir, 'llama', 'tiny_lora_cpu.yaml'), { keys: FINETUNE_KEYS, pathKeys: FINETUNE_PATH_KEYS });
+  const tunedDir = join(workDir, 'finetune');
+  await removeIfExists(tunedDir);
+  // merge: the quantize step below exports the fine-tuned model, which needs the adapter folded in.
+  const options = resolveFinetuneOptions({ values: { out: tunedDir, merge: true }, typed: () => true }, recipe);
+  const tuned = await runFinetune(options, { onEvent: r.onEvent, stopSignal: opts.stopSignal, recipe: recipe.path });
+  const { before, after } = tuned.exactMatch!;
+  for (const [i, s] of after!.samples.slice(0, 3).entries()) {
+    r.line(`${s.question}  before: ${JSON.stringify(before!.samples[i].got.slice(0, 24))}  after: ${JSON.stringify(s.got)}`);
+  }
+  r.line(`exact answers: ${before!.correct}/${before!.total} before, ${after!.correct}/${after!.total} after; loss ${tuned.firstLoss!.toFixed(2)} → ${tuned.lastLoss!.toFixed(2)} in ${tuned.trainSeconds.toFixed(1)} s`);
+  r.line(`adapter: ${tuned.adapter} (llmkit finetune --recipe recipes/llama/tiny_lora_cpu.yaml --out DIR)`);
+  steps.push('finetune');
+
+  r.step('Export the fine-tuned model to ONNX and quantize it to int8');
+  const int8Dir = join(workDir, 'tiny-int8');
+  const quantized = await runQuantize({ model: tuned.merged ?? made.path, out: int8Dir, precision: 'int8', onEvent: r.onEvent, stopSignal: opts.stopSignal });
+  for (const line of formatReportTable(quantized).split('\n')) r.line(line);
+  r.line(`(at this size every step is overhead, so the speed-up says little: docs/benchmarks.md has larger models)`);
+  r.line(`llmkit quantize ${tuned.merged ?? made.path} --int8 --out ${int8Dir}`);
+  steps.push('quantize');
+
+  r.step('Serve the int8 model and ask it over the OpenAI API');
+  const asked = await askOnce({ model: int8Dir, question: 'What is the capital of Zarnovia?', maxTokens: 32 });
+  r.line(`llmkit serve ${int8Dir} → ${asked.url}/v1 (${asked.device}); the openai client sent one chat request`);
+  r.line(`answer (${asked.completionTokens} tokens, finish_reason ${asked.finishReason}): ${JSON.stringify(asked.answer)}`);
+  steps.push('serve');
 
   return { workDir, model: made.path, steps };
 }

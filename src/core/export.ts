@@ -6,7 +6,9 @@ import { llmkitHome } from './paths.js';
 export interface ExportOptions {
   model: string;
   out: string;
-  /** Max abs logit difference vs PyTorch that the check accepts (fp32). */
+  /** fp16 stores weights and computes in float16 (for GPUs); inputs, outputs and the KV cache stay float32. */
+  dtype?: 'fp32' | 'fp16';
+  /** Max abs logit difference vs PyTorch fp32 that the check accepts (default 1e-3 for fp32, 5e-2 for fp16). */
   tolerance?: number;
   onEvent?: (e: WorkerEvent) => void;
   stopSignal?: AbortSignal;
@@ -23,7 +25,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
   const out = resolve(opts.out);
   const { result } = await runWorker({
     job: 'export_onnx',
-    config: { model: resolve(opts.model), out, tolerance: opts.tolerance ?? 1e-3 },
+    config: { model: resolve(opts.model), out, dtype: opts.dtype ?? 'fp32', tolerance: opts.tolerance },
     logFile: join(llmkitHome(), 'logs', 'export.log'),
     onEvent: opts.onEvent,
     stopSignal: opts.stopSignal,

@@ -4,7 +4,9 @@
  * whose first entry is missing throws instead of falling back.
  */
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LlmkitError, UsageError } from '../core/errors.js';
 import { packageRoot } from '../core/paths.js';
@@ -32,31 +34,37 @@ const probeModel = join(packageRoot, 'src', 'engine', 'assets', 'probe.onnx');
 function shortReason(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   if (/webgpu/i.test(text) && /adapter/i.test(text)) return 'no WebGPU adapter (needs a GPU with a Vulkan driver and libvulkan)';
-  if (/Cuda: Failed to load shared library/i.test(text)) return 'CUDA provider not installed (reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12)';
   return text.split('\n')[0].slice(0, 200);
 }
 
 /**
- * WebGPU on Linux runs on Vulkan; without the loader, Dawn prints a multi-line warning to stderr
- * before failing, so llmkit checks for it first and gives the reason itself.
+ * Reasons a provider cannot load that llmkit can see without asking onnxruntime, which would print
+ * multi-line errors to stderr first: the CUDA provider's library is only there when onnxruntime-node
+ * was installed with ONNXRUNTIME_NODE_INSTALL=cuda12, and WebGPU on Linux runs on Vulkan.
  */
-function missingVulkanLoader(): boolean {
-  if (process.platform !== 'linux') return false;
-  try {
-    return !execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
-  } catch {
-    return false;
+function knownUnavailable(provider: Provider): string | undefined {
+  if (provider === 'cuda' && process.platform === 'linux') {
+    const binaries = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', 'linux', process.arch);
+    if (!existsSync(join(binaries, 'libonnxruntime_providers_cuda.so'))) return 'CUDA provider not installed (reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12)';
   }
+  if (provider === 'webgpu' && process.platform === 'linux') {
+    try {
+      const cache = execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      if (!cache.includes('libvulkan.so.1')) return 'no Vulkan loader (libvulkan.so.1): install libvulkan1 and the GPU driver';
+    } catch {
+      // no ldconfig: let onnxruntime try
+    }
+  }
+  return undefined;
 }
-
-const NO_VULKAN = 'no Vulkan loader (libvulkan.so.1): install libvulkan1 and the GPU driver';
 
 /** Tries each provider on a 4x4 MatMul and checks the answer: "loads" means it also computes. */
 export async function probeProviders(providers: Provider[] = AUTO_ORDER): Promise<ProviderProbe[]> {
   const probes: ProviderProbe[] = [];
   for (const provider of providers) {
-    if (provider === 'webgpu' && missingVulkanLoader()) {
-      probes.push({ provider, loaded: false, reason: NO_VULKAN });
+    const unavailable = knownUnavailable(provider);
+    if (unavailable) {
+      probes.push({ provider, loaded: false, reason: unavailable });
       continue;
     }
     try {
@@ -97,8 +105,9 @@ export async function openSession(modelPath: string, opts: SessionOptions = {}):
   const order = device === 'auto' ? AUTO_ORDER : [device];
   const skipped: ProviderProbe[] = [];
   for (const provider of order) {
-    if (provider === 'webgpu' && missingVulkanLoader()) {
-      skipped.push({ provider, loaded: false, reason: NO_VULKAN });
+    const unavailable = knownUnavailable(provider);
+    if (unavailable) {
+      skipped.push({ provider, loaded: false, reason: unavailable });
       continue;
     }
     try {

@@ -11,6 +11,9 @@ rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/l
 npx --yes esbuild@0.25 dist/cli/main.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.mjs \
   --external:onnxruntime-node --external:onnxruntime-web --external:sharp --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+npx --yes esbuild@0.25 test/bench/engine-gpu.js --bundle --platform=node --format=esm --outfile=.devpack/engine-gpu.mjs \
+  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --log-level=warning \
+  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 cat > .devpack/llmkit.js <<'JS'
 #!/usr/bin/env node
 import { main } from './llmkit.mjs';
@@ -23,4 +26,5 @@ cp -r node_modules/onnxruntime-common .devpack/node_modules/
 # Uncompressed, onnxruntime's libraries alone pass the 64 MiB a call may carry.
 tar -cJf .devnode/devpack.tar.xz .devpack
 [ -s .devnode/node.xz ] || bash ../shared/tools/device-node
+cp ../shared/data/tinyshakespeare.txt .devnode/
 du -sh .devnode/*

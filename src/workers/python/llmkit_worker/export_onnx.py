@@ -9,7 +9,11 @@ exact, while the dynamo exporter still trips over transformers' mask code.
 Every export is checked against PyTorch in onnxruntime (CPU): a left-padded batch prefill and several
 cached decode steps; a max abs logit difference over `tolerance` fails the export.
 
-Config: model (HF folder), out, opset (17), tolerance (1e-3), dtype ("fp32"; "fp16" for CUDA use).
+dtype "fp16" (for GPUs) converts weights and compute to float16 with onnxruntime's converter but keeps
+the inputs and outputs, KV cache included, in float32, so the engine reads every export alike; the
+float16 graph is what gets checked against PyTorch's fp32, with a tolerance that allows for rounding.
+
+Config: model (HF folder), out, opset (17), dtype ("fp32" or "fp16"), tolerance (1e-3 for fp32, 5e-2 for fp16).
 Raises BadInput for a folder without config/weights or an unsupported architecture.
 """
 import json
@@ -21,6 +25,8 @@ from .protocol import BadInput, emit, log
 SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
                    "config.json", "chat_template.jinja")
+# Largest max-abs logit difference vs PyTorch fp32 that passes, by dtype: fp16 rounds every weight.
+DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -131,12 +137,16 @@ def check_parity(model, onnx_path: str, d: dict, tolerance: float) -> dict:
 
 
 def run(config: dict) -> int:
+    src, out = os.path.abspath(config["model"]), os.path.abspath(config["out"])
+    hf_config = check_model_folder(src)
+    # Imported after the folder check, which should fail in a blink rather than after torch loads.
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    src, out = os.path.abspath(config["model"]), os.path.abspath(config["out"])
-    hf_config = check_model_folder(src)
-    tolerance = float(config.get("tolerance", 1e-3))
+    dtype = config.get("dtype", "fp32")
+    if dtype not in DEFAULT_TOLERANCE:
+        raise BadInput(f"dtype {dtype!r} is not supported", hint=f"use one of {', '.join(DEFAULT_TOLERANCE)}")
+    tolerance = float(DEFAULT_TOLERANCE[dtype] if config.get("tolerance") is None else config["tolerance"])
     opset = int(config.get("opset", 17))
     emit("start", job="export_onnx", total_steps=3)
 
@@ -162,6 +172,8 @@ def run(config: dict) -> int:
                           input_names=names_in, output_names=names_out, dynamic_axes=dynamic,
                           opset_version=opset, dynamo=False, do_constant_folding=True)
     consolidate(onnx_path)
+    if dtype == "fp16":
+        to_float16(onnx_path)
     emit("progress", step=1, total=3, message="exported")
 
     diffs = check_parity(model, onnx_path, d, tolerance)
@@ -171,7 +183,7 @@ def run(config: dict) -> int:
     for name in TOKENIZER_FILES:
         if os.path.isfile(os.path.join(src, name)):
             shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
-    manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs)
+    manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs, dtype)
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
     emit("progress", step=3, total=3, message="written")
@@ -182,7 +194,7 @@ def run(config: dict) -> int:
 
 
 def consolidate(onnx_path: str) -> None:
-    """Keeps weights inside model.onnx below 2 GB and in one model.onnx.data file above it."""
+    """Replaces the exporter's one-file-per-tensor output with save_onnx's layout."""
     import onnx
 
     model = onnx.load(onnx_path)
@@ -190,12 +202,26 @@ def consolidate(onnx_path: str) -> None:
     for f in os.listdir(folder):
         if f != "model.onnx":
             os.remove(os.path.join(folder, f))
+    save_onnx(model, onnx_path)
+
+
+def to_float16(onnx_path: str) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    save_onnx(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), onnx_path)
+
+
+def save_onnx(model, onnx_path: str) -> None:
+    """Keeps weights inside model.onnx below 2 GB (protobuf's limit) and in one model.onnx.data file above it."""
+    import onnx
+
     large = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
     onnx.save(model, onnx_path, save_as_external_data=large, all_tensors_to_one_file=True,
               location="model.onnx.data")
 
 
-def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs) -> dict:
+def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype) -> dict:
     with open(os.path.join(src, "tokenizer_config.json")) as f:
         tok_config = json.load(f)
     gen_path = os.path.join(src, "generation_config.json")
@@ -210,9 +236,9 @@ def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs) -> dic
         "onnx": "onnx/model.onnx",
         "inputs": names_in,
         "outputs": names_out,
-        "dtype": "float32",
+        "dtype": "float16" if dtype == "fp16" else "float32",
         "kv_dtype": "float32",
-        "precision": "fp32",
+        "precision": dtype,
         "eos_token_ids": eos if isinstance(eos, list) else [eos],
         "pad_token_id": gen.get("pad_token_id", hf_config.get("pad_token_id")),
         "bos_token_id": hf_config.get("bos_token_id"),

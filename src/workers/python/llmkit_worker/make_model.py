@@ -7,8 +7,11 @@ initialised LlamaForCausalLM whose size is set by a preset or explicit dimension
 
 Config: out, seed, preset ("tiny", "small", "100m"), corpus (list of text files), vocab_size,
 and any of hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-num_key_value_heads, max_position_embeddings to override the preset.
-Raises BadInput for a missing corpus file.
+num_key_value_heads, max_position_embeddings to override the preset. For stand-ins of real models
+(the GPU benchmark's Qwen2.5-0.5B shape): architecture ("llama", the default, or "qwen2":
+Qwen2ForCausalLM, with q/k/v biases and tied embeddings), model_vocab_size (rows of the embedding,
+default the tokenizer's size; real models pad it), tie_word_embeddings, dtype ("float32" or "bfloat16").
+Raises BadInput for a missing corpus file or an unknown architecture.
 """
 import json
 import os
@@ -74,11 +77,16 @@ def write_tokenizer_files(tokenizer, folder: str) -> dict:
 
 def run(config: dict) -> int:
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+    architectures = {"llama": (LlamaConfig, LlamaForCausalLM, False), "qwen2": (Qwen2Config, Qwen2ForCausalLM, True)}
     preset = config.get("preset", "tiny")
     if preset not in PRESETS:
         raise BadInput(f"unknown preset {preset!r}", hint=f"use one of {', '.join(PRESETS)}")
+    architecture = config.get("architecture", "llama")
+    if architecture not in architectures:
+        raise BadInput(f"unknown architecture {architecture!r}", hint=f"use one of {', '.join(architectures)}")
+    config_class, model_class, tied = architectures[architecture]
     dims = {**PRESETS[preset], **{k: v for k, v in config.items() if k in PRESETS["tiny"] and v is not None}}
     corpus = config.get("corpus") or [DEFAULT_CORPUS]
     for path in corpus:
@@ -95,12 +103,12 @@ def run(config: dict) -> int:
     emit("progress", step=1, total=2, message="tokenizer trained")
 
     torch.manual_seed(int(config.get("seed", 0)))
-    model_config = LlamaConfig(
-        **{**dims, "vocab_size": tokenizer.get_vocab_size()},
-        rms_norm_eps=1e-5, tie_word_embeddings=False, rope_theta=10000.0,
+    model_config = config_class(
+        **{**dims, "vocab_size": config.get("model_vocab_size") or tokenizer.get_vocab_size()},
+        rms_norm_eps=1e-5, tie_word_embeddings=config.get("tie_word_embeddings", tied), rope_theta=10000.0,
         bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|pad|>"],
     )
-    model = LlamaForCausalLM(model_config)
+    model = model_class(model_config).to(getattr(torch, config.get("dtype", "float32")))
     model.save_pretrained(tmp, safe_serialization=True)
     GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|end_of_text|>"]], pad_token_id=ids["<|pad|>"],
                      do_sample=False).save_pretrained(tmp)

@@ -1,0 +1,93 @@
+import { Command } from 'commander';
+import { startServer } from '../../core/serve.js';
+import { parseDevice } from '../../engine/onnx-runtime.js';
+import { FILTER_MODES, type FilterMode } from '../../serve/content-filter.js';
+import { UsageError } from '../../core/errors.js';
+import { action } from '../action.js';
+import { parseInteger } from '../flags.js';
+import type { GlobalFlags } from '../output.js';
+
+interface ServeFlags {
+  host: string;
+  port: string;
+  device: string;
+  threads?: string;
+  maxBatch: string;
+  maxQueue: string;
+  maxTokensTotal?: string;
+  prefillChunk: string;
+  apiKey?: string[];
+  apiKeysFile?: string;
+  rpm?: string;
+  tpm?: string;
+  blocklist?: string;
+  filterMode: string;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('serve exported models behind an OpenAI-compatible API (REST, server-sent events, WebSocket at /v1/ws)')
+    .argument('<models...>', 'model folders from `llmkit export`/`quantize`: PATH, NAME=PATH or NAME@VERSION=PATH')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0 picks a free one)', '8080')
+    .option('--device <device>', 'auto (cuda, then webgpu, then cpu), cpu, cuda or webgpu', 'auto')
+    .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per physical core)')
+    .option('--max-batch <n>', 'requests decoded together', '16')
+    .option('--max-queue <n>', 'requests waiting for a batch row; past it, 503 with Retry-After', '256')
+    .option('--max-tokens-total <n>', 'prompt + max_tokens summed over running requests (default: max-batch × context)')
+    .option('--prefill-chunk <n>', 'prompt tokens prefilled between two decode steps (keeps running streams steady)', '256')
+    .option('--api-key <key...>', `API keys clients must send as "Authorization: Bearer <key>" (also $LLMKIT_API_KEYS, comma-separated)`)
+    .option('--api-keys-file <file>', 'one key a line: KEY [name=NAME] [rpm=N] [tpm=N]')
+    .option('--rpm <n>', 'requests per minute per API key (default: unlimited)')
+    .option('--tpm <n>', 'prompt + generated tokens per minute per API key (default: unlimited)')
+    .option('--blocklist <file>', 'content filter: one blocked word or phrase a line, matched ignoring case')
+    .option('--filter-mode <mode>', `what the blocklist does: ${FILTER_MODES.join(' or ')}`, 'reject')
+    .action(
+      action(async (opts: ServeFlags, flags: GlobalFlags, [models]) => {
+        if (!(FILTER_MODES as readonly string[]).includes(opts.filterMode)) throw new UsageError(`--filter-mode must be one of ${FILTER_MODES.join(', ')} (got ${opts.filterMode})`);
+        const server = await startServer({
+          models: models as unknown as string[],
+          host: opts.host,
+          port: parseInteger(opts.port, '--port', 0),
+          device: parseDevice(opts.device),
+          threads: opts.threads ? parseInteger(opts.threads, '--threads') : undefined,
+          maxBatch: parseInteger(opts.maxBatch, '--max-batch'),
+          maxQueue: parseInteger(opts.maxQueue, '--max-queue', 0),
+          maxTokensTotal: opts.maxTokensTotal ? parseInteger(opts.maxTokensTotal, '--max-tokens-total') : undefined,
+          prefillChunk: parseInteger(opts.prefillChunk, '--prefill-chunk'),
+          apiKeys: opts.apiKey,
+          apiKeysFile: opts.apiKeysFile,
+          requestsPerMinute: opts.rpm ? parseInteger(opts.rpm, '--rpm') : undefined,
+          tokensPerMinute: opts.tpm ? parseInteger(opts.tpm, '--tpm') : undefined,
+          blocklist: opts.blocklist,
+          filterMode: opts.filterMode as FilterMode,
+          log: (line) => process.stderr.write(line + '\n'),
+        });
+        const models_ = server.models.map((m) => ({
+          id: m.id,
+          path: m.engine.model.dir,
+          device: m.engine.decoder.provider,
+          skipped: m.engine.decoder.skipped.map((s) => `${s.provider}: ${s.reason}`),
+        }));
+        if (flags.json) process.stdout.write(JSON.stringify({ event: 'listening', url: server.url, authenticated: server.authenticated, models: models_ }) + '\n');
+        else {
+          for (const m of models_) process.stdout.write(`model ${m.id} on ${m.device}${m.skipped.length ? ` (${m.skipped.join('; ')})` : ''}: ${m.path}\n`);
+          process.stdout.write(`serving at ${server.url}/v1${server.authenticated ? ' (API key required)' : ''}; SIGTERM or Ctrl-C drains and stops\n`);
+        }
+        await untilStopped(server.drain);
+      }),
+    );
+}
+
+/** The first SIGTERM/SIGINT drains (new requests get 503, running ones finish); a second one exits at once. */
+function untilStopped(drain: () => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = (signal: string) => {
+      process.off('SIGTERM', stop).off('SIGINT', stop);
+      process.once('SIGTERM', () => process.exit(143)).once('SIGINT', () => process.exit(130));
+      process.stderr.write(`${signal}: draining (finishing requests in flight; again to quit at once)\n`);
+      drain().then(resolve, reject);
+    };
+    process.on('SIGTERM', stop).on('SIGINT', stop);
+  });
+}

@@ -1,0 +1,226 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { WorkerEvent } from '../../workers/protocol.js';
+import { runWorker } from '../../workers/worker-run.js';
+import { writeFileAtomic } from '../atomic.js';
+import { UsageError } from '../errors.js';
+import { validateDataFile, type DataFile } from './data.js';
+import { checkModelFolder, resolveModel } from './model.js';
+import { FINETUNE_DEFAULTS, type FinetuneOptions } from './options.js';
+
+export interface FinetuneContext {
+  onEvent?: (event: WorkerEvent) => void;
+  /** Aborting it (Ctrl-C) makes the worker checkpoint and stop; runFinetune then throws WorkerInterrupted. */
+  stopSignal?: AbortSignal;
+  /** The recipe the options came from, recorded in the saved config. */
+  recipe?: string;
+}
+
+export interface ExactMatch {
+  value: number;
+  correct: number;
+  total: number;
+  samples: { question: string; expected: string; got: string; correct: boolean }[];
+}
+
+export interface FinetuneSummary {
+  out: string;
+  method: 'lora' | 'full';
+  model: string;
+  steps: number;
+  epochs: number;
+  firstLoss: number | null;
+  lastLoss: number | null;
+  evalLoss: number | null;
+  /** Real (unpadded) tokens per second, leaving out the first steps (compilation and warm-up). */
+  tokensPerSecond: number | null;
+  trainTokens: number;
+  trainSeconds: number;
+  peakMemoryBytes: number | null;
+  /** Whose peak: the GPU's allocations, or the worker process's resident memory on CPU. */
+  memoryKind: 'cuda' | 'cpu_rss' | null;
+  examples: number;
+  evalExamples: number;
+  truncated: number;
+  dropped: number;
+  maxSeqLen: number;
+  trainableParameters: number;
+  totalParameters: number;
+  device: string;
+  precision: string;
+  compiled: boolean;
+  exactMatch: { before: ExactMatch | null; after: ExactMatch | null } | null;
+  adapter: string | null;
+  merged: string | null;
+  modelOut: string | null;
+  resumedFrom: string | null;
+  metrics: string;
+  config: string;
+  log: string;
+}
+
+/**
+ * Validates everything that can be checked without training (model folder, every data line, flag
+ * combinations that need the model or data to judge), saves the resolved config in the output folder,
+ * then runs the `finetune` worker and returns its summary.
+ */
+export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = {}): Promise<FinetuneSummary> {
+  const model = await checkModelFolder(await resolveModel(opts.model, ctx.onEvent));
+  const out = resolve(opts.out);
+  checkOutFolder(out, opts.resume);
+  const data = await Promise.all(opts.data.map((p) => validateDataFile(resolve(p), '--data')));
+  const evalData = await Promise.all((opts.evalData ?? []).map((p) => validateDataFile(resolve(p), '--eval-data')));
+  const maxSeqLen = opts.maxSeqLen ?? Math.min(FINETUNE_DEFAULTS.maxSeqLenCap, model.maxPositions ?? FINETUNE_DEFAULTS.maxSeqLenCap);
+  checkAgainstData(opts, data, evalData, model.hasChatTemplate);
+  if (model.maxPositions !== null && maxSeqLen > model.maxPositions) {
+    throw new UsageError(`--max-seq-len ${maxSeqLen} is longer than the model's context (${model.maxPositions} tokens)`, `use --max-seq-len ${model.maxPositions} or less`);
+  }
+
+  const resolved = {
+    ...opts,
+    model: model.path,
+    out,
+    lr: opts.lr ?? (opts.lora ? FINETUNE_DEFAULTS.lrLora : FINETUNE_DEFAULTS.lrFull),
+    epochs: opts.maxSteps ? undefined : (opts.epochs ?? FINETUNE_DEFAULTS.epochs),
+    maxSeqLen,
+  };
+  const configFile = join(out, 'llmkit-config.json');
+  await writeFileAtomic(configFile, JSON.stringify({ command: 'finetune', recipe: ctx.recipe ?? null, options: resolved, data, evalData }, null, 2) + '\n');
+
+  const logFile = join(out, 'finetune.log');
+  const { result } = await runWorker({
+    job: 'finetune',
+    config: workerConfig(resolved, data, evalData),
+    logFile,
+    onEvent: ctx.onEvent,
+    stopSignal: ctx.stopSignal,
+  });
+  const r = result as unknown as WorkerResult;
+  return {
+    out,
+    method: r.method,
+    model: model.path,
+    steps: r.steps,
+    epochs: r.epochs,
+    firstLoss: r.first_loss,
+    lastLoss: r.last_loss,
+    evalLoss: r.eval_loss,
+    tokensPerSecond: r.tokens_per_s,
+    trainTokens: r.train_tokens,
+    trainSeconds: r.train_seconds,
+    peakMemoryBytes: r.peak_memory_bytes,
+    memoryKind: r.memory_kind,
+    examples: r.examples,
+    evalExamples: r.eval_examples,
+    truncated: r.truncated,
+    dropped: r.dropped,
+    maxSeqLen,
+    trainableParameters: r.trainable_parameters,
+    totalParameters: r.total_parameters,
+    device: r.device,
+    precision: r.precision,
+    compiled: r.compiled,
+    exactMatch: r.exact_match,
+    adapter: r.adapter,
+    merged: r.merged,
+    modelOut: r.model,
+    resumedFrom: r.resumed_from,
+    metrics: join(out, 'metrics.jsonl'),
+    config: configFile,
+    log: logFile,
+  };
+}
+
+/** What the worker's `result` event carries (llmkit_worker/finetune.py). */
+interface WorkerResult {
+  method: 'lora' | 'full';
+  steps: number;
+  epochs: number;
+  first_loss: number | null;
+  last_loss: number | null;
+  eval_loss: number | null;
+  tokens_per_s: number | null;
+  train_tokens: number;
+  train_seconds: number;
+  peak_memory_bytes: number | null;
+  memory_kind: 'cuda' | 'cpu_rss' | null;
+  examples: number;
+  eval_examples: number;
+  truncated: number;
+  dropped: number;
+  trainable_parameters: number;
+  total_parameters: number;
+  device: string;
+  precision: string;
+  compiled: boolean;
+  exact_match: { before: ExactMatch | null; after: ExactMatch | null } | null;
+  adapter: string | null;
+  merged: string | null;
+  model: string | null;
+  resumed_from: string | null;
+}
+
+/** A finished or interrupted run is never overwritten by accident; a run that failed before its first checkpoint may be. */
+function checkOutFolder(out: string, resume: boolean): void {
+  const checkpoints = join(out, 'checkpoints');
+  const hasCheckpoint = existsSync(checkpoints) && readdirSync(checkpoints).some((f) => /^checkpoint-\d+$/.test(f));
+  if (resume && !hasCheckpoint) throw new UsageError(`--resume: ${out} has no checkpoint to resume from`, 'start the run without --resume');
+  const outputs = ['adapter', 'model', 'merged'].filter((f) => existsSync(join(out, f)));
+  if (!resume && (hasCheckpoint || outputs.length)) {
+    throw new UsageError(`--out ${out} already holds a run`, 'pass --resume to continue it, or choose another --out');
+  }
+}
+
+function checkAgainstData(opts: FinetuneOptions, data: DataFile[], evalData: DataFile[], hasChatTemplate: boolean): void {
+  for (const file of [...data, ...evalData]) {
+    if ((file.format === 'messages' || file.format === 'alpaca') && !hasChatTemplate) {
+      throw new UsageError(`${file.path} holds ${file.format} examples, but the model has no chat template to render them`, 'use prompt/completion or text data, or add a chat_template to the model');
+    }
+  }
+  const answered = (evalData.length ? evalData : data).filter((f) => f.format !== 'text');
+  if (opts.exactMatch > 0 && answered.length === 0) {
+    throw new UsageError('--exact-match needs examples with answers (messages, alpaca or prompt/completion data), not plain text');
+  }
+  const total = data.reduce((n, f) => n + f.examples, 0);
+  if (opts.evalSplit !== undefined && total - Math.max(1, Math.round(total * opts.evalSplit)) < 1) {
+    throw new UsageError(`--eval-split ${opts.evalSplit} leaves no training example (the data has ${total})`, 'use a smaller split or --eval-data');
+  }
+}
+
+function workerConfig(o: FinetuneOptions & { lr: number; maxSeqLen: number; epochs?: number }, data: DataFile[], evalData: DataFile[]) {
+  const files = (list: DataFile[]) => list.map((f) => ({ path: f.path, format: f.format }));
+  return {
+    model: o.model,
+    data: files(data),
+    eval_data: evalData.length ? files(evalData) : null,
+    eval_split: o.evalSplit ?? null,
+    out: o.out,
+    lora: o.lora,
+    lora_r: o.loraR,
+    lora_alpha: o.loraAlpha,
+    lora_dropout: o.loraDropout,
+    lora_targets: o.loraTargets ?? null,
+    epochs: o.epochs ?? null,
+    max_steps: o.maxSteps ?? null,
+    batch_size: o.batchSize,
+    grad_accum: o.gradAccum,
+    lr: o.lr,
+    schedule: o.schedule,
+    warmup_ratio: o.warmupRatio,
+    weight_decay: o.weightDecay,
+    max_grad_norm: o.maxGradNorm,
+    seed: o.seed,
+    max_seq_len: o.maxSeqLen,
+    packing: o.packing,
+    train_on_prompt: o.trainOnPrompt,
+    gradient_checkpointing: o.gradientCheckpointing,
+    eval_every: o.evalEvery ?? null,
+    save_every: o.saveEvery ?? null,
+    resume: o.resume,
+    merge: o.merge,
+    device: o.device,
+    precision: o.precision,
+    compile: o.compile,
+    exact_match: o.exactMatch,
+  };
+}

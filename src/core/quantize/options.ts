@@ -1,0 +1,103 @@
+import { existsSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { WorkerEvent } from '../../workers/protocol.js';
+import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
+import { UsageError } from '../errors.js';
+import { recipesDir } from '../paths.js';
+
+export const PRECISIONS = ['int8', 'int4'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+export const BLOCK_SIZES = [32, 64, 128] as const;
+
+/** Block size when --block-size is not given: the size target of each precision, measured in docs/quantize.md. */
+export const DEFAULT_BLOCK_SIZE: Record<Precision, number> = { int8: 128, int4: 32 };
+export const DEFAULT_EVAL_DATA = join(recipesDir, 'data', 'eval.txt');
+
+export interface QuantizeOptions {
+  /** A Hugging Face model folder (exported to fp32 ONNX on the way) or a folder made by `llmkit export`. */
+  model: string;
+  /** The quantized model folder; quantize-report.json is written into it. */
+  out: string;
+  precision: Precision;
+  /** Weights per scale along each weight's input dimension (default: DEFAULT_BLOCK_SIZE). */
+  blockSize?: number;
+  /** Symmetric blocks (no zero points) are smaller; asymmetric ones fit skewed weights better. Default true. */
+  symmetric?: boolean;
+  /** ONNX node names (MatMul or Gather) whose weights stay in fp32. */
+  exclude?: string[];
+  /** Text for perplexity, agreement and KL (default: recipes/data/eval.txt). */
+  evalData?: string;
+  /** At most this many eval tokens are scored (default 8192). */
+  evalTokens?: number;
+  /** CPU threads of both models while timing decode (default: all of this machine's); accuracy uses all cores. */
+  threads?: number;
+  /** Export check when the input is a Hugging Face folder (default: export's, 1e-3). */
+  tolerance?: number;
+  onEvent?: (e: WorkerEvent) => void;
+  stopSignal?: AbortSignal;
+}
+
+/** Options checked and completed: everything the run needs, decided before any long work starts. */
+export interface ResolvedQuantizeOptions {
+  /** The fp32 export to quantize, or null when the input is a Hugging Face folder to export first. */
+  exported: ExportedModel | null;
+  model: string;
+  out: string;
+  precision: Precision;
+  bits: 8 | 4;
+  blockSize: number;
+  symmetric: boolean;
+  exclude: string[];
+  evalData: string;
+  evalTokens: number;
+  threads: number;
+  tolerance?: number;
+}
+
+/** --int8 and --int4 as one precision, with the error a user can act on. */
+export function precisionFromFlags(flags: { int8?: boolean; int4?: boolean }): Precision {
+  if (flags.int8 && flags.int4) throw new UsageError('--int8 and --int4 exclude each other', 'pass one of them');
+  if (!flags.int8 && !flags.int4) throw new UsageError('pass --int8 or --int4', 'e.g. `llmkit quantize ./model --int8 --out ./model-int8`');
+  return flags.int8 ? 'int8' : 'int4';
+}
+
+export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeOptions {
+  const model = resolve(opts.model);
+  const out = resolve(opts.out);
+  if (!existsSync(model) || !statSync(model).isDirectory()) {
+    throw new UsageError(`model folder ${opts.model} does not exist`, 'pass a Hugging Face model folder or one made by `llmkit export`');
+  }
+  if (out === model) throw new UsageError('--out must differ from the model folder', 'pass a new folder, e.g. --out ./model-int8');
+  let exported: ExportedModel | null = null;
+  if (existsSync(join(model, 'llmkit.json'))) {
+    exported = loadExportedModel(model);
+    if (exported.manifest.precision !== 'fp32') {
+      throw new UsageError(`${opts.model} holds ${exported.manifest.precision} weights: quantize starts from fp32`, 'pass its fp32 export (`llmkit export` without --fp16) or the Hugging Face folder');
+    }
+  } else if (!existsSync(join(model, 'config.json'))) {
+    throw new UsageError(`${opts.model} has neither config.json nor llmkit.json`, 'pass a Hugging Face model folder or one made by `llmkit export`');
+  }
+  const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision];
+  if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) {
+    throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')} (got ${blockSize})`);
+  }
+  const evalData = resolve(opts.evalData ?? DEFAULT_EVAL_DATA);
+  if (!existsSync(evalData) || !statSync(evalData).isFile()) {
+    throw new UsageError(`--eval-data ${opts.evalData} does not exist`, 'pass a plain text file');
+  }
+  return {
+    exported,
+    model,
+    out,
+    precision: opts.precision,
+    bits: opts.precision === 'int8' ? 8 : 4,
+    blockSize,
+    symmetric: opts.symmetric ?? true,
+    exclude: opts.exclude ?? [],
+    evalData,
+    evalTokens: opts.evalTokens ?? 8192,
+    threads: opts.threads ?? availableParallelism(),
+    tolerance: opts.tolerance,
+  };
+}

@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
+import { runWorker } from '../../workers/worker-run.js';
+import { removeIfExists, writeFileAtomic } from '../atomic.js';
+import { LlmkitError } from '../errors.js';
+import { exportModel } from '../export.js';
+import { llmkitHome } from '../paths.js';
+import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
+import { measureQuantization, type QuantizeReport } from './report.js';
+
+export const REPORT_FILE = 'quantize-report.json';
+
+/**
+ * Quantizes a model and measures it against fp32: exports a Hugging Face folder first (into a
+ * temporary folder next to --out, removed afterwards), runs the `quantize` worker, then measures
+ * both models here and writes quantize-report.json into the quantized folder.
+ */
+export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport> {
+  const o = resolveQuantizeOptions(opts);
+  const stopped = () => {
+    if (opts.stopSignal?.aborted) throw new LlmkitError(`stopped before ${REPORT_FILE} was written`, 'run the command again for the report', 130);
+  };
+  const tempExport = `${o.out}.fp32-export`;
+  try {
+    const fp32 = o.exported ?? (await exportTo(tempExport, o, opts));
+    stopped();
+    await runWorker({
+      job: 'quantize',
+      config: { model: fp32.dir, out: o.out, bits: o.bits, block_size: o.blockSize, symmetric: o.symmetric, exclude: o.exclude },
+      logFile: join(llmkitHome(), 'logs', 'quantize.log'),
+      onEvent: opts.onEvent,
+      stopSignal: opts.stopSignal,
+    });
+    const report = await measureQuantization(fp32, loadExportedModel(o.out), o.model, {
+      evalData: o.evalData,
+      evalTokens: o.evalTokens,
+      threads: o.threads,
+      progress: (message, step, total) => {
+        stopped();
+        opts.onEvent?.({ event: 'progress', step, total, message });
+      },
+    });
+    await writeFileAtomic(join(o.out, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');
+    return report;
+  } finally {
+    if (!o.exported) await removeIfExists(tempExport);
+  }
+}
+
+async function exportTo(dir: string, o: ResolvedQuantizeOptions, opts: QuantizeOptions): Promise<ExportedModel> {
+  await exportModel({ model: o.model, out: dir, tolerance: o.tolerance, onEvent: opts.onEvent, stopSignal: opts.stopSignal });
+  return loadExportedModel(dir);
+}

@@ -1,0 +1,103 @@
+import type { EngineOptions } from '../engine/engine.js';
+import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
+import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
+import { ModelRegistry, parseModelSpec, type ServedModel } from '../serve/model-registry.js';
+import { QuotaTracker } from '../serve/quotas.js';
+import { LlmServer } from '../serve/server.js';
+import { ServerMetrics } from '../serve/server-metrics.js';
+import { UsageError } from './errors.js';
+
+export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
+  /** Model folders: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH`. */
+  models: string[];
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  apiKeys?: string[];
+  apiKeysFile?: string;
+  /** Per-key defaults; a keys file can set its own per key. */
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  blocklist?: string;
+  filterMode?: FilterMode;
+  /** The access log: one line per request. */
+  log: (line: string) => void;
+}
+
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:8080 (the OpenAI API is under /v1). */
+  url: string;
+  models: readonly ServedModel[];
+  /** Whether requests need an API key. */
+  authenticated: boolean;
+  /** Refuses new requests, finishes those in flight, closes the server and frees the models. */
+  drain(): Promise<void>;
+}
+
+/** Loads the models and starts the OpenAI-compatible server; everything is checked before the models load. */
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
+  const specs = opts.models.map(parseModelSpec);
+  const auth = new Authenticator(loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }));
+  const filter = opts.blocklist ? BlocklistFilter.load(opts.blocklist, opts.filterMode ?? 'reject') : undefined;
+  const quotas = new QuotaTracker({ requestsPerMinute: opts.requestsPerMinute, tokensPerMinute: opts.tokensPerMinute });
+
+  let models: ModelRegistry | undefined;
+  const metrics = new ServerMetrics(() => models?.models ?? []);
+  models = await ModelRegistry.open(specs, { ...opts, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, log: opts.log });
+  let url: string;
+  try {
+    url = await server.listen(opts.port, opts.host);
+  } catch (e) {
+    await models.close();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new UsageError(`port ${opts.port} on ${opts.host} is in use`, 'pass another --port (0 picks a free one)');
+    throw e;
+  }
+  const registry = models;
+  return {
+    url,
+    models: registry.models,
+    authenticated: auth.enabled,
+    drain: async () => {
+      await server.drain();
+      await registry.close();
+    },
+  };
+}
+
+export interface AskOnceResult {
+  url: string;
+  model: string;
+  device: string;
+  answer: string;
+  finishReason: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/**
+ * Serves one model on a free local port, asks it one chat question through the official `openai`
+ * client, and drains the server: the demo's proof that a model folder becomes a working API.
+ */
+export async function askOnce(opts: { model: string; question: string; maxTokens: number }): Promise<AskOnceResult> {
+  const { default: OpenAI } = await import('openai');
+  const log: string[] = [];
+  const server = await startServer({ models: [`demo=${opts.model}`], host: '127.0.0.1', port: 0, device: 'cpu', log: (line) => log.push(line) });
+  try {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'not-needed', maxRetries: 0 });
+    const r = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: opts.question }], max_tokens: opts.maxTokens, temperature: 0 });
+    return {
+      url: server.url,
+      model: r.model,
+      device: server.models[0].engine.decoder.provider,
+      answer: r.choices[0].message.content ?? '',
+      finishReason: r.choices[0].finish_reason,
+      promptTokens: r.usage?.prompt_tokens ?? 0,
+      completionTokens: r.usage?.completion_tokens ?? 0,
+    };
+  } finally {
+    await server.drain();
+  }
+}

@@ -1,0 +1,125 @@
+import { DecoderSession } from './decoder-session.js';
+import { IncrementalDetokenizer } from './detokenizer.js';
+import { GenerationScheduler, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
+import { loadExportedModel, type ExportedModel } from './model-manifest.js';
+import type { Device } from './onnx-runtime.js';
+import { GREEDY, type SamplingParams } from './sampling.js';
+import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
+import { StreamingTextMatcher } from './text-matcher.js';
+import { ModelTokenizer } from './tokenizer.js';
+
+export interface EngineOptions extends Partial<SchedulerLimits> {
+  device?: Device;
+  /** Intra-op threads for ONNX Runtime (default: one per physical core). */
+  threads?: number;
+  /** Called after each decode step with the number of rows it advanced. */
+  onDecodeStep?: (rows: number) => void;
+}
+
+export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
+
+/** A generation request in tokens in, text out. */
+export interface TextRequest {
+  promptIds: readonly number[];
+  /** Default: whatever is left of the context after the prompt. */
+  maxTokens?: number;
+  sampling?: Partial<SamplingParams>;
+  /** Strings that end the generation; they are not part of the output. */
+  stop?: readonly string[];
+  /** Keep going past EOS (benchmarks: every request generates exactly maxTokens). */
+  ignoreEos?: boolean;
+  signal?: AbortSignal;
+}
+
+/**
+ * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.
+ * `serve`, `chat`, `bench` and tests all generate through it.
+ */
+export class Engine {
+  private constructor(
+    readonly model: ExportedModel,
+    readonly decoder: DecoderSession,
+    readonly tokenizer: ModelTokenizer,
+    readonly scheduler: GenerationScheduler,
+  ) {}
+
+  static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+    const model = loadExportedModel(dir);
+    const tokenizer = await ModelTokenizer.load(model.dir);
+    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads });
+    const limits: SchedulerLimits = {
+      maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch,
+      maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,
+      prefillChunk: opts.prefillChunk ?? DEFAULT_LIMITS.prefillChunk,
+      maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
+    };
+    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep));
+  }
+
+  get contextLength(): number {
+    return this.scheduler.contextLength;
+  }
+
+  /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
+  generate(request: TextRequest, streamer: Streamer): void {
+    const maxTokens = request.maxTokens ?? Math.max(1, this.contextLength - request.promptIds.length);
+    this.scheduler.submit({
+      promptIds: request.promptIds,
+      maxTokens,
+      sampling: { ...GREEDY, ...request.sampling },
+      stopTokenIds: request.ignoreEos ? [] : this.model.manifest.eos_token_ids,
+      sink: new TextSink(new IncrementalDetokenizer(this.tokenizer, request.promptIds), new StreamingTextMatcher(request.stop ?? []), streamer),
+      signal: request.signal,
+    });
+  }
+
+  /** Generates and waits for the whole text. */
+  async complete(request: TextRequest): Promise<{ text: string; end: GenerationEnd }> {
+    const collector = new TextCollector();
+    this.generate(request, collector);
+    const end = await collector.done;
+    return { text: collector.text, end };
+  }
+
+  /** Waits for running requests to finish, then frees the session. */
+  async close(): Promise<void> {
+    await this.scheduler.idle();
+    await this.decoder.release();
+  }
+}
+
+/** Tokens → complete text → stop strings → the streamer. */
+class TextSink implements TokenSink {
+  private stopped = false;
+
+  constructor(
+    private readonly detokenizer: IncrementalDetokenizer,
+    private readonly stops: StreamingTextMatcher,
+    private readonly streamer: Streamer,
+  ) {}
+
+  token(id: number): boolean {
+    return this.emit(this.detokenizer.push(id));
+  }
+
+  end(end: GenerationEnd): void {
+    // A stop token or max_tokens leaves text held back (an unfinished character, a partial stop string): send it.
+    if (!this.stopped && (end.reason === 'stop' || end.reason === 'length')) {
+      if (this.emit(this.detokenizer.flush())) end = { ...end, reason: 'stop' };
+      else this.put(this.stops.flush());
+    }
+    this.streamer.end(end);
+  }
+
+  private emit(text: string): boolean {
+    if (!text) return false;
+    const { text: out, match } = this.stops.push(text);
+    this.put(out);
+    this.stopped = match !== undefined;
+    return this.stopped;
+  }
+
+  private put(text: string): void {
+    if (text) this.streamer.put(text);
+  }
+}

@@ -1,0 +1,347 @@
+import type { BatchCache, DecoderSession } from './decoder-session.js';
+import { gatherRows, leftPaddedMask } from './kv-cache.js';
+import { TokenSampler, type SamplingParams } from './sampling.js';
+import type { FinishReason, GenerationEnd } from './streamer.js';
+
+/** Receives one request's tokens as they are sampled. */
+export interface TokenSink {
+  /** Called with each sampled token that is not a stop token; returns true when the request is done (a stop string). */
+  token(id: number): boolean;
+  /** Called exactly once, when the request leaves the scheduler for any reason. */
+  end(end: GenerationEnd): void;
+}
+
+export interface GenerationRequest {
+  promptIds: readonly number[];
+  /** At most this many new tokens; prompt + maxTokens must fit the context. */
+  maxTokens: number;
+  sampling: SamplingParams;
+  /** Tokens that end the generation (EOS); empty to generate exactly maxTokens. */
+  stopTokenIds: readonly number[];
+  sink: TokenSink;
+  /** Aborting it frees the request's slot at the next step. */
+  signal?: AbortSignal;
+}
+
+export interface SchedulerLimits {
+  /** Rows decoded together. */
+  maxBatch: number;
+  /** Requests waiting for a row; past it, submit throws `queue_full`. */
+  maxQueue: number;
+  /** Sum of prompt + max tokens over running requests; newcomers wait until they fit. */
+  maxTokensTotal: number;
+  /** Prompt tokens (padding included) prefilled between two decode steps, so running streams keep a steady pace. */
+  prefillChunk: number;
+}
+
+export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt';
+
+/** A request the scheduler refuses up front; the server maps the code to an HTTP status. */
+export class EngineRejection extends Error {
+  constructor(
+    readonly code: RejectionCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EngineRejection';
+  }
+}
+
+/** One request inside the scheduler. */
+class Sequence {
+  readonly sampler: TokenSampler;
+  /** Tokens whose keys/values are in the cache. */
+  cached = 0;
+  /** The last sampled token, fed at the next decode step. */
+  next = -1;
+  generated = 0;
+  finished?: FinishReason;
+  private readonly submittedAt = performance.now();
+  private lastTokenAt = 0;
+  private firstTokenMs?: number;
+  private readonly gaps: number[] = [];
+
+  constructor(readonly request: GenerationRequest) {
+    this.sampler = new TokenSampler(request.sampling, request.promptIds);
+  }
+
+  /** Tokens this request may hold at most: what counts against maxTokensTotal. */
+  get tokens(): number {
+    return this.request.promptIds.length + this.request.maxTokens;
+  }
+
+  get cancelled(): boolean {
+    return !this.finished && this.request.signal?.aborted === true;
+  }
+
+  /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
+  advance(logits: Float32Array): void {
+    const token = this.sampler.sample(logits);
+    const now = performance.now();
+    if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
+    else this.gaps.push(now - this.lastTokenAt);
+    this.lastTokenAt = now;
+    this.generated++;
+    this.next = token;
+    const { request } = this;
+    if (request.stopTokenIds.includes(token) || request.sink.token(token)) this.finish('stop');
+    else if (this.generated >= request.maxTokens) this.finish('length');
+  }
+
+  finish(reason: FinishReason, error?: Error): void {
+    if (this.finished) return;
+    this.finished = reason;
+    this.request.sink.end({
+      reason,
+      promptTokens: this.request.promptIds.length,
+      completionTokens: this.generated,
+      timeToFirstTokenMs: this.firstTokenMs,
+      interTokenMs: this.gaps,
+      error,
+    });
+  }
+}
+
+/** Newcomers prefilled together: their prompts left-padded to one width, fed a chunk of columns per step. */
+interface PrefillJob {
+  seqs: Sequence[];
+  width: number;
+  ids: BigInt64Array;
+  mask: BigInt64Array;
+  positions: BigInt64Array;
+  /** Columns prefilled so far. */
+  done: number;
+  cache: BatchCache;
+}
+
+/** Newcomers are grouped while padding stays under this share of the group's tokens. */
+const MAX_PADDING_SHARE = 0.25;
+
+/** Row indices of the sequences still going. */
+const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished ? [] : [b]));
+
+/**
+ * Continuous (iteration-level) batching over one decoder. Between two decode steps the scheduler
+ * drops finished and cancelled rows, prefills newcomers (grouped by similar length, chunked under a
+ * token budget) and merges them into the running batch, with one copy of the cache per change; a
+ * decode step then advances every running row by one token. A long generation never blocks a short
+ * one: the short one joins at the next step and leaves when it is done.
+ */
+export class GenerationScheduler {
+  private readonly queue: Sequence[] = [];
+  private job?: PrefillJob;
+  /** Jobs whose prompts are in their cache, waiting to be merged into the running batch. */
+  private prefilled: PrefillJob[] = [];
+  private running: Sequence[] = [];
+  private cache: BatchCache;
+  private loop: Promise<void> = Promise.resolve();
+  private looping = false;
+
+  constructor(
+    private readonly decoder: DecoderSession,
+    readonly limits: SchedulerLimits,
+    /** Called after each decode step with the number of rows it advanced (for metrics). */
+    private readonly onDecodeStep?: (rows: number) => void,
+  ) {
+    this.cache = decoder.emptyCache(0);
+  }
+
+  get contextLength(): number {
+    return this.decoder.model.manifest.max_position_embeddings;
+  }
+
+  /** Requests waiting for a row. */
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  /** Rows being prefilled or decoded. */
+  get batchSize(): number {
+    return this.active().length;
+  }
+
+  /** Queues a request; its sink hears every token and the end. Throws EngineRejection before queueing. */
+  submit(request: GenerationRequest): void {
+    const prompt = request.promptIds.length;
+    if (prompt === 0) throw new EngineRejection('empty_prompt', 'the prompt is empty');
+    if (prompt + request.maxTokens > this.contextLength) {
+      throw new EngineRejection(
+        'context_length_exceeded',
+        `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
+      );
+    }
+    if (prompt + request.maxTokens > this.limits.maxTokensTotal) {
+      throw new EngineRejection('too_many_tokens', `prompt + max_tokens (${prompt + request.maxTokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
+    }
+    if (this.queue.length >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
+    this.queue.push(new Sequence(request));
+    if (!this.looping) {
+      this.looping = true;
+      this.loop = this.run();
+    }
+  }
+
+  /** Resolves when nothing is queued or running. */
+  async idle(): Promise<void> {
+    while (this.looping) await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.queue.length || this.job || this.running.length) {
+        await this.prefill();
+        this.rebuild();
+        if (this.running.length) await this.decode();
+      }
+    } finally {
+      // Cleared in the same turn as the last check of the queue, so a request submitted after it starts a new loop.
+      this.looping = false;
+    }
+  }
+
+  private active(): Sequence[] {
+    return [...this.running, ...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].filter((s) => !s.finished);
+  }
+
+  /** Spends one step's prefill budget; jobs whose prompts are now fully in their cache go to `prefilled`. */
+  private async prefill(): Promise<void> {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.queue[i].cancelled) this.queue.splice(i, 1)[0].finish('cancelled');
+    }
+    let budget = this.limits.prefillChunk;
+    while (budget > 0) {
+      const job = (this.job ??= this.nextJob());
+      if (!job) break;
+      if (job.seqs.every((s) => s.cancelled || s.finished)) {
+        for (const s of job.seqs) s.finish('cancelled');
+        this.job = undefined;
+        continue;
+      }
+      const columns = Math.max(1, Math.min(job.width - job.done, Math.floor(budget / job.seqs.length)));
+      budget -= columns * job.seqs.length;
+      try {
+        await this.prefillChunk(job, columns);
+      } catch (e) {
+        for (const s of job.seqs) s.finish('error', e as Error);
+        this.job = undefined;
+        continue;
+      }
+      if (job.done < job.width) break;
+      this.job = undefined;
+      this.prefilled.push(job);
+    }
+  }
+
+  private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
+    const rows = job.seqs.length;
+    const ids = new BigInt64Array(rows * columns);
+    const positions = new BigInt64Array(rows * columns);
+    const mask = new BigInt64Array(rows * (job.done + columns));
+    for (let b = 0; b < rows; b++) {
+      const from = b * job.width;
+      ids.set(job.ids.subarray(from + job.done, from + job.done + columns), b * columns);
+      positions.set(job.positions.subarray(from + job.done, from + job.done + columns), b * columns);
+      mask.set(job.mask.subarray(from, from + job.done + columns), b * (job.done + columns));
+    }
+    const step = await this.decoder.forward(ids, mask, positions, job.cache);
+    job.cache = step.cache;
+    job.done += columns;
+    if (job.done < job.width) return;
+    const vocab = this.decoder.vocabSize;
+    job.seqs.forEach((s, b) => {
+      s.cached = s.request.promptIds.length;
+      if (!s.cancelled && !s.finished) s.advance(step.logits.subarray(((b + 1) * columns - 1) * vocab, (b + 1) * columns * vocab));
+    });
+  }
+
+  /** Groups the queue's head with later requests of similar length that fit the batch, the budget and the token limit. */
+  private nextJob(): PrefillJob | undefined {
+    const active = this.active();
+    let free = this.limits.maxBatch - active.length;
+    let tokens = active.reduce((n, s) => n + s.tokens, 0);
+    const seqs: Sequence[] = [];
+    let width = 0;
+    let real = 0;
+    for (let i = 0; i < this.queue.length && free > 0; ) {
+      const s = this.queue[i];
+      const n = s.request.promptIds.length;
+      const w = Math.max(width, n);
+      const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal;
+      const padded = w * (seqs.length + 1);
+      const fitsGroup = seqs.length === 0 || (padded <= this.limits.prefillChunk && padded <= (real + n) * (1 + MAX_PADDING_SHARE));
+      if (!fitsTokens && seqs.length === 0) break; // the head waits for room; nobody overtakes it
+      if (fitsTokens && fitsGroup) {
+        seqs.push(...this.queue.splice(i, 1));
+        tokens += s.tokens;
+        width = w;
+        real += n;
+        free--;
+      } else i++;
+    }
+    if (!seqs.length) return undefined;
+    const ids = new BigInt64Array(seqs.length * width);
+    const mask = new BigInt64Array(seqs.length * width);
+    const positions = new BigInt64Array(seqs.length * width);
+    seqs.forEach((s, b) => {
+      const prompt = s.request.promptIds;
+      const pad = width - prompt.length;
+      prompt.forEach((t, i) => {
+        ids[b * width + pad + i] = BigInt(t);
+        mask[b * width + pad + i] = 1n;
+        positions[b * width + pad + i] = BigInt(i);
+      });
+    });
+    return { seqs, width, ids, mask, positions, done: 0, cache: this.decoder.emptyCache(seqs.length) };
+  }
+
+  /** Drops finished and cancelled rows and merges newcomers: one copy of the cache, trimmed to the longest row. */
+  private rebuild(): void {
+    const joining = this.prefilled;
+    this.prefilled = [];
+    for (const s of [...this.running, ...joining.flatMap((j) => j.seqs)]) if (s.cancelled) s.finish('cancelled');
+    const keep = liveRows(this.running);
+    const newcomers = joining.map((job) => ({ job, rows: liveRows(job.seqs) }));
+    if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
+    const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap(({ job, rows }) => rows.map((b) => job.seqs[b]))];
+    this.running = seqs;
+    if (!seqs.length) {
+      this.cache = this.decoder.emptyCache(0);
+      return;
+    }
+    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    this.cache = gatherRows(
+      selections.filter((s) => s.rows.length),
+      Math.max(...seqs.map((s) => s.cached)),
+      kvHeads,
+      headDim,
+    );
+  }
+
+  private async decode(): Promise<void> {
+    const rows = this.running;
+    const ids = BigInt64Array.from(rows, (s) => BigInt(s.next));
+    const positions = BigInt64Array.from(rows, (s) => BigInt(s.cached));
+    const mask = leftPaddedMask(
+      rows.map((s) => s.cached),
+      this.cache.length,
+      1,
+    );
+    let step;
+    try {
+      step = await this.decoder.forward(ids, mask, positions, this.cache);
+    } catch (e) {
+      for (const s of rows) s.finish('error', e as Error);
+      this.running = [];
+      this.cache = this.decoder.emptyCache(0);
+      return;
+    }
+    this.cache = step.cache;
+    const vocab = this.decoder.vocabSize;
+    rows.forEach((s, b) => {
+      s.cached++;
+      s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
+    });
+    this.onDecodeStep?.(rows.length);
+  }
+}

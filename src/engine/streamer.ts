@@ -1,0 +1,41 @@
+/** Why a generation ended: OpenAI's reasons, plus `cancelled` (the caller went away) and `error`. */
+export type FinishReason = 'stop' | 'length' | 'content_filter' | 'cancelled' | 'error';
+
+export interface GenerationEnd {
+  reason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+  /** Milliseconds from submission to the first sampled token (queueing and prefill included). */
+  timeToFirstTokenMs?: number;
+  /** Milliseconds between consecutive sampled tokens. */
+  interTokenMs: number[];
+  error?: Error;
+}
+
+/**
+ * Where generated text goes: `put` with each piece of complete text (never a broken character, never
+ * a stop string), then `end` exactly once. The server, the chat UI, the benchmarks and tests share it.
+ */
+export interface Streamer {
+  put(text: string): void;
+  end(end: GenerationEnd): void;
+}
+
+/** A streamer that keeps the whole text, for callers that want the answer at the end. */
+export class TextCollector implements Streamer {
+  text = '';
+  readonly done: Promise<GenerationEnd>;
+  private resolve!: (end: GenerationEnd) => void;
+
+  constructor() {
+    this.done = new Promise((resolve) => (this.resolve = resolve));
+  }
+
+  put(text: string): void {
+    this.text += text;
+  }
+
+  end(end: GenerationEnd): void {
+    this.resolve(end);
+  }
+}

@@ -1,0 +1,71 @@
+import { basename, resolve } from 'node:path';
+import { UsageError } from '../core/errors.js';
+import { Engine, type EngineOptions } from '../engine/engine.js';
+import { ApiError } from './openai/errors.js';
+
+/** One model folder to serve, as given on the command line: `path`, `name=path` or `name@version=path`. */
+export interface ModelSpec {
+  name: string;
+  version?: string;
+  path: string;
+}
+
+export interface ServedModel {
+  /** What clients put in `model`: `name` or `name@version`. */
+  id: string;
+  name: string;
+  version?: string;
+  engine: Engine;
+  /** Unix seconds when it was loaded. */
+  created: number;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
+
+export function parseModelSpec(arg: string): ModelSpec {
+  const eq = arg.indexOf('=');
+  if (eq < 0) return { name: basename(resolve(arg)), path: arg };
+  const [name, version] = arg.slice(0, eq).split('@');
+  const path = arg.slice(eq + 1);
+  if (!NAME.test(name) || (version !== undefined && !NAME.test(version)) || !path) {
+    throw new UsageError(`model ${arg} is not PATH, NAME=PATH or NAME@VERSION=PATH`, 'names and versions use letters, digits and . _ : / -');
+  }
+  return { name, version, path };
+}
+
+/**
+ * The models one server holds, each with its own engine (and so its own batch). `model` in a request
+ * picks one by `name@version`, or by `name` alone for the last version listed.
+ */
+export class ModelRegistry {
+  private constructor(readonly models: readonly ServedModel[]) {}
+
+  static async open(specs: ModelSpec[], opts: Omit<EngineOptions, 'onDecodeStep'> & { onDecodeStep?: (model: string, rows: number) => void }): Promise<ModelRegistry> {
+    const ids = specs.map((s) => (s.version ? `${s.name}@${s.version}` : s.name));
+    const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (twice) throw new UsageError(`model ${twice} is listed twice`, 'give each model a distinct NAME=PATH or NAME@VERSION=PATH');
+    const models: ServedModel[] = [];
+    try {
+      for (const [i, spec] of specs.entries()) {
+        const engine = await Engine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows) });
+        models.push({ id: ids[i], name: spec.name, version: spec.version, engine, created: Math.floor(Date.now() / 1000) });
+      }
+    } catch (e) {
+      await Promise.all(models.map((m) => m.engine.close()));
+      throw e;
+    }
+    return new ModelRegistry(models);
+  }
+
+  /** The model a request names; 404 in OpenAI's shape, listing what exists, when there is none. */
+  resolve(model: string): ServedModel {
+    const found = this.models.find((m) => m.id === model) ?? this.models.findLast((m) => m.name === model);
+    if (found) return found;
+    throw new ApiError(404, `The model '${model}' does not exist; this server has: ${this.models.map((m) => m.id).join(', ')}`, 'model_not_found', 'model');
+  }
+
+  /** Waits for running requests and frees every model's session. */
+  async close(): Promise<void> {
+    await Promise.all(this.models.map((m) => m.engine.close()));
+  }
+}

@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { ApiError, invalidParam } from './errors.js';
+
+/**
+ * The request bodies llmkit accepts, field by field as in OpenAI's API, plus three extensions that
+ * vLLM and llama.cpp also take: `top_k`, `repetition_penalty` and `ignore_eos`. Fields OpenAI has but
+ * llmkit cannot honour (n > 1, logprobs, tools) are refused by name rather than ignored.
+ */
+const sampling = {
+  model: z.string().min(1),
+  max_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.number().int().min(0).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  repetition_penalty: z.number().gt(0).nullish(),
+  seed: z.number().int().nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
+  ignore_eos: z.boolean().nullish(),
+  user: z.string().nullish(),
+  n: z.literal(1, { error: 'only n = 1 is supported' }).nullish(),
+};
+
+const textPart = z.strictObject({ type: z.literal('text', { error: "only content parts of type 'text' are supported" }), text: z.string() });
+
+const message = z.strictObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant']),
+  content: z.union([z.string(), z.array(textPart)]).nullable(),
+  name: z.string().optional(),
+});
+
+export const ChatRequestSchema = z.strictObject({
+  ...sampling,
+  messages: z.array(message).min(1),
+  max_completion_tokens: z.number().int().min(1).nullish(),
+  logprobs: z.literal(false, { error: 'logprobs are not supported' }).nullish(),
+  response_format: z.strictObject({ type: z.literal('text', { error: "only response_format type 'text' is supported" }) }).nullish(),
+});
+
+export const CompletionRequestSchema = z.strictObject({
+  ...sampling,
+  /** Text, a list of one text, or token ids. */
+  prompt: z.union([z.string(), z.array(z.string()).length(1, { error: 'only one prompt per request is supported' }), z.array(z.number().int().min(0)).min(1)]),
+  echo: z.literal(false, { error: 'echo is not supported' }).nullish(),
+  logprobs: z.null({ error: 'logprobs are not supported' }).optional(),
+  best_of: z.literal(1, { error: 'only best_of = 1 is supported' }).nullish(),
+  suffix: z.null({ error: 'suffix is not supported' }).optional(),
+});
+
+export type ChatRequest = z.infer<typeof ChatRequestSchema>;
+export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
+
+/** Validates a body, turning the first problem into a 400 that names the parameter, as OpenAI does. */
+export function parseRequest<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the request body must be a JSON object', 'invalid_request');
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  if (issue.code === 'unrecognized_keys') {
+    const key = [...issue.path.map(String), issue.keys[0]].join('.');
+    throw invalidParam(key, `Unrecognized request argument supplied: ${key}`, 'unknown_parameter');
+  }
+  const param = paramName(issue.path);
+  const missing = issue.code === 'invalid_type' && (body as Record<string, unknown>)[String(issue.path[0])] === undefined && issue.path.length === 1;
+  if (missing) throw invalidParam(param, `Missing required parameter: '${param}'`, 'missing_required_parameter');
+  throw invalidParam(param, `Invalid '${param}': ${issue.message}`, issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value');
+}
+
+/** ['messages', 0, 'role'] → "messages[0].role", OpenAI's way of naming nested parameters. */
+function paramName(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((name, part) => (typeof part === 'number' ? `${name}[${part}]` : name ? `${name}.${String(part)}` : String(part)), '');
+}

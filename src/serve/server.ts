@@ -1,0 +1,170 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatAccessLine, type AccessEntry } from './access-log.js';
+import type { ApiKey, Authenticator } from './auth.js';
+import { CompletionService } from './completions.js';
+import type { ContentFilter } from './content-filter.js';
+import { readJson, sendError, sendJson, SseWriter } from './http-io.js';
+import type { ModelRegistry } from './model-registry.js';
+import { ApiError, toApiError } from './openai/errors.js';
+import type { Endpoint } from './openai/translate.js';
+import type { QuotaTracker } from './quotas.js';
+import type { ServerMetrics } from './server-metrics.js';
+import { WebSocketGateway } from './websocket.js';
+
+export interface ServerOptions {
+  models: ModelRegistry;
+  auth: Authenticator;
+  quotas: QuotaTracker;
+  metrics: ServerMetrics;
+  filter?: ContentFilter;
+  /** Receives one access-log line per request. */
+  log: (line: string) => void;
+}
+
+/** Seconds a client is asked to wait while the server drains. */
+const DRAIN_RETRY_AFTER_S = 5;
+
+/** nginx's "client closed request": the client left before a response could be sent. */
+const CLIENT_CLOSED = 499;
+
+const GENERATION_ROUTES: Record<string, Endpoint> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completion' };
+
+/**
+ * The OpenAI-compatible server on node:http: REST (JSON and server-sent events), the WebSocket at
+ * /v1/ws, health, readiness and Prometheus metrics. SIGTERM-style draining: new requests get 503
+ * while the ones in flight finish.
+ */
+export class LlmServer {
+  private readonly http: Server;
+  private readonly service: CompletionService;
+  private readonly ws: WebSocketGateway;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private draining = false;
+
+  constructor(private readonly opts: ServerOptions) {
+    this.service = new CompletionService(opts);
+    this.ws = new WebSocketGateway({
+      service: this.service,
+      auth: opts.auth,
+      metrics: opts.metrics,
+      log: opts.log,
+      refuseIfDraining: () => this.refuseIfDraining(),
+      track: (p) => this.track(p),
+    });
+    this.http = createServer((req, res) => void this.track(this.route(req, res)));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.ws.upgrade(req, socket, head));
+  }
+
+  async listen(port: number, host: string): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => resolve());
+    });
+    const address = this.http.address() as AddressInfo;
+    return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  }
+
+  /** Refuses new requests (503), waits for those in flight, then closes every connection. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    this.ws.closeAll();
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeAllConnections();
+    await closed;
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p)).catch(() => {});
+    return p;
+  }
+
+  private refuseIfDraining(): void {
+    if (this.draining) throw new ApiError(503, 'The server is shutting down: try again on another instance or shortly', 'shutting_down', null, { 'Retry-After': String(DRAIN_RETRY_AFTER_S) });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const entry: AccessEntry = { remote: req.socket.remoteAddress ?? '-', method: req.method ?? '-', path: url.pathname, status: 0, ms: 0 };
+    try {
+      await this.dispatch(req, res, url, entry);
+    } catch (e) {
+      const error = toApiError(e);
+      entry.error = error.code ?? undefined;
+      if (!res.headersSent) sendError(res, error);
+    } finally {
+      entry.status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
+      entry.ms = performance.now() - started;
+      this.opts.metrics.requests.inc({ route: url.pathname, status: String(entry.status) });
+      this.opts.log(formatAccessLine(entry));
+    }
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse, url: URL, entry: AccessEntry): Promise<void> {
+    const { pathname } = url;
+    const endpoint = GENERATION_ROUTES[pathname];
+    if (endpoint) {
+      this.allow(req, 'POST');
+      this.refuseIfDraining();
+      const key = this.opts.auth.authenticate(req.headers.authorization);
+      entry.key = key.name;
+      return this.generate(endpoint, await readJson(req), key, res, entry);
+    }
+    if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
+    if (pathname === '/ready') return this.draining ? sendJson(res, 503, { status: 'draining' }) : sendJson(res, 200, { status: 'ready' });
+    if (pathname === '/metrics') {
+      const text = this.opts.metrics.registry.render();
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+      return void res.end(text);
+    }
+    if (pathname === '/v1/models' || pathname.startsWith('/v1/models/')) {
+      this.allow(req, 'GET');
+      entry.key = this.opts.auth.authenticate(req.headers.authorization).name;
+      const models = this.opts.models.models.map((m) => ({
+        id: m.id,
+        object: 'model',
+        created: m.created,
+        owned_by: 'llmkit',
+        context_length: m.engine.contextLength,
+        device: m.engine.decoder.provider,
+      }));
+      if (pathname === '/v1/models') return sendJson(res, 200, { object: 'list', data: models });
+      const id = decodeURIComponent(pathname.slice('/v1/models/'.length));
+      return sendJson(res, 200, models.find((m) => m.id === this.opts.models.resolve(id).id));
+    }
+    throw new ApiError(404, `Unknown request URL: ${req.method} ${pathname}`, 'unknown_url');
+  }
+
+  private allow(req: IncomingMessage, method: string): void {
+    if (req.method !== method) throw new ApiError(405, `${req.method} is not allowed on ${req.url}: use ${method}`, 'method_not_allowed');
+  }
+
+  private async generate(endpoint: Endpoint, body: unknown, key: ApiKey, res: ServerResponse, entry: AccessEntry): Promise<void> {
+    const client = new AbortController();
+    // The client went away before the whole answer was sent: its generation leaves the batch at the next step.
+    res.on('close', () => !res.writableFinished && client.abort());
+    const sse = new SseWriter(res);
+    try {
+      const summary = await this.service.handle(endpoint, body, key, client.signal, { chunk: (c) => sse.send(c), complete: (r) => sendJson(res, 200, r) });
+      Object.assign(entry, {
+        model: summary.model,
+        transport: summary.stream ? 'sse' : 'json',
+        promptTokens: summary.end.promptTokens,
+        completionTokens: summary.end.completionTokens,
+        finish: summary.end.reason,
+      });
+      if (sse.open && !client.signal.aborted) sse.done();
+    } catch (e) {
+      if (!sse.open) throw e;
+      // The status line is gone: the error travels as one more event, then the stream ends.
+      const error = toApiError(e);
+      entry.error = error.code ?? undefined;
+      sse.send(error.body);
+      sse.done();
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { formatAccessLine } from './access-log.js';
+import type { ApiKey, Authenticator } from './auth.js';
+import type { CompletionService } from './completions.js';
+import { MAX_BODY_BYTES } from './http-io.js';
+import { ApiError, toApiError } from './openai/errors.js';
+import type { Endpoint } from './openai/translate.js';
+import type { ServerMetrics } from './server-metrics.js';
+
+export const WS_PATH = '/v1/ws';
+
+/**
+ * The WebSocket protocol at /v1/ws, several requests per connection, told apart by the client's `id`:
+ *   → {"type": "chat.completions" | "completions", "id": "r1", "body": {…OpenAI request…}}
+ *   → {"type": "cancel", "id": "r1"}
+ *   ← {"type": "chunk", "id": "r1", "chunk": {…the same chunk objects as the SSE stream…}}
+ *   ← {"type": "done", "id": "r1", "finish_reason": "stop" | "length" | "content_filter" | "cancelled"}
+ *   ← {"type": "error", "id": "r1", "status": 400, "error": {…OpenAI error…}}
+ */
+const MESSAGE_TYPES: Record<string, Endpoint> = { 'chat.completions': 'chat', completions: 'completion' };
+
+export interface WebSocketDeps {
+  service: CompletionService;
+  auth: Authenticator;
+  metrics: ServerMetrics;
+  log: (line: string) => void;
+  refuseIfDraining: () => void;
+  track: (p: Promise<unknown>) => void;
+}
+
+export class WebSocketGateway {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
+
+  constructor(private readonly deps: WebSocketDeps) {}
+
+  /** Accepts an upgrade to /v1/ws after the same checks as REST (draining, API key); refuses with an HTTP error otherwise. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let key: ApiKey;
+    try {
+      if (url.pathname !== WS_PATH) throw new ApiError(404, `Unknown WebSocket URL: ${url.pathname} (use ${WS_PATH})`, 'unknown_url');
+      this.deps.refuseIfDraining();
+      key = this.deps.auth.authenticate(req.headers.authorization, url.searchParams.get('api_key'));
+    } catch (e) {
+      const error = toApiError(e);
+      const body = JSON.stringify(error.body);
+      const headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), Connection: 'close', ...error.headers };
+      socket.end(`HTTP/1.1 ${error.status} ${error.code}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`);
+      this.logLine(req, error.status, 0, { error: error.code ?? undefined });
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req, key));
+  }
+
+  /** Closes every connection as "going away" (after draining). */
+  closeAll(): void {
+    for (const ws of this.wss.clients) ws.close(1001, 'server shutting down');
+  }
+
+  private connection(ws: WebSocket, req: IncomingMessage, key: ApiKey): void {
+    const running = new Map<string, AbortController>();
+    ws.on('close', () => running.forEach((c) => c.abort()));
+    ws.on('message', (data) => {
+      let message: { type?: unknown; id?: unknown; body?: unknown };
+      try {
+        message = JSON.parse(data.toString());
+      } catch {
+        return this.send(ws, { type: 'error', id: null, ...errorFields(new ApiError(400, 'messages must be JSON objects', 'invalid_json')) });
+      }
+      const id = typeof message.id === 'string' && message.id ? message.id : null;
+      if (message.type === 'cancel') return void (id && running.get(id)?.abort());
+      const endpoint = MESSAGE_TYPES[String(message.type)];
+      const refusal = !id
+        ? new ApiError(400, "every request needs a string 'id'", 'invalid_value', 'id')
+        : !endpoint
+          ? new ApiError(400, `'type' must be one of ${[...Object.keys(MESSAGE_TYPES), 'cancel'].join(', ')}`, 'invalid_value', 'type')
+          : running.has(id)
+            ? new ApiError(400, `request ${id} is already running on this connection`, 'duplicate_id', 'id')
+            : undefined;
+      if (refusal) return this.send(ws, { type: 'error', id, ...errorFields(refusal) });
+      const controller = new AbortController();
+      running.set(id!, controller);
+      this.deps.track(this.run(ws, req, key, id!, endpoint, message.body, controller).finally(() => running.delete(id!)));
+    });
+  }
+
+  private async run(ws: WebSocket, req: IncomingMessage, key: ApiKey, id: string, endpoint: Endpoint, body: unknown, controller: AbortController): Promise<void> {
+    const started = performance.now();
+    try {
+      this.deps.refuseIfDraining();
+      const summary = await this.deps.service.handle(endpoint, body, key, controller.signal, { chunk: (chunk) => this.send(ws, { type: 'chunk', id, chunk }), complete: () => {} }, { forceStream: true });
+      this.send(ws, { type: 'done', id, finish_reason: summary.end.reason });
+      this.logLine(req, 200, performance.now() - started, {
+        key: key.name,
+        model: summary.model,
+        promptTokens: summary.end.promptTokens,
+        completionTokens: summary.end.completionTokens,
+        finish: summary.end.reason,
+      });
+    } catch (e) {
+      const error = toApiError(e);
+      this.send(ws, { type: 'error', id, ...errorFields(error) });
+      this.logLine(req, error.status, performance.now() - started, { key: key.name, error: error.code ?? undefined });
+    }
+  }
+
+  private send(ws: WebSocket, message: object): void {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
+  }
+
+  private logLine(req: IncomingMessage, status: number, ms: number, extra: Partial<Parameters<typeof formatAccessLine>[0]>): void {
+    this.deps.metrics.requests.inc({ route: WS_PATH, status: String(status) });
+    this.deps.log(formatAccessLine({ remote: req.socket.remoteAddress ?? '-', method: 'WS', path: WS_PATH, status, ms, transport: 'ws', ...extra }));
+  }
+}
+
+function errorFields(error: ApiError) {
+  return { status: error.status, ...error.body };
+}

@@ -1,0 +1,226 @@
+"""The `llmkit distill` job: teaches a smaller student model what a teacher model does, on JSONL data.
+
+Config (snake_case; resolved and validated by llmkit, see src/core/distill/options.ts): everything the
+finetune job takes (`model` is the student's folder, which this job writes first when student_config is
+given), plus teacher (model folder), student_config ({config.json key: value} over the teacher's config, or
+null for an existing student folder), student_layers (for each student layer, the teacher layer it starts
+from), mode ("logits" or "sequence"), temperature, alpha, top_k (0: every logit), max_new_tokens.
+
+Supports: logit distillation, where the loss of each target token is
+alpha · T² · KL(teacher ‖ student, both at temperature T) + (1 − alpha) · cross-entropy on the label,
+optionally against the teacher's top-k logits only (renormalised over those k), which keeps k numbers a
+token instead of the vocabulary's worth until the backward pass; sequence-level distillation, where the
+teacher answers the prompts of the training data greedily and the student is fine-tuned on those answers
+(and judged on the data's own answers); a student built from the teacher's config with fewer layers or less
+width, each tensor copied from the teacher where the shapes match. The teacher runs without gradients, in
+bf16 on CUDA. Everything else (data formats, the training loop, progress, checkpoints, resume, eval loss,
+exact match, outputs) is the finetune job's: this job sets up the teacher and the student and hands
+finetune.run the data and the loss.
+
+Writes under `out`, besides the finetune job's outputs: student-init/ (the built student before training),
+teacher/metrics.jsonl (the teacher's exact match), teacher/answers-<format>.jsonl and teacher/eval-<format>.jsonl
+(sequence mode: the training data with the teacher's answers, the eval data with its own), eval.txt (the
+eval data as the models read it, which llmkit scores for its report). Events: the finetune job's, plus
+metric `student_init` (tensors copied from the teacher or left fresh) and metric `teacher` (parameters,
+exact match).
+
+Raises BadInput for: a teacher transformers cannot load, teacher and student vocabularies that differ, a
+student config transformers rejects, and whatever the finetune job raises.
+"""
+import contextlib
+import copy
+import json
+import os
+import re
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from . import finetune as ft
+from .lora_tools import copy_tokenizer_files
+from .protocol import BadInput, emit, log
+
+# A decoder layer's tensors are named `….layers.<index>.…` in every family llmkit trains.
+LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def run(config: dict) -> int:
+    cfg = config
+    out = cfg["out"]
+    device, precision = ft.pick_device(cfg)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    tokenizer, teacher = load_teacher(cfg["teacher"])
+    if cfg["student_config"] is not None:
+        build_student(teacher, cfg)
+    else:
+        check_vocabulary(tokenizer, cfg["model"])
+    # The teacher only runs forward: bf16 halves its memory on a GPU; fp32 keeps CPU runs exact.
+    teacher = teacher.to(device, dtype=torch.bfloat16 if device == "cuda" else torch.float32).eval().requires_grad_(False)
+
+    train_rows, eval_rows = ft.split_rows(ft.read_rows(cfg["data"]), ft.read_rows(cfg.get("eval_data") or []), cfg)
+    write_text(os.path.join(out, "eval.txt"), "\n".join(ft.render(row, fmt, tokenizer, True, where)[0] for row, fmt, where in eval_rows or train_rows))
+    os.makedirs(os.path.join(out, "teacher"), exist_ok=True)
+    # The teacher's figures get a metrics file of their own: finetune.run starts the student's afresh.
+    ft.open_metrics(os.path.join(out, "teacher"), 0)
+    exact = ft.exact_match(teacher, tokenizer, eval_rows or train_rows, cfg, device, autocast, "teacher", 0) if cfg["exact_match"] else None
+    emit("metric", name="teacher", parameters=teacher.num_parameters(), exact_match=exact)
+
+    if cfg["mode"] == "sequence":
+        return ft.run({**cfg, **sequence_data(teacher, tokenizer, train_rows, eval_rows, cfg, device, autocast)})
+    return ft.run(cfg, train_loss=distillation_loss(teacher, len(tokenizer), cfg))
+
+
+# ---- teacher and student ---------------------------------------------------------------------------
+
+def load_teacher(folder: str):
+    """On the CPU in the dtype it was saved in, so that a student built from it copies its weights exactly."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    except (OSError, ValueError, KeyError) as e:
+        raise BadInput(f"transformers cannot load the teacher in {folder}: {str(e).splitlines()[0]}",
+                       hint="pass a Hugging Face causal LM folder (config.json, weights, tokenizer) as --teacher") from e
+
+
+def check_vocabulary(teacher_tokenizer, student: str) -> None:
+    """Distillation compares next-token distributions, which only means something over one shared vocabulary."""
+    from transformers import AutoTokenizer
+
+    theirs, ours = teacher_tokenizer.get_vocab(), AutoTokenizer.from_pretrained(student).get_vocab()
+    differ = sorted(set(theirs.items()) ^ set(ours.items()))
+    if differ:
+        token = differ[0][0]
+        raise BadInput(f"the teacher and the student have different vocabularies ({len(theirs):,} and {len(ours):,} tokens; "
+                       f"{token!r} is {theirs.get(token)} in the teacher and {ours.get(token)} in the student)",
+                       hint="distill into a student with the teacher's tokenizer, e.g. one built with --student-config")
+
+
+def build_student(teacher, cfg: dict) -> None:
+    """Writes the student's starting point to cfg["model"]: the teacher's config with student_config over it, and
+    every tensor whose shape matches copied from the teacher (student layer i from teacher layer
+    student_layers[i]); tensors of another shape keep their fresh initialisation."""
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(teacher.config)
+    for key, value in {**cfg["student_config"], "num_hidden_layers": len(cfg["student_layers"])}.items():
+        setattr(config, key, value)
+    torch.manual_seed(cfg["seed"])
+    try:
+        student = AutoModelForCausalLM.from_config(config, dtype=teacher.dtype)
+    except (ValueError, AssertionError) as e:
+        raise BadInput(f"--student-config: transformers cannot build the student ({str(e).splitlines()[0]})",
+                       hint="change fewer dimensions, keeping hidden size a multiple of the heads") from e
+    source = teacher.state_dict()
+    copied, fresh = [], []
+    with torch.no_grad():
+        for name, param in student.named_parameters():
+            tensor = source.get(LAYER.sub(lambda m: f".layers.{cfg['student_layers'][int(m.group(1))]}.", name))
+            if tensor is not None and tensor.shape == param.shape:
+                param.copy_(tensor)
+                copied.append(param.numel())
+            else:
+                fresh.append(param.numel())
+    student.generation_config = copy.deepcopy(teacher.generation_config)
+    ft.replace_folder(cfg["model"], lambda tmp: (student.save_pretrained(tmp), copy_tokenizer_files(cfg["teacher"], tmp)))
+    emit("artifact", kind="student_init", path=cfg["model"])
+    emit("metric", name="student_init", layers=cfg["student_layers"], copied_tensors=len(copied), fresh_tensors=len(fresh),
+         copied_parameters=sum(copied), parameters=sum(copied) + sum(fresh))
+    log(f"student: {len(cfg['student_layers'])} layers from teacher layers {cfg['student_layers']}, {len(copied)} tensors "
+        f"copied from the teacher, {len(fresh)} freshly initialised")
+
+
+# ---- logit distillation ----------------------------------------------------------------------------
+
+def distillation_loss(teacher, vocabulary: int, cfg: dict):
+    """finetune.run's training loss for logit distillation: the sum over a micro-batch's target tokens of
+    alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE (train_step averages it over the step).
+
+    Only the first `vocabulary` logits (the tokenizer's) count: models pad their output layer past it, by
+    different amounts within one family. The student's logits are made a chunk of rows at a time and remade in
+    the backward pass, so they never all exist at once; the teacher's log-probabilities (or its top-k) stay
+    until the backward pass, which is what --top-k shrinks."""
+    t_decoder, t_weight = teacher.get_decoder(), teacher.get_output_embeddings().weight[:vocabulary]
+    temperature, alpha, top_k = cfg["temperature"], cfg["alpha"], cfg["top_k"]
+
+    def loss(decoder, lm_head, batch):
+        with torch.no_grad():
+            t_hidden = hidden_at_targets(t_decoder, batch)
+        hidden = hidden_at_targets(decoder, batch)
+        weight = lm_head.weight[:vocabulary]
+        rows = max(1, ft.CHUNK_ELEMENTS // vocabulary)
+        total = torch.zeros((), device=hidden.device)
+        for s in range(0, hidden.shape[0], rows):
+            part = slice(s, s + rows)
+            with torch.no_grad():
+                logits = (t_hidden[part] @ t_weight.T).float()
+                ids = logits.topk(top_k, dim=-1).indices if top_k else None
+                teacher_logp = torch.log_softmax((logits if ids is None else logits.gather(1, ids)) / temperature, -1)
+            total = total + checkpoint(distillation_chunk, hidden[part], weight, teacher_logp, ids, batch["targets"][part],
+                                       temperature, alpha, use_reentrant=False)
+        return total
+
+    return loss
+
+
+def hidden_at_targets(decoder, batch: dict):
+    """The decoder's last hidden state at the positions that carry the loss (as finetune.batch_loss picks them)."""
+    hidden = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["picked"])
+
+
+def distillation_chunk(hidden, weight, teacher_logp, teacher_ids, targets, temperature: float, alpha: float):
+    logits = (hidden @ weight.T).float()
+    student_logp = torch.log_softmax(logits / temperature, -1)
+    if teacher_ids is not None:
+        # KL over the teacher's top k only: the student's probabilities there, normalised over the whole vocabulary.
+        student_logp = student_logp.gather(1, teacher_ids)
+    kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
+    ce = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    # T² keeps the soft targets' gradients on the scale of the hard ones whatever the temperature (Hinton et al., 2015).
+    return alpha * temperature ** 2 * kl + (1 - alpha) * ce
+
+
+# ---- sequence-level distillation -------------------------------------------------------------------
+
+def sequence_data(teacher, tokenizer, train_rows: list, eval_rows: list, cfg: dict, device, autocast) -> dict:
+    """The finetune job's data for sequence-level distillation: the training rows with the teacher's greedy answers
+    in place of theirs, and for evaluation the data's own answers (the eval rows, else the training rows), each
+    as files of one format. A resumed run keeps the answers it trained on."""
+    folder = os.path.join(cfg["out"], "teacher")
+    answers = rows_files(train_rows, folder, "answers")
+    if not (cfg["resume"] and all(os.path.exists(f["path"]) for f in answers)):
+        prompts = [ft.question_and_answer(row, fmt, tokenizer)[0] for row, fmt, _ in train_rows]
+        replies = ft.greedy_answers(teacher, tokenizer, prompts, cfg["max_new_tokens"], device, autocast)
+        write_rows([(with_answer(row, fmt, reply), fmt, where) for (row, fmt, where), reply in zip(train_rows, replies)], answers)
+        log(f"the teacher answered {len(replies)} prompts")
+    evals = rows_files(eval_rows or train_rows, folder, "eval")
+    write_rows(eval_rows or train_rows, evals)
+    return {"data": answers, "eval_data": evals, "eval_split": None}
+
+
+def with_answer(row: dict, fmt: str, answer: str) -> dict:
+    if fmt == "messages":
+        last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        messages = [*row["messages"][:last], {"role": "assistant", "content": answer.strip()}, *row["messages"][last + 1:]]
+        return {**row, "messages": messages}
+    if fmt == "alpaca":
+        return {**row, "output": answer.strip()}
+    return {**row, "completion": answer}  # a completion's leading space is part of the answer
+
+
+def rows_files(rows: list, folder: str, name: str) -> list:
+    return [{"path": os.path.join(folder, f"{name}-{fmt}.jsonl"), "format": fmt} for fmt in sorted({fmt for _, fmt, _ in rows})]
+
+
+def write_rows(rows: list, files: list) -> None:
+    for f in files:
+        write_text(f["path"], "".join(json.dumps(row) + "\n" for row, fmt, _ in rows if fmt == f["format"]))
+
+
+def write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of docs/benchmarks.md, as run on the lent H100 through the device tool after
+# test/bench/device/pack.sh (carry .devnode and .gl). One part per call keeps each under its time limit:
+#   bash test/bench/device/gpu-run.sh finetune   # llmkit finetune --lora vs Trainer + PEFT (issue 3)
+#   bash test/bench/device/gpu-run.sh quantize   # pretrain the 100m model on the GPU, quantize on this CPU (issue 4)
+#   bash test/bench/device/gpu-run.sh engine     # greedy decode on WebGPU vs CPU through the engine (issue 5)
+# Results land in $OUT (the device tool's return folder) or ./gpu-results.
+set -uo pipefail
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -x /tmp/node ] || { xz -dc .devnode/node.xz > /tmp/node && chmod +x /tmp/node; }
+export PATH=/tmp:$PATH
+[ -d .devpack ] || tar -xJf .devnode/devpack.tar.xz
+export LLMKIT_PYTHON=${LLMKIT_PYTHON:-$(command -v python3)} LLMKIT_HOME=${LLMKIT_HOME:-/tmp/llmkit-home}
+cli="node .devpack/llmkit.js"
+# The shared texts do not travel with the tree; pack.sh puts Tiny Shakespeare beside Node.
+mkdir -p ../shared/data && cp -n .devnode/tinyshakespeare.txt ../shared/data/ 2>/dev/null
+
+case ${1:-} in
+  finetune)
+    LLMKIT_CLI="$cli" STEPS=${STEPS:-40} bash test/bench/finetune-gpu.sh /tmp/finetune-bench 2>&1 | tee "$out/finetune-gpu.txt"
+    cp /tmp/finetune-bench/*.json "$out/" 2>/dev/null ;;
+  quantize)
+    LLMKIT="$cli" PYTHON=python3 OUT=/tmp/bench-quantize STEPS=${STEPS:-1500} bash test/bench/quantize-100m.sh 2>&1 | tee "$out/quantize-100m.txt"
+    cp /tmp/bench-quantize/int8/quantize-report.json "$out/quantize-int8.json"
+    cp /tmp/bench-quantize/int4/quantize-report.json "$out/quantize-int4.json" ;;
+  engine)
+    model=/tmp/bench-quantize/fp32
+    [ -f $model/llmkit.json ] || { $cli make-model --preset 100m --out /tmp/random-100m && $cli export /tmp/random-100m --out $model; }
+    node .devpack/engine-gpu.mjs $model --devices cpu,webgpu 2>&1 | tee "$out/engine-gpu.txt" ;;
+  *) echo "usage: gpu-run.sh finetune|quantize|engine" >&2; exit 2 ;;
+esac

@@ -1,0 +1,96 @@
+// Greedy decode of one exported model on the CPU and on WebGPU, in one process, through llmkit's
+// engine (DecoderSession + GenerationScheduler): checks that both providers produce the same tokens
+// and prints prefill and decode tokens/s for each. Needs only dist/ and onnxruntime-node (no tokenizer:
+// prompts are fixed token ids), so it runs on the GPU machine with Node carried there.
+//
+// Usage, in the repo root after `npm run build`:
+//   node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8]
+import { DecoderSession } from '../../dist/engine/decoder-session.js';
+import { GenerationScheduler } from '../../dist/engine/generation-scheduler.js';
+import { loadExportedModel } from '../../dist/engine/model-manifest.js';
+import { Random } from '../../dist/engine/random.js';
+import { GREEDY } from '../../dist/engine/sampling.js';
+
+const args = process.argv.slice(2);
+const flag = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const folder = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (!folder) {
+  console.error('usage: node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8]');
+  process.exit(2);
+}
+const devices = flag('devices', 'cpu,webgpu').split(',');
+const promptLength = Number(flag('prompt', '256'));
+const tokens = Number(flag('tokens', '64'));
+const batch = Number(flag('batch', '8'));
+const model = loadExportedModel(folder);
+const vocab = model.manifest.vocab_size;
+const ids = (length, seed) => {
+  const random = new Random(seed);
+  return Array.from({ length }, () => 4 + Math.floor(random.next() * (vocab - 4)));
+};
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Runs requests through the scheduler; resolves with each one's tokens and end. */
+function generate(scheduler, prompts, maxTokens) {
+  return Promise.all(
+    prompts.map(
+      (promptIds) =>
+        new Promise((resolve) => {
+          const out = [];
+          scheduler.submit({ promptIds, maxTokens, sampling: GREEDY, stopTokenIds: [], sink: { token: (t) => (out.push(t), false), end: (end) => resolve({ tokens: out, end }) } });
+        }),
+    ),
+  );
+}
+
+const results = [];
+for (const device of devices) {
+  const decoder = await DecoderSession.open(model, { device });
+  const scheduler = new GenerationScheduler(decoder, { maxBatch: batch, maxQueue: batch, maxTokensTotal: batch * model.manifest.max_position_embeddings, prefillChunk: promptLength * batch });
+  await generate(scheduler, [ids(promptLength, 1)], 4); // warm-up: kernels compiled, buffers allocated
+  // Prefill: a lone request with one new token; its time to first token is the prefill.
+  const prefills = [];
+  for (let i = 0; i < 3; i++) prefills.push((await generate(scheduler, [ids(promptLength, 2 + i)], 1))[0].end.timeToFirstTokenMs);
+  const [single] = await generate(scheduler, [ids(16, 7)], tokens);
+  const started = performance.now();
+  const batched = await generate(scheduler, Array.from({ length: batch }, (_, b) => ids(16 + 8 * b, 20 + b)), tokens);
+  const batchMs = performance.now() - started;
+  // Logits of one prefill, to see how close the providers are when tokens differ.
+  const probe = ids(32, 99);
+  const step = await decoder.forward(BigInt64Array.from(probe, BigInt), new BigInt64Array(probe.length).fill(1n), BigInt64Array.from(probe, (_, i) => BigInt(i)), decoder.emptyCache(1));
+  results.push({
+    device,
+    provider: decoder.provider,
+    skipped: decoder.skipped,
+    prefillTokensPerSecond: (promptLength / median(prefills)) * 1000,
+    decodeTokensPerSecond: ((tokens - 1) / single.end.interTokenMs.reduce((a, b) => a + b, 0)) * 1000,
+    batchDecodeTokensPerSecond: ((batch * tokens) / batchMs) * 1000,
+    tokens: single.tokens,
+    batchTokens: batched.map((r) => r.tokens),
+    lastLogits: step.logits.slice(step.logits.length - vocab),
+  });
+  await decoder.release();
+}
+
+console.log(`${model.dir}: ${model.manifest.num_layers} layers, hidden ${model.manifest.hidden_size}, vocab ${vocab}, ${model.manifest.precision}`);
+for (const r of results) {
+  console.log(
+    `${r.device.padEnd(7)} provider ${r.provider}: prefill ${r.prefillTokensPerSecond.toFixed(0)} tokens/s (${promptLength}-token prompt), decode ${r.decodeTokensPerSecond.toFixed(1)} tokens/s (batch 1), ${r.batchDecodeTokensPerSecond.toFixed(1)} tokens/s (batch ${batch})` +
+      (r.skipped.length ? `; skipped ${r.skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}` : ''),
+  );
+}
+if (results.length === 2) {
+  const [ra, rb] = results;
+  const [a, b] = devices;
+  const firstDiff = (x, y) => x.findIndex((t, i) => t !== y[i]);
+  const same = firstDiff(ra.tokens, rb.tokens) < 0;
+  const batchSame = ra.batchTokens.every((row, i) => firstDiff(row, rb.batchTokens[i]) < 0);
+  const logitDiff = ra.lastLogits.reduce((m, v, i) => Math.max(m, Math.abs(v - rb.lastLogits[i])), 0);
+  console.log(`greedy tokens ${a} vs ${b}: batch 1 ${same ? 'identical' : `differ from token ${firstDiff(ra.tokens, rb.tokens)}`} (${tokens} tokens); batch ${batch} ${batchSame ? 'identical' : 'differ'}; max |Δlogit| after a 32-token prefill ${logitDiff.toExponential(2)}`);
+  console.log(`${b} vs ${a}: prefill ×${(rb.prefillTokensPerSecond / ra.prefillTokensPerSecond).toFixed(2)}, decode ×${(rb.decodeTokensPerSecond / ra.decodeTokensPerSecond).toFixed(2)} (batch 1), ×${(rb.batchDecodeTokensPerSecond / ra.batchDecodeTokensPerSecond).toFixed(2)} (batch ${batch})`);
+  process.exitCode = same && batchSame ? 0 : 1;
+}
+console.log(JSON.stringify(results.map((r) => ({ ...r, lastLogits: undefined, batchTokens: undefined }))));

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The serving benchmark of docs/benchmarks.md ("Serving (CPU)"): llmkit's 100m preset (~90M
+# parameters, random weights: throughput does not care what the weights say), exported to ONNX, then
+# `llmkit bench` (bare engine loop, transformers.js on the same folder, the server at concurrency
+# 1, 4, 8, 16). Extra arguments go to `llmkit bench`:
+#
+#   test/bench/serve-100m.sh                         # what `npm run bench` runs
+#   test/bench/serve-100m.sh --concurrency 1,8 --max-tokens 128
+#
+# Outputs in $OUT (default runs/bench-serve): the model folders and bench.txt (the printed report).
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+OUT=${OUT:-runs/bench-serve}
+LLMKIT=${LLMKIT:-node bin/llmkit.js}
+npm run build --silent
+mkdir -p "$OUT"
+if [ ! -f "$OUT/m100-onnx/llmkit.json" ]; then
+  $LLMKIT make-model --preset 100m --out "$OUT/m100"
+  $LLMKIT export "$OUT/m100" --out "$OUT/m100-onnx"
+fi
+$LLMKIT bench "$OUT/m100-onnx" "$@" | tee "$OUT/bench.txt"

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import type { BenchReport } from '../../src/core/bench.js';
+import { runCli } from '../helpers/cli.js';
+import { exportedTinyModel } from '../helpers/models.js';
+
+describe('llmkit bench', () => {
+  it('reports the bare engine, transformers.js and the server at each concurrency level', async () => {
+    const r = await runCli(['--json', 'bench', await exportedTinyModel(), '--concurrency', '1,3', '--max-tokens', '8', '--rounds', '2']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as BenchReport;
+    expect(report.device).toBe('cpu');
+    // Two measured rounds: one request per client each.
+    expect(report.levels.map((l) => [l.concurrency, l.requests, l.completionTokens])).toEqual([
+      [1, 2, 16],
+      [3, 6, 48],
+    ]);
+    for (const l of report.levels) {
+      expect(l.tokensPerSecond).toBeGreaterThan(0);
+      expect(l.ttftMs.p95).toBeGreaterThanOrEqual(l.ttftMs.p50);
+    }
+    expect(report.engine.completionTokens).toBe(16);
+    expect(report.baseline).toMatchObject({ name: 'transformers.js', completionTokens: 16 });
+    expect(report.baseline!.engineDecodeRatio).toBeGreaterThan(0);
+    expect(Number.isFinite(report.serverOverhead)).toBe(true);
+  });
+});

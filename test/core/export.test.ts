@@ -1,0 +1,106 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecoderSession } from '../../src/engine/decoder-session.js';
+import { greedyDecode } from '../../src/engine/greedy.js';
+import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { requirePythonEnv } from '../../src/workers/python-env.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { exportedTinyModel, tinyModel } from '../helpers/models.js';
+import { transformersJsGreedy } from '../helpers/transformersjs.js';
+
+const TOKENS = [5, 17, 42, 99, 7, 300, 12, 8, 61, 4, 250, 9];
+const PREFILL = 7;
+
+/** PyTorch's logits for every position of TOKENS, from the Hugging Face folder. */
+async function torchLogits(model: string): Promise<number[][]> {
+  const { python } = await requirePythonEnv();
+  const script = `
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
+with torch.no_grad():
+    print(json.dumps(model(torch.tensor([json.loads(sys.argv[2])])).logits[0].tolist()))`;
+  const r = await execa(python, ['-c', script, model, JSON.stringify(TOKENS)]);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst;
+}
+
+describe('llmkit export', () => {
+  let exported: string;
+  let decoder: DecoderSession;
+  beforeAll(async () => {
+    exported = await exportedTinyModel();
+    decoder = await DecoderSession.open(loadExportedModel(exported), { device: 'cpu' });
+  });
+  afterAll(() => decoder.release());
+
+  it('matches PyTorch in onnxruntime-node for a prefill and each cached decode step after it', async () => {
+    const reference = await torchLogits(await tinyModel());
+    const vocab = decoder.vocabSize;
+    const prompt = TOKENS.slice(0, PREFILL);
+    let step = await decoder.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), decoder.emptyCache(1));
+    for (let p = 0; p < PREFILL; p++) expect(maxAbsDiff(step.logits.subarray(p * vocab, (p + 1) * vocab), reference[p]), `prefill ${p}`).toBeLessThan(1e-3);
+    for (let p = PREFILL; p < TOKENS.length; p++) {
+      step = await decoder.forward(BigInt64Array.of(BigInt(TOKENS[p])), new BigInt64Array(p + 1).fill(1n), BigInt64Array.of(BigInt(p)), step.cache);
+      expect(maxAbsDiff(step.logits, reference[p]), `decode step at position ${p}`).toBeLessThan(1e-3);
+    }
+    expect(step.cache.length).toBe(TOKENS.length);
+  });
+
+  it("records the exporter's own parity check in the manifest", () => {
+    const check = loadExportedModel(exported).manifest.export_check ?? {};
+    expect(Object.keys(check)).toEqual(['prefill', 'decode_1', 'decode_2', 'decode_3']);
+    for (const diff of Object.values(check)) expect(diff).toBeLessThan(1e-3);
+  });
+
+  it('loads in transformers.js (onnxruntime-node backend), which generates the same greedy tokens', async () => {
+    const ids = TOKENS.slice(0, PREFILL);
+    const generated = await transformersJsGreedy(exported, ids, 10);
+    const ours = (await greedyDecode(decoder, ids, 10)).tokens;
+    // transformers.js stops at EOS; llmkit's timing loop does not.
+    expect(generated.length).toBeGreaterThan(0);
+    expect(ours.slice(0, generated.length)).toEqual(generated);
+  });
+
+  it('exports float16 weights behind float32 inputs and outputs, checked against PyTorch', async () => {
+    const out = join(tempDir('llmkit-export-'), 'fp16');
+    const r = await runCli(['export', await tinyModel(), '--fp16', '--out', out]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const model = loadExportedModel(out);
+    expect(model.manifest).toMatchObject({ precision: 'fp16', dtype: 'float16', kv_dtype: 'float32', inputs: loadExportedModel(exported).manifest.inputs });
+    for (const diff of Object.values(model.manifest.export_check ?? {})) {
+      expect(diff).toBeGreaterThan(1e-6);
+      expect(diff).toBeLessThan(5e-2);
+    }
+    const fp16 = await DecoderSession.open(model, { device: 'cpu' });
+    const prompt = TOKENS.slice(0, PREFILL);
+    expect((await greedyDecode(fp16, prompt, 4)).tokens).toEqual((await greedyDecode(decoder, prompt, 4)).tokens);
+    await fp16.release();
+  });
+
+  it('rejects a missing folder and an unsupported architecture with one line', async () => {
+    const dir = tempDir('llmkit-export-');
+    const gpt2 = join(dir, 'gpt2');
+    mkdirSync(gpt2);
+    writeFileSync(join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'] }));
+    writeFileSync(join(gpt2, 'model.safetensors'), '');
+    const cases: [string, RegExp][] = [
+      [join(dir, 'missing'), /^error: model folder .*missing does not exist; pass a local Hugging Face model folder$/],
+      [dir, /^error: model folder .* has no config\.json; pass a Hugging Face model folder$/],
+      [gpt2, /^error: architecture GPT2LMHeadModel is not supported for export; supported: LlamaForCausalLM, /],
+    ];
+    const results = await Promise.all(cases.map(([model]) => runCli(['export', model, '--out', join(dir, 'out')])));
+    for (const [i, [model, message]] of cases.entries()) {
+      expect(results[i].exitCode, model).toBe(1);
+      expect(results[i].stderr.trim().split('\n')).toHaveLength(1);
+      expect(results[i].stderr.trim()).toMatch(message);
+    }
+  });
+});

@@ -1,0 +1,150 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DecoderSession } from '../../src/engine/decoder-session.js';
+import { greedyDecode } from '../../src/engine/greedy.js';
+import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import type { QuantizeReport } from '../../src/core/quantize/report.js';
+import { DEFAULT_EVAL_DATA } from '../../src/core/quantize/options.js';
+import { requirePythonEnv } from '../../src/workers/python-env.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { exportedTinyModel, tinyModel } from '../helpers/models.js';
+import { transformersJsGreedy } from '../helpers/transformersjs.js';
+
+/** The perplexity of the Hugging Face model in PyTorch, over the same windows the report scores. */
+async function torchPerplexity(model: string, evalFile: string, tokens: number, window: number): Promise<number> {
+  const { python } = await requirePythonEnv();
+  const script = `
+import math, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+path, text_file, n, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ids = AutoTokenizer.from_pretrained(path)(open(text_file).read())["input_ids"][:n]
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+windows = torch.tensor(ids[: len(ids) // window * window]).view(-1, window)
+with torch.no_grad():
+    loss = model(input_ids=windows, labels=windows).loss.item()
+print(math.exp(loss))`;
+  const r = await execa(python, ['-c', script, model, evalFile, String(tokens), String(window)]);
+  return Number(r.stdout.trim().split('\n').at(-1));
+}
+
+function oneLineError(r: { stderr: string }): string {
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^error: /);
+  return lines[0];
+}
+
+describe('llmkit quantize', () => {
+  const dir = tempDir('llmkit-quantize-');
+  let fp32: string;
+  const reports: Record<string, QuantizeReport> = {};
+
+  // int8 starts from the Hugging Face folder (exported on the way), int4 from the cached fp32 export.
+  beforeAll(async () => {
+    fp32 = await exportedTinyModel();
+    for (const [precision, model] of [['int8', await tinyModel()], ['int4', fp32]]) {
+      const r = await runCli(['quantize', model, `--${precision}`, '--out', join(dir, precision), '--json']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      reports[precision] = JSON.parse(r.stdout);
+    }
+  });
+
+  it('measures size, speed and accuracy rather than copying them: int8 and int4 differ from fp32 within sane ranges', () => {
+    for (const [precision, report] of Object.entries(reports)) {
+      expect(JSON.parse(readFileSync(join(dir, precision, 'quantize-report.json'), 'utf8'))).toEqual(report);
+      const [base, q] = report.models;
+      expect(base).toMatchObject({ name: 'fp32', bits: 32, sizeRatio: 1, speedup: 1, perplexityChange: 0, top1Agreement: 1, meanKl: 0 });
+      expect(q.name).toBe(precision);
+      expect(q.bytes).toBeLessThan(base.bytes);
+      expect(q.sizeRatio).toBeCloseTo(q.bytes / base.bytes, 10);
+      expect(q.perplexity).not.toBe(base.perplexity);
+      expect(q.perplexityChange).toBeCloseTo(q.perplexity / base.perplexity - 1, 10);
+      expect(Math.abs(q.perplexityChange)).toBeLessThan(0.05);
+      expect(q.top1Agreement).toBeGreaterThan(0.5);
+      expect(q.top1Agreement).toBeLessThanOrEqual(1);
+      expect(q.meanKl).toBeGreaterThan(0);
+      expect(q.meanKl).toBeLessThan(0.05);
+      for (const m of report.models) expect(m.decodeTokensPerSecond).toBeGreaterThan(10);
+      expect(q.speedup).toBeGreaterThan(0.2);
+      expect(q.speedup).toBeLessThan(5);
+      expect(report.eval.positions).toBe(report.eval.windows * (report.eval.window - 1));
+      expect(report.speed.steps).toBe(report.speed.prompts * report.speed.rounds * (report.speed.newTokens - 1));
+    }
+    // Random tiny weights: every block is one scale, so int4's error is much larger than int8's.
+    expect(reports.int8.models[1].sizeRatio).toBeLessThan(0.4);
+    expect(reports.int4.models[1].sizeRatio).toBeLessThan(reports.int8.models[1].sizeRatio);
+    expect(reports.int4.models[1].meanKl).toBeGreaterThan(reports.int8.models[1].meanKl);
+  });
+
+  it("reports the fp32 perplexity that PyTorch computes on the same windows", async () => {
+    const { eval: e, models } = reports.int8;
+    expect(e.file).toBe(DEFAULT_EVAL_DATA);
+    const reference = await torchPerplexity(await tinyModel(), e.file, e.windows * e.window, e.window);
+    expect(models[0].perplexity / reference - 1).toBeLessThan(1e-4);
+    expect(reference / models[0].perplexity - 1).toBeLessThan(1e-4);
+  });
+
+  it('writes models that onnxruntime-node and transformers.js load and generate with, with the same I/O and a manifest that says how', async () => {
+    const reference = await DecoderSession.open(loadExportedModel(fp32), { device: 'cpu' });
+    const prompt = [5, 17, 42, 99, 7, 300, 12, 8];
+    const expected = (await greedyDecode(reference, prompt, 12)).tokens;
+    await reference.release();
+    for (const precision of ['int8', 'int4'] as const) {
+      const model = loadExportedModel(join(dir, precision));
+      expect(model.manifest.precision).toBe(precision);
+      expect(model.manifest.quantization).toMatchObject({ bits: precision === 'int8' ? 8 : 4, symmetric: true, excluded: [] });
+      expect(model.manifest.inputs).toEqual(loadExportedModel(fp32).manifest.inputs);
+      const decoder = await DecoderSession.open(model, { device: 'cpu' });
+      const run = await greedyDecode(decoder, prompt, 12);
+      await decoder.release();
+      expect(run.tokens).toHaveLength(12);
+      expect(run.stepMs).toHaveLength(11);
+      for (const t of run.tokens) expect(t).toBeLessThan(model.manifest.vocab_size);
+      const theirs = await transformersJsGreedy(model.dir, prompt, 12);
+      expect(theirs.length).toBeGreaterThan(0);
+      expect(run.tokens.slice(0, theirs.length)).toEqual(theirs);
+      if (precision === 'int8') expect(run.tokens[0]).toBe(expected[0]);
+    }
+  });
+
+  it('exports a Hugging Face folder on the way into a temporary folder, and removes it', () => {
+    const int8 = loadExportedModel(join(dir, 'int8'));
+    expect(int8.manifest.source).toBe(reports.int8.models[0].path);
+    expect(Math.max(...Object.values(int8.manifest.export_check ?? {}))).toBeLessThan(1e-3);
+    expect(existsSync(join(dir, 'int8.fp32-export'))).toBe(false);
+  });
+
+  it('keeps --exclude nodes in fp32 and takes --block-size and --asymmetric', async () => {
+    const r = await runCli(['quantize', fp32, '--int8', '--block-size', '32', '--asymmetric', '--exclude', '/model/lm_head/MatMul', '--out', join(dir, 'excluded'), '--json']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const report: QuantizeReport = JSON.parse(r.stdout);
+    expect(report.quantization).toMatchObject({ bits: 8, block_size: 32, symmetric: false, excluded: ['/model/lm_head/MatMul'] });
+    // The fp32 lm_head alone is a quarter of the tiny model.
+    expect(report.models[1].sizeRatio).toBeGreaterThan(reports.int8.models[1].sizeRatio + 0.1);
+  });
+
+  it('rejects bad input with one line before any long work', async () => {
+    const gpt2 = join(dir, 'gpt2');
+    mkdirSync(gpt2);
+    writeFileSync(join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }));
+    writeFileSync(join(gpt2, 'model.safetensors'), '');
+    const cases: [string[], number, RegExp][] = [
+      [['quantize', fp32, '--int8', '--int4', '--out', join(dir, 'x')], 2, /--int8 and --int4 exclude each other/],
+      [['quantize', fp32, '--out', join(dir, 'x')], 2, /pass --int8 or --int4/],
+      [['quantize', join(dir, 'missing'), '--int8', '--out', join(dir, 'x')], 2, /model folder .*missing does not exist/],
+      [['quantize', fp32, '--int4', '--block-size', '48', '--out', join(dir, 'x')], 2, /--block-size must be one of 32, 64, 128 \(got 48\)/],
+      [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
+      [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
+      [['quantize', fp32, '--int8', '--exclude', 'lm_head', '--out', join(dir, 'x')], 1, /--exclude lm_head: no MatMul or Gather weight node has that name; names look like \/model/],
+      [['quantize', gpt2, '--int8', '--out', join(dir, 'x')], 1, /architecture GPT2LMHeadModel is not supported for export; supported: LlamaForCausalLM/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    for (const [i, [args, code, message]] of cases.entries()) {
+      expect(results[i].exitCode, args.join(' ')).toBe(code);
+      expect(oneLineError(results[i])).toMatch(message);
+    }
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+  });
+});

@@ -1,0 +1,31 @@
+import { execa } from 'execa';
+
+export interface ServeProcess {
+  /** The OpenAI API's base URL, e.g. http://127.0.0.1:41967/v1. */
+  apiUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the real `llmkit serve` on a free port with one model named `name`, and waits until it listens. */
+export async function startServe(model: string, name = 'tiny'): Promise<ServeProcess> {
+  const child = execa('node', ['bin/llmkit.js', '--json', 'serve', `${name}=${model}`, '--port', '0', '--device', 'cpu'], { reject: false, stdin: 'ignore' });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      for (const line of out.split('\n')) {
+        if (line.includes('"listening"')) resolve(JSON.parse(line).url);
+      }
+    });
+    void child.then((r) => reject(new Error(`llmkit serve exited (${r.exitCode}) before listening:\n${err.slice(-2000)}`)));
+  });
+  return {
+    apiUrl: `${url}/v1`,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await child;
+    },
+  };
+}

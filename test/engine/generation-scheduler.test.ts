@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
+import { EngineRejection, GenerationScheduler, type SchedulerLimits, type TokenSink } from '../../src/engine/generation-scheduler.js';
+import { gatherRows } from '../../src/engine/kv-cache.js';
+import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { Random } from '../../src/engine/random.js';
+import { argmax, GREEDY, type SamplingParams } from '../../src/engine/sampling.js';
+import type { GenerationEnd } from '../../src/engine/streamer.js';
+import { exportedTinyModel } from '../helpers/models.js';
+
+/** A sink that keeps the tokens and resolves when the request ends. */
+function collector(onToken?: (tokens: number[]) => void) {
+  const tokens: number[] = [];
+  let resolve!: (end: GenerationEnd) => void;
+  const done = new Promise<GenerationEnd>((r) => (resolve = r));
+  const sink: TokenSink = {
+    token: (id) => {
+      tokens.push(id);
+      onToken?.(tokens);
+      return false;
+    },
+    end: resolve,
+  };
+  return { tokens, done, sink };
+}
+
+const prompt = (length: number, seed: number) => {
+  const random = new Random(seed);
+  return Array.from({ length }, () => 4 + Math.floor(random.next() * 700));
+};
+
+describe('continuous batching', () => {
+  let decoder: DecoderSession;
+  const limits: SchedulerLimits = { maxBatch: 8, maxQueue: 16, maxTokensTotal: 8 * 512, prefillChunk: 256 };
+
+  beforeAll(async () => {
+    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu' });
+  });
+  afterAll(() => decoder.release());
+
+  /** The reference: one sequence, no scheduler, no padding: prefill then argmax decode. */
+  async function greedyAlone(ids: number[], n: number): Promise<number[]> {
+    const out: number[] = [];
+    let step = await decoder.forward(BigInt64Array.from(ids, BigInt), new BigInt64Array(ids.length).fill(1n), BigInt64Array.from(ids, (_, i) => BigInt(i)), decoder.emptyCache(1));
+    const vocab = decoder.vocabSize;
+    for (;;) {
+      out.push(argmax(step.logits.subarray(step.logits.length - vocab)));
+      if (out.length === n) return out;
+      const length = step.cache.length;
+      step = await decoder.forward(BigInt64Array.of(BigInt(out.at(-1)!)), new BigInt64Array(length + 1).fill(1n), BigInt64Array.of(BigInt(length)), step.cache);
+    }
+  }
+
+  const submit = (scheduler: GenerationScheduler, promptIds: number[], maxTokens: number, extra: { sampling?: SamplingParams; signal?: AbortSignal; onToken?: (t: number[]) => void } = {}) => {
+    const c = collector(extra.onToken);
+    scheduler.submit({ promptIds, maxTokens, sampling: extra.sampling ?? GREEDY, stopTokenIds: [], sink: c.sink, signal: extra.signal });
+    return c;
+  };
+
+  it('lets requests of different lengths join and leave between steps, each getting its solo greedy tokens', async () => {
+    const batchSizes: number[] = [];
+    const scheduler = new GenerationScheduler(decoder, limits, (rows) => batchSizes.push(rows));
+    const cases = [
+      [3, 12],
+      [40, 30],
+      [9, 20],
+      [100, 6],
+      [1, 25],
+      [17, 15],
+    ].map(([length, maxTokens], i) => ({ ids: prompt(length, i + 1), maxTokens }));
+    const first = cases.slice(0, 2).map((c) => submit(scheduler, c.ids, c.maxTokens));
+    // Newcomers arrive while the first two are decoding.
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => first[1].tokens.length >= 5 && (clearInterval(poll), resolve()), 1);
+    });
+    const later = cases.slice(2).map((c) => submit(scheduler, c.ids, c.maxTokens));
+    const runs = [...first, ...later];
+    const ends = await Promise.all(runs.map((r) => r.done));
+    for (const [i, c] of cases.entries()) {
+      expect(ends[i].reason).toBe('length');
+      expect(runs[i].tokens, `request ${i}`).toEqual(await greedyAlone(c.ids, c.maxTokens));
+    }
+    expect(Math.max(...batchSizes)).toBeGreaterThan(2);
+    expect(scheduler.batchSize).toBe(0);
+  });
+
+  it('prefills a long prompt in chunks under the budget, with the same tokens', async () => {
+    const scheduler = new GenerationScheduler(decoder, { ...limits, prefillChunk: 16 });
+    const long = prompt(70, 11);
+    const short = prompt(5, 12);
+    const [a, b] = [submit(scheduler, long, 10), submit(scheduler, short, 10)];
+    await Promise.all([a.done, b.done]);
+    expect(a.tokens).toEqual(await greedyAlone(long, 10));
+    expect(b.tokens).toEqual(await greedyAlone(short, 10));
+  });
+
+  it('does not make a short request wait for a long one', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const finished: string[] = [];
+    let startShort!: () => void;
+    const longStarted = new Promise<void>((r) => (startShort = r));
+    const long = submit(scheduler, prompt(20, 3), 300, { onToken: (t) => t.length === 2 && startShort() });
+    void long.done.then(() => finished.push('long'));
+    await longStarted;
+    const short = submit(scheduler, prompt(8, 4), 5);
+    void short.done.then(() => finished.push('short'));
+    await Promise.all([long.done, short.done]);
+    expect(finished).toEqual(['short', 'long']);
+  });
+
+  it('frees a cancelled request at the next step, queued or running', async () => {
+    const scheduler = new GenerationScheduler(decoder, { ...limits, maxBatch: 1 });
+    const running = new AbortController();
+    const queued = new AbortController();
+    const a = submit(scheduler, prompt(6, 5), 400, { signal: running.signal, onToken: (t) => t.length === 3 && running.abort() });
+    const b = submit(scheduler, prompt(6, 6), 400, { signal: queued.signal });
+    queued.abort();
+    const c = submit(scheduler, prompt(6, 7), 4);
+    const [endA, endB, endC] = await Promise.all([a.done, b.done, c.done]);
+    expect([endA.reason, endB.reason, endC.reason]).toEqual(['cancelled', 'cancelled', 'length']);
+    expect(endA.completionTokens).toBeLessThanOrEqual(4);
+    expect(endB.completionTokens).toBe(0);
+  });
+
+  it('ends at a stop token', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const ids = prompt(10, 8);
+    const reference = await greedyAlone(ids, 6);
+    const c = collector();
+    scheduler.submit({ promptIds: ids, maxTokens: 50, sampling: GREEDY, stopTokenIds: [reference[3]], sink: c.sink });
+    const end = await c.done;
+    expect(end.reason).toBe('stop');
+    expect(c.tokens).toEqual(reference.slice(0, reference.indexOf(reference[3])));
+  });
+
+  it('gives a seeded request the same tokens alone and among others', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const sampling = { ...GREEDY, temperature: 1, topP: 0.95, seed: 1234 };
+    const ids = prompt(12, 9);
+    const alone = submit(scheduler, ids, 20, { sampling });
+    await alone.done;
+    const neighbours = [prompt(30, 10), prompt(2, 13)].map((p) => submit(scheduler, p, 25, { sampling: { ...sampling, seed: 99 } }));
+    const together = submit(scheduler, ids, 20, { sampling });
+    await Promise.all([together.done, ...neighbours.map((n) => n.done)]);
+    expect(together.tokens).toEqual(alone.tokens);
+  });
+
+  it('refuses what cannot run, and holds newcomers back under --max-tokens-total', async () => {
+    const small = new GenerationScheduler(decoder, { ...limits, maxBatch: 1, maxQueue: 1 });
+    const reject = (f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        return (e as EngineRejection).code;
+      }
+    };
+    const a = submit(small, prompt(4, 1), 30);
+    const b = submit(small, prompt(4, 2), 30);
+    expect(reject(() => submit(small, prompt(4, 3), 30))).toBe('queue_full');
+    expect(reject(() => submit(small, prompt(500, 3), 20))).toBe('context_length_exceeded');
+    expect(reject(() => submit(small, [], 20))).toBe('empty_prompt');
+    await Promise.all([a.done, b.done]);
+
+    const rows: number[] = [];
+    const tight = new GenerationScheduler(decoder, { ...limits, maxTokensTotal: 60 }, (n) => rows.push(n));
+    expect(reject(() => submit(tight, prompt(10, 4), 51))).toBe('too_many_tokens');
+    await Promise.all([submit(tight, prompt(10, 5), 30).done, submit(tight, prompt(10, 6), 30).done]);
+    expect(Math.max(...rows)).toBe(1);
+  });
+});
+
+describe('batch cache rows', () => {
+  /** A cache whose value at (row, head, position, dim) encodes row and position, 0 on padding. */
+  function cache(batch: number, length: number, real: number[], tag: number): BatchCache {
+    const data = new Float32Array(batch * 2 * length * 3);
+    for (let b = 0; b < batch; b++)
+      for (let h = 0; h < 2; h++)
+        for (let p = length - real[b]; p < length; p++) for (let d = 0; d < 3; d++) data[((b * 2 + h) * length + p) * 3 + d] = tag + b * 100 + (p - (length - real[b])) + 1;
+    return { batch, length, layers: [{ key: data, value: data.map((x) => -x) }] };
+  }
+
+  it('merges rows of different lengths right-aligned and trims padding no row needs', () => {
+    const running = cache(2, 6, [6, 2], 0);
+    const newcomer = cache(1, 3, [3], 1000);
+    const merged = gatherRows([{ cache: running, rows: [1] }, { cache: newcomer, rows: [0] }], 3, 2, 3);
+    expect(merged.batch).toBe(2);
+    expect(merged.length).toBe(3);
+    const at = (b: number, h: number, p: number) => merged.layers[0].key[((b * 2 + h) * 3 + p) * 3];
+    // Row 1 of the running batch had 2 real tokens: now one padding position, then its tokens.
+    expect([0, 1, 2].map((p) => at(0, 1, p))).toEqual([0, 101, 102]);
+    expect([0, 1, 2].map((p) => at(1, 0, p))).toEqual([1001, 1002, 1003]);
+    expect(merged.layers[0].value[((1 * 2 + 0) * 3 + 2) * 3]).toBe(-1003);
+  });
+});

@@ -1,0 +1,40 @@
+import { stripVTControlCharacters } from 'node:util';
+
+/** Keys as a terminal sends them. ink reads Enter only when it arrives on its own, so `submit` sends it separately. */
+export const KEYS = { enter: '\r', escape: '\x1b', ctrlC: '\x03', ctrlD: '\x04', up: '\x1b[A', down: '\x1b[B', altEnter: '\x1b\r', backspace: '\x7f' };
+
+interface Rendered {
+  stdin: { write(data: string): void };
+  lastFrame(): string | undefined;
+}
+
+/** The last frame without colours. */
+export function screen(app: Rendered): string {
+  return stripVTControlCharacters(app.lastFrame() ?? '');
+}
+
+/** Polls the screen until `check` holds (ink renders asynchronously), failing with the screen when it never does. */
+export async function waitForScreen(app: Rendered, check: (text: string) => boolean, what: string, timeoutMs = 5000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = screen(app);
+    if (check(text)) return text;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; screen:\n${text}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Types text (one chunk, as a paste or a fast typist would) and waits for ink to take it. */
+export async function type(app: Rendered, text: string): Promise<void> {
+  app.stdin.write(text);
+  await new Promise((r) => setTimeout(r, 20));
+}
+
+export async function press(app: Rendered, key: string): Promise<void> {
+  await type(app, key);
+}
+
+export async function submit(app: Rendered, text: string): Promise<void> {
+  await type(app, text);
+  await press(app, KEYS.enter);
+}
