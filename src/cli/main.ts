@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { benchCommand } from './commands/bench.js';
 import { chatCommand } from './commands/chat.js';
 import { demoCommand } from './commands/demo.js';
+import { distillCommand } from './commands/distill.js';
 import { envCommand } from './commands/env.js';
 import { exportCommand } from './commands/export.js';
 import { finetuneCommand } from './commands/finetune.js';
@@ -20,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
-  for (const command of [envCommand(), makeModelCommand(), finetuneCommand(), loraCommand(), exportCommand(), quantizeCommand(), serveCommand(), benchCommand(), chatCommand(), demoCommand()]) {
+  for (const command of [envCommand(), makeModelCommand(), finetuneCommand(), distillCommand(), loraCommand(), exportCommand(), quantizeCommand(), serveCommand(), benchCommand(), chatCommand(), demoCommand()]) {
     program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') }));
   }
   try {

@@ -63,27 +63,23 @@ export class WebSocketGateway {
     const running = new Map<string, AbortController>();
     ws.on('close', () => running.forEach((c) => c.abort()));
     ws.on('message', (data) => {
-      let message: { type?: unknown; id?: unknown; body?: unknown };
-      try {
-        message = JSON.parse(data.toString());
-      } catch {
-        return this.send(ws, { type: 'error', id: null, ...errorFields(new ApiError(400, 'messages must be JSON objects', 'invalid_json')) });
-      }
-      const id = typeof message.id === 'string' && message.id ? message.id : null;
-      if (message.type === 'cancel') return void (id && running.get(id)?.abort());
+      const message = parseMessage(data.toString());
+      if (message.type === 'cancel') return void (message.id && running.get(message.id)?.abort());
       const endpoint = MESSAGE_TYPES[String(message.type)];
-      const refusal = !id
-        ? new ApiError(400, "every request needs a string 'id'", 'invalid_value', 'id')
-        : !endpoint
-          ? new ApiError(400, `'type' must be one of ${[...Object.keys(MESSAGE_TYPES), 'cancel'].join(', ')}`, 'invalid_value', 'type')
-          : running.has(id)
-            ? new ApiError(400, `request ${id} is already running on this connection`, 'duplicate_id', 'id')
-            : undefined;
-      if (refusal) return this.send(ws, { type: 'error', id, ...errorFields(refusal) });
+      const refusal = message.error ?? this.refusal(message.id, endpoint, running);
+      if (refusal) return this.send(ws, { type: 'error', id: message.id, ...errorFields(refusal) });
+      const id = message.id!;
       const controller = new AbortController();
-      running.set(id!, controller);
-      this.deps.track(this.run(ws, req, key, id!, endpoint, message.body, controller).finally(() => running.delete(id!)));
+      running.set(id, controller);
+      this.deps.track(this.run(ws, req, key, id, endpoint, message.body, controller).finally(() => running.delete(id)));
     });
+  }
+
+  private refusal(id: string | null, endpoint: Endpoint | undefined, running: Map<string, AbortController>): ApiError | undefined {
+    if (!id) return new ApiError(400, "every request needs a string 'id'", 'invalid_value', 'id');
+    if (!endpoint) return new ApiError(400, `'type' must be one of ${[...Object.keys(MESSAGE_TYPES), 'cancel'].join(', ')}`, 'invalid_value', 'type');
+    if (running.has(id)) return new ApiError(400, `request ${id} is already running on this connection`, 'duplicate_id', 'id');
+    return undefined;
   }
 
   private async run(ws: WebSocket, req: IncomingMessage, key: ApiKey, id: string, endpoint: Endpoint, body: unknown, controller: AbortController): Promise<void> {
@@ -114,6 +110,21 @@ export class WebSocketGateway {
     this.deps.metrics.requests.inc({ route: WS_PATH, status: String(status) });
     this.deps.log(formatAccessLine({ remote: req.socket.remoteAddress ?? '-', method: 'WS', path: WS_PATH, status, ms, transport: 'ws', ...extra }));
   }
+}
+
+/** A client message's fields, or the error that says why it is not one. */
+function parseMessage(text: string): { type?: unknown; id: string | null; body?: unknown; error?: ApiError } {
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    message = undefined;
+  }
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+    return { id: null, error: new ApiError(400, 'messages must be JSON objects', 'invalid_json') };
+  }
+  const { type, id, body } = message as Record<string, unknown>;
+  return { type, id: typeof id === 'string' && id ? id : null, body };
 }
 
 function errorFields(error: ApiError) {

@@ -29,6 +29,8 @@ export const WorkerEventSchema = z.discriminatedUnion('event', [
     where: z.string().nullish(),
     hint: z.string().nullish(),
     package: z.string().nullish(),
+    /** Under torchrun: the rank that failed (the others' events are not sent). */
+    rank: z.number().nullish(),
   }),
 ]);
 

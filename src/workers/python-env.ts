@@ -101,6 +101,12 @@ export async function setupPythonEnv(
   await writeFile(join(tmp, READY_MARKER), new Date().toISOString());
   // Scripts in the venv's bin/ keep the temporary path in their shebang; llmkit only ever runs
   // `bin/python -m ...`, which finds its venv from its own location, so the rename is safe.
+  // Another llmkit (a parallel test run, say) may have finished the same venv meanwhile: keep theirs,
+  // since replacing a venv in use would pull packages from under running jobs.
+  if (existsSync(join(dir, READY_MARKER))) {
+    await rm(tmp, { recursive: true, force: true });
+    return { python: join(dir, 'bin', 'python'), source: 'venv', venvDir: dir, created: false };
+  }
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);
   return { python: join(dir, 'bin', 'python'), source: 'venv', venvDir: dir, created: true };

@@ -1,6 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { LlmkitError } from '../core/errors.js';
 import { pythonSourceDir } from '../core/paths.js';
@@ -21,7 +22,10 @@ export interface WorkerRunOptions {
   stopGraceMs?: number;
   /** Extra environment (e.g. CUDA_VISIBLE_DEVICES). */
   env?: Record<string, string>;
-  /** Replaces `python -m llmkit_worker` with a launcher (torchrun) that takes the same arguments. */
+  /**
+   * Replaces `python -m llmkit_worker` with a launcher (torchrun) that takes the same arguments. Its processes
+   * share one stdin, so the config goes in a file named by LLMKIT_WORKER_CONFIG instead.
+   */
   launcher?: { command: string; args: string[] };
 }
 
@@ -51,9 +55,17 @@ export async function runWorker(opts: WorkerRunOptions): Promise<WorkerOutcome> 
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   const command = opts.launcher?.command ?? env.python;
   const args = [...(opts.launcher?.args ?? []), '-m', 'llmkit_worker', opts.job];
+  const configDir = opts.launcher ? await mkdtemp(join(tmpdir(), 'llmkit-worker-')) : undefined;
+  if (configDir) await writeFile(join(configDir, 'config.json'), JSON.stringify(opts.config));
   const child = execa(command, args, {
-    input: JSON.stringify(opts.config),
-    env: { PYTHONUNBUFFERED: '1', PYTHONPATH: pythonSourceDir, TOKENIZERS_PARALLELISM: 'false', ...opts.env },
+    input: configDir ? '' : JSON.stringify(opts.config),
+    env: {
+      PYTHONUNBUFFERED: '1',
+      PYTHONPATH: pythonSourceDir,
+      TOKENIZERS_PARALLELISM: 'false',
+      ...(configDir && { LLMKIT_WORKER_CONFIG: join(configDir, 'config.json') }),
+      ...opts.env,
+    },
     reject: false,
     stdout: ['pipe'],
     stderr: ['pipe'],
@@ -71,18 +83,22 @@ export async function runWorker(opts: WorkerRunOptions): Promise<WorkerOutcome> 
     const event = parseWorkerLine(line);
     events.push(event);
     if (event.event === 'result') result = event;
-    if (event.event === 'error') failure = event;
+    // The first error is the cause: under torchrun the other ranks fail after it, in the collective that waited for it.
+    if (event.event === 'error') failure ??= event;
     if (event.event === 'interrupted') interrupted = event;
     opts.onEvent?.(event);
   }
   const done = await child;
   stop.dispose();
   await closeStream(log);
+  if (configDir) await rm(configDir, { recursive: true, force: true });
 
   if (interrupted) throw new WorkerInterrupted(interrupted);
-  if (failure) throw await errorFromEvent(failure, opts);
+  // A rank that died without an error event (a signal) is the cause even if another rank's error came first.
+  const cause = opts.launcher && done.exitCode !== 0 ? rootCause(await stderrTail(opts.logFile, 200)) : undefined;
+  if (failure && (cause === undefined || cause.rank === failure.rank)) throw await errorFromEvent(failure, opts);
   if (done.exitCode === 0 && result) return { result, events };
-  throw await errorFromExit(done, opts, stop.requested());
+  throw await errorFromExit(done, opts, stop.requested(), cause);
 }
 
 function watchStop(child: ResultPromise, signal: AbortSignal | undefined, graceMs: number) {
@@ -106,20 +122,21 @@ function watchStop(child: ResultPromise, signal: AbortSignal | undefined, graceM
 
 async function errorFromEvent(e: ErrorEvent, opts: WorkerRunOptions): Promise<LlmkitError> {
   const details = await stderrTail(opts.logFile);
+  const rank = e.rank != null ? `rank ${e.rank}: ` : '';
   switch (e.kind) {
     case 'bad_input':
-      return new LlmkitError(e.where ? `${e.where}: ${e.message}` : e.message, e.hint ?? undefined, 1, details);
+      return new LlmkitError(rank + (e.where ? `${e.where}: ${e.message}` : e.message), e.hint ?? undefined, 1, details);
     case 'missing_package':
-      return new LlmkitError(`${e.message} in the worker environment`, 'run `llmkit env --setup`', 1, details);
+      return new LlmkitError(`${rank}${e.message} in the worker environment`, 'run `llmkit env --setup`', 1, details);
     case 'oom':
       return new LlmkitError(
-        `out of GPU memory in ${opts.job}`,
+        `${rank}out of GPU memory in ${opts.job}`,
         'lower --batch-size (raise --grad-accum to keep the global batch), add --gradient-checkpointing, use --lora, or shorten --max-seq-len',
         1,
         details,
       );
     default:
-      return new LlmkitError(`${opts.job} failed: ${e.message}`, `see ${opts.logFile} (or run with --verbose)`, 1, details);
+      return new LlmkitError(`${opts.job} failed${e.rank != null ? ` on rank ${e.rank}` : ''}: ${e.message}`, `see ${opts.logFile} (or run with --verbose)`, 1, details);
   }
 }
 
@@ -127,12 +144,24 @@ async function errorFromExit(
   done: { exitCode?: number; signal?: string; isTerminated?: boolean },
   opts: WorkerRunOptions,
   stopRequested: boolean,
+  cause?: { rank: number; exitCode: number },
 ): Promise<LlmkitError> {
   const details = await stderrTail(opts.logFile);
   if (stopRequested) return new LlmkitError(`${opts.job} was stopped before it saved a checkpoint`, undefined, 130, details);
-  const how = done.signal ? `was killed by ${done.signal}` : `exited with code ${done.exitCode}`;
-  const hint = done.signal === 'SIGKILL' ? 'the system may have run out of memory; try a smaller batch' : `see ${opts.logFile} (or run with --verbose)`;
-  return new LlmkitError(`the ${opts.job} worker ${how}`, hint, 1, details);
+  const how = cause
+    ? `'s rank ${cause.rank} ${cause.exitCode < 0 ? `was killed by signal ${-cause.exitCode}` : `exited with code ${cause.exitCode}`}`
+    : done.signal
+      ? ` was killed by ${done.signal}`
+      : ` exited with code ${done.exitCode}`;
+  const hint = done.signal === 'SIGKILL' || cause?.exitCode === -9 ? 'the system may have run out of memory; try a smaller batch' : `see ${opts.logFile} (or run with --verbose)`;
+  return new LlmkitError(`the ${opts.job} worker${how}`, hint, 1, details);
+}
+
+/** The rank torchrun names under "Root Cause (first observed failure)": "rank : 0 (local_rank: 0)", "exitcode : -11". */
+function rootCause(stderr: string): { rank: number; exitCode: number } | undefined {
+  const at = stderr.lastIndexOf('Root Cause');
+  const m = at < 0 ? null : /rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)/.exec(stderr.slice(at));
+  return m ? { rank: Number(m[1]), exitCode: Number(m[2]) } : undefined;
 }
 
 async function stderrTail(logFile: string, lines = 40): Promise<string> {

@@ -72,7 +72,7 @@ describe('llmkit export', () => {
   it('exports float16 weights behind float32 inputs and outputs, checked against PyTorch', async () => {
     const out = join(tempDir('llmkit-export-'), 'fp16');
     const r = await runCli(['export', await tinyModel(), '--fp16', '--out', out]);
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
     const model = loadExportedModel(out);
     expect(model.manifest).toMatchObject({ precision: 'fp16', dtype: 'float16', kv_dtype: 'float32', inputs: loadExportedModel(exported).manifest.inputs });
     for (const diff of Object.values(model.manifest.export_check ?? {})) {
@@ -99,8 +99,8 @@ describe('llmkit export', () => {
     const results = await Promise.all(cases.map(([model]) => runCli(['export', model, '--out', join(dir, 'out')])));
     for (const [i, [model, message]] of cases.entries()) {
       expect(results[i].exitCode, model).toBe(1);
-      expect(results[i].stderr.trim().split('\n')).toHaveLength(1);
-      expect(results[i].stderr.trim()).toMatch(message);
+      expect(String(results[i].stderr).trim().split('\n')).toHaveLength(1);
+      expect(String(results[i].stderr).trim()).toMatch(message);
     }
   });
 });

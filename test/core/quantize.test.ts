@@ -29,8 +29,8 @@ print(math.exp(loss))`;
   return Number(r.stdout.trim().split('\n').at(-1));
 }
 
-function oneLineError(r: { stderr: string }): string {
-  const lines = r.stderr.trim().split('\n');
+function oneLineError(r: { stderr?: unknown }): string {
+  const lines = String(r.stderr).trim().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^error: /);
   return lines[0];
@@ -46,8 +46,8 @@ describe('llmkit quantize', () => {
     fp32 = await exportedTinyModel();
     for (const [precision, model] of [['int8', await tinyModel()], ['int4', fp32]]) {
       const r = await runCli(['quantize', model, `--${precision}`, '--out', join(dir, precision), '--json']);
-      expect(r.exitCode, r.stderr).toBe(0);
-      reports[precision] = JSON.parse(r.stdout);
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      reports[precision] = JSON.parse(String(r.stdout));
     }
   });
 
@@ -118,8 +118,8 @@ describe('llmkit quantize', () => {
 
   it('keeps --exclude nodes in fp32 and takes --block-size and --asymmetric', async () => {
     const r = await runCli(['quantize', fp32, '--int8', '--block-size', '32', '--asymmetric', '--exclude', '/model/lm_head/MatMul', '--out', join(dir, 'excluded'), '--json']);
-    expect(r.exitCode, r.stderr).toBe(0);
-    const report: QuantizeReport = JSON.parse(r.stdout);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const report: QuantizeReport = JSON.parse(String(r.stdout));
     expect(report.quantization).toMatchObject({ bits: 8, block_size: 32, symmetric: false, excluded: ['/model/lm_head/MatMul'] });
     // The fp32 lm_head alone is a quarter of the tiny model.
     expect(report.models[1].sizeRatio).toBeGreaterThan(reports.int8.models[1].sizeRatio + 0.1);

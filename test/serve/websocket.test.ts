@@ -81,6 +81,10 @@ describe('streaming over WebSocket', () => {
     expect(await client.finished('bad')).toMatchObject({ type: 'error', status: 400, error: { param: 'temperature' } });
     client.send({ type: 'chat.completions', id: 'gone', body: body('x', { model: 'nope' }) });
     expect(await client.finished('gone')).toMatchObject({ status: 404, error: { code: 'model_not_found' } });
+    for (const raw of ['5', 'null', '{"type": "chat.completions"}']) client.ws.send(raw);
+    client.send({ type: 'completions', id: 'after', body: { model: 'tiny', prompt: 'Hi', max_tokens: 2 } });
+    expect((await client.finished('after')).type).toBe('done');
+    expect(client.messages.filter((m) => m.type === 'error' && m.id === null).map((m) => m.error!.code)).toEqual(['invalid_json', 'invalid_json', 'invalid_value']);
     client.ws.close();
     const refused = new WebSocket(server.url.replace('http', 'ws') + '/v1/ws');
     const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_req, res) => resolve(res.statusCode!)));

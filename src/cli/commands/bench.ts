@@ -22,7 +22,7 @@ export function benchCommand(): Command {
     .description('benchmark serving: bare engine loop, transformers.js on the same model, then the server at several concurrency levels')
     .argument('<model>', 'exported model folder (from `llmkit export` or `quantize`)')
     .option('--concurrency <list>', 'concurrent streaming clients per level, comma-separated', '1,4,8,16')
-    .option('--max-tokens <n>', 'new tokens per request (EOS ignored, so every request makes exactly this many)', '64')
+    .option('--max-tokens <n>', 'new tokens per request (EOS ignored, so every request makes exactly this many)', '128')
     .option('--rounds <n>', 'measured rounds (after a warm-up); each visits every contender and level, each client sending one request', '4')
     .option('--device <device>', 'auto, cpu, cuda or webgpu (engine and server)', 'cpu')
     .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per physical core)')

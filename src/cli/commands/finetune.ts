@@ -50,7 +50,15 @@ export function finetuneCommand(): Command {
     .option('--precision <name>', `auto (bf16 autocast on a CUDA GPU that has it, else fp32), bf16 or fp32 (default: ${D.precision})`)
     .option('--compile', 'torch.compile each decoder layer and replay it as CUDA graphs (CUDA only; falls back to eager)')
     .option('--no-compile', 'run eagerly even where the recipe compiles')
-    .option('--exact-match <n>', `greedy-answer the first N eval (else training) examples before and after training and count exact matches (default: ${D.exactMatch}, off)`);
+    .option('--exact-match <n>', `greedy-answer the first N eval (else training) examples before and after training and count exact matches (default: ${D.exactMatch}, off)`)
+    .option('--gpus <n>', 'train on N CUDA GPUs of this machine, one process each, through torchrun (DDP, or --fsdp)')
+    .option('--nproc <n>', 'train in N processes on this machine through torchrun, on the --device (CPU processes use gloo)')
+    .option('--nnodes <n>', 'machines in the job (default 1); run the same command on each with its --node-rank')
+    .option('--node-rank <n>', "this machine's number, 0 to nnodes-1 (node 0 hosts the rendezvous)")
+    .option('--master-addr <host>', 'address of node 0, which every node connects to (needed with --nnodes > 1)')
+    .option('--master-port <port>', 'rendezvous port on node 0 (default: a free one on one machine, 29500 across machines)')
+    .option('--fsdp', 'shard weights, gradients and optimizer state across the processes (FSDP full-shard) instead of DDP')
+    .option('--no-fsdp', 'DDP even where the recipe shards');
 
   return command.action(
     action(async (opts: Record<string, unknown>, flags: GlobalFlags, args: string[]) => {

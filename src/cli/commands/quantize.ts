@@ -13,7 +13,7 @@ interface QuantizeFlags {
   int8?: boolean;
   int4?: boolean;
   blockSize?: string;
-  asymmetric: boolean;
+  asymmetric?: boolean;
   exclude?: string[];
   evalData?: string;
   evalTokens: string;
@@ -29,7 +29,7 @@ export function quantizeCommand(): Command {
     .option('--int8', '8-bit weights (block-wise MatMulNBits, int8 compute on CPU): ~26% of the fp32 size')
     .option('--int4', '4-bit weights (block-wise MatMulNBits): ~16% of the fp32 size')
     .option('--block-size <n>', 'weights per scale: 32, 64 or 128 (default: 128 for --int8, 32 for --int4)')
-    .option('--asymmetric', 'blocks with zero points (default: symmetric, which is smaller)', false)
+    .option('--asymmetric', 'blocks with a zero point as well as a scale (default: symmetric, which is smaller)')
     .option('--exclude <nodes...>', 'ONNX node names to keep in fp32, e.g. /model/lm_head/MatMul')
     .option('--eval-data <file>', 'text for perplexity, top-1 agreement and KL (default: the bundled recipes/data/eval.txt)')
     .option('--eval-tokens <n>', 'score at most this many tokens of the eval text', '8192')

@@ -85,6 +85,22 @@ export const FinetuneSchema = z.object({
   compile: booleanField().default(false),
   /** Greedy-generate the answers of the first N eval (else training) examples before and after training. */
   exactMatch: intField(0).default(D.exactMatch),
+  // Several processes through torchrun (docs/deploy.md). batchSize and gradAccum stay global: each process takes
+  // its share of every micro-batch, so the loss curve and learning-rate schedule do not depend on the count.
+  /** One process per CUDA GPU on this machine (implies device cuda); contradicts nproc. */
+  gpus: intField(1).optional(),
+  /** Processes on this machine, on the device --device picks (several CPU processes use gloo); contradicts gpus. */
+  nproc: intField(1).optional(),
+  /** Machines in the job (default 1); more than one needs masterAddr, and nodeRank on each. */
+  nnodes: intField(1).optional(),
+  /** This machine's number, 0 to nnodes-1 (node 0 hosts the rendezvous). */
+  nodeRank: intField(0).optional(),
+  /** Address of node 0, which every node connects to. */
+  masterAddr: z.string().min(1).optional(),
+  /** Rendezvous port on node 0 (default: a free one on one machine, 29500 across machines). */
+  masterPort: intField(1).optional(),
+  /** Shard weights, gradients and optimizer state across the processes (FSDP full-shard) instead of replicating them (DDP). */
+  fsdp: booleanField().default(false),
 });
 
 export type FinetuneOptions = z.output<typeof FinetuneSchema>;
@@ -95,6 +111,7 @@ export const FINETUNE_RULES: FlagRules = {
   exclusive: [
     ['epochs', 'maxSteps'],
     ['evalData', 'evalSplit'],
+    ['gpus', 'nproc'],
   ],
   requires: {
     loraR: ['lora'],
@@ -103,6 +120,11 @@ export const FINETUNE_RULES: FlagRules = {
     loraTargets: ['lora'],
     merge: ['lora'],
     evalEvery: ['evalData', 'evalSplit'],
+    nnodes: ['gpus', 'nproc'],
+    nodeRank: ['nnodes'],
+    masterAddr: ['nnodes'],
+    masterPort: ['gpus', 'nproc'],
+    fsdp: ['gpus', 'nproc'],
   },
   positional: { model: '<model>' },
   hints: {

@@ -5,7 +5,8 @@ import { runWorker } from '../../workers/worker-run.js';
 import { writeFileAtomic } from '../atomic.js';
 import { UsageError } from '../errors.js';
 import { validateDataFile, type DataFile } from './data.js';
-import { checkModelFolder, resolveModel } from './model.js';
+import { checkModelFolder, resolveModel, type ModelFolder } from './model.js';
+import { checkDistributedFlags, checkGpuCount, torchrunLauncher } from './launch.js';
 import { FINETUNE_DEFAULTS, type FinetuneOptions } from './options.js';
 
 export interface FinetuneContext {
@@ -66,6 +67,21 @@ export interface FinetuneSummary {
  */
 export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = {}): Promise<FinetuneSummary> {
   const model = await checkModelFolder(await resolveModel(opts.model, ctx.onEvent));
+  const inputs = await checkTrainingInputs(opts, model);
+  return (await runTrainingJob(inputs, { job: 'finetune', options: inputs.options }, ctx)).summary;
+}
+
+/** The options with every model- and data-dependent default settled, and the validated data files. */
+export interface TrainingInputs {
+  options: FinetuneOptions & { lr: number; epochs?: number; maxSeqLen: number };
+  data: DataFile[];
+  evalData: DataFile[];
+}
+
+/** What runFinetune checks before training `model` (distill's student goes through the same checks). */
+export async function checkTrainingInputs(opts: FinetuneOptions, model: ModelFolder): Promise<TrainingInputs> {
+  checkDistributedFlags(opts);
+  await checkGpuCount(opts);
   const out = resolve(opts.out);
   checkOutFolder(out, opts.resume);
   const data = await Promise.all(opts.data.map((p) => validateDataFile(resolve(p), '--data')));
@@ -75,8 +91,7 @@ export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = 
   if (model.maxPositions !== null && maxSeqLen > model.maxPositions) {
     throw new UsageError(`--max-seq-len ${maxSeqLen} is longer than the model's context (${model.maxPositions} tokens)`, `use --max-seq-len ${model.maxPositions} or less`);
   }
-
-  const resolved = {
+  const options = {
     ...opts,
     model: model.path,
     out,
@@ -84,22 +99,38 @@ export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = 
     epochs: opts.maxSteps ? undefined : (opts.epochs ?? FINETUNE_DEFAULTS.epochs),
     maxSeqLen,
   };
-  const configFile = join(out, 'llmkit-config.json');
-  await writeFileAtomic(configFile, JSON.stringify({ command: 'finetune', recipe: ctx.recipe ?? null, options: resolved, data, evalData }, null, 2) + '\n');
+  return { options, data, evalData };
+}
 
-  const logFile = join(out, 'finetune.log');
-  const { result } = await runWorker({
-    job: 'finetune',
-    config: workerConfig(resolved, data, evalData),
+export interface TrainingJob {
+  /** The worker job: `finetune`, or `distill`, which takes the same config plus its own and trains through finetune's loop. */
+  job: 'finetune' | 'distill';
+  /** Saved as the options in llmkit-config.json. */
+  options: Record<string, unknown>;
+  /** Worker config beyond the finetune job's. */
+  extra?: Record<string, unknown>;
+}
+
+/** Saves the resolved config next to the outputs, runs the training job and returns its summary and events. */
+export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, ctx: FinetuneContext): Promise<{ summary: FinetuneSummary; events: WorkerEvent[] }> {
+  const { options: o, data, evalData } = inputs;
+  const configFile = join(o.out, 'llmkit-config.json');
+  await writeFileAtomic(configFile, JSON.stringify({ command: job.job, recipe: ctx.recipe ?? null, options: job.options, data, evalData }, null, 2) + '\n');
+
+  const logFile = join(o.out, `${job.job}.log`);
+  const { result, events } = await runWorker({
+    job: job.job,
+    config: { ...workerConfig(o, data, evalData), ...job.extra },
     logFile,
     onEvent: ctx.onEvent,
     stopSignal: ctx.stopSignal,
+    launcher: await torchrunLauncher(o),
   });
   const r = result as unknown as WorkerResult;
-  return {
-    out,
+  const summary: FinetuneSummary = {
+    out: o.out,
     method: r.method,
-    model: model.path,
+    model: o.model,
     steps: r.steps,
     epochs: r.epochs,
     firstLoss: r.first_loss,
@@ -114,7 +145,7 @@ export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = 
     evalExamples: r.eval_examples,
     truncated: r.truncated,
     dropped: r.dropped,
-    maxSeqLen,
+    maxSeqLen: o.maxSeqLen,
     trainableParameters: r.trainable_parameters,
     totalParameters: r.total_parameters,
     device: r.device,
@@ -125,10 +156,11 @@ export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = 
     merged: r.merged,
     modelOut: r.model,
     resumedFrom: r.resumed_from,
-    metrics: join(out, 'metrics.jsonl'),
+    metrics: join(o.out, 'metrics.jsonl'),
     config: configFile,
     log: logFile,
   };
+  return { summary, events };
 }
 
 /** What the worker's `result` event carries (llmkit_worker/finetune.py). */
@@ -218,9 +250,11 @@ function workerConfig(o: FinetuneOptions & { lr: number; maxSeqLen: number; epoc
     save_every: o.saveEvery ?? null,
     resume: o.resume,
     merge: o.merge,
-    device: o.device,
     precision: o.precision,
     compile: o.compile,
     exact_match: o.exactMatch,
+    // --gpus means one CUDA device per process; each rank picks its own from LOCAL_RANK.
+    device: o.gpus !== undefined ? 'cuda' : o.device,
+    fsdp: o.fsdp,
   };
 }

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { formatBytes, formatTable } from '../../cli/output.js';
+import { formatBytes, formatTable } from '../format.js';
 import { DecoderSession } from '../../engine/decoder-session.js';
 import type { ExportedModel } from '../../engine/model-manifest.js';
 import { onnxruntimeVersion } from '../../engine/onnx-runtime.js';
@@ -31,9 +31,9 @@ export interface ModelFigures {
 export interface QuantizeReport {
   version: 1;
   createdAt: string;
-  machine: { cpu: string; cores: number; threads: number; onnxruntimeNode: string; provider: 'cpu' };
+  machine: { cpu: string; cores: number; onnxruntimeNode: string; provider: 'cpu' };
   eval: { file: string; tokens: number; positions: number; windows: number; window: number };
-  speed: { prompts: number; promptTokens: number; newTokens: number; rounds: number; steps: number; statistic: string };
+  speed: { threads: number; prompts: number; promptTokens: number; newTokens: number; rounds: number; steps: number; statistic: string };
   quantization: Record<string, unknown>;
   models: ModelFigures[];
 }
@@ -104,9 +104,9 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
   return {
     version: 1,
     createdAt: new Date().toISOString(),
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, threads: opts.threads, onnxruntimeNode: onnxruntimeVersion, provider: 'cpu' },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, onnxruntimeNode: onnxruntimeVersion, provider: 'cpu' },
     eval: { file: opts.evalData, tokens: tokens.length, positions: accuracy.positions, windows: accuracy.windows, window },
-    speed: { prompts: plan.prompts.length, promptTokens: SPEED.promptTokens, newTokens, rounds: plan.rounds, steps: speeds[1].steps, statistic: 'median cached decode step, batch 1, warm-up excluded' },
+    speed: { threads: opts.threads, prompts: plan.prompts.length, promptTokens: SPEED.promptTokens, newTokens, rounds: plan.rounds, steps: speeds[1].steps, statistic: 'median cached decode step, batch 1, warm-up excluded' },
     quantization: quantized.manifest.quantization ?? {},
     models,
   };
@@ -142,6 +142,6 @@ export function formatReportTable(report: QuantizeReport): string {
   return [
     table,
     `perplexity, agreement and KL over ${e.positions} positions of ${e.file} (${e.windows} windows of ${e.window} tokens); ` +
-      `decode speed: ${s.prompts} prompts × ${s.newTokens} tokens × ${s.rounds} rounds, batch 1, ${report.machine.threads} threads, CPU (${report.machine.cpu})`,
+      `decode speed: ${s.prompts} prompts × ${s.newTokens} tokens × ${s.rounds} rounds, batch 1, ${s.threads} threads, CPU (${report.machine.cpu})`,
   ].join('\n');
 }

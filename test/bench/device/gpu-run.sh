@@ -14,9 +14,11 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -x /tmp/node ] || { xz -dc .devnode/node.xz > /tmp/node && chmod +x /tmp/node; }
 export PATH=/tmp:$PATH
-[ -d .devpack ] || tar -xJf .devnode/devpack.tar.xz
+tar -xJf .devnode/devpack.tar.xz
 export LLMKIT_PYTHON=${LLMKIT_PYTHON:-$(command -v python3)} LLMKIT_HOME=${LLMKIT_HOME:-/tmp/llmkit-home}
 cli="node .devpack/llmkit.js"
+# The tree arrives without .git; the bench scripts find the repo root through git.
+[ -e .git ] || git init -q
 # The shared texts do not travel with the tree; pack.sh puts Tiny Shakespeare beside Node.
 mkdir -p ../shared/data && cp -n .devnode/tinyshakespeare.txt ../shared/data/ 2>/dev/null
 
@@ -25,7 +27,7 @@ case ${1:-} in
     LLMKIT_CLI="$cli" STEPS=${STEPS:-40} bash test/bench/finetune-gpu.sh /tmp/finetune-bench 2>&1 | tee "$out/finetune-gpu.txt"
     cp /tmp/finetune-bench/*.json "$out/" 2>/dev/null ;;
   quantize)
-    LLMKIT="$cli" PYTHON=python3 OUT=/tmp/bench-quantize STEPS=${STEPS:-1500} bash test/bench/quantize-100m.sh 2>&1 | tee "$out/quantize-100m.txt"
+    LLMKIT_CLI="$cli" OUT=/tmp/bench-quantize STEPS=${STEPS:-1500} bash test/bench/quantize-100m.sh 2>&1 | tee "$out/quantize-100m.txt"
     cp /tmp/bench-quantize/int8/quantize-report.json "$out/quantize-int8.json"
     cp /tmp/bench-quantize/int4/quantize-report.json "$out/quantize-int4.json" ;;
   engine)

@@ -9,10 +9,10 @@ for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" .git/info/exclude 2>/dev
 npx tsc -p .
 rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux
 npx --yes esbuild@0.25 dist/cli/main.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.mjs \
-  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --log-level=warning \
+  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 npx --yes esbuild@0.25 test/bench/engine-gpu.js --bundle --platform=node --format=esm --outfile=.devpack/engine-gpu.mjs \
-  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --log-level=warning \
+  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 cat > .devpack/llmkit.js <<'JS'
 #!/usr/bin/env node
@@ -23,6 +23,13 @@ ort=node_modules/onnxruntime-node
 cp -r $ort/package.json $ort/dist .devpack/node_modules/onnxruntime-node/
 cp -r $ort/bin/napi-v6/linux/x64 .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux/
 cp -r node_modules/onnxruntime-common .devpack/node_modules/
+# ink imports its optional devtools hook statically; the device runs no TUI, so an empty module does.
+# Likewise transformers.js imports sharp (images) and onnxruntime-web (browsers), which llmkit never calls.
+for stub in react-devtools-core sharp onnxruntime-web; do
+  mkdir -p .devpack/node_modules/$stub
+  echo "{\"name\":\"$stub\",\"type\":\"module\",\"main\":\"index.js\"}" > .devpack/node_modules/$stub/package.json
+  echo 'export default {}; export const env = {}; export const InferenceSession = {}; export const Tensor = class {};' > .devpack/node_modules/$stub/index.js
+done
 # Uncompressed, onnxruntime's libraries alone pass the 64 MiB a call may carry.
 tar -cJf .devnode/devpack.tar.xz .devpack
 [ -s .devnode/node.xz ] || bash ../shared/tools/device-node

@@ -4,7 +4,7 @@ Config (snake_case; resolved and validated by llmkit, see src/core/finetune/opti
 data and eval_data ([{path, format}]), eval_split, out, lora, lora_r, lora_alpha, lora_dropout,
 lora_targets, epochs, max_steps, batch_size, grad_accum, lr, schedule, warmup_ratio, weight_decay,
 max_grad_norm, seed, max_seq_len, packing, train_on_prompt, gradient_checkpointing, eval_every,
-save_every, resume, merge, device, precision, compile, exact_match.
+save_every, resume, merge, device, precision, compile, exact_match, fsdp.
 
 Supports: messages / alpaca / prompt-completion / text data (conversations go through the model's
 chat template; the loss is on answers only unless train_on_prompt); truncation, counted; packing
@@ -16,6 +16,13 @@ CPU; gradient checkpointing; a chunked linear cross-entropy that never holds the
 logits and skips positions without a target; torch.compile of each decoder layer replayed as CUDA
 graphs, and of the loss chunk (CUDA only; falls back to eager); eval loss; greedy exact-match before and after training; checkpoints every N steps and on
 SIGINT; resume from the newest checkpoint (weights, optimizer, scheduler, data position, RNG).
+
+Under torchrun (WORLD_SIZE > 1; docs/deploy.md): a process group (nccl on CUDA, gloo on CPU), the model and its
+loss wrapped in DDP, or with fsdp in FSDP full-shard with one unit per decoder layer and bf16 mixed precision
+on CUDA. Each rank takes rows rank::world of every micro-batch of the same plan, and the loss is divided by the
+target tokens of the whole global batch, so the updates (and the loss curve) are those of one process up to
+float summation order, whatever the process count. Only rank 0 writes files and sends events (protocol.py);
+checkpoints hold full (unsharded) state, so any process count resumes them.
 
 Writes under `out`: checkpoints/checkpoint-N/ (the newest only), metrics.jsonl, adapter/ (LoRA, PEFT
 format, with the tokenizer) or model/ (full), merged/ (LoRA with merge). Events: start, progress,
@@ -58,6 +65,8 @@ def run(config: dict, train_loss=None) -> int:
     cfg = config
     out = cfg["out"]
     device, precision = pick_device(cfg)
+    init_distributed(device)
+    # The same seed on every rank: every rank builds the same initial adapter.
     torch.manual_seed(cfg["seed"])
     if device == "cpu":
         # Bit-identical steps on CPU make an interrupted-and-resumed run match an uninterrupted one.
@@ -82,36 +91,42 @@ def run(config: dict, train_loss=None) -> int:
         log(f"{stats['dropped']} training examples had no answer token within --max-seq-len and were left out", level="warning")
 
     model = prepare_model(model, cfg, device)
-    decoder, lm_head = base_of(model).get_decoder(), base_of(model).get_output_embeddings()
+    # Counted before FSDP replaces each weight with its shard.
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    parameters = sum(p.numel() for p in model.parameters())
+    objective = distribute(Objective(model), cfg, device, precision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     groups = training_plan(train, cfg)
     total = len(groups)
-    optimizer = make_optimizer(model, cfg, device)
+    optimizer = make_optimizer(objective, cfg, device)
     scheduler = make_scheduler(optimizer, cfg, total)
     fixed_len = cfg["max_seq_len"] if cfg["packing"] else None
     state = {"first_loss": None, "last_loss": None, "exact_match_before": None, "resumed_from": None}
     start = 0
     if cfg["resume"]:
-        start, state = load_checkpoint(out, cfg, model, optimizer, scheduler)
+        start, state = load_checkpoint(out, cfg, objective, optimizer, scheduler)
     open_metrics(out, start)
     emit("start", job="finetune", total_steps=total)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"{'LoRA' if cfg['lora'] else 'full'} fine-tuning on {device} ({precision}): {trainable:,} trainable parameters, "
-        f"{len(train)} examples, {total} steps")
+    processes = f" × {DIST['world']} processes ({'FSDP' if cfg.get('fsdp') else 'DDP'})" if DIST["world"] > 1 else ""
+    log(f"{'LoRA' if cfg['lora'] else 'full'} fine-tuning on {device}{processes} ({precision}): {trainable:,} trainable "
+        f"parameters, {len(train)} examples, {total} steps")
 
     if cfg["exact_match"] and state["exact_match_before"] is None:
         state["exact_match_before"] = exact_match(model, tokenizer, eval_rows or train_rows, cfg, device, autocast, "before", start)
-    if stop.requested:
+    if any_rank(stop.requested, device):
         emit("interrupted", step=start, checkpoint=newest_checkpoint(out))
         return 130
 
-    model.train()
+    objective.train()
     timed_tokens, timed_seconds, train_tokens, eval_loss = 0, 0.0, 0, None
     started = time.time()
     for index in range(start, total):
         step = index + 1
+        if DIST["world"] > 1:
+            # Each rank's dropout draws its own masks, from a seed that a resumed run finds again from the step alone.
+            torch.manual_seed(cfg["seed"] * 1_000_003 + step * 1_009 + DIST["rank"])
         t0 = time.time()
-        loss, tokens, grad_norm, lr = train_step(groups[index], train, model, decoder, lm_head, optimizer, scheduler,
+        loss, tokens, grad_norm, lr = train_step(groups[index], train, objective, optimizer, scheduler,
                                                  cfg, pad_id, fixed_len, device, autocast, train_loss)
         seconds = time.time() - t0
         train_tokens += tokens
@@ -127,28 +142,31 @@ def run(config: dict, train_loss=None) -> int:
         write_metric({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps, "epoch": epoch})
 
         if evals and cfg.get("eval_every") and step % cfg["eval_every"] == 0 and step != total:
-            evaluate(model, decoder, lm_head, evals, cfg, pad_id, fixed_len, device, autocast, step)
-        if stop.requested:
-            checkpoint = save_checkpoint(out, step, cfg, model, optimizer, scheduler, state)
+            evaluate(objective, evals, cfg, pad_id, fixed_len, device, autocast, step)
+        # Every rank must stop after the same step: the checkpoint gathers from all of them.
+        if any_rank(stop.requested, device):
+            checkpoint = save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state)
             emit("interrupted", step=step, checkpoint=checkpoint)
             return 130
         if cfg.get("save_every") and step % cfg["save_every"] == 0 and step != total:
-            save_checkpoint(out, step, cfg, model, optimizer, scheduler, state)
+            save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state)
 
     train_seconds = time.time() - started
     if total > start:
-        save_checkpoint(out, total, cfg, model, optimizer, scheduler, state)
+        save_checkpoint(out, total, cfg, objective, optimizer, scheduler, state)
     if evals:
-        eval_loss = evaluate(model, decoder, lm_head, evals, cfg, pad_id, fixed_len, device, autocast, total)
+        eval_loss = evaluate(objective, evals, cfg, pad_id, fixed_len, device, autocast, total)
     exact_after = exact_match(model, tokenizer, eval_rows or train_rows, cfg, device, autocast, "after", total) if cfg["exact_match"] else None
-    outputs = save_outputs(model, cfg)
+    outputs = save_outputs(objective, cfg)
+    if DIST["rank"] != 0:
+        return 0
     peak, memory_kind = peak_memory(device)
     emit("result", out=out, method="lora" if cfg["lora"] else "full", steps=total, resumed_from=state["resumed_from"],
          epochs=groups[-1][-1][0], first_loss=state["first_loss"], last_loss=state["last_loss"], eval_loss=eval_loss,
          tokens_per_s=timed_tokens / timed_seconds if timed_seconds > 0 else None, train_tokens=train_tokens,
          train_seconds=train_seconds, peak_memory_bytes=peak, memory_kind=memory_kind,
          examples=stats["examples"], eval_examples=len(evals), truncated=stats["truncated"], dropped=stats["dropped"],
-         trainable_parameters=trainable, total_parameters=sum(p.numel() for p in model.parameters()),
+         trainable_parameters=trainable, total_parameters=parameters,
          device=device, precision=precision, compiled=bool(cfg["compile"] and device == "cuda"),
          exact_match={"before": state["exact_match_before"], "after": exact_after} if cfg["exact_match"] else None,
          **outputs)
@@ -169,11 +187,84 @@ def pick_device(cfg: dict) -> tuple[str, str]:
     return device, precision
 
 
+# This process's place in a torchrun job (world 1 without torchrun), and its device.
+DIST = {"world": 1, "rank": 0, "device": "cpu"}
+
+
+def init_distributed(device: str) -> None:
+    DIST["device"] = device
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    if device == "cuda":
+        local = int(os.environ["LOCAL_RANK"])
+        if local >= torch.cuda.device_count():
+            raise BadInput(f"process {local} of this machine has no CUDA GPU of its own ({torch.cuda.device_count()} seen)",
+                           hint="use --gpus N with N at most the GPU count")
+        torch.cuda.set_device(local)  # "cuda" below is this rank's GPU
+    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    DIST.update(world=world, rank=dist.get_rank())
+
+
+def any_rank(flag: bool, device: str) -> bool:
+    """Whether `flag` holds on any rank (a stop request reaches the ranks at different moments)."""
+    if DIST["world"] == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t)
+    return bool(t.item())
+
+
+class Objective(torch.nn.Module):
+    """The model and its loss as one module: the loss calls the decoder and the output layer itself (chunked, not
+    model.forward), and DDP and FSDP only see what runs inside their wrapper's forward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, loss_fn):
+        base = base_of(self.model)
+        return loss_fn(base.get_decoder(), base.get_output_embeddings(), batch)
+
+
+def distribute(objective, cfg: dict, device: str, precision: str):
+    """The objective in DDP, or FSDP full-shard with fsdp, when there are several ranks."""
+    if DIST["world"] == 1:
+        return objective
+    if not cfg.get("fsdp"):
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(objective, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+    import functools
+
+    from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision, ShardingStrategy
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    # One FSDP unit per decoder layer (whatever class the architecture uses): a layer's weights are gathered just
+    # before it runs and freed after, so the whole model never sits on one process. The root unit keeps the
+    # embeddings, final norm and output layer.
+    layer = type(base_of(objective.model).get_decoder().layers[0])
+    mixed = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.bfloat16) \
+        if precision == "bf16" else None
+    # use_orig_params: LoRA mixes frozen and trained weights in one unit, and the optimizer and checkpoints keep
+    # the original parameter names.
+    return FullyShardedDataParallel(objective, auto_wrap_policy=functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={layer}),
+                                    sharding_strategy=ShardingStrategy.FULL_SHARD, mixed_precision=mixed, use_orig_params=True,
+                                    device_id=torch.cuda.current_device() if device == "cuda" else torch.device("cpu"))
+
+
 def load_model(cfg: dict, device: str, precision: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # A LoRA base is frozen, so it can live in bf16; full fine-tuning keeps fp32 master weights under autocast.
-    dtype = torch.bfloat16 if cfg["lora"] and precision == "bf16" else torch.float32
+    # FSDP flattens a layer's weights into one tensor of one dtype, so under it LoRA keeps fp32 too (FSDP's mixed
+    # precision computes in bf16).
+    dtype = torch.bfloat16 if cfg["lora"] and precision == "bf16" and not cfg.get("fsdp") else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg["model"])
         model = AutoModelForCausalLM.from_pretrained(cfg["model"], dtype=dtype)
@@ -405,26 +496,44 @@ def collate(entry, examples: list, pad_id: int, fixed_len, device: str) -> dict:
             "tokens": sum(lengths), "n_targets": int(picked.numel())}
 
 
-def train_step(group, examples, model, decoder, lm_head, optimizer, scheduler, cfg, pad_id, fixed_len, device, autocast,
-               loss_fn=None):
+def train_step(group, examples, objective, optimizer, scheduler, cfg, pad_id, fixed_len, device, autocast, loss_fn=None):
     """One optimizer step over its micro-batches; the loss (`loss_fn`, a sum over target tokens, default
     batch_loss) is averaged over all target tokens of the step, so gradient accumulation gives the same update
-    as one large batch. Returns (loss, tokens, grad norm, lr)."""
-    micro = [collate(entry, examples, pad_id, fixed_len, device) for entry in group]
-    n_targets = sum(b["n_targets"] for b in micro)
-    loss_sum = 0.0
-    for batch in micro:
-        with autocast():
-            loss = (loss_fn or batch_loss)(decoder, lm_head, batch)
-        (loss / n_targets).backward()
+    as one large batch. Under torchrun each rank takes rows rank::world of every micro-batch and the average is
+    still over the whole global batch. Returns (loss, tokens, grad norm, lr), tokens counted over all ranks."""
+    world, rank = DIST["world"], DIST["rank"]
+    ids = [i for _, batch_rows in group for row in batch_rows for i in row]
+    n_targets = sum(sum(t != IGNORE for t in examples[i][1]) for i in ids)
+    tokens = sum(len(examples[i][0]) for i in ids)
+    loss_sum = torch.zeros((), device=device)
+    for k, (epoch, batch_rows) in enumerate(group):
+        mine = batch_rows[rank::world]
+        # A rank left without rows (a short last batch) still runs the pass that the others' gradient
+        # all-reduce waits for, on a row whose loss it then multiplies by 0.
+        batch = collate((epoch, mine or batch_rows[:1]), examples, pad_id, fixed_len, device)
+        # DDP all-reduces the gradients on the step's last micro-batch only.
+        ddp_accumulating = world > 1 and not cfg.get("fsdp") and k < len(group) - 1
+        sync = objective.no_sync() if ddp_accumulating else contextlib.nullcontext()
+        with sync:
+            with autocast():
+                loss = objective(batch, loss_fn or batch_loss) * (1.0 if mine else 0.0)
+            # DDP and FSDP average the gradients over the ranks; scaling by world turns that into their sum.
+            (loss * world / n_targets).backward()
         loss_sum += loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(trainable_params(model), cfg["max_grad_norm"] or float("inf"))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(loss_sum)
+    params = trainable_params(objective)
+    max_norm = cfg["max_grad_norm"] or float("inf")
+    # Under FSDP each rank holds a shard of the gradients: the FSDP method reduces the norm over all of them.
+    grad_norm = objective.clip_grad_norm_(max_norm) if cfg.get("fsdp") and world > 1 else torch.nn.utils.clip_grad_norm_(params, max_norm)
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     # float() waits for the GPU, so the caller's step timing is real.
-    return float(loss_sum) / n_targets, sum(b["tokens"] for b in micro), float(grad_norm), lr
+    return float(loss_sum) / n_targets, tokens, float(grad_norm), lr
 
 
 # ---- loss ------------------------------------------------------------------------------------------
@@ -508,17 +617,19 @@ def eager():
     return set_stance("force_eager") if set_stance else contextlib.nullcontext()
 
 
-def evaluate(model, decoder, lm_head, examples, cfg, pad_id, fixed_len, device, autocast, step) -> float:
+def evaluate(objective, examples, cfg, pad_id, fixed_len, device, autocast, step) -> float:
+    """Eval loss over all eval examples. Under torchrun every rank evaluates all of them, in step, since FSDP gathers
+    each layer from every rank (eval sets are small next to training)."""
     plan = training_plan(examples, {**cfg, "epochs": 1, "max_steps": None, "grad_accum": 1})
     total, count = 0.0, 0
-    model.eval()
+    objective.eval()
     with torch.no_grad(), eager():
         for (entry,) in plan:
             batch = collate(entry, examples, pad_id, fixed_len, device)
             with autocast():
-                total += float(batch_loss(decoder, lm_head, batch))
+                total += float(objective(batch, batch_loss))
             count += batch["n_targets"]
-    model.train()
+    objective.train()
     value = total / count
     emit("metric", name="eval_loss", value=value, step=step)
     write_metric({"step": step, "eval_loss": value})
@@ -584,7 +695,9 @@ _metrics = {"file": None}
 
 
 def open_metrics(out: str, keep_until: int) -> None:
-    """metrics.jsonl holds one curve: a resumed run drops what came after its checkpoint, then appends."""
+    """metrics.jsonl holds one curve: a resumed run drops what came after its checkpoint, then appends. Rank 0's."""
+    if DIST["rank"] != 0:
+        return
     path = os.path.join(out, "metrics.jsonl")
     kept = []
     if keep_until and os.path.exists(path):
@@ -598,6 +711,8 @@ def open_metrics(out: str, keep_until: int) -> None:
 
 
 def write_metric(record: dict) -> None:
+    if _metrics["file"] is None:  # ranks other than 0
+        return
     _metrics["file"].write(json.dumps(record) + "\n")
 
 
@@ -610,20 +725,35 @@ def newest_checkpoint(out: str):
     return found[-1] if found else None
 
 
-def save_checkpoint(out, step, cfg, model, optimizer, scheduler, state) -> str:
-    """Written under a temporary name and renamed, so the newest checkpoint is always whole; older ones are removed."""
-    from safetensors.torch import save_file
+def full_state_options(**more):
+    """Whole tensors (FSDP's shards gathered) keyed by parameter name. From a GPU they are copied to the CPU as
+    they are gathered, so a model too large for one GPU can still be saved; on the CPU that copy is pointless, and
+    FSDP's offload there crashes (SIGSEGV, torch 2.11)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
 
+    return StateDictOptions(full_state_dict=True, cpu_offload=DIST["device"] == "cuda", **more)
+
+
+def save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state) -> str:
+    """Written under a temporary name and renamed, so the newest checkpoint is always whole; older ones are removed.
+
+    The trained weights and the optimizer state are whole (FSDP's shards gathered) and keyed by parameter name, so
+    a checkpoint resumes under any process count. Every rank takes part in the gathering; rank 0 writes."""
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    weights, optim = get_state_dict(objective, optimizer, options=full_state_options(ignore_frozen_params=True))
     folder = os.path.join(out, "checkpoints", f"checkpoint-{step}")
+    if DIST["rank"] != 0:
+        return folder
     tmp = folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    weights = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, os.path.join(tmp, "trainable.safetensors"))
+    save_file({n: w.contiguous() for n, w in weights.items()}, os.path.join(tmp, "trainable.safetensors"))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+    torch.save({"step": step, "optimizer": optim, "scheduler": scheduler.state_dict(), "rng": rng},
                os.path.join(tmp, "trainer_state.pt"))
     with open(os.path.join(tmp, "llmkit_state.json"), "w") as f:
         json.dump({"step": step, "fingerprint": fingerprint(cfg), "state": state}, f, indent=2)
@@ -636,8 +766,10 @@ def save_checkpoint(out, step, cfg, model, optimizer, scheduler, state) -> str:
     return folder
 
 
-def load_checkpoint(out, cfg, model, optimizer, scheduler) -> tuple[int, dict]:
+def load_checkpoint(out, cfg, objective, optimizer, scheduler) -> tuple[int, dict]:
+    """Every rank reads the checkpoint (on several machines, --out must be storage they all see)."""
     from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import set_state_dict
 
     folder = newest_checkpoint(out)
     if folder is None:
@@ -650,12 +782,10 @@ def load_checkpoint(out, cfg, model, optimizer, scheduler) -> tuple[int, dict]:
             raise BadInput(f"--resume: {folder} was made with {flag} {json.dumps(saved['fingerprint'].get(key))}, "
                            f"this run has {json.dumps(value)}", hint=f"resume with the same {flag}, or start a new --out")
     weights = load_file(os.path.join(folder, "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
     trainer = torch.load(os.path.join(folder, "trainer_state.pt"), weights_only=True)
-    optimizer.load_state_dict(trainer["optimizer"])
+    # strict=False: the checkpoint holds the trained weights only, not the frozen base.
+    set_state_dict(objective, optimizer, model_state_dict=weights, optim_state_dict=trainer["optimizer"],
+                   options=full_state_options(strict=False))
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["rng"]["cpu"])
     if "cuda" in trainer["rng"] and torch.cuda.is_available():
@@ -664,21 +794,43 @@ def load_checkpoint(out, cfg, model, optimizer, scheduler) -> tuple[int, dict]:
     return saved["step"], {**saved["state"], "resumed_from": folder}
 
 
-def save_outputs(model, cfg: dict) -> dict:
+def save_outputs(objective, cfg: dict) -> dict:
+    """Rank 0 writes the adapter or model; under FSDP every rank first helps gather the whole weights."""
     out = cfg["out"]
+    model = unwrapped(objective).model
+    # Under FSDP the modules hold shards; save_pretrained then takes the gathered weights (named as in `model`).
+    weights = None
+    if cfg.get("fsdp") and DIST["world"] > 1:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        gathered = get_model_state_dict(objective, options=full_state_options())
+        weights = {name.removeprefix("model."): w for name, w in gathered.items()}
+    if DIST["rank"] != 0:
+        return {}
     if cfg["lora"]:
-        adapter = replace_folder(os.path.join(out, "adapter"), lambda tmp: (model.save_pretrained(tmp), copy_tokenizer_files(cfg["model"], tmp)))
+        adapter = replace_folder(os.path.join(out, "adapter"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights),
+                                                                            copy_tokenizer_files(cfg["model"], tmp)))
         emit("artifact", kind="adapter", path=adapter)
         merged = merge(cfg["model"], adapter, os.path.join(out, "merged")) if cfg["merge"] else None
         return {"adapter": adapter, "merged": merged, "model": None}
 
     with open(os.path.join(cfg["model"], "config.json")) as f:
         base_config = json.load(f)
-    saved_dtype = base_config.get("dtype") or base_config.get("torch_dtype") or "float32"
-    model.to(getattr(torch, saved_dtype, torch.float32))  # the checkpoint's own dtype, as users expect
-    folder = replace_folder(os.path.join(out, "model"), lambda tmp: (model.save_pretrained(tmp), copy_tokenizer_files(cfg["model"], tmp)))
+    dtype = getattr(torch, base_config.get("dtype") or base_config.get("torch_dtype") or "float32", torch.float32)
+    # The checkpoint's own dtype, as users expect.
+    if weights is None:
+        model.to(dtype)
+    else:
+        weights = {name: w.to(dtype) for name, w in weights.items()}
+    folder = replace_folder(os.path.join(out, "model"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights),
+                                                                     copy_tokenizer_files(cfg["model"], tmp)))
     emit("artifact", kind="model", path=folder)
     return {"adapter": None, "merged": None, "model": folder}
+
+
+def unwrapped(objective):
+    """The Objective inside a DDP or FSDP wrapper."""
+    return objective.module if DIST["world"] > 1 else objective
 
 
 def replace_folder(folder: str, write) -> str:

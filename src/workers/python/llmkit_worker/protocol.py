@@ -3,6 +3,10 @@
 A job reads its config as one JSON object on stdin and writes events, one JSON object a line, on
 stdout. Everything else a job or its libraries print goes to stderr, which llmkit keeps in a log
 file. Events: start, progress, metric, log, artifact, result, interrupted, error.
+
+Under torchrun (WORLD_SIZE > 1) every rank shares the same stdout: only rank 0's events go out, except
+`error`, which any rank sends with its `rank`, so the failure that brought the job down names where it began.
+Under torchrun the config comes from the file named by LLMKIT_WORKER_CONFIG, since all ranks share one stdin.
 """
 import json
 import os
@@ -13,9 +17,15 @@ import sys
 # real stdout for events and point sys.stdout at stderr.
 _events_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
 sys.stdout = sys.stderr
+RANK = int(os.environ.get("RANK", "0"))
+DISTRIBUTED = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def emit(event: str, **fields) -> None:
+    if event == "error" and DISTRIBUTED:
+        fields["rank"] = RANK
+    elif RANK != 0:
+        return
     _events_out.write(json.dumps({"event": event, **fields}, default=str) + "\n")
     _events_out.flush()
 
@@ -46,5 +56,9 @@ class StopRequest:
 
 
 def read_config() -> dict:
+    path = os.environ.get("LLMKIT_WORKER_CONFIG")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
     text = sys.stdin.read()
     return json.loads(text) if text.strip() else {}

@@ -1,14 +1,14 @@
 """A job that exercises the protocol without a model, for `llmkit env --check` and the runner's tests.
 
 Config: steps, step_seconds, fail ("exit", "kill", "bad_input", "oom", "missing_package" or null),
-stderr_lines, out (folder for the checkpoint written when stopped).
+fail_rank (under torchrun, only that rank fails; default every rank), stderr_lines, out (folder for the checkpoint written when stopped).
 """
 import json
 import os
 import sys
 import time
 
-from .protocol import BadInput, StopRequest, emit, log
+from .protocol import RANK, BadInput, StopRequest, emit, log
 
 
 def run(config: dict) -> int:
@@ -30,7 +30,7 @@ def run(config: dict) -> int:
             emit("interrupted", step=step - 1, checkpoint=checkpoint)
             return 130
         emit("progress", step=step, total=steps, loss=1.0 / step, tokens_per_s=100.0 * step)
-    fail = config.get("fail")
+    fail = config.get("fail") if config.get("fail_rank") in (None, RANK) else None
     if fail == "kill":
         os.kill(os.getpid(), 9)
     if fail == "exit":

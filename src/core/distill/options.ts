@@ -1,0 +1,153 @@
+import { z } from 'zod';
+import { UsageError } from '../errors.js';
+import { FINETUNE_PATH_KEYS, FINETUNE_RULES, FinetuneSchema } from '../finetune/options.js';
+import { booleanField, enumField, flagName, intField, numberField, resolveConfig, type FlagRules, type FlagValues, type Recipe } from '../recipe.js';
+
+/** Defaults of the distillation settings; training ones are finetune's (FINETUNE_DEFAULTS). */
+export const DISTILL_DEFAULTS = {
+  mode: 'logits',
+  temperature: 2,
+  alpha: 0.5,
+  maxNewTokens: 256,
+  /** Greedy answers scored for the report when the data has answers (the first N eval, else training, examples). */
+  exactMatch: 32,
+} as const;
+
+/** The teacher's config.json dimensions a built student may shrink. */
+export const STUDENT_CONFIG_KEYS = ['num_hidden_layers', 'hidden_size', 'intermediate_size', 'num_attention_heads', 'num_key_value_heads', 'head_dim'] as const;
+
+/** `num_hidden_layers=12,intermediate_size=2048` from the command line, or a mapping in a recipe. */
+function studentConfigField() {
+  const message = `must be key=value pairs (comma-separated) of ${STUDENT_CONFIG_KEYS.join(', ')} with integer values ≥ 1`;
+  const pairs = (v: string) => Object.fromEntries(v.split(',').filter((p) => p.trim()).map((p) => [p.split('=')[0].trim(), p.includes('=') ? Number(p.split('=')[1]) : NaN]));
+  return z.preprocess(
+    (v) => (typeof v === 'string' ? pairs(v) : v),
+    z
+      .record(z.string(), z.number({ error: message }).int({ error: message }).min(1, { error: message }), { error: message })
+      .refine((o) => Object.keys(o).every((k) => (STUDENT_CONFIG_KEYS as readonly string[]).includes(k)), { error: message }),
+  );
+}
+
+/** `0,3,5` or a YAML list: teacher layer indices. */
+function layersField() {
+  const message = 'must be a comma-separated list of teacher layer indices (integers ≥ 0)';
+  return z.preprocess(
+    (v) => (typeof v === 'string' ? v.split(',').map((s) => (s.trim() ? Number(s) : NaN)) : v),
+    z.array(z.number({ error: message }).int({ error: message }).min(0, { error: message }), { error: message }).min(1, { error: message }),
+  );
+}
+
+/**
+ * Every option of `llmkit distill`: the training options of `llmkit finetune` (data, schedule, checkpoints,
+ * eval, device), which mean the same here and go to the same training loop, plus the distillation's own.
+ * The student is trained fully, in one process: LoRA, merging, --compile and torchrun's flags do not apply
+ * (the job writes the student and the teacher's files before training, which several processes would race on).
+ */
+export const DistillSchema = FinetuneSchema.omit({
+  model: true,
+  lora: true,
+  loraR: true,
+  loraAlpha: true,
+  loraDropout: true,
+  loraTargets: true,
+  merge: true,
+  compile: true,
+  exactMatch: true,
+  gpus: true,
+  nproc: true,
+  nnodes: true,
+  nodeRank: true,
+  masterAddr: true,
+  masterPort: true,
+  fsdp: true,
+}).extend({
+  /** The model to learn from: a Hugging Face folder (a fine-tuned or merged model), or builtin:tiny. */
+  teacher: z.string().min(1),
+  /** An existing smaller model with the teacher's tokenizer; contradicts studentConfig and studentLayers. */
+  student: z.string().min(1).optional(),
+  /** Build the student from the teacher's config with these dimensions changed (STUDENT_CONFIG_KEYS). */
+  studentConfig: studentConfigField().optional(),
+  /** For each layer of a built student, the teacher layer it starts from (default: evenly spaced, first and last kept). */
+  studentLayers: layersField().optional(),
+  /** logits: match the teacher's next-token distributions; sequence: fine-tune on the teacher's greedy answers. */
+  mode: enumField(['logits', 'sequence']).default(DISTILL_DEFAULTS.mode),
+  /** Softens both distributions before comparing them (logits mode; default 2). */
+  temperature: numberField({ above: 0, max: 100 }).optional(),
+  /** Weight of the distillation term; 1 - alpha goes to cross-entropy on the labels (logits mode; default 0.5). */
+  alpha: numberField({ min: 0, max: 1 }).optional(),
+  /** Compare on the teacher's k most likely tokens only, to keep k numbers a token instead of the vocabulary's worth (logits mode). */
+  topK: intField(1).optional(),
+  /** Longest teacher answer in sequence mode (default 256). */
+  maxNewTokens: intField(1).optional(),
+  /** Greedy answers scored for teacher and student (default 32 when the data has answers; 0 turns it off). */
+  exactMatch: intField(0).optional(),
+  /** Export both models to ONNX and measure them side by side at the end (distill-report.json). */
+  report: booleanField().default(true),
+});
+
+export type DistillOptions = z.output<typeof DistillSchema>;
+
+export const DISTILL_KEYS = Object.keys(DistillSchema.shape);
+
+export const DISTILL_RULES: FlagRules = {
+  exclusive: [...(FINETUNE_RULES.exclusive ?? []), ['student', 'studentConfig'], ['student', 'studentLayers']],
+  requires: { evalEvery: ['evalData', 'evalSplit'] },
+  hints: {
+    ...FINETUNE_RULES.hints,
+    teacher: 'pass the model to learn from with --teacher (a Hugging Face folder, e.g. runs/x/merged)',
+  },
+};
+
+export const DISTILL_PATH_KEYS = [...FINETUNE_PATH_KEYS.filter((k) => k !== 'model'), 'teacher', 'student'] as const;
+
+/** Settings that only one mode uses: naming one in the other mode is a mistake worth a message. */
+const MODE_ONLY: Record<string, 'logits' | 'sequence'> = { temperature: 'logits', alpha: 'logits', topK: 'logits', maxNewTokens: 'sequence' };
+
+export function resolveDistillOptions(flags: FlagValues, recipe?: Recipe): DistillOptions {
+  const options = resolveConfig(DistillSchema, flags, recipe, DISTILL_RULES);
+  if (!options.student && !options.studentConfig && !options.studentLayers) {
+    throw new UsageError('--student or --student-config is required', "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12");
+  }
+  for (const [key, mode] of Object.entries(MODE_ONLY)) {
+    if (options[key as keyof DistillOptions] === undefined || options.mode === mode) continue;
+    // Typing --mode over a recipe makes the recipe's settings for the other mode moot rather than an error.
+    if (flags.typed('mode') && !flags.typed(key)) delete (options as Record<string, unknown>)[key];
+    else throw new UsageError(`${flagName(key)} applies to --mode ${mode} only`);
+  }
+  return options;
+}
+
+/** What a built student is: its config changes over the teacher's and the teacher layer each of its layers starts from. */
+export interface StudentPlan {
+  config: Record<string, number>;
+  layers: number[];
+}
+
+/**
+ * Checks --student-config and --student-layers against the teacher's config.json before anything runs: only
+ * dimensions the teacher has, none larger than the teacher's, heads that divide, layers the teacher has.
+ */
+export function planStudent(opts: Pick<DistillOptions, 'studentConfig' | 'studentLayers'>, teacher: Record<string, unknown>): StudentPlan {
+  const config = { ...opts.studentConfig };
+  const teacherLayers = Number(teacher.num_hidden_layers);
+  const count = config.num_hidden_layers ?? opts.studentLayers?.length ?? teacherLayers;
+  if (opts.studentLayers && opts.studentLayers.length !== count) {
+    throw new UsageError(`--student-layers lists ${opts.studentLayers.length} layers but --student-config has num_hidden_layers=${count}`, 'give one teacher layer for each student layer');
+  }
+  for (const [key, value] of Object.entries(config)) {
+    if (typeof teacher[key] !== 'number') throw new UsageError(`--student-config ${key}: the teacher's config.json has no ${key}`, `change ${STUDENT_CONFIG_KEYS.filter((k) => typeof teacher[k] === 'number').join(', ')}`);
+    if (value > (teacher[key] as number)) throw new UsageError(`--student-config ${key}=${value} is larger than the teacher's ${teacher[key]}`, 'a student is at most the size of its teacher');
+  }
+  const dims = { ...teacher, ...config } as Record<string, number>;
+  if (dims.num_attention_heads % (dims.num_key_value_heads ?? dims.num_attention_heads) !== 0) {
+    throw new UsageError(`--student-config: num_attention_heads ${dims.num_attention_heads} is not a multiple of num_key_value_heads ${dims.num_key_value_heads}`);
+  }
+  if (dims.head_dim === undefined && dims.hidden_size % dims.num_attention_heads !== 0) {
+    throw new UsageError(`--student-config: hidden_size ${dims.hidden_size} is not a multiple of num_attention_heads ${dims.num_attention_heads}`);
+  }
+  const outside = opts.studentLayers?.find((i) => i >= teacherLayers);
+  if (outside !== undefined) throw new UsageError(`--student-layers ${outside}: the teacher has layers 0 to ${teacherLayers - 1}`);
+  // Evenly spaced with the first and the last kept (Distil-Whisper's "maximally spaced" layers).
+  const layers = opts.studentLayers ?? Array.from({ length: count }, (_, i) => (count === 1 ? 0 : Math.round((i * (teacherLayers - 1)) / (count - 1))));
+  return { config, layers };
+}

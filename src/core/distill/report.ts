@@ -1,0 +1,97 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { loadExportedModel } from '../../engine/model-manifest.js';
+import type { WorkerEvent } from '../../workers/protocol.js';
+import { removeIfExists } from '../atomic.js';
+import { LlmkitError } from '../errors.js';
+import { exportModel } from '../export.js';
+import { measureQuantization, type QuantizeReport } from '../quantize/report.js';
+
+/** One model's row of the report; relative figures are against the teacher's row. */
+export interface DistilledModelFigures {
+  role: 'teacher' | 'student';
+  /** The Hugging Face folder. */
+  path: string;
+  /** The ONNX export measured here: the student's is kept (`llmkit serve` runs it), the teacher's is removed. */
+  onnx: string | null;
+  parameters: number;
+  /** The ONNX files. */
+  bytes: number;
+  sizeRatio: number;
+  decodeTokensPerSecond: number;
+  speedup: number;
+  perplexity: number;
+  /** Relative: 0.004 is +0.4 %. */
+  perplexityChange: number;
+  /** How often the model's most likely next token is the teacher's (1 for the teacher). */
+  top1Agreement: number;
+  meanKl: number;
+  /** Greedy answers that match the data's exactly, or null when the data has no answers. */
+  exactMatch: number | null;
+}
+
+/** distill-report.json: teacher and student measured side by side in one run, and how. */
+export interface DistillReport {
+  version: 1;
+  createdAt: string;
+  machine: QuantizeReport['machine'];
+  eval: QuantizeReport['eval'];
+  speed: QuantizeReport['speed'];
+  models: DistilledModelFigures[];
+}
+
+export interface MeasureDistillationInput {
+  teacher: string;
+  student: string;
+  /** The run's folder: the student's export goes to <out>/onnx, and <out>/eval.txt (written by the worker) is scored. */
+  out: string;
+  /** Teacher's, then student's (counted by the worker). */
+  parameters: [number, number];
+  exactMatch: [number | null, number | null];
+  onEvent?: (e: WorkerEvent) => void;
+  stopSignal?: AbortSignal;
+}
+
+/**
+ * Exports teacher and student to ONNX and measures them as `llmkit quantize` measures a quantized model
+ * against fp32 (the teacher is the reference): size, batch-1 decode speed on the CPU, and perplexity, top-1
+ * agreement and KL on the eval data as the models read it (prompts and answers, chat template applied).
+ */
+export async function measureDistillation(input: MeasureDistillationInput): Promise<DistillReport> {
+  const { onEvent, stopSignal } = input;
+  const teacherOnnx = join(input.out, 'report-teacher-onnx');
+  const studentOnnx = join(input.out, 'onnx');
+  try {
+    await exportModel({ model: input.teacher, out: teacherOnnx, onEvent, stopSignal });
+    await exportModel({ model: input.student, out: studentOnnx, onEvent, stopSignal });
+    const measured = await measureQuantization(loadExportedModel(teacherOnnx), loadExportedModel(studentOnnx), input.teacher, {
+      evalData: join(input.out, 'eval.txt'),
+      evalTokens: 8192,
+      threads: availableParallelism(),
+      progress: (message, step, total) => {
+        if (stopSignal?.aborted) throw new LlmkitError('stopped before the report was measured', `the student is saved in ${input.student}`, 130);
+        onEvent?.({ event: 'progress', step, total, message });
+      },
+    });
+    const models = measured.models.map(
+      (m, i): DistilledModelFigures => ({
+        role: i === 0 ? 'teacher' : 'student',
+        path: i === 0 ? input.teacher : input.student,
+        onnx: i === 0 ? null : studentOnnx,
+        parameters: input.parameters[i],
+        bytes: m.bytes,
+        sizeRatio: m.sizeRatio,
+        decodeTokensPerSecond: m.decodeTokensPerSecond,
+        speedup: m.speedup,
+        perplexity: m.perplexity,
+        perplexityChange: m.perplexityChange,
+        top1Agreement: m.top1Agreement,
+        meanKl: m.meanKl,
+        exactMatch: input.exactMatch[i],
+      }),
+    );
+    return { version: 1, createdAt: measured.createdAt, machine: measured.machine, eval: measured.eval, speed: measured.speed, models };
+  } finally {
+    await removeIfExists(teacherOnnx);
+  }
+}

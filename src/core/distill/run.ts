@@ -1,0 +1,115 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { writeFileAtomic } from '../atomic.js';
+import { LlmkitError, UsageError } from '../errors.js';
+import { checkModelFolder, resolveModel } from '../finetune/model.js';
+import { FinetuneSchema } from '../finetune/options.js';
+import { checkTrainingInputs, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
+import { flagName } from '../recipe.js';
+import { DISTILL_DEFAULTS, planStudent, type DistillOptions } from './options.js';
+import { measureDistillation, type DistillReport } from './report.js';
+
+export const REPORT_FILE = 'distill-report.json';
+/** Where a student built from the teacher's config is written before training. */
+export const STUDENT_INIT = 'student-init';
+
+export interface DistillSummary {
+  mode: 'logits' | 'sequence';
+  teacher: { path: string; parameters: number; exactMatch: ExactMatch | null };
+  /** A built student's start: the teacher layer each of its layers came from, and how many tensors were copied. */
+  studentInit: { path: string; layers: number[]; copiedTensors: number; freshTensors: number } | null;
+  /** The student's training as `llmkit finetune` reports it (in logits mode its train loss is the distillation loss). */
+  training: FinetuneSummary;
+  report: DistillReport | null;
+  reportFile: string | null;
+}
+
+/**
+ * Checks teacher, student, data and flags before anything starts (the data and training flags the way
+ * `llmkit finetune` checks them), runs the `distill` worker, which trains the student through finetune's
+ * loop, then exports both models and measures them side by side into distill-report.json.
+ */
+export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}): Promise<DistillSummary> {
+  const teacher = await checkModelFolder(await resolveModel(opts.teacher, ctx.onEvent), 'teacher model folder');
+  const student = opts.student ? await checkModelFolder(await resolveModel(opts.student, ctx.onEvent), 'student model folder') : null;
+  if (student?.path === teacher.path) throw new UsageError('--student is the teacher', 'pass a smaller model, or build one with --student-config');
+  const plan = student ? null : planStudent(opts, JSON.parse(await readFile(join(teacher.path, 'config.json'), 'utf8')) as Record<string, unknown>);
+  // A built student has the teacher's tokenizer, chat template and context, so the data is checked against the teacher's.
+  const model = student ?? { ...teacher, path: join(resolve(opts.out), STUDENT_INIT) };
+  const checked = await checkTrainingInputs(FinetuneSchema.parse({ ...opts, model: model.path, exactMatch: opts.exactMatch ?? 0 }), model);
+  const answered = [...checked.data, ...checked.evalData].some((f) => f.format !== 'text');
+  const inputs = { ...checked, options: { ...checked.options, exactMatch: opts.exactMatch ?? (answered ? DISTILL_DEFAULTS.exactMatch : 0) } };
+  const text = checked.data.find((f) => f.format === 'text');
+  if (opts.mode === 'sequence' && text) {
+    throw new UsageError(`--mode sequence needs prompts for the teacher to answer, and ${text.path} holds plain text`, 'use messages, alpaca or prompt/completion data, or --mode logits');
+  }
+
+  const sequence = opts.mode === 'sequence';
+  const settings = {
+    teacher: teacher.path,
+    student: student?.path ?? null,
+    studentConfig: plan?.config ?? null,
+    studentLayers: plan?.layers ?? null,
+    mode: opts.mode,
+    temperature: sequence ? null : (opts.temperature ?? DISTILL_DEFAULTS.temperature),
+    alpha: sequence ? null : (opts.alpha ?? DISTILL_DEFAULTS.alpha),
+    topK: sequence ? null : (opts.topK ?? null),
+    maxNewTokens: sequence ? (opts.maxNewTokens ?? DISTILL_DEFAULTS.maxNewTokens) : null,
+  };
+  if (opts.resume) await checkSameSettings(inputs.options.out, settings);
+  const extra = {
+    teacher: settings.teacher,
+    student_config: settings.studentConfig,
+    student_layers: settings.studentLayers,
+    mode: settings.mode,
+    temperature: settings.temperature,
+    alpha: settings.alpha,
+    top_k: settings.topK ?? 0,
+    max_new_tokens: settings.maxNewTokens,
+  };
+  const { summary: training, events } = await runTrainingJob(inputs, { job: 'distill', options: { ...inputs.options, ...settings, report: opts.report }, extra }, ctx);
+
+  const metric = (name: string, when?: string) => events.find((e) => e.event === 'metric' && e.name === name && (when === undefined || e.when === when)) as Record<string, unknown> | undefined;
+  const init = metric('student_init');
+  const teacherExact = (metric('exact_match', 'teacher') as unknown as ExactMatch | undefined) ?? null;
+  const summary: DistillSummary = {
+    mode: opts.mode,
+    teacher: { path: teacher.path, parameters: Number(metric('teacher')?.parameters), exactMatch: teacherExact },
+    studentInit: init ? { path: model.path, layers: init.layers as number[], copiedTensors: Number(init.copied_tensors), freshTensors: Number(init.fresh_tensors) } : null,
+    training,
+    report: null,
+    reportFile: null,
+  };
+  if (!opts.report) return summary;
+  try {
+    summary.report = await measureDistillation({
+      teacher: teacher.path,
+      student: training.modelOut!,
+      out: training.out,
+      parameters: [summary.teacher.parameters, training.totalParameters],
+      exactMatch: [teacherExact?.value ?? null, training.exactMatch?.after?.value ?? null],
+      onEvent: ctx.onEvent,
+      stopSignal: ctx.stopSignal,
+    });
+  } catch (e) {
+    if (!(e instanceof LlmkitError)) throw e;
+    throw new LlmkitError(`the student is trained (${training.modelOut}) but the report failed: ${e.message}`, e.hint, e.exitCode, e.details);
+  }
+  summary.reportFile = join(training.out, REPORT_FILE);
+  await writeFileAtomic(summary.reportFile, JSON.stringify(summary.report, null, 2) + '\n');
+  return summary;
+}
+
+/** The finetune job refuses a checkpoint made with other training settings; these are distillation's. */
+async function checkSameSettings(out: string, settings: Record<string, unknown>): Promise<void> {
+  const file = join(out, 'llmkit-config.json');
+  if (!existsSync(file)) return;
+  const saved = (JSON.parse(await readFile(file, 'utf8')) as { options?: Record<string, unknown> }).options ?? {};
+  for (const [key, value] of Object.entries(settings)) {
+    const before = JSON.stringify(saved[key] ?? null);
+    if (before !== JSON.stringify(value)) {
+      throw new UsageError(`--resume: ${out} was made with ${flagName(key)} ${before}, this run has ${JSON.stringify(value)}`, `resume with the same ${flagName(key)}, or start a new --out`);
+    }
+  }
+}
