@@ -72,8 +72,11 @@ function formatSummary(s: DistillSummary): string {
   const t = s.training;
   const loss = (n: number | null) => (n === null ? '-' : n.toFixed(4));
   const how = s.mode === 'logits' ? 'logits' : "sequence: trained on the teacher's answers";
-  const student = s.studentInit
-    ? `built from the teacher: ${s.studentInit.layers.length} layers from teacher layers ${s.studentInit.layers.join(', ')}, ${s.studentInit.copiedTensors} tensors copied, ${s.studentInit.freshTensors} fresh`
+  const plural = (n: number, word: string) => `${word}${n === 1 ? '' : 's'}`;
+  const init = s.studentInit;
+  const student = init
+    ? `built from the teacher: ${init.layers.length} ${plural(init.layers.length, 'layer')} from teacher ${plural(init.layers.length, 'layer')} ${init.layers.join(', ')}; ` +
+      `${init.copiedTensors} tensors copied, ${init.freshTensors} fresh`
     : t.model;
   const rows: [string, string][] = [
     ['student', student],

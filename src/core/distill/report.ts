@@ -62,8 +62,10 @@ export async function measureDistillation(input: MeasureDistillationInput): Prom
   const teacherOnnx = join(input.out, 'report-teacher-onnx');
   const studentOnnx = join(input.out, 'onnx');
   try {
-    await exportModel({ model: input.teacher, out: teacherOnnx, onEvent, stopSignal });
-    await exportModel({ model: input.student, out: studentOnnx, onEvent, stopSignal });
+    // The two exports' progress reads alike: say whose it is.
+    const tagged = (who: string) => (e: WorkerEvent) => onEvent?.(e.event === 'progress' ? { ...e, message: `${who} export: ${e.message ?? ''}` } : e);
+    await exportModel({ model: input.teacher, out: teacherOnnx, onEvent: tagged('teacher'), stopSignal });
+    await exportModel({ model: input.student, out: studentOnnx, onEvent: tagged('student'), stopSignal });
     const measured = await measureQuantization(loadExportedModel(teacherOnnx), loadExportedModel(studentOnnx), input.teacher, {
       evalData: join(input.out, 'eval.txt'),
       evalTokens: 8192,
