@@ -102,8 +102,8 @@ function formatSummary(s: FinetuneSummary): string {
   ];
   if (s.exactMatch) rows.push(['exact match', `${s.exactMatch.before ? formatExact(s.exactMatch.before) : '-'} → ${s.exactMatch.after ? formatExact(s.exactMatch.after) : '-'}`]);
   rows.push(
-    ['tokens/s', s.tokensPerSecond === null ? '-' : Math.round(s.tokensPerSecond).toLocaleString('en-US')],
-    ['peak memory', `${formatBytes(s.peakMemoryBytes)} (${memory})`],
+    ['tokens/s', s.tokensPerSecond === null ? '-' : `${Math.round(s.tokensPerSecond).toLocaleString('en-US')}${s.processes > 1 ? ` (all ${s.processes} processes)` : ''}`],
+    ['peak memory', s.processes > 1 ? `${s.peakMemoryPerProcess.map(formatBytes).join(', ')} (${memory}, per process)` : `${formatBytes(s.peakMemoryBytes)} (${memory})`],
     ['time', `${s.trainSeconds.toFixed(1)} s training on ${s.device} (${s.precision}${s.compiled ? ', compiled' : ''})`],
     ['examples', `${s.examples} (${s.truncated} truncated to ${s.maxSeqLen} tokens, ${s.dropped} without an answer left)`],
     ['parameters', `${s.trainableParameters.toLocaleString('en-US')} trained of ${s.totalParameters.toLocaleString('en-US')}`],

@@ -37,7 +37,11 @@ export interface FinetuneSummary {
   tokensPerSecond: number | null;
   trainTokens: number;
   trainSeconds: number;
+  /** The highest of the processes' peaks; each process's own in peakMemoryPerProcess (rank order). */
   peakMemoryBytes: number | null;
+  peakMemoryPerProcess: (number | null)[];
+  /** Training processes (torchrun's world size); tokensPerSecond counts all of them. */
+  processes: number;
   /** Whose peak: the GPU's allocations, or the worker process's resident memory on CPU. */
   memoryKind: 'cuda' | 'cpu_rss' | null;
   examples: number;
@@ -140,6 +144,8 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
     trainTokens: r.train_tokens,
     trainSeconds: r.train_seconds,
     peakMemoryBytes: r.peak_memory_bytes,
+    peakMemoryPerProcess: r.peak_memory_per_rank,
+    processes: r.processes,
     memoryKind: r.memory_kind,
     examples: r.examples,
     evalExamples: r.eval_examples,
@@ -175,6 +181,8 @@ interface WorkerResult {
   train_tokens: number;
   train_seconds: number;
   peak_memory_bytes: number | null;
+  peak_memory_per_rank: (number | null)[];
+  processes: number;
   memory_kind: 'cuda' | 'cpu_rss' | null;
   examples: number;
   eval_examples: number;

@@ -4,6 +4,7 @@
 #   bash test/bench/device/gpu-run.sh finetune   # llmkit finetune --lora vs Trainer + PEFT (issue 3)
 #   bash test/bench/device/gpu-run.sh quantize   # pretrain the 100m model on the GPU, quantize on this CPU (issue 4)
 #   bash test/bench/device/gpu-run.sh engine     # greedy decode on WebGPU vs CPU through the engine (issue 5)
+#   bash test/bench/device/gpu-run.sh multigpu   # finetune --gpus 1 / 2 / 2 --fsdp, LoRA and full (issue 9; nvidia-h200-x2)
 # Results land in $OUT (the device tool's return folder) or ./gpu-results.
 set -uo pipefail
 out=${OUT:-gpu-results}
@@ -34,5 +35,8 @@ case ${1:-} in
     model=/tmp/bench-quantize/fp32
     [ -f $model/llmkit.json ] || { $cli make-model --preset 100m --out /tmp/random-100m && $cli export /tmp/random-100m --out $model; }
     node .devpack/engine-gpu.mjs $model --devices cpu,webgpu 2>&1 | tee "$out/engine-gpu.txt" ;;
-  *) echo "usage: gpu-run.sh finetune|quantize|engine" >&2; exit 2 ;;
+  multigpu)
+    LLMKIT_CLI="$cli" bash test/bench/finetune-multigpu.sh /tmp/multigpu-bench 2>&1 | tee "$out/multigpu.txt"
+    cp /tmp/multigpu-bench/*.json /tmp/multigpu-bench/*.log "$out/" 2>/dev/null ;;
+  *) echo "usage: gpu-run.sh finetune|quantize|engine|multigpu" >&2; exit 2 ;;
 esac

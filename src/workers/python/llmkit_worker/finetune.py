@@ -158,13 +158,14 @@ def run(config: dict, train_loss=None) -> int:
         eval_loss = evaluate(objective, evals, cfg, pad_id, fixed_len, device, autocast, total)
     exact_after = exact_match(model, tokenizer, eval_rows or train_rows, cfg, device, autocast, "after", total) if cfg["exact_match"] else None
     outputs = save_outputs(objective, cfg)
+    peaks, memory_kind = peak_memory_per_rank(device)
     if DIST["rank"] != 0:
         return 0
-    peak, memory_kind = peak_memory(device)
     emit("result", out=out, method="lora" if cfg["lora"] else "full", steps=total, resumed_from=state["resumed_from"],
          epochs=groups[-1][-1][0], first_loss=state["first_loss"], last_loss=state["last_loss"], eval_loss=eval_loss,
          tokens_per_s=timed_tokens / timed_seconds if timed_seconds > 0 else None, train_tokens=train_tokens,
-         train_seconds=train_seconds, peak_memory_bytes=peak, memory_kind=memory_kind,
+         train_seconds=train_seconds, peak_memory_bytes=None if None in peaks else max(peaks), peak_memory_per_rank=peaks,
+         processes=DIST["world"], memory_kind=memory_kind,
          examples=stats["examples"], eval_examples=len(evals), truncated=stats["truncated"], dropped=stats["dropped"],
          trainable_parameters=trainable, total_parameters=parameters,
          device=device, precision=precision, compiled=bool(cfg["compile"] and device == "cuda"),
@@ -731,7 +732,12 @@ def full_state_options(**more):
     FSDP's offload there crashes (SIGSEGV, torch 2.11)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, cpu_offload=DIST["device"] == "cuda", **more)
+    offload = DIST["device"] == "cuda"
+    if offload and DIST["rank"] != 0:
+        # Offloaded, only rank 0 receives the gathered tensors; torch 2.11 would still drop the frozen ones from the
+        # other ranks' empty dicts, and fail on the first (KeyError). There is nothing to drop there.
+        more.pop("ignore_frozen_params", None)
+    return StateDictOptions(full_state_dict=True, cpu_offload=offload, **more)
 
 
 def save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state) -> str:
@@ -840,6 +846,18 @@ def replace_folder(folder: str, write) -> str:
     shutil.rmtree(folder, ignore_errors=True)
     os.rename(tmp, folder)
     return folder
+
+
+def peak_memory_per_rank(device: str) -> tuple:
+    """Every rank's peak (a collective: all ranks call it), and what kind of memory it counts."""
+    peak, kind = peak_memory(device)
+    if DIST["world"] == 1:
+        return [peak], kind
+    import torch.distributed as dist
+
+    peaks = [None] * DIST["world"]
+    dist.all_gather_object(peaks, peak)
+    return peaks, kind
 
 
 def peak_memory(device: str) -> tuple:
