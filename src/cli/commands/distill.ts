@@ -3,12 +3,10 @@ import { DISTILL_DEFAULTS as D, DISTILL_KEYS, DISTILL_PATH_KEYS, resolveDistillO
 import type { DistillReport } from '../../core/distill/report.js';
 import { runDistill, type DistillSummary } from '../../core/distill/run.js';
 import { FINETUNE_DEFAULTS } from '../../core/finetune/options.js';
-import type { ExactMatch } from '../../core/finetune/run.js';
 import { loadRecipe } from '../../core/recipe.js';
-import type { WorkerEvent } from '../../workers/protocol.js';
 import { action } from '../action.js';
-import { formatBytes, formatRows, formatTable, stopOnCtrlC, type GlobalFlags } from '../output.js';
-import { ProgressView } from '../progress.js';
+import { formatBytes, formatRows, formatTable, type GlobalFlags } from '../output.js';
+import { formatExact, runTrainingCommand } from '../training-run.js';
 import { finetuneCommand } from './finetune.js';
 
 /** Training flags whose help or default differs from finetune's, so they are defined here. */
@@ -44,28 +42,11 @@ export function distillCommand(): Command {
       const options = resolveDistillOptions({ values: { ...opts, recipe: undefined }, typed: (key) => command.getOptionValueSource(key) === 'cli' }, recipe);
       if (flags.verbose) process.stderr.write(`resolved options: ${JSON.stringify(options)}\n`);
 
-      const view = new ProgressView(flags, 'distill');
-      const onEvent = (e: WorkerEvent) => {
-        view.onEvent(e);
-        if (flags.json) return;
-        if (e.event === 'metric' && e.name === 'exact_match') view.print(`distill: exact match ${e.when === 'teacher' ? 'of the teacher' : e.when}: ${formatExact(e as unknown as ExactMatch)}`);
-        if (e.event === 'artifact' && e.kind === 'checkpoint') view.print(`distill: checkpoint ${e.path}`);
-      };
-      const stop = stopOnCtrlC();
-      try {
-        const summary = await runDistill(options, { onEvent, stopSignal: stop.signal, recipe: recipePath });
-        view.stop();
-        process.stdout.write((flags.json ? JSON.stringify(summary) : formatSummary(summary)) + '\n');
-      } finally {
-        view.stop();
-        stop.dispose();
-      }
+      await runTrainingCommand(flags, 'distill', (hooks) => runDistill(options, { ...hooks, recipe: recipePath }), formatSummary, (when) =>
+        when === 'teacher' ? 'of the teacher' : when,
+      );
     }),
   );
-}
-
-function formatExact(m: ExactMatch): string {
-  return `${m.correct}/${m.total} (${Math.round(m.value * 100)}%)`;
 }
 
 function formatSummary(s: DistillSummary): string {

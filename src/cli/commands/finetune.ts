@@ -1,11 +1,10 @@
 import { Command } from 'commander';
 import { FINETUNE_DEFAULTS as D, FINETUNE_KEYS, FINETUNE_PATH_KEYS, resolveFinetuneOptions } from '../../core/finetune/options.js';
-import { runFinetune, type ExactMatch, type FinetuneSummary } from '../../core/finetune/run.js';
+import { runFinetune, type FinetuneSummary } from '../../core/finetune/run.js';
 import { loadRecipe } from '../../core/recipe.js';
-import type { WorkerEvent } from '../../workers/protocol.js';
 import { action } from '../action.js';
-import { formatBytes, formatRows, stopOnCtrlC, type GlobalFlags } from '../output.js';
-import { ProgressView } from '../progress.js';
+import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
+import { formatExact, runTrainingCommand } from '../training-run.js';
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
@@ -69,28 +68,9 @@ export function finetuneCommand(): Command {
       const options = resolveFinetuneOptions({ values, typed }, recipe);
       if (flags.verbose) process.stderr.write(`resolved options: ${JSON.stringify(options)}\n`);
 
-      const view = new ProgressView(flags, 'finetune');
-      const onEvent = (e: WorkerEvent) => {
-        view.onEvent(e);
-        if (flags.json) return;
-        if (e.event === 'metric' && e.name === 'exact_match') view.print(`finetune: exact match ${e.when}: ${formatExact(e as unknown as ExactMatch)}`);
-        if (e.event === 'artifact' && e.kind === 'checkpoint') view.print(`finetune: checkpoint ${e.path}`);
-      };
-      const stop = stopOnCtrlC();
-      try {
-        const summary = await runFinetune(options, { onEvent, stopSignal: stop.signal, recipe: recipePath });
-        view.stop();
-        process.stdout.write((flags.json ? JSON.stringify(summary) : formatSummary(summary)) + '\n');
-      } finally {
-        view.stop();
-        stop.dispose();
-      }
+      await runTrainingCommand(flags, 'finetune', (hooks) => runFinetune(options, { ...hooks, recipe: recipePath }), formatSummary);
     }),
   );
-}
-
-function formatExact(m: ExactMatch): string {
-  return `${m.correct}/${m.total} (${Math.round(m.value * 100)}%)`;
 }
 
 function formatSummary(s: FinetuneSummary): string {

@@ -5,27 +5,16 @@ import type { WorkerEvent } from '../../workers/protocol.js';
 import { removeIfExists } from '../atomic.js';
 import { LlmkitError } from '../errors.js';
 import { exportModel } from '../export.js';
-import { measureQuantization, type QuantizeReport } from '../quantize/report.js';
+import { measureQuantization, type MeasuredFigures, type QuantizeReport } from '../quantize/report.js';
 
 /** One model's row of the report; relative figures are against the teacher's row. */
-export interface DistilledModelFigures {
+export interface DistilledModelFigures extends MeasuredFigures {
   role: 'teacher' | 'student';
   /** The Hugging Face folder. */
   path: string;
   /** The ONNX export measured here: the student's is kept (`llmkit serve` runs it), the teacher's is removed. */
   onnx: string | null;
   parameters: number;
-  /** The ONNX files. */
-  bytes: number;
-  sizeRatio: number;
-  decodeTokensPerSecond: number;
-  speedup: number;
-  perplexity: number;
-  /** Relative: 0.004 is +0.4 %. */
-  perplexityChange: number;
-  /** How often the model's most likely next token is the teacher's (1 for the teacher). */
-  top1Agreement: number;
-  meanKl: number;
   /** Greedy answers that match the data's exactly, or null when the data has no answers. */
   exactMatch: number | null;
 }

@@ -10,11 +10,8 @@ import { LlmkitError } from '../errors.js';
 import { compareNextTokenDistributions } from './accuracy.js';
 import { measureDecodeSpeed, type SpeedPlan } from './speed.js';
 
-/** One row of the report: a model's measured figures, relative ones against the fp32 row. */
-export interface ModelFigures {
-  name: string;
-  bits: number;
-  path: string;
+/** What one run measures of a model, relative figures against a reference model (fp32, or the teacher). */
+export interface MeasuredFigures {
   /** The ONNX files (model.onnx and its external data, if any). */
   bytes: number;
   sizeRatio: number;
@@ -23,8 +20,16 @@ export interface ModelFigures {
   perplexity: number;
   /** Relative: 0.004 is +0.4 %. */
   perplexityChange: number;
+  /** How often the model's most likely next token is the reference's (1 for the reference). */
   top1Agreement: number;
   meanKl: number;
+}
+
+/** One row of the report: a model's measured figures, relative ones against the fp32 row. */
+export interface ModelFigures extends MeasuredFigures {
+  name: string;
+  bits: number;
+  path: string;
 }
 
 /** quantize-report.json: everything measured in one run, and how. */

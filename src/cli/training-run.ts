@@ -1,0 +1,42 @@
+import type { ExactMatch } from '../core/finetune/run.js';
+import type { WorkerEvent } from '../workers/protocol.js';
+import { stopOnCtrlC, type GlobalFlags } from './output.js';
+import { ProgressView } from './progress.js';
+
+interface TrainingHooks {
+  onEvent: (e: WorkerEvent) => void;
+  stopSignal: AbortSignal;
+}
+
+/**
+ * Runs a training job the way `finetune` and `distill` show it: the progress bar, exact-match results and
+ * checkpoints as lines above it, Ctrl-C to stop at a checkpoint, then the summary (or JSON) on stdout.
+ */
+export async function runTrainingCommand<S>(
+  flags: GlobalFlags,
+  label: string,
+  run: (hooks: TrainingHooks) => Promise<S>,
+  formatSummary: (summary: S) => string,
+  exactMatchWho: (when: string) => string = (when) => when,
+): Promise<void> {
+  const view = new ProgressView(flags, label);
+  const onEvent = (e: WorkerEvent) => {
+    view.onEvent(e);
+    if (flags.json) return;
+    if (e.event === 'metric' && e.name === 'exact_match') view.print(`${label}: exact match ${exactMatchWho(String(e.when))}: ${formatExact(e as unknown as ExactMatch)}`);
+    if (e.event === 'artifact' && e.kind === 'checkpoint') view.print(`${label}: checkpoint ${e.path}`);
+  };
+  const stop = stopOnCtrlC();
+  try {
+    const summary = await run({ onEvent, stopSignal: stop.signal });
+    view.stop();
+    process.stdout.write((flags.json ? JSON.stringify(summary) : formatSummary(summary)) + '\n');
+  } finally {
+    view.stop();
+    stop.dispose();
+  }
+}
+
+export function formatExact(m: ExactMatch): string {
+  return `${m.correct}/${m.total} (${Math.round(m.value * 100)}%)`;
+}
