@@ -61,6 +61,17 @@ TIMING_WARMUP_STEPS = 5
 
 def run(config: dict, train_loss=None) -> int:
     """`train_loss(decoder, lm_head, batch)`, the distill job's, replaces cross-entropy in training (not in evaluation)."""
+    code = fine_tune(config, train_loss)
+    if DIST["world"] > 1:
+        import torch.distributed as dist
+
+        # Left to interpreter exit, gloo's threads can die mid-teardown and abort a rank that finished its work.
+        dist.barrier()
+        dist.destroy_process_group()
+    return code
+
+
+def fine_tune(config: dict, train_loss) -> int:
     stop = StopRequest()
     cfg = config
     out = cfg["out"]
