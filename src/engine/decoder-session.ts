@@ -7,10 +7,15 @@ export interface LayerCache {
   value: Float32Array;
 }
 
-/** The KV cache of a batch: every row has the same `length` (shorter rows are left-padded, mask 0). */
+/**
+ * The KV cache of a batch: every row has the same `length` (shorter rows are left-padded, mask 0). Each
+ * (row, head) owns `capacity` columns (default: `length`), of which the first `length` hold the cache; spare
+ * columns let DecoderSession.decodeInPlace append a token without copying the cache.
+ */
 export interface BatchCache {
   batch: number;
   length: number;
+  capacity?: number;
   layers: LayerCache[];
 }
 
@@ -28,7 +33,11 @@ export interface DecoderStep {
  */
 export class DecoderSession {
   readonly vocabSize: number;
+  /** The export also returns the new tokens' keys/values alone (`new_key_values.*`), so decodeInPlace works. */
+  readonly appendsInPlace: boolean;
   private readonly kvShape: [number, number];
+  private readonly standardOutputs: string[];
+  private readonly inPlaceOutputs: string[];
 
   private constructor(
     readonly model: ExportedModel,
@@ -38,6 +47,10 @@ export class DecoderSession {
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
+    const outputs = model.manifest.outputs;
+    this.standardOutputs = outputs.filter((n) => n === 'logits' || n.startsWith('present.'));
+    this.inPlaceOutputs = outputs.filter((n) => n === 'logits' || n.startsWith('new_key_values.'));
+    this.appendsInPlace = this.inPlaceOutputs.length === this.standardOutputs.length;
   }
 
   static async open(model: ExportedModel, opts: { device?: Device; threads?: number } = {}): Promise<DecoderSession> {
@@ -58,25 +71,57 @@ export class DecoderSession {
     return this.kvShape[0] * this.kvShape[1];
   }
 
+  /** A forward pass whose cache comes back as a new, longer copy (`present`). The cache must have no spare columns. */
   async forward(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
-    const batch = cache.batch;
+    if ((cache.capacity ?? cache.length) !== cache.length) throw new Error('forward() takes a cache without spare columns; use decodeInPlace');
+    const { batch } = cache;
     const newTokens = inputIds.length / batch;
-    const [kvHeads, headDim] = this.kvShape;
-    const feeds: Record<string, Tensor> = {
-      input_ids: new Tensor('int64', inputIds, [batch, newTokens]),
-      attention_mask: new Tensor('int64', attentionMask, [batch, cache.length + newTokens]),
-      position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
-    };
-    cache.layers.forEach((layer, i) => {
-      feeds[`past_key_values.${i}.key`] = new Tensor('float32', layer.key, [batch, kvHeads, cache.length, headDim]);
-      feeds[`past_key_values.${i}.value`] = new Tensor('float32', layer.value, [batch, kvHeads, cache.length, headDim]);
-    });
-    const out = await this.session.run(feeds);
+    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.standardOutputs);
     const layers = cache.layers.map((_, i) => ({
       key: out[`present.${i}.key`].data as Float32Array,
       value: out[`present.${i}.value`].data as Float32Array,
     }));
     return { logits: out.logits.data as Float32Array, newTokens, cache: { batch, length: cache.length + newTokens, layers } };
+  }
+
+  /**
+   * One decode step (one new token a row) that writes the new keys/values into the cache's next spare column
+   * instead of copying the whole cache: `attentionMask` covers all `capacity` columns plus the new token, 0 on
+   * the spare ones. The cache must have a spare column; it is updated and returned with `length` + 1.
+   */
+  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+    const capacity = cache.capacity ?? cache.length;
+    if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
+    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.inPlaceOutputs);
+    const [kvHeads, headDim] = this.kvShape;
+    cache.layers.forEach((layer, i) => {
+      const key = out[`new_key_values.${i}.key`].data as Float32Array;
+      const value = out[`new_key_values.${i}.value`].data as Float32Array;
+      for (let rowHead = 0; rowHead < cache.batch * kvHeads; rowHead++) {
+        const to = (rowHead * capacity + cache.length) * headDim;
+        layer.key.set(key.subarray(rowHead * headDim, (rowHead + 1) * headDim), to);
+        layer.value.set(value.subarray(rowHead * headDim, (rowHead + 1) * headDim), to);
+      }
+    });
+    return { logits: out.logits.data as Float32Array, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+  }
+
+  /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */
+  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Record<string, Tensor> {
+    const { batch } = cache;
+    const columns = cache.capacity ?? cache.length;
+    const newTokens = inputIds.length / batch;
+    const [kvHeads, headDim] = this.kvShape;
+    const feeds: Record<string, Tensor> = {
+      input_ids: new Tensor('int64', inputIds, [batch, newTokens]),
+      attention_mask: new Tensor('int64', attentionMask, [batch, columns + newTokens]),
+      position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
+    };
+    cache.layers.forEach((layer, i) => {
+      feeds[`past_key_values.${i}.key`] = new Tensor('float32', layer.key, [batch, kvHeads, columns, headDim]);
+      feeds[`past_key_values.${i}.value`] = new Tensor('float32', layer.value, [batch, kvHeads, columns, headDim]);
+    });
+    return feeds;
   }
 
   async release(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { BatchCache, DecoderSession } from './decoder-session.js';
-import { gatherRows, leftPaddedMask } from './kv-cache.js';
+import { gatherRows, leftPaddedMask, type RowSelection } from './kv-cache.js';
 import { TokenSampler, type SamplingParams } from './sampling.js';
 import type { FinishReason, GenerationEnd } from './streamer.js';
 
@@ -116,6 +116,12 @@ interface PrefillJob {
 
 /** Newcomers are grouped while padding stays under this share of the group's tokens. */
 const MAX_PADDING_SHARE = 0.25;
+
+/**
+ * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
+ * in place before the next copy. Attention reads the spare columns too (masked), so more is not free.
+ */
+const SPARE_COLUMNS = 32;
 
 /** Row indices of the sequences still going. */
 const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished ? [] : [b]));
@@ -308,28 +314,34 @@ export class GenerationScheduler {
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
     const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
-    this.cache = gatherRows(
-      selections.filter((s) => s.rows.length),
-      Math.max(...seqs.map((s) => s.cached)),
-      kvHeads,
-      headDim,
-    );
+    this.cache = this.regather(selections.filter((s) => s.rows.length), Math.max(...seqs.map((s) => s.cached)));
+  }
+
+  /** One copy of the chosen rows into a new cache, with spare columns where the decoder appends in place. */
+  private regather(selections: RowSelection[], length: number): BatchCache {
+    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    const capacity = this.decoder.appendsInPlace ? length + SPARE_COLUMNS : length;
+    return gatherRows(selections, length, kvHeads, headDim, capacity);
   }
 
   private async decode(): Promise<void> {
     const rows = this.running;
     const ids = BigInt64Array.from(rows, (s) => BigInt(s.next));
     const positions = BigInt64Array.from(rows, (s) => BigInt(s.cached));
+    const inPlace = this.decoder.appendsInPlace;
+    if (inPlace && (this.cache.capacity ?? this.cache.length) <= this.cache.length) {
+      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b) }], this.cache.length);
+    }
     const mask = leftPaddedMask(
       rows.map((s) => s.cached),
       this.cache.length,
       1,
+      this.cache.capacity,
     );
     let step;
     try {
-      step = await this.decoder.forward(ids, mask, positions, this.cache);
+      step = inPlace ? await this.decoder.decodeInPlace(ids, mask, positions, this.cache) : await this.decoder.forward(ids, mask, positions, this.cache);
     } catch (e) {
       for (const s of rows) s.finish('error', e as Error);
       this.running = [];

@@ -8,24 +8,26 @@ export interface RowSelection {
 
 /**
  * Builds a batch cache of `length` positions from rows of other caches, in order: how rows join a
- * running batch and how finished rows leave it. Each row is right-aligned (its real tokens are its
- * last ones), so a shorter source is left-padded with zeros and a longer one loses leading padding;
- * `length` must cover every chosen row's real tokens. One copy of the chosen rows, per layer.
+ * running batch, how finished rows leave it, and how a cache gets more spare columns. Each row is
+ * right-aligned (its real tokens are its last ones), so a shorter source is left-padded with zeros and
+ * a longer one loses leading padding; `length` must cover every chosen row's real tokens. `capacity`
+ * (at least `length`) leaves spare columns after them. One copy of the chosen rows, per layer.
  */
-export function gatherRows(selections: readonly RowSelection[], length: number, kvHeads: number, headDim: number): BatchCache {
+export function gatherRows(selections: readonly RowSelection[], length: number, kvHeads: number, headDim: number, capacity = length): BatchCache {
   const batch = selections.reduce((n, s) => n + s.rows.length, 0);
   const layerCount = selections[0].cache.layers.length;
   const layers = Array.from({ length: layerCount }, () => ({
-    key: new Float32Array(batch * kvHeads * length * headDim),
-    value: new Float32Array(batch * kvHeads * length * headDim),
+    key: new Float32Array(batch * kvHeads * capacity * headDim),
+    value: new Float32Array(batch * kvHeads * capacity * headDim),
   }));
   let out = 0;
   for (const { cache, rows } of selections) {
     const n = Math.min(length, cache.length);
+    const stride = cache.capacity ?? cache.length;
     for (const row of rows) {
       for (let h = 0; h < kvHeads; h++) {
-        const from = ((row * kvHeads + h) * cache.length + cache.length - n) * headDim;
-        const to = ((out * kvHeads + h) * length + length - n) * headDim;
+        const from = ((row * kvHeads + h) * stride + cache.length - n) * headDim;
+        const to = ((out * kvHeads + h) * capacity + length - n) * headDim;
         for (let l = 0; l < layerCount; l++) {
           layers[l].key.set(cache.layers[l].key.subarray(from, from + n * headDim), to);
           layers[l].value.set(cache.layers[l].value.subarray(from, from + n * headDim), to);
@@ -34,13 +36,19 @@ export function gatherRows(selections: readonly RowSelection[], length: number, 
       out++;
     }
   }
-  return { batch, length, layers };
+  return { batch, length, capacity, layers };
 }
 
-/** The attention mask over `length` cached positions plus `newTokens`, for rows with `cached` real tokens each. */
-export function leftPaddedMask(cached: readonly number[], length: number, newTokens: number): BigInt64Array {
-  const width = length + newTokens;
+/**
+ * The attention mask over a cache of `length` positions in `capacity` columns plus `newTokens`, for rows with
+ * `cached` real tokens each: 1 on each row's real tokens and the new ones, 0 on padding and spare columns.
+ */
+export function leftPaddedMask(cached: readonly number[], length: number, newTokens: number, capacity = length): BigInt64Array {
+  const width = capacity + newTokens;
   const mask = new BigInt64Array(cached.length * width);
-  cached.forEach((n, b) => mask.fill(1n, b * width + length - n, (b + 1) * width));
+  cached.forEach((n, b) => {
+    mask.fill(1n, b * width + length - n, b * width + length);
+    mask.fill(1n, b * width + capacity, (b + 1) * width);
+  });
   return mask;
 }

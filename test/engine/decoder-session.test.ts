@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
+import { gatherRows, leftPaddedMask } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { exportedTinyModel } from '../helpers/models.js';
 
@@ -77,6 +78,33 @@ describe('the exported decoder with padding', () => {
       }
     }
     expect(cache.length).toBe(width + decodeTokens.length);
+  });
+
+  it('appends in place into spare columns, across regathers, with the logits of the copying path', async () => {
+    expect(decoder.appendsInPlace).toBe(true);
+    const { num_kv_heads: kvHeads, head_dim: headDim } = decoder.model.manifest;
+    const prompts = [rows[0], rows[1]];
+    const width = prompts[0].length;
+    const ids = BigInt64Array.from(prompts.flatMap((r) => [...Array(width - r.length).fill(0), ...r].map(BigInt)));
+    const mask = BigInt64Array.from(prompts.flatMap((r) => [...Array(width - r.length).fill(0), ...Array(r.length).fill(1)].map(BigInt)));
+    const pos = BigInt64Array.from(prompts.flatMap((r) => [...Array(width - r.length).fill(0), ...r.map((_, i) => i)].map(BigInt)));
+    const prefill = await decoder.forward(ids, mask, pos, decoder.emptyCache(2));
+    let copying = prefill.cache;
+    // Three spare columns: the 10 steps below run out of them and regather three times.
+    let inPlace = gatherRows([{ cache: prefill.cache, rows: [0, 1] }], width, kvHeads, headDim, width + 3);
+    let worst = 0;
+    for (let s = 0; s < 10; s++) {
+      const cached = prompts.map((r) => r.length + s);
+      const next = BigInt64Array.of(BigInt(40 + s), BigInt(70 + s));
+      const positions = BigInt64Array.from(cached.map(BigInt));
+      if (inPlace.capacity! <= inPlace.length) inPlace = gatherRows([{ cache: inPlace, rows: [0, 1] }], inPlace.length, kvHeads, headDim, inPlace.length + 3);
+      const a = await decoder.forward(next, leftPaddedMask(cached, copying.length, 1), positions, copying);
+      const b = await decoder.decodeInPlace(next, leftPaddedMask(cached, inPlace.length, 1, inPlace.capacity), positions, inPlace);
+      for (let v = 0; v < a.logits.length; v++) worst = Math.max(worst, Math.abs(a.logits[v] - b.logits[v]));
+      [copying, inPlace] = [a.cache, b.cache];
+    }
+    expect(worst).toBeLessThan(1e-4);
+    expect(inPlace.length).toBe(copying.length);
   });
 
   it('reads the manifest: shapes, EOS ids and chat template', () => {

@@ -48,25 +48,34 @@ def check_model_folder(path: str) -> dict:
     return config
 
 
+# Each layer's (past keys, past values, new keys, new values) in the forward being traced, keyed by layer index.
+# Attention reads these rather than their concatenation, so the Concat that makes `present` feeds only the
+# `present` outputs, and a caller that fetches just logits and `new_key_values` never pays for it.
+TRACED_CACHE: dict = {}
+
+
 def grouped_query_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """transformers' eager attention without repeat_kv. Each KV head's query heads become rows of one matmul against
-    that head's keys and values, so the exported graph reads the cache once per KV head instead of copying it
-    once per query head (in batched CPU decoding with a few hundred cached tokens, those copies cost as much as
-    all the weight matmuls)."""
+    """transformers' eager attention without repeat_kv, over the past and the new keys/values separately.
+
+    Each KV head's query heads become rows of one matmul against that head's keys and values, so the graph reads
+    the cache once per KV head instead of copying it once per query head (in batched CPU decoding with a few
+    hundred cached tokens, those copies cost as much as all the weight matmuls)."""
     import torch
 
+    past_k, past_v, new_k, new_v = TRACED_CACHE[module.layer_idx]
     batch, heads, q_len, head_dim = query.shape
-    kv_heads = key.shape[1]
+    kv_heads = new_k.shape[1]
     groups = heads // kv_heads
     rows = query.reshape(batch, kv_heads, groups * q_len, head_dim)
-    scores = torch.matmul(rows, key.transpose(2, 3)) * scaling
+    scores = torch.cat([torch.matmul(rows, past_k.transpose(2, 3)), torch.matmul(rows, new_k.transpose(2, 3))], dim=-1) * scaling
     if attention_mask is not None:
         # The mask is [batch, 1, q_len, keys]; a group axis lets it broadcast over each KV head's query heads.
         grouped = scores.view(batch, kv_heads, groups, q_len, -1) + attention_mask.unsqueeze(2)
         scores = grouped.view(batch, kv_heads, groups * q_len, -1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(probs, value).view(batch, heads, q_len, head_dim)
-    return out.transpose(1, 2).contiguous(), None
+    past_len = past_k.shape[2]
+    out = torch.matmul(probs[..., :past_len], past_v) + torch.matmul(probs[..., past_len:], new_v)
+    return out.view(batch, heads, q_len, head_dim).transpose(1, 2).contiguous(), None
 
 
 def load_for_export(src: str):
@@ -93,12 +102,20 @@ def make_wrapper(model, num_layers: int):
             cache = DynamicCache()
             for i in range(num_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
+            append = cache.update
+
+            def update(keys, values, layer_idx, *args, **kwargs):
+                TRACED_CACHE[layer_idx] = (past[2 * layer_idx], past[2 * layer_idx + 1], keys, values)
+                return append(keys, values, layer_idx, *args, **kwargs)
+
+            cache.update = update
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              past_key_values=cache, use_cache=True)
             present = []
             for layer in out.past_key_values.layers:
                 present += [layer.keys, layer.values]
-            return (out.logits, *present)
+            new = [t for i in range(num_layers) for t in TRACED_CACHE[i][2:]]
+            return (out.logits, *present, *new)
 
     return DecoderWithCache()
 
@@ -106,7 +123,8 @@ def make_wrapper(model, num_layers: int):
 def io_names(num_layers: int):
     past = [n for i in range(num_layers) for n in (f"past_key_values.{i}.key", f"past_key_values.{i}.value")]
     present = [n for i in range(num_layers) for n in (f"present.{i}.key", f"present.{i}.value")]
-    return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
+    new = [n for i in range(num_layers) for n in (f"new_key_values.{i}.key", f"new_key_values.{i}.value")]
+    return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present, *new]
 
 
 def dims(config) -> dict:
@@ -161,7 +179,8 @@ def check_parity(model, onnx_path: str, d: dict, tolerance: float) -> dict:
         if diff > tolerance:
             raise RuntimeError(f"ONNX export does not match PyTorch: max abs logit diff {diff:.2e} "
                                f"at {'prefill' if step == 0 else f'decode step {step}'} (tolerance {tolerance:g})")
-        past_t, past_o = list(out_t[1:]), list(out_o[1:])
+        present = slice(1, 1 + 2 * d["num_layers"])
+        past_t, past_o = list(out_t[present]), list(out_o[present])
         ids = out_t[0][:, -1:].argmax(-1)
         mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
         pos = pos[:, -1:] + 1
@@ -198,7 +217,8 @@ def run(config: dict) -> int:
     dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
                "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
     dynamic.update({n: {0: "batch", 2: "past_sequence"} for n in names_in[3:]})
-    dynamic.update({n: {0: "batch", 2: "total_sequence"} for n in names_out[1:]})
+    dynamic.update({n: {0: "batch", 2: "total_sequence"} for n in names_out if n.startswith("present.")})
+    dynamic.update({n: {0: "batch", 2: "sequence"} for n in names_out if n.startswith("new_key_values.")})
     with torch.no_grad():
         torch.onnx.export(make_wrapper(model, d["num_layers"]), (ids, mask, pos, *past), onnx_path,
                           input_names=names_in, output_names=names_out, dynamic_axes=dynamic,
