@@ -33,8 +33,6 @@ export interface DecoderStep {
  */
 export class DecoderSession {
   readonly vocabSize: number;
-  /** The export also returns the new tokens' keys/values alone (`new_key_values.*`), so decodeInPlace works. */
-  readonly appendsInPlace: boolean;
   private readonly kvShape: [number, number];
   private readonly standardOutputs: string[];
   private readonly inPlaceOutputs: string[];
@@ -50,7 +48,6 @@ export class DecoderSession {
     const outputs = model.manifest.outputs;
     this.standardOutputs = outputs.filter((n) => n === 'logits' || n.startsWith('present.'));
     this.inPlaceOutputs = outputs.filter((n) => n === 'logits' || n.startsWith('new_key_values.'));
-    this.appendsInPlace = this.inPlaceOutputs.length === this.standardOutputs.length;
   }
 
   static async open(model: ExportedModel, opts: { device?: Device; threads?: number } = {}): Promise<DecoderSession> {

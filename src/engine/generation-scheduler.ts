@@ -318,19 +318,17 @@ export class GenerationScheduler {
     this.cache = this.regather(selections.filter((s) => s.rows.length), Math.max(...seqs.map((s) => s.cached)));
   }
 
-  /** One copy of the chosen rows into a new cache, with spare columns where the decoder appends in place. */
+  /** One copy of the chosen rows into a new cache, with spare columns where decode steps append in place. */
   private regather(selections: RowSelection[], length: number): BatchCache {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-    const capacity = this.decoder.appendsInPlace ? length + SPARE_COLUMNS : length;
-    return gatherRows(selections, length, kvHeads, headDim, capacity);
+    return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS);
   }
 
   private async decode(): Promise<void> {
     const rows = this.running;
     const ids = BigInt64Array.from(rows, (s) => BigInt(s.next));
     const positions = BigInt64Array.from(rows, (s) => BigInt(s.cached));
-    const inPlace = this.decoder.appendsInPlace;
-    if (inPlace && (this.cache.capacity ?? this.cache.length) <= this.cache.length) {
+    if ((this.cache.capacity ?? this.cache.length) <= this.cache.length) {
       this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b) }], this.cache.length);
     }
     const mask = leftPaddedMask(
@@ -341,7 +339,7 @@ export class GenerationScheduler {
     );
     let step;
     try {
-      step = inPlace ? await this.decoder.decodeInPlace(ids, mask, positions, this.cache) : await this.decoder.forward(ids, mask, positions, this.cache);
+      step = await this.decoder.decodeInPlace(ids, mask, positions, this.cache);
     } catch (e) {
       for (const s of rows) s.finish('error', e as Error);
       this.running = [];

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,15 @@ describe('llmkit export', () => {
       expect(maxAbsDiff(step.logits, reference[p]), `decode step at position ${p}`).toBeLessThan(1e-3);
     }
     expect(step.cache.length).toBe(TOKENS.length);
+  });
+
+  it('asks to export again a folder whose manifest predates new_key_values', () => {
+    const old = join(tempDir(), 'old-export');
+    mkdirSync(join(old, 'onnx'), { recursive: true });
+    const manifest = JSON.parse(readFileSync(join(exported, 'llmkit.json'), 'utf8'));
+    manifest.outputs = manifest.outputs.filter((n: string) => !n.startsWith('new_key_values.'));
+    writeFileSync(join(old, 'llmkit.json'), JSON.stringify(manifest));
+    expect(() => loadExportedModel(old)).toThrow(/llmkit\.json: outputs: no new_key_values outputs \(made by an older llmkit\)/);
   });
 
   it("records the exporter's own parity check in the manifest", () => {

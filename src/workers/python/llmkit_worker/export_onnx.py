@@ -55,7 +55,8 @@ TRACED_CACHE: dict = {}
 
 
 def grouped_query_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """transformers' eager attention without repeat_kv, over the past and the new keys/values separately.
+    """transformers' eager attention without repeat_kv, over the past and the new keys/values separately (from
+    TRACED_CACHE; `key` and `value`, their concatenation, go unused).
 
     Each KV head's query heads become rows of one matmul against that head's keys and values, so the graph reads
     the cache once per KV head instead of copying it once per query head (in batched CPU decoding with a few
