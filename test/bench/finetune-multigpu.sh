@@ -12,7 +12,8 @@
 # LLMKIT_CLI and LLMKIT_PYTHON as in finetune-gpu.sh; STEPS (default 40) per run, the first 5 left out of tokens/s.
 # MODEL (a local model folder), PROCS (default --gpus) and EXTRA (more flags) let the script's logic be tried on a
 # CPU: MODEL=<tiny model> PROCS=--nproc EXTRA="--device cpu --precision fp32" STEPS=8 GLOBAL_BATCH=4.
-# torch.compile is off in every run: FSDP does not take it, and the comparison needs the same flags throughout.
+# torch.compile is off unless COMPILE=1, which compiles the 1-GPU and DDP runs (FSDP does not take it); each
+# comparison needs the same flags on both sides, so a compiled table leaves FSDP out (RUNS="lora-1gpu lora-ddp ...").
 set -euo pipefail
 work=${1:-/tmp/llmkit-multigpu-bench}
 export LLMKIT_PYTHON=${LLMKIT_PYTHON:-python3}
@@ -33,8 +34,11 @@ if [ ! -f "$model/model.safetensors" ]; then
         \"max_position_embeddings\": 32768, \"model_vocab_size\": 151936}" \
     | PYTHONPATH=src/workers/python "$LLMKIT_PYTHON" -m llmkit_worker make_model > "$work/make_model.jsonl"
 fi
-data=$work/long.jsonl
-[ -f "$data" ] || "$LLMKIT_PYTHON" test/bench/make_bench_data.py --out "$data" --examples 2000 --min-words 600 --max-words 600
+# Enough examples that no run reaches the end of an epoch: its short last batch is a new shape, which compiled
+# runs stop to recompile for (seconds), and that stall would land in one run's tokens/s and not another's.
+examples=$(( steps * batch > 2000 ? steps * batch : 2000 ))
+data=$work/long-$examples.jsonl
+[ -f "$data" ] || "$LLMKIT_PYTHON" test/bench/make_bench_data.py --out "$data" --examples "$examples" --min-words 600 --max-words 600
 
 run() {  # name, flags...
   local name=$1
@@ -42,7 +46,7 @@ run() {  # name, flags...
   echo "llmkit finetune: $name"
   rm -rf "$work/runs/$name"
   "${cli[@]}" --json finetune "$model" --recipe recipes/qwen2/0.5b_lora_cuda.yaml --data "$data" --out "$work/runs/$name" \
-    --max-steps "$steps" --batch-size "$batch" --max-seq-len 512 --no-compile "${more[@]}" "$@" \
+    --max-steps "$steps" --batch-size "$batch" --max-seq-len 512 "${more[@]}" "$@" \
     > "$work/$name.json" 2> "$work/$name.log" || { echo "  failed: $(tail -n 3 "$work/$name.log")"; return 0; }
   # As it goes, so that a run cut short by a time limit still shows what finished.
   "$LLMKIT_PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print("  tokens/s", round(r["tokensPerSecond"]), "peak GiB",
@@ -53,6 +57,7 @@ run() {  # name, flags...
 for name in ${RUNS:-lora-1gpu lora-ddp lora-fsdp full-1gpu full-ddp full-fsdp}; do
   extra=(--lora-dropout 0)
   [[ $name = full-* ]] && extra=(--no-lora --lr 1e-5)
+  if [[ ${COMPILE:-0} = 1 && $name != *-fsdp ]]; then extra+=(--compile); else extra+=(--no-compile); fi
   case $name in
     *-1gpu) run "$name" "$procs" 1 "${extra[@]}" ;;
     *-ddp) run "$name" "$procs" 2 "${extra[@]}" ;;
@@ -84,6 +89,8 @@ print("|---|---|---:|---:|---:|---|---:|")
 for method in ("lora", "full"):
     one = load(f"{method}-1gpu")
     for run, label in (("1gpu", "--gpus 1"), ("ddp", "--gpus 2 (DDP)"), ("fsdp", "--gpus 2 --fsdp")):
+        if not os.path.exists(os.path.join(work, f"{method}-{run}.json")):
+            continue  # not in RUNS
         r = load(f"{method}-{run}")
         if r is None:
             print(f"| {method} | {label} | failed | | | | |")
@@ -92,5 +99,6 @@ for method in ("lora", "full"):
         eff = "" if run == "1gpu" or one is None else f"{tps / (2 * one['tokensPerSecond']):.2f}"
         mem = ", ".join(f"{p / 2**30:.2f}" for p in r["peakMemoryPerProcess"]) + " GiB"
         diff = max(abs(a - b) for a, b in zip(r["curve"], one["curve"])) if one else float("nan")
+        label += " (compiled)" if r.get("compiled") else ""
         print(f"| {method} | {label} | {tps:,.0f} | {eff} | {mem} | {r['firstLoss']:.4f} → {r['lastLoss']:.4f} | {diff:.4f} |")
 EOF
