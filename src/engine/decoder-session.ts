@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { withoutOutputs } from './graph-pruning.js';
 import type { ExportedModel } from './model-manifest.js';
 import { openSession, Tensor, type Device, type InferenceSession, type Provider, type ProviderProbe } from './onnx-runtime.js';
 
@@ -34,8 +36,8 @@ export interface DecoderStep {
 export class DecoderSession {
   readonly vocabSize: number;
   private readonly kvShape: [number, number];
-  private readonly standardOutputs: string[];
-  private readonly inPlaceOutputs: string[];
+  /** What every pass fetches: the session's graph has nothing else (no `present.*`). */
+  private readonly outputs: string[];
 
   private constructor(
     readonly model: ExportedModel,
@@ -45,13 +47,16 @@ export class DecoderSession {
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
-    const outputs = model.manifest.outputs;
-    this.standardOutputs = outputs.filter((n) => n === 'logits' || n.startsWith('present.'));
-    this.inPlaceOutputs = outputs.filter((n) => n === 'logits' || n.startsWith('new_key_values.'));
+    this.outputs = model.manifest.outputs.filter((n) => n === 'logits' || n.startsWith('new_key_values.'));
   }
 
+  /**
+   * Opens the export without its `present.*` outputs (kept in the file for transformers.js): ONNX Runtime
+   * would otherwise copy the whole cache into them at every step, fetched or not.
+   */
   static async open(model: ExportedModel, opts: { device?: Device; threads?: number } = {}): Promise<DecoderSession> {
-    const { session, provider, skipped } = await openSession(model.onnxPath, opts);
+    const graph = withoutOutputs(await readFile(model.onnxPath), (name) => name.startsWith('present.'));
+    const { session, provider, skipped } = await openSession({ bytes: graph, path: model.onnxPath }, opts);
     return new DecoderSession(model, session, provider, skipped);
   }
 
@@ -68,15 +73,17 @@ export class DecoderSession {
     return this.kvShape[0] * this.kvShape[1];
   }
 
-  /** A forward pass whose cache comes back as a new, longer copy (`present`). The cache must have no spare columns. */
+  /** A forward pass whose cache comes back as a new, longer copy (past + new). The cache must have no spare columns. */
   async forward(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
     if ((cache.capacity ?? cache.length) !== cache.length) throw new Error('forward() takes a cache without spare columns; use decodeInPlace');
     const { batch } = cache;
     const newTokens = inputIds.length / batch;
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.standardOutputs);
-    const layers = cache.layers.map((_, i) => ({
-      key: out[`present.${i}.key`].data as Float32Array,
-      value: out[`present.${i}.value`].data as Float32Array,
+    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
+    const rowHeads = batch * this.kvShape[0];
+    const append = (past: Float32Array, name: string) => appendColumns(past, out[name].data as Float32Array, rowHeads, cache.length, newTokens, this.kvShape[1]);
+    const layers = cache.layers.map((layer, i) => ({
+      key: append(layer.key, `new_key_values.${i}.key`),
+      value: append(layer.value, `new_key_values.${i}.value`),
     }));
     return { logits: out.logits.data as Float32Array, newTokens, cache: { batch, length: cache.length + newTokens, layers } };
   }
@@ -89,7 +96,7 @@ export class DecoderSession {
   async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
     if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.inPlaceOutputs);
+    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
     const [kvHeads, headDim] = this.kvShape;
     cache.layers.forEach((layer, i) => {
       const key = out[`new_key_values.${i}.key`].data as Float32Array;
@@ -124,4 +131,16 @@ export class DecoderSession {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Each (row, head)'s `pastLength` columns of `past` followed by its `newLength` columns of `fresh`: [rowHeads, past + new, headDim]. */
+function appendColumns(past: Float32Array, fresh: Float32Array, rowHeads: number, pastLength: number, newLength: number, headDim: number): Float32Array {
+  if (pastLength === 0) return fresh;
+  const width = (pastLength + newLength) * headDim;
+  const out = new Float32Array(rowHeads * width);
+  for (let r = 0; r < rowHeads; r++) {
+    out.set(past.subarray(r * pastLength * headDim, (r + 1) * pastLength * headDim), r * width);
+    out.set(fresh.subarray(r * newLength * headDim, (r + 1) * newLength * headDim), r * width + pastLength * headDim);
+  }
+  return out;
 }

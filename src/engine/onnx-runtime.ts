@@ -99,8 +99,15 @@ export function parseDevice(value: string): Device {
   throw new UsageError(`--device must be one of ${DEVICES.join(', ')} (got ${value})`);
 }
 
+/** A model in memory, and the file it came from (where its external data, if any, lies beside it). */
+export interface ModelBytes {
+  bytes: Uint8Array;
+  path: string;
+}
+
 /** Opens a model on the requested device; `auto` takes the first of cuda, webgpu, cpu that loads. */
-export async function openSession(modelPath: string, opts: SessionOptions = {}): Promise<SessionChoice> {
+export async function openSession(model: ModelBytes, opts: SessionOptions = {}): Promise<SessionChoice> {
+  const modelPath = model.path;
   const device = opts.device ?? 'auto';
   const order = device === 'auto' ? AUTO_ORDER : [device];
   const skipped: ProviderProbe[] = [];
@@ -111,10 +118,12 @@ export async function openSession(modelPath: string, opts: SessionOptions = {}):
       continue;
     }
     try {
-      const session = await ort.InferenceSession.create(modelPath, {
+      const session = await ort.InferenceSession.create(model.bytes, {
         executionProviders: [provider],
         graphOptimizationLevel: 'all',
         ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+        // Loaded from memory, a model finds its external data files only through this.
+        extra: { session: { model_external_initializers_file_folder_path: dirname(model.path) } },
       });
       return { session, provider, skipped };
     } catch (e) {
