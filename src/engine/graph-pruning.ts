@@ -100,13 +100,18 @@ function prunedGraph(buf: Uint8Array, graph: WireField, drop: (output: string) =
   const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
   if (nodes.some((n) => SUBGRAPH_OPS.has(n.opType))) return undefined;
   const dropped = new Set(fields.filter((f) => f.field === GRAPH_OUTPUT && drop(outputName(buf, f))));
-  const needed = new Set(fields.filter((f) => f.field === GRAPH_OUTPUT && !dropped.has(f)).map((f) => outputName(buf, f)));
-  const deadNodes = new Set<WireField>();
-  for (const node of [...nodes].reverse()) {
-    if (node.outputs.some((o) => needed.has(o))) node.inputs.forEach((i) => needed.add(i));
-    else deadNodes.add(node.range);
+  // Walked from the kept outputs through each tensor's producer: ONNX does not require nodes in
+  // topological order (converters append nodes, e.g. the input Casts of a float16 conversion).
+  const producer = new Map(nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+  const wanted = fields.filter((f) => f.field === GRAPH_OUTPUT && !dropped.has(f)).map((f) => outputName(buf, f));
+  const live = new Set<WireField>();
+  for (let name = wanted.pop(); name !== undefined; name = wanted.pop()) {
+    const node = producer.get(name);
+    if (!node || live.has(node.range)) continue;
+    live.add(node.range);
+    wanted.push(...node.inputs);
   }
-  return fields.filter((f) => !dropped.has(f) && !deadNodes.has(f)).map((f) => buf.subarray(f.start, f.end));
+  return fields.filter((f) => !dropped.has(f) && (f.field !== GRAPH_NODE || live.has(f))).map((f) => buf.subarray(f.start, f.end));
 }
 
 /** `model` (a serialized ModelProto) without the graph outputs `drop` picks and the nodes only they needed. */
