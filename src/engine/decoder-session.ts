@@ -68,6 +68,11 @@ export class DecoderSession {
     };
   }
 
+  private paddingColumn(batch: number): BatchCache {
+    const zeros = () => new Float32Array(batch * this.kvStride);
+    return { batch, length: 1, layers: Array.from({ length: this.model.manifest.num_layers }, () => ({ key: zeros(), value: zeros() })) };
+  }
+
   /** Floats per cached token per row and layer, for one of key or value. */
   get kvStride(): number {
     return this.kvShape[0] * this.kvShape[1];
@@ -78,7 +83,10 @@ export class DecoderSession {
     if ((cache.capacity ?? cache.length) !== cache.length) throw new Error('forward() takes a cache without spare columns; use decodeInPlace');
     const { batch } = cache;
     const newTokens = inputIds.length / batch;
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
+    // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
+    // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
+    const [past, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
+    const out = await this.session.run(this.feeds(inputIds, mask, positionIds, past), this.outputs);
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, name: string) => appendColumns(past, out[name].data as Float32Array, rowHeads, cache.length, newTokens, this.kvShape[1]);
     const layers = cache.layers.map((layer, i) => ({
@@ -142,5 +150,13 @@ function appendColumns(past: Float32Array, fresh: Float32Array, rowHeads: number
     out.set(past.subarray(r * pastLength * headDim, (r + 1) * pastLength * headDim), r * width);
     out.set(fresh.subarray(r * newLength * headDim, (r + 1) * newLength * headDim), r * width + pastLength * headDim);
   }
+  return out;
+}
+
+/** The mask with a 0 before each row's columns. */
+function withLeadingPad(mask: BigInt64Array, batch: number): BigInt64Array {
+  const width = mask.length / batch;
+  const out = new BigInt64Array(batch * (width + 1));
+  for (let b = 0; b < batch; b++) out.set(mask.subarray(b * width, (b + 1) * width), b * (width + 1) + 1);
   return out;
 }
