@@ -85,8 +85,8 @@ export class DecoderSession {
     const newTokens = inputIds.length / batch;
     // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
-    const [past, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
-    const out = await this.session.run(this.feeds(inputIds, mask, positionIds, past), this.outputs);
+    const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
+    const out = await this.session.run(this.feeds(inputIds, mask, positionIds, fed), this.outputs);
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, name: string) => appendColumns(past, out[name].data as Float32Array, rowHeads, cache.length, newTokens, this.kvShape[1]);
     const layers = cache.layers.map((layer, i) => ({
