@@ -2,7 +2,7 @@
 # The serving benchmark of docs/benchmarks.md ("Serving (CPU)"): llmkit's 100m preset (~90M
 # parameters, random weights: throughput does not care what the weights say), exported to ONNX, then
 # `llmkit bench` (bare engine loop, transformers.js on the same folder, the server at concurrency
-# 1, 4, 8, 16). Extra arguments go to `llmkit bench`:
+# 1, 4, 8, 16; 8 rounds). Extra arguments go to `llmkit bench` and override those:
 #
 #   test/bench/serve-100m.sh                         # what `npm run bench` runs
 #   test/bench/serve-100m.sh --concurrency 1,8 --max-tokens 128
@@ -18,4 +18,5 @@ if [ ! -f "$OUT/m100-onnx/llmkit.json" ]; then
   $LLMKIT make-model --preset 100m --out "$OUT/m100"
   $LLMKIT export "$OUT/m100" --out "$OUT/m100-onnx"
 fi
-$LLMKIT bench "$OUT/m100-onnx" "$@" | tee "$OUT/bench.txt"
+# 8 rounds: ratios between levels move by several percent from run to run on a small shared machine with 4.
+$LLMKIT bench "$OUT/m100-onnx" --rounds 8 "$@" | tee "$OUT/bench.txt"
