@@ -82,8 +82,9 @@ describe.skipIf(skip)('llmkit chat in a terminal, against llmkit serve', () => {
     await send('/max 400');
     await waitForPane((t) => t.includes('at most 400 new tokens per reply'), 'the /max notice');
     await send('Tell me a long story.');
-    // Greedy decoding of the tiny model runs to the token limit: wait until the reply streams, then cancel it.
-    await waitForPane((t) => t.includes('generating · Esc cancels') && /Tell me a long story\.\n.*\S/.test(t), 'the long reply to start');
+    // Greedy decoding of the tiny model runs to the token limit: wait until the reply has streamed a few tokens
+    // (the status bar's tok/s needs two), then cancel it.
+    await waitForPane((t) => t.includes('generating · Esc cancels') && /Tell me a long story\.\n.{20,}/.test(t), 'the long reply to start');
     await tmux('send-keys', '-t', 'chat', 'Escape');
     const after = await waitForPane((t) => t.includes('(cancelled)') && !t.includes('generating'), 'the cancelled note');
     // The server sends no usage for a cancelled stream, so the context used is unknown (ctx -/512).
