@@ -54,7 +54,8 @@ run() {  # name, flags...
 }
 
 # RUNS picks and orders them (default: all six).
-for name in ${RUNS:-lora-1gpu lora-ddp lora-fsdp full-1gpu full-ddp full-fsdp}; do
+runs=${RUNS:-lora-1gpu lora-ddp lora-fsdp full-1gpu full-ddp full-fsdp}
+for name in $runs; do
   extra=(--lora-dropout 0)
   [[ $name = full-* ]] && extra=(--no-lora --lr 1e-5)
   if [[ ${COMPILE:-0} = 1 && $name != *-fsdp ]]; then extra+=(--compile); else extra+=(--no-compile); fi
@@ -65,11 +66,11 @@ for name in ${RUNS:-lora-1gpu lora-ddp lora-fsdp full-1gpu full-ddp full-fsdp}; 
   esac
 done
 
-"$LLMKIT_PYTHON" - "$work" <<'EOF'
+"$LLMKIT_PYTHON" - "$work" "$runs" <<'EOF'
 import json, os, sys
 import torch
 
-work = sys.argv[1]
+work, runs = sys.argv[1], sys.argv[2].split()
 def load(name):
     path = os.path.join(work, name + ".json")
     metrics = os.path.join(work, "runs", name, "metrics.jsonl")
@@ -89,8 +90,8 @@ print("|---|---|---:|---:|---:|---|---:|")
 for method in ("lora", "full"):
     one = load(f"{method}-1gpu")
     for run, label in (("1gpu", "--gpus 1"), ("ddp", "--gpus 2 (DDP)"), ("fsdp", "--gpus 2 --fsdp")):
-        if not os.path.exists(os.path.join(work, f"{method}-{run}.json")):
-            continue  # not in RUNS
+        if f"{method}-{run}" not in runs:
+            continue
         r = load(f"{method}-{run}")
         if r is None:
             print(f"| {method} | {label} | failed | | | | |")
