@@ -107,7 +107,6 @@ export interface ModelBytes {
 
 /** Opens a model on the requested device; `auto` takes the first of cuda, webgpu, cpu that loads. */
 export async function openSession(model: ModelBytes, opts: SessionOptions = {}): Promise<SessionChoice> {
-  const modelPath = model.path;
   const device = opts.device ?? 'auto';
   const order = device === 'auto' ? AUTO_ORDER : [device];
   const skipped: ProviderProbe[] = [];
@@ -131,5 +130,5 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
     }
   }
   const reasons = skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ');
-  throw new LlmkitError(`could not open ${modelPath} on ${device} (${reasons})`, `try --device cpu, or check the model with \`llmkit env\``);
+  throw new LlmkitError(`could not open ${model.path} on ${device} (${reasons})`, `try --device cpu, or check the model with \`llmkit env\``);
 }

@@ -50,7 +50,8 @@ def check_model_folder(path: str) -> dict:
 
 # Each layer's (past keys, past values, new keys, new values) in the forward being traced, keyed by layer index.
 # Attention reads these rather than their concatenation, so the Concat that makes `present` feeds only the
-# `present` outputs, and a caller that fetches just logits and `new_key_values` never pays for it.
+# `present` outputs. ONNX Runtime runs it anyway, fetched or not; the engine opens the graph without those
+# outputs and their Concats (src/engine/graph-pruning.ts), so it never pays for them.
 TRACED_CACHE: dict = {}
 
 
