@@ -39,6 +39,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 
 import torch
@@ -65,9 +66,12 @@ def run(config: dict, train_loss=None) -> int:
     if DIST["world"] > 1:
         import torch.distributed as dist
 
-        # Left to interpreter exit, gloo's threads can die mid-teardown and abort a rank that finished its work.
+        # Past this barrier every rank's work is written. gloo's threads can abort a finished rank while the
+        # process group or the interpreter tears down ("terminate called without an active exception", even
+        # after destroy_process_group), so each rank leaves at once and the OS frees the rest.
         dist.barrier()
-        dist.destroy_process_group()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 
