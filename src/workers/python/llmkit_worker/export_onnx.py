@@ -4,7 +4,9 @@ The decoder takes input_ids, attention_mask (over past + new tokens), position_i
 past keys/values, and returns logits and each layer's present keys/values (the names transformers.js
 and optimum use). Batch, past length and new-token length are dynamic. We use the TorchScript
 exporter around a small wrapper that fills a DynamicCache: with the pinned torch/transformers it is
-exact, while the dynamo exporter still trips over transformers' mask code.
+exact, while the dynamo exporter still trips over transformers' mask code. Its shape arithmetic (a chain of
+tiny kernels around every reshape, run at every decode step) is then folded to constants where shape inference
+proves it (fold_static_shapes).
 
 Every export is checked against PyTorch in onnxruntime (CPU): a left-padded batch prefill and several
 cached decode steps; a max abs logit difference over `tolerance` fails the export.
@@ -65,19 +67,18 @@ def grouped_query_attention(module, query, key, value, attention_mask, scaling, 
     import torch
 
     past_k, past_v, new_k, new_v = TRACED_CACHE[module.layer_idx]
-    batch, heads, q_len, head_dim = query.shape
-    kv_heads = new_k.shape[1]
-    groups = heads // kv_heads
-    rows = query.reshape(batch, kv_heads, groups * q_len, head_dim)
+    # Head counts from the config, not from tensor shapes: traced shapes become Shape/Gather chains in the graph.
+    kv_heads = module.config.num_key_value_heads
+    groups = module.config.num_attention_heads // kv_heads
+    rows = query.reshape(query.shape[0], kv_heads, -1, module.head_dim)
     scores = torch.cat([torch.matmul(rows, past_k.transpose(2, 3)), torch.matmul(rows, new_k.transpose(2, 3))], dim=-1) * scaling
     if attention_mask is not None:
-        # The mask is [batch, 1, q_len, keys]; a group axis lets it broadcast over each KV head's query heads.
-        grouped = scores.view(batch, kv_heads, groups, q_len, -1) + attention_mask.unsqueeze(2)
-        scores = grouped.view(batch, kv_heads, groups * q_len, -1)
+        # The mask is [batch, 1, q_len, keys]; each KV head's rows are its query heads' q_len rows in turn.
+        scores = scores + attention_mask.repeat(1, 1, groups, 1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     past_len = past_k.shape[2]
     out = torch.matmul(probs[..., :past_len], past_v) + torch.matmul(probs[..., past_len:], new_v)
-    return out.view(batch, heads, q_len, head_dim).transpose(1, 2).contiguous(), None
+    return out.reshape(query.shape).transpose(1, 2).contiguous(), None
 
 
 def load_for_export(src: str):
@@ -225,7 +226,7 @@ def run(config: dict) -> int:
         torch.onnx.export(make_wrapper(model, d["num_layers"]), (ids, mask, pos, *past), onnx_path,
                           input_names=names_in, output_names=names_out, dynamic_axes=dynamic,
                           opset_version=opset, dynamo=False, do_constant_folding=True)
-    consolidate(onnx_path)
+    log(f"folded shape arithmetic: {consolidate(onnx_path)} nodes removed")
     if dtype == "fp16":
         to_float16(onnx_path)
     emit("progress", step=1, total=3, message="exported")
@@ -249,16 +250,144 @@ def run(config: dict) -> int:
     return 0
 
 
-def consolidate(onnx_path: str) -> None:
-    """Replaces the exporter's one-file-per-tensor output with save_onnx's layout."""
+def consolidate(onnx_path: str) -> int:
+    """Replaces the exporter's one-file-per-tensor output with save_onnx's layout, shape arithmetic folded.
+    Returns how many nodes the folding removed."""
     import onnx
 
     model = onnx.load(onnx_path)
+    removed = fold_static_shapes(model)
     folder = os.path.dirname(onnx_path)
     for f in os.listdir(folder):
         if f != "model.onnx":
             os.remove(os.path.join(folder, f))
     save_onnx(model, onnx_path)
+    return removed
+
+
+# Dims the engine never feeds as zero (a batch row, a new token). A Reshape may leave one of its dims to be
+# inferred (-1) only when all its other dims are known not to be zero: ONNX cannot infer a dim of a tensor
+# with zero elements, and a zero-length past is how transformers.js starts.
+NONZERO_DIMS = {"batch", "sequence"}
+
+
+def fold_static_shapes(model) -> int:
+    """Replaces the Shape -> Gather -> Unsqueeze -> Concat chains that the TorchScript exporter writes for every
+    traced shape with constants where shape inference proves them: a Reshape's target becomes literal sizes, 0
+    (keep the input's dim) and at most one -1; a Shape, or one dim gathered from it, that is static becomes a
+    number (onnxruntime folds what follows when it loads the model). Each chain is a dozen tiny kernels, run at
+    every decode step on every layer; on WebGPU each is also a trip between providers. Returns the nodes removed."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    dims = symbolic_dims(model)
+    values = constant_values(model)
+    graph = model.graph
+    constants = []
+
+    def constant(name, array):
+        # A Constant node, not an initializer: saved with external data, initializers may leave the file, and
+        # onnxruntime must read a shape input while it loads the graph.
+        tensor = numpy_helper.from_array(np.asarray(array, dtype=np.int64), name)
+        constants.append(onnx.helper.make_node("Constant", [], [name], name=name, value=tensor))
+        values[name] = np.asarray(array)
+        return name
+
+    renamed = {}
+    shape_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Shape" and not n.attribute}
+    for node in graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+        out = node.output[0] if node.output else None
+        if node.op_type == "Reshape" and node.input[1] not in values:
+            target = reshape_target(dims.get(node.input[0]), dims.get(out))
+            if target is not None:
+                node.input[1] = constant(f"{out}__shape", target)
+        elif node.op_type == "Shape" and out in shape_of and all(isinstance(d, int) for d in dims.get(node.input[0]) or [None]):
+            renamed[out] = constant(f"{out}__value", dims[node.input[0]])
+        elif node.op_type == "Gather" and node.input[0] in shape_of and values.get(node.input[1], np.zeros(2)).ndim == 0:
+            source = dims.get(shape_of[node.input[0]]) or []
+            index = int(values[node.input[1]])
+            if -len(source) <= index < len(source) and isinstance(source[index], int):
+                renamed[out] = constant(f"{out}__value", source[index])
+    for output in graph.output:
+        if output.name in renamed:
+            raise RuntimeError(f"graph output {output.name} folded to a constant")
+    nodes = constants + [onnx.NodeProto.FromString(n.SerializeToString()) for n in graph.node]
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    return prune_dead_nodes(graph) - len(constants)
+
+
+def reshape_target(source, target):
+    """A Reshape's constant target for symbolic input and output shapes, or None where one cannot be proven."""
+    if not source or not target or any(d is None for d in target):
+        return None
+    sizes = [d if isinstance(d, int) else 0 if i < len(source) and source[i] == d else -1 for i, d in enumerate(target)]
+    inferred = [i for i, s in enumerate(sizes) if s == -1]
+    if len(inferred) > 1:
+        return None
+    if inferred and any(isinstance(d, str) and d not in NONZERO_DIMS for i, d in enumerate(target) if i != inferred[0]):
+        return None
+    return sizes
+
+
+def symbolic_dims(model) -> dict:
+    """Tensor name -> list of dims (int, symbol string, or None), by onnxruntime's symbolic shape inference on a
+    copy whose weights are graph inputs (so it never serializes gigabytes of them)."""
+    import numpy as np
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    light = onnx.ModelProto()
+    light.ir_version, light.producer_name = model.ir_version, model.producer_name
+    light.opset_import.extend(model.opset_import)
+    light.graph.name = model.graph.name
+    light.graph.node.extend(model.graph.node)
+    light.graph.input.extend(model.graph.input)
+    light.graph.output.extend(model.graph.output)
+    for t in model.graph.initializer:
+        if len(t.dims) and int(np.prod(t.dims)) > 64:
+            light.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            light.graph.initializer.append(t)
+    inferred = SymbolicShapeInference.infer_shapes(light, auto_merge=True)
+    dims = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        shape = info.type.tensor_type.shape if info.type.tensor_type.HasField("shape") else None
+        if shape is not None:
+            dims[info.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param") else None
+                               for d in shape.dim]
+    return dims
+
+
+def constant_values(model) -> dict:
+    """Name -> numpy value of every small initializer and Constant node output (the candidates for shape inputs)."""
+    from onnx import numpy_helper
+
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if len(t.dims) <= 1 and (not t.dims or t.dims[0] <= 8)}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def prune_dead_nodes(graph) -> int:
+    """Drops nodes (and initializers) nothing reads any more; returns how many nodes went."""
+    live = {o.name for o in graph.output}
+    dead = []
+    for i in reversed(range(len(graph.node))):
+        node = graph.node[i]
+        if any(o in live for o in node.output):
+            live.update(x for x in node.input if x)
+        else:
+            dead.append(i)
+    for i in dead:  # descending, so each index still points at its node
+        del graph.node[i]
+    for i in reversed(range(len(graph.initializer))):
+        if graph.initializer[i].name not in live:
+            del graph.initializer[i]
+    return len(dead)
 
 
 def to_float16(onnx_path: str) -> None:
