@@ -37,7 +37,7 @@ export class DecoderSession {
   readonly vocabSize: number;
   private readonly kvShape: [number, number];
   /** What every pass fetches: the session's graph has nothing else (no `present.*`). */
-  private readonly outputs: string[];
+  private readonly outputs = ['logits', 'new_key_values'];
 
   private constructor(
     readonly model: ExportedModel,
@@ -47,7 +47,6 @@ export class DecoderSession {
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
-    this.outputs = model.manifest.outputs.filter((n) => n === 'logits' || n.startsWith('new_key_values.'));
   }
 
   /**
@@ -87,12 +86,10 @@ export class DecoderSession {
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
     const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
     const out = await this.session.run(this.feeds(inputIds, mask, positionIds, fed), this.outputs);
+    const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const rowHeads = batch * this.kvShape[0];
-    const append = (past: Float32Array, name: string) => appendColumns(past, out[name].data as Float32Array, rowHeads, cache.length, newTokens, this.kvShape[1]);
-    const layers = cache.layers.map((layer, i) => ({
-      key: append(layer.key, `new_key_values.${i}.key`),
-      value: append(layer.value, `new_key_values.${i}.value`),
-    }));
+    const append = (past: Float32Array, part: Float32Array) => appendColumns(past, part, rowHeads, cache.length, newTokens, this.kvShape[1]);
+    const layers = cache.layers.map((layer, i) => ({ key: append(layer.key, fresh[i].key), value: append(layer.value, fresh[i].value) }));
     return { logits: out.logits.data as Float32Array, newTokens, cache: { batch, length: cache.length + newTokens, layers } };
   }
 
@@ -106,9 +103,9 @@ export class DecoderSession {
     if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
     const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
     const [kvHeads, headDim] = this.kvShape;
+    const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     cache.layers.forEach((layer, i) => {
-      const key = out[`new_key_values.${i}.key`].data as Float32Array;
-      const value = out[`new_key_values.${i}.value`].data as Float32Array;
+      const { key, value } = fresh[i];
       for (let rowHead = 0; rowHead < cache.batch * kvHeads; rowHead++) {
         const to = (rowHead * capacity + cache.length) * headDim;
         layer.key.set(key.subarray(rowHead * headDim, (rowHead + 1) * headDim), to);
@@ -139,6 +136,14 @@ export class DecoderSession {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Each layer's part of the packed `new_key_values` output [2 x layers x batch, kv_heads, new, head_dim], as views. */
+function newKeyValues(packed: Tensor, layers: number): LayerCache[] {
+  const data = packed.data as Float32Array;
+  const size = data.length / (2 * layers);
+  const part = (i: number) => data.subarray(i * size, (i + 1) * size);
+  return Array.from({ length: layers }, (_, i) => ({ key: part(2 * i), value: part(2 * i + 1) }));
 }
 
 /** Each (row, head)'s `pastLength` columns of `past` followed by its `newLength` columns of `fresh`: [rowHeads, past + new, headDim]. */

@@ -3,7 +3,7 @@
  *
  * ONNX Runtime runs every node of a graph whatever outputs a call fetches, so an export's `present.*`
  * outputs (past + new keys/values, concatenated: what transformers.js needs) cost a full copy of the
- * cache per decode step even when the engine fetches only `new_key_values.*`. Reading the protobuf
+ * cache per decode step even when the engine fetches only `new_key_values`. Reading the protobuf
  * wire format directly keeps this to one pass over the bytes, with no protobuf dependency.
  */
 

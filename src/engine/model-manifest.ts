@@ -19,8 +19,8 @@ export const ModelManifestSchema = z.object({
   /** Path of the ONNX file, relative to the folder. */
   onnx: z.string(),
   inputs: z.array(z.string()),
-  // The engine's decode step fetches new_key_values (docs/export.md); exports from before they existed lack them.
-  outputs: z.array(z.string()).refine((names) => names.includes('new_key_values.0.key'), 'no new_key_values outputs (made by an older llmkit)'),
+  // The engine fetches the packed new_key_values (docs/export.md); exports from before it existed lack it.
+  outputs: z.array(z.string()).refine((names) => names.includes('new_key_values'), 'no packed new_key_values output (made by an older llmkit)'),
   dtype: z.string(),
   kv_dtype: z.enum(['float32', 'float16']),
   /** fp32, fp16, int8, int4: how the weights are stored. */

@@ -54,13 +54,14 @@ describe('llmkit export', () => {
     expect(step.cache.length).toBe(TOKENS.length);
   });
 
-  it('asks to export again a folder whose manifest predates new_key_values', () => {
+  it('asks to export again a folder whose manifest predates the packed new_key_values', () => {
     const old = join(tempDir(), 'old-export');
     mkdirSync(join(old, 'onnx'), { recursive: true });
     const manifest = JSON.parse(readFileSync(join(exported, 'llmkit.json'), 'utf8'));
-    manifest.outputs = manifest.outputs.filter((n: string) => !n.startsWith('new_key_values.'));
+    // Until 2026-11-29 each layer's new keys and values were outputs of their own.
+    manifest.outputs = manifest.outputs.flatMap((n: string) => (n === 'new_key_values' ? ['new_key_values.0.key', 'new_key_values.0.value'] : [n]));
     writeFileSync(join(old, 'llmkit.json'), JSON.stringify(manifest));
-    expect(() => loadExportedModel(old)).toThrow(/llmkit\.json: outputs: no new_key_values outputs \(made by an older llmkit\)/);
+    expect(() => loadExportedModel(old)).toThrow(/llmkit\.json: outputs: no packed new_key_values output \(made by an older llmkit\)/);
   });
 
   it("records the exporter's own parity check in the manifest", () => {
