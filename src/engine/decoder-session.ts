@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
+import { withLastPositionLogits } from './last-position-logits.js';
 import type { ExportedModel } from './model-manifest.js';
 import { openSession, Tensor, type Device, type InferenceSession, type Provider, type ProviderProbe } from './onnx-runtime.js';
 
@@ -21,9 +22,14 @@ export interface BatchCache {
   layers: LayerCache[];
 }
 
+/** Which positions' logits a pass returns: every new token's (to score text) or each row's last (to generate). */
+export type LogitsPositions = 'all' | 'last';
+
 export interface DecoderStep {
-  /** [batch, newTokens, vocab] */
+  /** [batch, logitsPositions, vocab] */
   logits: Float32Array;
+  /** Positions per row in `logits`: `newTokens`, or 1 from a session opened with `logits: 'last'`. */
+  logitsPositions: number;
   newTokens: number;
   cache: BatchCache;
 }
@@ -51,10 +57,14 @@ export class DecoderSession {
 
   /**
    * Opens the export without its `present.*` outputs (kept in the file for transformers.js): ONNX Runtime
-   * would otherwise copy the whole cache into them at every step, fetched or not.
+   * would otherwise copy the whole cache into them at every step, fetched or not. With `logits: 'last'`,
+   * passes compute the output layer for each row's last position only (last-position-logits.ts): all that
+   * generating reads; scoring text needs every position, the default.
    */
-  static async open(model: ExportedModel, opts: { device?: Device; threads?: number } = {}): Promise<DecoderSession> {
-    const graph = withoutOutputs(await readFile(model.onnxPath), (name) => name.startsWith('present.'));
+  static async open(model: ExportedModel, opts: { device?: Device; threads?: number; logits?: LogitsPositions } = {}): Promise<DecoderSession> {
+    const pruned = withoutOutputs(await readFile(model.onnxPath), (name) => name.startsWith('present.'));
+    // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
+    const graph = (opts.logits === 'last' && withLastPositionLogits(pruned)) || pruned;
     const { session, provider, skipped } = await openSession({ bytes: graph, path: model.onnxPath }, opts);
     return new DecoderSession(model, session, provider, skipped);
   }
@@ -90,7 +100,7 @@ export class DecoderSession {
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, part: Float32Array) => appendColumns(past, part, rowHeads, cache.length, newTokens, this.kvShape[1]);
     const layers = cache.layers.map((layer, i) => ({ key: append(layer.key, fresh[i].key), value: append(layer.value, fresh[i].value) }));
-    return { logits: out.logits.data as Float32Array, newTokens, cache: { batch, length: cache.length + newTokens, layers } };
+    return { ...this.logitsOf(out.logits, batch), newTokens, cache: { batch, length: cache.length + newTokens, layers } };
   }
 
   /**
@@ -112,7 +122,12 @@ export class DecoderSession {
         layer.value.set(value.subarray(rowHead * headDim, (rowHead + 1) * headDim), to);
       }
     });
-    return { logits: out.logits.data as Float32Array, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+  }
+
+  private logitsOf(output: Tensor, batch: number): Pick<DecoderStep, 'logits' | 'logitsPositions'> {
+    const logits = output.data as Float32Array;
+    return { logits, logitsPositions: logits.length / (batch * this.vocabSize) };
   }
 
   /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */

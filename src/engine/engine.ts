@@ -46,7 +46,7 @@ export class Engine {
   static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
     const model = loadExportedModel(dir);
     const tokenizer = await ModelTokenizer.load(model.dir);
-    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads });
+    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
     const limits: SchedulerLimits = {
       maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch,
       maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,

@@ -256,7 +256,7 @@ export class GenerationScheduler {
     const vocab = this.decoder.vocabSize;
     job.seqs.forEach((s, b) => {
       s.cached = s.request.promptIds.length;
-      if (!s.cancelled && !s.finished) s.advance(step.logits.subarray(((b + 1) * columns - 1) * vocab, (b + 1) * columns * vocab));
+      if (!s.cancelled && !s.finished) s.advance(step.logits.subarray(((b + 1) * step.logitsPositions - 1) * vocab, (b + 1) * step.logitsPositions * vocab));
     });
   }
 

@@ -25,7 +25,7 @@ export async function greedyDecode(decoder: DecoderSession, promptIds: readonly 
     decoder.emptyCache(1),
   );
   const prefillMs = performance.now() - started;
-  const tokens = [argmax(step.logits.subarray((n - 1) * vocab, n * vocab))];
+  const tokens = [argmax(step.logits.subarray((step.logitsPositions - 1) * vocab, step.logitsPositions * vocab))];
   const stepMs: number[] = [];
   while (tokens.length < maxNewTokens) {
     const position = n + tokens.length - 1;

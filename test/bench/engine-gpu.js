@@ -4,7 +4,8 @@
 // prompts are fixed token ids), so it runs on the GPU machine with Node carried there.
 //
 // Usage, in the repo root after `npm run build`:
-//   node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8]
+//   node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8] [--logits last]
+// --logits all computes the output layer at every prompt position, as the engine did before 2026-11-29.
 import { DecoderSession } from '../../dist/engine/decoder-session.js';
 import { GenerationScheduler } from '../../dist/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../dist/engine/model-manifest.js';
@@ -25,6 +26,7 @@ const devices = flag('devices', 'cpu,webgpu').split(',');
 const promptLength = Number(flag('prompt', '256'));
 const tokens = Number(flag('tokens', '64'));
 const batch = Number(flag('batch', '8'));
+const logits = flag('logits', 'last');
 const model = loadExportedModel(folder);
 const vocab = model.manifest.vocab_size;
 const ids = (length, seed) => {
@@ -48,7 +50,7 @@ function generate(scheduler, prompts, maxTokens) {
 
 const results = [];
 for (const device of devices) {
-  const decoder = await DecoderSession.open(model, { device });
+  const decoder = await DecoderSession.open(model, { device, logits });
   const scheduler = new GenerationScheduler(decoder, { maxBatch: batch, maxQueue: batch, maxTokensTotal: batch * model.manifest.max_position_embeddings, prefillChunk: promptLength * batch });
   await generate(scheduler, [ids(promptLength, 1)], 4); // warm-up: kernels compiled, buffers allocated
   // Prefill: a lone request with one new token; its time to first token is the prefill.
@@ -75,7 +77,7 @@ for (const device of devices) {
   await decoder.release();
 }
 
-console.log(`${model.dir}: ${model.manifest.num_layers} layers, hidden ${model.manifest.hidden_size}, vocab ${vocab}, ${model.manifest.precision}`);
+console.log(`${model.dir}: ${model.manifest.num_layers} layers, hidden ${model.manifest.hidden_size}, vocab ${vocab}, ${model.manifest.precision}; logits: ${logits}`);
 for (const r of results) {
   console.log(
     `${r.device.padEnd(7)} provider ${r.provider}: prefill ${r.prefillTokensPerSecond.toFixed(0)} tokens/s (${promptLength}-token prompt), decode ${r.decodeTokensPerSecond.toFixed(1)} tokens/s (batch 1), ${r.batchDecodeTokensPerSecond.toFixed(1)} tokens/s (batch ${batch})` +

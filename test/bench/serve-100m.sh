@@ -14,8 +14,9 @@ OUT=${OUT:-runs/bench-serve}
 LLMKIT=${LLMKIT:-node bin/llmkit.js}
 npm run build --silent
 mkdir -p "$OUT"
-if [ ! -f "$OUT/m100-onnx/llmkit.json" ]; then
-  $LLMKIT make-model --preset 100m --out "$OUT/m100"
+[ -f "$OUT/m100/config.json" ] || $LLMKIT make-model --preset 100m --out "$OUT/m100"
+# Exported again whenever the exporter changed since: the engine reads what the current one writes.
+if [ src/workers/python/llmkit_worker/export_onnx.py -nt "$OUT/m100-onnx/llmkit.json" ]; then
   $LLMKIT export "$OUT/m100" --out "$OUT/m100-onnx"
 fi
 # 8 rounds: ratios between levels move by several percent from run to run on a small shared machine with 4.

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
+import { withLastPositionLogits } from '../../src/engine/last-position-logits.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runCli, tempDir } from '../helpers/cli.js';
@@ -89,10 +90,15 @@ describe('llmkit export', () => {
       expect(diff).toBeGreaterThan(1e-6);
       expect(diff).toBeLessThan(5e-2);
     }
-    const fp16 = await DecoderSession.open(model, { device: 'cpu' });
     const prompt = TOKENS.slice(0, PREFILL);
-    expect((await greedyDecode(fp16, prompt, 4)).tokens).toEqual((await greedyDecode(decoder, prompt, 4)).tokens);
-    await fp16.release();
+    const expected = (await greedyDecode(decoder, prompt, 4)).tokens;
+    // Generation's session computes the output layer at the last position, through the float16 graph's output Cast.
+    expect(withLastPositionLogits(readFileSync(model.onnxPath))).toBeDefined();
+    for (const logits of ['all', 'last'] as const) {
+      const fp16 = await DecoderSession.open(model, { device: 'cpu', logits });
+      expect((await greedyDecode(fp16, prompt, 4)).tokens).toEqual(expected);
+      await fp16.release();
+    }
   });
 
   it('rejects a missing folder and an unsupported architecture with one line', async () => {

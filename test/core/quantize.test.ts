@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
+import { withLastPositionLogits } from '../../src/engine/last-position-logits.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import type { QuantizeReport } from '../../src/core/quantize/report.js';
 import { DEFAULT_EVAL_DATA } from '../../src/core/quantize/options.js';
@@ -99,6 +100,11 @@ describe('llmkit quantize', () => {
       const decoder = await DecoderSession.open(model, { device: 'cpu' });
       const run = await greedyDecode(decoder, prompt, 12);
       await decoder.release();
+      // Generation's session: the quantized output layer (MatMulNBits) at the last position only, same tokens.
+      expect(withLastPositionLogits(readFileSync(model.onnxPath))).toBeDefined();
+      const generating = await DecoderSession.open(model, { device: 'cpu', logits: 'last' });
+      expect((await greedyDecode(generating, prompt, 12)).tokens).toEqual(run.tokens);
+      await generating.release();
       expect(run.tokens).toHaveLength(12);
       expect(run.stepMs).toHaveLength(11);
       for (const t of run.tokens) expect(t).toBeLessThan(model.manifest.vocab_size);

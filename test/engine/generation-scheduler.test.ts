@@ -29,12 +29,13 @@ const prompt = (length: number, seed: number) => {
   return Array.from({ length }, () => 4 + Math.floor(random.next() * 700));
 };
 
-describe('continuous batching', () => {
+// Serving opens its decoder with logits: 'last' (the output layer at each row's last position only).
+describe.each(['all', 'last'] as const)('continuous batching (logits: %s)', (logits) => {
   let decoder: DecoderSession;
   const limits: SchedulerLimits = { maxBatch: 8, maxQueue: 16, maxTokensTotal: 8 * 512, prefillChunk: 256 };
 
   beforeAll(async () => {
-    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu' });
+    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu', logits });
   });
   afterAll(() => decoder.release());
 

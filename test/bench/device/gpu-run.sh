@@ -4,6 +4,7 @@
 #   bash test/bench/device/gpu-run.sh finetune   # llmkit finetune --lora vs Trainer + PEFT (issue 3)
 #   bash test/bench/device/gpu-run.sh quantize   # pretrain the 100m model on the GPU, quantize on this CPU (issue 4)
 #   bash test/bench/device/gpu-run.sh engine     # greedy decode on WebGPU vs CPU through the engine (issue 5)
+#   bash test/bench/device/gpu-run.sh engine-qwen  # the same on a Qwen2.5-0.5B-shaped model, logits at every position vs the last
 #   bash test/bench/device/gpu-run.sh multigpu   # finetune --gpus 1 / 2 / 2 --fsdp, LoRA and full (issue 9; nvidia-h200-x2)
 # Results land in $OUT (the device tool's return folder) or ./gpu-results.
 set -uo pipefail
@@ -35,8 +36,15 @@ case ${1:-} in
     model=/tmp/bench-quantize/fp32
     [ -f $model/llmkit.json ] || { $cli make-model --preset 100m --out /tmp/random-100m && $cli export /tmp/random-100m --out $model; }
     node .devpack/engine-gpu.mjs $model --devices cpu,webgpu 2>&1 | tee "$out/engine-gpu.txt" ;;
+  engine-qwen)
+    model=/tmp/qwen2-0.5b-shape
+    [ -f $model/model.safetensors ] || echo '{"out": "'$model'", "seed": 0, "architecture": "qwen2", "dtype": "float32", "hidden_size": 896,
+      "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+      "max_position_embeddings": 32768, "model_vocab_size": 151936}' | PYTHONPATH=src/workers/python "$LLMKIT_PYTHON" -m llmkit_worker make_model >/dev/null
+    [ -f $model-onnx/llmkit.json ] || $cli export $model --out $model-onnx
+    for logits in all last; do node .devpack/engine-gpu.mjs $model-onnx --devices cpu,webgpu --tokens ${TOKENS:-32} --logits $logits; done 2>&1 | tee "$out/engine-qwen.txt" ;;
   multigpu)
     LLMKIT_CLI="$cli" bash test/bench/finetune-multigpu.sh /tmp/multigpu-bench 2>&1 | tee "$out/multigpu.txt"
     cp /tmp/multigpu-bench/*.json /tmp/multigpu-bench/*.log "$out/" 2>/dev/null ;;
-  *) echo "usage: gpu-run.sh finetune|quantize|engine|multigpu" >&2; exit 2 ;;
+  *) echo "usage: gpu-run.sh finetune|quantize|engine|engine-qwen|multigpu" >&2; exit 2 ;;
 esac

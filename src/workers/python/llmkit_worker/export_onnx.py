@@ -249,7 +249,10 @@ def run(config: dict) -> int:
     os.rename(tmp, out)
     emit("progress", step=3, total=3, message="written")
     emit("artifact", kind="onnx_model", path=out)
-    emit("result", path=out, parity=diffs, onnx_bytes=os.path.getsize(os.path.join(out, "onnx", "model.onnx")),
+    onnx_dir = os.path.join(out, "onnx")
+    # model.onnx and, above ~1.8 GB, the model.onnx.data beside it.
+    onnx_bytes = sum(os.path.getsize(os.path.join(onnx_dir, f)) for f in os.listdir(onnx_dir))
+    emit("result", path=out, parity=diffs, onnx_bytes=onnx_bytes,
          manifest=manifest)
     return 0
 

@@ -1,0 +1,93 @@
+/**
+ * Rewrites a serialized decoder so that `logits` covers each row's last position only: the output layer
+ * (a MatMul, or MatMulNBits once quantized, maybe behind the Cast of a float16 export) then reads a Slice
+ * of its input. Generation never looks at the other positions, and with a real vocabulary they are much
+ * of a prefill's cost: a 256-token prompt through Qwen2.5-0.5B's 151,936-entry output layer is ~70 GFLOP
+ * and 155 MB of logits, next to ~250 GFLOP for the rest of the model.
+ */
+import {
+  GRAPH_NODE,
+  lengthDelimited,
+  NODE_INPUT,
+  NODE_OP_TYPE,
+  NODE_OUTPUT,
+  readNode,
+  stringField,
+  varintField,
+  wireFields,
+  withGraph,
+  type NodeInfo,
+  type WireField,
+} from './onnx-wire.js';
+
+const GRAPH_INITIALIZER = 5;
+const NODE_NAME = 3;
+const TENSOR_DIMS = 1;
+const TENSOR_DATA_TYPE = 2;
+const TENSOR_NAME = 8;
+const TENSOR_RAW_DATA = 9;
+const INT64 = 7;
+const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);
+
+/** A one-element int64 initializer. */
+function int64Initializer(name: string, value: bigint): Uint8Array {
+  const raw = new Uint8Array(BigInt64Array.of(value).buffer);
+  return lengthDelimited(
+    GRAPH_INITIALIZER,
+    Buffer.concat([varintField(TENSOR_DIMS, 1), varintField(TENSOR_DATA_TYPE, INT64), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)]),
+  );
+}
+
+/** The node that computes `output` through any Casts: the output layer, if the graph is the usual shape. */
+function outputLayer(nodes: NodeInfo[], output: string): NodeInfo | undefined {
+  const producer = new Map(nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+  let node = producer.get(output);
+  while (node?.opType === 'Cast') node = producer.get(node.inputs[0]);
+  return node && OUTPUT_LAYER_OPS.has(node.opType) ? node : undefined;
+}
+
+/** The node's fields with its first input renamed. */
+function withFirstInput(buf: Uint8Array, node: NodeInfo, input: string): Uint8Array {
+  let renamed = false;
+  const fields = [...wireFields(buf, node.range.valueStart, node.range.end)].map((f) => {
+    if (f.field !== NODE_INPUT || renamed) return buf.subarray(f.start, f.end);
+    renamed = true;
+    return stringField(NODE_INPUT, input);
+  });
+  return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
+}
+
+function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint8Array[] | undefined {
+  const fields = [...wireFields(buf, graph.valueStart, graph.end)];
+  const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
+  const layer = outputLayer(nodes, output);
+  if (!layer) return undefined;
+  const hidden = layer.inputs[0];
+  const last = `${hidden}/last_position`;
+  const constants: [string, bigint][] = [
+    [`${last}/starts`, -1n],
+    [`${last}/ends`, 2n ** 63n - 1n],
+    [`${last}/axes`, 1n],
+  ];
+  const slice = lengthDelimited(
+    GRAPH_NODE,
+    Buffer.concat([...[hidden, ...constants.map(([name]) => name)].map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, last), stringField(NODE_NAME, last), stringField(NODE_OP_TYPE, 'Slice')]),
+  );
+  return fields.flatMap((f) =>
+    f === layer.range ? [...constants.map(([name, value]) => int64Initializer(name, value)), slice, withFirstInput(buf, layer, last)] : [buf.subarray(f.start, f.end)],
+  );
+}
+
+/**
+ * `model` with `output` ([batch, positions, vocab]) computed for the last position only ([batch, 1, vocab]),
+ * or undefined when the output layer is not where this expects it.
+ */
+export function withLastPositionLogits(model: Uint8Array, output = 'logits'): Uint8Array | undefined {
+  let rewritten = false;
+  const result = withGraph(model, (graph) => {
+    const fields = rewrittenGraph(model, graph, output);
+    rewritten = fields !== undefined;
+    return fields;
+  });
+  return rewritten ? result : undefined;
+}

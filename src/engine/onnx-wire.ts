@@ -1,0 +1,117 @@
+/**
+ * Just enough of the protobuf wire format to read and edit an ONNX model's graph in place: fields are
+ * located by byte range and copied through untouched, so weights are never decoded. No protobuf
+ * dependency, one pass over the bytes.
+ */
+
+/** One field of a protobuf message: its number, wire type and byte range (tag included). */
+export interface WireField {
+  field: number;
+  wire: number;
+  start: number;
+  /** Where a length-delimited value's bytes begin. */
+  valueStart: number;
+  end: number;
+}
+
+export const MODEL_GRAPH = 7;
+export const GRAPH_NODE = 1;
+export const GRAPH_OUTPUT = 12;
+export const NODE_INPUT = 1;
+export const NODE_OUTPUT = 2;
+export const NODE_OP_TYPE = 4;
+export const VALUE_INFO_NAME = 1;
+/** Ops whose subgraphs may read outer names that a plain walk of node inputs would not see. */
+export const SUBGRAPH_OPS = new Set(['If', 'Loop', 'Scan']);
+
+const utf8 = new TextDecoder();
+
+function readVarint(buf: Uint8Array, pos: number): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (;;) {
+    const byte = buf[pos++];
+    if (byte === undefined) throw new Error('truncated ONNX model');
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return [value, pos];
+    scale *= 128;
+  }
+}
+
+export function* wireFields(buf: Uint8Array, from = 0, to = buf.length): Generator<WireField> {
+  let pos = from;
+  while (pos < to) {
+    const start = pos;
+    const [tag, afterTag] = readVarint(buf, pos);
+    const wire = tag & 7;
+    let valueStart = afterTag;
+    if (wire === 0) pos = readVarint(buf, afterTag)[1];
+    else if (wire === 1) pos = afterTag + 8;
+    else if (wire === 5) pos = afterTag + 4;
+    else if (wire === 2) {
+      const [length, afterLength] = readVarint(buf, afterTag);
+      valueStart = afterLength;
+      pos = afterLength + length;
+    } else throw new Error(`unsupported protobuf wire type ${wire} in ONNX model`);
+    yield { field: Math.floor(tag / 8), wire, start, valueStart, end: pos };
+  }
+}
+
+export const text = (buf: Uint8Array, f: WireField) => utf8.decode(buf.subarray(f.valueStart, f.end));
+
+export function encodeVarint(value: number): number[] {
+  const bytes: number[] = [];
+  while (value >= 0x80) {
+    bytes.push((value % 128) | 0x80);
+    value = Math.floor(value / 128);
+  }
+  bytes.push(value);
+  return bytes;
+}
+
+export interface NodeInfo {
+  range: WireField;
+  inputs: string[];
+  outputs: string[];
+  opType: string;
+}
+
+export function readNode(buf: Uint8Array, range: WireField): NodeInfo {
+  const node: NodeInfo = { range, inputs: [], outputs: [], opType: '' };
+  for (const f of wireFields(buf, range.valueStart, range.end)) {
+    if (f.field === NODE_INPUT) node.inputs.push(text(buf, f));
+    else if (f.field === NODE_OUTPUT) node.outputs.push(text(buf, f));
+    else if (f.field === NODE_OP_TYPE) node.opType = text(buf, f);
+  }
+  return node;
+}
+
+export function outputName(buf: Uint8Array, range: WireField): string {
+  for (const f of wireFields(buf, range.valueStart, range.end)) if (f.field === VALUE_INFO_NAME) return text(buf, f);
+  return '';
+}
+
+const utf8Encoder = new TextEncoder();
+
+/** A length-delimited field (a string, bytes or a nested message). */
+export function lengthDelimited(field: number, value: Uint8Array): Uint8Array {
+  return Buffer.concat([Uint8Array.from([...encodeVarint(field * 8 + 2), ...encodeVarint(value.length)]), value]);
+}
+
+export const stringField = (field: number, value: string) => lengthDelimited(field, utf8Encoder.encode(value));
+
+/** A non-negative varint field. */
+export const varintField = (field: number, value: number) => Uint8Array.from([...encodeVarint(field * 8), ...encodeVarint(value)]);
+
+/**
+ * `model` (a serialized ModelProto) with its graph's fields replaced by what `rewrite` returns for them
+ * (undefined: leave the model as it is).
+ */
+export function withGraph(model: Uint8Array, rewrite: (graph: WireField) => Uint8Array[] | undefined): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const f of wireFields(model)) {
+    const graph = f.field === MODEL_GRAPH && f.wire === 2 ? rewrite(f) : undefined;
+    parts.push(graph ? lengthDelimited(MODEL_GRAPH, Buffer.concat(graph)) : model.subarray(f.start, f.end));
+  }
+  return Buffer.concat(parts);
+}
