@@ -11,17 +11,9 @@ import { GenerationScheduler } from '../../dist/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../dist/engine/model-manifest.js';
 import { Random } from '../../dist/engine/random.js';
 import { GREEDY } from '../../dist/engine/sampling.js';
+import { modelArgs } from './model-args.js';
 
-const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const folder = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
-if (!folder) {
-  console.error('usage: node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8]');
-  process.exit(2);
-}
+const { folder, flag } = modelArgs('node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8] [--logits last]');
 const devices = flag('devices', 'cpu,webgpu').split(',');
 const promptLength = Number(flag('prompt', '256'));
 const tokens = Number(flag('tokens', '64'));

@@ -13,17 +13,9 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { withoutOutputs } from '../../dist/engine/graph-pruning.js';
 import { loadExportedModel } from '../../dist/engine/model-manifest.js';
+import { modelArgs } from './model-args.js';
 
-const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const folder = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
-if (!folder) {
-  console.error('usage: node test/bench/engine-profile.js <exported-model-folder> [--device cpu] [--batch 1] [--past 100] [--new 1] [--runs 60] [--profile <folder>]');
-  process.exit(2);
-}
+const { folder, flag } = modelArgs('node test/bench/engine-profile.js <exported-model-folder> [--device cpu] [--batch 1] [--past 100] [--new 1] [--runs 60] [--profile <folder>]');
 const device = flag('device', 'cpu');
 const [batch, past, fresh, runs] = ['batch', 'past', 'new', 'runs'].map((name, i) => Number(flag(name, ['1', '100', '1', '60'][i])));
 const profileDir = flag('profile');

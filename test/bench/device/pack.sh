@@ -11,9 +11,11 @@ rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/l
 npx --yes esbuild@0.25 dist/cli/main.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.mjs \
   --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-npx --yes esbuild@0.25 test/bench/engine-gpu.js --bundle --platform=node --format=esm --outfile=.devpack/engine-gpu.mjs \
-  --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
-  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+for script in engine-gpu engine-profile; do
+  npx --yes esbuild@0.25 test/bench/$script.js --bundle --platform=node --format=esm --outfile=.devpack/$script.mjs \
+    --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
+    --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+done
 cat > .devpack/llmkit.js <<'JS'
 #!/usr/bin/env node
 import { main } from './llmkit.mjs';
