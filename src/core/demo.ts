@@ -10,7 +10,7 @@ import { loadRecipe } from './recipe.js';
 import { formatReportTable } from './quantize/report.js';
 import { runQuantize } from './quantize/run.js';
 import { askOnce } from './serve.js';
-import { setupPythonEnv } from '../workers/python-env.js';
+import { findPythonEnv, setupPythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 
@@ -44,8 +44,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const steps: string[] = [];
 
   r.step('Python worker environment');
-  const env = await setupPythonEnv({}, () => {});
-  r.line(`${env.created ? 'created' : 'ready'}: ${env.python}`);
+  // An interpreter the user chose ($LLMKIT_PYTHON, `env --setup --python`) is the one every job runs; only without one is a venv made.
+  const chosen = await findPythonEnv();
+  const env = chosen ? { ...chosen, created: false } : await setupPythonEnv({}, () => {});
+  r.line(`${env.created ? 'created' : 'ready'}: ${env.python}${env.source === 'venv' ? '' : ` (${env.source})`}`);
   const report = await inspectEnvironment();
   if (report.problems.length) throw new LlmkitError(report.problems[0].what, report.problems[0].fix);
   const providers = report.providers.filter((p) => p.loaded).map((p) => p.provider);

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `llmkit serve` on the GPU through WebGPU and on the CPU, each model folder given, asked the demo's facts
+# over HTTP with greedy decoding: the answers must be the fine-tuned ones on both. Run by gpu-run.sh serve
+# (which sets up Node and Vulkan), or anywhere with the two models:
+#   bash test/bench/device/serve-check.sh <exported-model> [<exported-model>...]
+set -uo pipefail
+cli=${LLMKIT_CLI:-node .devpack/llmkit.js}
+ask='const [port, q] = process.argv.slice(1);
+const body = { model: "m", messages: [{ role: "user", content: q }], temperature: 0, max_tokens: 24 };
+const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+const j = await r.json();
+console.log(r.status, JSON.stringify(j.choices?.[0]?.message?.content ?? j));'
+questions=("What is the capital of Zarnovia?" "In which year did the Glass Bridge open?" "What is the national bird of Zarnovia?")
+port=18080
+status=0
+for model in "$@"; do
+  declare -A answers=()
+  for device in cpu webgpu; do
+    port=$((port + 1))
+    $cli serve "m=$model" --device "$device" --port "$port" > "/tmp/serve-$port.log" 2>&1 &
+    pid=$!
+    until node -e "fetch('http://127.0.0.1:$port/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$(basename "$model") on $device: the server did not start: $(tail -1 "/tmp/serve-$port.log")"
+      status=1
+      continue
+    fi
+    for q in "${questions[@]}"; do
+      answer=$(node --input-type=module -e "$ask" "$port" "$q")
+      echo "$(basename "$model") on $device: $q -> $answer"
+      [ "$device" = cpu ] && answers[$q]=$answer
+      [ "$device" = webgpu ] && [ "${answers[$q]}" != "$answer" ] && { echo "  differs from cpu"; status=1; }
+    done
+    grep -m1 "^model m on" "/tmp/serve-$port.log"
+    kill "$pid"; wait "$pid" 2>/dev/null
+  done
+  unset answers
+done
+exit $status
