@@ -4,7 +4,7 @@
 #   bash test/bench/device/gpu-run.sh finetune   # llmkit finetune --lora vs Trainer + PEFT (issue 3)
 #   bash test/bench/device/gpu-run.sh quantize   # pretrain the 100m model on the GPU, quantize on this CPU (issue 4)
 #   bash test/bench/device/gpu-run.sh engine     # greedy decode on WebGPU vs CPU through the engine (issue 5)
-#   bash test/bench/device/gpu-run.sh engine-qwen  # the same on a Qwen2.5-0.5B-shaped model, logits at every position vs the last
+#   bash test/bench/device/gpu-run.sh engine-qwen  # the same on a Qwen2.5-0.5B-shaped model: logits at every position vs the last; fp16
 #   bash test/bench/device/gpu-run.sh serve      # the demo there, then llmkit serve --device webgpu vs cpu on its models
 #   bash test/bench/device/gpu-run.sh multigpu   # finetune --gpus 1 / 2 / 2 --fsdp, LoRA and full (issue 9; nvidia-h200-x2)
 # Results land in $OUT (the device tool's return folder) or ./gpu-results.
@@ -43,7 +43,9 @@ case ${1:-} in
       "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
       "max_position_embeddings": 32768, "model_vocab_size": 151936}' | PYTHONPATH=src/workers/python "$LLMKIT_PYTHON" -m llmkit_worker make_model >/dev/null
     [ -f $model-onnx/llmkit.json ] || $cli export $model --out $model-onnx
-    for logits in all last; do node .devpack/engine-gpu.mjs $model-onnx --devices cpu,webgpu --tokens ${TOKENS:-32} --logits $logits; done 2>&1 | tee "$out/engine-qwen.txt" ;;
+    [ -f $model-fp16/llmkit.json ] || $cli export $model --fp16 --out $model-fp16
+    { for logits in all last; do node .devpack/engine-gpu.mjs $model-onnx --devices cpu,webgpu --tokens ${TOKENS:-32} --logits $logits; done
+      node .devpack/engine-gpu.mjs $model-fp16 --devices cpu,webgpu --tokens ${TOKENS:-32}; } 2>&1 | tee "$out/engine-qwen.txt" ;;
   serve)
     $cli demo --work-dir /tmp/demo > "$out/demo.txt" 2>&1
     [ -f /tmp/demo-fp32/llmkit.json ] || $cli export /tmp/demo/finetune/merged --out /tmp/demo-fp32

@@ -401,16 +401,24 @@ def to_float16(onnx_path: str) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    save_onnx(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), onnx_path)
+    # The converter's own shape inference serializes the model, which fails past protobuf's 2 GB (any fp32
+    # model from ~0.5B parameters); inference from the file handles external data.
+    onnx.shape_inference.infer_shapes_path(onnx_path)
+    model = convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True, disable_shape_infer=True)
+    save_onnx(model, onnx_path)
 
 
 def save_onnx(model, onnx_path: str) -> None:
-    """Keeps weights inside model.onnx below 2 GB (protobuf's limit) and in one model.onnx.data file above it."""
+    """Keeps weights inside model.onnx below 2 GB (protobuf's limit) and in one model.onnx.data file above it
+    (a data file left from an earlier, larger save of the same path is removed)."""
     import onnx
 
     large = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
+    data = os.path.join(os.path.dirname(onnx_path), "model.onnx.data")
     onnx.save(model, onnx_path, save_as_external_data=large, all_tensors_to_one_file=True,
               location="model.onnx.data")
+    if not large and os.path.exists(data):
+        os.remove(data)
 
 
 def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype) -> dict:
