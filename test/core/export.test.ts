@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { withLastPositionLogits } from '../../src/engine/last-position-logits.js';
+import { GRAPH_NODE, MODEL_GRAPH, readNode, wireFields } from '../../src/engine/onnx-wire.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runCli, tempDir } from '../helpers/cli.js';
@@ -53,6 +54,20 @@ describe('llmkit export', () => {
       expect(maxAbsDiff(step.logits, reference[p]), `decode step at position ${p}`).toBeLessThan(1e-3);
     }
     expect(step.cache.length).toBe(TOKENS.length);
+  });
+
+  it("folds the exporter's shape arithmetic: every Reshape in the layers takes a constant shape", () => {
+    const model = loadExportedModel(exported);
+    const bytes = readFileSync(model.onnxPath);
+    const graph = [...wireFields(bytes)].find((f) => f.field === MODEL_GRAPH)!;
+    const nodes = [...wireFields(bytes, graph.valueStart, graph.end)].filter((f) => f.field === GRAPH_NODE).map((f) => readNode(bytes, f));
+    const constants = new Set(nodes.filter((n) => n.opType === 'Constant').flatMap((n) => n.outputs));
+    const inLayers = nodes.filter((n) => n.outputs[0].includes('/layers.'));
+    const reshapes = inLayers.filter((n) => n.opType === 'Reshape');
+    expect(reshapes.length).toBeGreaterThanOrEqual(6 * model.manifest.num_layers);
+    expect(reshapes.filter((n) => !constants.has(n.inputs[1])).map((n) => n.outputs[0])).toEqual([]);
+    // What stays dynamic in a layer: the past's length, which splits attention between past and new keys.
+    expect(inLayers.filter((n) => n.opType === 'Shape')).toHaveLength(model.manifest.num_layers);
   });
 
   it('asks to export again a folder whose manifest predates the packed new_key_values', () => {
