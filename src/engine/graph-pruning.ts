@@ -30,5 +30,5 @@ function prunedGraph(buf: Uint8Array, graph: WireField, drop: (output: string) =
 
 /** `model` (a serialized ModelProto) without the graph outputs `drop` picks and the nodes only they needed. */
 export function withoutOutputs(model: Uint8Array, drop: (output: string) => boolean): Uint8Array {
-  return withGraph(model, (graph) => prunedGraph(model, graph, drop));
+  return withGraph(model, (graph) => prunedGraph(model, graph, drop)) ?? model;
 }

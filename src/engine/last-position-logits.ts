@@ -83,11 +83,5 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint
  * or undefined when the output layer is not where this expects it.
  */
 export function withLastPositionLogits(model: Uint8Array, output = 'logits'): Uint8Array | undefined {
-  let rewritten = false;
-  const result = withGraph(model, (graph) => {
-    const fields = rewrittenGraph(model, graph, output);
-    rewritten = fields !== undefined;
-    return fields;
-  });
-  return rewritten ? result : undefined;
+  return withGraph(model, (graph) => rewrittenGraph(model, graph, output));
 }

@@ -104,14 +104,16 @@ export const stringField = (field: number, value: string) => lengthDelimited(fie
 export const varintField = (field: number, value: number) => Uint8Array.from([...encodeVarint(field * 8), ...encodeVarint(value)]);
 
 /**
- * `model` (a serialized ModelProto) with its graph's fields replaced by what `rewrite` returns for them
- * (undefined: leave the model as it is).
+ * `model` (a serialized ModelProto) with its graph's fields replaced by what `rewrite` returns for them, or
+ * undefined when `rewrite` declines (returns undefined).
  */
-export function withGraph(model: Uint8Array, rewrite: (graph: WireField) => Uint8Array[] | undefined): Uint8Array {
+export function withGraph(model: Uint8Array, rewrite: (graph: WireField) => Uint8Array[] | undefined): Uint8Array | undefined {
   const parts: Uint8Array[] = [];
+  let rewritten = false;
   for (const f of wireFields(model)) {
     const graph = f.field === MODEL_GRAPH && f.wire === 2 ? rewrite(f) : undefined;
+    rewritten ||= graph !== undefined;
     parts.push(graph ? lengthDelimited(MODEL_GRAPH, Buffer.concat(graph)) : model.subarray(f.start, f.end));
   }
-  return Buffer.concat(parts);
+  return rewritten ? Buffer.concat(parts) : undefined;
 }
