@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { arch, cpus, freemem, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { CUDA_PROVIDER_LIBRARY, missingLoaderDirs, onnxruntimeLibDir, readCudaRecord, type CudaSetupRecord } from '../engine/cuda-libraries.js';
 import { onnxruntimeVersion, probeProviders, type ProviderProbe } from '../engine/onnx-runtime.js';
 import { findPythonEnv, type PythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
@@ -25,11 +26,29 @@ export interface EnvReport {
   node: string;
   onnxruntimeNode: string;
   providers: ProviderProbe[];
+  cudaProvider: CudaProviderState;
   python: (PythonEnv & { version?: string }) | null;
   packages: Record<string, string | null>;
   cuda: { available: boolean; torchCuda: string | null; bf16: boolean; nccl: boolean; gloo: boolean; gpus: GpuInfo[] };
   nvidiaSmi: GpuInfo[] | null;
   problems: { what: string; fix: string }[];
+}
+
+/** The CUDA route of onnxruntime-node: is the provider beside its core, and are its libraries on the loader path? */
+export interface CudaProviderState {
+  installed: boolean;
+  record: CudaSetupRecord | null;
+  /** Recorded library folders missing from this process's loader path (the CLI adds them when it starts). */
+  missingFromLoaderPath: string[];
+}
+
+function cudaProviderState(): CudaProviderState {
+  const record = readCudaRecord();
+  return {
+    installed: existsSync(join(onnxruntimeLibDir(), CUDA_PROVIDER_LIBRARY)),
+    record,
+    missingFromLoaderPath: record ? missingLoaderDirs(record, process.env.LD_LIBRARY_PATH) : [],
+  };
 }
 
 const REQUIRED_PACKAGES = ['torch', 'transformers', 'peft', 'onnx', 'onnxruntime'];
@@ -49,6 +68,7 @@ export async function inspectEnvironment(): Promise<EnvReport> {
     node: process.version,
     onnxruntimeNode: onnxruntimeVersion,
     providers,
+    cudaProvider: cudaProviderState(),
     python,
     packages: Object.fromEntries(REQUIRED_PACKAGES.map((p) => [p, null])),
     cuda: { available: false, torchCuda: null, bf16: false, nccl: false, gloo: false, gpus: [] },

@@ -5,11 +5,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LlmkitError, UsageError } from '../core/errors.js';
 import { packageRoot } from '../core/paths.js';
+import { CUDA_PROVIDER_LIBRARY, onnxruntimeLibDir, readCudaRecord } from './cuda-libraries.js';
 
 ort.env.logLevel = 'fatal';
 
@@ -34,18 +34,23 @@ const probeModel = join(packageRoot, 'src', 'engine', 'assets', 'probe.onnx');
 function shortReason(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   if (/webgpu/i.test(text) && /adapter/i.test(text)) return 'no WebGPU adapter (needs a GPU with a Vulkan driver and libvulkan)';
+  const missingLibrary = /depends on "([^"]+)" which is missing/.exec(text);
+  if (missingLibrary) return `CUDA library ${missingLibrary[1]} is not on the loader path: run \`llmkit env --setup --cuda\``;
   return text.split('\n')[0].slice(0, 200);
 }
 
 /**
  * Reasons a provider cannot load that llmkit can see without asking onnxruntime, which would print
- * multi-line errors to stderr first: the CUDA provider's library is only there when onnxruntime-node
- * was installed with ONNXRUNTIME_NODE_INSTALL=cuda12, and WebGPU on Linux runs on Vulkan.
+ * multi-line errors to stderr first: the CUDA provider's library is only there after
+ * `llmkit env --setup --cuda` (or an install with ONNXRUNTIME_NODE_INSTALL=cuda12), and WebGPU on Linux runs on Vulkan.
  */
 function knownUnavailable(provider: Provider): string | undefined {
   if (provider === 'cuda' && process.platform === 'linux') {
-    const binaries = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', 'linux', process.arch);
-    if (!existsSync(join(binaries, 'libonnxruntime_providers_cuda.so'))) return 'CUDA provider not installed (reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12)';
+    if (!existsSync(join(onnxruntimeLibDir(), CUDA_PROVIDER_LIBRARY))) return 'CUDA provider not set up: run `llmkit env --setup --cuda`';
+    const record = readCudaRecord();
+    if (record && record.onnxruntimeVersion !== onnxruntimeVersion) {
+      return `the CUDA provider was set up for onnxruntime-node ${record.onnxruntimeVersion}, this is ${onnxruntimeVersion}: run \`llmkit env --setup --cuda\` again`;
+    }
   }
   if (provider === 'webgpu' && process.platform === 'linux') {
     try {
@@ -67,6 +72,7 @@ export async function probeProviders(providers: Provider[] = AUTO_ORDER): Promis
       probes.push({ provider, loaded: false, reason: unavailable });
       continue;
     }
+    if (provider === 'cuda') keepFp32Exact();
     try {
       const session = await ort.InferenceSession.create(probeModel, { executionProviders: [provider] });
       const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [1, 4]) });
@@ -94,6 +100,16 @@ export interface SessionOptions {
   threads?: number;
 }
 
+/**
+ * cuBLAS computes fp32 matrix products in TF32 (10-bit mantissas) by default on Ampere and later,
+ * which changed greedy tokens against the CPU at batch 8. llmkit's fp32 promise is "same tokens as
+ * the CPU", so TF32 is off unless the user set NVIDIA_TF32_OVERRIDE (cuBLAS reads it when the CUDA
+ * provider loads, hence before the first CUDA session; fp16 and quantized models are unaffected).
+ */
+function keepFp32Exact(): void {
+  process.env.NVIDIA_TF32_OVERRIDE ??= '0';
+}
+
 export function parseDevice(value: string): Device {
   if ((DEVICES as readonly string[]).includes(value)) return value as Device;
   throw new UsageError(`--device must be one of ${DEVICES.join(', ')} (got ${value})`);
@@ -116,6 +132,7 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
       skipped.push({ provider, loaded: false, reason: unavailable });
       continue;
     }
+    if (provider === 'cuda') keepFp32Exact();
     try {
       const session = await ort.InferenceSession.create(model.bytes, {
         executionProviders: [provider],

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { setupCudaProvider } from '../../core/cuda-setup.js';
 import { inspectEnvironment, type EnvReport } from '../../core/env.js';
 import { LlmkitError } from '../../core/errors.js';
 import { setupPythonEnv } from '../../workers/python-env.js';
@@ -11,9 +12,13 @@ export function envCommand(): Command {
     .description('show the machine, ONNX Runtime providers and the Python worker environment; --setup creates it')
     .option('--setup', 'create the Python worker environment (a venv under LLMKIT_HOME) if it is missing', false)
     .option('--python <path>', 'with --setup: use this existing interpreter instead of a venv (e.g. a GPU box with torch installed)')
+    .option('--cuda', "with --setup: ONNX Runtime's CUDA provider for onnxruntime-node, from the PyPI wheel onnxruntime-gpu of the same version", false)
+    .option('--cuda-from <path>', 'with --setup --cuda: take the wheel (or a folder with it, or its unpacked provider libraries) from here instead of PyPI')
     .action(
-      action(async (opts: { setup: boolean; python?: string }, flags: GlobalFlags) => {
+      action(async (opts: { setup: boolean; python?: string; cuda: boolean; cudaFrom?: string }, flags: GlobalFlags) => {
         if (opts.python && !opts.setup) throw new LlmkitError('--python goes with --setup', 'run `llmkit env --setup --python PATH`', 2);
+        if ((opts.cuda || opts.cudaFrom) && !opts.setup) throw new LlmkitError('--cuda goes with --setup', 'run `llmkit env --setup --cuda`', 2);
+        if (opts.cudaFrom && !opts.cuda) throw new LlmkitError('--cuda-from goes with --cuda', 'run `llmkit env --setup --cuda --cuda-from PATH`', 2);
         if (opts.setup) {
           const view = new ProgressView(flags, 'setup');
           const env = await setupPythonEnv({ python: opts.python }, (line, done) => {
@@ -22,6 +27,15 @@ export function envCommand(): Command {
           });
           view.stop();
           if (!flags.json) process.stderr.write(env.created ? `created the worker environment: ${env.python}\n` : `worker environment ready: ${env.python}\n`);
+        }
+        if (opts.cuda) {
+          const view = new ProgressView(flags, 'cuda');
+          const cuda = await setupCudaProvider({ from: opts.cudaFrom, onEvent: (e) => view.onEvent(e) });
+          view.stop();
+          if (!flags.json) {
+            process.stderr.write(`CUDA provider of onnxruntime ${cuda.onnxruntimeVersion} placed in ${cuda.providerDir}\n`);
+            process.stderr.write(`CUDA libraries (put on the loader path when llmkit starts): ${cuda.libraryDirs.join(':')}\n`);
+          }
         }
         const report = await inspectEnvironment();
         if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -42,6 +56,7 @@ function formatEnv(r: EnvReport): string {
     ['Node', r.node],
     ['onnxruntime-node', r.onnxruntimeNode],
     ...providers.map((p, i): [string, string] => [i === 0 ? 'ONNX providers' : '', p]),
+    ['CUDA provider', formatCudaProvider(r)],
     ['Python', r.python ? `${r.python.python} (${r.python.version ?? '?'}, from ${r.python.source})` : 'not set up'],
     ...Object.entries(r.packages).map(([k, v]): [string, string] => [`  ${k}`, v ?? 'missing']),
     ['CUDA (torch)', r.cuda.available ? `yes (CUDA ${r.cuda.torchCuda}, bf16 ${r.cuda.bf16 ? 'yes' : 'no'})` : 'no'],
@@ -51,4 +66,12 @@ function formatEnv(r: EnvReport): string {
   ];
   const problems = r.problems.map((p) => `problem: ${p.what}; fix: ${p.fix}`);
   return [formatRows(rows), ...problems].join('\n');
+}
+
+function formatCudaProvider(r: EnvReport): string {
+  const c = r.cudaProvider;
+  if (!c.installed) return 'not set up (llmkit env --setup --cuda)';
+  if (!c.record) return 'installed with onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=cuda12); CUDA libraries from the system';
+  const path = c.missingFromLoaderPath.length ? `; not on the loader path: ${c.missingFromLoaderPath.join(':')}` : '';
+  return `onnxruntime ${c.record.onnxruntimeVersion} from ${c.record.source}; CUDA libraries in ${c.record.libraryDirs.join(':')}${path}`;
 }
