@@ -13,6 +13,7 @@ import { askOnce } from './serve.js';
 import { findPythonEnv, setupPythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
+import type { Device } from '../engine/onnx-runtime.js';
 
 /** What the demo tells its caller as it goes: a step title, then lines of what it did. */
 export interface DemoReporter {
@@ -24,6 +25,8 @@ export interface DemoReporter {
 export interface DemoOptions {
   /** Working folder for the demo's outputs (default: LLMKIT_HOME/demo). */
   workDir?: string;
+  /** Where the served model runs (default auto: the first of cuda, webgpu, cpu that loads). */
+  device?: Device;
   reporter: DemoReporter;
   stopSignal?: AbortSignal;
 }
@@ -88,7 +91,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   steps.push('quantize');
 
   r.step('Serve the int8 model and ask it over the OpenAI API');
-  const asked = await askOnce({ model: int8Dir, question: 'What is the capital of Zarnovia?', maxTokens: 32 });
+  const asked = await askOnce({ model: int8Dir, device: opts.device, question: 'What is the capital of Zarnovia?', maxTokens: 32 });
   r.line(`llmkit serve ${int8Dir} → ${asked.url}/v1 (${asked.device}); the openai client sent one chat request`);
   r.line(`answer (${asked.completionTokens} tokens, finish_reason ${asked.finishReason}): ${JSON.stringify(asked.answer)}`);
   steps.push('serve');

@@ -1,4 +1,5 @@
 import type { EngineOptions } from '../engine/engine.js';
+import type { Device } from '../engine/onnx-runtime.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
 import { ModelRegistry, parseModelSpec, type ServedModel } from '../serve/model-registry.js';
@@ -81,10 +82,10 @@ export interface AskOnceResult {
  * Serves one model on a free local port, asks it one chat question through the official `openai`
  * client, and drains the server: the demo's proof that a model folder becomes a working API.
  */
-export async function askOnce(opts: { model: string; question: string; maxTokens: number }): Promise<AskOnceResult> {
+export async function askOnce(opts: { model: string; device?: Device; question: string; maxTokens: number }): Promise<AskOnceResult> {
   const { default: OpenAI } = await import('openai');
   const log: string[] = [];
-  const server = await startServer({ models: [`demo=${opts.model}`], host: '127.0.0.1', port: 0, device: 'cpu', log: (line) => log.push(line) });
+  const server = await startServer({ models: [`demo=${opts.model}`], host: '127.0.0.1', port: 0, device: opts.device ?? 'auto', log: (line) => log.push(line) });
   try {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'not-needed', maxRetries: 0 });
     const r = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: opts.question }], max_tokens: opts.maxTokens, temperature: 0 });

@@ -15,15 +15,7 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-[ -x /tmp/node ] || { xz -dc .devnode/node.xz > /tmp/node && chmod +x /tmp/node; }
-export PATH=/tmp:$PATH
-tar -xJf .devnode/devpack.tar.xz
-export LLMKIT_PYTHON=${LLMKIT_PYTHON:-$(command -v python3)} LLMKIT_HOME=${LLMKIT_HOME:-/tmp/llmkit-home}
-cli="node .devpack/llmkit.js"
-# The tree arrives without .git; the bench scripts find the repo root through git.
-[ -e .git ] || git init -q
-# The shared texts do not travel with the tree; pack.sh puts Tiny Shakespeare beside Node.
-mkdir -p ../shared/data && cp -n .devnode/tinyshakespeare.txt ../shared/data/ 2>/dev/null
+source test/bench/device/with-node.sh
 
 case ${1:-} in
   finetune)
@@ -38,10 +30,7 @@ case ${1:-} in
     [ -f $model/llmkit.json ] || { $cli make-model --preset 100m --out /tmp/random-100m && $cli export /tmp/random-100m --out $model; }
     node .devpack/engine-gpu.mjs $model --devices cpu,webgpu 2>&1 | tee "$out/engine-gpu.txt" ;;
   engine-qwen)
-    model=/tmp/qwen2-0.5b-shape
-    [ -f $model/model.safetensors ] || echo '{"out": "'$model'", "seed": 0, "architecture": "qwen2", "dtype": "float32", "hidden_size": 896,
-      "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
-      "max_position_embeddings": 32768, "model_vocab_size": 151936}' | PYTHONPATH=src/workers/python "$LLMKIT_PYTHON" -m llmkit_worker make_model >/dev/null
+    source test/bench/device/qwen-shape.sh; model=$qwen
     [ -f $model-onnx/llmkit.json ] || $cli export $model --out $model-onnx
     [ -f $model-fp16/llmkit.json ] || $cli export $model --fp16 --out $model-fp16
     { for logits in all last; do node .devpack/engine-gpu.mjs $model-onnx --devices cpu,webgpu --tokens ${TOKENS:-32} --logits $logits; done

@@ -8,7 +8,8 @@ cd "$(git rev-parse --show-toplevel)"
 for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
 npx tsc -p .
 rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux
-npx --yes esbuild@0.25 dist/cli/main.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.mjs \
+# bin/llmkit.js itself, so that the CLI restarts with the CUDA libraries on the loader path there as it does here.
+npx --yes esbuild@0.25 bin/llmkit.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.js \
   --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 for script in engine-gpu engine-profile; do
@@ -16,11 +17,6 @@ for script in engine-gpu engine-profile; do
     --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
     --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 done
-cat > .devpack/llmkit.js <<'JS'
-#!/usr/bin/env node
-import { main } from './llmkit.mjs';
-main(process.argv).then((code) => { process.exitCode = code; });
-JS
 ort=node_modules/onnxruntime-node
 cp -r $ort/package.json $ort/dist .devpack/node_modules/onnxruntime-node/
 cp -r $ort/bin/napi-v6/linux/x64 .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux/
@@ -33,6 +29,7 @@ for stub in react-devtools-core sharp onnxruntime-web; do
   echo 'export default {}; export const env = {}; export const InferenceSession = {}; export const Tensor = class {};' > .devpack/node_modules/$stub/index.js
 done
 # Uncompressed, onnxruntime's libraries alone pass the 64 MiB a call may carry.
+mkdir -p .devnode
 tar -cJf .devnode/devpack.tar.xz .devpack
 [ -s .devnode/node.xz ] || bash ../shared/tools/device-node
 cp ../shared/data/tinyshakespeare.txt .devnode/

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `llmkit serve` on the GPU through WebGPU and on the CPU, each model folder given, asked the demo's facts
-# over HTTP with greedy decoding: the answers must be the fine-tuned ones on both. Run by gpu-run.sh serve
-# (which sets up Node and Vulkan), or anywhere with the two models:
-#   bash test/bench/device/serve-check.sh <exported-model> [<exported-model>...]
+# `llmkit serve` on the CPU and on a GPU provider (WebGPU, or CUDA with DEVICES="cpu cuda"), each model folder
+# given, asked the demo's facts over HTTP with greedy decoding: the answers must be the fine-tuned ones on
+# every device. Run by gpu-run.sh serve and cuda-run.sh serve (which set up Node, Vulkan or CUDA), or anywhere:
+#   [DEVICES="cpu webgpu"] bash test/bench/device/serve-check.sh <exported-model> [<exported-model>...]
 set -uo pipefail
 cli=${LLMKIT_CLI:-node .devpack/llmkit.js}
 ask='const [port, q] = process.argv.slice(1);
@@ -15,7 +15,8 @@ port=18080
 status=0
 for model in "$@"; do
   declare -A answers=()
-  for device in cpu webgpu; do
+  devices=(${DEVICES:-cpu webgpu})
+  for device in "${devices[@]}"; do
     port=$((port + 1))
     $cli serve "m=$model" --device "$device" --port "$port" > "/tmp/serve-$port.log" 2>&1 &
     pid=$!
@@ -31,8 +32,8 @@ for model in "$@"; do
     for q in "${questions[@]}"; do
       answer=$(node --input-type=module -e "$ask" "$port" "$q")
       echo "$(basename "$model") on $device: $q -> $answer"
-      [ "$device" = cpu ] && answers[$q]=$answer
-      [ "$device" = webgpu ] && [ "${answers[$q]}" != "$answer" ] && { echo "  differs from cpu"; status=1; }
+      [ "$device" = "${devices[0]}" ] && answers[$q]=$answer
+      [ "${answers[$q]}" != "$answer" ] && { echo "  differs from ${devices[0]}"; status=1; }
     done
     grep -m1 "^model m on" "/tmp/serve-$port.log"
     kill "$pid"; wait "$pid" 2>/dev/null

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The CUDA figures of docs/benchmarks.md ("Engine on CUDA"), on the lent H200 through the device tool.
+# ONNX Runtime's CUDA provider (../shared/tools/device-cuda-provider -> .devcuda, ~50 MB) and Node
+# (test/bench/device/pack.sh -> .devnode, ~38 MB) do not fit one call's 64 MiB, so the work is split
+# into calls made back to back while the machine stays warm (files under /tmp stay while it is held):
+#   bash test/bench/device/cuda-run.sh prep     # carry .devcuda: provider to /tmp/devcuda; Qwen2.5-0.5B-shaped
+#                                               # model, its fp32/fp16 exports, Hugging Face generate on it
+#   bash test/bench/device/cuda-run.sh engine   # carry .devnode: llmkit env --setup --cuda --cuda-from /tmp/devcuda,
+#                                               # CUDA vs CPU greedy parity and speed, fp16 agreement, a profiled step
+#   bash test/bench/device/cuda-run.sh serve    # carry .devnode: int8/int4 on CUDA, llmkit demo, serve --device cuda
+#                                               # answering the openai client, llmkit bench's concurrency table
+# Results land in $OUT (the device tool's return folder) or ./gpu-results.
+set -uo pipefail
+out=${OUT:-gpu-results}
+mkdir -p "$out" /tmp/prof
+export PYTHONUNBUFFERED=1
+source test/bench/device/qwen-shape.sh
+export_with_worker() { # the export job on python3 alone (Node arrives with the next call)
+  [ -f "$2/llmkit.json" ] || echo "{\"model\": \"$qwen\", \"out\": \"$2\", \"dtype\": \"$1\"}" |
+    PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"'
+}
+# The bench scripts run node directly, not through bin/llmkit.js, so they get the recorded folders here.
+cuda_loader_path() { node -p "require('$LLMKIT_HOME/cuda/provider.json').libraryDirs.join(':')"; }
+
+case ${1:-} in
+  prep)
+    mkdir -p /tmp/devcuda
+    xz -dc .devcuda/libonnxruntime_providers_cuda.so.xz > /tmp/devcuda/libonnxruntime_providers_cuda.so
+    cp .devcuda/libonnxruntime_providers_{shared,tensorrt}.so /tmp/devcuda/
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+      python3 test/bench/hf-generate.py $qwen --dtype bfloat16
+      python3 test/bench/hf-generate.py $qwen --dtype float32
+      export_with_worker fp32 $qwen-onnx
+      export_with_worker fp16 $qwen-fp16; } 2>&1 | tee "$out/prep.txt" ;;
+  engine)
+    source test/bench/device/with-node.sh
+    [ -f /tmp/devcuda/libonnxruntime_providers_cuda.so ] || { echo "run 'prep' first, in a call just before this one"; exit 3; }
+    { $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda && $cli env
+      export LD_LIBRARY_PATH=$(cuda_loader_path)
+      node .devpack/engine-gpu.mjs $qwen-onnx --devices cpu,cuda --tokens 64 | tee /tmp/fp32.txt
+      node .devpack/engine-gpu.mjs $qwen-fp16 --devices cuda --tokens 64 | tee /tmp/fp16.txt
+      node test/bench/device/agreement.js /tmp/fp32.txt cuda /tmp/fp16.txt cuda
+      for b in 1 8; do node .devpack/engine-profile.mjs $qwen-onnx --device cuda --batch $b --past 256 --runs 30 --profile /tmp/prof; done
+    } 2>&1 | tee "$out/engine.txt" ;;
+  serve)
+    source test/bench/device/with-node.sh
+    [ -f "$LLMKIT_HOME/cuda/provider.json" ] || { echo "run 'prep' and 'engine' first, in calls just before this one"; exit 3; }
+    { for bits in int8 int4; do
+        [ -f $qwen-$bits/llmkit.json ] || $cli quantize $qwen-onnx --$bits --out $qwen-$bits --eval-tokens 512 2>&1 | tail -2
+        LD_LIBRARY_PATH=$(cuda_loader_path) node .devpack/engine-gpu.mjs $qwen-$bits --devices cuda --tokens 64 | tee /tmp/$bits.txt
+        node test/bench/device/agreement.js /tmp/fp32.txt cuda /tmp/$bits.txt cuda
+      done
+      $cli demo --work-dir /tmp/demo --device cuda
+      [ -f /tmp/demo-fp32/llmkit.json ] || $cli export /tmp/demo/finetune/merged --out /tmp/demo-fp32
+      DEVICES="cpu cuda" bash test/bench/device/serve-check.sh /tmp/demo-fp32 /tmp/demo/tiny-int8
+      $cli bench $qwen-onnx --device cuda --json > "$out/bench-cuda.json"
+      node -e "const r=require('$out/bench-cuda.json'); for (const c of r.server ?? []) console.log(JSON.stringify(c))"
+    } 2>&1 | tee "$out/serve.txt" ;;
+  *) echo "usage: cuda-run.sh prep|engine|serve" >&2; exit 2 ;;
+esac
