@@ -53,8 +53,7 @@ case ${1:-} in
       $cli demo --work-dir /tmp/demo --device cuda
       [ -f /tmp/demo-fp32/llmkit.json ] || $cli export /tmp/demo/finetune/merged --out /tmp/demo-fp32
       DEVICES="cpu cuda" bash test/bench/device/serve-check.sh /tmp/demo-fp32 /tmp/demo/tiny-int8
-      $cli bench $qwen-onnx --device cuda --json > "$out/bench-cuda.json"
-      node -e "const r=require('$out/bench-cuda.json'); for (const c of r.server ?? []) console.log(JSON.stringify(c))"
+      $cli bench $qwen-onnx --device cuda --rounds 2
     } 2>&1 | tee "$out/serve.txt" ;;
   *) echo "usage: cuda-run.sh prep|engine|serve" >&2; exit 2 ;;
 esac
