@@ -10,6 +10,8 @@ export interface ExportOptions {
   dtype?: 'fp32' | 'fp16';
   /** Max abs logit difference vs PyTorch fp32 that the check accepts (default 1e-3 for fp32, 5e-2 for fp16). */
   tolerance?: number;
+  /** Rewrite the decoder into ONNX Runtime's fused operators (RMSNorm, rotary, fused projections; docs/export.md). */
+  fused?: boolean;
   onEvent?: (e: WorkerEvent) => void;
   stopSignal?: AbortSignal;
 }
@@ -25,7 +27,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
   const out = resolve(opts.out);
   const { result } = await runWorker({
     job: 'export_onnx',
-    config: { model: resolve(opts.model), out, dtype: opts.dtype ?? 'fp32', tolerance: opts.tolerance },
+    config: { model: resolve(opts.model), out, dtype: opts.dtype ?? 'fp32', tolerance: opts.tolerance, fused: opts.fused ?? false },
     logFile: join(llmkitHome(), 'logs', 'export.log'),
     onEvent: opts.onEvent,
     stopSignal: opts.stopSignal,

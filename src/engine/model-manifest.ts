@@ -25,6 +25,8 @@ export const ModelManifestSchema = z.object({
   kv_dtype: z.enum(['float32', 'float16']),
   /** fp32, fp16, int8, int4: how the weights are stored. */
   precision: z.string(),
+  /** "fused": ONNX Runtime's fused operators (`llmkit export --fused`); "traced" or absent: the exporter's own. */
+  graph: z.enum(['traced', 'fused']).nullish(),
   quantization: z.record(z.string(), z.unknown()).nullish(),
   eos_token_ids: z.array(z.number().int()),
   pad_token_id: z.number().int().nullish(),

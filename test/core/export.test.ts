@@ -95,6 +95,34 @@ describe('llmkit export', () => {
     expect(ours.slice(0, generated.length)).toEqual(generated);
   });
 
+  it("exports --fused into ONNX Runtime's fused operators, with the traced graph's logits and greedy tokens, in transformers.js too", async () => {
+    const fused = loadExportedModel(await exportedTinyModel('tiny', 0, 'fused'));
+    const layers = fused.manifest.num_layers;
+    const bytes = readFileSync(fused.onnxPath);
+    const graph = [...wireFields(bytes)].find((f) => f.field === MODEL_GRAPH)!;
+    const ops = [...wireFields(bytes, graph.valueStart, graph.end)].filter((f) => f.field === GRAPH_NODE).map((f) => readNode(bytes, f).opType);
+    const count = (op: string) => ops.filter((o) => o === op).length;
+    expect(fused.manifest.graph).toBe('fused');
+    // Every norm but the first takes the residual sum; q and k are rotated in each layer; q/k/v and gate/up are one MatMul each.
+    expect([count('SimplifiedLayerNormalization'), count('SkipSimplifiedLayerNormalization'), count('RotaryEmbedding')]).toEqual([1, 2 * layers, 2 * layers]);
+    expect([count('Pow'), count('Neg'), count('Split')]).toEqual([0, 0, 2 * layers]);
+    // A layer: q+k+v, o, gate+up, down, and attention's 4 (scores and values, past and new); then the output layer.
+    expect(count('MatMul')).toBe(8 * layers + 1);
+    for (const diff of Object.values(fused.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
+
+    const prompt = TOKENS.slice(0, PREFILL);
+    const opened = await DecoderSession.open(fused, { device: 'cpu' });
+    const [a, b] = await Promise.all([decoder, opened].map((d) =>
+      d.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), d.emptyCache(1))));
+    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
+    const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
+    expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
+    await opened.release();
+    const generated = await transformersJsGreedy(fused.dir, prompt, 10);
+    expect(generated.length).toBeGreaterThan(0);
+    expect(expected.slice(0, generated.length)).toEqual(generated);
+  });
+
   it('exports float16 weights behind float32 inputs and outputs, checked against PyTorch', async () => {
     const out = join(tempDir('llmkit-export-'), 'fp16');
     const r = await runCli(['export', await tinyModel(), '--fp16', '--out', out]);

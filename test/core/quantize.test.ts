@@ -6,7 +6,7 @@ import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { withLastPositionLogits } from '../../src/engine/last-position-logits.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
-import type { QuantizeReport } from '../../src/core/quantize/report.js';
+import { formatReportTable, type QuantizeReport } from '../../src/core/quantize/report.js';
 import { DEFAULT_EVAL_DATA } from '../../src/core/quantize/options.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runCli, tempDir } from '../helpers/cli.js';
@@ -122,11 +122,15 @@ describe('llmkit quantize', () => {
     expect(existsSync(join(dir, 'int8.fp32-export'))).toBe(false);
   });
 
-  it('keeps --exclude nodes in fp32 and takes --block-size and --asymmetric', async () => {
-    const r = await runCli(['quantize', fp32, '--int8', '--block-size', '32', '--asymmetric', '--exclude', '/model/lm_head/MatMul', '--out', join(dir, 'excluded'), '--json']);
+  it('keeps --exclude nodes in fp32 and takes --block-size, --asymmetric and --accuracy-level', async () => {
+    const args = ['quantize', fp32, '--int8', '--block-size', '32', '--asymmetric', '--exclude', '/model/lm_head/MatMul', '--accuracy-level', '1'];
+    const r = await runCli([...args, '--out', join(dir, 'excluded'), '--json']);
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const report: QuantizeReport = JSON.parse(String(r.stdout));
-    expect(report.quantization).toMatchObject({ bits: 8, block_size: 32, symmetric: false, excluded: ['/model/lm_head/MatMul'] });
+    expect(report.quantization).toMatchObject({ bits: 8, block_size: 32, symmetric: false, excluded: ['/model/lm_head/MatMul'], accuracy_level: 1 });
+    expect(reports.int8.quantization.accuracy_level).toBe(4);
+    expect(formatReportTable(report)).toContain('8-bit, fp32 compute');
+    expect(formatReportTable(reports.int8)).toContain('8-bit, int8 compute');
     // The fp32 lm_head alone is a quarter of the tiny model.
     expect(report.models[1].sizeRatio).toBeGreaterThan(reports.int8.models[1].sizeRatio + 0.1);
   });
@@ -141,6 +145,7 @@ describe('llmkit quantize', () => {
       [['quantize', fp32, '--out', join(dir, 'x')], 2, /pass --int8 or --int4/],
       [['quantize', join(dir, 'missing'), '--int8', '--out', join(dir, 'x')], 2, /model folder .*missing does not exist/],
       [['quantize', fp32, '--int4', '--block-size', '48', '--out', join(dir, 'x')], 2, /--block-size must be one of 32, 64, 128 \(got 48\)/],
+      [['quantize', fp32, '--int4', '--accuracy-level', '2', '--out', join(dir, 'x')], 2, /--accuracy-level must be one of 1, 4 \(got 2\)/],
       [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
       [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int8', '--exclude', 'lm_head', '--out', join(dir, 'x')], 1, /--exclude lm_head: no MatMul or Gather weight node has that name; names look like \/model/],

@@ -6,12 +6,13 @@ import { exportedTinyModel } from '../helpers/models.js';
 
 /**
  * Guards continuous batching: a row in a left-padded batch must give the same logits as that row
- * run alone, for prefill and for cached decode steps (tracing can bake a padding-dependent branch in).
+ * run alone, for prefill and for cached decode steps (tracing can bake a padding-dependent branch in;
+ * a fused operator can read the mask or the positions differently), in both graphs `llmkit export` writes.
  */
-describe('the exported decoder with padding', () => {
+describe.each(['traced', 'fused'] as const)('the exported decoder (%s graph) with padding', (graph) => {
   let decoder: DecoderSession;
   beforeAll(async () => {
-    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu' });
+    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel('tiny', 0, graph)), { device: 'cpu' });
   });
   afterAll(() => decoder.release());
 
@@ -110,6 +111,7 @@ describe('the exported decoder with padding', () => {
     const m = decoder.model.manifest;
     expect(m.vocab_size).toBe(decoder.vocabSize);
     expect(m.num_layers).toBe(2);
+    expect(m.graph).toBe(graph);
     expect(m.eos_token_ids.length).toBeGreaterThan(0);
     expect(m.chat_template).toContain('<|im_start|>');
     expect(Math.max(...Object.values(m.export_check ?? {}))).toBeLessThan(1e-3);

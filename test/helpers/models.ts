@@ -10,11 +10,15 @@ export async function tinyModel(preset: ModelPreset = 'tiny', seed = 0): Promise
   return (await makeModel({ preset, seed })).path;
 }
 
-/** The tiny model exported to ONNX, cached next to it and re-exported when the exporter changes. */
-export async function exportedTinyModel(preset: ModelPreset = 'tiny', seed = 0): Promise<string> {
+/**
+ * The tiny model exported to ONNX (`fused`: with `llmkit export --fused`), cached next to it and re-exported
+ * when the exporter changes.
+ */
+export async function exportedTinyModel(preset: ModelPreset = 'tiny', seed = 0, graph: 'traced' | 'fused' = 'traced'): Promise<string> {
   const model = await tinyModel(preset, seed);
-  const exporter = readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py'));
-  const out = `${model}-onnx-${createHash('sha256').update(exporter).digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out });
+  const hash = createHash('sha256');
+  for (const file of ['export_onnx.py', 'fuse_graph.py']) hash.update(readFileSync(join(pythonSourceDir, 'llmkit_worker', file)));
+  const out = `${model}-onnx${graph === 'fused' ? '-fused' : ''}-${hash.digest('hex').slice(0, 8)}`;
+  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, fused: graph === 'fused' });
   return out;
 }

@@ -15,6 +15,7 @@ interface QuantizeFlags {
   blockSize?: string;
   asymmetric?: boolean;
   exclude?: string[];
+  accuracyLevel?: string;
   evalData?: string;
   evalTokens: string;
   threads?: string;
@@ -31,6 +32,7 @@ export function quantizeCommand(): Command {
     .option('--block-size <n>', 'weights per scale: 32, 64 or 128 (default: 128 for --int8, 32 for --int4)')
     .option('--asymmetric', 'blocks with a zero point as well as a scale (default: symmetric, which is smaller)')
     .option('--exclude <nodes...>', 'ONNX node names to keep in fp32, e.g. /model/lm_head/MatMul')
+    .option('--accuracy-level <n>', 'MatMulNBits compute on the CPU: 4 = int8 activations and integer dot products, 1 = fp32 (default: 4)')
     .option('--eval-data <file>', 'text for perplexity, top-1 agreement and KL (default: the bundled recipes/data/eval.txt)')
     .option('--eval-tokens <n>', 'score at most this many tokens of the eval text', '8192')
     .option('--threads <n>', 'CPU threads of both models while timing decode (default: all cores)')
@@ -45,6 +47,7 @@ export function quantizeCommand(): Command {
           blockSize: opts.blockSize === undefined ? undefined : parseInteger(opts.blockSize, '--block-size'),
           symmetric: !opts.asymmetric,
           exclude: opts.exclude,
+          accuracyLevel: opts.accuracyLevel === undefined ? undefined : parseInteger(opts.accuracyLevel, '--accuracy-level'),
           evalData: opts.evalData,
           evalTokens: parseInteger(opts.evalTokens, '--eval-tokens', 64),
           threads: opts.threads === undefined ? undefined : parseInteger(opts.threads, '--threads'),

@@ -9,6 +9,8 @@ import { recipesDir } from '../paths.js';
 export const PRECISIONS = ['int8', 'int4'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 export const BLOCK_SIZES = [32, 64, 128] as const;
+/** MatMulNBits' compute on the CPU: 4 quantizes activations to int8 per block (integer dot products), 1 multiplies in fp32. */
+export const ACCURACY_LEVELS = [1, 4] as const;
 
 /** Without --block-size: int8 at 128 stays ≤ 27% of fp32, int4 at 32 (its most accurate) ≤ 16% (docs/quantize.md). */
 export const DEFAULT_BLOCK_SIZE: Record<Precision, number> = { int8: 128, int4: 32 };
@@ -26,6 +28,8 @@ export interface QuantizeOptions {
   symmetric?: boolean;
   /** ONNX node names (MatMul or Gather) whose weights stay in fp32. */
   exclude?: string[];
+  /** MatMulNBits accuracy level (ACCURACY_LEVELS; default 4). */
+  accuracyLevel?: number;
   /** Text for perplexity, agreement and KL (default: recipes/data/eval.txt). */
   evalData?: string;
   /** At most this many eval tokens are scored (default 8192). */
@@ -49,6 +53,7 @@ export interface ResolvedQuantizeOptions {
   blockSize: number;
   symmetric: boolean;
   exclude: string[];
+  accuracyLevel: number;
   evalData: string;
   evalTokens: number;
   threads: number;
@@ -82,6 +87,10 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
   if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) {
     throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')} (got ${blockSize})`);
   }
+  const accuracyLevel = opts.accuracyLevel ?? 4;
+  if (!(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel)) {
+    throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')} (got ${accuracyLevel})`, '4 computes with int8 activations, 1 with fp32 ones');
+  }
   const evalData = resolve(opts.evalData ?? DEFAULT_EVAL_DATA);
   if (!existsSync(evalData) || !statSync(evalData).isFile()) {
     throw new UsageError(`--eval-data ${opts.evalData ?? evalData} does not exist`, 'pass a plain text file');
@@ -95,6 +104,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
     blockSize,
     symmetric: opts.symmetric ?? true,
     exclude: opts.exclude ?? [],
+    accuracyLevel,
     evalData,
     evalTokens: opts.evalTokens ?? 8192,
     threads: opts.threads ?? availableParallelism(),

@@ -134,7 +134,7 @@ const percent = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
 export function formatReportTable(report: QuantizeReport): string {
   const rows = report.models.map((m, i) => [
     m.name,
-    `${m.bits}-bit`,
+    i === 0 ? `${m.bits}-bit` : `${m.bits}-bit, ${report.quantization.accuracy_level === 4 ? 'int8' : 'fp32'} compute`,
     `${formatBytes(m.bytes)} (${percent(m.sizeRatio)})`,
     `${m.decodeTokensPerSecond.toFixed(1)} tok/s (${m.speedup.toFixed(2)}×)`,
     i === 0 ? m.perplexity.toFixed(3) : `${m.perplexity.toFixed(3)} (${m.perplexityChange >= 0 ? '+' : ''}${percent(m.perplexityChange, 2)})`,

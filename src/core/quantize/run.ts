@@ -26,7 +26,7 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
     stopped();
     await runWorker({
       job: 'quantize',
-      config: { model: fp32.dir, out: o.out, bits: o.bits, block_size: o.blockSize, symmetric: o.symmetric, exclude: o.exclude },
+      config: { model: fp32.dir, out: o.out, bits: o.bits, block_size: o.blockSize, symmetric: o.symmetric, exclude: o.exclude, accuracy_level: o.accuracyLevel },
       logFile: join(llmkitHome(), 'logs', 'quantize.log'),
       onEvent: opts.onEvent,
       stopSignal: opts.stopSignal,

@@ -17,7 +17,11 @@ dtype "fp16" (for GPUs) converts weights and compute to float16 with onnxruntime
 the inputs and outputs, KV cache included, in float32, so the engine reads every export alike; the
 float16 graph is what gets checked against PyTorch's fp32, with a tolerance that allows for rounding.
 
-Config: model (HF folder), out, opset (17), dtype ("fp32" or "fp16"), tolerance (1e-3 for fp32, 5e-2 for fp16).
+fused (bool) rewrites the decoder into ONNX Runtime's fused operators (fuse_graph.py) before the check, and the
+manifest says `graph: "fused"`.
+
+Config: model (HF folder), out, opset (17), dtype ("fp32" or "fp16"), tolerance (1e-3 for fp32, 5e-2 for fp16),
+fused (false).
 Raises BadInput for a folder without config/weights or an unsupported architecture.
 """
 import json
@@ -230,7 +234,9 @@ def run(config: dict) -> int:
         torch.onnx.export(make_wrapper(model, d["num_layers"]), (ids, mask, pos, *past), onnx_path,
                           input_names=names_in, output_names=names_out, dynamic_axes=dynamic,
                           opset_version=opset, dynamo=False, do_constant_folding=True)
-    log(f"folded shape arithmetic: {consolidate(onnx_path)} nodes removed")
+    fused = bool(config.get("fused"))
+    removed, fusions = consolidate(onnx_path, d["max_position_embeddings"] if fused else None)
+    log(f"folded shape arithmetic: {removed} nodes removed" + (f"; fused: {fusions}" if fused else ""))
     if dtype == "fp16":
         to_float16(onnx_path)
     emit("progress", step=1, total=3, message="exported")
@@ -244,7 +250,7 @@ def run(config: dict) -> int:
     for name in TOKENIZER_FILES:
         if os.path.isfile(os.path.join(src, name)):
             shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
-    manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs, dtype)
+    manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs, dtype, fused)
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
     emit("progress", step=3, total=3, message="written")
@@ -257,19 +263,23 @@ def run(config: dict) -> int:
     return 0
 
 
-def consolidate(onnx_path: str) -> int:
-    """Replaces the exporter's one-file-per-tensor output with save_onnx's layout, shape arithmetic folded.
-    Returns how many nodes the folding removed."""
+def consolidate(onnx_path: str, fuse_positions) -> tuple:
+    """Replaces the exporter's one-file-per-tensor output with save_onnx's layout, shape arithmetic folded, and
+    fused (fuse_graph.py) when `fuse_positions` (the rotary tables' length) is given. Returns how many nodes the
+    folding removed and what the fusion did (None without it)."""
     import onnx
+
+    from .fuse_graph import fuse_decoder
 
     model = onnx.load(onnx_path)
     removed = fold_static_shapes(model)
+    fusions = fuse_decoder(model, fuse_positions) if fuse_positions else None
     folder = os.path.dirname(onnx_path)
     for f in os.listdir(folder):
         if f != "model.onnx":
             os.remove(os.path.join(folder, f))
     save_onnx(model, onnx_path)
-    return removed
+    return removed, fusions
 
 
 # Dims the engine never feeds as zero (a batch row, a new token). A Reshape may leave one of its dims to be
@@ -342,9 +352,22 @@ def reshape_target(source, target):
 def symbolic_dims(model) -> dict:
     """Tensor name -> list of dims (int, symbol string, or None), by onnxruntime's symbolic shape inference on a
     copy whose weights are graph inputs (so it never serializes gigabytes of them)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    inferred = SymbolicShapeInference.infer_shapes(light_copy(model), auto_merge=True)
+    dims = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        shape = info.type.tensor_type.shape if info.type.tensor_type.HasField("shape") else None
+        if shape is not None:
+            dims[info.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param") else None
+                               for d in shape.dim]
+    return dims
+
+
+def light_copy(model):
+    """The model with its large weights turned into graph inputs, for inference passes that serialize it."""
     import numpy as np
     import onnx
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     light = onnx.ModelProto()
     light.ir_version, light.producer_name = model.ir_version, model.producer_name
@@ -358,14 +381,7 @@ def symbolic_dims(model) -> dict:
             light.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
         else:
             light.graph.initializer.append(t)
-    inferred = SymbolicShapeInference.infer_shapes(light, auto_merge=True)
-    dims = {}
-    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        shape = info.type.tensor_type.shape if info.type.tensor_type.HasField("shape") else None
-        if shape is not None:
-            dims[info.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param") else None
-                               for d in shape.dim]
-    return dims
+    return light
 
 
 def constant_values(model) -> dict:
@@ -421,7 +437,7 @@ def save_onnx(model, onnx_path: str) -> None:
         os.remove(data)
 
 
-def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype) -> dict:
+def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype, fused) -> dict:
     with open(os.path.join(src, "tokenizer_config.json")) as f:
         tok_config = json.load(f)
     gen_path = os.path.join(src, "generation_config.json")
@@ -439,6 +455,8 @@ def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype)
         "dtype": "float16" if dtype == "fp16" else "float32",
         "kv_dtype": "float32",
         "precision": dtype,
+        # "fused": ONNX Runtime's fused operators (com.microsoft domain), "traced": the exporter's own.
+        "graph": "fused" if fused else "traced",
         "eos_token_ids": eos if isinstance(eos, list) else [eos],
         "pad_token_id": gen.get("pad_token_id", hf_config.get("pad_token_id")),
         "bos_token_id": hf_config.get("bos_token_id"),

@@ -13,7 +13,7 @@ The inputs and outputs are untouched (fp32 activations and KV cache), so Decoder
 transformers.js load the result like the fp32 export.
 
 Config: model (exported fp32 folder), out, bits (8 or 4), block_size (32, 64, 128; capped at the hidden
-size), symmetric (bool), exclude (node names kept in fp32).
+size), symmetric (bool), exclude (node names kept in fp32), accuracy_level (4, or 1 for fp32 activations).
 Raises BadInput for a folder that is not an fp32 export, or an --exclude name that is not a weight node.
 """
 import json
@@ -24,8 +24,9 @@ import shutil
 from .export_onnx import TOKENIZER_FILES, save_onnx
 from .protocol import BadInput, emit, log
 
-# MatMulNBits' CPU kernels quantize activations to int8 per block at this level (see the docstring).
-ACCURACY_LEVEL = 4
+# MatMulNBits' CPU kernels quantize activations to int8 per block at level 4 (see the docstring); at 1 they
+# dequantize the weights and multiply in fp32 (levels 2 and 3, fp16 and bf16, are GPU choices).
+ACCURACY_LEVELS = (1, 4)
 
 
 def weight_nodes(graph, initializers: dict) -> dict:
@@ -113,6 +114,10 @@ def run(config: dict) -> int:
     src, out = os.path.abspath(config["model"]), os.path.abspath(config["out"])
     bits, block_size = int(config["bits"]), int(config.get("block_size", 32))
     symmetric, exclude = bool(config.get("symmetric", True)), list(config.get("exclude") or [])
+    accuracy_level = int(config.get("accuracy_level", 4))
+    if accuracy_level not in ACCURACY_LEVELS:
+        raise BadInput(f"accuracy level {accuracy_level} is not one the CPU kernels use",
+                       hint="use 4 (int8 activations) or 1 (fp32 activations)")
     manifest = read_fp32_export(src)
     # Blocks longer than a weight's input dimension are zero-padded: on a small model that costs more than
     # it saves, so cap them at the hidden size (rounded down to a power of two, as MatMulNBits needs).
@@ -141,7 +146,7 @@ def run(config: dict) -> int:
     # The quantizer logs every node it visits at INFO; its warnings still reach the log file.
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=symmetric,
-                                     accuracy_level=ACCURACY_LEVEL, nodes_to_exclude=exclude,
+                                     accuracy_level=accuracy_level, nodes_to_exclude=exclude,
                                      op_types_to_quantize=("MatMul",))
     quantizer.process()  # also drops the fp32 initializers nothing uses any more
     model = quantizer.model.model
@@ -160,7 +165,7 @@ def run(config: dict) -> int:
         "bits": bits,
         "block_size": block_size,
         "symmetric": symmetric,
-        "accuracy_level": ACCURACY_LEVEL,
+        "accuracy_level": accuracy_level,
         "quantized_nodes": sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in model.graph.node),
         "excluded": exclude,
     }

@@ -1,0 +1,305 @@
+"""Rewrites an exported fp32 decoder into ONNX Runtime's fused operators, the way onnxruntime-genai's model
+builder writes its graphs (`llmkit export --fused`):
+
+- RMSNorm (Pow, ReduceMean, Add, Sqrt, Div, Mul, Mul) -> SimplifiedLayerNormalization, and a residual Add that
+  feeds one -> SkipSimplifiedLayerNormalization, which also returns the sum for the next residual;
+- rotate_half rotary (Slice, Slice, Neg, Concat, Mul, Mul, Add, per query and key) -> RotaryEmbedding over
+  cos/sin tables of every position up to max_position_embeddings, computed by the export's own rotary subgraph
+  (so scaled ropes come out as exported);
+- MatMuls that read the same activations (q/k/v, gate/up) -> one MatMul over their concatenated weights and a
+  Split, which `llmkit quantize` then turns into one MatMulNBits.
+
+Attention itself stays llmkit's grouped-query attention over the past and the new keys separately. Neither
+GroupQueryAttention nor MultiHeadAttention fits the engine's cache: GroupQueryAttention reads each row's keys
+from column 0 up to its `seqlens_k` (right padding) while llmkit's batches are left-padded, with spare columns
+between a row's cache and its new token (DecoderSession.decodeInPlace), so it would attend to padding; and both
+return the whole cache as `present` (a copy of it per step, which the engine avoids by pruning those outputs),
+MultiHeadAttention after repeating each KV head for its query heads. The inputs and outputs of the graph are
+unchanged, so the engine and transformers.js load it like any export.
+"""
+import numpy as np
+
+FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+class Graph:
+    """Who produces and who reads each tensor, rebuilt after each pass."""
+
+    def __init__(self, model):
+        from onnx import numpy_helper
+
+        self.model, self.graph = model, model.graph
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+        self.readers: dict = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.outputs = {o.name for o in self.graph.output}
+        self.weights = {t.name: t for t in self.graph.initializer}
+        self.constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in self.graph.node
+                          if n.op_type == "Constant" and n.attribute[0].name == "value"}
+        self.constants.update({name: numpy_helper.to_array(t) for name, t in self.weights.items() if len(t.dims) <= 1})
+
+    def only_reader(self, tensor: str, op_type: str):
+        readers = self.readers.get(tensor, [])
+        if len(readers) == 1 and readers[0].op_type == op_type and tensor not in self.outputs:
+            return readers[0]
+        return None
+
+    def made_by(self, tensor: str, op_type: str):
+        node = self.producer.get(tensor)
+        return node if node is not None and node.op_type == op_type else None
+
+    def other_input(self, node, tensor: str):
+        """The input of a two-input node that is not `tensor` (None if `tensor` is not one of them)."""
+        if len(node.input) == 2 and tensor in node.input:
+            return node.input[1] if node.input[0] == tensor else node.input[0]
+        return None
+
+    def scalar(self, tensor: str):
+        value = self.constants.get(tensor)
+        return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+
+def attribute(node, name: str, default=None):
+    import onnx
+
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def fuse_decoder(model, max_positions: int) -> dict:
+    """Applies every rewrite to `model` in place; returns how many of each it made."""
+    from .export_onnx import prune_dead_nodes
+
+    counts = {
+        "no_ops_dropped": drop_no_ops(model),
+        "simplified_layer_norm": fuse_rms_norms(model),
+        "skip_simplified_layer_norm": fuse_skip_norms(model),
+        "rotary_embedding": fuse_rotary(model, max_positions),
+        "fused_matmuls": fuse_shared_input_matmuls(model),
+    }
+    prune_dead_nodes(model.graph)
+    if not any(model.opset_import[i].domain == "com.microsoft" for i in range(len(model.opset_import))):
+        import onnx
+
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return counts
+
+
+def drop_no_ops(model) -> int:
+    """Identity nodes (the exporter's copies of weights it deduplicated, such as RMSNorm weights that are all
+    ones) and Casts to float of tensors that are float already (around every RMSNorm and softmax): they hide
+    the patterns below."""
+    import onnx
+
+    from .export_onnx import light_copy
+
+    types = {}
+    inferred = onnx.shape_inference.infer_shapes(light_copy(model))
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        types[info.name] = info.type.tensor_type.elem_type
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    g = Graph(model)
+    renamed, kept = {}, []
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+        float_cast = node.op_type == "Cast" and attribute(node, "to") == FLOAT and types.get(node.input[0]) == FLOAT
+        if (float_cast or node.op_type == "Identity") and node.output[0] not in g.outputs:
+            renamed[node.output[0]] = node.input[0]
+        else:
+            kept.append(node)
+    replace_nodes(model.graph, kept)
+    return len(renamed)
+
+
+def replace_nodes(graph, nodes) -> None:
+    import onnx
+
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+    graph.ClearField("node")
+    graph.node.extend(copies)
+
+
+def fuse_rms_norms(model) -> int:
+    """x * 1/sqrt(mean(x^2) + eps) * weight -> SimplifiedLayerNormalization(x, weight)."""
+    import onnx
+
+    g = Graph(model)
+    added = []
+    for pow_node in [n for n in model.graph.node if n.op_type == "Pow" and g.scalar(n.input[1]) == 2.0]:
+        x = pow_node.input[0]
+        mean = g.only_reader(pow_node.output[0], "ReduceMean")
+        add = mean is not None and attribute(mean, "axes") == [-1] and g.only_reader(mean.output[0], "Add")
+        eps = add and g.scalar(g.other_input(add, mean.output[0]))
+        sqrt = eps is not None and add and g.only_reader(add.output[0], "Sqrt")
+        div = sqrt and g.only_reader(sqrt.output[0], "Div")
+        if not div or div.input[1] != sqrt.output[0] or g.scalar(div.input[0]) != 1.0:
+            continue
+        scale = g.only_reader(div.output[0], "Mul")
+        if scale is None or g.other_input(scale, div.output[0]) != x:
+            continue
+        weigh = g.only_reader(scale.output[0], "Mul")
+        weight = weigh and g.other_input(weigh, scale.output[0])
+        if not weight or weight not in g.weights:
+            continue
+        added.append((weigh, onnx.helper.make_node(
+            "SimplifiedLayerNormalization", [x, weight], [weigh.output[0]], name=f"{weigh.name}_SimplifiedLayerNorm",
+            axis=-1, epsilon=eps, stash_type=1)))
+    insert_replacing(model.graph, added)
+    return len(added)
+
+
+def insert_replacing(graph, pairs) -> None:
+    """Puts each new node where the old one was, and drops the old one (its inputs die with prune_dead_nodes)."""
+    by_old = {id(old): new for old, new in pairs}
+    replace_nodes(graph, [by_old.get(id(n), n) for n in graph.node])
+
+
+def fuse_skip_norms(model) -> int:
+    """Add(a, b) -> SimplifiedLayerNormalization, the sum read elsewhere too -> SkipSimplifiedLayerNormalization,
+    whose fourth output is the sum."""
+    import onnx
+
+    g = Graph(model)
+    fused, removed = {}, set()
+    for norm in [n for n in model.graph.node if n.op_type == "SimplifiedLayerNormalization"]:
+        add = g.made_by(norm.input[0], "Add")
+        if add is None or any(i in g.weights or i in g.constants for i in add.input) or add.output[0] in g.outputs:
+            continue
+        total = add.output[0]
+        rest = [n for n in g.readers[total] if n is not norm]
+        fused[id(norm)] = onnx.helper.make_node(
+            "SkipSimplifiedLayerNormalization", [add.input[0], add.input[1], norm.input[1]],
+            [norm.output[0], "", "", total if rest else ""], name=f"{norm.name}_Skip", domain="com.microsoft",
+            epsilon=attribute(norm, "epsilon"))
+        removed.add(id(add))
+    replace_nodes(model.graph, [fused.get(id(n), n) for n in model.graph.node if id(n) not in removed])
+    return len(fused)
+
+
+def fuse_rotary(model, max_positions: int) -> int:
+    """x * cos + rotate_half(x) * sin -> RotaryEmbedding(x, position_ids, cos_cache, sin_cache), x being
+    [batch, heads, sequence, head_dim]."""
+    import onnx
+
+    g = Graph(model)
+    matches = []
+    for neg in [n for n in model.graph.node if n.op_type == "Neg"]:
+        second = g.made_by(neg.input[0], "Slice")
+        concat = g.only_reader(neg.output[0], "Concat")
+        if second is None or concat is None or attribute(concat, "axis") != -1 or concat.input[0] != neg.output[0]:
+            continue
+        x = second.input[0]
+        first = g.made_by(concat.input[1], "Slice")
+        sin_mul = g.only_reader(concat.output[0], "Mul")
+        add = sin_mul and g.only_reader(sin_mul.output[0], "Add")
+        cos_mul = add and g.made_by(g.other_input(add, sin_mul.output[0]), "Mul")
+        if first is None or first.input[0] != x or not cos_mul or x not in cos_mul.input:
+            continue
+        cos = unsqueezed_at_1(g, g.other_input(cos_mul, x))
+        sin = unsqueezed_at_1(g, g.other_input(sin_mul, concat.output[0]))
+        if cos and sin:
+            matches.append((add, x, cos, sin))
+    if not matches:
+        return 0
+    tables = rotary_tables(model, {(cos, sin) for _, _, cos, sin in matches}, max_positions)
+    if tables is None:
+        return 0
+    caches = {}
+    for pair, (cos_table, sin_table) in tables.items():
+        names = [f"rotary_{kind}_cache_{len(caches)}" for kind in ("cos", "sin")]
+        model.graph.initializer.extend([onnx.numpy_helper.from_array(cos_table, names[0]),
+                                        onnx.numpy_helper.from_array(sin_table, names[1])])
+        caches[pair] = names
+    insert_replacing(model.graph, [
+        (add, onnx.helper.make_node("RotaryEmbedding", [x, "position_ids", *caches[(cos, sin)]], [add.output[0]],
+                                    name=f"{add.name}_Rotary", domain="com.microsoft", interleaved=0))
+        for add, x, cos, sin in matches])
+    return len(matches)
+
+
+def unsqueezed_at_1(g: Graph, tensor):
+    """The [batch, sequence, head_dim] table behind an Unsqueeze on axis 1 (how attention broadcasts it over heads)."""
+    node = tensor and g.made_by(tensor, "Unsqueeze")
+    if node is None:
+        return None
+    axes = g.constants.get(node.input[1]) if len(node.input) > 1 else attribute(node, "axes")
+    return node.input[0] if axes is not None and list(np.reshape(axes, -1)) == [1] else None
+
+
+def rotary_tables(model, pairs, max_positions: int):
+    """Each (cos, sin) tensor pair's [max_positions, head_dim / 2] tables, by running the nodes that compute them
+    from position_ids for positions 0..max_positions-1; None when they depend on anything else, or when the two
+    halves of a row differ (not rotate_half's layout)."""
+    import onnx
+    import onnxruntime as ort
+
+    g = Graph(model)
+    wanted = [name for pair in pairs for name in pair]
+    needed, stack = {}, list(wanted)
+    while stack:
+        node = g.producer.get(stack.pop())
+        if node is None or id(node) in needed:
+            continue
+        needed[id(node)] = node
+        stack.extend(i for i in node.input if i and i not in g.weights)
+    graph_inputs = {i.name for i in model.graph.input}
+    reads = {i for n in needed.values() for i in n.input if i}
+    if (reads & graph_inputs) - {"position_ids"}:
+        return None
+    nodes = [n for n in model.graph.node if id(n) in needed]
+    sub = onnx.helper.make_graph(
+        nodes, "rotary_tables",
+        [onnx.helper.make_tensor_value_info("position_ids", onnx.TensorProto.INT64, [1, None])],
+        [onnx.helper.make_tensor_value_info(name, FLOAT, None) for name in wanted],
+        [t for t in model.graph.initializer if t.name in reads])
+    sub_model = onnx.helper.make_model(sub, opset_imports=list(model.opset_import))
+    sub_model.ir_version = model.ir_version
+    session = ort.InferenceSession(sub_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = dict(zip(wanted, session.run(wanted, {"position_ids": np.arange(max_positions, dtype=np.int64)[None]})))
+    tables = {}
+    for cos, sin in pairs:
+        c, s = values[cos][0], values[sin][0]
+        half = c.shape[-1] // 2
+        if not (np.array_equal(c[:, :half], c[:, half:]) and np.array_equal(s[:, :half], s[:, half:])):
+            return None
+        tables[(cos, sin)] = (np.ascontiguousarray(c[:, :half]), np.ascontiguousarray(s[:, :half]))
+    return tables
+
+
+def fuse_shared_input_matmuls(model) -> int:
+    """MatMuls of one activation by different constant 2-D weights -> one MatMul by their concatenation and a Split.
+    Returns how many MatMuls went into fused ones."""
+    import onnx
+
+    g = Graph(model)
+    groups: dict = {}
+    for node in model.graph.node:
+        weight = g.weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is not None and len(weight.dims) == 2 and weight.data_type == FLOAT and len(g.readers[weight.name]) == 1:
+            groups.setdefault(node.input[0], []).append(node)
+    replaced, fused = {}, 0
+    for x, nodes in groups.items():
+        if len(nodes) < 2:
+            continue
+        arrays = [onnx.numpy_helper.to_array(g.weights[n.input[1]]) for n in nodes]
+        name = fused_name([n.name for n in nodes])
+        weight = onnx.numpy_helper.from_array(np.concatenate(arrays, axis=1), f"{name}.weight")
+        sizes = onnx.numpy_helper.from_array(np.array([a.shape[1] for a in arrays], dtype=np.int64), f"{name}.sizes")
+        model.graph.initializer.extend([weight, sizes])
+        matmul = onnx.helper.make_node("MatMul", [x, weight.name], [f"{name}_output_0"], name=name)
+        split = onnx.helper.make_node("Split", [matmul.output[0], sizes.name], [n.output[0] for n in nodes],
+                                      name=f"{name}_Split", axis=-1)
+        replaced[id(nodes[0])] = [matmul, split]
+        replaced.update({id(n): [] for n in nodes[1:]})
+        fused += len(nodes)
+    replace_nodes(model.graph, [m for n in model.graph.node for m in replaced.get(id(n), [n])])
+    return fused
+
+
+def fused_name(names) -> str:
+    """/a/b/q_proj/MatMul, /a/b/k_proj/MatMul -> /a/b/q_proj+k_proj/MatMul."""
+    parts = [n.split("/") for n in names]
+    if all(len(p) == len(parts[0]) and p[:-2] == parts[0][:-2] and p[-1] == parts[0][-1] for p in parts):
+        return "/".join(parts[0][:-2] + ["+".join(p[-2] for p in parts), parts[0][-1]])
+    return "+".join(names)
