@@ -4,9 +4,9 @@
 # (test/bench/device/pack.sh -> .devnode, ~38 MB) do not fit one call's 64 MiB, so the work is split
 # into calls made back to back while the machine stays warm (files under /tmp stay while it is held):
 #   bash test/bench/device/cuda-run.sh prep     # carry .devcuda: provider to /tmp/devcuda; Qwen2.5-0.5B-shaped
-#                                               # model, its fp32/fp16 exports, Hugging Face generate on it
+#                                               # model, its exports (fp32; fused fp32 and fp16), Hugging Face generate on it
 #   bash test/bench/device/cuda-run.sh engine   # carry .devnode: llmkit env --setup --cuda --cuda-from /tmp/devcuda,
-#                                               # CUDA vs CPU greedy parity and speed, fp16 agreement, a profiled step
+#                                               # CUDA vs CPU greedy parity and speed, fused and fp16 agreement, profiled steps
 #   bash test/bench/device/cuda-run.sh serve    # carry .devnode: int8/int4 on CUDA, llmkit demo, serve --device cuda
 #                                               # answering the openai client, llmkit bench's concurrency table
 # Results land in $OUT (the device tool's return folder) or ./gpu-results.
@@ -16,7 +16,7 @@ mkdir -p "$out" /tmp/prof
 export PYTHONUNBUFFERED=1
 source test/bench/device/qwen-shape.sh
 export_with_worker() { # the export job on python3 alone (Node arrives with the next call)
-  [ -f "$2/llmkit.json" ] || echo "{\"model\": \"$qwen\", \"out\": \"$2\", \"dtype\": \"$1\"}" |
+  [ -f "$2/llmkit.json" ] || echo "{\"model\": \"$qwen\", \"out\": \"$2\", \"dtype\": \"$1\", \"fused\": ${3:-false}}" |
     PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"'
 }
 # The bench scripts run node directly, not through bin/llmkit.js, so they get the recorded folders here.
@@ -29,31 +29,35 @@ case ${1:-} in
     cp .devcuda/libonnxruntime_providers_{shared,tensorrt}.so /tmp/devcuda/
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
       python3 test/bench/hf-generate.py $qwen --dtype bfloat16
-      python3 test/bench/hf-generate.py $qwen --dtype float32
       export_with_worker fp32 $qwen-onnx
-      export_with_worker fp16 $qwen-fp16; } 2>&1 | tee "$out/prep.txt" ;;
+      export_with_worker fp32 $qwen-fused true
+      export_with_worker fp16 $qwen-fused16 true; } 2>&1 | tee "$out/prep.txt" ;;
   engine)
     source test/bench/device/with-node.sh
     [ -f /tmp/devcuda/libonnxruntime_providers_cuda.so ] || { echo "run 'prep' first, in a call just before this one"; exit 3; }
     { $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda && $cli env
       export LD_LIBRARY_PATH=$(cuda_loader_path)
       node .devpack/engine-gpu.mjs $qwen-onnx --devices cpu,cuda --tokens 64 | tee /tmp/fp32.txt
-      node .devpack/engine-gpu.mjs $qwen-fp16 --devices cuda --tokens 64 | tee /tmp/fp16.txt
-      node test/bench/device/agreement.js /tmp/fp32.txt cuda /tmp/fp16.txt cuda
-      for b in 1 8; do node .devpack/engine-profile.mjs $qwen-onnx --device cuda --batch $b --past 256 --runs 30 --profile /tmp/prof; done
+      for m in fused fused16; do
+        node .devpack/engine-gpu.mjs $qwen-$m --devices cuda --tokens 64 | tee /tmp/$m.txt
+        node test/bench/device/agreement.js /tmp/fp32.txt cuda /tmp/$m.txt cuda
+      done
+      for m in onnx fused fused16; do
+        for b in 1 8; do node .devpack/engine-profile.mjs $qwen-$m --device cuda --batch $b --past 256 --runs 30 --profile /tmp/prof | head -14; done
+      done
     } 2>&1 | tee "$out/engine.txt" ;;
   serve)
     source test/bench/device/with-node.sh
     [ -f "$LLMKIT_HOME/cuda/provider.json" ] || { echo "run 'prep' and 'engine' first, in calls just before this one"; exit 3; }
     { for bits in int8 int4; do
-        [ -f $qwen-$bits/llmkit.json ] || $cli quantize $qwen-onnx --$bits --out $qwen-$bits --eval-tokens 512 2>&1 | tail -2
+        [ -f $qwen-$bits/llmkit.json ] || $cli quantize $qwen-fused --$bits --out $qwen-$bits --eval-tokens 512 2>&1 | tail -2
         LD_LIBRARY_PATH=$(cuda_loader_path) node .devpack/engine-gpu.mjs $qwen-$bits --devices cuda --tokens 64 | tee /tmp/$bits.txt
         node test/bench/device/agreement.js /tmp/fp32.txt cuda /tmp/$bits.txt cuda
       done
       $cli demo --work-dir /tmp/demo --device cuda
       [ -f /tmp/demo-fp32/llmkit.json ] || $cli export /tmp/demo/finetune/merged --out /tmp/demo-fp32
       DEVICES="cpu cuda" bash test/bench/device/serve-check.sh /tmp/demo-fp32 /tmp/demo/tiny-int8
-      $cli bench $qwen-onnx --device cuda --rounds 2
+      $cli bench $qwen-fused16 --device cuda --rounds 2
     } 2>&1 | tee "$out/serve.txt" ;;
   *) echo "usage: cuda-run.sh prep|engine|serve" >&2; exit 2 ;;
 esac
