@@ -1,6 +1,6 @@
 /** One streamed request as a client saw it. */
 export interface StreamTiming {
-  /** From sending the request to the first piece of content. */
+  /** From sending the request to the first piece of content; NaN when no token had text (ids past a small tokenizer's vocabulary). */
   ttftMs: number;
   /** Between consecutive content chunks (one chunk per token in practice). */
   gapsMs: number[];
@@ -42,12 +42,12 @@ export async function timedChatStream(url: string, body: object, apiKey?: string
       last = now;
     }
   }
-  return { ttftMs: first - sent, gapsMs, completionTokens };
+  return { ttftMs: first < 0 ? NaN : first - sent, gapsMs, completionTokens };
 }
 
 /** Nearest-rank percentile (p in 0..100); NaN for no values. */
 export function percentile(values: readonly number[], p: number): number {
-  if (!values.length) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (!sorted.length) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
