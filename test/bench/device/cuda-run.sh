@@ -9,6 +9,8 @@
 #                                               # CUDA vs CPU greedy parity and speed, fused and fp16 agreement, profiled steps
 #   bash test/bench/device/cuda-run.sh serve    # carry .devnode: int8/int4 on CUDA, llmkit demo, serve --device cuda
 #                                               # answering the openai client, llmkit bench's concurrency table
+#   bash test/bench/device/cuda-run.sh versus   # carry .devnode, after prep: HF generate and the fused exports in
+#                                               # interleaved rounds (ratios per round); int4 CUDA vs CPU; bench on 100m
 # Results land in $OUT (the device tool's return folder) or ./gpu-results.
 set -uo pipefail
 out=${OUT:-gpu-results}
@@ -28,8 +30,8 @@ case ${1:-} in
     xz -dc .devcuda/libonnxruntime_providers_cuda.so.xz > /tmp/devcuda/libonnxruntime_providers_cuda.so
     cp .devcuda/libonnxruntime_providers_{shared,tensorrt}.so /tmp/devcuda/
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-      python3 test/bench/hf-generate.py $qwen --dtype bfloat16
-      export_with_worker fp32 $qwen-onnx
+      # FUSED_ONLY=1: just what `versus` needs
+      [ -n "${FUSED_ONLY:-}" ] || { python3 test/bench/hf-generate.py $qwen --dtype bfloat16; export_with_worker fp32 $qwen-onnx; }
       export_with_worker fp32 $qwen-fused true
       export_with_worker fp16 $qwen-fused16 true; } 2>&1 | tee "$out/prep.txt" ;;
   engine)
@@ -59,5 +61,20 @@ case ${1:-} in
       DEVICES="cpu cuda" bash test/bench/device/serve-check.sh /tmp/demo-fp32 /tmp/demo/tiny-int8
       $cli bench $qwen-fused16 --device cuda --rounds 2
     } 2>&1 | tee "$out/serve.txt" ;;
-  *) echo "usage: cuda-run.sh prep|engine|serve" >&2; exit 2 ;;
+  versus)
+    source test/bench/device/with-node.sh
+    [ -f /tmp/devcuda/libonnxruntime_providers_cuda.so ] || { echo "run 'prep' first, in a call just before this one"; exit 3; }
+    { $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda >/dev/null && export LD_LIBRARY_PATH=$(cuda_loader_path)
+      rm -f /tmp/*.jsonl
+      for round in 1 2 3; do
+        python3 test/bench/hf-generate.py $qwen --dtype bfloat16 | tail -1 >> /tmp/hf.jsonl
+        for m in fused fused16; do node .devpack/engine-gpu.mjs $qwen-$m --devices cuda --tokens 64 | tail -1 >> /tmp/$m.jsonl; done
+      done
+      node test/bench/device/versus.js /tmp/hf.jsonl fused-fp32=/tmp/fused.jsonl fused-fp16=/tmp/fused16.jsonl
+      $cli quantize $qwen-fused --int4 --out $qwen-int4 --eval-tokens 512 | tail -4
+      node .devpack/engine-gpu.mjs $qwen-int4 --devices cpu,cuda --tokens 32 | grep -v '^\['
+      $cli make-model --preset 100m --out /tmp/random-100m >/dev/null && $cli export /tmp/random-100m --fused --fp16 --out /tmp/100m-gpu >/dev/null
+      $cli bench /tmp/100m-gpu --device cuda --rounds 2
+    } 2>&1 | tee "$out/versus.txt" ;;
+  *) echo "usage: cuda-run.sh prep|engine|serve|versus" >&2; exit 2 ;;
 esac
