@@ -3,7 +3,11 @@ import type { Device } from '../engine/onnx-runtime.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
 import { ModelRegistry, parseModelSpec, type ServedModel } from '../serve/model-registry.js';
-import { QuotaTracker } from '../serve/quotas.js';
+import { MemoryCounterStore } from '../serve/counter-store.js';
+import { emptyPolicy, loadQuotaFile } from '../serve/quota-file.js';
+import { QuotaTracker, type RedisDownPolicy } from '../serve/quotas.js';
+import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/redis-store.js';
+import { ResponseCache } from '../serve/response-cache.js';
 import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
 import { UsageError } from './errors.js';
@@ -19,11 +23,26 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   /** Per-key defaults; a keys file can set its own per key. */
   requestsPerMinute?: number;
   tokensPerMinute?: number;
+  /** YAML or JSON: accounts, keys and limits per account, key, model and feature (see quota-file.ts). */
+  quotaFile?: string;
+  /** redis://HOST:PORT: quota counters (and the response cache) shared by every replica. */
+  redis?: string;
+  /** While Redis is unreachable: `open` serves without quotas, `closed` refuses with 503 (default open). */
+  redisDown?: RedisDownPolicy;
+  /** Answer repeated deterministic requests from a cache (in Redis with --redis, else in memory). */
+  cache?: boolean;
+  /** Most entries the in-memory cache holds (least recently used go first). */
+  cacheEntries?: number;
+  /** Seconds a cached answer lives in Redis. */
+  cacheTtlSeconds?: number;
   blocklist?: string;
   filterMode?: FilterMode;
   /** The access log: one line per request. */
   log: (line: string) => void;
 }
+
+export const DEFAULT_CACHE_ENTRIES = 1024;
+export const DEFAULT_CACHE_TTL_S = 3600;
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 (the OpenAI API is under /v1). */
@@ -39,19 +58,32 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
   const specs = opts.models.map(parseModelSpec);
-  const auth = new Authenticator(loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }));
+  const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
+  const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
   const filter = opts.blocklist ? BlocklistFilter.load(opts.blocklist, opts.filterMode ?? 'reject') : undefined;
-  const quotas = new QuotaTracker({ requestsPerMinute: opts.requestsPerMinute, tokensPerMinute: opts.tokensPerMinute });
+  const policy = quotaFile?.policy ?? emptyPolicy();
+  // --rpm / --tpm fill what the quota file's defaults leave open.
+  if (opts.requestsPerMinute) policy.defaults.rpm ??= opts.requestsPerMinute;
+  if (opts.tokensPerMinute) policy.defaults.tpm ??= opts.tokensPerMinute;
 
   let models: ModelRegistry | undefined;
   const metrics = new ServerMetrics(() => models?.models ?? []);
-  models = await ModelRegistry.open(specs, { ...opts, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, log: opts.log });
+  const redis = opts.redis ? await RedisLink.connect(opts.redis, opts.log) : undefined;
+  const quotas = new QuotaTracker(policy, redis ? new RedisCounterStore(redis) : new MemoryCounterStore(), { redisDown: opts.redisDown ?? 'open', metrics });
+  const cache = opts.cache ? new ResponseCache({ maxEntries: opts.cacheEntries ?? DEFAULT_CACHE_ENTRIES, redis: redis && new RedisValueStore(redis, opts.cacheTtlSeconds ?? DEFAULT_CACHE_TTL_S), metrics }) : undefined;
+  try {
+    models = await ModelRegistry.open(specs, { ...opts, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
+  } catch (e) {
+    await redis?.close();
+    throw e;
+  }
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);
   } catch (e) {
     await models.close();
+    await redis?.close();
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new UsageError(`port ${opts.port} on ${opts.host} is in use`, 'pass another --port (0 picks a free one)');
     throw e;
@@ -64,6 +96,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     drain: async () => {
       await server.drain();
       await registry.close();
+      await redis?.close();
     },
   };
 }

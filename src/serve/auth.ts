@@ -2,14 +2,18 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 import { ApiError } from './openai/errors.js';
+import type { Feature, Limits } from './quota-file.js';
 
-/** An API key and its own limits (each falls back to the server's --rpm / --tpm). */
+/** An API key, its account and its own limits (each falls back to the quota file's defaults, or --rpm / --tpm). */
 export interface ApiKey {
   key: string;
-  /** Shown in the access log instead of the key. */
+  /** Shown in the access log and metrics instead of the key. */
   name: string;
-  requestsPerMinute?: number;
-  tokensPerMinute?: number;
+  /** The account that owns the key (quota file keys); its limits cap all of its keys together. */
+  account?: string;
+  limits?: Limits;
+  /** Features this key may not use. */
+  deny?: readonly Feature[];
 }
 
 /** The caller of an open server (no keys configured): quotas still apply, to everyone together. */
@@ -38,7 +42,7 @@ export function loadApiKeys(opts: { keys?: string[]; file?: string; env?: string
         for (const field of fields) {
           const [k, v] = field.split('=');
           if (k === 'name' && v) entry.name = v;
-          else if ((k === 'rpm' || k === 'tpm') && Number.isInteger(Number(v)) && Number(v) > 0) entry[k === 'rpm' ? 'requestsPerMinute' : 'tokensPerMinute'] = Number(v);
+          else if ((k === 'rpm' || k === 'tpm') && Number.isInteger(Number(v)) && Number(v) > 0) entry.limits = { ...entry.limits, [k]: Number(v) };
           else throw new UsageError(`--api-keys-file ${opts.file} line ${i + 1}: cannot read "${field}"`, 'write KEY [name=NAME] [rpm=N] [tpm=N]');
         }
         keys.push(entry);
@@ -55,6 +59,11 @@ export class Authenticator {
 
   constructor(keys: ApiKey[]) {
     this.keys = keys.map((key) => ({ digest: digest(key.key), key }));
+  }
+
+  /** Every configured key (GET /v1/usage for an admin key lists them). */
+  get apiKeys(): ApiKey[] {
+    return this.keys.map((k) => k.key);
   }
 
   get enabled(): boolean {

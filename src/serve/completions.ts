@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { TextRequest } from '../engine/engine.js';
 import { EngineRejection } from '../engine/generation-scheduler.js';
-import { TextCollector, type GenerationEnd, type Streamer } from '../engine/streamer.js';
+import { TextCollector, type GenerationEnd } from '../engine/streamer.js';
 import type { ApiKey } from './auth.js';
 import type { ContentFilter } from './content-filter.js';
 import type { ModelRegistry, ServedModel } from './model-registry.js';
 import { ApiError, invalidParam } from './openai/errors.js';
 import { ChatRequestSchema, CompletionRequestSchema, parseRequest } from './openai/schemas.js';
 import { chatCompletion, chunk, completion, fromChatRequest, fromCompletionRequest, usageChunk, type Endpoint, type NativeRequest, type ResponseMeta } from './openai/translate.js';
-import type { QuotaTracker } from './quotas.js';
+import { requestFeatures, type QuotaTracker } from './quotas.js';
+import { recordPieces, type ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 
 /** Where a response goes; the transport frames it (JSON body, SSE events, WebSocket messages). */
@@ -17,6 +18,8 @@ export interface ResponseSink {
   chunk(chunk: object): void;
   /** With `stream: false`: the whole response object. */
   complete(response: object): void;
+  /** Before anything else, for cacheable requests when the cache is on: whether the answer comes from it. */
+  cacheStatus?(status: 'hit' | 'miss'): void;
 }
 
 /** What the access log says about a generation. */
@@ -24,6 +27,7 @@ export interface GenerationSummary {
   model: string;
   stream: boolean;
   end: GenerationEnd;
+  cache?: 'hit' | 'miss';
 }
 
 export interface CompletionServiceDeps {
@@ -31,6 +35,7 @@ export interface CompletionServiceDeps {
   quotas: QuotaTracker;
   metrics: ServerMetrics;
   filter?: ContentFilter;
+  cache?: ResponseCache;
 }
 
 /** Seconds a client is asked to wait when the queue is full. */
@@ -38,21 +43,34 @@ const QUEUE_RETRY_AFTER_S = 1;
 
 /**
  * The one native handler behind /v1/chat/completions, /v1/completions and the WebSocket: validate,
- * route, tokenize, check the context and the quotas, queue, then stream or collect the answer.
+ * route, tokenize, check the context and the quotas, answer from the response cache or queue, then stream or collect the answer.
  * Everything that can be refused is refused (as an ApiError) before anything is queued or sent.
  */
 export class CompletionService {
   constructor(private readonly deps: CompletionServiceDeps) {}
 
-  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: { forceStream?: boolean } = {}): Promise<GenerationSummary> {
+  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: { forceStream?: boolean; websocket?: boolean } = {}): Promise<GenerationSummary> {
     const native = endpoint === 'chat' ? fromChatRequest(parseRequest(ChatRequestSchema, body)) : fromCompletionRequest(parseRequest(CompletionRequestSchema, body));
     const stream = native.stream || opts.forceStream === true;
     const served = this.deps.models.resolve(native.model);
     const promptIds = this.promptIds(served, native);
     this.checkContext(served, native, promptIds.length);
-    this.deps.quotas.check(key, promptIds.length);
+    const features = requestFeatures(body, { stream, websocket: opts.websocket === true, promptTokens: promptIds.length, longContextTokens: this.deps.quotas.longContextTokens });
+    const admission = await this.deps.quotas.admit({ key, model: served, features, promptTokens: promptIds.length });
 
     const meta: ResponseMeta = { id: `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`, model: served.id, created: Math.floor(Date.now() / 1000) };
+    const cacheKey = this.deps.cache?.keyFor({ key, served, native, promptIds, body, features });
+    const cached = cacheKey ? await this.deps.cache!.get(cacheKey) : undefined;
+    if (cacheKey) sink.cacheStatus?.(cached ? 'hit' : 'miss');
+    if (cached) {
+      const end: GenerationEnd = { reason: cached.reason, promptTokens: cached.promptTokens, completionTokens: cached.completionTokens, interTokenMs: [] };
+      if (stream && endpoint === 'chat') sink.chunk(chunk(endpoint, meta, { role: true }, native.includeUsage));
+      if (stream) for (const text of cached.pieces) sink.chunk(chunk(endpoint, meta, { text }, native.includeUsage));
+      this.answer(endpoint, native, meta, stream, sink, cached.pieces.join(''), end);
+      await admission.finish(end.completionTokens);
+      return { model: served.id, stream, end, cache: 'hit' };
+    }
+
     const filterStop = new AbortController();
     const request: TextRequest = {
       promptIds,
@@ -63,33 +81,37 @@ export class CompletionService {
       signal: AbortSignal.any([signal, filterStop.signal]),
     };
     const collector = new TextCollector();
-    const streamer: Streamer = stream
-      ? {
-          put: (text) => sink.chunk(chunk(endpoint, meta, { text }, native.includeUsage)),
-          end: (end) => collector.end(end),
-        }
-      : collector;
-    const filtered = this.deps.filter ? this.deps.filter.wrapOutput(streamer, () => filterStop.abort()) : streamer;
+    const recorded = recordPieces(
+      stream
+        ? {
+            put: (text) => sink.chunk(chunk(endpoint, meta, { text }, native.includeUsage)),
+            end: (end) => collector.end(end),
+          }
+        : collector,
+    );
+    const filtered = this.deps.filter ? this.deps.filter.wrapOutput(recorded.streamer, () => filterStop.abort()) : recorded.streamer;
     try {
       served.engine.generate(request, filtered);
     } catch (e) {
       throw rejection(e);
     }
-    this.deps.quotas.record(key, promptIds.length);
     if (stream && endpoint === 'chat') sink.chunk(chunk(endpoint, meta, { role: true }, native.includeUsage));
 
     const end = await collector.done;
-    this.deps.quotas.record(key, end.completionTokens, 0);
+    await admission.finish(end.completionTokens);
     this.deps.metrics.recordGeneration(served.id, end);
     if (end.reason === 'error') throw new ApiError(500, `generation failed: ${end.error?.message ?? 'unknown error'}`, 'generation_failed');
-    if (end.reason !== 'cancelled') {
-      if (!stream) sink.complete((endpoint === 'chat' ? chatCompletion : completion)(meta, collector.text, end));
-      else {
-        sink.chunk(chunk(endpoint, meta, { finish: end.reason }, native.includeUsage));
-        if (native.includeUsage) sink.chunk(usageChunk(endpoint, meta, end));
-      }
-    }
-    return { model: served.id, stream, end };
+    if (cacheKey) await this.deps.cache!.set(cacheKey, { pieces: recorded.pieces, reason: end.reason, promptTokens: end.promptTokens, completionTokens: end.completionTokens });
+    this.answer(endpoint, native, meta, stream, sink, collector.text, end);
+    return { model: served.id, stream, end, cache: cacheKey ? 'miss' : undefined };
+  }
+
+  /** The whole response, or the stream's last chunks (finish reason, then usage if asked). */
+  private answer(endpoint: Endpoint, native: NativeRequest, meta: ResponseMeta, stream: boolean, sink: ResponseSink, text: string, end: GenerationEnd): void {
+    if (end.reason === 'cancelled') return;
+    if (!stream) return sink.complete((endpoint === 'chat' ? chatCompletion : completion)(meta, text, end));
+    sink.chunk(chunk(endpoint, meta, { finish: end.reason }, native.includeUsage));
+    if (native.includeUsage) sink.chunk(usageChunk(endpoint, meta, end));
   }
 
   private promptIds(served: ServedModel, native: NativeRequest): number[] {

@@ -1,79 +1,161 @@
 import type { ApiKey } from './auth.js';
+import { DAY, MINUTE, type CounterStore } from './counter-store.js';
 import { ApiError } from './openai/errors.js';
+import type { Feature, Limits, QuotaPolicy } from './quota-file.js';
+import type { ServerMetrics } from './server-metrics.js';
 
-export interface QuotaLimits {
-  requestsPerMinute?: number;
-  tokensPerMinute?: number;
+/** What happens to requests while the shared counter store (Redis) is unreachable. */
+export const REDIS_DOWN_POLICIES = ['open', 'closed'] as const;
+export type RedisDownPolicy = (typeof REDIS_DOWN_POLICIES)[number];
+
+/** Seconds a client is asked to wait when the quota store is away and the policy is `closed`. */
+const STORE_DOWN_RETRY_AFTER_S = 5;
+
+export type QuotaLevel = 'key' | 'account' | 'model' | 'feature';
+
+/** What a request is checked against. */
+export interface RequestFacts {
+  key: ApiKey;
+  model: { id: string; name: string };
+  features: readonly Feature[];
+  promptTokens: number;
 }
 
-const WINDOW_MS = 60_000;
-
-interface Usage {
-  at: number;
-  requests: number;
-  tokens: number;
+/** A request let through: its generated tokens are counted when it ends. */
+export interface Admission {
+  finish(completionTokens: number): Promise<void>;
 }
+
+interface Subject {
+  level: QuotaLevel;
+  name: string;
+  limits: Limits;
+  /** Key and account counters are kept without limits too, for /v1/usage. */
+  always: boolean;
+}
+
+const RULES = [
+  { field: 'rpm', what: 'requests per minute', unit: 'requests', window: MINUTE },
+  { field: 'tpm', what: 'tokens per minute', unit: 'tokens', window: MINUTE },
+  { field: 'tpd', what: 'tokens per day', unit: 'tokens', window: DAY },
+] as const;
 
 /**
- * Per-key requests and tokens per minute over a sliding one-minute window. A request is checked
- * before it is queued (its prompt tokens count at once, its output tokens when it ends); over a
- * limit it gets 429 with the seconds after which it would pass.
+ * Multi-level quotas: a request is checked against its key, the key's account, its model (by name and by
+ * name@version) and each feature it uses, for requests and tokens per minute and tokens per day, in one
+ * atomic take from the counter store. Prompt tokens count at once, generated tokens when the request ends.
+ * Refusals name the level and the limit (429 with Retry-After; 403 for a feature denied to the key).
  */
 export class QuotaTracker {
-  private readonly usage = new Map<string, Usage[]>();
-
   constructor(
-    private readonly defaults: QuotaLimits = {},
-    private readonly now: () => number = Date.now,
+    private readonly policy: QuotaPolicy,
+    private readonly store: CounterStore,
+    private readonly opts: { redisDown: RedisDownPolicy; metrics?: ServerMetrics; now?: () => number },
   ) {}
 
-  /** Throws 429 if one more request with `promptTokens` would go over the key's limits. */
-  check(key: ApiKey, promptTokens: number): void {
-    const rpm = key.requestsPerMinute ?? this.defaults.requestsPerMinute;
-    const tpm = key.tokensPerMinute ?? this.defaults.tokensPerMinute;
-    if (!rpm && !tpm) return;
-    const events = this.window(key.name);
-    const now = this.now();
-    if (rpm) {
-      const requests = events.reduce((n, e) => n + e.requests, 0);
-      if (requests >= rpm) {
-        // Wait until enough of the oldest requests leave the window.
-        throw this.tooMany(`requests per minute (${rpm})`, key, this.waitUntil(events, (e) => e.requests, requests + 1 - rpm, now));
-      }
+  /** Prompts longer than this use the `long_context` feature. */
+  get longContextTokens(): number {
+    return this.policy.longContextTokens;
+  }
+
+  async admit(facts: RequestFacts): Promise<Admission> {
+    const { key } = facts;
+    const account = key.account ? this.policy.accounts.get(key.account) : undefined;
+    for (const feature of facts.features) {
+      const by = key.deny?.includes(feature) ? `key ${key.name}` : account?.deny.includes(feature) ? `account ${key.account}` : undefined;
+      if (by) throw new ApiError(403, `Feature ${feature} is not allowed for ${by} by the quota file`, 'feature_not_allowed');
     }
-    if (tpm) {
-      const tokens = events.reduce((n, e) => n + e.tokens, 0);
-      if (tokens + promptTokens > tpm) {
-        const wait = promptTokens > tpm ? WINDOW_MS : this.waitUntil(events, (e) => e.tokens, tokens + promptTokens - tpm, now);
-        throw this.tooMany(`tokens per minute (${tpm}; this request has ${promptTokens} prompt tokens)`, key, wait);
-      }
+    const subjects = this.subjects(facts);
+    const counters = subjects.flatMap((s) => RULES.map((r) => ({ subject: s, rule: r, take: { id: `${s.level}:${s.name}:${r.unit}`, window: r.window, limit: s.limits[r.field] ?? 0, amount: r.unit === 'requests' ? 1 : facts.promptTokens } })));
+    const taken = await this.guard(() => this.store.take(counters.map((c) => c.take), this.now()));
+    if (taken?.refused !== undefined) {
+      const { subject, rule, take } = counters[taken.refused];
+      this.opts.metrics?.quotaRefusals.inc({ level: subject.level });
+      const seconds = Math.max(1, Math.ceil(taken.waitMs / 1000));
+      const over = rule.unit === 'tokens' && take.amount > take.limit ? `; this request alone has ${take.amount} prompt tokens` : '';
+      throw new ApiError(429, `Rate limit reached for ${subject.level} ${subject.name} on ${rule.what} (limit ${take.limit}${over}): try again in ${seconds}s`, 'rate_limit_exceeded', null, {
+        'Retry-After': String(seconds),
+        'X-Llmkit-Quota-Level': subject.level,
+      });
+    }
+    this.count(key, 1, facts.promptTokens);
+    return {
+      finish: async (completionTokens) => {
+        if (!completionTokens) return;
+        this.count(key, 0, completionTokens);
+        const tokens = counters.filter((c) => c.rule.unit === 'tokens').map((c) => ({ ...c.take, limit: 0, amount: completionTokens }));
+        await this.guard(() => this.store.take(tokens, this.now()));
+      },
+    };
+  }
+
+  /** What the caller's key and account used in the current windows; an admin key sees every key and account. */
+  async usage(caller: ApiKey, keys: readonly ApiKey[]): Promise<object> {
+    const admin = this.policy.adminKeys.has(caller.name);
+    const shown = admin ? keys : [caller];
+    const accounts = admin ? [...this.policy.accounts.keys()] : caller.account ? [caller.account] : [];
+    const report = async (level: QuotaLevel, name: string, limits: Limits) => {
+      const used = await this.guard(() => this.store.read(RULES.map((r) => ({ id: `${level}:${name}:${r.unit}`, window: r.window })), this.now()));
+      return Object.fromEntries(RULES.map((r, i) => [r.field, { used: used?.[i] ?? null, limit: limits[r.field] ?? null }]));
+    };
+    return {
+      object: 'usage',
+      windows: { rpm: 'last 60 s', tpm: 'last 60 s', tpd: 'last 24 h' },
+      keys: await Promise.all(shown.map(async (k) => ({ name: k.name, account: k.account ?? null, ...(await report('key', k.name, this.keyLimits(k))) }))),
+      accounts: await Promise.all(accounts.map(async (a) => ({ name: a, ...(await report('account', a, this.policy.accounts.get(a)?.limits ?? {})) }))),
+    };
+  }
+
+  private subjects({ key, model, features }: RequestFacts): Subject[] {
+    const subjects: Subject[] = [{ level: 'key', name: key.name, limits: this.keyLimits(key), always: true }];
+    if (key.account) subjects.push({ level: 'account', name: key.account, limits: this.policy.accounts.get(key.account)?.limits ?? {}, always: true });
+    for (const name of new Set([model.name, model.id])) subjects.push({ level: 'model', name, limits: this.policy.models.get(name) ?? {}, always: false });
+    for (const f of features) subjects.push({ level: 'feature', name: f, limits: this.policy.features.get(f) ?? {}, always: false });
+    return subjects.filter((s) => s.always || Object.keys(s.limits).length);
+  }
+
+  private keyLimits(key: ApiKey): Limits {
+    return { ...this.policy.defaults, ...key.limits };
+  }
+
+  private count(key: ApiKey, requests: number, tokens: number): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    const labels = { key: key.name, account: key.account ?? '' };
+    if (requests) m.keyRequests.inc(labels, requests);
+    m.keyTokens.inc(labels, tokens);
+    if (!key.account) return;
+    if (requests) m.accountRequests.inc({ account: key.account }, requests);
+    m.accountTokens.inc({ account: key.account }, tokens);
+  }
+
+  /** Runs a store operation; if the store is unreachable, `open` goes on without it (undefined) and `closed` refuses with 503. */
+  private async guard<T>(op: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await op();
+    } catch (e) {
+      this.opts.metrics?.quotaStoreErrors.inc();
+      if (this.opts.redisDown === 'open') return undefined;
+      throw new ApiError(503, `The quota store is unreachable (${(e as Error).message}) and this server refuses requests until it is back (--redis-down closed)`, 'quota_store_unavailable', null, {
+        'Retry-After': String(STORE_DOWN_RETRY_AFTER_S),
+      });
     }
   }
 
-  /** Counts a request that was queued, or the tokens it generated (requests = 0). */
-  record(key: ApiKey, tokens: number, requests = 1): void {
-    const events = this.window(key.name);
-    events.push({ at: this.now(), requests, tokens });
-    this.usage.set(key.name, events);
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
   }
+}
 
-  private window(name: string): Usage[] {
-    const since = this.now() - WINDOW_MS;
-    return (this.usage.get(name) ?? []).filter((e) => e.at > since);
-  }
-
-  /** Milliseconds until the oldest events holding `excess` units have left the window. */
-  private waitUntil(events: Usage[], units: (e: Usage) => number, excess: number, now: number): number {
-    let freed = 0;
-    for (const e of events) {
-      freed += units(e);
-      if (freed >= excess) return e.at + WINDOW_MS - now;
-    }
-    return WINDOW_MS;
-  }
-
-  private tooMany(what: string, key: ApiKey, waitMs: number): ApiError {
-    const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-    return new ApiError(429, `Rate limit reached for ${key.name} on ${what}: try again in ${seconds}s`, 'rate_limit_exceeded', null, { 'Retry-After': String(seconds) });
-  }
+/** The features a request uses, from the raw OpenAI body (so options other layers add are seen too). */
+export function requestFeatures(body: unknown, opts: { stream: boolean; websocket: boolean; promptTokens: number; longContextTokens: number }): Feature[] {
+  const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const features: Feature[] = [];
+  if (opts.stream) features.push('stream');
+  if (opts.websocket) features.push('websocket');
+  if (typeof b.n === 'number' && b.n > 1) features.push('n');
+  if ((Array.isArray(b.tools) && b.tools.length) || (Array.isArray(b.functions) && b.functions.length) || b.response_format != null) features.push('tools');
+  if (b.logprobs === true || typeof b.logprobs === 'number' || b.top_logprobs != null) features.push('logprobs');
+  if (opts.promptTokens > opts.longContextTokens) features.push('long_context');
+  return features;
 }

@@ -14,6 +14,13 @@ export class ServerMetrics {
   readonly completionTokens = this.registry.add(new Counter('llmkit_completion_tokens_total', 'tokens generated'));
   readonly timeToFirstToken = this.registry.add(new Histogram('llmkit_time_to_first_token_seconds', 'from queueing to the first token', LATENCY_BUCKETS));
   readonly interTokenLatency = this.registry.add(new Histogram('llmkit_inter_token_latency_seconds', 'between consecutive tokens of one generation', LATENCY_BUCKETS));
+  readonly keyRequests = this.registry.add(new Counter('llmkit_key_requests_total', 'requests admitted by the quotas, by API key name and account'));
+  readonly keyTokens = this.registry.add(new Counter('llmkit_key_tokens_total', 'prompt + generated tokens counted against the quotas, by API key name and account'));
+  readonly accountRequests = this.registry.add(new Counter('llmkit_account_requests_total', 'requests admitted by the quotas, by account (all of its keys)'));
+  readonly accountTokens = this.registry.add(new Counter('llmkit_account_tokens_total', 'prompt + generated tokens counted against the quotas, by account (all of its keys)'));
+  readonly quotaRefusals = this.registry.add(new Counter('llmkit_quota_refusals_total', 'requests refused with 429, by the quota level that refused them'));
+  readonly quotaStoreErrors = this.registry.add(new Counter('llmkit_quota_store_errors_total', 'quota checks that could not reach the counter store (Redis); --redis-down says what happened to the request'));
+  readonly cacheRequests = this.registry.add(new Counter('llmkit_cache_requests_total', 'cacheable (deterministic) requests, by result: hit or miss'));
   readonly decodeBatch = this.registry.add(new Histogram('llmkit_decode_batch_size', 'rows advanced by each decode step', BATCH_BUCKETS));
 
   /** `models` is read at scrape time, so the metrics can exist before the models are loaded. */

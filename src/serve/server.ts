@@ -10,6 +10,7 @@ import type { ModelRegistry } from './model-registry.js';
 import { ApiError, toApiError } from './openai/errors.js';
 import type { Endpoint } from './openai/translate.js';
 import type { QuotaTracker } from './quotas.js';
+import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 import { WebSocketGateway } from './websocket.js';
 
@@ -19,6 +20,7 @@ export interface ServerOptions {
   quotas: QuotaTracker;
   metrics: ServerMetrics;
   filter?: ContentFilter;
+  cache?: ResponseCache;
   /** Receives one access-log line per request. */
   log: (line: string) => void;
 }
@@ -29,11 +31,14 @@ const DRAIN_RETRY_AFTER_S = 5;
 /** nginx's "client closed request": the client left before a response could be sent. */
 const CLIENT_CLOSED = 499;
 
+/** `hit` or `miss` on cacheable requests when the response cache is on. */
+export const CACHE_HEADER = 'X-Llmkit-Cache';
+
 const GENERATION_ROUTES: Record<string, Endpoint> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completion' };
 
 /**
  * The OpenAI-compatible server on node:http: REST (JSON and server-sent events), the WebSocket at
- * /v1/ws, health, readiness and Prometheus metrics. SIGTERM-style draining: new requests get 503
+ * /v1/ws and /v1/chat/completions, quota usage at /v1/usage, health, readiness and Prometheus metrics. SIGTERM-style draining: new requests get 503
  * while the ones in flight finish.
  */
 export class LlmServer {
@@ -114,6 +119,12 @@ export class LlmServer {
       entry.key = key.name;
       return this.generate(endpoint, await readJson(req), key, res, entry);
     }
+    if (pathname === '/v1/usage') {
+      this.allow(req, 'GET');
+      const key = this.opts.auth.authenticate(req.headers.authorization);
+      entry.key = key.name;
+      return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
+    }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
     if (pathname === '/ready') return this.draining ? sendJson(res, 503, { status: 'draining' }) : sendJson(res, 200, { status: 'ready' });
     if (pathname === '/metrics') {
@@ -149,7 +160,11 @@ export class LlmServer {
     res.on('close', () => !res.writableFinished && client.abort());
     const sse = new SseWriter(res);
     try {
-      const summary = await this.service.handle(endpoint, body, key, client.signal, { chunk: (c) => sse.send(c), complete: (r) => sendJson(res, 200, r) });
+      const summary = await this.service.handle(endpoint, body, key, client.signal, {
+        chunk: (c) => sse.send(c),
+        complete: (r) => sendJson(res, 200, r),
+        cacheStatus: (status) => res.setHeader(CACHE_HEADER, status),
+      });
       Object.assign(entry, {
         model: summary.model,
         transport: summary.stream ? 'sse' : 'json',

@@ -11,8 +11,18 @@ import type { ServerMetrics } from './server-metrics.js';
 
 export const WS_PATH = '/v1/ws';
 
+/** Where a plain request (no envelope) is read as chat or as a legacy completion. */
+const PLAIN_PATHS: Record<string, Endpoint> = { '/v1/chat/completions': 'chat', '/v1/completions': 'completion', [WS_PATH]: 'chat' };
+
 /**
- * The WebSocket protocol at /v1/ws, several requests per connection, told apart by the client's `id`:
+ * Two shapes of messages, on ws://HOST/v1/ws, /v1/chat/completions or /v1/completions.
+ *
+ * A plain OpenAI request, as clients written for OpenAI's streaming send it (no `id`, no envelope): the
+ * answer streams as bare chunk objects, exactly the SSE stream's `data:` payloads, until the chunk with
+ * `finish_reason`; an error is a bare OpenAI error object. On /v1/ws a body with `prompt` and no
+ * `messages` is a legacy completion.
+ *
+ * The envelope, several requests at a time per connection, told apart by the client's `id`:
  *   → {"type": "chat.completions" | "completions", "id": "r1", "body": {…OpenAI request…}}
  *   → {"type": "cancel", "id": "r1"}
  *   ← {"type": "chunk", "id": "r1", "chunk": {…the same chunk objects as the SSE stream…}}
@@ -40,7 +50,7 @@ export class WebSocketGateway {
     const url = new URL(req.url ?? '/', 'http://localhost');
     let key: ApiKey;
     try {
-      if (url.pathname !== WS_PATH) throw new ApiError(404, `Unknown WebSocket URL: ${url.pathname} (use ${WS_PATH})`, 'unknown_url');
+      if (!PLAIN_PATHS[url.pathname]) throw new ApiError(404, `Unknown WebSocket URL: ${url.pathname} (use ${Object.keys(PLAIN_PATHS).join(', ')})`, 'unknown_url');
       this.deps.refuseIfDraining();
       key = this.deps.auth.authenticate(req.headers.authorization, url.searchParams.get('api_key'));
     } catch (e) {
@@ -51,7 +61,7 @@ export class WebSocketGateway {
       this.logLine(req, error.status, 0, { error: error.code ?? undefined });
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req, key));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req, key, url.pathname));
   }
 
   /** Closes every connection as "going away" (after draining). */
@@ -59,11 +69,19 @@ export class WebSocketGateway {
     for (const ws of this.wss.clients) ws.close(1001, 'server shutting down');
   }
 
-  private connection(ws: WebSocket, req: IncomingMessage, key: ApiKey): void {
+  private connection(ws: WebSocket, req: IncomingMessage, key: ApiKey, path: string): void {
     const running = new Map<string, AbortController>();
+    let plainCount = 0;
     ws.on('close', () => running.forEach((c) => c.abort()));
     ws.on('message', (data) => {
       const message = parseMessage(data.toString());
+      if (message.plain) {
+        const id = `plain-${++plainCount}`;
+        const controller = new AbortController();
+        running.set(id, controller);
+        const endpoint = path === WS_PATH && !('messages' in message.plain) && 'prompt' in message.plain ? 'completion' : PLAIN_PATHS[path];
+        return this.deps.track(this.run(ws, req, key, id, endpoint, message.plain, controller, true).finally(() => running.delete(id)));
+      }
       if (message.type === 'cancel') return void (message.id && running.get(message.id)?.abort());
       const endpoint = MESSAGE_TYPES[String(message.type)];
       const refusal = message.error ?? this.refusal(message.id, endpoint, running);
@@ -82,12 +100,13 @@ export class WebSocketGateway {
     return undefined;
   }
 
-  private async run(ws: WebSocket, req: IncomingMessage, key: ApiKey, id: string, endpoint: Endpoint, body: unknown, controller: AbortController): Promise<void> {
+  private async run(ws: WebSocket, req: IncomingMessage, key: ApiKey, id: string, endpoint: Endpoint, body: unknown, controller: AbortController, plain = false): Promise<void> {
     const started = performance.now();
     try {
       this.deps.refuseIfDraining();
-      const summary = await this.deps.service.handle(endpoint, body, key, controller.signal, { chunk: (chunk) => this.send(ws, { type: 'chunk', id, chunk }), complete: () => {} }, { forceStream: true });
-      this.send(ws, { type: 'done', id, finish_reason: summary.end.reason });
+      const sink = { chunk: (chunk: object) => this.send(ws, plain ? chunk : { type: 'chunk', id, chunk }), complete: () => {} };
+      const summary = await this.deps.service.handle(endpoint, body, key, controller.signal, sink, { forceStream: true, websocket: true });
+      if (!plain) this.send(ws, { type: 'done', id, finish_reason: summary.end.reason, ...(summary.cache ? { cache: summary.cache } : {}) });
       this.logLine(req, 200, performance.now() - started, {
         key: key.name,
         model: summary.model,
@@ -97,7 +116,7 @@ export class WebSocketGateway {
       });
     } catch (e) {
       const error = toApiError(e);
-      this.send(ws, { type: 'error', id, ...errorFields(error) });
+      this.send(ws, plain ? error.body : { type: 'error', id, ...errorFields(error) });
       this.logLine(req, error.status, performance.now() - started, { key: key.name, error: error.code ?? undefined });
     }
   }
@@ -112,8 +131,8 @@ export class WebSocketGateway {
   }
 }
 
-/** A client message's fields, or the error that says why it is not one. */
-function parseMessage(text: string): { type?: unknown; id: string | null; body?: unknown; error?: ApiError } {
+/** A client message's fields (`plain`: a bare OpenAI request), or the error that says why it is not one. */
+function parseMessage(text: string): { type?: unknown; id: string | null; body?: unknown; plain?: Record<string, unknown>; error?: ApiError } {
   let message: unknown;
   try {
     message = JSON.parse(text);
@@ -124,6 +143,7 @@ function parseMessage(text: string): { type?: unknown; id: string | null; body?:
     return { id: null, error: new ApiError(400, 'messages must be JSON objects', 'invalid_json') };
   }
   const { type, id, body } = message as Record<string, unknown>;
+  if (type === undefined && body === undefined && ('messages' in message || 'prompt' in message)) return { id: null, plain: message as Record<string, unknown> };
   return { type, id: typeof id === 'string' && id ? id : null, body };
 }
 

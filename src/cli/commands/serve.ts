@@ -1,7 +1,8 @@
 import { Command } from 'commander';
-import { startServer } from '../../core/serve.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, startServer } from '../../core/serve.js';
 import { parseDevice } from '../../engine/onnx-runtime.js';
 import { FILTER_MODES, type FilterMode } from '../../serve/content-filter.js';
+import { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../../serve/quotas.js';
 import { UsageError } from '../../core/errors.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';
@@ -20,13 +21,19 @@ interface ServeFlags {
   apiKeysFile?: string;
   rpm?: string;
   tpm?: string;
+  quotaFile?: string;
+  redis?: string;
+  redisDown: string;
+  cache?: boolean;
+  cacheEntries: string;
+  cacheTtl: string;
   blocklist?: string;
   filterMode: string;
 }
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('serve exported models behind an OpenAI-compatible API (REST, server-sent events, WebSocket at /v1/ws)')
+    .description('serve exported models behind an OpenAI-compatible API (REST, server-sent events, WebSocket at /v1/ws and /v1/chat/completions)')
     .argument('<models...>', 'model folders from `llmkit export`/`quantize`: PATH, NAME=PATH or NAME@VERSION=PATH')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0 picks a free one)', '8080')
@@ -40,10 +47,17 @@ export function serveCommand(): Command {
     .option('--api-keys-file <file>', 'one key a line: KEY [name=NAME] [rpm=N] [tpm=N]')
     .option('--rpm <n>', 'requests per minute per API key (default: unlimited)')
     .option('--tpm <n>', 'prompt + generated tokens per minute per API key (default: unlimited)')
+    .option('--quota-file <file>', 'YAML or JSON: accounts, their keys, and rpm/tpm/tpd limits per account, key, model and feature (docs/serve.md)')
+    .option('--redis <url>', 'redis://HOST:PORT: quota counters and the response cache shared by every replica, kept across restarts')
+    .option('--redis-down <policy>', `while Redis is unreachable: open (serve without quotas) or closed (refuse with 503)`, 'open')
+    .option('--cache', 'answer repeated deterministic requests (temperature 0 or a seed) from a cache: in Redis with --redis, else in memory')
+    .option('--cache-entries <n>', 'answers the in-memory cache keeps (least recently used go first)', String(DEFAULT_CACHE_ENTRIES))
+    .option('--cache-ttl <seconds>', 'how long a cached answer lives in Redis', String(DEFAULT_CACHE_TTL_S))
     .option('--blocklist <file>', 'content filter: one blocked word or phrase a line, matched ignoring case')
     .option('--filter-mode <mode>', `what the blocklist does: ${FILTER_MODES.join(' or ')}`, 'reject')
     .action(
       action(async (opts: ServeFlags, flags: GlobalFlags, [models]) => {
+        if (!(REDIS_DOWN_POLICIES as readonly string[]).includes(opts.redisDown)) throw new UsageError(`--redis-down must be one of ${REDIS_DOWN_POLICIES.join(', ')} (got ${opts.redisDown})`);
         if (!(FILTER_MODES as readonly string[]).includes(opts.filterMode)) throw new UsageError(`--filter-mode must be one of ${FILTER_MODES.join(', ')} (got ${opts.filterMode})`);
         const server = await startServer({
           models: models as unknown as string[],
@@ -59,6 +73,12 @@ export function serveCommand(): Command {
           apiKeysFile: opts.apiKeysFile,
           requestsPerMinute: opts.rpm ? parseInteger(opts.rpm, '--rpm') : undefined,
           tokensPerMinute: opts.tpm ? parseInteger(opts.tpm, '--tpm') : undefined,
+          quotaFile: opts.quotaFile,
+          redis: opts.redis,
+          redisDown: opts.redisDown as RedisDownPolicy,
+          cache: opts.cache === true,
+          cacheEntries: parseInteger(opts.cacheEntries, '--cache-entries'),
+          cacheTtlSeconds: parseInteger(opts.cacheTtl, '--cache-ttl'),
           blocklist: opts.blocklist,
           filterMode: opts.filterMode as FilterMode,
           log: (line) => process.stderr.write(line + '\n'),

@@ -1,0 +1,93 @@
+import { createHash } from 'node:crypto';
+import type { FinishReason } from '../engine/streamer.js';
+import type { Streamer } from '../engine/streamer.js';
+import type { ApiKey } from './auth.js';
+import type { ServedModel } from './model-registry.js';
+import type { Feature } from './quota-file.js';
+import type { RedisValueStore } from './redis-store.js';
+import type { NativeRequest } from './openai/translate.js';
+import type { ServerMetrics } from './server-metrics.js';
+
+/** A finished answer as it was streamed: replayed piece by piece, so a cached stream still streams. */
+export interface CachedAnswer {
+  pieces: string[];
+  reason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Request fields that change how an answer is framed, never what it says. */
+const FRAMING_FIELDS = new Set(['stream', 'stream_options', 'user', 'model']);
+
+/** Features whose answers hold more than text (several choices, log-probabilities, tool calls): never cached. */
+const UNCACHEABLE: readonly Feature[] = ['n', 'logprobs', 'tools'];
+
+/** Only answers that ended on their own are worth replaying. */
+const CACHEABLE_ENDS: readonly FinishReason[] = ['stop', 'length'];
+
+/**
+ * The response cache (`--cache`) for deterministic requests (greedy, or sampled with a fixed seed): in
+ * memory with a bound on entries (least recently used goes first), or in Redis with a TTL when the server
+ * has `--redis`, shared by replicas. The key hashes everything that can change the output: the model id
+ * (name@version) and its manifest, the endpoint, the prompt's token ids (system prompt and every turn,
+ * after the chat template), and every request field but those that only frame the answer. Keys are scoped
+ * to the caller's account (or key, when it has none): two accounts never share an entry.
+ */
+export class ResponseCache {
+  private readonly memory = new Map<string, CachedAnswer>();
+
+  constructor(
+    private readonly opts: { maxEntries: number; redis?: RedisValueStore; metrics: ServerMetrics },
+  ) {}
+
+  /** The request's cache key, or undefined when its output is not deterministic. */
+  keyFor(r: { key: ApiKey; served: ServedModel; native: NativeRequest; promptIds: readonly number[]; body: unknown; features: readonly Feature[] }): string | undefined {
+    const { sampling } = r.native;
+    if ((sampling.temperature ?? 0) !== 0 && sampling.seed === undefined) return undefined;
+    if (r.features.some((f) => UNCACHEABLE.includes(f))) return undefined;
+    const fields = Object.entries(r.body as Record<string, unknown>).filter(([k]) => !FRAMING_FIELDS.has(k));
+    const hash = createHash('sha256');
+    hash.update(JSON.stringify([r.key.account ? `account:${r.key.account}` : `key:${r.key.name}`, r.served.id, r.served.engine.model.manifest, r.native.endpoint, r.promptIds, fields.sort()]));
+    return hash.digest('hex');
+  }
+
+  async get(key: string): Promise<CachedAnswer | undefined> {
+    let answer: CachedAnswer | undefined;
+    if (this.opts.redis) {
+      // Redis away: a miss; the answer is generated as if there were no cache.
+      const text = await this.opts.redis.get(key).catch(() => null);
+      answer = text ? (JSON.parse(text) as CachedAnswer) : undefined;
+    } else {
+      answer = this.memory.get(key);
+      if (answer) {
+        this.memory.delete(key);
+        this.memory.set(key, answer);
+      }
+    }
+    this.opts.metrics.cacheRequests.inc({ result: answer ? 'hit' : 'miss' });
+    return answer;
+  }
+
+  async set(key: string, answer: CachedAnswer): Promise<void> {
+    if (!CACHEABLE_ENDS.includes(answer.reason)) return;
+    if (this.opts.redis) return void (await this.opts.redis.set(key, JSON.stringify(answer)).catch(() => {}));
+    this.memory.delete(key);
+    this.memory.set(key, answer);
+    while (this.memory.size > this.opts.maxEntries) this.memory.delete(this.memory.keys().next().value!);
+  }
+}
+
+/** A streamer that keeps every piece it passes on (what a cache entry replays). */
+export function recordPieces(streamer: Streamer): { streamer: Streamer; pieces: string[] } {
+  const pieces: string[] = [];
+  return {
+    pieces,
+    streamer: {
+      put: (text) => {
+        pieces.push(text);
+        streamer.put(text);
+      },
+      end: (end) => streamer.end(end),
+    },
+  };
+}
