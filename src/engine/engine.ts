@@ -1,6 +1,7 @@
 import { DecoderSession } from './decoder-session.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
+import { PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './onnx-runtime.js';
 import { GREEDY, type SamplingParams } from './sampling.js';
@@ -14,7 +15,11 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   threads?: number;
   /** Called after each decode step with the number of rows it advanced. */
   onDecodeStep?: (rows: number) => void;
+  /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
+  prefixCacheMb?: number;
 }
+
+export const DEFAULT_PREFIX_CACHE_MB = 256;
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
 
@@ -53,7 +58,9 @@ export class Engine {
       prefillChunk: opts.prefillChunk ?? DEFAULT_LIMITS.prefillChunk,
       maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
     };
-    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep));
+    const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
+    const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
+    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes));
   }
 
   get contextLength(): number {

@@ -1,5 +1,6 @@
 import type { BatchCache, DecoderSession } from './decoder-session.js';
 import { gatherRows, leftPaddedMask, type RowSelection } from './kv-cache.js';
+import type { PrefixCache } from './prefix-cache.js';
 import { TokenSampler, type SamplingParams } from './sampling.js';
 import type { FinishReason, GenerationEnd } from './streamer.js';
 
@@ -55,6 +56,8 @@ class Sequence {
   /** The last sampled token, fed at the next decode step. */
   next = -1;
   generated = 0;
+  /** The sampled tokens, in order. */
+  readonly output: number[] = [];
   finished?: FinishReason;
   private readonly submittedAt = performance.now();
   private lastTokenAt = 0;
@@ -70,6 +73,11 @@ class Sequence {
     return this.request.promptIds.length + this.request.maxTokens;
   }
 
+  /** The tokens whose keys/values are in the cache: the prompt, then the output but its last token (not fed yet). */
+  get cachedIds(): number[] {
+    return [...this.request.promptIds, ...this.output].slice(0, this.cached);
+  }
+
   get cancelled(): boolean {
     return !this.finished && this.request.signal?.aborted === true;
   }
@@ -82,6 +90,7 @@ class Sequence {
     else this.gaps.push(now - this.lastTokenAt);
     this.lastTokenAt = now;
     this.generated++;
+    this.output.push(token);
     this.next = token;
     const { request } = this;
     if (request.stopTokenIds.includes(token) || request.sink.token(token)) this.finish('stop');
@@ -148,6 +157,8 @@ export class GenerationScheduler {
     readonly limits: SchedulerLimits,
     /** Called after each decode step with the number of rows it advanced (for metrics). */
     private readonly onDecodeStep?: (rows: number) => void,
+    /** Finished rows' keys/values, reused by newcomers that start with the same tokens. */
+    readonly prefixes?: PrefixCache,
   ) {
     this.cache = decoder.emptyCache(0);
   }
@@ -265,6 +276,11 @@ export class GenerationScheduler {
     const active = this.active();
     let free = this.limits.maxBatch - active.length;
     let tokens = active.reduce((n, s) => n + s.tokens, 0);
+    const head = this.queue[0];
+    if (head && free > 0 && tokens + head.tokens <= this.limits.maxTokensTotal) {
+      const reused = this.prefixes?.lookup(head.request.promptIds);
+      if (reused) return this.newJob([this.queue.shift()!], head.request.promptIds.length, reused);
+    }
     const seqs: Sequence[] = [];
     let width = 0;
     let real = 0;
@@ -284,7 +300,11 @@ export class GenerationScheduler {
         free--;
       } else i++;
     }
-    if (!seqs.length) return undefined;
+    return seqs.length ? this.newJob(seqs, width) : undefined;
+  }
+
+  /** A prefill job for prompts left-padded to `width`; a reused prefix (one row) is already in its cache. */
+  private newJob(seqs: Sequence[], width: number, reused?: { length: number; cache: BatchCache }): PrefillJob {
     const ids = new BigInt64Array(seqs.length * width);
     const mask = new BigInt64Array(seqs.length * width);
     const positions = new BigInt64Array(seqs.length * width);
@@ -297,7 +317,7 @@ export class GenerationScheduler {
         positions[b * width + pad + i] = BigInt(i);
       });
     });
-    return { seqs, width, ids, mask, positions, done: 0, cache: this.decoder.emptyCache(seqs.length) };
+    return { seqs, width, ids, mask, positions, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
   }
 
   /** Drops finished and cancelled rows and merges newcomers: one copy of the cache, trimmed to the longest row. */
@@ -305,6 +325,8 @@ export class GenerationScheduler {
     const joining = this.prefilled;
     this.prefilled = [];
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs)]) if (s.cancelled) s.finish('cancelled');
+    this.remember(this.cache, this.running);
+    for (const job of joining) this.remember(job.cache, job.seqs);
     const keep = liveRows(this.running);
     const newcomers = joining.map((job) => ({ job, rows: liveRows(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
@@ -316,6 +338,16 @@ export class GenerationScheduler {
     }
     const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
     this.cache = this.regather(selections.filter((s) => s.rows.length), Math.max(...seqs.map((s) => s.cached)));
+  }
+
+  /** Hands the rows that finished (not with an error) to the prefix cache before their cache is dropped. */
+  private remember(cache: BatchCache, seqs: readonly Sequence[]): void {
+    if (!this.prefixes) return;
+    seqs.forEach((s, b) => {
+      if (!s.finished || s.finished === 'error' || !s.cached) return;
+      const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b] }], s.cached, kvHeads, headDim));
+    });
   }
 
   /** One copy of the chosen rows into a new cache, with spare columns where decode steps append in place. */

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, startServer } from '../../core/serve.js';
+import { DEFAULT_PREFIX_CACHE_MB } from '../../engine/engine.js';
 import { parseDevice } from '../../engine/onnx-runtime.js';
 import { FILTER_MODES, type FilterMode } from '../../serve/content-filter.js';
 import { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../../serve/quotas.js';
@@ -17,6 +18,7 @@ interface ServeFlags {
   maxQueue: string;
   maxTokensTotal?: string;
   prefillChunk: string;
+  prefixCacheMb: string;
   apiKey?: string[];
   apiKeysFile?: string;
   rpm?: string;
@@ -43,6 +45,7 @@ export function serveCommand(): Command {
     .option('--max-queue <n>', 'requests waiting for a batch row; past it, 503 with Retry-After', '256')
     .option('--max-tokens-total <n>', 'prompt + max_tokens summed over running requests (default: max-batch × context)')
     .option('--prefill-chunk <n>', 'prompt tokens prefilled between two decode steps (keeps running streams steady)', '256')
+    .option('--prefix-cache-mb <n>', "memory for finished requests' keys/values, reused by prompts that start with the same tokens (0: off)", String(DEFAULT_PREFIX_CACHE_MB))
     .option('--api-key <key...>', `API keys clients must send as "Authorization: Bearer <key>" (also $LLMKIT_API_KEYS, comma-separated)`)
     .option('--api-keys-file <file>', 'one key a line: KEY [name=NAME] [rpm=N] [tpm=N]')
     .option('--rpm <n>', 'requests per minute per API key (default: unlimited)')
@@ -69,6 +72,7 @@ export function serveCommand(): Command {
           maxQueue: parseInteger(opts.maxQueue, '--max-queue', 0),
           maxTokensTotal: opts.maxTokensTotal ? parseInteger(opts.maxTokensTotal, '--max-tokens-total') : undefined,
           prefillChunk: parseInteger(opts.prefillChunk, '--prefill-chunk'),
+          prefixCacheMb: parseInteger(opts.prefixCacheMb, '--prefix-cache-mb', 0),
           apiKeys: opts.apiKey,
           apiKeysFile: opts.apiKeysFile,
           requestsPerMinute: opts.rpm ? parseInteger(opts.rpm, '--rpm') : undefined,
