@@ -3,15 +3,17 @@ import { execa } from 'execa';
 export interface ServeProcess {
   /** The OpenAI API's base URL, e.g. http://127.0.0.1:41967/v1. */
   apiUrl: string;
+  /** What the server wrote to stderr so far (access log, Redis notices). */
+  stderr(): string;
   stop(): Promise<void>;
 }
 
-/** Starts the real `llmkit serve` on a free port with one model named `name`, and waits until it listens. */
-export async function startServe(model: string, name = 'tiny'): Promise<ServeProcess> {
-  const child = execa('node', ['bin/llmkit.js', '--json', 'serve', `${name}=${model}`, '--port', '0', '--device', 'cpu'], { reject: false, stdin: 'ignore' });
+/** Starts the real `llmkit serve` on a free port with one model named `name` (and `args`: more models, flags), and waits until it listens. */
+export async function startServe(model: string, name = 'tiny', args: string[] = []): Promise<ServeProcess> {
+  const child = execa('node', ['bin/llmkit.js', '--json', 'serve', `${name}=${model}`, '--port', '0', '--device', 'cpu', ...args], { reject: false, stdin: 'ignore' });
+  let err = '';
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
-    let err = '';
     child.stderr!.on('data', (d) => (err += d));
     child.stdout!.on('data', (d) => {
       out += d;
@@ -23,6 +25,7 @@ export async function startServe(model: string, name = 'tiny'): Promise<ServePro
   });
   return {
     apiUrl: `${url}/v1`,
+    stderr: () => err,
     stop: async () => {
       child.kill('SIGTERM');
       await child;
