@@ -1,45 +1,127 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/core/errors.js';
+import { MemoryCounterStore } from '../../src/serve/counter-store.js';
 import { ApiError } from '../../src/serve/openai/errors.js';
-import { QuotaTracker } from '../../src/serve/quotas.js';
+import { emptyPolicy, loadQuotaFile } from '../../src/serve/quota-file.js';
+import { QuotaTracker, requestFeatures, type RequestFacts } from '../../src/serve/quotas.js';
+import { tempDir } from '../helpers/cli.js';
 
-function refusal(f: () => void): ApiError | undefined {
+async function refusal(p: Promise<unknown>): Promise<ApiError | undefined> {
   try {
-    f();
+    await p;
   } catch (e) {
     return e as ApiError;
   }
 }
 
-describe('per-key quotas over a sliding minute', () => {
-  it('refuses the request over the limit until the oldest one leaves the window', () => {
+const facts = (key: RequestFacts['key'], promptTokens = 5, features: RequestFacts['features'] = []): RequestFacts => ({ key, model: { id: 'm@1', name: 'm' }, features, promptTokens });
+
+describe('quotas over sliding windows (in memory)', () => {
+  it('refuses the request over the limit until the oldest one leaves the window', async () => {
     let now = 0;
-    const quotas = new QuotaTracker({ requestsPerMinute: 2 }, () => now);
+    const quotas = new QuotaTracker(emptyPolicy({ rpm: 2 }), new MemoryCounterStore(), { redisDown: 'open', now: () => now });
     const key = { key: 'k', name: 'team' };
     for (const t of [0, 10_000]) {
       now = t;
-      quotas.check(key, 5);
-      quotas.record(key, 5);
+      await quotas.admit(facts(key));
     }
     now = 30_000;
-    const e = refusal(() => quotas.check(key, 5))!;
+    const e = (await refusal(quotas.admit(facts(key))))!;
     expect(e.status).toBe(429);
-    expect(e.headers['Retry-After']).toBe('30');
-    now = 60_001;
-    expect(refusal(() => quotas.check(key, 5))).toBeUndefined();
+    expect(e.message).toBe('Rate limit reached for key team on requests per minute (limit 2): try again in 31s');
+    expect(e.headers['Retry-After']).toBe('31');
+    now = 61_000;
+    expect(await refusal(quotas.admit(facts(key)))).toBeUndefined();
   });
 
-  it('counts prompt and generated tokens, with a per-key limit over the default', () => {
+  it('counts prompt tokens at once and generated tokens at the end, with a per-key limit over the default', async () => {
     let now = 0;
-    const quotas = new QuotaTracker({ tokensPerMinute: 1000 }, () => now);
-    const key = { key: 'k', name: 'small', tokensPerMinute: 100 };
-    quotas.record(key, 40);
+    const quotas = new QuotaTracker(emptyPolicy({ tpm: 1000 }), new MemoryCounterStore(), { redisDown: 'open', now: () => now });
+    const key = { key: 'k', name: 'small', limits: { tpm: 100 } };
+    const first = await quotas.admit(facts(key, 40));
     now = 5_000;
-    quotas.record(key, 40, 0);
-    expect(refusal(() => quotas.check(key, 10))).toBeUndefined();
-    const e = refusal(() => quotas.check(key, 30))!;
-    expect(e.message).toMatch(/tokens per minute \(100/);
-    // 10 tokens over: the first event (40 tokens, at t=0) must leave, at t=60 s.
-    expect(e.headers['Retry-After']).toBe('55');
-    expect(refusal(() => quotas.check({ key: 'other', name: 'other' }, 500))).toBeUndefined();
+    await first.finish(40);
+    expect(await refusal(quotas.admit(facts(key, 10)))).toBeUndefined();
+    const e = (await refusal(quotas.admit(facts(key, 20))))!;
+    expect(e.message).toMatch(/key small on tokens per minute \(limit 100\)/);
+    // 10 tokens over: the bucket of t=0 (40 tokens) must leave, at t=61 s.
+    expect(e.headers['Retry-After']).toBe('56');
+    expect(await refusal(quotas.admit(facts({ key: 'other', name: 'other' }, 500)))).toBeUndefined();
+  });
+
+  it('checks every level and takes from none when one refuses; tokens per day; denied features', async () => {
+    const policy = emptyPolicy();
+    policy.accounts.set('acme', { limits: { rpm: 3 }, deny: ['websocket'] });
+    policy.models.set('m', { tpd: 50 });
+    policy.features.set('stream', { rpm: 1 });
+    const quotas = new QuotaTracker(policy, new MemoryCounterStore(), { redisDown: 'open', now: () => 0 });
+    const [x, y] = [{ key: 'x', name: 'x', account: 'acme' }, { key: 'y', name: 'y', account: 'acme', deny: ['n' as const] }];
+    await quotas.admit(facts(x, 5, ['stream']));
+    expect((await refusal(quotas.admit(facts(y, 5, ['stream']))))!.message).toMatch(/^Rate limit reached for feature stream on requests per minute \(limit 1\)/);
+    // The refused request took nothing from the account: two more fit.
+    await quotas.admit(facts(y));
+    await quotas.admit(facts(x));
+    expect((await refusal(quotas.admit(facts(y))))!.message).toMatch(/account acme on requests per minute \(limit 3\)/);
+    expect((await refusal(quotas.admit(facts({ key: 'z', name: 'z' }, 40))))!.message).toMatch(/^Rate limit reached for model m on tokens per day \(limit 50\)/);
+    const denied = (await refusal(quotas.admit(facts(x, 5, ['websocket']))))!;
+    expect([denied.status, denied.message]).toEqual([403, 'Feature websocket is not allowed for account acme by the quota file']);
+    expect((await refusal(quotas.admit(facts(y, 5, ['n']))))!.message).toBe('Feature n is not allowed for key y by the quota file');
+  });
+
+  it('reads the features a request uses from its body', () => {
+    expect(requestFeatures({ n: 2, tools: [{}], logprobs: true }, { stream: true, websocket: true, promptTokens: 9, longContextTokens: 8 })).toEqual(['stream', 'websocket', 'n', 'tools', 'logprobs', 'long_context']);
+    expect(requestFeatures({ n: 1, tools: [] }, { stream: false, websocket: false, promptTokens: 8, longContextTokens: 8 })).toEqual([]);
+  });
+});
+
+describe('--quota-file', () => {
+  const write = (text: string, name = 'quotas.yaml') => {
+    const path = join(tempDir(), name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const error = (text: string, name?: string) => {
+    try {
+      loadQuotaFile(write(text, name));
+    } catch (e) {
+      expect(e).toBeInstanceOf(UsageError);
+      return (e as Error).message.replace(/^--quota-file [^:\s]+/, 'FILE');
+    }
+    throw new Error('loaded');
+  };
+
+  it('loads accounts, keys, models and features from YAML or JSON', () => {
+    const { policy, keys } = loadQuotaFile(
+      write(`defaults: { rpm: 60 }
+accounts:
+  acme:
+    limits: { tpd: 1000 }
+    keys:
+      - { name: acme-web, key: sk-acme-web-1, limits: { rpm: 10 }, deny: [stream] }
+models: { "qwen@2": { rpm: 5 } }
+features: { websocket: { tpm: 100 } }
+long_context_tokens: 1024
+admin_keys: [acme-web]
+`),
+    );
+    expect(keys).toEqual([{ key: 'sk-acme-web-1', name: 'acme-web', account: 'acme', limits: { rpm: 10 }, deny: ['stream'] }]);
+    expect(policy.defaults).toEqual({ rpm: 60 });
+    expect(policy.accounts.get('acme')).toEqual({ limits: { tpd: 1000 }, deny: [] });
+    expect(policy.models.get('qwen@2')).toEqual({ rpm: 5 });
+    expect(policy.features.get('websocket')).toEqual({ tpm: 100 });
+    expect([policy.longContextTokens, [...policy.adminKeys]]).toEqual([1024, ['acme-web']]);
+    expect(loadQuotaFile(write('{"accounts": {"a": {"keys": [{"name": "k", "key": "sk-12345678"}]}}}', 'q.json')).keys[0].account).toBe('a');
+  });
+
+  it('names the line and the field of each mistake', () => {
+    expect(error('accounts:\n  acme:\n    keys:\n      - name: a\n        key: sk-acme-1\n        limits: { rpm: -3 }\n')).toBe('FILE:6 at accounts.acme.keys.0.limits.rpm: Too small: expected number to be >0');
+    expect(error('models:\n  m: { rpn: 3 }\n')).toMatch(/^FILE:2 at models\.m: Unrecognized key: "rpn"/);
+    expect(error('features:\n  streaming: { rpm: 1 }\n')).toBe('FILE:2 at features: Unrecognized key: "streaming"');
+    expect(error('accounts:\n  a:\n    keys: [ { name: k, key: short } ]\n')).toMatch(/^FILE:3 at accounts\.a\.keys\.0\.key: keys are at least 8 characters/);
+    expect(error('defaults: { rpm: 1\n')).toMatch(/^FILE:\d: /);
+    expect(error('accounts:\n  a: { keys: [ { name: k, key: sk-12345678 } ] }\n  b: { keys: [ { name: k, key: sk-87654321 } ] }\n')).toBe('FILE: key name k appears twice');
+    expect(error('admin_keys: [nobody]\n')).toBe('FILE: admin_keys names nobody, which is not a key of any account');
   });
 });
