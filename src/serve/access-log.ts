@@ -12,6 +12,8 @@ export interface AccessEntry {
   promptTokens?: number;
   completionTokens?: number;
   finish?: string;
+  /** `hit` or `miss` for cacheable requests when the response cache is on. */
+  cache?: string;
   error?: string;
 }
 
@@ -24,6 +26,7 @@ export function formatAccessLine(e: AccessEntry, time = new Date()): string {
     ['prompt_tokens', e.promptTokens],
     ['completion_tokens', e.completionTokens],
     ['finish', e.finish],
+    ['cache', e.cache],
     ['error', e.error],
   ];
   const extra = fields.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${typeof v === 'string' && /\s/.test(v) ? JSON.stringify(v) : v}`);

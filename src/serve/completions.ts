@@ -93,6 +93,7 @@ export class CompletionService {
     try {
       served.engine.generate(request, filtered);
     } catch (e) {
+      await admission.refund();
       throw rejection(e);
     }
     if (stream && endpoint === 'chat') sink.chunk(chunk(endpoint, meta, { role: true }, native.includeUsage));

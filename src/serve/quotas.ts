@@ -24,6 +24,8 @@ export interface RequestFacts {
 /** A request let through: its generated tokens are counted when it ends. */
 export interface Admission {
   finish(completionTokens: number): Promise<void>;
+  /** Gives back what admitting it took (the engine refused it: the queue was full). */
+  refund(): Promise<void>;
 }
 
 interface Subject {
@@ -85,6 +87,9 @@ export class QuotaTracker {
         this.count(key, 0, completionTokens);
         const tokens = counters.filter((c) => c.rule.unit === 'tokens').map((c) => ({ ...c.take, limit: 0, amount: completionTokens }));
         await this.guard(() => this.store.take(tokens, this.now()));
+      },
+      refund: async () => {
+        await this.guard(() => this.store.take(counters.map((c) => ({ ...c.take, limit: 0, amount: -c.take.amount })), this.now()));
       },
     };
   }

@@ -16,6 +16,7 @@ const RECONNECT_MS = 1_000;
  */
 export class RedisLink {
   private down = false;
+  private closing = false;
 
   private constructor(
     readonly client: Redis,
@@ -48,12 +49,12 @@ export class RedisLink {
   }
 
   async close(): Promise<void> {
-    this.down = false;
+    this.closing = true;
     this.client.disconnect();
   }
 
   private wentDown(why: string, log: (line: string) => void): void {
-    if (this.down) return;
+    if (this.down || this.closing) return;
     this.down = true;
     log(`redis ${this.url}: unreachable (${why}); requests follow --redis-down until it is back`);
   }

@@ -171,6 +171,7 @@ export class LlmServer {
         promptTokens: summary.end.promptTokens,
         completionTokens: summary.end.completionTokens,
         finish: summary.end.reason,
+        cache: summary.cache,
       });
       if (sse.open && !client.signal.aborted) sse.done();
     } catch (e) {

@@ -113,6 +113,7 @@ export class WebSocketGateway {
         promptTokens: summary.end.promptTokens,
         completionTokens: summary.end.completionTokens,
         finish: summary.end.reason,
+        cache: summary.cache,
       });
     } catch (e) {
       const error = toApiError(e);

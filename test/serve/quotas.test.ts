@@ -34,6 +34,12 @@ describe('quotas over sliding windows (in memory)', () => {
     expect(e.headers['Retry-After']).toBe('31');
     now = 61_000;
     expect(await refusal(quotas.admit(facts(key)))).toBeUndefined();
+    // A request the engine refused (queue full) gives its place back.
+    now = 200_000;
+    await (await quotas.admit(facts(key))).refund();
+    expect(await refusal(quotas.admit(facts(key)))).toBeUndefined();
+    expect(await refusal(quotas.admit(facts(key)))).toBeUndefined();
+    expect(await refusal(quotas.admit(facts(key)))).toBeDefined();
   });
 
   it('counts prompt tokens at once and generated tokens at the end, with a per-key limit over the default', async () => {
