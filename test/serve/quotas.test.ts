@@ -6,7 +6,7 @@ import { MemoryCounterStore } from '../../src/serve/counter-store.js';
 import { ApiError } from '../../src/serve/openai/errors.js';
 import { emptyPolicy, loadQuotaFile } from '../../src/serve/quota-file.js';
 import { QuotaTracker, requestFeatures, type RequestFacts } from '../../src/serve/quotas.js';
-import { tempDir } from '../helpers/cli.js';
+import { runCli, tempDir } from '../helpers/cli.js';
 
 async function refusal(p: Promise<unknown>): Promise<ApiError | undefined> {
   try {
@@ -129,5 +129,21 @@ admin_keys: [acme-web]
     expect(error('defaults: { rpm: 1\n')).toMatch(/^FILE:\d: /);
     expect(error('accounts:\n  a: { keys: [ { name: k, key: sk-12345678 } ] }\n  b: { keys: [ { name: k, key: sk-87654321 } ] }\n')).toBe('FILE: key name k appears twice');
     expect(error('admin_keys: [nobody]\n')).toBe('FILE: admin_keys names nobody, which is not a key of any account');
+  });
+});
+
+describe('llmkit serve refuses bad quota and Redis flags before loading anything', () => {
+  it.each([
+    [['--quota-file', 'QUOTAS'], /^error: --quota-file \S+quotas\.yaml:3 at accounts\.a\.keys: Too small: expected array to have >=1 items$/m],
+    [['--redis-down', 'maybe'], /^error: --redis-down must be one of open, closed \(got maybe\)$/m],
+    [['--redis', 'localhost:6379'], /^error: --redis localhost:6379 is not a Redis URL$/m],
+    [['--redis', 'redis://127.0.0.1:1'], /^error: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: /m],
+  ])('%s', async (flags, message) => {
+    const quotas = join(tempDir(), 'quotas.yaml');
+    writeFileSync(quotas, 'accounts:\n  a:\n    keys: []\n');
+    const r = await runCli(['serve', './no-model-needed', '--port', '0', ...flags.map((f) => (f === 'QUOTAS' ? quotas : f))]);
+    expect(r.exitCode).toBe(2);
+    expect(String(r.stderr)).toMatch(message);
+    expect(String(r.stderr)).not.toMatch(/\n\s+at /);
   });
 });
