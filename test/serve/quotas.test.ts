@@ -134,9 +134,9 @@ admin_keys: [acme-web]
 
 describe('llmkit serve refuses bad quota and Redis flags before loading anything', () => {
   it.each([
-    [['--quota-file', 'QUOTAS'], /^error: --quota-file \S+quotas\.yaml:3 at accounts\.a\.keys: Too small: expected array to have >=1 items$/m],
+    [['--quota-file', 'QUOTAS'], /^error: --quota-file \S+quotas\.yaml:3 at accounts\.a\.keys: Too small: expected array to have >=1 items; see the quota file format in docs\/serve\.md$/m],
     [['--redis-down', 'maybe'], /^error: --redis-down must be one of open, closed \(got maybe\)$/m],
-    [['--redis', 'localhost:6379'], /^error: --redis localhost:6379 is not a Redis URL$/m],
+    [['--redis', 'localhost:6379'], /^error: --redis localhost:6379 is not a Redis URL; pass redis:\/\/HOST:PORT/m],
     [['--redis', 'redis://127.0.0.1:1'], /^error: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: /m],
   ])('%s', async (flags, message) => {
     const quotas = join(tempDir(), 'quotas.yaml');
