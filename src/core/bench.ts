@@ -84,7 +84,9 @@ const messagesFor = (i: number): ChatMessage[] => [{ role: 'user', content: BENC
  */
 export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const say = opts.onStage ?? (() => {});
-  const engine = await Engine.open(opts.model, { device: opts.device, threads: opts.threads });
+  // Prefix reuse off, here and in the server: the eight prompts repeat, and every request must pay its
+  // prefill as transformers.js does (test/bench/reuse-100m.js measures reuse).
+  const engine = await Engine.open(opts.model, { device: opts.device, threads: opts.threads, prefixCacheMb: 0 });
   let baselineModel: TransformersJsBaseline | undefined;
   let server: { url: string; stop: () => Promise<void> } | undefined;
   try {
@@ -164,7 +166,7 @@ function levelResult(concurrency: number, timings: StreamTiming[], seconds: numb
 
 /** Starts `llmkit serve` as its own process (ONNX Runtime runs on the server's main thread, so clients must not share it). */
 async function spawnServer(opts: BenchOptions, maxBatch: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const args = ['--json', 'serve', `bench=${opts.model}`, '--port', '0', '--device', opts.device, '--max-batch', String(maxBatch)];
+  const args = ['--json', 'serve', `bench=${opts.model}`, '--port', '0', '--device', opts.device, '--max-batch', String(maxBatch), '--prefix-cache-mb', '0'];
   if (opts.threads) args.push('--threads', String(opts.threads));
   const child: ResultPromise = execa(process.execPath, [opts.cli ?? join(packageRoot, 'bin', 'llmkit.js'), ...args], { reject: false, stdin: 'ignore', buffer: false });
   let stderr = '';
