@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FinishReason } from '../engine/streamer.js';
-import type { Streamer } from '../engine/streamer.js';
+import type { FinishReason, Streamer } from '../engine/streamer.js';
 import type { ApiKey } from './auth.js';
 import type { ServedModel } from './model-registry.js';
 import type { Feature } from './quota-file.js';
