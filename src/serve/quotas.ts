@@ -86,10 +86,10 @@ export class QuotaTracker {
         if (!completionTokens) return;
         this.count(key, 0, completionTokens);
         const tokens = counters.filter((c) => c.rule.unit === 'tokens').map((c) => ({ ...c.take, limit: 0, amount: completionTokens }));
-        await this.guard(() => this.store.take(tokens, this.now()));
+        await this.guard(() => this.store.take(tokens, this.now()), 'open');
       },
       refund: async () => {
-        await this.guard(() => this.store.take(counters.map((c) => ({ ...c.take, limit: 0, amount: -c.take.amount })), this.now()));
+        await this.guard(() => this.store.take(counters.map((c) => ({ ...c.take, limit: 0, amount: -c.take.amount })), this.now()), 'open');
       },
     };
   }
@@ -100,7 +100,7 @@ export class QuotaTracker {
     const shown = admin ? keys : [caller];
     const accounts = admin ? [...this.policy.accounts.keys()] : caller.account ? [caller.account] : [];
     const report = async (level: QuotaLevel, name: string, limits: Limits) => {
-      const used = await this.guard(() => this.store.read(RULES.map((r) => ({ id: `${level}:${name}:${r.unit}`, window: r.window })), this.now()));
+      const used = await this.guard(() => this.store.read(RULES.map((r) => ({ id: `${level}:${name}:${r.unit}`, window: r.window })), this.now()), 'open');
       return Object.fromEntries(RULES.map((r, i) => [r.field, { used: used?.[i] ?? null, limit: limits[r.field] ?? null }]));
     };
     return {
@@ -134,13 +134,17 @@ export class QuotaTracker {
     m.accountTokens.inc({ account: key.account }, tokens);
   }
 
-  /** Runs a store operation; if the store is unreachable, `open` goes on without it (undefined) and `closed` refuses with 503. */
-  private async guard<T>(op: () => Promise<T>): Promise<T | undefined> {
+  /**
+   * Runs a store operation; if the store is unreachable, `open` goes on without it (undefined) and `closed`
+   * refuses with 503. What happens after admission (counting generated tokens, a refund, a usage report)
+   * never refuses: the answer is already given.
+   */
+  private async guard<T>(op: () => Promise<T>, policy: RedisDownPolicy = this.opts.redisDown): Promise<T | undefined> {
     try {
       return await op();
     } catch (e) {
       this.opts.metrics?.quotaStoreErrors.inc();
-      if (this.opts.redisDown === 'open') return undefined;
+      if (policy === 'open') return undefined;
       throw new ApiError(503, `The quota store is unreachable (${(e as Error).message}) and this server refuses requests until it is back (--redis-down closed)`, 'quota_store_unavailable', null, {
         'Retry-After': String(STORE_DOWN_RETRY_AFTER_S),
       });
