@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ResponseCache } from '../../src/serve/response-cache.js';
+import { ServerMetrics } from '../../src/serve/server-metrics.js';
 import { tempDir } from '../helpers/cli.js';
 import { exportedTinyModel } from '../helpers/models.js';
 import { redisUnavailable, startRedis, type RedisServer } from '../helpers/redis.js';
@@ -33,6 +35,22 @@ async function askStream(server: TestServer, body: object) {
   const pieces = events.map((e) => e.choices[0]?.delta.content).filter((c) => c);
   return { cache: res.headers.get('x-llmkit-cache'), text: pieces.join(''), chunks: pieces.length, finish: events.at(-1)!.choices[0].finish_reason };
 }
+
+describe('the in-memory cache', () => {
+  it('keeps at most --cache-entries answers, dropping the least recently used, and never keeps an answer that did not end by itself', async () => {
+    const cache = new ResponseCache({ maxEntries: 2, metrics: new ServerMetrics(() => []) });
+    const answer = (text: string, reason: 'stop' | 'cancelled' = 'stop') => ({ pieces: [text], reason, promptTokens: 1, completionTokens: 1 });
+    await cache.set('a', answer('A'));
+    await cache.set('b', answer('B'));
+    expect((await cache.get('a'))?.pieces).toEqual(['A']);
+    await cache.set('c', answer('C'));
+    expect(await cache.get('b')).toBeUndefined();
+    expect((await cache.get('a'))?.pieces).toEqual(['A']);
+    expect((await cache.get('c'))?.pieces).toEqual(['C']);
+    await cache.set('d', answer('D', 'cancelled'));
+    expect(await cache.get('d')).toBeUndefined();
+  });
+});
 
 describe('response cache in memory (--cache)', () => {
   let server: TestServer;
