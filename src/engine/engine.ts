@@ -1,6 +1,7 @@
 import { DecoderSession } from './decoder-session.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
-import { GenerationScheduler, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
+import { GenerationScheduler, type GenerationRequest, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
+import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './onnx-runtime.js';
@@ -34,6 +35,17 @@ export interface TextRequest {
   /** Keep going past EOS (benchmarks: every request generates exactly maxTokens). */
   ignoreEos?: boolean;
   signal?: AbortSignal;
+  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
+  logprobs?: number;
+}
+
+/** One of several completions of a request (`generateChoices`). */
+export interface Choice {
+  streamer: Streamer;
+  /** This choice's grammar constraint, if any. */
+  processor?: LogitsProcessor;
+  /** This choice's seed (else the request's). */
+  seed?: number;
 }
 
 /**
@@ -69,15 +81,25 @@ export class Engine {
 
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
   generate(request: TextRequest, streamer: Streamer): void {
+    this.generateChoices(request, [{ streamer }]);
+  }
+
+  /** Queues several completions of one prompt (OpenAI's `n`), prefilled once and decoded side by side. */
+  generateChoices(request: TextRequest, choices: readonly Choice[]): void {
     const maxTokens = request.maxTokens ?? Math.max(1, this.contextLength - request.promptIds.length);
-    this.scheduler.submit({
-      promptIds: request.promptIds,
-      maxTokens,
-      sampling: { ...GREEDY, ...request.sampling },
-      stopTokenIds: request.ignoreEos ? [] : this.model.manifest.eos_token_ids,
-      sink: new TextSink(new IncrementalDetokenizer(this.tokenizer, request.promptIds), new StreamingTextMatcher(request.stop ?? []), streamer),
-      signal: request.signal,
-    });
+    const group = choices.map(
+      (choice): GenerationRequest => ({
+        promptIds: request.promptIds,
+        maxTokens,
+        sampling: { ...GREEDY, ...request.sampling, ...(choice.seed !== undefined ? { seed: choice.seed } : {}) },
+        stopTokenIds: request.ignoreEos ? [] : this.model.manifest.eos_token_ids,
+        sink: new TextSink(new IncrementalDetokenizer(this.tokenizer, request.promptIds), new StreamingTextMatcher(request.stop ?? []), choice.streamer),
+        signal: request.signal,
+        processor: choice.processor,
+        logprobs: request.logprobs,
+      }),
+    );
+    this.scheduler.submitGroup(group);
   }
 
   /** Generates and waits for the whole text. */
@@ -98,6 +120,8 @@ export class Engine {
 /** Tokens → complete text → stop strings → the streamer. */
 class TextSink implements TokenSink {
   private stopped = false;
+  /** Logprobs of tokens whose text has not been sent yet. */
+  private logprobs: TokenLogprob[] = [];
 
   constructor(
     private readonly detokenizer: IncrementalDetokenizer,
@@ -105,7 +129,8 @@ class TextSink implements TokenSink {
     private readonly streamer: Streamer,
   ) {}
 
-  token(id: number): boolean {
+  token(id: number, logprob?: TokenLogprob): boolean {
+    if (logprob) this.logprobs.push(logprob);
     return this.emit(this.detokenizer.push(id));
   }
 
@@ -115,6 +140,7 @@ class TextSink implements TokenSink {
       if (this.emit(this.detokenizer.flush())) end = { ...end, reason: 'stop' };
       else this.put(this.stops.flush());
     }
+    if (this.logprobs.length) this.put('');
     this.streamer.end(end);
   }
 
@@ -127,6 +153,9 @@ class TextSink implements TokenSink {
   }
 
   private put(text: string): void {
-    if (text) this.streamer.put(text);
+    if (!text && !this.logprobs.length) return;
+    if (!this.logprobs.length) return this.streamer.put(text);
+    this.streamer.put(text, this.logprobs);
+    this.logprobs = [];
   }
 }

@@ -1,13 +1,18 @@
 import type { BatchCache, DecoderSession } from './decoder-session.js';
 import { gatherRows, leftPaddedMask, type RowSelection } from './kv-cache.js';
+import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
+import { tokenLogprob } from './logprobs.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { TokenSampler, type SamplingParams } from './sampling.js';
 import type { FinishReason, GenerationEnd } from './streamer.js';
 
 /** Receives one request's tokens as they are sampled. */
 export interface TokenSink {
-  /** Called with each sampled token that is not a stop token; returns true when the request is done (a stop string). */
-  token(id: number): boolean;
+  /**
+   * Called with each sampled token that is not a stop token, with its log-probability when the request
+   * asked for them; returns true when the request is done (a stop string).
+   */
+  token(id: number, logprob?: TokenLogprob): boolean;
   /** Called exactly once, when the request leaves the scheduler for any reason. */
   end(end: GenerationEnd): void;
 }
@@ -22,7 +27,18 @@ export interface GenerationRequest {
   sink: TokenSink;
   /** Aborting it frees the request's slot at the next step. */
   signal?: AbortSignal;
+  /** Shapes the logits before sampling (a grammar's token mask). */
+  processor?: LogitsProcessor;
+  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
+  logprobs?: number;
 }
+
+/**
+ * Several completions of one prompt (OpenAI's `n`): the prompt is prefilled once, in the first request's
+ * row, and its cache is copied into the others' rows when they join the batch. The requests must share
+ * `promptIds`; each has its own sampler, seed, processor and sink.
+ */
+export type RequestGroup = readonly GenerationRequest[];
 
 export interface SchedulerLimits {
   /** Rows decoded together. */
@@ -64,13 +80,22 @@ class Sequence {
   private firstTokenMs?: number;
   private readonly gaps: number[] = [];
 
-  constructor(readonly request: GenerationRequest) {
+  constructor(
+    readonly request: GenerationRequest,
+    /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
+    readonly followers: Sequence[] = [],
+  ) {
     this.sampler = new TokenSampler(request.sampling, request.promptIds);
   }
 
-  /** Tokens this request may hold at most: what counts against maxTokensTotal. */
+  /** Tokens this request (and its followers) may hold at most: what counts against maxTokensTotal. */
   get tokens(): number {
-    return this.request.promptIds.length + this.request.maxTokens;
+    return (this.request.promptIds.length + this.request.maxTokens) * (1 + this.followers.length);
+  }
+
+  /** This row and its followers. */
+  get group(): Sequence[] {
+    return [this, ...this.followers];
   }
 
   /** The tokens whose keys/values are in the cache: the prompt, then the output but its last token (not fed yet). */
@@ -84,7 +109,11 @@ class Sequence {
 
   /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
   advance(logits: Float32Array): void {
-    const token = this.sampler.sample(logits);
+    const { processor, logprobs } = this.request;
+    const remaining = this.request.maxTokens - this.generated;
+    const token = this.sampler.sample(logits, processor && ((row) => processor.apply(row, remaining)));
+    processor?.accept(token);
+    const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
     const now = performance.now();
     if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
     else this.gaps.push(now - this.lastTokenAt);
@@ -93,7 +122,7 @@ class Sequence {
     this.output.push(token);
     this.next = token;
     const { request } = this;
-    if (request.stopTokenIds.includes(token) || request.sink.token(token)) this.finish('stop');
+    if (request.stopTokenIds.includes(token) || request.sink.token(token, logprob)) this.finish('stop');
     else if (this.generated >= request.maxTokens) this.finish('length');
   }
 
@@ -134,6 +163,27 @@ const SPARE_COLUMNS = 32;
 
 /** Row indices of the sequences still going. */
 const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished ? [] : [b]));
+
+/** A prefilled job's live rows with their followers: row b of the job's cache once per live member of its group. */
+function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: number[] } {
+  const out: Sequence[] = [];
+  const rows: number[] = [];
+  seqs.forEach((leader, b) => {
+    for (const s of leader.group) {
+      if (s.finished) continue;
+      out.push(s);
+      rows.push(b);
+    }
+  });
+  return { seqs: out, rows };
+}
+
+/** Lets every row's processor get ready for its next token while `step` (the forward pass) runs. */
+async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
+  const ready = seqs.map((s) => (s.finished ? undefined : s.request.processor?.prepare()));
+  const [out] = await Promise.all([step, ...ready]);
+  return out;
+}
 
 /**
  * Continuous (iteration-level) batching over one decoder. Between two decode steps the scheduler
@@ -179,6 +229,13 @@ export class GenerationScheduler {
 
   /** Queues a request; its sink hears every token and the end. Throws EngineRejection before queueing. */
   submit(request: GenerationRequest): void {
+    this.submitGroup([request]);
+  }
+
+  /** Queues several completions of one prompt, prefilled once (see RequestGroup). */
+  submitGroup(group: RequestGroup): void {
+    const [request] = group;
+    if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
     const prompt = request.promptIds.length;
     if (prompt === 0) throw new EngineRejection('empty_prompt', 'the prompt is empty');
     if (prompt + request.maxTokens > this.contextLength) {
@@ -187,11 +244,13 @@ export class GenerationScheduler {
         `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
       );
     }
-    if (prompt + request.maxTokens > this.limits.maxTokensTotal) {
-      throw new EngineRejection('too_many_tokens', `prompt + max_tokens (${prompt + request.maxTokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
+    const leader = new Sequence(request, group.slice(1).map((r) => new Sequence(r)));
+    if (leader.tokens > this.limits.maxTokensTotal) {
+      throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
     }
+    if (group.length > this.limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${group.length}) is over this server's --max-batch (${this.limits.maxBatch})`);
     if (this.queue.length >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
-    this.queue.push(new Sequence(request));
+    this.queue.push(leader);
     if (!this.looping) {
       this.looping = true;
       this.loop = this.run();
@@ -217,20 +276,21 @@ export class GenerationScheduler {
   }
 
   private active(): Sequence[] {
-    return [...this.running, ...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].filter((s) => !s.finished);
+    return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished);
   }
 
   /** Spends one step's prefill budget; jobs whose prompts are now fully in their cache go to `prefilled`. */
   private async prefill(): Promise<void> {
     for (let i = this.queue.length - 1; i >= 0; i--) {
-      if (this.queue[i].cancelled) this.queue.splice(i, 1)[0].finish('cancelled');
+      if (this.queue[i].cancelled) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
     }
     let budget = this.limits.prefillChunk;
     while (budget > 0) {
       const job = (this.job ??= this.nextJob());
       if (!job) break;
-      if (job.seqs.every((s) => s.cancelled || s.finished)) {
-        for (const s of job.seqs) s.finish('cancelled');
+      const members = job.seqs.flatMap((s) => s.group);
+      if (members.every((s) => s.cancelled || s.finished)) {
+        for (const s of members) s.finish('cancelled');
         this.job = undefined;
         continue;
       }
@@ -239,7 +299,7 @@ export class GenerationScheduler {
       try {
         await this.prefillChunk(job, columns);
       } catch (e) {
-        for (const s of job.seqs) s.finish('error', e as Error);
+        for (const s of members) s.finish('error', e as Error);
         this.job = undefined;
         continue;
       }
@@ -260,14 +320,20 @@ export class GenerationScheduler {
       positions.set(job.positions.subarray(from + job.done, from + job.done + columns), b * columns);
       mask.set(job.mask.subarray(from, from + job.done + columns), b * (job.done + columns));
     }
-    const step = await this.decoder.forward(ids, mask, positions, job.cache);
+    const last = job.done + columns === job.width;
+    const forward = this.decoder.forward(ids, mask, positions, job.cache);
+    const step = last ? await withProcessors(forward, job.seqs.flatMap((s) => s.group)) : await forward;
     job.cache = step.cache;
     job.done += columns;
-    if (job.done < job.width) return;
+    if (!last) return;
     const vocab = this.decoder.vocabSize;
-    job.seqs.forEach((s, b) => {
-      s.cached = s.request.promptIds.length;
-      if (!s.cancelled && !s.finished) s.advance(step.logits.subarray(((b + 1) * step.logitsPositions - 1) * vocab, (b + 1) * step.logitsPositions * vocab));
+    job.seqs.forEach((leader, b) => {
+      const row = step.logits.subarray(((b + 1) * step.logitsPositions - 1) * vocab, (b + 1) * step.logitsPositions * vocab);
+      for (const s of leader.group) {
+        s.cached = s.request.promptIds.length;
+        // Each member of a group samples from its own copy: sampling edits the logits in place.
+        if (!s.cancelled && !s.finished) s.advance(s === leader ? row : row.slice());
+      }
     });
   }
 
@@ -277,7 +343,7 @@ export class GenerationScheduler {
     let free = this.limits.maxBatch - active.length;
     let tokens = active.reduce((n, s) => n + s.tokens, 0);
     const head = this.queue[0];
-    if (head && free > 0 && tokens + head.tokens <= this.limits.maxTokensTotal) {
+    if (head && free >= head.group.length && tokens + head.tokens <= this.limits.maxTokensTotal) {
       const reused = this.prefixes?.lookup(head.request.promptIds);
       if (reused) return this.newJob([this.queue.shift()!], head.request.promptIds.length, reused);
     }
@@ -288,7 +354,7 @@ export class GenerationScheduler {
       const s = this.queue[i];
       const n = s.request.promptIds.length;
       const w = Math.max(width, n);
-      const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal;
+      const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal && s.group.length <= free;
       const padded = w * (seqs.length + 1);
       const fitsGroup = seqs.length === 0 || (padded <= this.limits.prefillChunk && padded <= (real + n) * (1 + MAX_PADDING_SHARE));
       if (!fitsTokens && seqs.length === 0) break; // the head waits for room; nobody overtakes it
@@ -297,7 +363,7 @@ export class GenerationScheduler {
         tokens += s.tokens;
         width = w;
         real += n;
-        free--;
+        free -= s.group.length;
       } else i++;
     }
     return seqs.length ? this.newJob(seqs, width) : undefined;
@@ -324,13 +390,13 @@ export class GenerationScheduler {
   private rebuild(): void {
     const joining = this.prefilled;
     this.prefilled = [];
-    for (const s of [...this.running, ...joining.flatMap((j) => j.seqs)]) if (s.cancelled) s.finish('cancelled');
+    for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
     this.remember(this.cache, this.running);
     for (const job of joining) this.remember(job.cache, job.seqs);
     const keep = liveRows(this.running);
-    const newcomers = joining.map((job) => ({ job, rows: liveRows(job.seqs) }));
+    const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
-    const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap(({ job, rows }) => rows.map((b) => job.seqs[b]))];
+    const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap((n) => n.seqs)];
     this.running = seqs;
     if (!seqs.length) {
       this.cache = this.decoder.emptyCache(0);
@@ -371,7 +437,7 @@ export class GenerationScheduler {
     );
     let step;
     try {
-      step = await this.decoder.decodeInPlace(ids, mask, positions, this.cache);
+      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache), rows);
     } catch (e) {
       for (const s of rows) s.finish('error', e as Error);
       this.running = [];

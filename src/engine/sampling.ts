@@ -39,9 +39,13 @@ export class TokenSampler {
     if (params.repetitionPenalty !== 1) this.seen = new Set(promptIds);
   }
 
-  /** Picks the next token from one row of logits; the penalties are applied to `logits` in place. */
-  sample(logits: Float32Array): number {
+  /**
+   * Picks the next token from one row of logits. The penalties, then `mask` (a grammar's forbidden
+   * tokens), are applied to `logits` in place, so afterwards it holds what the choice was made from.
+   */
+  sample(logits: Float32Array, mask?: (logits: Float32Array) => void): number {
     this.applyPenalties(logits);
+    mask?.(logits);
     const { temperature, topK } = this.params;
     const token = temperature === 0 || topK === 1 ? argmax(logits) : this.draw(logits);
     this.counts.set(token, (this.counts.get(token) ?? 0) + 1);

@@ -1,3 +1,5 @@
+import type { TokenLogprob } from './logits-processor.js';
+
 /** Why a generation ended: OpenAI's reasons, plus `cancelled` (the caller went away) and `error`. */
 export type FinishReason = 'stop' | 'length' | 'content_filter' | 'cancelled' | 'error';
 
@@ -15,15 +17,17 @@ export interface GenerationEnd {
 /**
  * Where generated text goes: `put` with each piece of complete text (never a broken character, never
  * a stop string), then `end` exactly once. The server, the chat UI, the benchmarks and tests share it.
+ * When the request asked for logprobs, each put carries those of the tokens whose text it completes.
  */
 export interface Streamer {
-  put(text: string): void;
+  put(text: string, logprobs?: TokenLogprob[]): void;
   end(end: GenerationEnd): void;
 }
 
 /** A streamer that keeps the whole text, for callers that want the answer at the end. */
 export class TextCollector implements Streamer {
   text = '';
+  readonly logprobs: TokenLogprob[] = [];
   readonly done: Promise<GenerationEnd>;
   private resolve!: (end: GenerationEnd) => void;
 
@@ -31,8 +35,9 @@ export class TextCollector implements Streamer {
     this.done = new Promise((resolve) => (this.resolve = resolve));
   }
 
-  put(text: string): void {
+  put(text: string, logprobs?: TokenLogprob[]): void {
     this.text += text;
+    if (logprobs) this.logprobs.push(...logprobs);
   }
 
   end(end: GenerationEnd): void {

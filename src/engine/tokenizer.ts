@@ -11,6 +11,17 @@ hfEnv.logLevel = LogLevel.NONE;
 export interface ChatMessage {
   role: string;
   content: string;
+  /** An assistant turn's tool calls, arguments as objects (templates write them with `tojson`). */
+  tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: unknown } }[];
+  /** A tool turn: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+/** A function the model may call, as chat templates take it (`tools`). */
+export interface ToolSpec {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: unknown };
 }
 
 /** A model's tokenizer and chat template (tokenizer.json + tokenizer_config.json), through transformers.js. */
@@ -26,7 +37,12 @@ export class ModelTokenizer implements TokenDecoder {
   }
 
   get hasChatTemplate(): boolean {
-    return typeof this.tokenizer.chat_template === 'string' && this.tokenizer.chat_template.length > 0;
+    return this.chatTemplate.length > 0;
+  }
+
+  /** The chat template's source ('' when there is none). */
+  get chatTemplate(): string {
+    return typeof this.tokenizer.chat_template === 'string' ? this.tokenizer.chat_template : '';
   }
 
   /** Plain text as the model sees it, with the tokenizer's own special tokens (BOS, if it adds one). */
@@ -34,11 +50,16 @@ export class ModelTokenizer implements TokenDecoder {
     return this.tokenizer.encode(text);
   }
 
-  /** Messages rendered with the model's chat template, ready for the assistant's turn. */
-  encodeChat(messages: ChatMessage[]): number[] {
-    const text = this.tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true }) as string;
+  /** Messages (and the tools the model may call) rendered with the model's chat template, ready for the assistant's turn. */
+  encodeChat(messages: ChatMessage[], tools?: ToolSpec[]): number[] {
+    const text = this.tokenizer.apply_chat_template(messages as Parameters<PreTrainedTokenizer['apply_chat_template']>[0], { tokenize: false, add_generation_prompt: true, ...(tools ? { tools } : {}) }) as string;
     // The template writes the special tokens itself; adding them again would double a BOS.
     return this.tokenizer.encode(text, { add_special_tokens: false });
+  }
+
+  /** One token as text, special tokens included (logprobs name tokens this way). */
+  tokenText(id: number): string {
+    return this.tokenizer.decode([id], { skip_special_tokens: false });
   }
 
   decode(ids: readonly number[]): string {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 import type { GenerationEnd, Streamer } from '../engine/streamer.js';
+import type { TokenLogprob } from '../engine/logits-processor.js';
 import { StreamingTextMatcher } from '../engine/text-matcher.js';
 import { ApiError } from './openai/errors.js';
 
@@ -55,10 +56,17 @@ export class BlocklistFilter implements ContentFilter {
   wrapOutput(streamer: Streamer, stop: () => void): Streamer {
     const matcher = new StreamingTextMatcher(this.terms, true);
     let blocked = false;
-    const emit = (text: string) => text && streamer.put(text);
+    // Logprobs travel with the first piece of text their put releases.
+    let logprobs: TokenLogprob[] | undefined;
+    const emit = (text: string) => {
+      if (!text && !logprobs) return;
+      streamer.put(text, logprobs);
+      logprobs = undefined;
+    };
     return {
-      put: (text) => {
+      put: (text, tokenLogprobs) => {
         if (blocked) return;
+        if (tokenLogprobs) logprobs = [...(logprobs ?? []), ...tokenLogprobs];
         for (let r = matcher.push(text); ; r = matcher.push('')) {
           emit(r.text);
           if (!r.match) return;

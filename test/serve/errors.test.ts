@@ -35,14 +35,17 @@ describe('errors in OpenAI’s shape', () => {
       [{ temperature: 3 }, 'temperature'],
       [{ top_p: 0 }, 'top_p'],
       [{ max_tokens: 0 }, 'max_tokens'],
-      [{ n: 2 }, 'n'],
+      [{ n: 9 }, 'n'],
       [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
       [{ frobnicate: true }, 'frobnicate'],
       [{ messages: [] }, 'messages'],
       [{ messages: [{ role: 'wizard', content: 'hi' }] }, 'messages[0].role'],
       [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content'],
       [{ model: undefined }, 'model'],
-      [{ logprobs: true }, 'logprobs'],
+      [{ logprobs: 'yes' }, 'logprobs'],
+      [{ top_logprobs: 21 }, 'top_logprobs'],
+      [{ response_format: { type: 'json_schema' } }, 'response_format.json_schema'],
+      [{ tools: [{ type: 'retrieval' }] }, 'tools[0].type'],
     ];
     for (const [extra, param] of cases) {
       const r = await postJson(`${server.url}/v1/chat/completions`, chat(extra), open);

@@ -2,10 +2,16 @@ import { z } from 'zod';
 import { ApiError, invalidParam } from './errors.js';
 
 /**
- * The request bodies llmkit accepts, field by field as in OpenAI's API, plus three extensions that
- * vLLM and llama.cpp also take: `top_k`, `repetition_penalty` and `ignore_eos`. Fields OpenAI has but
- * llmkit cannot honour (n > 1, logprobs, tools) are refused by name rather than ignored.
+ * The request bodies llmkit accepts, field by field as in OpenAI's API, plus extensions that vLLM and
+ * llama.cpp also take: `top_k`, `repetition_penalty`, `ignore_eos`, and `response_format` on completions.
+ * Fields OpenAI has but llmkit cannot honour (echo, suffix, best_of > 1, image parts) are refused by
+ * name rather than ignored.
  */
+
+/** Most completions of one prompt (`n`); they decode side by side in one batch. */
+export const MAX_CHOICES = 8;
+/** Most alternatives per token (`top_logprobs`, completions' `logprobs`), as OpenAI allows. */
+export const MAX_TOP_LOGPROBS = 20;
 const sampling = {
   model: z.string().min(1),
   max_tokens: z.number().int().min(1).nullish(),
@@ -21,23 +27,66 @@ const sampling = {
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
   ignore_eos: z.boolean().nullish(),
   user: z.string().nullish(),
-  n: z.literal(1, { error: 'only n = 1 is supported' }).nullish(),
+  n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
+  response_format: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('text') }),
+      z.strictObject({ type: z.literal('json_object') }),
+      z.strictObject({
+        type: z.literal('json_schema'),
+        json_schema: z.strictObject({
+          name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'names are 1-64 letters, digits, _ or -' }),
+          description: z.string().optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullish(),
+        }),
+      }),
+    ])
+    .nullish(),
 };
+
+const functionName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'function names are 1-64 letters, digits, _ or -' });
+
+const tool = z.strictObject({
+  type: z.literal('function', { error: "only tools of type 'function' are supported" }),
+  function: z.strictObject({
+    name: functionName,
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+const toolCall = z.strictObject({
+  id: z.string(),
+  type: z.literal('function'),
+  function: z.strictObject({ name: z.string(), arguments: z.string() }),
+});
 
 const textPart = z.strictObject({ type: z.literal('text', { error: "only content parts of type 'text' are supported" }), text: z.string() });
 
-const message = z.strictObject({
-  role: z.enum(['system', 'developer', 'user', 'assistant']),
-  content: z.union([z.string(), z.array(textPart)]).nullable(),
-  name: z.string().optional(),
-});
+const message = z
+  .strictObject({
+    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+    content: z.union([z.string(), z.array(textPart)]).nullish(),
+    name: z.string().optional(),
+    /** An assistant turn's calls, sent back with the conversation. */
+    tool_calls: z.array(toolCall).optional(),
+    /** A tool turn: which call this is the result of. */
+    tool_call_id: z.string().optional(),
+    refusal: z.string().nullish(),
+  })
+  .refine((m) => m.role !== 'tool' || m.tool_call_id !== undefined, { error: "messages with role 'tool' need a tool_call_id", path: ['tool_call_id'] });
 
 export const ChatRequestSchema = z.strictObject({
   ...sampling,
   messages: z.array(message).min(1),
   max_completion_tokens: z.number().int().min(1).nullish(),
-  logprobs: z.literal(false, { error: 'logprobs are not supported' }).nullish(),
-  response_format: z.strictObject({ type: z.literal('text', { error: "only response_format type 'text' is supported" }) }).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+  tools: z.array(tool).min(1).max(128).optional(),
+  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: functionName }) })]).optional(),
+  parallel_tool_calls: z.boolean().nullish(),
 });
 
 export const CompletionRequestSchema = z.strictObject({
@@ -45,7 +94,7 @@ export const CompletionRequestSchema = z.strictObject({
   /** Text, a list of one text, or token ids. */
   prompt: z.union([z.string(), z.array(z.string()).length(1, { error: 'only one prompt per request is supported' }), z.array(z.number().int().min(0)).min(1)]),
   echo: z.literal(false, { error: 'echo is not supported' }).nullish(),
-  logprobs: z.null({ error: 'logprobs are not supported' }).optional(),
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   best_of: z.literal(1, { error: 'only best_of = 1 is supported' }).nullish(),
   suffix: z.null({ error: 'suffix is not supported' }).optional(),
 });
