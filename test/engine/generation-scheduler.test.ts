@@ -146,6 +146,53 @@ describe.each(['all', 'last'] as const)('continuous batching (logits: %s)', (log
     expect(together.tokens).toEqual(alone.tokens);
   });
 
+  it('prefills an n-group once and gives each member the tokens it would get alone', async () => {
+    const ids = prompt(40, 21);
+    const seeds = [5, 6, 7, 8];
+    const sampling = (seed: number) => ({ ...GREEDY, temperature: 1, seed });
+    const singles = seeds.map((seed) => submit(new GenerationScheduler(decoder, limits), ids, 12, { sampling: sampling(seed) }));
+    await Promise.all(singles.map((c) => c.done));
+
+    // Count the prompt tokens that reach the model: the group's prompt goes through once, not four times.
+    let prefilled = 0;
+    const counting = Object.create(decoder) as DecoderSession;
+    counting.forward = (inputIds, mask, positions, cache) => {
+      prefilled += inputIds.length;
+      return decoder.forward(inputIds, mask, positions, cache);
+    };
+    const scheduler = new GenerationScheduler(counting, limits);
+    const members = seeds.map(() => collector());
+    scheduler.submitGroup(seeds.map((seed, i) => ({ promptIds: ids, maxTokens: 12, sampling: sampling(seed), stopTokenIds: [], sink: members[i].sink })));
+    await Promise.all(members.map((m) => m.done));
+    expect(prefilled).toBe(ids.length);
+    expect(members.map((m) => m.tokens)).toEqual(singles.map((c) => c.tokens));
+    expect(new Set(members.map((m) => m.tokens.join())).size).toBeGreaterThan(1);
+  });
+
+  it('masks the logits through a request’s processor, prepared before each step', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const allowed = [17, 42, 99];
+    let prepared = 0;
+    const seen: number[] = [];
+    const c = collector();
+    scheduler.submit({
+      promptIds: prompt(9, 3),
+      maxTokens: 10,
+      sampling: { ...GREEDY, temperature: 1, seed: 3 },
+      stopTokenIds: [],
+      sink: c.sink,
+      processor: {
+        prepare: () => void prepared++,
+        apply: (row) => row.forEach((_, t) => !allowed.includes(t) && (row[t] = -Infinity)),
+        accept: (t) => void seen.push(t),
+      },
+    });
+    await c.done;
+    expect(c.tokens.every((t) => allowed.includes(t))).toBe(true);
+    expect(seen).toEqual(c.tokens);
+    expect(prepared).toBe(10);
+  });
+
   it('refuses what cannot run, and holds newcomers back under --max-tokens-total', async () => {
     const small = new GenerationScheduler(decoder, { ...limits, maxBatch: 1, maxQueue: 1 });
     const reject = (f: () => void) => {
