@@ -25,7 +25,9 @@ if "q4_0" in args:
     args[args.index("q4_0")] = "q8_0"
     Q8, Q4 = gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0
     quantize, add_tensor, add_file_type = gguf.quants.quantize, gguf.GGUFWriter.add_tensor, gguf.GGUFWriter.add_file_type
+    shape_of = gguf.quant_shape_from_byte_shape
     gguf.quants.quantize = lambda data, qtype: quantize(data, Q4 if qtype == Q8 else qtype)
+    gguf.quant_shape_from_byte_shape = lambda shape, qtype: shape_of(shape, Q4 if qtype == Q8 else qtype)
     gguf.GGUFWriter.add_tensor = lambda self, name, tensor, raw_shape=None, raw_dtype=None, **kw: add_tensor(
         self, name, tensor, raw_shape, Q4 if raw_dtype == Q8 else raw_dtype, **kw)
     gguf.GGUFWriter.add_file_type = lambda self, ftype: add_file_type(self, gguf.LlamaFileType.MOSTLY_Q4_0)
