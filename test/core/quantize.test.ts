@@ -135,6 +135,26 @@ describe('llmkit quantize', () => {
     expect(report.models[1].sizeRatio).toBeGreaterThan(reports.int8.models[1].sizeRatio + 0.1);
   });
 
+  it('quantizes a --fused export: q/k/v and gate/up become one MatMulNBits each, with the fused fp32 greedy tokens', async () => {
+    const fused = await exportedTinyModel('tiny', 0, 'fused');
+    const r = await runCli(['quantize', fused, '--int8', '--eval-tokens', '64', '--out', join(dir, 'fused-int8'), '--json']);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const report: QuantizeReport = JSON.parse(String(r.stdout));
+    const layers = loadExportedModel(fused).manifest.num_layers;
+    // Per layer q+k+v, o, gate+up, down; then the output layer and the embedding (7 per layer in a traced export).
+    expect(report.quantization.quantized_nodes).toBe(4 * layers + 2);
+    expect(reports.int8.quantization.quantized_nodes).toBe(7 * layers + 2);
+    expect(report.models[1].top1Agreement).toBeGreaterThan(0.9);
+    const prompt = [5, 17, 42, 99, 7, 300, 12, 8];
+    const tokens = [];
+    for (const folder of [fused, join(dir, 'fused-int8')]) {
+      const decoder = await DecoderSession.open(loadExportedModel(folder), { device: 'cpu', logits: 'last' });
+      tokens.push((await greedyDecode(decoder, prompt, 4)).tokens);
+      await decoder.release();
+    }
+    expect(tokens[1][0]).toBe(tokens[0][0]);
+  });
+
   it('rejects bad input with one line before any long work', async () => {
     const gpt2 = join(dir, 'gpt2');
     mkdirSync(gpt2);
