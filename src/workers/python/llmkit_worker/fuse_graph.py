@@ -9,13 +9,10 @@ builder writes its graphs (`llmkit export --fused`):
 - MatMuls that read the same activations (q/k/v, gate/up) -> one MatMul over their concatenated weights and a
   Split, which `llmkit quantize` then turns into one MatMulNBits.
 
-Attention itself stays llmkit's grouped-query attention over the past and the new keys separately. Neither
-GroupQueryAttention nor MultiHeadAttention fits the engine's cache: GroupQueryAttention reads each row's keys
-from column 0 up to its `seqlens_k` (right padding) while llmkit's batches are left-padded, with spare columns
-between a row's cache and its new token (DecoderSession.decodeInPlace), so it would attend to padding; and both
-return the whole cache as `present` (a copy of it per step, which the engine avoids by pruning those outputs),
-MultiHeadAttention after repeating each KV head for its query heads. The inputs and outputs of the graph are
-unchanged, so the engine and transformers.js load it like any export.
+Attention itself stays llmkit's grouped-query attention over the past and the new keys separately:
+docs/export.md says why, and what GroupQueryAttention would take (an attention bias for the left padding and
+the engine binding `present` to its cache buffers). The inputs and outputs of the graph are unchanged, so the
+engine and transformers.js load it like any export.
 """
 import numpy as np
 
