@@ -178,9 +178,10 @@ export class CompletionService {
     const input = native.input;
     if ('messages' in input) {
       if (!tokenizer.hasChatTemplate) throw invalidParam('messages', `model ${served.id} has no chat template: use /v1/completions`, 'no_chat_template');
+      if (tokenizer.chatTemplateError) throw invalidParam('messages', `model ${served.id}: ${tokenizer.chatTemplateError}: use /v1/completions`, 'chat_template_unsupported');
       const messages = input.messages.map((m, i) => ({ ...m, content: filter ? filter.checkInput(m.content, `messages[${i}].content`) : m.content }));
       try {
-        return tokenizer.encodeChat(messages, native.tools?.specs);
+        return tokenizer.encodeChat(messages, { ...input.template, tools: native.tools?.specs });
       } catch (e) {
         // Templates raise on conversations they do not support (a system turn, roles out of order).
         throw invalidParam('messages', `the chat template of ${served.id} refused these messages: ${(e as Error).message}`);

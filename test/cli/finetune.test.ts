@@ -216,7 +216,7 @@ describe('llmkit finetune errors, before any training starts', () => {
     writeFileSync(join(t5, 'tokenizer.json'), '{}');
     r = await runCli(['finetune', t5, '--data', data, '--out', join(dir, 'run')]);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr.trim()).toMatch(/^error: model folder .*t5 holds a T5ForConditionalGeneration \(model_type t5\), which llmkit cannot fine-tune; supported causal LM families: llama/);
+    expect(r.stderr.trim()).toMatch(/^error: model folder .*t5 holds a T5ForConditionalGeneration \(model_type t5\), which llmkit does not support; supported: Gemma3ForCausalLM, LlamaForCausalLM, /);
   });
 
   it('rejects an empty dataset and LoRA targets the model does not have', async () => {

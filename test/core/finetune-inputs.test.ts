@@ -115,8 +115,8 @@ describe('model folder checks', () => {
     expect((await failure(checkModelFolder(noTokenizer))).message).toBe(`model folder ${noTokenizer} has no tokenizer (tokenizer.json)`);
     const bert = folder({ 'config.json': JSON.stringify({ architectures: ['BertModel'], model_type: 'bert' }), 'model.safetensors': '', 'tokenizer.json': '{}' });
     const e = await failure(checkModelFolder(bert));
-    expect(e.message).toBe(`model folder ${bert} holds a BertModel (model_type bert), which llmkit cannot fine-tune`);
-    expect(e.hint).toMatch(/supported causal LM families: llama, mistral, qwen2/);
+    expect(e.message).toBe(`model folder ${bert} holds a BertModel (model_type bert), which llmkit does not support`);
+    expect(e.hint).toMatch(/supported: Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM$/);
   });
 });
 

@@ -2,14 +2,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
+import { isSupportedArchitecture, supportedArchitecturesHint } from '../architectures.js';
 import { LlmkitError, UsageError } from '../errors.js';
 import { makeModel, parsePreset } from '../model-maker.js';
-
-/**
- * Model families whose *ForCausalLM computes logits as a plain output layer over the decoder's last hidden
- * state, which the worker's chunked loss relies on (families with logit soft-capping or scaling are not here).
- */
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gemma'] as const;
 
 export interface ModelFolder {
   path: string;
@@ -46,11 +41,8 @@ export async function checkModelFolder(path: string, what = 'model folder'): Pro
   }
   const architecture = String((config.architectures as string[] | undefined)?.[0] ?? config.model_type ?? 'unknown');
   const modelType = String(config.model_type ?? '');
-  if (!architecture.endsWith('ForCausalLM') || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
-    throw new UsageError(
-      `${what} ${path} holds a ${architecture} (model_type ${modelType || 'unknown'}), which llmkit cannot fine-tune`,
-      `supported causal LM families: ${SUPPORTED_MODEL_TYPES.join(', ')}`,
-    );
+  if (!isSupportedArchitecture(architecture)) {
+    throw new UsageError(`${what} ${path} holds a ${architecture} (model_type ${modelType || 'unknown'}), which llmkit does not support`, supportedArchitecturesHint(architecture));
   }
   let hasChatTemplate = files.includes('chat_template.jinja') || files.includes('chat_template.json');
   if (!hasChatTemplate && files.includes('tokenizer_config.json')) {

@@ -87,6 +87,8 @@ export const ChatRequestSchema = z.strictObject({
   tools: z.array(tool).min(1).max(128).optional(),
   tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: functionName }) })]).optional(),
   parallel_tool_calls: z.boolean().nullish(),
+  /** vLLM's extension: variables for the chat template; llmkit knows Qwen3's enable_thinking (default false). */
+  chat_template_kwargs: z.strictObject({ enable_thinking: z.boolean().optional() }).nullish(),
 });
 
 export const CompletionRequestSchema = z.strictObject({

@@ -1,7 +1,7 @@
 import type { TokenLogprob } from '../../engine/logits-processor.js';
 import type { SamplingParams } from '../../engine/sampling.js';
 import type { FinishReason, GenerationEnd } from '../../engine/streamer.js';
-import type { ChatMessage, ToolSpec } from '../../engine/tokenizer.js';
+import type { ChatMessage, ChatTemplateOptions, ToolSpec } from '../../engine/tokenizer.js';
 import type { ChatRequest, CompletionRequest } from './schemas.js';
 import type { ToolCall, ToolChoice } from './tools.js';
 
@@ -20,7 +20,7 @@ export interface NativeRequest {
   endpoint: Endpoint;
   /** `name` or `name@version`. */
   model: string;
-  input: { messages: ChatMessage[] } | { text: string } | { ids: number[] };
+  input: { messages: ChatMessage[]; template?: ChatTemplateOptions } | { text: string } | { ids: number[] };
   /** Undefined: whatever is left of the context. */
   maxTokens?: number;
   sampling: Partial<SamplingParams>;
@@ -77,7 +77,7 @@ export function fromChatRequest(r: ChatRequest): NativeRequest {
   return {
     ...common(r),
     endpoint: 'chat',
-    input: { messages },
+    input: { messages, template: { enableThinking: r.chat_template_kwargs?.enable_thinking } },
     maxTokens: r.max_completion_tokens ?? r.max_tokens ?? undefined,
     logprobs: r.logprobs ? (r.top_logprobs ?? 0) : undefined,
     tools: r.tools ? { specs: r.tools.map((t) => ({ type: 'function', function: t.function })), choice } : undefined,

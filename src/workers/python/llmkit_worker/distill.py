@@ -58,7 +58,7 @@ def run(config: dict) -> int:
     teacher = teacher.to(device, dtype=torch.bfloat16 if device == "cuda" else torch.float32).eval().requires_grad_(False)
 
     train_rows, eval_rows = ft.split_rows(ft.read_rows(cfg["data"]), ft.read_rows(cfg.get("eval_data") or []), cfg)
-    write_text(os.path.join(out, "eval.txt"), "\n".join(ft.render(row, fmt, tokenizer, True, where)[0] for row, fmt, where in eval_rows or train_rows))
+    write_text(os.path.join(out, "eval.txt"), "\n".join(ft.render(row, fmt, tokenizer, True, where)[0][0] for row, fmt, where in eval_rows or train_rows))
     os.makedirs(os.path.join(out, "teacher"), exist_ok=True)
     # The teacher's figures get a metrics file of their own: finetune.run starts the student's afresh.
     ft.open_metrics(os.path.join(out, "teacher"), 0)

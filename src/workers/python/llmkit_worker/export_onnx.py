@@ -28,11 +28,11 @@ import json
 import os
 import shutil
 
+from .architectures import check_architecture
 from .protocol import BadInput, emit, log
 
-SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                   "config.json", "chat_template.jinja")
+                   "config.json", "chat_template.jinja", "chat_template.json")
 # Largest max-abs logit difference vs PyTorch fp32 that passes, by dtype: fp16 rounds every weight.
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -49,10 +49,7 @@ def check_model_folder(path: str) -> dict:
                        hint="pass a Hugging Face model folder with its weights")
     with open(config_path) as f:
         config = json.load(f)
-    arch = (config.get("architectures") or ["?"])[0]
-    if arch not in SUPPORTED:
-        raise BadInput(f"architecture {arch} is not supported for export",
-                       hint=f"supported: {', '.join(sorted(SUPPORTED))}")
+    check_architecture(config, "export")
     return config
 
 
@@ -78,6 +75,8 @@ def grouped_query_attention(module, query, key, value, attention_mask, scaling, 
     groups = module.config.num_attention_heads // kv_heads
     rows = query.reshape(query.shape[0], kv_heads, -1, module.head_dim)
     scores = torch.cat([torch.matmul(rows, past_k.transpose(2, 3)), torch.matmul(rows, new_k.transpose(2, 3))], dim=-1) * scaling
+    if kwargs.get("softcap"):  # attention logit soft-capping, for models whose attention passes it (as eager does)
+        scores = torch.tanh(scores / kwargs["softcap"]) * kwargs["softcap"]
     if attention_mask is not None:
         # The mask is [batch, 1, q_len, keys]; each KV head's rows are its query heads' q_len rows in turn.
         scores = scores + attention_mask.repeat(1, 1, groups, 1)
@@ -138,6 +137,18 @@ def io_names(num_layers: int):
     return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present, "new_key_values"]
 
 
+def context_length(config) -> int:
+    """How many positions the export serves. Longrope (Phi-3) picks its short or long rotary factors by a Python
+    branch on the sequence length, which tracing bakes in with the short ones: the graph is exact up to the original
+    context only."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type")) == "longrope":
+        original = rope.get("original_max_position_embeddings") or getattr(config, "original_max_position_embeddings", None)
+        if original:
+            return min(int(original), config.max_position_embeddings)
+    return config.max_position_embeddings
+
+
 def dims(config) -> dict:
     heads = config.num_attention_heads
     return {
@@ -147,7 +158,7 @@ def dims(config) -> dict:
         "head_dim": getattr(config, "head_dim", None) or config.hidden_size // heads,
         "hidden_size": config.hidden_size,
         "vocab_size": config.vocab_size,
-        "max_position_embeddings": config.max_position_embeddings,
+        "max_position_embeddings": context_length(config),
     }
 
 
@@ -250,6 +261,7 @@ def run(config: dict) -> int:
     for name in TOKENIZER_FILES:
         if os.path.isfile(os.path.join(src, name)):
             shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
+    carry_chat_template(src, tmp)
     manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs, dtype, fused)
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
@@ -437,9 +449,35 @@ def save_onnx(model, onnx_path: str) -> None:
         os.remove(data)
 
 
-def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype, fused) -> dict:
-    with open(os.path.join(src, "tokenizer_config.json")) as f:
+def read_chat_template(folder: str):
+    """The folder's chat template: transformers 5 (and current model repositories) keep it in chat_template.jinja
+    (or chat_template.json) beside tokenizer_config.json, older folders inside tokenizer_config.json."""
+    jinja, as_json = os.path.join(folder, "chat_template.jinja"), os.path.join(folder, "chat_template.json")
+    if os.path.isfile(jinja):
+        with open(jinja, encoding="utf-8") as f:
+            return f.read()
+    if os.path.isfile(as_json):
+        with open(as_json, encoding="utf-8") as f:
+            return json.load(f).get("chat_template")
+    with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
+        return json.load(f).get("chat_template")
+
+
+def carry_chat_template(src: str, out: str) -> None:
+    """Writes the source's chat template into the export's tokenizer_config.json, the only place transformers.js
+    (and so llmkit's engine) reads it from."""
+    template = read_chat_template(src)
+    path = os.path.join(out, "tokenizer_config.json")
+    if template is None or not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
         tok_config = json.load(f)
+    tok_config["chat_template"] = template
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(tok_config, f, indent=2, ensure_ascii=False)
+
+
+def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype, fused) -> dict:
     gen_path = os.path.join(src, "generation_config.json")
     gen = json.load(open(gen_path)) if os.path.isfile(gen_path) else {}
     eos = gen.get("eos_token_id", hf_config.get("eos_token_id"))
@@ -460,7 +498,7 @@ def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype,
         "eos_token_ids": eos if isinstance(eos, list) else [eos],
         "pad_token_id": gen.get("pad_token_id", hf_config.get("pad_token_id")),
         "bos_token_id": hf_config.get("bos_token_id"),
-        "chat_template": tok_config.get("chat_template"),
+        "chat_template": read_chat_template(src),
         "source": src,
         "export_check": diffs,
     }

@@ -390,11 +390,15 @@ def as_messages(row: dict, fmt: str):
 
 
 def chat(tokenizer, messages: list, generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    # enable_thinking=False, as llmkit serves by default (src/engine/tokenizer.ts): Qwen3 then writes an empty
+    # thinking block into the generation prompt and the answers are trained, checked and served after it alike.
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                         enable_thinking=False)
 
 
-def render(row: dict, fmt: str, tokenizer, train_on_prompt: bool, where: str):
-    """The example as text, the character spans that carry the loss, and whether the tokenizer adds its own BOS."""
+def render(row: dict, fmt: str, tokenizer, train_on_prompt: bool, where: str) -> list:
+    """The example as one or more texts, each with the character spans that carry the loss and whether the tokenizer
+    adds its own BOS."""
     messages = as_messages(row, fmt)
     if messages is not None:
         if not tokenizer.chat_template:
@@ -402,43 +406,56 @@ def render(row: dict, fmt: str, tokenizer, train_on_prompt: bool, where: str):
                            hint="add a chat_template to tokenizer_config.json, or use prompt/completion data")
         text = chat(tokenizer, messages)
         if train_on_prompt:
-            return text, [(0, len(text))], False
-        spans = []
-        for i, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            # The answer is what rendering turn i adds after the generation prompt; that only holds for templates
-            # that render a conversation turn by turn, which is checked here rather than assumed.
-            begin, end = chat(tokenizer, messages[:i], generation_prompt=True), chat(tokenizer, messages[: i + 1])
-            if not (text.startswith(begin) and text.startswith(end) and len(begin) <= len(end)):
+            return [(text, [(0, len(text))], False)]
+        turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        spans = [answer_span(tokenizer, messages, i, text) for i in turns]
+        if all(spans):
+            return [(text, spans, False)]
+        # Templates that render an earlier turn differently once the conversation goes on (Qwen3 drops its
+        # thinking block, Phi-3 ends the last turn with EOS) get one example per answer, each with the history
+        # exactly as the model sees it when it writes that answer.
+        examples = []
+        for i in turns:
+            upto = chat(tokenizer, messages[: i + 1])
+            span = answer_span(tokenizer, messages, i, upto)
+            if span is None:
                 raise BadInput("the model's chat template does not render this conversation turn by turn, so the answers "
                                "cannot be told from the prompt", where=where, hint="use --train-on-prompt or prompt/completion data")
-            spans.append((len(begin), len(end)))
-        return text, spans, False
+            examples.append((upto, [span], False))
+        return examples
     eos = tokenizer.eos_token or ""
     if fmt == "prompt-completion":
         text = row["prompt"] + row["completion"] + eos
-        return text, [(0 if train_on_prompt else len(row["prompt"]), len(text))], True
+        return [(text, [(0 if train_on_prompt else len(row["prompt"]), len(text))], True)]
     text = row["text"] + eos
-    return text, [(0, len(text))], True
+    return [(text, [(0, len(text))], True)]
+
+
+def answer_span(tokenizer, messages: list, i: int, text: str):
+    """Where assistant turn i sits in `text`: what rendering turn i adds after the generation prompt, or None where
+    `text` does not start with both (the template renders that turn differently in `text`)."""
+    begin, end = chat(tokenizer, messages[:i], generation_prompt=True), chat(tokenizer, messages[: i + 1])
+    if text.startswith(begin) and text.startswith(end) and len(begin) <= len(end):
+        return len(begin), len(end)
+    return None
 
 
 def tokenize_rows(rows: list, tokenizer, cfg: dict) -> tuple[list, dict]:
     """Each example as (input_ids, targets): targets[j] is the token after j where that token carries the loss."""
     examples, truncated, dropped = [], 0, 0
     for row, fmt, where in rows:
-        text, spans, add_special = render(row, fmt, tokenizer, cfg["train_on_prompt"], where)
-        enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True)
-        ids = enc["input_ids"]
-        trained = [any(a <= start < b for a, b in spans) for start, _ in enc["offset_mapping"]]
-        if len(ids) > cfg["max_seq_len"]:
-            truncated += 1
-            ids, trained = ids[: cfg["max_seq_len"]], trained[: cfg["max_seq_len"]]
-        targets = [ids[j + 1] if trained[j + 1] else IGNORE for j in range(len(ids) - 1)] + [IGNORE]
-        if all(t == IGNORE for t in targets):
-            dropped += 1
-            continue
-        examples.append((ids, targets))
+        for text, spans, add_special in render(row, fmt, tokenizer, cfg["train_on_prompt"], where):
+            enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True)
+            ids = enc["input_ids"]
+            trained = [any(a <= start < b for a, b in spans) for start, _ in enc["offset_mapping"]]
+            if len(ids) > cfg["max_seq_len"]:
+                truncated += 1
+                ids, trained = ids[: cfg["max_seq_len"]], trained[: cfg["max_seq_len"]]
+            targets = [ids[j + 1] if trained[j + 1] else IGNORE for j in range(len(ids) - 1)] + [IGNORE]
+            if all(t == IGNORE for t in targets):
+                dropped += 1
+                continue
+            examples.append((ids, targets))
     return examples, {"examples": len(rows), "truncated": truncated, "dropped": dropped}
 
 

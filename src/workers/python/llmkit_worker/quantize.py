@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 
+from .architectures import check_architecture
 from .export_onnx import TOKENIZER_FILES, save_onnx
 from .protocol import BadInput, emit, log
 
@@ -100,6 +101,7 @@ def read_fp32_export(folder: str) -> dict:
         raise BadInput(f"{folder} has no llmkit.json", hint="pass a folder made by `llmkit export`")
     with open(manifest_path) as f:
         manifest = json.load(f)
+    check_architecture({"architectures": [manifest.get("architecture")]}, "quantize")
     if manifest.get("precision") != "fp32":
         raise BadInput(f"{folder} holds {manifest.get('precision')} weights: quantize starts from fp32",
                        hint="pass its fp32 export (`llmkit export` without --fp16) or the Hugging Face folder")
