@@ -74,12 +74,12 @@ def main(family: str, tokenizer_dir: str, out: str) -> None:
     config = AutoConfig.for_model(**spec)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    # Random weights at the default scale saturate tanh soft-capping and the large vocabularies; smaller ones keep
-    # logits in the range a trained model has.
+    # At the default scale (std 0.02) a random output layer cannot make any token likely (its logits stay within
+    # about ±1 over 128k-262k tokens), and a LoRA adapter cannot change that; rows of norm ~2 let a few steps of
+    # LoRA teach an answer, as they can on a trained model.
     with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(0.5)
+        for embedding in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
+            embedding.weight.normal_(0.0, 2.0 / config.hidden_size ** 0.5)
     model.save_pretrained(tmp)
     GenerationConfig(bos_token_id=spec["bos_token_id"], eos_token_id=generation_eos, do_sample=False).save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)

@@ -142,6 +142,7 @@ def distillation_loss(teacher, vocabulary: int, cfg: dict):
     until the backward pass, which is what --top-k shrinks."""
     t_decoder, t_weight = teacher.get_decoder(), teacher.get_output_embeddings().weight[:vocabulary]
     temperature, alpha, top_k = cfg["temperature"], cfg["alpha"], cfg["top_k"]
+    t_cap = getattr(teacher.config, "final_logit_softcapping", None)
 
     def loss(decoder, lm_head, batch):
         with torch.no_grad():
@@ -153,7 +154,7 @@ def distillation_loss(teacher, vocabulary: int, cfg: dict):
         for s in range(0, hidden.shape[0], rows):
             part = slice(s, s + rows)
             with torch.no_grad():
-                logits = (t_hidden[part] @ t_weight.T).float()
+                logits = softcapped((t_hidden[part] @ t_weight.T).float(), t_cap)
                 ids = logits.topk(top_k, dim=-1).indices if top_k else None
                 teacher_logp = torch.log_softmax((logits if ids is None else logits.gather(1, ids)) / temperature, -1)
             total = total + checkpoint(distillation_chunk, hidden[part], weight, teacher_logp, ids, batch["targets"][part],
@@ -169,8 +170,13 @@ def hidden_at_targets(decoder, batch: dict):
     return hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["picked"])
 
 
+def softcapped(logits, cap):
+    """Final logit soft-capping, for configs that set it (Gemma 2/3): the output layer here is computed by hand."""
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
 def distillation_chunk(hidden, weight, teacher_logp, teacher_ids, targets, temperature: float, alpha: float):
-    logits = (hidden @ weight.T).float()
+    logits = softcapped((hidden @ weight.T).float(), ft.RUNTIME["softcap"])
     student_logp = torch.log_softmax(logits / temperature, -1)
     if teacher_ids is not None:
         # KL over the teacher's top k only: the student's probabilities there, normalised over the whole vocabulary.

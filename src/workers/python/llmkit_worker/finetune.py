@@ -105,6 +105,8 @@ def fine_tune(config: dict, train_loss) -> int:
     if stats["dropped"]:
         log(f"{stats['dropped']} training examples had no answer token within --max-seq-len and were left out", level="warning")
 
+    # The chunked loss computes the output layer itself, so it applies the model's logit soft-capping itself.
+    RUNTIME["softcap"] = getattr(model.config, "final_logit_softcapping", None)
     model = prepare_model(model, cfg, device)
     # Counted before FSDP replaces each weight with its shard.
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -614,17 +616,22 @@ def cross_entropy_chunk(logits, targets, grads: bool):
     dtype. Written as plain elementwise math and reductions so that torch.compile fuses it into a couple of
     passes over the chunk (eager PyTorch makes about ten)."""
     x = logits.float()
+    cap = RUNTIME["softcap"]
+    if cap:  # final logit soft-capping (Gemma 2/3 configs that set it): logits = cap * tanh(logits / cap)
+        t = torch.tanh(x / cap)
+        x = t * cap
     lse = torch.logsumexp(x, -1, keepdim=True)
     picked = x.gather(1, targets[:, None])
     loss = (lse - picked).sum()
     if not grads:
         return loss, None
     onehot = torch.arange(x.shape[1], device=x.device)[None, :] == targets[:, None]
-    return loss, (torch.exp(x - lse) - onehot.float()).to(logits.dtype)
+    grad = torch.exp(x - lse) - onehot.float()
+    return loss, (grad * (1 - t * t) if cap else grad).to(logits.dtype)
 
 
 # What --compile (on CUDA) changes for the whole job: a compiled loss chunk, and layers replayed as CUDA graphs.
-RUNTIME = {"ce_chunk": cross_entropy_chunk, "cuda_graphs": False}
+RUNTIME = {"ce_chunk": cross_entropy_chunk, "cuda_graphs": False, "softcap": None}
 
 
 class LinearCrossEntropy(torch.autograd.Function):
