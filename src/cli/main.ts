@@ -6,6 +6,7 @@ import { distillCommand } from './commands/distill.js';
 import { envCommand } from './commands/env.js';
 import { exportCommand } from './commands/export.js';
 import { finetuneCommand } from './commands/finetune.js';
+import { inspectCommand } from './commands/inspect.js';
 import { loraCommand } from './commands/lora.js';
 import { makeModelCommand } from './commands/make-model.js';
 import { quantizeCommand } from './commands/quantize.js';
@@ -21,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
-  for (const command of [envCommand(), makeModelCommand(), finetuneCommand(), distillCommand(), loraCommand(), exportCommand(), quantizeCommand(), serveCommand(), benchCommand(), chatCommand(), demoCommand()]) {
+  for (const command of [envCommand(), makeModelCommand(), finetuneCommand(), distillCommand(), loraCommand(), exportCommand(), inspectCommand(), quantizeCommand(), serveCommand(), benchCommand(), chatCommand(), demoCommand()]) {
     program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') }));
   }
   try {

@@ -48,14 +48,14 @@ export async function readAdapterInfo(path: string): Promise<AdapterInfo> {
 }
 
 /** A safetensors file starts with an 8-byte little-endian length and a JSON header of every tensor's dtype and shape. */
-async function readSafetensorsHeader(file: string): Promise<{ tensors: Record<string, { shape: number[] }>; bytes: number }> {
+export async function readSafetensorsHeader(file: string, hint = ADAPTER_HINT): Promise<{ tensors: Record<string, { shape: number[] }>; bytes: number }> {
   const handle = await open(file, 'r');
   try {
     const { size } = await handle.stat();
     const lengthBuf = Buffer.alloc(8);
     await handle.read(lengthBuf, 0, 8, 0);
     const length = Number(lengthBuf.readBigUInt64LE());
-    if (length <= 0 || length + 8 > size) throw new LlmkitError(`${file} is not a safetensors file`, ADAPTER_HINT);
+    if (length <= 0 || length + 8 > size) throw new LlmkitError(`${file} is not a safetensors file`, hint);
     const header = Buffer.alloc(length);
     await handle.read(header, 0, length, 8);
     const { __metadata__: _, ...tensors } = JSON.parse(header.toString('utf8')) as Record<string, { shape: number[] }>;
