@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
+import { Engine } from '../../src/engine/engine.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { ModelTokenizer, type ChatMessage } from '../../src/engine/tokenizer.js';
@@ -107,6 +108,20 @@ describe.each(['qwen3', 'llama3', 'gemma3', 'phi3', 'smollm3'] as Family[])('the
   it("generates PyTorch's greedy tokens in llmkit's engine", async () => {
     const ids = python.conversations[0].prompt_ids;
     expect((await greedyDecode(decoder, ids, GREEDY)).tokens).toEqual(python.greedy);
+  });
+
+  it('serves the same greedy text from a batch of two prompts of different lengths (padding, in-place cache)', async () => {
+    // The scheduler left-pads rows and decodes into spare cache columns: a sliding window must count positions,
+    // not columns, or Gemma 3's local layers lose their context here.
+    const prompts = [python.conversations[0].prompt_ids, python.conversations[1].prompt_ids];
+    const expected = [python.greedy, (await greedyDecode(decoder, prompts[1], GREEDY)).tokens].map((ids) => tokenizer.decode(ids));
+    const engine = await Engine.open(exported, { device: 'cpu' });
+    try {
+      const replies = await Promise.all(prompts.map((promptIds) => engine.complete({ promptIds, maxTokens: GREEDY, ignoreEos: true, sampling: { temperature: 0 } })));
+      expect(replies.map((r) => r.text)).toEqual(expected);
+    } finally {
+      await engine.close();
+    }
   });
 });
 

@@ -58,6 +58,8 @@ def check_model_folder(path: str) -> dict:
 # `present` outputs. ONNX Runtime runs it anyway, fetched or not; the engine opens the graph without those
 # outputs and their Concats (src/engine/graph-pruning.ts), so it never pays for them.
 TRACED_CACHE: dict = {}
+# The traced forward's query positions (position_ids) and each key column's true position, for sliding windows.
+TRACED_POSITIONS: dict = {}
 
 
 def grouped_query_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -80,6 +82,17 @@ def grouped_query_attention(module, query, key, value, attention_mask, scaling, 
     if attention_mask is not None:
         # The mask is [batch, 1, q_len, keys]; each KV head's rows are its query heads' q_len rows in turn.
         scores = scores + attention_mask.repeat(1, 1, groups, 1)
+    window = kwargs.get("sliding_window")
+    if window:
+        # Sliding-window layers (Gemma 3, SmolLM3, Mistral): a key is in the window by its true position, not its
+        # column. The engine's cache has columns that hold no token (a row's left padding, and spare columns
+        # between the cache and the new tokens that decode steps fill in place); a window counted in columns
+        # would shrink by them. Key positions come from the mask (the count of real tokens before each column).
+        # Split like the scores: past columns (positions from the mask), then the new tokens (their position_ids).
+        query_pos = TRACED_POSITIONS["query"]
+        key_pos = torch.cat([TRACED_POSITIONS["key"][:, : past_k.shape[2]], query_pos], dim=-1)
+        far = (query_pos[:, :, None] - key_pos[:, None, :]) >= window
+        scores = scores.masked_fill(far[:, None].repeat(1, 1, groups, 1), torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     past_len = past_k.shape[2]
     out = torch.matmul(probs[..., :past_len], past_v) + torch.matmul(probs[..., past_len:], new_v)
@@ -87,13 +100,20 @@ def grouped_query_attention(module, query, key, value, attention_mask, scaling, 
 
 
 def load_for_export(src: str):
-    """The model with grouped_query_attention, registered under its own name with eager's additive mask."""
+    """The model with grouped_query_attention, registered under its own name with eager's additive mask (causal
+    only: sliding windows are applied in the attention, by position)."""
     import torch
     from transformers import AttentionInterface, AutoModelForCausalLM
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface, causal_mask_function, eager_mask
+
+    def causal_mask(*args, local_size=None, **kwargs):
+        # Sliding-window layers get the plain causal mask; grouped_query_attention applies their window by position.
+        if local_size is not None:
+            kwargs["mask_function"] = causal_mask_function
+        return eager_mask(*args, **kwargs)
 
     AttentionInterface.register("llmkit_gqa", grouped_query_attention)
-    AttentionMaskInterface.register("llmkit_gqa", eager_mask)
+    AttentionMaskInterface.register("llmkit_gqa", causal_mask)
     return AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, attn_implementation="llmkit_gqa").eval()
 
 
@@ -117,6 +137,7 @@ def make_wrapper(model, num_layers: int):
                 return append(keys, values, layer_idx, *args, **kwargs)
 
             cache.update = update
+            TRACED_POSITIONS.update(query=position_ids, key=attention_mask.cumsum(-1) - 1)
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              past_key_values=cache, use_cache=True)
             present = []
