@@ -153,7 +153,7 @@ describe('llmkit export', () => {
     const cases: [string, RegExp][] = [
       [join(dir, 'missing'), /^error: model folder .*missing does not exist; pass a local Hugging Face model folder$/],
       [dir, /^error: model folder .* has no config\.json; pass a Hugging Face model folder$/],
-      [gpt2, /^error: architecture GPT2LMHeadModel is not supported for export; supported: LlamaForCausalLM, /],
+      [gpt2, /^error: architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM$/],
     ];
     const results = await Promise.all(cases.map(([model]) => runCli(['export', model, '--out', join(dir, 'out')])));
     for (const [i, [model, message]] of cases.entries()) {
