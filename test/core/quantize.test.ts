@@ -169,7 +169,7 @@ describe('llmkit quantize', () => {
       [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
       [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int8', '--exclude', 'lm_head', '--out', join(dir, 'x')], 1, /--exclude lm_head: no MatMul or Gather weight node has that name; names look like \/model/],
-      [['quantize', gpt2, '--int8', '--out', join(dir, 'x')], 1, /architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM],
+      [['quantize', gpt2, '--int8', '--out', join(dir, 'x')], 1, /architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM/],
     ];
     const results = await Promise.all(cases.map(([args]) => runCli(args)));
     for (const [i, [args, code, message]] of cases.entries()) {
