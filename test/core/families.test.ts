@@ -118,7 +118,8 @@ describe.each(['qwen3', 'llama3', 'gemma3', 'phi3', 'smollm3'] as Family[])('the
     const engine = await Engine.open(exported, { device: 'cpu' });
     try {
       const replies = await Promise.all(prompts.map((promptIds) => engine.complete({ promptIds, maxTokens: GREEDY, ignoreEos: true, sampling: { temperature: 0 } })));
-      expect(replies.map((r) => r.text)).toEqual(expected);
+      // Llama 2's SentencePiece decodes a first word-start token without its space; streamed after the prompt it keeps it.
+      expect(replies.map((r) => r.text.trimStart())).toEqual(expected.map((t) => t.trimStart()));
     } finally {
       await engine.close();
     }
