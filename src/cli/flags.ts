@@ -1,4 +1,4 @@
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../shared/errors.js';
 
 /** Parses an integer flag, naming the flag and the fix when it is not one. */
 export function parseInteger(value: string, flag: string, min = 1): number {

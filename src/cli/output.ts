@@ -1,4 +1,4 @@
-import { LlmkitError } from '../core/errors.js';
+import { LlmkitError } from '../shared/errors.js';
 
 /** Global flags every command sees (set on the root program). */
 export interface GlobalFlags {
@@ -21,7 +21,7 @@ export function reportError(e: unknown, flags: GlobalFlags): number {
   return 1;
 }
 
-export { formatBytes, formatRows, formatTable } from '../core/format.js';
+export { formatBytes, formatRows, formatTable } from '../shared/format.js';
 
 /** Ctrl-C asks the running job to stop cleanly; a second Ctrl-C exits at once. */
 export function stopOnCtrlC(): { signal: AbortSignal; dispose: () => void } {

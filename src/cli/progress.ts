@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { WorkerEvent } from '../workers/protocol.js';
+import type { WorkerEvent } from '../core/jobs.js';
 import type { GlobalFlags } from './output.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { ExactMatch } from '../core/finetune/run.js';
-import type { WorkerEvent } from '../workers/protocol.js';
+import type { WorkerEvent } from '../core/jobs.js';
 import { stopOnCtrlC, type GlobalFlags } from './output.js';
 import { ProgressView } from './progress.js';
 

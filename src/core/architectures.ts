@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pythonSourceDir } from './paths.js';
+import { pythonSourceDir } from '../shared/paths.js';
 
 /** One supported architecture, as listed in the workers' assets/architectures.json. */
 export interface ArchitectureEntry {

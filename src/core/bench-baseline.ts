@@ -1,4 +1,4 @@
-import type { Provider } from '../engine/onnx-runtime.js';
+import type { Provider } from '../engine/devices.js';
 import type { ChatMessage } from '../engine/tokenizer.js';
 
 /** One request's timings, the same for every contender. */

@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { Engine } from '../engine/engine.js';
-import type { Device } from '../engine/onnx-runtime.js';
+import type { Device } from '../engine/devices.js';
 import type { ChatMessage } from '../engine/tokenizer.js';
 import { TransformersJsBaseline, type SingleRun } from './bench-baseline.js';
 import { percentile, timedChatStream, type StreamTiming } from './bench-client.js';
-import { LlmkitError } from './errors.js';
-import { packageRoot } from './paths.js';
+import { LlmkitError } from '../shared/errors.js';
+import { packageRoot } from '../shared/paths.js';
 
 /** The fixed prompt set: questions of very different lengths, so batches mix short and long prompts. */
 export const BENCH_PROMPTS: string[] = [

@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { cudaRecordPath, onnxruntimeLibDir, onnxruntimeNodeVersion, type CudaSetupRecord } from '../engine/cuda-libraries.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { runWorker } from '../workers/worker-run.js';
-import { writeFileAtomic } from './atomic.js';
-import { llmkitHome } from './paths.js';
+import { writeFileAtomic } from '../shared/atomic.js';
+import { llmkitHome } from '../shared/paths.js';
 
 export interface CudaSetupOptions {
   /** An onnxruntime-gpu wheel, a folder holding one, or a folder with its provider libraries; default: PyPI. */

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { inspectEnvironment } from './env.js';
-import { LlmkitError } from './errors.js';
+import { LlmkitError } from '../shared/errors.js';
 import { makeModel } from './model-maker.js';
-import { removeIfExists } from './atomic.js';
+import { removeIfExists } from '../shared/atomic.js';
 import { FINETUNE_KEYS, FINETUNE_PATH_KEYS, resolveFinetuneOptions } from './finetune/options.js';
 import { runFinetune } from './finetune/run.js';
-import { llmkitHome, recipesDir } from './paths.js';
+import { llmkitHome, recipesDir } from '../shared/paths.js';
 import { loadRecipe } from './recipe.js';
 import { formatReportTable } from './quantize/report.js';
 import { runQuantize } from './quantize/run.js';

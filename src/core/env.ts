@@ -8,7 +8,10 @@ import { CUDA_PROVIDER_LIBRARY, missingLoaderDirs, onnxruntimeLibDir, readCudaRe
 import { onnxruntimeVersion, probeProviders, type ProviderProbe } from '../engine/onnx-runtime.js';
 import { findPythonEnv, type PythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
-import { llmkitHome } from './paths.js';
+import { llmkitHome } from '../shared/paths.js';
+
+/** `llmkit env --setup`: the workers layer builds the environment; the command reaches it through core. */
+export { setupPythonEnv } from '../workers/python-env.js';
 
 export interface GpuInfo {
   index: number;

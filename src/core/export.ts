@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
-import { llmkitHome } from './paths.js';
+import { llmkitHome } from '../shared/paths.js';
 
 export interface ExportOptions {
   model: string;

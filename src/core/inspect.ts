@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { loadExportedModel } from '../engine/model-manifest.js';
 import { ModelTokenizer } from '../engine/tokenizer.js';
 import { isSupportedArchitecture, SUPPORTED_ARCHITECTURES, supportedArchitecturesHint } from './architectures.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../shared/errors.js';
 import { readSafetensorsHeader } from './finetune/lora.js';
 
 export interface ModelInspection {

@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
-import { UsageError } from './errors.js';
-import { llmkitHome, pythonSourceDir } from './paths.js';
+import { UsageError } from '../shared/errors.js';
+import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 
 export const MODEL_PRESETS = ['tiny', 'small', '100m'] as const;
 export type ModelPreset = (typeof MODEL_PRESETS)[number];

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { UsageError } from './errors.js';
+import { UsageError } from '../shared/errors.js';
 
 /**
  * Recipes: a YAML mapping whose keys are a command's long flag names (camelCase `loraR` or kebab-case

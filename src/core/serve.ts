@@ -10,7 +10,8 @@ import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/redis-st
 import { ResponseCache } from '../serve/response-cache.js';
 import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../shared/errors.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
 
 export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   /** Model folders: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH`. */
@@ -41,8 +42,6 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   log: (line: string) => void;
 }
 
-export const DEFAULT_CACHE_ENTRIES = 1024;
-export const DEFAULT_CACHE_TTL_S = 3600;
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 (the OpenAI API is under /v1). */

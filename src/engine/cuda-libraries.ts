@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { llmkitHome } from '../core/paths.js';
+import { llmkitHome } from '../shared/paths.js';
 
 export interface CudaSetupRecord {
   /** onnxruntime-node's version when the provider was placed; the wheel was of the same release. */

@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
 import { withLastPositionLogits } from './last-position-logits.js';
 import type { ExportedModel } from './model-manifest.js';
-import { openSession, Tensor, type Device, type InferenceSession, type Provider, type ProviderProbe } from './onnx-runtime.js';
+import type { Device, Provider } from './devices.js';
+import { openSession, Tensor, type InferenceSession, type ProviderProbe } from './onnx-runtime.js';
 
 /** One layer's cache for a batch: [batch, kv_heads, length, head_dim] each, row-major. */
 export interface LayerCache {

@@ -2,9 +2,9 @@ import { DecoderSession } from './decoder-session.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type GenerationRequest, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
-import { PrefixCache } from './prefix-cache.js';
+import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
-import type { Device } from './onnx-runtime.js';
+import type { Device } from './devices.js';
 import { GREEDY, type SamplingParams } from './sampling.js';
 import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
 import { StreamingTextMatcher } from './text-matcher.js';
@@ -19,8 +19,6 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
   prefixCacheMb?: number;
 }
-
-export const DEFAULT_PREFIX_CACHE_MB = 256;
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { LlmkitError } from '../core/errors.js';
+import { LlmkitError } from '../shared/errors.js';
 
 /** llmkit.json: what the engine needs to know about an exported decoder (written by export_onnx.py). */
 export const ModelManifestSchema = z.object({

@@ -7,15 +7,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { LlmkitError, UsageError } from '../core/errors.js';
-import { packageRoot } from '../core/paths.js';
+import { LlmkitError } from '../shared/errors.js';
+import { packageRoot } from '../shared/paths.js';
 import { CUDA_PROVIDER_LIBRARY, onnxruntimeLibDir, readCudaRecord } from './cuda-libraries.js';
+import type { Device, Provider } from './devices.js';
 
 ort.env.logLevel = 'fatal';
 
-export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
-export type Device = (typeof DEVICES)[number];
-export type Provider = Exclude<Device, 'auto'>;
 const AUTO_ORDER: Provider[] = ['cuda', 'webgpu', 'cpu'];
 
 export interface ProviderProbe {
@@ -108,11 +106,6 @@ export interface SessionOptions {
  */
 function keepFp32Exact(): void {
   process.env.NVIDIA_TF32_OVERRIDE ??= '0';
-}
-
-export function parseDevice(value: string): Device {
-  if ((DEVICES as readonly string[]).includes(value)) return value as Device;
-  throw new UsageError(`--device must be one of ${DEVICES.join(', ')} (got ${value})`);
 }
 
 /** A model in memory, and the file it came from (where its external data, if any, lies beside it). */

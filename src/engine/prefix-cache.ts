@@ -1,5 +1,7 @@
 import type { BatchCache } from './decoder-session.js';
 
+export const DEFAULT_PREFIX_CACHE_MB = 256;
+
 /** Shorter shared prefixes are prefilled again: the copy and the bookkeeping would cost about as much. */
 export const MIN_REUSED_TOKENS = 16;
 

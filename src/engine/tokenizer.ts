@@ -1,5 +1,5 @@
 import { AutoTokenizer, env as hfEnv, LogLevel, type PreTrainedTokenizer } from '@huggingface/transformers';
-import { LlmkitError } from '../core/errors.js';
+import { LlmkitError } from '../shared/errors.js';
 import type { TokenDecoder } from './detokenizer.js';
 
 // Models come from local folders only: never reach for the Hugging Face hub.

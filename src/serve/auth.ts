@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../shared/errors.js';
 import { ApiError } from './openai/errors.js';
 import type { Feature, Limits } from './quota-file.js';
 

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../shared/errors.js';
 import type { GenerationEnd, Streamer } from '../engine/streamer.js';
 import type { TokenLogprob } from '../engine/logits-processor.js';
 import { StreamingTextMatcher } from '../engine/text-matcher.js';

@@ -1,5 +1,5 @@
 import { basename, resolve } from 'node:path';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../shared/errors.js';
 import { Engine, type EngineOptions } from '../engine/engine.js';
 import { ApiError } from './openai/errors.js';
 

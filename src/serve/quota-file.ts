@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../shared/errors.js';
 import type { ApiKey } from './auth.js';
 
 /**

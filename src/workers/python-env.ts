@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LlmkitError } from '../core/errors.js';
-import { llmkitHome, workerRequirementsFile } from '../core/paths.js';
+import { LlmkitError } from '../shared/errors.js';
+import { llmkitHome, workerRequirementsFile } from '../shared/paths.js';
 
 /** Where the worker's Python comes from, in the order llmkit looks. */
 export type PythonSource = 'LLMKIT_PYTHON' | 'configured' | 'venv';

@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { LlmkitError } from '../core/errors.js';
-import { pythonSourceDir } from '../core/paths.js';
+import { LlmkitError } from '../shared/errors.js';
+import { pythonSourceDir } from '../shared/paths.js';
 import { parseWorkerLine, type ErrorEvent, type InterruptedEvent, type WorkerEvent } from './protocol.js';
 import { requirePythonEnv } from './python-env.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { planStudent, resolveDistillOptions, type DistillOptions } from '../../src/core/distill/options.js';
-import { UsageError } from '../../src/core/errors.js';
+import { UsageError } from '../../src/shared/errors.js';
 
 const TEACHER = { model_type: 'llama', num_hidden_layers: 12, hidden_size: 768, intermediate_size: 2048, num_attention_heads: 12, num_key_value_heads: 4, head_dim: 64 };
 const base = { teacher: 't', data: 'd.jsonl', out: 'o' };

@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { pythonSourceDir } from '../../src/core/paths.js';
+import { pythonSourceDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { tempDir } from '../helpers/cli.js';
 import { tinyModel } from '../helpers/models.js';

@@ -7,7 +7,7 @@ import { Engine } from '../../src/engine/engine.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { ModelTokenizer, type ChatMessage } from '../../src/engine/tokenizer.js';
-import { pythonSourceDir } from '../../src/core/paths.js';
+import { pythonSourceDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { exportedFamilyModel, familyModel, type Family } from '../helpers/models.js';
 

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LlmkitError } from '../../src/core/errors.js';
+import { LlmkitError } from '../../src/shared/errors.js';
 import { validateDataFile } from '../../src/core/finetune/data.js';
 import { readAdapterInfo } from '../../src/core/finetune/lora.js';
 import { checkModelFolder } from '../../src/core/finetune/model.js';

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { LlmkitError, UsageError } from '../../src/core/errors.js';
+import { LlmkitError, UsageError } from '../../src/shared/errors.js';
 import { camelCase, flagName, intField, listField, loadRecipe, resolveConfig, type Recipe } from '../../src/core/recipe.js';
 import { tempDir } from '../helpers/cli.js';
 

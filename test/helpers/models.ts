@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { exportModel } from '../../src/core/export.js';
 import { makeModel, type ModelPreset } from '../../src/core/model-maker.js';
-import { llmkitHome, pythonSourceDir } from '../../src/core/paths.js';
+import { llmkitHome, pythonSourceDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 
 /** The built-in tiny model (cached under LLMKIT_HOME, made once). */

@@ -1,7 +1,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { llmkitHome } from '../../src/core/paths.js';
+import { llmkitHome } from '../../src/shared/paths.js';
 
 /** The official Python client and pydantic, for tests that drive the server from Python. */
 const REQUIREMENTS = ['openai>=1.92,<4', 'pydantic>=2,<3'];

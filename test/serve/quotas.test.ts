@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../../src/core/errors.js';
+import { UsageError } from '../../src/shared/errors.js';
 import { MemoryCounterStore } from '../../src/serve/counter-store.js';
 import { ApiError } from '../../src/serve/openai/errors.js';
 import { emptyPolicy, loadQuotaFile } from '../../src/serve/quota-file.js';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ProgressView } from '../../src/cli/progress.js';
-import { LlmkitError } from '../../src/core/errors.js';
+import { LlmkitError } from '../../src/shared/errors.js';
 import type { WorkerEvent } from '../../src/workers/protocol.js';
 import { runWorker, WorkerInterrupted } from '../../src/workers/worker-run.js';
 import { tempDir } from '../helpers/cli.js';

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { runBench, type BenchReport } from '../../core/bench.js';
-import { UsageError } from '../../core/errors.js';
-import { parseDevice } from '../../engine/onnx-runtime.js';
+import { UsageError } from '../../shared/errors.js';
+import { parseDevice } from '../../core/choices.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';
 import { formatTable, type GlobalFlags } from '../output.js';

@@ -1,8 +1,7 @@
 import { Command } from 'commander';
 import { setupCudaProvider } from '../../core/cuda-setup.js';
-import { inspectEnvironment, type EnvReport } from '../../core/env.js';
-import { LlmkitError } from '../../core/errors.js';
-import { setupPythonEnv } from '../../workers/python-env.js';
+import { inspectEnvironment, setupPythonEnv, type EnvReport } from '../../core/env.js';
+import { LlmkitError } from '../../shared/errors.js';
 import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
 import { ProgressView } from '../progress.js';
 import { action } from '../action.js';

@@ -1,10 +1,7 @@
 import { Command } from 'commander';
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, startServer } from '../../core/serve.js';
-import { DEFAULT_PREFIX_CACHE_MB } from '../../engine/engine.js';
-import { parseDevice } from '../../engine/onnx-runtime.js';
-import { FILTER_MODES, type FilterMode } from '../../serve/content-filter.js';
-import { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../../serve/quotas.js';
-import { UsageError } from '../../core/errors.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, FILTER_MODES, parseDevice, REDIS_DOWN_POLICIES, type FilterMode, type RedisDownPolicy } from '../../core/choices.js';
+import { startServer } from '../../core/serve.js';
+import { UsageError } from '../../shared/errors.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';
 import type { GlobalFlags } from '../output.js';

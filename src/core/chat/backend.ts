@@ -1,5 +1,5 @@
 import type { Streamer } from '../../engine/streamer.js';
-import { LlmkitError } from '../errors.js';
+import { LlmkitError } from '../../shared/errors.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 

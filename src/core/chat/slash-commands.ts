@@ -1,4 +1,4 @@
-import { LlmkitError } from '../errors.js';
+import { LlmkitError } from '../../shared/errors.js';
 import type { ChatMessage } from './backend.js';
 import { describeTotals, describeTurn } from './format.js';
 import type { ChatSession } from './session.js';

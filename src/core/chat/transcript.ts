@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../atomic.js';
-import { LlmkitError } from '../errors.js';
+import { writeFileAtomic } from '../../shared/atomic.js';
+import { LlmkitError } from '../../shared/errors.js';
 import type { ChatSession } from './session.js';
 
 /** A saved conversation (`/save FILE`, `/load FILE`): enough to continue it, with the same settings. */

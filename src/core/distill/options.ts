@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../shared/errors.js';
 import { FINETUNE_PATH_KEYS, FINETUNE_RULES, FinetuneSchema } from '../finetune/options.js';
 import { booleanField, enumField, flagName, intField, numberField, resolveConfig, type FlagRules, type FlagValues, type Recipe } from '../recipe.js';
 

@@ -2,8 +2,8 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { loadExportedModel } from '../../engine/model-manifest.js';
 import type { WorkerEvent } from '../../workers/protocol.js';
-import { removeIfExists } from '../atomic.js';
-import { LlmkitError } from '../errors.js';
+import { removeIfExists } from '../../shared/atomic.js';
+import { LlmkitError } from '../../shared/errors.js';
 import { exportModel } from '../export.js';
 import { measureQuantization, type MeasuredFigures, type QuantizeReport } from '../quantize/report.js';
 

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../atomic.js';
-import { LlmkitError, UsageError } from '../errors.js';
+import { writeFileAtomic } from '../../shared/atomic.js';
+import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { checkModelFolder, resolveModel } from '../finetune/model.js';
 import { FinetuneSchema } from '../finetune/options.js';
 import { checkTrainingInputs, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';

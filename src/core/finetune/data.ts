@@ -1,6 +1,6 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { LlmkitError, UsageError } from '../errors.js';
+import { LlmkitError, UsageError } from '../../shared/errors.js';
 
 /**
  * The JSONL shapes llmkit trains on, detected per file from its first example:

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { requirePythonEnv } from '../../workers/python-env.js';
 import { runWorker } from '../../workers/worker-run.js';
-import { UsageError } from '../errors.js';
-import { llmkitHome } from '../paths.js';
+import { UsageError } from '../../shared/errors.js';
+import { llmkitHome } from '../../shared/paths.js';
 import type { FinetuneOptions } from './options.js';
 
 /** The flags of `llmkit finetune` that spread training over several processes (docs/deploy.md). */

@@ -3,8 +3,8 @@ import { open, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { runWorker } from '../../workers/worker-run.js';
-import { LlmkitError, UsageError } from '../errors.js';
-import { llmkitHome } from '../paths.js';
+import { LlmkitError, UsageError } from '../../shared/errors.js';
+import { llmkitHome } from '../../shared/paths.js';
 import { checkModelFolder, resolveModel } from './model.js';
 
 export interface AdapterInfo {

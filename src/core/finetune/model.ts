@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { isSupportedArchitecture, supportedArchitecturesHint } from '../architectures.js';
-import { LlmkitError, UsageError } from '../errors.js';
+import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { makeModel, parsePreset } from '../model-maker.js';
 
 export interface ModelFolder {

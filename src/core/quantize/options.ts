@@ -3,8 +3,8 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
-import { UsageError } from '../errors.js';
-import { recipesDir } from '../paths.js';
+import { UsageError } from '../../shared/errors.js';
+import { recipesDir } from '../../shared/paths.js';
 
 export const PRECISIONS = ['int8', 'int4'] as const;
 export type Precision = (typeof PRECISIONS)[number];

@@ -1,12 +1,12 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { formatBytes, formatTable } from '../format.js';
+import { formatBytes, formatTable } from '../../shared/format.js';
 import { DecoderSession } from '../../engine/decoder-session.js';
 import type { ExportedModel } from '../../engine/model-manifest.js';
 import { onnxruntimeVersion } from '../../engine/onnx-runtime.js';
 import { ModelTokenizer } from '../../engine/tokenizer.js';
-import { LlmkitError } from '../errors.js';
+import { LlmkitError } from '../../shared/errors.js';
 import { compareNextTokenDistributions } from './accuracy.js';
 import { measureDecodeSpeed, type SpeedPlan } from './speed.js';
 

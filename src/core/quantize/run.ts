@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
 import { runWorker } from '../../workers/worker-run.js';
-import { removeIfExists, writeFileAtomic } from '../atomic.js';
-import { LlmkitError } from '../errors.js';
+import { removeIfExists, writeFileAtomic } from '../../shared/atomic.js';
+import { LlmkitError } from '../../shared/errors.js';
 import { exportModel } from '../export.js';
-import { llmkitHome } from '../paths.js';
+import { llmkitHome } from '../../shared/paths.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 import { measureQuantization, type QuantizeReport } from './report.js';
 

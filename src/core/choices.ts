@@ -1,0 +1,13 @@
+/**
+ * The fixed sets and defaults a command checks its flags against and shows in its help. They live
+ * with the layer that owns them (engine, serve); commands reach them here, through core, like
+ * everything else below core. Only light modules are imported: commands load this for --help.
+ */
+export { DEVICES, parseDevice, type Device } from '../engine/devices.js';
+export { DEFAULT_PREFIX_CACHE_MB } from '../engine/prefix-cache.js';
+export { FILTER_MODES, type FilterMode } from '../serve/content-filter.js';
+export { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../serve/quotas.js';
+
+/** The response cache: entries kept in memory, and how long an answer lives in Redis. */
+export const DEFAULT_CACHE_ENTRIES = 1024;
+export const DEFAULT_CACHE_TTL_S = 3600;
