@@ -1,16 +1,23 @@
 import { Command, CommanderError } from 'commander';
-import { benchCommand } from './commands/bench.js';
-import { chatCommand } from './commands/chat.js';
-import { demoCommand } from './commands/demo.js';
-import { distillCommand } from './commands/distill.js';
-import { envCommand } from './commands/env.js';
-import { exportCommand } from './commands/export.js';
-import { finetuneCommand } from './commands/finetune.js';
-import { inspectCommand } from './commands/inspect.js';
-import { loraCommand } from './commands/lora.js';
-import { makeModelCommand } from './commands/make-model.js';
-import { quantizeCommand } from './commands/quantize.js';
-import { serveCommand } from './commands/serve.js';
+
+/**
+ * The subcommands, each loaded only when needed: a run of one command imports that command's file
+ * alone, so `llmkit env` never loads zod or the training options; `--help` and unknown names load all.
+ */
+export const COMMANDS: Record<string, () => Promise<Command>> = {
+  env: async () => (await import('./commands/env.js')).envCommand(),
+  'make-model': async () => (await import('./commands/make-model.js')).makeModelCommand(),
+  finetune: async () => (await import('./commands/finetune.js')).finetuneCommand(),
+  distill: async () => (await import('./commands/distill.js')).distillCommand(),
+  lora: async () => (await import('./commands/lora.js')).loraCommand(),
+  export: async () => (await import('./commands/export.js')).exportCommand(),
+  inspect: async () => (await import('./commands/inspect.js')).inspectCommand(),
+  quantize: async () => (await import('./commands/quantize.js')).quantizeCommand(),
+  serve: async () => (await import('./commands/serve.js')).serveCommand(),
+  bench: async () => (await import('./commands/bench.js')).benchCommand(),
+  chat: async () => (await import('./commands/chat.js')).chatCommand(),
+  demo: async () => (await import('./commands/demo.js')).demoCommand(),
+};
 
 /** Registers the subcommands; every usage error exits 2 with one line. */
 export async function main(argv: string[]): Promise<number> {
@@ -22,7 +29,10 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
-  for (const command of [envCommand(), makeModelCommand(), finetuneCommand(), distillCommand(), loraCommand(), exportCommand(), inspectCommand(), quantizeCommand(), serveCommand(), benchCommand(), chatCommand(), demoCommand()]) {
+  // The first word that is not a flag names the command (the global flags take no values).
+  const named = argv.slice(2).find((a) => !a.startsWith('-'));
+  const load = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]] : Object.values(COMMANDS);
+  for (const command of await Promise.all(load.map((make) => make()))) {
     program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') }));
   }
   try {

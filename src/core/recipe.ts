@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { UsageError } from '../shared/errors.js';
 
@@ -35,6 +34,8 @@ export interface LoadRecipeOptions {
 
 export async function loadRecipe(path: string, opts: LoadRecipeOptions): Promise<Recipe> {
   if (!existsSync(path)) throw new UsageError(`--recipe ${path} does not exist`, 'pass a YAML recipe file (see recipes/)');
+  // Imported here, not at the top: every command's options come from this module, and --help need not load a YAML parser.
+  const { parseDocument } = await import('yaml');
   const doc = parseDocument(await readFile(path, 'utf8'));
   if (doc.errors.length) {
     const e = doc.errors[0];

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { runBench, type BenchReport } from '../../core/bench.js';
+import type { BenchReport } from '../../core/bench.js';
 import { UsageError } from '../../shared/errors.js';
 import { parseDevice } from '../../core/choices.js';
 import { action } from '../action.js';
@@ -31,6 +31,7 @@ export function benchCommand(): Command {
     .option('--no-baseline', 'skip the transformers.js comparison')
     .action(
       action(async (opts: BenchFlags, flags: GlobalFlags, [model]) => {
+        const { runBench } = await import('../../core/bench.js');
         const concurrency = opts.concurrency.split(',').map((c) => parseInteger(c.trim(), '--concurrency'));
         if (!concurrency.includes(1)) throw new UsageError('--concurrency must include 1: the other levels are compared with it');
         const report = await runBench({

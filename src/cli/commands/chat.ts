@@ -1,9 +1,5 @@
 import { Command } from 'commander';
 import type { ChatBackend } from '../../core/chat/backend.js';
-import { LocalChatBackend } from '../../core/chat/local-backend.js';
-import { runPlainChat } from '../../core/chat/plain-chat.js';
-import { RemoteChatBackend } from '../../core/chat/remote-backend.js';
-import { ChatSession } from '../../core/chat/session.js';
 import { UsageError } from '../../shared/errors.js';
 import { parseDevice } from '../../core/choices.js';
 import { action } from '../action.js';
@@ -49,6 +45,7 @@ export function chatCommand(): Command {
         };
         const plain = opts.plain || Boolean(flags.json) || !process.stdin.isTTY || !process.stdout.isTTY;
         const backend = await openBackend(model, opts, plain);
+        const { ChatSession } = await import('../../core/chat/session.js');
         const session = new ChatSession(backend, { system: opts.system ?? null, settings });
         try {
           if (!plain) {
@@ -56,6 +53,7 @@ export function chatCommand(): Command {
             const { runChatApp } = await import('../../tui/chat-app.js');
             return await runChatApp(session);
           }
+          const { runPlainChat } = await import('../../core/chat/plain-chat.js');
           const stop = new AbortController();
           const onSigint = () => stop.abort();
           process.once('SIGINT', onSigint);
@@ -84,6 +82,7 @@ async function openBackend(model: string | undefined, opts: ChatFlags, quiet: bo
       throw new UsageError(`--url must be an http(s) URL like http://localhost:8080/v1 (got ${opts.url})`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url must be an http(s) URL like http://localhost:8080/v1 (got ${opts.url})`);
+    const { RemoteChatBackend } = await import('../../core/chat/remote-backend.js');
     const backend = new RemoteChatBackend({ url: opts.url, model: opts.model, apiKey: opts.apiKey ?? process.env.LLMKIT_API_KEY });
     await backend.connect();
     return backend;
@@ -91,5 +90,6 @@ async function openBackend(model: string | undefined, opts: ChatFlags, quiet: bo
   if (opts.model) throw new UsageError('--model goes with --url (a model folder names its model itself)');
   if (opts.apiKey) throw new UsageError('--api-key goes with --url');
   if (!quiet) process.stderr.write(`loading ${model} …\n`);
+  const { LocalChatBackend } = await import('../../core/chat/local-backend.js');
   return LocalChatBackend.open(model!, { device: parseDevice(opts.device) });
 }

@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { runDemo } from '../../core/demo.js';
-import { parseDevice } from '../../engine/onnx-runtime.js';
+import { parseDevice } from '../../core/choices.js';
 import { action } from '../action.js';
 import { stopOnCtrlC, type GlobalFlags } from '../output.js';
 import { ProgressView } from '../progress.js';
@@ -12,6 +11,7 @@ export function demoCommand(): Command {
     .option('--device <device>', 'where the served model runs: auto (cuda, then webgpu, then cpu), cpu, cuda or webgpu', 'auto')
     .action(
       action(async (opts: { workDir?: string; device: string }, flags: GlobalFlags) => {
+        const { runDemo } = await import('../../core/demo.js');
         const view = new ProgressView(flags, 'demo');
         const say = (text: string) => !flags.json && process.stdout.write(text + '\n');
         const stop = stopOnCtrlC();

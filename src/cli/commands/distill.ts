@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { DISTILL_DEFAULTS as D, DISTILL_KEYS, DISTILL_PATH_KEYS, resolveDistillOptions, STUDENT_CONFIG_KEYS } from '../../core/distill/options.js';
 import type { DistillReport } from '../../core/distill/report.js';
-import { runDistill, type DistillSummary } from '../../core/distill/run.js';
+import type { DistillSummary } from '../../core/distill/run.js';
 import { FINETUNE_DEFAULTS } from '../../core/finetune/options.js';
 import { loadRecipe } from '../../core/recipe.js';
 import { action } from '../action.js';
@@ -37,6 +37,7 @@ export function distillCommand(): Command {
 
   return command.action(
     action(async (opts: Record<string, unknown>, flags: GlobalFlags) => {
+      const { runDistill } = await import('../../core/distill/run.js');
       const recipePath = opts.recipe as string | undefined;
       const recipe = recipePath ? await loadRecipe(recipePath, { keys: DISTILL_KEYS, pathKeys: DISTILL_PATH_KEYS }) : undefined;
       const options = resolveDistillOptions({ values: { ...opts, recipe: undefined }, typed: (key) => command.getOptionValueSource(key) === 'cli' }, recipe);

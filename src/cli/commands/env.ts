@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { setupCudaProvider } from '../../core/cuda-setup.js';
-import { inspectEnvironment, setupPythonEnv, type EnvReport } from '../../core/env.js';
+import type { EnvReport } from '../../core/env.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
 import { ProgressView } from '../progress.js';
@@ -15,6 +14,7 @@ export function envCommand(): Command {
     .option('--cuda-from <path>', 'with --setup --cuda: take the wheel (or a folder with it, or its unpacked provider libraries) from here instead of PyPI')
     .action(
       action(async (opts: { setup: boolean; python?: string; cuda: boolean; cudaFrom?: string }, flags: GlobalFlags) => {
+        const { inspectEnvironment, setupPythonEnv } = await import('../../core/env.js');
         if (opts.python && !opts.setup) throw new LlmkitError('--python goes with --setup', 'run `llmkit env --setup --python PATH`', 2);
         if ((opts.cuda || opts.cudaFrom) && !opts.setup) throw new LlmkitError('--cuda goes with --setup', 'run `llmkit env --setup --cuda`', 2);
         if (opts.cudaFrom && !opts.cuda) throw new LlmkitError('--cuda-from goes with --cuda', 'run `llmkit env --setup --cuda --cuda-from PATH`', 2);
@@ -29,6 +29,7 @@ export function envCommand(): Command {
         }
         if (opts.cuda) {
           const view = new ProgressView(flags, 'cuda');
+          const { setupCudaProvider } = await import('../../core/cuda-setup.js');
           const cuda = await setupCudaProvider({ from: opts.cudaFrom, onEvent: (e) => view.onEvent(e) });
           view.stop();
           if (!flags.json) {

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { exportModel } from '../../core/export.js';
 import { action } from '../action.js';
 import { parseNumber } from '../flags.js';
 import { formatBytes, stopOnCtrlC, type GlobalFlags } from '../output.js';
@@ -15,6 +14,7 @@ export function exportCommand(): Command {
     .option('--tolerance <x>', 'largest max-abs logit difference vs PyTorch that passes the check (default: 1e-3, or 5e-2 with --fp16)')
     .action(
       action(async (opts: { out: string; fp16: boolean; fused: boolean; tolerance?: string }, flags: GlobalFlags, [model]) => {
+        const { exportModel } = await import('../../core/export.js');
         const tolerance = opts.tolerance === undefined ? undefined : parseNumber(opts.tolerance, '--tolerance', { min: 0 });
         const view = new ProgressView(flags, 'export');
         const stop = stopOnCtrlC();

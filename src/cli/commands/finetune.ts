@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { FINETUNE_DEFAULTS as D, FINETUNE_KEYS, FINETUNE_PATH_KEYS, resolveFinetuneOptions } from '../../core/finetune/options.js';
-import { runFinetune, type FinetuneSummary } from '../../core/finetune/run.js';
+import type { FinetuneSummary } from '../../core/finetune/run.js';
 import { loadRecipe } from '../../core/recipe.js';
 import { action } from '../action.js';
 import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
@@ -61,6 +61,7 @@ export function finetuneCommand(): Command {
 
   return command.action(
     action(async (opts: Record<string, unknown>, flags: GlobalFlags, args: string[]) => {
+      const { runFinetune } = await import('../../core/finetune/run.js');
       const recipePath = opts.recipe as string | undefined;
       const recipe = recipePath ? await loadRecipe(recipePath, { keys: FINETUNE_KEYS, pathKeys: FINETUNE_PATH_KEYS }) : undefined;
       const values = { ...opts, recipe: undefined, model: args[0] };

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { inspectModel, type ModelInspection } from '../../core/inspect.js';
+import type { ModelInspection } from '../../core/inspect.js';
 import { action } from '../action.js';
 import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
 
@@ -9,6 +9,7 @@ export function inspectCommand(): Command {
     .argument('<model>', 'Hugging Face model folder or a folder made by `llmkit export`')
     .action(
       action(async (_opts: object, flags: GlobalFlags, [model]) => {
+        const { inspectModel } = await import('../../core/inspect.js');
         const report = await inspectModel(model);
         if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
         else process.stdout.write(formatInspection(report) + '\n');

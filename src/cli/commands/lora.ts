@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { mergeAdapter, readAdapterInfo } from '../../core/finetune/lora.js';
 import { action } from '../action.js';
 import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
 import { ProgressView } from '../progress.js';
@@ -16,6 +15,7 @@ export function loraCommand(): Command {
       .argument('<adapter>', 'adapter folder (adapter_config.json + adapter_model.safetensors)')
       .action(
         action(async (_opts: object, flags: GlobalFlags, [adapter]: string[]) => {
+          const { readAdapterInfo } = await import('../../core/finetune/lora.js');
           const info = await readAdapterInfo(adapter);
           if (flags.json) {
             process.stdout.write(JSON.stringify(info) + '\n');
@@ -45,6 +45,7 @@ export function loraCommand(): Command {
       .action(
         action(async (opts: { out: string }, flags: GlobalFlags, [base, adapter]: string[]) => {
           const view = new ProgressView(flags, 'lora merge');
+          const { mergeAdapter } = await import('../../core/finetune/lora.js');
           const merged = await mergeAdapter({ base, adapter, out: opts.out, onEvent: view.onEvent });
           view.stop();
           process.stdout.write(flags.json ? JSON.stringify(merged) + '\n' : `merged ${merged.adapter} into ${merged.base}: ${merged.out}\n`);

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { makeModel, parsePreset } from '../../core/model-maker.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';
 import type { GlobalFlags } from '../output.js';
@@ -14,6 +13,7 @@ export function makeModelCommand(): Command {
     .option('--out <dir>', 'output folder (default: a cache folder under LLMKIT_HOME)')
     .action(
       action(async (opts: { preset: string; seed: string; corpus?: string[]; out?: string }, flags: GlobalFlags) => {
+        const { makeModel, parsePreset } = await import('../../core/model-maker.js');
         const view = new ProgressView(flags, 'make-model');
         const made = await makeModel({
           preset: parsePreset(opts.preset),

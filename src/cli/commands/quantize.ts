@@ -1,8 +1,6 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { precisionFromFlags } from '../../core/quantize/options.js';
-import { formatReportTable } from '../../core/quantize/report.js';
-import { REPORT_FILE, runQuantize } from '../../core/quantize/run.js';
 import { action } from '../action.js';
 import { parseInteger, parseNumber } from '../flags.js';
 import { stopOnCtrlC, type GlobalFlags } from '../output.js';
@@ -39,6 +37,8 @@ export function quantizeCommand(): Command {
     .option('--tolerance <x>', 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch (default: 1e-3)')
     .action(
       action(async (opts: QuantizeFlags, flags: GlobalFlags, [model]) => {
+        const { formatReportTable } = await import('../../core/quantize/report.js');
+        const { REPORT_FILE, runQuantize } = await import('../../core/quantize/run.js');
         const precision = precisionFromFlags(opts);
         const options = {
           model,

@@ -1,6 +1,5 @@
 import { Command } from 'commander';
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, FILTER_MODES, parseDevice, REDIS_DOWN_POLICIES, type FilterMode, type RedisDownPolicy } from '../../core/choices.js';
-import { startServer } from '../../core/serve.js';
 import { UsageError } from '../../shared/errors.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';
@@ -57,6 +56,7 @@ export function serveCommand(): Command {
     .option('--filter-mode <mode>', `what the blocklist does: ${FILTER_MODES.join(' or ')}`, 'reject')
     .action(
       action(async (opts: ServeFlags, flags: GlobalFlags, [models]) => {
+        const { startServer } = await import('../../core/serve.js');
         if (!(REDIS_DOWN_POLICIES as readonly string[]).includes(opts.redisDown)) throw new UsageError(`--redis-down must be one of ${REDIS_DOWN_POLICIES.join(', ')} (got ${opts.redisDown})`);
         if (!(FILTER_MODES as readonly string[]).includes(opts.filterMode)) throw new UsageError(`--filter-mode must be one of ${FILTER_MODES.join(', ')} (got ${opts.filterMode})`);
         const server = await startServer({
