@@ -13,10 +13,10 @@ function session(script: ScriptedReply[], system: string | null = null) {
   return new ChatSession(new ScriptedBackend(script), { system });
 }
 
-async function send(s: ChatSession, text: string, signal = new AbortController().signal) {
+async function send(s: ChatSession, text: string, signal = new AbortController().signal, onText?: (pieces: string[]) => void) {
   const pieces: string[] = [];
   const waits: number[] = [];
-  const result = await s.send(text, { text: (p) => pieces.push(p), waiting: (seconds) => waits.push(seconds) }, signal);
+  const result = await s.send(text, { text: (p) => (pieces.push(p), onText?.(pieces)), waiting: (seconds) => waits.push(seconds) }, signal);
   return { result, pieces, waits };
 }
 
@@ -37,14 +37,22 @@ describe('a chat session', () => {
   });
 
   it('measures time to first token, tokens/s and the context used', async () => {
-    const s = session([{ pieces: ['a', 'b', 'c', 'd', 'e'], delayMs: 20 }]);
+    // The backend reports fixed timings: the session's arithmetic is under test, not the machine's timers.
+    const s = session([
+      { pieces: ['a', 'b', 'c', 'd', 'e'], timings: { timeToFirstTokenMs: 120, interTokenMs: [20, 30, 10, 20] } },
+      { pieces: ['f', 'g'], timings: { timeToFirstTokenMs: 40, interTokenMs: [120] } },
+    ]);
     const { result } = await send(s, 'count to five');
     if ('error' in result) throw result.error;
-    expect(result.stats.timeToFirstTokenMs).toBeGreaterThanOrEqual(15);
-    // Four gaps of ~20 ms after the first token: ~50 tok/s (timers on a busy machine only make it slower).
-    expect(result.stats.tokensPerS).toBeGreaterThan(10);
-    expect(result.stats.tokensPerS).toBeLessThan(60);
+    expect(result.stats.timeToFirstTokenMs).toBe(120);
+    // Four tokens after the first in 80 ms: 50 tok/s.
+    expect(result.stats.tokensPerS).toBe(50);
     expect(result.stats.contextUsed).toBe(3 + 5);
+    const second = (await send(s, 'and two more')).result;
+    if ('error' in second) throw second.error;
+    expect(second.stats.tokensPerS).toBeCloseTo(1000 / 120, 10);
+    // The totals weigh replies by their tokens: 5 tokens in 200 ms.
+    expect(s.totals).toMatchObject({ replies: 2, completionTokens: 7, decodeTokens: 5, decodeMs: 200 });
   });
 
   it('leaves the history as it was when a reply fails, so the message can be sent again', async () => {
@@ -63,10 +71,9 @@ describe('a chat session', () => {
     expect((await send(s, 'quick', early.signal)).result).toMatchObject({ reply: '', stats: { finishReason: 'cancelled' } });
     expect(s.history).toEqual([]);
     const late = new AbortController();
-    setTimeout(() => late.abort(), 100);
-    const { result } = await send(s, 'sing', late.signal);
-    expect(result).toMatchObject({ stats: { finishReason: 'cancelled' } });
-    expect(s.history[1].content).toMatch(/^(la )+$/);
+    const { result } = await send(s, 'sing', late.signal, (pieces) => pieces.length === 3 && late.abort());
+    expect(result).toMatchObject({ reply: 'la la la ', stats: { finishReason: 'cancelled', completionTokens: 3 } });
+    expect(s.history[1].content).toBe('la la la ');
   });
 
   it('waits Retry-After on a 429 and tries again, up to three times, then reports it', async () => {

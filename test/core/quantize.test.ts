@@ -37,6 +37,16 @@ function oneLineError(r: { stderr?: unknown }): string {
   return lines[0];
 }
 
+/** Every position's logits for one forward pass over `ids` (no cache), one array per position. */
+async function positionLogits(folder: string, ids: number[]): Promise<number[][]> {
+  const session = await DecoderSession.open(loadExportedModel(folder), { device: 'cpu' });
+  const n = ids.length;
+  const step = await session.forward(BigInt64Array.from(ids, BigInt), new BigInt64Array(n).fill(1n), BigInt64Array.from(ids, (_, i) => BigInt(i)), session.emptyCache(1));
+  const vocab = session.vocabSize;
+  await session.release();
+  return Array.from({ length: step.logitsPositions }, (_, p) => Array.from(step.logits.subarray(p * vocab, (p + 1) * vocab)));
+}
+
 describe('llmkit quantize', () => {
   const dir = tempDir('llmkit-quantize-');
   let fp32: string;
@@ -67,9 +77,8 @@ describe('llmkit quantize', () => {
       expect(q.top1Agreement).toBeLessThanOrEqual(1);
       expect(q.meanKl).toBeGreaterThan(0);
       expect(q.meanKl).toBeLessThan(0.05);
-      for (const m of report.models) expect(m.decodeTokensPerSecond).toBeGreaterThan(10);
-      expect(q.speedup).toBeGreaterThan(0.2);
-      expect(q.speedup).toBeLessThan(5);
+      // Speed is measured, not asserted (docs/benchmarks.md has the numbers): the ratio is the two rates'.
+      expect(q.speedup).toBeCloseTo(q.decodeTokensPerSecond / base.decodeTokensPerSecond, 10);
       expect(report.eval.positions).toBe(report.eval.windows * (report.eval.window - 1));
       expect(report.speed.steps).toBe(report.speed.prompts * report.speed.rounds * (report.speed.newTokens - 1));
     }
@@ -113,6 +122,29 @@ describe('llmkit quantize', () => {
       expect(run.tokens.slice(0, theirs.length)).toEqual(theirs);
       if (precision === 'int8') expect(run.tokens[0]).toBe(expected[0]);
     }
+  });
+
+  it("scores fp32's greedy tokens close to fp32: int8 picks the same ones, int4 keeps them in its top 5", async () => {
+    // Teacher-forced on fp32's own continuation, so one early disagreement does not decide the rest.
+    const prompt = [5, 17, 42, 99, 7, 300, 12, 8];
+    const reference = await DecoderSession.open(loadExportedModel(fp32), { device: 'cpu' });
+    const expected = (await greedyDecode(reference, prompt, 12)).tokens;
+    await reference.release();
+    const ids = [...prompt, ...expected.slice(0, -1)];
+    const base = await positionLogits(fp32, ids);
+    const error: Record<string, number> = {};
+    for (const precision of ['int8', 'int4'] as const) {
+      const logits = await positionLogits(join(dir, precision), ids);
+      // Where fp32's token ranks among this model's logits at each generated position (0 = its top choice).
+      const ranks = expected.map((t, i) => logits[prompt.length - 1 + i].filter((x) => x > logits[prompt.length - 1 + i][t]).length);
+      error[precision] = Math.max(...logits.flatMap((row, p) => row.map((x, v) => Math.abs(x - base[p][v]))));
+      if (precision === 'int8') expect(ranks.filter((r) => r === 0).length, `ranks ${ranks}`).toBeGreaterThanOrEqual(10);
+      else expect(Math.max(...ranks), `ranks ${ranks}`).toBeLessThan(5);
+    }
+    // Measured on the tiny model: int8 0.009, int4 0.10 (fp32's logits spread over ~0.95).
+    expect(error.int8).toBeLessThan(0.05);
+    expect(error.int4).toBeLessThan(0.25);
+    expect(error.int4).toBeGreaterThan(error.int8);
   });
 
   it('exports a Hugging Face folder on the way into a temporary folder, and removes it', () => {

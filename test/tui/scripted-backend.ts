@@ -2,7 +2,13 @@ import type { FinishReason, Streamer } from '../../src/engine/streamer.js';
 import type { BackendInfo, ChatBackend, ChatBackendError, ReplyRequest } from '../../src/core/chat/backend.js';
 
 /** One scripted reply: pieces streamed `delayMs` apart (forever, until cancelled, with `endless`), or an error. */
-export type ScriptedReply = { pieces: string[]; delayMs?: number; endless?: boolean; finish?: FinishReason } | { error: ChatBackendError };
+export type ScriptedReply = { pieces: string[]; delayMs?: number; endless?: boolean; finish?: FinishReason; timings?: ReportedTimings } | { error: ChatBackendError };
+
+/** Timings to report instead of the measured ones, for tests of what is computed from them. */
+export interface ReportedTimings {
+  timeToFirstTokenMs: number;
+  interTokenMs: number[];
+}
 
 /**
  * A ChatBackend that plays replies from a script, for UI tests that are about keys and rendering
@@ -38,8 +44,8 @@ export class ScriptedBackend implements ChatBackend {
       reason: request.signal.aborted ? 'cancelled' : (next.finish ?? 'stop'),
       promptTokens,
       completionTokens: sent,
-      timeToFirstTokenMs: firstAt === undefined ? undefined : firstAt - started,
-      interTokenMs: gaps,
+      timeToFirstTokenMs: next.timings?.timeToFirstTokenMs ?? (firstAt === undefined ? undefined : firstAt - started),
+      interTokenMs: next.timings?.interTokenMs ?? gaps,
     });
   }
 

@@ -1,0 +1,44 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The fast tier (`npm run test:unit`): every test file but those that need Python or a model, for
+ * the edit-run loop. No global setup builds the PyTorch environment, and LLMKIT_HOME is an empty folder
+ * and LLMKIT_PYTHON a missing file, so a test that reaches for Python or a cached model fails here
+ * instead of quietly slowing the tier down. `npm test` runs these files too, with the rest.
+ */
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
+    // These need the Python environment or a model; a new test that does too fails here until listed.
+    exclude: [
+      'test/cli/finetune.test.ts',
+      'test/core/bench.test.ts',
+      'test/core/chat-local-backend.test.ts',
+      'test/core/chat-plain.test.ts',
+      'test/core/distill.test.ts',
+      'test/core/env.test.ts',
+      'test/core/export.test.ts',
+      'test/core/finetune-distributed.test.ts',
+      'test/core/quantize.test.ts',
+      'test/e2e/chat-tmux.test.ts',
+      'test/engine/decoder-session.test.ts',
+      'test/engine/detokenizer.test.ts',
+      'test/engine/generation-scheduler.test.ts',
+      'test/engine/graph-pruning.test.ts',
+      'test/engine/last-position-logits.test.ts',
+      'test/serve/drain.test.ts',
+      'test/serve/errors.test.ts',
+      'test/serve/models.test.ts',
+      'test/serve/openai-api.test.ts',
+      'test/serve/websocket.test.ts',
+      'test/workers/python-units.test.ts',
+      'test/workers/tiny-model.test.ts',
+      'test/workers/worker-run.test.ts',
+    ],
+    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier' },
+    testTimeout: 20_000,
+  },
+});
