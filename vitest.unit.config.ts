@@ -18,6 +18,7 @@ export default defineConfig({
       'test/core/bench.test.ts',
       'test/core/chat-local-backend.test.ts',
       'test/core/chat-plain.test.ts',
+      'test/core/cuda-setup.test.ts',
       'test/core/distill.test.ts',
       'test/core/env.test.ts',
       'test/core/export.test.ts',
