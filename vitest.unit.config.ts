@@ -35,6 +35,7 @@ export default defineConfig({
       'test/serve/models.test.ts',
       'test/serve/openai-api.test.ts',
       'test/serve/websocket.test.ts',
+      'test/workers/job-contract.test.ts',
       'test/workers/python-units.test.ts',
       'test/workers/tiny-model.test.ts',
       'test/workers/worker-run.test.ts',

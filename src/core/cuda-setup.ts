@@ -13,13 +13,6 @@ export interface CudaSetupOptions {
   onEvent?: (event: WorkerEvent) => void;
 }
 
-interface CudaProviderResult {
-  version: string;
-  source: string;
-  provider_files: string[];
-  library_dirs: string[];
-}
-
 /**
  * `llmkit env --setup --cuda`: the CUDA provider of onnxruntime-gpu (the same release as onnxruntime-node)
  * beside onnxruntime-node's core, the CUDA 13 libraries found or installed, and a record of their folders
@@ -28,13 +21,12 @@ interface CudaProviderResult {
 export async function setupCudaProvider(opts: CudaSetupOptions = {}): Promise<CudaSetupRecord & { providerFiles: string[] }> {
   const version = onnxruntimeNodeVersion();
   const providerDir = opts.providerDir ?? onnxruntimeLibDir();
-  const { result } = await runWorker({
+  const { result: installed } = await runWorker({
     job: 'cuda_provider',
     config: { version, dest: providerDir, cache: join(llmkitHome(), 'cuda'), source: opts.from ?? null, offline: opts.from !== undefined },
     logFile: join(llmkitHome(), 'logs', 'cuda-setup.log'),
     onEvent: opts.onEvent,
   });
-  const installed = result as unknown as CudaProviderResult;
   const record: CudaSetupRecord = { onnxruntimeVersion: version, providerDir, libraryDirs: installed.library_dirs, source: installed.source };
   await writeFileAtomic(cudaRecordPath(), JSON.stringify(record, null, 2) + '\n');
   return { ...record, providerFiles: installed.provider_files };

@@ -83,8 +83,7 @@ export async function inspectEnvironment(): Promise<EnvReport> {
     return report;
   }
   try {
-    const { result } = await runWorker({ job: 'probe', config: {}, logFile: join(home, 'logs', 'probe.log') });
-    const probe = result as unknown as ProbeResult;
+    const { result: probe } = await runWorker({ job: 'probe', config: {}, logFile: join(home, 'logs', 'probe.log') });
     report.python = { ...python, version: probe.python.version };
     report.packages = Object.fromEntries(Object.entries(probe.packages).map(([k, v]) => [k, v.version]));
     report.cuda = {
@@ -102,12 +101,6 @@ export async function inspectEnvironment(): Promise<EnvReport> {
     report.problems.push({ what: `the Python worker did not start (${(e as Error).message})`, fix: fixFor(python) });
   }
   return report;
-}
-
-interface ProbeResult {
-  python: { executable: string; version: string };
-  packages: Record<string, { version: string | null }>;
-  cuda: { available: boolean; torch_cuda?: string; bf16: boolean; nccl: boolean; gloo?: boolean; gpus: { index: number; name: string; memory_bytes: number }[] };
 }
 
 function fixFor(python: PythonEnv): string {

@@ -32,5 +32,5 @@ export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
     onEvent: opts.onEvent,
     stopSignal: opts.stopSignal,
   });
-  return { path: out, parity: result.parity as Record<string, number>, onnxBytes: Number(result.onnx_bytes) };
+  return { path: out, parity: result.parity, onnxBytes: result.onnx_bytes };
 }

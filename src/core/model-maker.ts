@@ -46,7 +46,7 @@ export async function makeModel(opts: MakeModelOptions): Promise<MadeModel> {
     logFile: join(llmkitHome(), 'logs', 'make_model.log'),
     onEvent: opts.onEvent,
   });
-  return { path: out, parameters: Number(result.parameters), cached: false };
+  return { path: out, parameters: result.parameters, cached: false };
 }
 
 async function cacheKey(preset: string, seed: number, corpus?: string[]): Promise<string> {

@@ -5,14 +5,15 @@ import { dirname, join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { LlmkitError } from '../shared/errors.js';
 import { pythonSourceDir } from '../shared/paths.js';
+import { JOBS, type JobConfig, type JobName, type JobResult } from './jobs.js';
 import { parseWorkerLine, type ErrorEvent, type InterruptedEvent, type WorkerEvent } from './protocol.js';
 import { requirePythonEnv } from './python-env.js';
 
-export interface WorkerRunOptions {
-  /** Job name: a module of llmkit_worker (make_model, finetune, ...). */
-  job: string;
+export interface WorkerRunOptions<J extends JobName = JobName> {
+  /** Job name: a module of llmkit_worker (make_model, finetune, ...), listed in jobs.ts. */
+  job: J;
   /** Sent to the job as JSON on stdin. */
-  config: unknown;
+  config: JobConfig<J>;
   /** The job's stderr goes here (created with its folder). */
   logFile: string;
   onEvent?: (event: WorkerEvent) => void;
@@ -29,8 +30,9 @@ export interface WorkerRunOptions {
   launcher?: { command: string; args: string[] };
 }
 
-export interface WorkerOutcome {
-  result: Record<string, unknown>;
+export interface WorkerOutcome<J extends JobName = JobName> {
+  /** The job's `result` event, checked against its schema in jobs.ts (extra fields dropped). */
+  result: JobResult<J>;
   events: WorkerEvent[];
 }
 
@@ -49,7 +51,7 @@ export class WorkerInterrupted extends LlmkitError {
  * One run of a Python job: spawns it, streams its events, keeps its stderr in a log file and turns
  * every way it can fail into a one-line LlmkitError with a hint (the stderr tail goes in `details`).
  */
-export async function runWorker(opts: WorkerRunOptions): Promise<WorkerOutcome> {
+export async function runWorker<J extends JobName>(opts: WorkerRunOptions<J>): Promise<WorkerOutcome<J>> {
   const env = await requirePythonEnv();
   await mkdir(dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
@@ -97,8 +99,22 @@ export async function runWorker(opts: WorkerRunOptions): Promise<WorkerOutcome> 
   // A rank that died without an error event (a signal) is the cause even if another rank's error came first.
   const cause = opts.launcher && done.exitCode !== 0 ? rootCause(await stderrTail(opts.logFile, 200)) : undefined;
   if (failure && (cause === undefined || cause.rank === failure.rank)) throw await errorFromEvent(failure, opts);
-  if (done.exitCode === 0 && result) return { result, events };
+  if (done.exitCode === 0 && result) return { result: await parseResult(opts, result), events };
   throw await errorFromExit(done, opts, stop.requested(), cause);
+}
+
+/** The result as its job's schema says; anything else is a mismatch between the two sides, reported in one line. */
+async function parseResult<J extends JobName>(opts: WorkerRunOptions<J>, event: Record<string, unknown>): Promise<JobResult<J>> {
+  const { event: _, ...fields } = event;
+  const parsed = JOBS[opts.job].result.safeParse(fields);
+  if (parsed.success) return parsed.data as JobResult<J>;
+  const issue = parsed.error.issues[0];
+  throw new LlmkitError(
+    `the ${opts.job} worker answered a result llmkit does not understand: ${issue.path.join('.') || '(result)'}: ${issue.message}`,
+    'the Python worker and the CLI are from different versions of llmkit: reinstall it',
+    1,
+    await stderrTail(opts.logFile),
+  );
 }
 
 function watchStop(child: ResultPromise, signal: AbortSignal | undefined, graceMs: number) {

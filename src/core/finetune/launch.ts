@@ -48,7 +48,7 @@ export function checkDistributedFlags(o: DistributedFlags): void {
 export async function checkGpuCount(o: DistributedFlags): Promise<void> {
   if (o.gpus === undefined) return;
   const { result } = await runWorker({ job: 'probe', config: {}, logFile: join(llmkitHome(), 'logs', 'probe.log') });
-  const seen = (result as { cuda: { gpus: unknown[] } }).cuda.gpus.length;
+  const seen = result.cuda.gpus.length;
   if (seen < o.gpus) {
     throw new UsageError(`--gpus ${o.gpus}: PyTorch in the worker environment sees ${seen} CUDA GPU${seen === 1 ? '' : 's'}`, seen ? `use --gpus ${seen} or less (CUDA_VISIBLE_DEVICES picks which)` : 'run on a machine with CUDA GPUs, or use --nproc N on the CPU');
   }

@@ -8,6 +8,7 @@ import { validateDataFile, type DataFile } from './data.js';
 import { checkModelFolder, resolveModel, type ModelFolder } from './model.js';
 import { checkDistributedFlags, checkGpuCount, torchrunLauncher } from './launch.js';
 import { FINETUNE_DEFAULTS, type FinetuneOptions } from './options.js';
+import type { ExactMatch } from '../../workers/jobs.js';
 
 export interface FinetuneContext {
   onEvent?: (event: WorkerEvent) => void;
@@ -17,12 +18,8 @@ export interface FinetuneContext {
   recipe?: string;
 }
 
-export interface ExactMatch {
-  value: number;
-  correct: number;
-  total: number;
-  samples: { question: string; expected: string; got: string; correct: boolean }[];
-}
+/** What an exact-match evaluation found (the worker's own shape, from jobs.ts). */
+export type { ExactMatch };
 
 export interface FinetuneSummary {
   out: string;
@@ -122,7 +119,7 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
   await writeFileAtomic(configFile, JSON.stringify({ command: job.job, recipe: ctx.recipe ?? null, options: job.options, data, evalData }, null, 2) + '\n');
 
   const logFile = join(o.out, `${job.job}.log`);
-  const { result, events } = await runWorker({
+  const { result: r, events } = await runWorker({
     job: job.job,
     config: { ...workerConfig(o, data, evalData), ...job.extra },
     logFile,
@@ -130,7 +127,6 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
     stopSignal: ctx.stopSignal,
     launcher: await torchrunLauncher(o),
   });
-  const r = result as unknown as WorkerResult;
   const summary: FinetuneSummary = {
     out: o.out,
     method: r.method,
@@ -170,35 +166,6 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
 }
 
 /** What the worker's `result` event carries (llmkit_worker/finetune.py). */
-interface WorkerResult {
-  method: 'lora' | 'full';
-  steps: number;
-  epochs: number;
-  first_loss: number | null;
-  last_loss: number | null;
-  eval_loss: number | null;
-  tokens_per_s: number | null;
-  train_tokens: number;
-  train_seconds: number;
-  peak_memory_bytes: number | null;
-  peak_memory_per_rank: (number | null)[];
-  processes: number;
-  memory_kind: 'cuda' | 'cpu_rss' | null;
-  examples: number;
-  eval_examples: number;
-  truncated: number;
-  dropped: number;
-  trainable_parameters: number;
-  total_parameters: number;
-  device: string;
-  precision: string;
-  compiled: boolean;
-  exact_match: { before: ExactMatch | null; after: ExactMatch | null } | null;
-  adapter: string | null;
-  merged: string | null;
-  model: string | null;
-  resumed_from: string | null;
-}
 
 /** A finished or interrupted run is never overwritten by accident; a run that failed before its first checkpoint may be. */
 function checkOutFolder(out: string, resume: boolean): void {

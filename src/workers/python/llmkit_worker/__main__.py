@@ -7,9 +7,8 @@ import importlib
 import sys
 import traceback
 
+from .jobs import JOBS
 from .protocol import BadInput, emit, read_config
-
-JOBS = ("probe", "selftest", "make_model", "finetune", "lora_tools", "export_onnx", "quantize", "distill", "evaluate", "cuda_provider")
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import zipfile
 
+from .jobs import CudaProviderConfig
 from .protocol import BadInput, emit
 
 PROVIDER_LIBS = (
@@ -40,7 +41,7 @@ CUDA_LIBS = {
 WHEEL_NAME = re.compile(r"onnxruntime_gpu-(\d+\.\d+\.\d+)-.*\.whl$")
 
 
-def run(config: dict) -> int:
+def run(config: CudaProviderConfig) -> int:
     version, dest, cache = config["version"], config["dest"], config["cache"]
     source = config.get("source")
     if source is None:

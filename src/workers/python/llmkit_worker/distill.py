@@ -37,6 +37,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import finetune as ft
+from .jobs import DistillConfig
 from .lora_tools import copy_tokenizer_files
 from .protocol import BadInput, emit, log
 
@@ -44,7 +45,7 @@ from .protocol import BadInput, emit, log
 LAYER = re.compile(r"\.layers\.(\d+)\.")
 
 
-def run(config: dict) -> int:
+def run(config: DistillConfig) -> int:
     cfg = config
     out = cfg["out"]
     device, precision = ft.pick_device(cfg)

@@ -29,6 +29,7 @@ import os
 import shutil
 
 from .architectures import check_architecture
+from .jobs import ExportOnnxConfig
 from .protocol import BadInput, emit, log
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
@@ -230,7 +231,7 @@ def check_parity(model, onnx_path: str, d: dict, tolerance: float) -> dict:
     return diffs
 
 
-def run(config: dict) -> int:
+def run(config: ExportOnnxConfig) -> int:
     src, out = os.path.abspath(config["model"]), os.path.abspath(config["out"])
     hf_config = check_model_folder(src)
     # Imported after the folder check, which should fail in a blink rather than after torch loads.

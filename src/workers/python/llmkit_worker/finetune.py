@@ -44,6 +44,7 @@ import time
 
 import torch
 
+from .jobs import FinetuneConfig
 from .lora_tools import copy_tokenizer_files, merge
 from .protocol import BadInput, StopRequest, emit, log
 
@@ -60,7 +61,7 @@ CHUNK_ELEMENTS = 1 << 28
 TIMING_WARMUP_STEPS = 5
 
 
-def run(config: dict, train_loss=None) -> int:
+def run(config: FinetuneConfig, train_loss=None) -> int:
     """`train_loss(decoder, lm_head, batch)`, the distill job's, replaces cross-entropy in training (not in evaluation)."""
     code = fine_tune(config, train_loss)
     if DIST["world"] > 1:

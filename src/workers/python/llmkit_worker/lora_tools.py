@@ -14,10 +14,11 @@ import os
 import re
 import shutil
 
+from .jobs import LoraToolsConfig
 from .protocol import BadInput, emit
 
 
-def run(config: dict) -> int:
+def run(config: LoraToolsConfig) -> int:
     emit("start", job="lora_tools", total_steps=1)
     out = merge(config["base"], config["adapter"], config["out"])
     emit("progress", step=1, total=1, message="merged model written")

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 
+from .jobs import MakeModelConfig
 from .protocol import BadInput, emit
 
 PRESETS = {
@@ -75,7 +76,7 @@ def write_tokenizer_files(tokenizer, folder: str) -> dict:
     return ids
 
 
-def run(config: dict) -> int:
+def run(config: MakeModelConfig) -> int:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 

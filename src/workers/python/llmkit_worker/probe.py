@@ -6,12 +6,13 @@ import importlib
 import platform
 import sys
 
+from .jobs import ProbeConfig
 from .protocol import emit
 
 PACKAGES = ("torch", "transformers", "peft", "onnx", "onnxruntime", "safetensors", "tokenizers", "numpy")
 
 
-def run(config: dict) -> int:
+def run(config: ProbeConfig) -> int:
     packages = {}
     for name in PACKAGES:
         try:

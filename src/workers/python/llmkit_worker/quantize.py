@@ -23,6 +23,7 @@ import shutil
 
 from .architectures import check_architecture
 from .export_onnx import TOKENIZER_FILES, save_onnx
+from .jobs import QuantizeConfig
 from .protocol import BadInput, emit, log
 
 # MatMulNBits' CPU kernels quantize activations to int8 per block at level 4 (see the docstring); at 1 they
@@ -108,7 +109,7 @@ def read_fp32_export(folder: str) -> dict:
     return manifest
 
 
-def run(config: dict) -> int:
+def run(config: QuantizeConfig) -> int:
     import onnx
     import onnxruntime
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer

@@ -8,10 +8,11 @@ import os
 import sys
 import time
 
+from .jobs import SelftestConfig
 from .protocol import RANK, BadInput, StopRequest, emit, log
 
 
-def run(config: dict) -> int:
+def run(config: SelftestConfig) -> int:
     stop = StopRequest()
     steps = int(config.get("steps", 5))
     out = config.get("out")

@@ -1,0 +1,243 @@
+"""The contract with llmkit: for each job, the config it reads and the result it answers with.
+
+src/workers/jobs.ts holds the same table as zod schemas, and test/workers/job-contract.test.ts keeps the
+two equal (job names, fields, their kinds, which are optional). Each job is the module of its name,
+with a `run(config) -> int`. Standard library only, so that listing the jobs loads no torch.
+"""
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class DataFile(TypedDict):
+    path: str
+    format: str
+
+
+class ExactMatchSample(TypedDict):
+    question: str
+    expected: str
+    got: str
+    correct: bool
+
+
+class ExactMatch(TypedDict):
+    value: float
+    correct: int
+    total: int
+    samples: list[ExactMatchSample]
+
+
+class ProbeConfig(TypedDict):
+    pass
+
+
+class PythonInfo(TypedDict):
+    executable: str
+    version: str
+
+
+class PackageInfo(TypedDict):
+    version: str | None
+    error: NotRequired[str]
+
+
+class GpuInfo(TypedDict):
+    index: int
+    name: str
+    memory_bytes: int
+
+
+class CudaInfo(TypedDict):
+    available: bool
+    gpus: list[GpuInfo]
+    nccl: bool
+    bf16: bool
+    torch_cuda: NotRequired[str | None]
+    gloo: NotRequired[bool]
+
+
+class ProbeResult(TypedDict):
+    python: PythonInfo
+    packages: dict[str, PackageInfo]
+    cuda: CudaInfo
+
+
+class SelftestConfig(TypedDict):
+    steps: NotRequired[int]
+    out: NotRequired[str]
+    stderr_lines: NotRequired[int]
+    step_seconds: NotRequired[float]
+    fail: NotRequired[str]
+    fail_rank: NotRequired[int]
+
+
+class SelftestResult(TypedDict):
+    steps: int
+
+
+class MakeModelConfig(TypedDict):
+    out: str
+    preset: str
+    seed: int
+    corpus: NotRequired[list[str]]
+    architecture: NotRequired[str]
+    dtype: NotRequired[str]
+    model_vocab_size: NotRequired[int]
+    tie_word_embeddings: NotRequired[bool]
+
+
+class MakeModelResult(TypedDict):
+    path: str
+    parameters: int
+    preset: str
+    vocab_size: int
+    config: dict[str, Any]
+
+
+class FinetuneConfig(TypedDict):
+    model: str
+    data: list[DataFile]
+    eval_data: list[DataFile] | None
+    eval_split: float | None
+    out: str
+    lora: bool
+    lora_r: int
+    lora_alpha: float
+    lora_dropout: float
+    lora_targets: list[str] | None
+    epochs: int | None
+    max_steps: int | None
+    batch_size: int
+    grad_accum: int
+    lr: float
+    schedule: Literal["linear", "cosine"]
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    seed: int
+    max_seq_len: int
+    packing: bool
+    train_on_prompt: bool
+    gradient_checkpointing: bool
+    eval_every: int | None
+    save_every: int | None
+    resume: bool
+    merge: bool
+    precision: str
+    compile: bool
+    exact_match: int
+    device: str
+    fsdp: bool
+
+
+class ExactMatchBeforeAfter(TypedDict):
+    before: ExactMatch | None
+    after: ExactMatch | None
+
+
+class FinetuneResult(TypedDict):
+    out: str
+    method: Literal["lora", "full"]
+    steps: int
+    epochs: int
+    first_loss: float | None
+    last_loss: float | None
+    eval_loss: float | None
+    tokens_per_s: float | None
+    train_tokens: int
+    train_seconds: float
+    peak_memory_bytes: int | None
+    peak_memory_per_rank: list[int | None]
+    processes: int
+    memory_kind: Literal["cuda", "cpu_rss"] | None
+    examples: int
+    eval_examples: int
+    truncated: int
+    dropped: int
+    trainable_parameters: int
+    total_parameters: int
+    device: str
+    precision: str
+    compiled: bool
+    exact_match: ExactMatchBeforeAfter | None
+    adapter: str | None
+    merged: str | None
+    model: str | None
+    resumed_from: str | None
+
+
+class DistillConfig(FinetuneConfig):
+    teacher: str
+    student_config: NotRequired[dict[str, Any]]
+    student_layers: NotRequired[list[int]]
+    mode: Literal["logits", "sequence"]
+    temperature: float
+    alpha: float
+    top_k: int
+    max_new_tokens: NotRequired[int]
+
+
+class LoraToolsConfig(TypedDict):
+    base: str
+    adapter: str
+    out: str
+
+
+class LoraToolsResult(TypedDict):
+    out: str
+
+
+class ExportOnnxConfig(TypedDict):
+    model: str
+    out: str
+    dtype: Literal["fp32", "fp16"]
+    tolerance: NotRequired[float]
+    opset: NotRequired[int]
+
+
+class ExportOnnxResult(TypedDict):
+    path: str
+    parity: dict[str, float]
+    onnx_bytes: int
+    manifest: dict[str, Any]
+
+
+class QuantizeConfig(TypedDict):
+    model: str
+    out: str
+    bits: int
+    block_size: int
+    symmetric: bool
+    exclude: list[str]
+
+
+class QuantizeResult(TypedDict):
+    path: str
+    quantization: dict[str, Any]
+
+
+class CudaProviderConfig(TypedDict):
+    version: str
+    dest: str
+    cache: str
+    source: str | None
+    offline: bool
+
+
+class CudaProviderResult(TypedDict):
+    version: str
+    source: str
+    provider_files: list[str]
+    library_dirs: list[str]
+
+
+JOBS: dict[str, tuple[type, type]] = {
+    "probe": (ProbeConfig, ProbeResult),
+    "selftest": (SelftestConfig, SelftestResult),
+    "make_model": (MakeModelConfig, MakeModelResult),
+    "finetune": (FinetuneConfig, FinetuneResult),
+    "distill": (DistillConfig, FinetuneResult),
+    "lora_tools": (LoraToolsConfig, LoraToolsResult),
+    "export_onnx": (ExportOnnxConfig, ExportOnnxResult),
+    "quantize": (QuantizeConfig, QuantizeResult),
+    "cuda_provider": (CudaProviderConfig, CudaProviderResult),
+}
