@@ -191,6 +191,7 @@ class ExportOnnxConfig(TypedDict):
     out: str
     dtype: Literal["fp32", "fp16"]
     tolerance: NotRequired[float]
+    fused: bool
     opset: NotRequired[int]
 
 
@@ -208,6 +209,7 @@ class QuantizeConfig(TypedDict):
     block_size: int
     symmetric: bool
     exclude: list[str]
+    accuracy_level: int
 
 
 class QuantizeResult(TypedDict):
