@@ -28,7 +28,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 /** Every relative specifier a file imports, statically, dynamically or by re-export. */
-export function importedSpecifiers(text: string): string[] {
+function importedSpecifiers(text: string): string[] {
   const found: string[] = [];
   for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](\.[^'"]+)['"]/g)) found.push(m[1]);
   return found;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
-import { EngineRejection, GenerationScheduler, type SchedulerLimits, type TokenSink } from '../../src/engine/generation-scheduler.js';
+import { type EngineRejection, GenerationScheduler, type SchedulerLimits, type TokenSink } from '../../src/engine/generation-scheduler.js';
 import { gatherRows } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { Random } from '../../src/engine/random.js';
