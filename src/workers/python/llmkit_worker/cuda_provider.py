@@ -21,6 +21,7 @@ import subprocess
 import sys
 import zipfile
 
+from .atomic import write_file
 from .jobs import CudaProviderConfig
 from .protocol import BadInput, emit
 
@@ -129,13 +130,7 @@ def install_from_folder(folder: str, version: str, dest: str) -> list[str]:
 
 def place(write, dest: str, name: str) -> str:
     """Writes a library beside onnxruntime's core under a temporary name, then renames it into place."""
-    target = os.path.join(dest, name)
-    tmp = target + ".tmp"
-    with open(tmp, "wb") as out:
-        write(out)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
-    return target
+    return write_file(os.path.join(dest, name), lambda out: (write(out), os.fchmod(out.fileno(), 0o755)), binary=True)
 
 
 def sys_paths() -> list[str]:

@@ -37,6 +37,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import finetune as ft
+from .atomic import replace_folder, write_file
 from .jobs import DistillConfig
 from .lora_tools import copy_tokenizer_files
 from .protocol import BadInput, emit, log
@@ -123,7 +124,7 @@ def build_student(teacher, cfg: dict) -> None:
             else:
                 fresh.append(param.numel())
     student.generation_config = copy.deepcopy(teacher.generation_config)
-    ft.replace_folder(cfg["model"], lambda tmp: (student.save_pretrained(tmp), copy_tokenizer_files(cfg["teacher"], tmp)))
+    replace_folder(cfg["model"], lambda tmp: (student.save_pretrained(tmp), copy_tokenizer_files(cfg["teacher"], tmp)))
     emit("artifact", kind="student_init", path=cfg["model"])
     emit("metric", name="student_init", layers=cfg["student_layers"], copied_tensors=len(copied), fresh_tensors=len(fresh),
          copied_parameters=sum(copied), parameters=sum(copied) + sum(fresh))
@@ -226,8 +227,4 @@ def write_rows(rows: list, files: list) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_file(path, lambda f: f.write(text))

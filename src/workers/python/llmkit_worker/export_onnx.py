@@ -29,6 +29,7 @@ import os
 import shutil
 
 from .architectures import check_architecture
+from .atomic import move_into_place, temp_folder
 from .jobs import ExportOnnxConfig
 from .protocol import BadInput, emit, log
 
@@ -247,8 +248,7 @@ def run(config: ExportOnnxConfig) -> int:
 
     model = load_for_export(src)
     d = dims(AutoConfig.from_pretrained(src))
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_folder(out)
     os.makedirs(os.path.join(tmp, "onnx"))
     onnx_path = os.path.join(tmp, "onnx", "model.onnx")
 
@@ -285,8 +285,7 @@ def run(config: ExportOnnxConfig) -> int:
             shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
     carry_chat_template(src, tmp)
     manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs, dtype, fused)
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    move_into_place(tmp, out)
     emit("progress", step=3, total=3, message="written")
     emit("artifact", kind="onnx_model", path=out)
     onnx_dir = os.path.join(out, "onnx")

@@ -44,6 +44,7 @@ import time
 
 import torch
 
+from .atomic import move_into_place, replace_folder, temp_folder, write_file
 from .jobs import FinetuneConfig
 from .lora_tools import copy_tokenizer_files, merge
 from .protocol import BadInput, StopRequest, emit, log
@@ -744,10 +745,7 @@ def open_metrics(out: str, keep_until: int) -> None:
     if keep_until and os.path.exists(path):
         with open(path) as f:
             kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= keep_until]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
+    write_file(path, lambda f: f.writelines(kept))
     _metrics["file"] = open(path, "a", buffering=1)
 
 
@@ -792,9 +790,7 @@ def save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state) -> s
     folder = os.path.join(out, "checkpoints", f"checkpoint-{step}")
     if DIST["rank"] != 0:
         return folder
-    tmp = folder + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp = temp_folder(folder)
     save_file({n: w.contiguous() for n, w in weights.items()}, os.path.join(tmp, "trainable.safetensors"))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -803,8 +799,7 @@ def save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state) -> s
                os.path.join(tmp, "trainer_state.pt"))
     with open(os.path.join(tmp, "llmkit_state.json"), "w") as f:
         json.dump({"step": step, "fingerprint": fingerprint(cfg), "state": state}, f, indent=2)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.rename(tmp, folder)
+    move_into_place(tmp, folder)
     for old in glob.glob(os.path.join(out, "checkpoints", "checkpoint-*")):
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
@@ -877,15 +872,6 @@ def save_outputs(objective, cfg: dict) -> dict:
 def unwrapped(objective):
     """The Objective inside a DDP or FSDP wrapper."""
     return objective.module if DIST["world"] > 1 else objective
-
-
-def replace_folder(folder: str, write) -> str:
-    tmp = folder + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.rename(tmp, folder)
-    return folder
 
 
 def peak_memory_per_rank(device: str) -> tuple:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 
+from .atomic import move_into_place, temp_folder
 from .jobs import LoraToolsConfig
 from .protocol import BadInput, emit
 
@@ -52,12 +53,10 @@ def merge(base: str, adapter: str, out: str) -> str:
     dtype = base_config.get("dtype") or base_config.get("torch_dtype") or "float32"
     merged.to(getattr(torch, dtype, torch.float32))
 
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_folder(out)
     merged.save_pretrained(tmp)
     copy_tokenizer_files(base, tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    move_into_place(tmp, out)
     emit("artifact", kind="model", path=out)
     return out
 

@@ -15,8 +15,8 @@ Raises BadInput for a missing corpus file or an unknown architecture.
 """
 import json
 import os
-import shutil
 
+from .atomic import move_into_place, temp_folder
 from .jobs import MakeModelConfig
 from .protocol import BadInput, emit
 
@@ -94,9 +94,7 @@ def run(config: MakeModelConfig) -> int:
         if not os.path.isfile(path):
             raise BadInput(f"corpus file {path} does not exist", hint="pass text files with --corpus")
     out = os.path.abspath(config["out"])
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp = temp_folder(out)
     emit("start", job="make_model", total_steps=2)
 
     tokenizer = train_tokenizer(corpus, dims["vocab_size"])
@@ -113,8 +111,7 @@ def run(config: MakeModelConfig) -> int:
     model.save_pretrained(tmp, safe_serialization=True)
     GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|end_of_text|>"]], pad_token_id=ids["<|pad|>"],
                      do_sample=False).save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    move_into_place(tmp, out)
     params = sum(p.numel() for p in model.parameters())
     emit("progress", step=2, total=2, message="model written")
     emit("artifact", kind="model", path=out)

@@ -22,6 +22,7 @@ import os
 import shutil
 
 from .architectures import check_architecture
+from .atomic import move_into_place, temp_folder
 from .export_onnx import TOKENIZER_FILES, save_onnx
 from .jobs import QuantizeConfig
 from .protocol import BadInput, emit, log
@@ -155,8 +156,7 @@ def run(config: QuantizeConfig) -> int:
     model = quantizer.model.model
     emit("progress", step=2, total=3, message="matmuls quantized")
 
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_folder(out)
     os.makedirs(os.path.join(tmp, "onnx"))
     save_onnx(model, os.path.join(tmp, "onnx", "model.onnx"))
     for name in TOKENIZER_FILES:
@@ -175,8 +175,7 @@ def run(config: QuantizeConfig) -> int:
     manifest.update(precision=f"int{bits}", onnx="onnx/model.onnx", quantization=details)
     with open(os.path.join(tmp, "llmkit.json"), "w") as f:
         json.dump(manifest, f, indent=2)
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    move_into_place(tmp, out)
     emit("progress", step=3, total=3, message="written")
     emit("artifact", kind="onnx_model", path=out)
     emit("result", path=out, quantization=details)
