@@ -27,7 +27,6 @@ exact match).
 Raises BadInput for: a teacher transformers cannot load, teacher and student vocabularies that differ, a
 student config transformers rejects, and whatever the finetune job raises.
 """
-import contextlib
 import copy
 import json
 import os
@@ -49,26 +48,25 @@ LAYER = re.compile(r"\.layers\.(\d+)\.")
 def run(config: DistillConfig) -> int:
     cfg = config
     out = cfg["out"]
-    device, precision = ft.pick_device(cfg)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    ctx = ft.Context.for_config(cfg)
     tokenizer, teacher = load_teacher(cfg["teacher"])
     if cfg["student_config"] is not None:
         build_student(teacher, cfg)
     else:
         check_vocabulary(tokenizer, cfg["model"])
     # The teacher only runs forward: bf16 halves its memory on a GPU; fp32 keeps CPU runs exact.
-    teacher = teacher.to(device, dtype=torch.bfloat16 if device == "cuda" else torch.float32).eval().requires_grad_(False)
+    teacher = teacher.to(ctx.device, dtype=torch.bfloat16 if ctx.device == "cuda" else torch.float32).eval().requires_grad_(False)
 
     train_rows, eval_rows = ft.split_rows(ft.read_rows(cfg["data"]), ft.read_rows(cfg.get("eval_data") or []), cfg)
     write_text(os.path.join(out, "eval.txt"), "\n".join(ft.render(row, fmt, tokenizer, True, where)[0][0] for row, fmt, where in eval_rows or train_rows))
     os.makedirs(os.path.join(out, "teacher"), exist_ok=True)
     # The teacher's figures get a metrics file of their own: finetune.run starts the student's afresh.
     ft.open_metrics(os.path.join(out, "teacher"), 0)
-    exact = ft.exact_match(teacher, tokenizer, eval_rows or train_rows, cfg, device, autocast, "teacher", 0) if cfg["exact_match"] else None
+    exact = ft.exact_match(ctx, teacher, tokenizer, eval_rows or train_rows, "teacher", 0) if cfg["exact_match"] else None
     emit("metric", name="teacher", parameters=teacher.num_parameters(), exact_match=exact)
 
     if cfg["mode"] == "sequence":
-        return ft.run({**cfg, **sequence_data(teacher, tokenizer, train_rows, eval_rows, cfg, device, autocast)})
+        return ft.run({**cfg, **sequence_data(ctx, teacher, tokenizer, train_rows, eval_rows)})
     return ft.run(cfg, train_loss=distillation_loss(teacher, len(tokenizer), cfg))
 
 
@@ -191,15 +189,16 @@ def distillation_chunk(hidden, weight, teacher_logp, teacher_ids, targets, tempe
 
 # ---- sequence-level distillation -------------------------------------------------------------------
 
-def sequence_data(teacher, tokenizer, train_rows: list, eval_rows: list, cfg: dict, device, autocast) -> dict:
+def sequence_data(ctx: ft.Context, teacher, tokenizer, train_rows: list, eval_rows: list) -> dict:
     """The finetune job's data for sequence-level distillation: the training rows with the teacher's greedy answers
     in place of theirs, and for evaluation the data's own answers (the eval rows, else the training rows), each
     as files of one format. A resumed run keeps the answers it trained on."""
+    cfg = ctx.cfg
     folder = os.path.join(cfg["out"], "teacher")
     answers = rows_files(train_rows, folder, "answers")
     if not (cfg["resume"] and all(os.path.exists(f["path"]) for f in answers)):
         prompts = [ft.question_and_answer(row, fmt, tokenizer)[0] for row, fmt, _ in train_rows]
-        replies = ft.greedy_answers(teacher, tokenizer, prompts, cfg["max_new_tokens"], device, autocast)
+        replies = ft.greedy_answers(ctx, teacher, tokenizer, prompts, cfg["max_new_tokens"])
         write_rows([(with_answer(row, fmt, reply), fmt, where) for (row, fmt, where), reply in zip(train_rows, replies)], answers)
         log(f"the teacher answered {len(replies)} prompts")
     evals = rows_files(eval_rows or train_rows, folder, "eval")

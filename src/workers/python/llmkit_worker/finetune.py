@@ -1,10 +1,6 @@
 """The `llmkit finetune` job: full or LoRA fine-tuning of a causal LM on JSONL data.
 
-Config (snake_case; resolved and validated by llmkit, see src/core/finetune/options.ts): model,
-data and eval_data ([{path, format}]), eval_split, out, lora, lora_r, lora_alpha, lora_dropout,
-lora_targets, epochs, max_steps, batch_size, grad_accum, lr, schedule, warmup_ratio, weight_decay,
-max_grad_norm, seed, max_seq_len, packing, train_on_prompt, gradient_checkpointing, eval_every,
-save_every, resume, merge, device, precision, compile, exact_match, fsdp.
+Config: FinetuneConfig in jobs.py (resolved and validated by llmkit, see src/core/finetune/options.ts).
 
 Supports: messages / alpaca / prompt-completion / text data (conversations go through the model's
 chat template; the loss is on answers only unless train_on_prompt); truncation, counted; packing
@@ -41,6 +37,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -62,6 +59,30 @@ CHUNK_ELEMENTS = 1 << 28
 TIMING_WARMUP_STEPS = 5
 
 
+@dataclass
+class Context:
+    """What the steps of one run share, passed as one object instead of five parameters: the resolved
+    config, where and in what precision it computes, and how batches are padded."""
+
+    cfg: dict
+    device: str
+    precision: str
+    pad_id: int = 0
+    # Packed rows all take max_seq_len (one shape for torch.compile); unpacked ones the longest in the batch.
+    fixed_len: int | None = None
+
+    @classmethod
+    def for_config(cls, cfg: dict) -> "Context":
+        device, precision = pick_device(cfg)
+        return cls(cfg, device, precision)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
+
+    def collate(self, entry, examples: list) -> dict:
+        return collate(entry, examples, self.pad_id, self.fixed_len, self.device)
+
+
 def run(config: FinetuneConfig, train_loss=None) -> int:
     """`train_loss(decoder, lm_head, batch)`, the distill job's, replaces cross-entropy in training (not in evaluation)."""
     code = fine_tune(config, train_loss)
@@ -81,14 +102,14 @@ def fine_tune(config: dict, train_loss) -> int:
     stop = StopRequest()
     cfg = config
     out = cfg["out"]
-    device, precision = pick_device(cfg)
+    ctx = Context.for_config(cfg)
+    device, precision = ctx.device, ctx.precision
     init_distributed(device)
     # The same seed on every rank: every rank builds the same initial adapter.
     torch.manual_seed(cfg["seed"])
     if device == "cpu":
         # Bit-identical steps on CPU make an interrupted-and-resumed run match an uninterrupted one.
         torch.use_deterministic_algorithms(True, warn_only=True)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
 
     tokenizer, model = load_model(cfg, device, precision)
     if device == "cpu" and "OMP_NUM_THREADS" not in os.environ and model.num_parameters() < SMALL_MODEL_PARAMETERS:
@@ -114,12 +135,12 @@ def fine_tune(config: dict, train_loss) -> int:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     parameters = sum(p.numel() for p in model.parameters())
     objective = distribute(Objective(model), cfg, device, precision)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    ctx.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     groups = training_plan(train, cfg)
     total = len(groups)
     optimizer = make_optimizer(objective, cfg, device)
     scheduler = make_scheduler(optimizer, cfg, total)
-    fixed_len = cfg["max_seq_len"] if cfg["packing"] else None
+    ctx.fixed_len = cfg["max_seq_len"] if cfg["packing"] else None
     state = {"first_loss": None, "last_loss": None, "exact_match_before": None, "resumed_from": None}
     start = 0
     if cfg["resume"]:
@@ -131,7 +152,7 @@ def fine_tune(config: dict, train_loss) -> int:
         f"parameters, {len(train)} examples, {total} steps")
 
     if cfg["exact_match"] and state["exact_match_before"] is None:
-        state["exact_match_before"] = exact_match(model, tokenizer, eval_rows or train_rows, cfg, device, autocast, "before", start)
+        state["exact_match_before"] = exact_match(ctx, model, tokenizer, eval_rows or train_rows, "before", start)
     if any_rank(stop.requested, device):
         emit("interrupted", step=start, checkpoint=newest_checkpoint(out))
         return 130
@@ -145,8 +166,7 @@ def fine_tune(config: dict, train_loss) -> int:
             # Each rank's dropout draws its own masks, from a seed that a resumed run finds again from the step alone.
             torch.manual_seed(cfg["seed"] * 1_000_003 + step * 1_009 + DIST["rank"])
         t0 = time.time()
-        loss, tokens, grad_norm, lr = train_step(groups[index], train, objective, optimizer, scheduler,
-                                                 cfg, pad_id, fixed_len, device, autocast, train_loss)
+        loss, tokens, grad_norm, lr = train_step(ctx, groups[index], train, objective, optimizer, scheduler, train_loss)
         seconds = time.time() - t0
         train_tokens += tokens
         if index - start >= min(TIMING_WARMUP_STEPS, (total - start) // 2):
@@ -161,7 +181,7 @@ def fine_tune(config: dict, train_loss) -> int:
         write_metric({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps, "epoch": epoch})
 
         if evals and cfg.get("eval_every") and step % cfg["eval_every"] == 0 and step != total:
-            evaluate(objective, evals, cfg, pad_id, fixed_len, device, autocast, step)
+            evaluate(ctx, objective, evals, step)
         # Every rank must stop after the same step: the checkpoint gathers from all of them.
         if any_rank(stop.requested, device):
             checkpoint = save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state)
@@ -174,8 +194,8 @@ def fine_tune(config: dict, train_loss) -> int:
     if total > start:
         save_checkpoint(out, total, cfg, objective, optimizer, scheduler, state)
     if evals:
-        eval_loss = evaluate(objective, evals, cfg, pad_id, fixed_len, device, autocast, total)
-    exact_after = exact_match(model, tokenizer, eval_rows or train_rows, cfg, device, autocast, "after", total) if cfg["exact_match"] else None
+        eval_loss = evaluate(ctx, objective, evals, total)
+    exact_after = exact_match(ctx, model, tokenizer, eval_rows or train_rows, "after", total) if cfg["exact_match"] else None
     outputs = save_outputs(objective, cfg)
     peaks, memory_kind = peak_memory_per_rank(device)
     if DIST["rank"] != 0:
@@ -533,26 +553,26 @@ def collate(entry, examples: list, pad_id: int, fixed_len, device: str) -> dict:
             "tokens": sum(lengths), "n_targets": int(picked.numel())}
 
 
-def train_step(group, examples, objective, optimizer, scheduler, cfg, pad_id, fixed_len, device, autocast, loss_fn=None):
+def train_step(ctx: Context, group, examples, objective, optimizer, scheduler, loss_fn=None):
     """One optimizer step over its micro-batches; the loss (`loss_fn`, a sum over target tokens, default
     batch_loss) is averaged over all target tokens of the step, so gradient accumulation gives the same update
     as one large batch. Under torchrun each rank takes rows rank::world of every micro-batch and the average is
     still over the whole global batch. Returns (loss, tokens, grad norm, lr), tokens counted over all ranks."""
-    world, rank = DIST["world"], DIST["rank"]
+    cfg, world, rank = ctx.cfg, DIST["world"], DIST["rank"]
     ids = [i for _, batch_rows in group for row in batch_rows for i in row]
     n_targets = sum(sum(t != IGNORE for t in examples[i][1]) for i in ids)
     tokens = sum(len(examples[i][0]) for i in ids)
-    loss_sum = torch.zeros((), device=device)
+    loss_sum = torch.zeros((), device=ctx.device)
     for k, (epoch, batch_rows) in enumerate(group):
         mine = batch_rows[rank::world]
         # A rank left without rows (a short last batch) still runs the pass that the others' gradient
         # all-reduce waits for, on a row whose loss it then multiplies by 0.
-        batch = collate((epoch, mine or batch_rows[:1]), examples, pad_id, fixed_len, device)
+        batch = ctx.collate((epoch, mine or batch_rows[:1]), examples)
         # DDP all-reduces the gradients on the step's last micro-batch only.
         ddp_accumulating = world > 1 and not cfg.get("fsdp") and k < len(group) - 1
         sync = objective.no_sync() if ddp_accumulating else contextlib.nullcontext()
         with sync:
-            with autocast():
+            with ctx.autocast():
                 loss = objective(batch, loss_fn or batch_loss) * (1.0 if mine else 0.0)
             # DDP and FSDP average the gradients over the ranks; scaling by world turns that into their sum.
             (loss * world / n_targets).backward()
@@ -659,16 +679,16 @@ def eager():
     return set_stance("force_eager") if set_stance else contextlib.nullcontext()
 
 
-def evaluate(objective, examples, cfg, pad_id, fixed_len, device, autocast, step) -> float:
+def evaluate(ctx: Context, objective, examples, step) -> float:
     """Eval loss over all eval examples. Under torchrun every rank evaluates all of them, in step, since FSDP gathers
     each layer from every rank (eval sets are small next to training)."""
-    plan = training_plan(examples, {**cfg, "epochs": 1, "max_steps": None, "grad_accum": 1})
+    plan = training_plan(examples, {**ctx.cfg, "epochs": 1, "max_steps": None, "grad_accum": 1})
     total, count = 0.0, 0
     objective.eval()
     with torch.no_grad(), eager():
         for (entry,) in plan:
-            batch = collate(entry, examples, pad_id, fixed_len, device)
-            with autocast():
+            batch = ctx.collate(entry, examples)
+            with ctx.autocast():
                 total += float(objective(batch, batch_loss))
             count += batch["n_targets"]
     objective.train()
@@ -691,7 +711,7 @@ def question_and_answer(row: dict, fmt: str, tokenizer):
     return None
 
 
-def greedy_answers(model, tokenizer, prompts: list, max_new_tokens: int, device, autocast) -> list:
+def greedy_answers(ctx: Context, model, tokenizer, prompts: list, max_new_tokens: int) -> list:
     """The decoded greedy continuation of each prompt (token ids), stopping at the end token; 32 prompts at a time."""
     from transformers import GenerationConfig
 
@@ -705,20 +725,20 @@ def greedy_answers(model, tokenizer, prompts: list, max_new_tokens: int, device,
         chunk = prompts[s: s + 32]
         width = max(len(ids) for ids in chunk)
         # Left padding, so every prompt ends where generation starts.
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk], device=device)
-        with torch.no_grad(), eager(), autocast():
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in chunk], device=ctx.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk], device=ctx.device)
+        with torch.no_grad(), eager(), ctx.autocast():
             generated = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation)
         answers += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
     model.train(was_training)
     return answers
 
 
-def exact_match(model, tokenizer, rows, cfg, device, autocast, when, step) -> dict:
+def exact_match(ctx: Context, model, tokenizer, rows, when, step) -> dict:
     """Greedy-generates the answer of the first `exact_match` examples and counts exact (whitespace-trimmed) hits."""
-    items = [qa for qa in (question_and_answer(r, f, tokenizer) for r, f, _ in rows) if qa][: cfg["exact_match"]]
+    items = [qa for qa in (question_and_answer(r, f, tokenizer) for r, f, _ in rows) if qa][: ctx.cfg["exact_match"]]
     longest = max((len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for _, _, answer in items), default=0)
-    answers = greedy_answers(model, tokenizer, [ids for ids, _, _ in items], longest + 8, device, autocast)
+    answers = greedy_answers(ctx, model, tokenizer, [ids for ids, _, _ in items], longest + 8)
     correct, samples = 0, []
     for (_, question, expected), got in zip(items, answers):
         hit = got.strip() == expected.strip()
