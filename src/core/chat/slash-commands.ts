@@ -95,7 +95,12 @@ function integer(text: string, command: string, min: number): number {
 }
 
 export type CommandOutcome =
-  | { kind: 'notice'; text: string; /** The conversation to show again after /load. */ restored?: ChatMessage[] }
+  | {
+      kind: 'notice';
+      text: string;
+      /** The conversation to show again after /load. */
+      restored?: ChatMessage[];
+    }
   | { kind: 'cleared'; text: string }
   | { kind: 'error'; error: LlmkitError }
   | { kind: 'exit' };
