@@ -23,7 +23,7 @@ for messages in request["conversations"]:
     examples, _ = tokenize_rows([({"messages": messages}, "messages", "test")], tokenizer,
                                 {"train_on_prompt": False, "max_seq_len": 100000})
     runs = []
-    for ids, targets in examples:
+    for _ids, targets in examples:
         run = []
         for target in targets + [-100]:
             if target == -100 and run:
