@@ -9,7 +9,7 @@ import traceback
 
 from .protocol import BadInput, emit, read_config
 
-JOBS = ("probe", "selftest", "make_model", "finetune", "lora_tools", "export_onnx", "quantize", "distill", "evaluate", "cuda_provider")
+JOBS = ("probe", "selftest", "make_model", "finetune", "lora_tools", "export_onnx", "export_triton", "quantize", "distill", "evaluate", "cuda_provider")
 
 
 def main() -> int:
