@@ -151,7 +151,7 @@ describe('llmkit serve --engine triton in front of a real Triton server (fine-tu
     await triton.stop();
     const base = front.apiUrl.replace(/\/v1$/, '');
     const refused = await waitFor(async () => {
-      const r = await fetch(`${front.apiUrl}/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: QUESTION }] }) });
+      const r = await fetch(`${front.apiUrl}/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: QUESTION }] }) });
       return r.status === 503 ? r : null;
     });
     const body = (await refused.json()) as { error: { code: string; message: string } };
