@@ -31,7 +31,7 @@ const PROBE_INTERVAL_MS = 1000;
 export class TritonEngine implements GenerationEngine {
   readonly device = 'triton';
   readonly deviceNotes: string[] = [];
-  private running = 0;
+  /** Nothing queues here (Triton does); batchSize counts the generations streaming from Triton. */
   readonly scheduler = { queueDepth: 0, batchSize: 0 };
   private down: string | null = null;
   private readonly probe: NodeJS.Timeout;
@@ -122,7 +122,7 @@ export class TritonEngine implements GenerationEngine {
     const end = (reason: FinishReason, error?: Error) =>
       sink.end({ reason, promptTokens: request.promptIds.length, completionTokens, timeToFirstTokenMs, interTokenMs, error });
 
-    this.scheduler.batchSize = ++this.running;
+    this.scheduler.batchSize++;
     try {
       let finish: unknown;
       for await (const event of this.client.generateStream(this.tritonModel, inputs, signal)) {
@@ -151,7 +151,7 @@ export class TritonEngine implements GenerationEngine {
       const down = e instanceof TritonUnreachable ? (this.down = e.message) : await this.check();
       end('error', down ? new EngineRejection('unavailable', `${down}: generation is done there, try again once it is back`) : (e as Error));
     } finally {
-      this.scheduler.batchSize = --this.running;
+      this.scheduler.batchSize--;
     }
   }
 
