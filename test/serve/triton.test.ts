@@ -95,6 +95,11 @@ describe('llmkit serve --engine triton in front of a real Triton server (fine-tu
     await same({ temperature: 0 });
     await same({ temperature: 0.9, top_p: 0.9, top_k: 20, seed: 7 });
     await same({ temperature: 1, seed: 3, frequency_penalty: 0.5 });
+    // n: one Triton request per choice, seed + i each, as the in-process engine samples its choices.
+    const body = { model: 'tiny', prompt: 'Once upon a time', max_tokens: 24, temperature: 0.9, seed: 11, n: 2 };
+    const [viaT, local_] = [await viaTriton.completions.create(body), await inProcess.completions.create(body)];
+    expect(viaT.choices.map((c) => c.text)).toEqual(local_.choices.map((c) => c.text));
+    expect(viaT.choices[0].text).not.toBe(viaT.choices[1].text);
     const stopped = await same({ temperature: 0, stop: ['a'] });
     expect(stopped.finish_reason).toBe('stop');
     expect(stopped.text).not.toContain('a');
@@ -120,6 +125,8 @@ describe('llmkit serve --engine triton in front of a real Triton server (fine-tu
     expect(messages.map((m) => m.chunk?.choices[0]?.delta.content ?? '').join('')).toBe('Velmora.');
     const models = (await (await fetch(`${front.apiUrl}/models`, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as { data: { id: string; device: string; context_length: number }[] };
     expect(models.data).toEqual([expect.objectContaining({ id: 'tiny', device: 'triton', context_length: 512 })]);
+    // What needs the logits is refused, not silently ignored.
+    await expect(viaTriton.completions.create({ model: 'tiny', prompt: 'Once', max_tokens: 4, logprobs: 2 })).rejects.toMatchObject({ status: 400, code: 'unsupported_by_engine' });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/llmkit_generations_total\{[^}]*model="tiny"[^}]*\} [1-9]/);
     expect(metrics).toMatch(/llmkit_completion_tokens_total\{[^}]*model="tiny"[^}]*\} [1-9]/);
