@@ -11,3 +11,11 @@ export { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../serve/quotas.js';
 /** The response cache: entries kept in memory, and how long an answer lives in Redis. */
 export const DEFAULT_CACHE_ENTRIES = 1024;
 export const DEFAULT_CACHE_TTL_S = 3600;
+
+/** Where `serve` generates: llmkit's engine in this process, or a Triton Inference Server. */
+export const SERVE_ENGINES = ['onnx', 'triton'] as const;
+
+/** Triton model repositories: the instance kind of the decoder, and the names Triton accepts for a model. */
+export const TRITON_DEVICES = ['cpu', 'gpu'] as const;
+export type TritonDevice = (typeof TRITON_DEVICES)[number];
+export const TRITON_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;

@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { llmkitHome } from '../shared/paths.js';
+import { tritonNameFor, writeTritonRepository, type TritonRepository, type TritonTarget } from './triton-repository.js';
 
 export interface ExportOptions {
   model: string;
@@ -12,6 +13,8 @@ export interface ExportOptions {
   tolerance?: number;
   /** Rewrite the decoder into ONNX Runtime's fused operators (RMSNorm, rotary, fused projections; docs/export.md). */
   fused?: boolean;
+  /** Also write a Triton model repository for the export. */
+  triton?: TritonTarget;
   onEvent?: (e: WorkerEvent) => void;
   stopSignal?: AbortSignal;
 }
@@ -20,6 +23,7 @@ export interface ExportReport {
   path: string;
   parity: Record<string, number>;
   onnxBytes: number;
+  triton?: TritonRepository;
 }
 
 /** Exports a Hugging Face causal LM to llmkit's ONNX decoder format and checks it against PyTorch. */
@@ -32,5 +36,10 @@ export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
     onEvent: opts.onEvent,
     stopSignal: opts.stopSignal,
   });
-  return { path: out, parity: result.parity, onnxBytes: result.onnx_bytes };
+  const report: ExportReport = { path: out, parity: result.parity as Record<string, number>, onnxBytes: Number(result.onnx_bytes) };
+  if (opts.triton) {
+    const { triton } = opts;
+    report.triton = await writeTritonRepository({ ...triton, model: out, name: triton.name ?? tritonNameFor(out), onEvent: opts.onEvent, stopSignal: opts.stopSignal });
+  }
+  return report;
 }

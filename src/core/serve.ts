@@ -2,7 +2,7 @@ import type { EngineOptions } from '../engine/engine.js';
 import type { Device } from '../engine/onnx-runtime.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
-import { ModelRegistry, parseModelSpec, type ServedModel } from '../serve/model-registry.js';
+import { ModelRegistry, parseModelSpec, type ModelSpec, type ServedModel } from '../serve/model-registry.js';
 import { MemoryCounterStore } from '../serve/counter-store.js';
 import { emptyPolicy, loadQuotaFile } from '../serve/quota-file.js';
 import { QuotaTracker, type RedisDownPolicy } from '../serve/quotas.js';
@@ -10,6 +10,7 @@ import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/redis-st
 import { ResponseCache } from '../serve/response-cache.js';
 import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
+import { TritonEngine } from '../serve/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
 
@@ -40,6 +41,12 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   filterMode?: FilterMode;
   /** The access log: one line per request. */
   log: (line: string) => void;
+  /** Where generation runs: llmkit's engine in this process (default), or a Triton server (docs/deploy.md). */
+  engine?: 'onnx' | 'triton';
+  /** With engine 'triton': its HTTP endpoint, e.g. http://127.0.0.1:8000. */
+  tritonUrl?: string;
+  /** With engine 'triton': the generate model's name (default: `<model name>-generate`). */
+  tritonModel?: string;
 }
 
 
@@ -57,6 +64,7 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
   const specs = opts.models.map(parseModelSpec);
+  const openEngine = tritonEngines(opts, specs.length);
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
   const filter = opts.blocklist ? BlocklistFilter.load(opts.blocklist, opts.filterMode ?? 'reject') : undefined;
@@ -71,7 +79,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const quotas = new QuotaTracker(policy, redis ? new RedisCounterStore(redis) : new MemoryCounterStore(), { redisDown: opts.redisDown ?? 'open', metrics });
   const cache = opts.cache ? new ResponseCache({ maxEntries: opts.cacheEntries ?? DEFAULT_CACHE_ENTRIES, redis: redis && new RedisValueStore(redis, opts.cacheTtlSeconds ?? DEFAULT_CACHE_TTL_S), metrics }) : undefined;
   try {
-    models = await ModelRegistry.open(specs, { ...opts, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
+    models = await ModelRegistry.open(specs, { ...opts, openEngine, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
   } catch (e) {
     await redis?.close();
     throw e;
@@ -100,6 +108,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
 }
 
+/** With --engine triton, how each model's engine opens; undefined for llmkit's own engine. Flags are checked first. */
+function tritonEngines(opts: ServeOptions, models: number): ((spec: ModelSpec) => Promise<TritonEngine>) | undefined {
+  if ((opts.engine ?? 'onnx') === 'onnx') {
+    if (opts.tritonUrl || opts.tritonModel) throw new UsageError('--triton-url and --triton-model need --engine triton');
+    return undefined;
+  }
+  const url = opts.tritonUrl;
+  if (!url) throw new UsageError('--engine triton needs --triton-url', 'e.g. --triton-url http://127.0.0.1:8000 (Triton\'s HTTP port)');
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new UsageError(`--triton-url must be an http:// or https:// URL (got ${url})`);
+  if (opts.tritonModel && models > 1) throw new UsageError('--triton-model names one model, but several are served', 'serve one model per llmkit, or leave --triton-model out (each uses <name>-generate)');
+  return (spec) => TritonEngine.open(spec.path, { url, model: opts.tritonModel ?? `${spec.name}-generate` });
+}
+
 export interface AskOnceResult {
   url: string;
   model: string;
@@ -124,7 +145,7 @@ export async function askOnce(opts: { model: string; device?: Device; question: 
     return {
       url: server.url,
       model: r.model,
-      device: server.models[0].engine.decoder.provider,
+      device: server.models[0].engine.device,
       answer: r.choices[0].message.content ?? '',
       finishReason: r.choices[0].finish_reason,
       promptTokens: r.usage?.prompt_tokens ?? 0,

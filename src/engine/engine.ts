@@ -1,4 +1,5 @@
 import { DecoderSession } from './decoder-session.js';
+import type { GenerationEngine } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type GenerationRequest, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
@@ -50,7 +51,7 @@ export interface Choice {
  * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.
  * `serve`, `chat`, `bench` and tests all generate through it.
  */
-export class Engine {
+export class Engine implements GenerationEngine {
   private constructor(
     readonly model: ExportedModel,
     readonly decoder: DecoderSession,
@@ -75,6 +76,19 @@ export class Engine {
 
   get contextLength(): number {
     return this.scheduler.contextLength;
+  }
+
+  get device(): string {
+    return this.decoder.provider;
+  }
+
+  get deviceNotes(): string[] {
+    return this.decoder.skipped.map((s) => `${s.provider}: ${s.reason}`);
+  }
+
+  /** In this process: ready once loaded. */
+  async unavailable(): Promise<string | null> {
+    return null;
   }
 
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
@@ -115,8 +129,8 @@ export class Engine {
   }
 }
 
-/** Tokens → complete text → stop strings → the streamer. */
-class TextSink implements TokenSink {
+/** Tokens → complete text → stop strings → the streamer (also used by engines that get tokens from elsewhere). */
+export class TextSink implements TokenSink {
   private stopped = false;
   /** Logprobs of tokens whose text has not been sent yet. */
   private logprobs: TokenLogprob[] = [];

@@ -51,7 +51,7 @@ export interface SchedulerLimits {
   prefillChunk: number;
 }
 
-export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt';
+export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt' | 'unavailable' | 'unsupported';
 
 /** A request the scheduler refuses up front; the server maps the code to an HTTP status. */
 export class EngineRejection extends Error {

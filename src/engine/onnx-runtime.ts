@@ -145,3 +145,22 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
   const reasons = skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ');
   throw new LlmkitError(`could not open ${model.path} on ${device} (${reasons})`, `try --device cpu, or check the model with \`llmkit env\``);
 }
+
+/** One input or output as ONNX Runtime reads it: element type, and dimensions (a name or -1 when dynamic). */
+export interface TensorSignature {
+  name: string;
+  type: string;
+  shape: readonly (number | string)[];
+}
+
+/** The inputs and outputs of an ONNX file as ONNX Runtime sees them (a CPU session, opened and released). */
+export async function readSignature(path: string): Promise<{ inputs: TensorSignature[]; outputs: TensorSignature[] }> {
+  const session = await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'disabled' });
+  const describe = (values: readonly ort.InferenceSession.ValueMetadata[]) =>
+    values.map((v) => (v.isTensor ? { name: v.name, type: v.type, shape: v.shape } : { name: v.name, type: 'non-tensor', shape: [] }));
+  try {
+    return { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) };
+  } finally {
+    await session.release();
+  }
+}

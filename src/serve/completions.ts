@@ -44,6 +44,8 @@ export interface CompletionServiceDeps {
 
 /** Seconds a client is asked to wait when the queue is full. */
 const QUEUE_RETRY_AFTER_S = 1;
+/** Seconds a client is asked to wait while the engine (a Triton server) cannot be reached. */
+const UNAVAILABLE_RETRY_AFTER_S = 5;
 
 /**
  * The one native handler behind /v1/chat/completions, /v1/completions and the WebSocket: validate,
@@ -135,7 +137,10 @@ export class CompletionService {
       await admission.finish(ends.reduce((n, e) => n + e.completionTokens, 0));
       for (const end of ends) this.deps.metrics.recordGeneration(served.id, end);
       const failed = ends.find((e) => e.reason === 'error');
-      if (failed) throw new ApiError(500, `generation failed: ${failed.error?.message ?? 'unknown error'}`, 'generation_failed');
+      if (failed) {
+        // A remote engine can refuse after the request left (Triton went down): that is a 503, not a failure here.
+        throw failed.error instanceof EngineRejection ? rejection(failed.error) : new ApiError(500, `generation failed: ${failed.error?.message ?? 'unknown error'}`, 'generation_failed');
+      }
       const end = ends.find((e) => e.reason === 'cancelled') ?? ends[0];
       if (cacheKey) await this.deps.cache!.set(cacheKey, { pieces: recorded!.pieces, reason: end.reason, promptTokens: end.promptTokens, completionTokens: end.completionTokens });
       if (end.reason !== 'cancelled') {
@@ -222,6 +227,10 @@ function rejection(e: unknown): unknown {
       return invalidParam('max_tokens', e.message, 'context_length_exceeded');
     case 'too_many_tokens':
       return invalidParam('max_tokens', e.message, 'too_many_tokens');
+    case 'unsupported':
+      return new ApiError(400, e.message, 'unsupported_by_engine');
+    case 'unavailable':
+      return new ApiError(503, e.message, 'engine_unavailable', null, { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_S) });
   }
 }
 

@@ -1,6 +1,7 @@
 import { basename, resolve } from 'node:path';
 import { UsageError } from '../shared/errors.js';
 import { Engine, type EngineOptions } from '../engine/engine.js';
+import type { GenerationEngine } from '../engine/generation-engine.js';
 import { ApiError } from './openai/errors.js';
 
 /** One model folder to serve, as given on the command line: `path`, `name=path` or `name@version=path`. */
@@ -15,7 +16,7 @@ export interface ServedModel {
   id: string;
   name: string;
   version?: string;
-  engine: Engine;
+  engine: GenerationEngine;
   /** Unix seconds when it was loaded. */
   created: number;
 }
@@ -40,14 +41,18 @@ export function parseModelSpec(arg: string): ModelSpec {
 export class ModelRegistry {
   private constructor(readonly models: readonly ServedModel[]) {}
 
-  static async open(specs: ModelSpec[], opts: Omit<EngineOptions, 'onDecodeStep'> & { onDecodeStep?: (model: string, rows: number) => void }): Promise<ModelRegistry> {
+  /** `openEngine` replaces llmkit's own engine (ONNX Runtime in this process) with another, e.g. Triton's. */
+  static async open(
+    specs: ModelSpec[],
+    opts: Omit<EngineOptions, 'onDecodeStep'> & { onDecodeStep?: (model: string, rows: number) => void; openEngine?: (spec: ModelSpec) => Promise<GenerationEngine> },
+  ): Promise<ModelRegistry> {
     const ids = specs.map((s) => (s.version ? `${s.name}@${s.version}` : s.name));
     const twice = ids.find((id, i) => ids.indexOf(id) !== i);
     if (twice) throw new UsageError(`model ${twice} is listed twice`, 'give each model a distinct NAME=PATH or NAME@VERSION=PATH');
     const models: ServedModel[] = [];
     try {
       for (const [i, spec] of specs.entries()) {
-        const engine = await Engine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows) });
+        const engine = opts.openEngine ? await opts.openEngine(spec) : await Engine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows) });
         models.push({ id: ids[i], name: spec.name, version: spec.version, engine, created: Math.floor(Date.now() / 1000) });
       }
     } catch (e) {
@@ -62,6 +67,13 @@ export class ModelRegistry {
     const found = this.models.find((m) => m.id === model) ?? this.models.findLast((m) => m.name === model);
     if (found) return found;
     throw new ApiError(404, `The model '${model}' does not exist; this server has: ${this.models.map((m) => m.id).join(', ')}`, 'model_not_found', 'model');
+  }
+
+  /** Null when every model can take requests, else why one cannot. */
+  async unavailable(): Promise<string | null> {
+    const reasons = await Promise.all(this.models.map(async (m) => [m.id, await m.engine.unavailable()] as const));
+    const down = reasons.find(([, why]) => why !== null);
+    return down ? `${down[0]}: ${down[1]}` : null;
   }
 
   /** Waits for running requests and frees every model's session. */

@@ -126,7 +126,11 @@ export class LlmServer {
       return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
     }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
-    if (pathname === '/ready') return this.draining ? sendJson(res, 503, { status: 'draining' }) : sendJson(res, 200, { status: 'ready' });
+    if (pathname === '/ready') {
+      if (this.draining) return sendJson(res, 503, { status: 'draining' });
+      const why = await this.opts.models.unavailable();
+      return why ? sendJson(res, 503, { status: 'unavailable', reason: why }) : sendJson(res, 200, { status: 'ready' });
+    }
     if (pathname === '/metrics') {
       const text = this.opts.metrics.registry.render();
       res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
@@ -141,7 +145,7 @@ export class LlmServer {
         created: m.created,
         owned_by: 'llmkit',
         context_length: m.engine.contextLength,
-        device: m.engine.decoder.provider,
+        device: m.engine.device,
       }));
       if (pathname === '/v1/models') return sendJson(res, 200, { object: 'list', data: models });
       const id = decodeURIComponent(pathname.slice('/v1/models/'.length));

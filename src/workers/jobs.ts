@@ -151,6 +151,10 @@ export const JOBS = {
     config: z.object({ model: z.string(), out: z.string(), bits: z.number().int(), block_size: z.number().int(), symmetric: z.boolean(), exclude: z.array(z.string()), accuracy_level: z.number().int() }),
     result: z.object({ path: z.string(), quantization: z.record(z.string(), z.unknown()) }),
   },
+  export_triton: {
+    config: z.object({ model: z.string(), out: z.string(), name: z.string(), device: z.enum(['cpu', 'gpu']).optional() }),
+    result: z.object({ path: z.string(), decoder: z.string(), generate: z.string(), device: z.enum(['cpu', 'gpu']) }),
+  },
   cuda_provider: {
     config: z.object({ version: z.string(), dest: z.string(), cache: z.string(), source: z.string().nullable(), offline: z.boolean() }),
     result: z.object({ version: z.string(), source: z.string(), provider_files: z.array(z.string()), library_dirs: z.array(z.string()) }),

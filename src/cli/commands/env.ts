@@ -12,12 +12,14 @@ export function envCommand(): Command {
     .option('--python <path>', 'with --setup: use this existing interpreter instead of a venv (e.g. a GPU box with torch installed)')
     .option('--cuda', "with --setup: ONNX Runtime's CUDA provider for onnxruntime-node, from the PyPI wheel onnxruntime-gpu of the same version", false)
     .option('--cuda-from <path>', 'with --setup --cuda: take the wheel (or a folder with it, or its unpacked provider libraries) from here instead of PyPI')
+    .option('--triton', 'with --setup: also a local Triton Inference Server (PyPI nvidia-pytriton, its own venv) for `serve --engine triton`', false)
     .action(
-      action(async (opts: { setup: boolean; python?: string; cuda: boolean; cudaFrom?: string }, flags: GlobalFlags) => {
+      action(async (opts: { setup: boolean; python?: string; cuda: boolean; cudaFrom?: string; triton: boolean }, flags: GlobalFlags) => {
         const { inspectEnvironment, setupPythonEnv } = await import('../../core/env.js');
         if (opts.python && !opts.setup) throw new LlmkitError('--python goes with --setup', 'run `llmkit env --setup --python PATH`', 2);
         if ((opts.cuda || opts.cudaFrom) && !opts.setup) throw new LlmkitError('--cuda goes with --setup', 'run `llmkit env --setup --cuda`', 2);
         if (opts.cudaFrom && !opts.cuda) throw new LlmkitError('--cuda-from goes with --cuda', 'run `llmkit env --setup --cuda --cuda-from PATH`', 2);
+        if (opts.triton && !opts.setup) throw new LlmkitError('--triton goes with --setup', 'run `llmkit env --setup --triton`', 2);
         if (opts.setup) {
           const view = new ProgressView(flags, 'setup');
           const env = await setupPythonEnv({ python: opts.python }, (line, done) => {
@@ -26,6 +28,11 @@ export function envCommand(): Command {
           });
           view.stop();
           if (!flags.json) process.stderr.write(env.created ? `created the worker environment: ${env.python}\n` : `worker environment ready: ${env.python}\n`);
+          if (opts.triton) {
+            const { setupTritonEnv } = await import('../../core/triton-env.js');
+            const triton = await setupTritonEnv({}, (line) => flags.verbose && process.stderr.write(line + '\n'));
+            if (!flags.json) process.stderr.write(`${triton.created ? 'created' : 'ready'}: Triton Inference Server ${triton.tritonserver}\n`);
+          }
         }
         if (opts.cuda) {
           const view = new ProgressView(flags, 'cuda');

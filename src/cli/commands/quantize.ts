@@ -5,8 +5,9 @@ import { action } from '../action.js';
 import { parseInteger, parseNumber } from '../flags.js';
 import { stopOnCtrlC, type GlobalFlags } from '../output.js';
 import { ProgressView } from '../progress.js';
+import { parseTritonFlags, tritonLine, withTritonOptions, type TritonFlags } from '../triton-flags.js';
 
-interface QuantizeFlags {
+interface QuantizeFlags extends TritonFlags {
   out: string;
   int8?: boolean;
   int4?: boolean;
@@ -21,7 +22,9 @@ interface QuantizeFlags {
 }
 
 export function quantizeCommand(): Command {
-  return new Command('quantize')
+  // The Triton flags come last in --help: they are added to the finished command.
+  return withTritonOptions(
+    new Command('quantize')
     .description('quantize a model to int8 or int4 ONNX (a Hugging Face folder is exported first) and measure size, speed and accuracy against fp32')
     .argument('<model>', 'Hugging Face model folder, or an fp32 folder made by `llmkit export`')
     .requiredOption('--out <dir>', 'output folder (quantized ONNX model, tokenizer, llmkit.json, quantize-report.json)')
@@ -52,6 +55,7 @@ export function quantizeCommand(): Command {
           evalTokens: parseInteger(opts.evalTokens, '--eval-tokens', 64),
           threads: opts.threads === undefined ? undefined : parseInteger(opts.threads, '--threads'),
           tolerance: opts.tolerance === undefined ? undefined : parseNumber(opts.tolerance, '--tolerance', { min: 0 }),
+          triton: parseTritonFlags(opts),
         };
         const view = new ProgressView(flags, 'quantize');
         const stop = stopOnCtrlC();
@@ -59,10 +63,11 @@ export function quantizeCommand(): Command {
           const report = await runQuantize({ ...options, onEvent: view.onEvent, stopSignal: stop.signal });
           view.stop();
           if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
-          else process.stdout.write(`${formatReportTable(report)}\nreport: ${join(opts.out, REPORT_FILE)}\n`);
+          else process.stdout.write(`${formatReportTable(report)}\nreport: ${join(opts.out, REPORT_FILE)}\n${report.triton ? tritonLine(report.triton) : ''}`);
         } finally {
           stop.dispose();
         }
       }),
-    );
+    ),
+  );
 }

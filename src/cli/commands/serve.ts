@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, FILTER_MODES, parseDevice, REDIS_DOWN_POLICIES, type FilterMode, type RedisDownPolicy } from '../../core/choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, FILTER_MODES, parseDevice, REDIS_DOWN_POLICIES, SERVE_ENGINES, type FilterMode, type RedisDownPolicy } from '../../core/choices.js';
 import { UsageError } from '../../shared/errors.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';
@@ -27,6 +27,9 @@ interface ServeFlags {
   cacheTtl: string;
   blocklist?: string;
   filterMode: string;
+  engine: string;
+  tritonUrl?: string;
+  tritonModel?: string;
 }
 
 export function serveCommand(): Command {
@@ -54,11 +57,15 @@ export function serveCommand(): Command {
     .option('--cache-ttl <seconds>', 'how long a cached answer lives in Redis', String(DEFAULT_CACHE_TTL_S))
     .option('--blocklist <file>', 'content filter: one blocked word or phrase a line, matched ignoring case')
     .option('--filter-mode <mode>', `what the blocklist does: ${FILTER_MODES.join(' or ')}`, 'reject')
+    .option('--engine <engine>', `where generation runs: onnx (in this process) or triton (a Triton server; docs/deploy.md)`, 'onnx')
+    .option('--triton-url <url>', "with --engine triton: Triton's HTTP endpoint, e.g. http://127.0.0.1:8000")
+    .option('--triton-model <name>', 'with --engine triton: the generate model (default: <model name>-generate)')
     .action(
       action(async (opts: ServeFlags, flags: GlobalFlags, [models]) => {
         const { startServer } = await import('../../core/serve.js');
         if (!(REDIS_DOWN_POLICIES as readonly string[]).includes(opts.redisDown)) throw new UsageError(`--redis-down must be one of ${REDIS_DOWN_POLICIES.join(', ')} (got ${opts.redisDown})`);
         if (!(FILTER_MODES as readonly string[]).includes(opts.filterMode)) throw new UsageError(`--filter-mode must be one of ${FILTER_MODES.join(', ')} (got ${opts.filterMode})`);
+        if (!(SERVE_ENGINES as readonly string[]).includes(opts.engine)) throw new UsageError(`--engine must be one of ${SERVE_ENGINES.join(', ')} (got ${opts.engine})`);
         const server = await startServer({
           models: models as unknown as string[],
           host: opts.host,
@@ -83,12 +90,15 @@ export function serveCommand(): Command {
           blocklist: opts.blocklist,
           filterMode: opts.filterMode as FilterMode,
           log: (line) => process.stderr.write(line + '\n'),
+          engine: opts.engine as (typeof SERVE_ENGINES)[number],
+          tritonUrl: opts.tritonUrl,
+          tritonModel: opts.tritonModel,
         });
         const models_ = server.models.map((m) => ({
           id: m.id,
           path: m.engine.model.dir,
-          device: m.engine.decoder.provider,
-          skipped: m.engine.decoder.skipped.map((s) => `${s.provider}: ${s.reason}`),
+          device: m.engine.device,
+          skipped: m.engine.deviceNotes,
         }));
         if (flags.json) process.stdout.write(JSON.stringify({ event: 'listening', url: server.url, authenticated: server.authenticated, models: models_ }) + '\n');
         else {

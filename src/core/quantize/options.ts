@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import type { TritonTarget } from '../triton-repository.js';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
@@ -38,6 +39,8 @@ export interface QuantizeOptions {
   threads?: number;
   /** Export check when the input is a Hugging Face folder (default: export's, 1e-3). */
   tolerance?: number;
+  /** Also write a Triton model repository for the quantized model. */
+  triton?: TritonTarget;
   onEvent?: (e: WorkerEvent) => void;
   stopSignal?: AbortSignal;
 }

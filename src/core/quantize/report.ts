@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import type { TritonRepository } from '../triton-repository.js';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { formatBytes, formatTable } from '../../shared/format.js';
@@ -41,6 +42,8 @@ export interface QuantizeReport {
   speed: { threads: number; prompts: number; promptTokens: number; newTokens: number; rounds: number; steps: number; statistic: string };
   quantization: Record<string, unknown>;
   models: ModelFigures[];
+  /** With --triton: the repository written for the quantized model. */
+  triton?: TritonRepository;
 }
 
 export interface MeasureOptions {

@@ -5,6 +5,7 @@ import { removeIfExists, writeFileAtomic } from '../../shared/atomic.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { exportModel } from '../export.js';
 import { llmkitHome } from '../../shared/paths.js';
+import { tritonNameFor, writeTritonRepository } from '../triton-repository.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 import { measureQuantization, type QuantizeReport } from './report.js';
 
@@ -41,7 +42,9 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
       },
     });
     await writeFileAtomic(join(o.out, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');
-    return report;
+    const { triton } = opts;
+    if (!triton) return report;
+    return { ...report, triton: await writeTritonRepository({ ...triton, model: o.out, name: triton.name ?? tritonNameFor(o.out), onEvent: opts.onEvent, stopSignal: opts.stopSignal }) };
   } finally {
     if (!o.exported) await removeIfExists(tempExport);
   }

@@ -217,6 +217,20 @@ class QuantizeResult(TypedDict):
     quantization: dict[str, Any]
 
 
+class ExportTritonConfig(TypedDict):
+    model: str
+    out: str
+    name: str
+    device: NotRequired[Literal["cpu", "gpu"]]
+
+
+class ExportTritonResult(TypedDict):
+    path: str
+    decoder: str
+    generate: str
+    device: Literal["cpu", "gpu"]
+
+
 class CudaProviderConfig(TypedDict):
     version: str
     dest: str
@@ -241,5 +255,6 @@ JOBS: dict[str, tuple[type, type]] = {
     "lora_tools": (LoraToolsConfig, LoraToolsResult),
     "export_onnx": (ExportOnnxConfig, ExportOnnxResult),
     "quantize": (QuantizeConfig, QuantizeResult),
+    "export_triton": (ExportTritonConfig, ExportTritonResult),
     "cuda_provider": (CudaProviderConfig, CudaProviderResult),
 }

@@ -1,0 +1,94 @@
+/**
+ * The few calls of Triton Inference Server's HTTP API (KServe v2 and its generate extension) that llmkit makes.
+ *
+ * Why HTTP generate_stream rather than gRPC streaming: it is plain fetch plus server-sent events (no protobuf
+ * stubs, no gRPC dependency), it is one request per generation, so aborting the fetch closes exactly that
+ * connection, and Triton answers a closed connection by cancelling the request (the Python model sees
+ * `request.is_cancelled()` at its next token: tested in test/serve/triton.test.ts). A non-streamed answer goes
+ * through generate_stream too: Triton's /generate refuses decoupled models.
+ */
+
+/** One event of generate_stream: the model's outputs by name, or an error. */
+export type TritonEvent = Record<string, unknown> & { error?: string };
+
+/** Milliseconds a health probe may take before Triton counts as unreachable. */
+const PROBE_TIMEOUT_MS = 2000;
+
+export class TritonUnreachable extends Error {}
+
+export class TritonClient {
+  readonly url: string;
+
+  constructor(url: string) {
+    this.url = url.replace(/\/+$/, '');
+  }
+
+  /** Null when the model is loaded and ready, else why not, in words. */
+  async modelUnavailable(model: string): Promise<string | null> {
+    try {
+      const res = await fetch(`${this.url}/v2/models/${encodeURIComponent(model)}/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      if (res.ok) return null;
+      const server = await fetch(`${this.url}/v2/health/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      return server.ok ? `Triton at ${this.url} has no ready model ${model}` : `Triton at ${this.url} is not ready (HTTP ${server.status})`;
+    } catch (e) {
+      return `Triton at ${this.url} is not reachable (${reason(e)})`;
+    }
+  }
+
+  /** The models in Triton's repository and their states; throws TritonUnreachable when it does not answer. */
+  async models(): Promise<{ name: string; state?: string }[]> {
+    const res = await this.call(`${this.url}/v2/repository/index`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    if (!res.ok) throw new Error(`Triton's repository index answered HTTP ${res.status}`);
+    return (await res.json()) as { name: string; state?: string }[];
+  }
+
+  /** Streams one generation's events; aborting `signal` closes the connection, which cancels it in Triton. */
+  async *generateStream(model: string, inputs: Record<string, unknown>, signal: AbortSignal): AsyncGenerator<TritonEvent> {
+    const res = await this.call(`${this.url}/v2/models/${encodeURIComponent(model)}/generate_stream`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      body: JSON.stringify(inputs),
+      signal,
+    });
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      throw new Error(`Triton answered HTTP ${res.status}: ${errorOf(text)}`);
+    }
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const bytes of res.body) {
+      buffered += decoder.decode(bytes as Uint8Array, { stream: true });
+      let end: number;
+      while ((end = buffered.indexOf('\n\n')) >= 0) {
+        const event = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('');
+        if (data) yield JSON.parse(data) as TritonEvent;
+      }
+    }
+  }
+
+  /** fetch, with a refused or reset connection turned into TritonUnreachable. */
+  private async call(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      if (init.signal?.aborted) throw e;
+      throw new TritonUnreachable(`Triton at ${this.url} is not reachable (${reason(e)})`);
+    }
+  }
+}
+
+/** The root cause of a failed fetch: undici hides ECONNREFUSED and timeouts in `cause`. */
+function reason(e: unknown): string {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (e as Error).message;
+}
+
+function errorOf(text: string): string {
+  try {
+    return (JSON.parse(text) as { error?: string }).error ?? text;
+  } catch {
+    return text;
+  }
+}
