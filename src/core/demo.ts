@@ -78,7 +78,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   for (const [i, s] of after!.samples.slice(0, 3).entries()) {
     r.line(`${s.question}  before: ${JSON.stringify(before!.samples[i].got.slice(0, 24))}  after: ${JSON.stringify(s.got)}`);
   }
-  r.line(`exact answers: ${before!.correct}/${before!.total} before, ${after!.correct}/${after!.total} after; loss ${tuned.firstLoss!.toFixed(2)} → ${tuned.lastLoss!.toFixed(2)} in ${tuned.trainSeconds.toFixed(1)} s`);
+  r.line(
+    `exact answers: ${before!.correct}/${before!.total} before, ${after!.correct}/${after!.total} after; loss ${tuned.firstLoss!.toFixed(2)} → ${tuned.lastLoss!.toFixed(2)} in ${tuned.trainSeconds.toFixed(1)} s`,
+  );
   r.line(`adapter: ${tuned.adapter} (llmkit finetune --recipe recipes/llama/tiny_lora_cpu.yaml --out DIR)`);
   steps.push('finetune');
 

@@ -52,10 +52,20 @@ export async function inspectModel(dir: string): Promise<ModelInspection> {
     const { manifest } = loadExportedModel(path);
     const supported = isSupportedArchitecture(manifest.architecture);
     return {
-      path, kind: 'export', architecture: manifest.architecture, modelType: manifest.model_type ?? null,
-      family: SUPPORTED_ARCHITECTURES[manifest.architecture]?.family ?? null, supported, parameters: null, bytesOnDisk,
-      precision: manifest.precision, layers: manifest.num_layers, contextLength: manifest.max_position_embeddings, vocabSize: manifest.vocab_size,
-      tokenizer, chatTemplate,
+      path,
+      kind: 'export',
+      architecture: manifest.architecture,
+      modelType: manifest.model_type ?? null,
+      family: SUPPORTED_ARCHITECTURES[manifest.architecture]?.family ?? null,
+      supported,
+      parameters: null,
+      bytesOnDisk,
+      precision: manifest.precision,
+      layers: manifest.num_layers,
+      contextLength: manifest.max_position_embeddings,
+      vocabSize: manifest.vocab_size,
+      tokenizer,
+      chatTemplate,
       commands: [...EXPORT_COMMANDS, ...(manifest.precision === 'fp32' ? ['quantize'] : [])],
       hint: chatTemplate.present ? null : 'no chat template: serve answers /v1/completions only',
     };
@@ -67,13 +77,20 @@ export async function inspectModel(dir: string): Promise<ModelInspection> {
   const supported = isSupportedArchitecture(architecture);
   const hasWeights = files.some((f) => f.endsWith('.safetensors') || /^pytorch_model.*\.bin$/.test(f));
   return {
-    path, kind: 'huggingface', architecture, modelType: typeof config.model_type === 'string' ? config.model_type : null,
-    family: SUPPORTED_ARCHITECTURES[architecture]?.family ?? null, supported, parameters: await countParameters(path, files), bytesOnDisk,
+    path,
+    kind: 'huggingface',
+    architecture,
+    modelType: typeof config.model_type === 'string' ? config.model_type : null,
+    family: SUPPORTED_ARCHITECTURES[architecture]?.family ?? null,
+    supported,
+    parameters: await countParameters(path, files),
+    bytesOnDisk,
     precision: typeof config.torch_dtype === 'string' ? config.torch_dtype : typeof config.dtype === 'string' ? config.dtype : null,
     layers: typeof text.num_hidden_layers === 'number' ? text.num_hidden_layers : null,
     contextLength: typeof text.max_position_embeddings === 'number' ? text.max_position_embeddings : null,
     vocabSize: typeof text.vocab_size === 'number' ? text.vocab_size : null,
-    tokenizer, chatTemplate,
+    tokenizer,
+    chatTemplate,
     commands: supported && hasWeights && tokenizer.present ? HF_COMMANDS : [],
     hint: !supported ? supportedArchitecturesHint(architecture) : !hasWeights ? 'the folder has no weights (*.safetensors)' : !tokenizer.present ? 'the folder has no tokenizer.json' : null,
   };

@@ -50,7 +50,13 @@ export async function loadRecipe(path: string, opts: LoadRecipeOptions): Promise
   for (const [rawKey, value] of Object.entries(data)) {
     const key = camelCase(rawKey);
     if (!opts.keys.includes(key)) {
-      throw new UsageError(`--recipe ${path}: unknown key "${rawKey}"`, `keys are the command's long flag names, e.g. ${opts.keys.slice(0, 4).map((k) => flagName(k).slice(2)).join(', ')}`);
+      throw new UsageError(
+        `--recipe ${path}: unknown key "${rawKey}"`,
+        `keys are the command's long flag names, e.g. ${opts.keys
+          .slice(0, 4)
+          .map((k) => flagName(k).slice(2))
+          .join(', ')}`,
+      );
     }
     values[key] = opts.pathKeys?.includes(key) ? resolvePaths(value, dirname(resolve(path))) : value;
   }
@@ -157,7 +163,13 @@ export function enumField<const T extends readonly [string, ...string[]]>(values
 export function listField() {
   const message = 'must be a list of names (a YAML list or comma-separated)';
   return z.preprocess(
-    (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : v,
     z.array(z.string({ error: message }).min(1, { error: message }), { error: message }).min(1, { error: message }),
   );
 }

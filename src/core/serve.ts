@@ -49,7 +49,6 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   tritonModel?: string;
 }
 
-
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 (the OpenAI API is under /v1). */
   url: string;
@@ -77,7 +76,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const metrics = new ServerMetrics(() => models?.models ?? []);
   const redis = opts.redis ? await RedisLink.connect(opts.redis, opts.log) : undefined;
   const quotas = new QuotaTracker(policy, redis ? new RedisCounterStore(redis) : new MemoryCounterStore(), { redisDown: opts.redisDown ?? 'open', metrics });
-  const cache = opts.cache ? new ResponseCache({ maxEntries: opts.cacheEntries ?? DEFAULT_CACHE_ENTRIES, redis: redis && new RedisValueStore(redis, opts.cacheTtlSeconds ?? DEFAULT_CACHE_TTL_S), metrics }) : undefined;
+  const cache = opts.cache
+    ? new ResponseCache({ maxEntries: opts.cacheEntries ?? DEFAULT_CACHE_ENTRIES, redis: redis && new RedisValueStore(redis, opts.cacheTtlSeconds ?? DEFAULT_CACHE_TTL_S), metrics })
+    : undefined;
   try {
     models = await ModelRegistry.open(specs, { ...opts, openEngine, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
   } catch (e) {
@@ -115,9 +116,10 @@ function tritonEngines(opts: ServeOptions, models: number): ((spec: ModelSpec) =
     return undefined;
   }
   const url = opts.tritonUrl;
-  if (!url) throw new UsageError('--engine triton needs --triton-url', 'e.g. --triton-url http://127.0.0.1:8000 (Triton\'s HTTP port)');
+  if (!url) throw new UsageError('--engine triton needs --triton-url', "e.g. --triton-url http://127.0.0.1:8000 (Triton's HTTP port)");
   if (!/^https?:\/\/[^/]+/.test(url)) throw new UsageError(`--triton-url must be an http:// or https:// URL (got ${url})`);
-  if (opts.tritonModel && models > 1) throw new UsageError('--triton-model names one model, but several are served', 'serve one model per llmkit, or leave --triton-model out (each uses <name>-generate)');
+  if (opts.tritonModel && models > 1)
+    throw new UsageError('--triton-model names one model, but several are served', 'serve one model per llmkit, or leave --triton-model out (each uses <name>-generate)');
   return (spec) => TritonEngine.open(spec.path, { url, model: opts.tritonModel ?? `${spec.name}-generate` });
 }
 

@@ -27,7 +27,10 @@ export interface TritonEnv {
 const MANIFEST = 'llmkit-triton.json';
 
 async function tritonDir(python: string): Promise<string> {
-  const hash = createHash('sha256').update(TRITON_REQUIREMENTS.join('\n') + python).digest('hex').slice(0, 12);
+  const hash = createHash('sha256')
+    .update(TRITON_REQUIREMENTS.join('\n') + python)
+    .digest('hex')
+    .slice(0, 12);
   return join(llmkitHome(), 'venvs', `triton-${hash}`);
 }
 
@@ -57,7 +60,15 @@ export async function setupTritonEnv(opts: { python?: string } = {}, onLine: (li
     for await (const line of pip.all!) onLine(String(line));
     const result = await pip;
     if (result.exitCode !== 0) {
-      throw new LlmkitError(`pip could not install ${TRITON_REQUIREMENTS.join(', ')} (exit ${result.exitCode})`, 'check network access to PyPI', 1, String(result.all ?? '').split('\n').slice(-30).join('\n'));
+      throw new LlmkitError(
+        `pip could not install ${TRITON_REQUIREMENTS.join(', ')} (exit ${result.exitCode})`,
+        'check network access to PyPI',
+        1,
+        String(result.all ?? '')
+          .split('\n')
+          .slice(-30)
+          .join('\n'),
+      );
     }
     const where = await execa(join(tmp, 'bin', 'python'), [
       '-c',

@@ -7,7 +7,6 @@ import type { TritonDevice } from './choices.js';
 import { LlmkitError } from '../shared/errors.js';
 import { llmkitHome } from '../shared/paths.js';
 
-
 /** Where `export --triton` / `quantize --triton` put the repository (validated by the command before any work). */
 export interface TritonTarget {
   out: string;
@@ -20,7 +19,11 @@ export interface TritonTarget {
 
 /** A Triton model name from a folder name: what Triton would refuse becomes '-'. */
 export function tritonNameFor(dir: string): string {
-  return basename(resolve(dir)).replace(/[^A-Za-z0-9_.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'model';
+  return (
+    basename(resolve(dir))
+      .replace(/[^A-Za-z0-9_.-]/g, '-')
+      .replace(/^[^A-Za-z0-9]+/, '') || 'model'
+  );
 }
 
 export interface TritonRepositoryOptions {

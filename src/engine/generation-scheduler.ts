@@ -244,7 +244,10 @@ export class GenerationScheduler {
         `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
       );
     }
-    const leader = new Sequence(request, group.slice(1).map((r) => new Sequence(r)));
+    const leader = new Sequence(
+      request,
+      group.slice(1).map((r) => new Sequence(r)),
+    );
     if (leader.tokens > this.limits.maxTokensTotal) {
       throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
     }
@@ -322,7 +325,12 @@ export class GenerationScheduler {
     }
     const last = job.done + columns === job.width;
     const forward = this.decoder.forward(ids, mask, positions, job.cache);
-    const step = last ? await withProcessors(forward, job.seqs.flatMap((s) => s.group)) : await forward;
+    const step = last
+      ? await withProcessors(
+          forward,
+          job.seqs.flatMap((s) => s.group),
+        )
+      : await forward;
     job.cache = step.cache;
     job.done += columns;
     if (!last) return;
@@ -403,7 +411,10 @@ export class GenerationScheduler {
       return;
     }
     const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
-    this.cache = this.regather(selections.filter((s) => s.rows.length), Math.max(...seqs.map((s) => s.cached)));
+    this.cache = this.regather(
+      selections.filter((s) => s.rows.length),
+      Math.max(...seqs.map((s) => s.cached)),
+    );
   }
 
   /** Hands the rows that finished (not with an error) to the prefix cache before their cache is dropped. */

@@ -5,20 +5,7 @@
  * of a prefill's cost: a 256-token prompt through Qwen2.5-0.5B's 151,936-entry output layer is ~70 GFLOP
  * and 155 MB of logits, next to ~250 GFLOP for the rest of the model.
  */
-import {
-  GRAPH_NODE,
-  lengthDelimited,
-  NODE_INPUT,
-  NODE_OP_TYPE,
-  NODE_OUTPUT,
-  readNode,
-  stringField,
-  varintField,
-  wireFields,
-  withGraph,
-  type NodeInfo,
-  type WireField,
-} from './onnx-wire.js';
+import { GRAPH_NODE, lengthDelimited, NODE_INPUT, NODE_OP_TYPE, NODE_OUTPUT, readNode, stringField, varintField, wireFields, withGraph, type NodeInfo, type WireField } from './onnx-wire.js';
 
 const GRAPH_INITIALIZER = 5;
 const NODE_NAME = 3;
@@ -32,10 +19,7 @@ const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);
 /** A one-element int64 initializer. */
 function int64Initializer(name: string, value: bigint): Uint8Array {
   const raw = new Uint8Array(BigInt64Array.of(value).buffer);
-  return lengthDelimited(
-    GRAPH_INITIALIZER,
-    Buffer.concat([varintField(TENSOR_DIMS, 1), varintField(TENSOR_DATA_TYPE, INT64), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)]),
-  );
+  return lengthDelimited(GRAPH_INITIALIZER, Buffer.concat([varintField(TENSOR_DIMS, 1), varintField(TENSOR_DATA_TYPE, INT64), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)]));
 }
 
 /** The node that computes `output` through any Casts: the output layer, if the graph is the usual shape. */
@@ -71,11 +55,14 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint
   ];
   const slice = lengthDelimited(
     GRAPH_NODE,
-    Buffer.concat([...[hidden, ...constants.map(([name]) => name)].map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, last), stringField(NODE_NAME, last), stringField(NODE_OP_TYPE, 'Slice')]),
+    Buffer.concat([
+      ...[hidden, ...constants.map(([name]) => name)].map((i) => stringField(NODE_INPUT, i)),
+      stringField(NODE_OUTPUT, last),
+      stringField(NODE_NAME, last),
+      stringField(NODE_OP_TYPE, 'Slice'),
+    ]),
   );
-  return fields.flatMap((f) =>
-    f === layer.range ? [...constants.map(([name, value]) => int64Initializer(name, value)), slice, withFirstInput(buf, layer, last)] : [buf.subarray(f.start, f.end)],
-  );
+  return fields.flatMap((f) => (f === layer.range ? [...constants.map(([name, value]) => int64Initializer(name, value)), slice, withFirstInput(buf, layer, last)] : [buf.subarray(f.start, f.end)]));
 }
 
 /**

@@ -52,7 +52,10 @@ export class ModelTokenizer implements TokenDecoder {
     try {
       return new ModelTokenizer(await AutoTokenizer.from_pretrained(dir, { local_files_only: true }), dir);
     } catch (e) {
-      throw new LlmkitError(`could not load the tokenizer of ${dir} (${(e as Error).message.split('\n')[0]})`, 'the folder needs tokenizer.json and tokenizer_config.json: export the model again with `llmkit export`');
+      throw new LlmkitError(
+        `could not load the tokenizer of ${dir} (${(e as Error).message.split('\n')[0]})`,
+        'the folder needs tokenizer.json and tokenizer_config.json: export the model again with `llmkit export`',
+      );
     }
   }
 
@@ -91,7 +94,8 @@ export class ModelTokenizer implements TokenDecoder {
 
   /** The text encodeChat tokenizes: the conversation and the generation prompt, as the model's template writes it. */
   renderChat(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
-    if (this.chatTemplateError) throw new LlmkitError(this.chatTemplateError, 'use plain completions (no chat template), or replace chat_template in tokenizer_config.json with one transformers.js can run');
+    if (this.chatTemplateError)
+      throw new LlmkitError(this.chatTemplateError, 'use plain completions (no chat template), or replace chat_template in tokenizer_config.json with one transformers.js can run');
     // Extra keys become template variables (transformers.js passes them on, as Python does); its options type omits them.
     const render = { tokenize: false as const, add_generation_prompt: true, enable_thinking: options.enableThinking ?? false, ...(options.tools ? { tools: options.tools } : {}) };
     return this.tokenizer.apply_chat_template(messages as Parameters<PreTrainedTokenizer['apply_chat_template']>[0], render) as string;

@@ -30,7 +30,11 @@ export function loadApiKeys(opts: { keys?: string[]; file?: string; env?: string
   const keys: ApiKey[] = [];
   const add = (key: string, name?: string) => keys.push({ key, name: name ?? `key-${keys.length + 1}` });
   for (const k of opts.keys ?? []) add(k);
-  for (const k of (opts.env ?? '').split(',').map((s) => s.trim()).filter(Boolean)) add(k);
+  for (const k of (opts.env ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean))
+    add(k);
   if (opts.file) {
     if (!existsSync(opts.file)) throw new UsageError(`--api-keys-file ${opts.file} does not exist`);
     readFileSync(opts.file, 'utf8')

@@ -161,18 +161,25 @@ export class CompletionService {
   }
 
   /** One grammar constraint per choice, from response_format or a forced tool call; compiled once per schema. */
-  private async constraints(served: ServedModel, native: NativeRequest, tools: ToolParsing & { choice: ToolChoice } | undefined): Promise<(GrammarConstraint | undefined)[]> {
+  private async constraints(served: ServedModel, native: NativeRequest, tools: (ToolParsing & { choice: ToolChoice }) | undefined): Promise<(GrammarConstraint | undefined)[]> {
     const forced = tools && (tools.choice === 'required' || typeof tools.choice === 'object') ? toolCallGrammar(tools.format, tools.specs, tools.choice) : undefined;
     if (forced && native.format) throw invalidParam('response_format', "response_format cannot be combined with tool_choice 'required' or a named function: the reply is the call");
-    const spec: GrammarSpec | undefined = forced ?? (native.format?.type === 'json_object' ? { kind: 'json_object' } : native.format ? { kind: 'json_schema', schema: native.format.schema, strict: native.format.strict } : undefined);
+    const spec: GrammarSpec | undefined =
+      forced ?? (native.format?.type === 'json_object' ? { kind: 'json_object' } : native.format ? { kind: 'json_schema', schema: native.format.schema, strict: native.format.strict } : undefined);
     if (!spec) return [];
     let grammars = this.grammars.get(served);
-    if (!grammars) this.grammars.set(served, (grammars = new ModelGrammars({ dir: served.engine.model.dir, vocabSize: served.engine.model.manifest.vocab_size, stopTokenIds: served.engine.model.manifest.eos_token_ids })));
+    if (!grammars)
+      this.grammars.set(
+        served,
+        (grammars = new ModelGrammars({ dir: served.engine.model.dir, vocabSize: served.engine.model.manifest.vocab_size, stopTokenIds: served.engine.model.manifest.eos_token_ids })),
+      );
     try {
       await grammars.compile(spec);
     } catch (e) {
       if (!(e instanceof GrammarError)) throw e;
-      throw forced ? invalidParam('tools', `Invalid 'tools': a function's parameters could not be compiled to a grammar: ${e.message}`) : invalidParam('response_format.json_schema.schema', `Invalid schema: ${e.message}`);
+      throw forced
+        ? invalidParam('tools', `Invalid 'tools': a function's parameters could not be compiled to a grammar: ${e.message}`)
+        : invalidParam('response_format.json_schema.schema', `Invalid schema: ${e.message}`);
     }
     return Promise.all(Array.from({ length: native.n }, () => grammars.constraint(spec)));
   }
@@ -204,7 +211,11 @@ export class CompletionService {
     const context = served.engine.contextLength;
     const param = native.endpoint === 'chat' ? 'messages' : 'prompt';
     if (prompt >= context) {
-      throw invalidParam(param, `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${prompt} tokens. Please reduce the length of the ${param}.`, 'context_length_exceeded');
+      throw invalidParam(
+        param,
+        `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${prompt} tokens. Please reduce the length of the ${param}.`,
+        'context_length_exceeded',
+      );
     }
     if (native.maxTokens !== undefined && prompt + native.maxTokens > context) {
       throw invalidParam(
@@ -239,7 +250,11 @@ function toolParsing(served: ServedModel, native: NativeRequest): (ToolParsing &
   if (!native.tools) return undefined;
   const format = toolFormat(served.engine.tokenizer.chatTemplate);
   if (!format) {
-    throw invalidParam('tools', `model ${served.id} does not support tools: its chat template takes no 'tools' in a format llmkit parses (Hermes <tool_call> blocks as in Qwen, or Llama 3.1 JSON calls)`, 'tools_not_supported');
+    throw invalidParam(
+      'tools',
+      `model ${served.id} does not support tools: its chat template takes no 'tools' in a format llmkit parses (Hermes <tool_call> blocks as in Qwen, or Llama 3.1 JSON calls)`,
+      'tools_not_supported',
+    );
   }
   const { specs, choice } = native.tools;
   if (typeof choice === 'object' && !specs.some((t) => t.function.name === choice.name)) {

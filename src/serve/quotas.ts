@@ -68,8 +68,19 @@ export class QuotaTracker {
       if (by) throw new ApiError(403, `Feature ${feature} is not allowed for ${by} by the quota file`, 'feature_not_allowed');
     }
     const subjects = this.subjects(facts);
-    const counters = subjects.flatMap((s) => RULES.map((r) => ({ subject: s, rule: r, take: { id: `${s.level}:${s.name}:${r.unit}`, window: r.window, limit: s.limits[r.field] ?? 0, amount: r.unit === 'requests' ? 1 : facts.promptTokens } })));
-    const taken = await this.guard(() => this.store.take(counters.map((c) => c.take), this.now()));
+    const counters = subjects.flatMap((s) =>
+      RULES.map((r) => ({
+        subject: s,
+        rule: r,
+        take: { id: `${s.level}:${s.name}:${r.unit}`, window: r.window, limit: s.limits[r.field] ?? 0, amount: r.unit === 'requests' ? 1 : facts.promptTokens },
+      })),
+    );
+    const taken = await this.guard(() =>
+      this.store.take(
+        counters.map((c) => c.take),
+        this.now(),
+      ),
+    );
     if (taken?.refused !== undefined) {
       const { subject, rule, take } = counters[taken.refused];
       this.opts.metrics?.quotaRefusals.inc({ level: subject.level });
@@ -89,7 +100,14 @@ export class QuotaTracker {
         await this.guard(() => this.store.take(tokens, this.now()), 'open');
       },
       refund: async () => {
-        await this.guard(() => this.store.take(counters.map((c) => ({ ...c.take, limit: 0, amount: -c.take.amount })), this.now()), 'open');
+        await this.guard(
+          () =>
+            this.store.take(
+              counters.map((c) => ({ ...c.take, limit: 0, amount: -c.take.amount })),
+              this.now(),
+            ),
+          'open',
+        );
       },
     };
   }
@@ -100,7 +118,14 @@ export class QuotaTracker {
     const shown = admin ? keys : [caller];
     const accounts = admin ? [...this.policy.accounts.keys()] : caller.account ? [caller.account] : [];
     const report = async (level: QuotaLevel, name: string, limits: Limits) => {
-      const used = await this.guard(() => this.store.read(RULES.map((r) => ({ id: `${level}:${name}:${r.unit}`, window: r.window })), this.now()), 'open');
+      const used = await this.guard(
+        () =>
+          this.store.read(
+            RULES.map((r) => ({ id: `${level}:${name}:${r.unit}`, window: r.window })),
+            this.now(),
+          ),
+        'open',
+      );
       return Object.fromEntries(RULES.map((r, i) => [r.field, { used: used?.[i] ?? null, limit: limits[r.field] ?? null }]));
     };
     return {

@@ -35,9 +35,7 @@ const CACHEABLE_ENDS: readonly FinishReason[] = ['stop', 'length'];
 export class ResponseCache {
   private readonly memory = new Map<string, CachedAnswer>();
 
-  constructor(
-    private readonly opts: { maxEntries: number; redis?: RedisValueStore; metrics: ServerMetrics },
-  ) {}
+  constructor(private readonly opts: { maxEntries: number; redis?: RedisValueStore; metrics: ServerMetrics }) {}
 
   /** The request's cache key, or undefined when its output is not deterministic. */
   keyFor(r: { key: ApiKey; served: ServedModel; native: NativeRequest; promptIds: readonly number[]; body: unknown; features: readonly Feature[] }): string | undefined {

@@ -19,15 +19,29 @@ export class ServerMetrics {
   readonly accountRequests = this.registry.add(new Counter('llmkit_account_requests_total', 'requests admitted by the quotas, by account (all of its keys)'));
   readonly accountTokens = this.registry.add(new Counter('llmkit_account_tokens_total', 'prompt + generated tokens counted against the quotas, by account (all of its keys)'));
   readonly quotaRefusals = this.registry.add(new Counter('llmkit_quota_refusals_total', 'requests refused with 429, by the quota level that refused them'));
-  readonly quotaStoreErrors = this.registry.add(new Counter('llmkit_quota_store_errors_total', 'quota checks that could not reach the counter store (Redis); --redis-down says what happened to the request'));
+  readonly quotaStoreErrors = this.registry.add(
+    new Counter('llmkit_quota_store_errors_total', 'quota checks that could not reach the counter store (Redis); --redis-down says what happened to the request'),
+  );
   readonly cacheRequests = this.registry.add(new Counter('llmkit_cache_requests_total', 'cacheable (deterministic) requests, by result: hit or miss'));
   readonly decodeBatch = this.registry.add(new Histogram('llmkit_decode_batch_size', 'rows advanced by each decode step', BATCH_BUCKETS));
 
   /** `models` is read at scrape time, so the metrics can exist before the models are loaded. */
   constructor(models: () => readonly ServedModel[]) {
     const perModel = (read: (m: ServedModel) => number) => () => models().map((m) => ({ labels: { model: m.id }, value: read(m) }));
-    this.registry.add(new Gauge('llmkit_queue_depth', 'requests waiting for a batch row', perModel((m) => m.engine.scheduler.queueDepth)));
-    this.registry.add(new Gauge('llmkit_running_batch_size', 'requests being prefilled or decoded', perModel((m) => m.engine.scheduler.batchSize)));
+    this.registry.add(
+      new Gauge(
+        'llmkit_queue_depth',
+        'requests waiting for a batch row',
+        perModel((m) => m.engine.scheduler.queueDepth),
+      ),
+    );
+    this.registry.add(
+      new Gauge(
+        'llmkit_running_batch_size',
+        'requests being prefilled or decoded',
+        perModel((m) => m.engine.scheduler.batchSize),
+      ),
+    );
   }
 
   recordGeneration(model: string, end: GenerationEnd): void {

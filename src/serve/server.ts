@@ -149,7 +149,11 @@ export class LlmServer {
       }));
       if (pathname === '/v1/models') return sendJson(res, 200, { object: 'list', data: models });
       const id = decodeURIComponent(pathname.slice('/v1/models/'.length));
-      return sendJson(res, 200, models.find((m) => m.id === this.opts.models.resolve(id).id));
+      return sendJson(
+        res,
+        200,
+        models.find((m) => m.id === this.opts.models.resolve(id).id),
+      );
     }
     throw new ApiError(404, `Unknown request URL: ${req.method} ${pathname}`, 'unknown_url');
   }

@@ -57,7 +57,11 @@ export class WebSocketGateway {
       const error = toApiError(e);
       const body = JSON.stringify(error.body);
       const headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), Connection: 'close', ...error.headers };
-      socket.end(`HTTP/1.1 ${error.status} ${error.code}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${error.status} ${error.code}\r\n${Object.entries(headers)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('\r\n')}\r\n\r\n${body}`,
+      );
       this.logLine(req, error.status, 0, { error: error.code ?? undefined });
       return;
     }

@@ -4,7 +4,7 @@ import { printable } from './printable.js';
 /** One finished thing in the conversation's scrollback. */
 export type LogEntry =
   | { id: number; kind: 'user'; text: string }
-  | { id: number; kind: 'assistant'; text: string; /** Why it stopped early, shown after it (cancelled, /max reached). */ note?: string }
+  | { id: number; kind: 'assistant'; text: string /** Why it stopped early, shown after it (cancelled, /max reached). */; note?: string }
   | { id: number; kind: 'notice'; text: string }
   | { id: number; kind: 'error'; text: string; hint?: string };
 

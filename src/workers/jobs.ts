@@ -148,7 +148,15 @@ export const JOBS = {
     result: z.object({ path: z.string(), parity: z.record(z.string(), z.number()), onnx_bytes: z.number().int(), manifest: z.record(z.string(), z.unknown()) }),
   },
   quantize: {
-    config: z.object({ model: z.string(), out: z.string(), bits: z.number().int(), block_size: z.number().int(), symmetric: z.boolean(), exclude: z.array(z.string()), accuracy_level: z.number().int() }),
+    config: z.object({
+      model: z.string(),
+      out: z.string(),
+      bits: z.number().int(),
+      block_size: z.number().int(),
+      symmetric: z.boolean(),
+      exclude: z.array(z.string()),
+      accuracy_level: z.number().int(),
+    }),
     result: z.object({ path: z.string(), quantization: z.record(z.string(), z.unknown()) }),
   },
   export_triton: {

@@ -58,10 +58,7 @@ export interface SetupProgress {
  * Idempotent: a venv whose requirements hash matches is reused. Built under a temporary name and
  * renamed into place, so an interrupted setup never leaves a half-made environment behind.
  */
-export async function setupPythonEnv(
-  opts: { python?: string; basePython?: string },
-  onProgress: SetupProgress = () => {},
-): Promise<PythonEnv & { created: boolean }> {
+export async function setupPythonEnv(opts: { python?: string; basePython?: string }, onProgress: SetupProgress = () => {}): Promise<PythonEnv & { created: boolean }> {
   await mkdir(llmkitHome(), { recursive: true });
   if (opts.python) {
     await checkInterpreter(opts.python);
@@ -95,7 +92,10 @@ export async function setupPythonEnv(
       `pip could not install the worker requirements (exit ${result.exitCode})`,
       `check network access to PyPI, or point llmkit at a ready interpreter: llmkit env --setup --python PATH`,
       1,
-      String(result.all ?? '').split('\n').slice(-30).join('\n'),
+      String(result.all ?? '')
+        .split('\n')
+        .slice(-30)
+        .join('\n'),
     );
   }
   await writeFile(join(tmp, READY_MARKER), new Date().toISOString());

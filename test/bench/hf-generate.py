@@ -7,6 +7,7 @@ the whole call), eager attention and the default dynamic cache, as most users ru
 
     python3 test/bench/hf-generate.py MODEL_FOLDER [--dtype bfloat16|float16|float32] [--prompt 256] [--tokens 64] [--batch 8]
 """
+
 import argparse
 import json
 import statistics
@@ -61,8 +62,10 @@ def main() -> None:
         "decodeTokensPerSecond": (args.tokens - 1) / (whole - first),
         "batchDecodeTokensPerSecond": args.batch * args.tokens / batch_time,
     }
-    print(f"hf {args.dtype}: prefill {result['prefillTokensPerSecond']:.0f} tokens/s ({args.prompt}-token prompt), "
-          f"decode {result['decodeTokensPerSecond']:.1f} tokens/s (batch 1), {result['batchDecodeTokensPerSecond']:.1f} tokens/s (batch {args.batch})")
+    print(
+        f"hf {args.dtype}: prefill {result['prefillTokensPerSecond']:.0f} tokens/s ({args.prompt}-token prompt), "
+        f"decode {result['decodeTokensPerSecond']:.1f} tokens/s (batch 1), {result['batchDecodeTokensPerSecond']:.1f} tokens/s (batch {args.batch})"
+    )
     print(json.dumps(result))
 
 

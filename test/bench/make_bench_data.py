@@ -8,6 +8,7 @@ data, where padding a batch to its longest example wastes a large share of the w
 --max-words 600" makes every example longer than the 512-token window, so nothing is padded or packed and the
 comparison is kernel against kernel.
 """
+
 import argparse
 import json
 import os

@@ -58,7 +58,7 @@ const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]
 
 // Token ids from a fixed generator: every contender gets the same prompts.
 let seed = 12345;
-const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 const prompts = Array.from({ length: batch }, () => Array.from({ length: promptLength }, () => 3 + Math.floor(random() * 700)));
 const workloads = [
   { name: 'batch 1', prompts: prompts.slice(0, 1), batched: false },
@@ -92,7 +92,9 @@ const range = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed
 const ratio = (xs) => `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
 console.log(`${rounds} interleaved rounds, ${promptLength}-token prompt, ${newTokens} greedy tokens, ${threads} threads (llama.cpp: ${llamaThreads})`);
 for (const workload of workloads) {
-  console.log(`\n${workload.name}: ${workload.batched ? 'aggregate tok/s (prefill + decode of every row)' : 'decode tok/s after the first token, prefill tok/s'}; ratios: llmkit --fused ÷ contender, round by round`);
+  console.log(
+    `\n${workload.name}: ${workload.batched ? 'aggregate tok/s (prefill + decode of every row)' : 'decode tok/s after the first token, prefill tok/s'}; ratios: llmkit --fused ÷ contender, round by round`,
+  );
   console.log('| precision | contender | ' + (workload.batched ? 'aggregate tok/s' : 'decode tok/s | prefill tok/s') + ' | llmkit --fused ÷ it |');
   console.log('|---|---|---|' + (workload.batched ? '' : '---|') + '---|');
   for (const precision of Object.keys(PRECISIONS)) {

@@ -10,6 +10,7 @@ OUT_DIR/heldout.txt, the text to pass to `llmkit quantize --eval-data`. OUT_DIR 
 Plain torch + transformers, so it runs with any `python3` that has them: a GPU machine (bf16 autocast)
 or a CPU (use --threads to leave cores to others). Written atomically: OUT_DIR appears when done.
 """
+
 import argparse
 import math
 import os
@@ -19,8 +20,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                   "chat_template.jinja")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja")
 
 
 def split_text(path: str, holdout: float) -> tuple[str, str]:
@@ -37,7 +37,7 @@ def held_out_loss(model, ids: torch.Tensor, seq_len: int, batch_size: int, devic
     total, count = 0.0, 0
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         for i in range(0, len(windows), batch_size):
-            batch = windows[i:i + batch_size].to(device)
+            batch = windows[i : i + batch_size].to(device)
             total += model(input_ids=batch, labels=batch).loss.item() * len(batch)
             count += len(batch)
     model.train()
@@ -69,21 +69,21 @@ def main() -> None:
     train_ids = torch.tensor(tokenizer(train_text)["input_ids"])
     heldout_ids = torch.tensor(tokenizer(heldout_text)["input_ids"])
     params = sum(p.numel() for p in model.parameters())
-    print(f"{params / 1e6:.1f}M parameters on {device}; {len(train_ids)} training tokens, "
-          f"{len(heldout_ids)} held-out tokens", flush=True)
+    print(f"{params / 1e6:.1f}M parameters on {device}; {len(train_ids)} training tokens, {len(heldout_ids)} held-out tokens", flush=True)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, args.steps // 20)
     # Linear warm-up, then cosine decay to a tenth of the peak rate.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+    )
     tmp = args.out_dir.rstrip("/") + ".tmp"
     best = float("inf")
     start = time.time()
     model.train()
     for step in range(1, args.steps + 1):
         starts = torch.randint(0, len(train_ids) - args.seq_len - 1, (args.batch_size,))
-        batch = torch.stack([train_ids[s:s + args.seq_len] for s in starts]).to(device)
+        batch = torch.stack([train_ids[s : s + args.seq_len] for s in starts]).to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -93,8 +93,10 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         if step % args.eval_every == 0 or step == args.steps:
             val = held_out_loss(model, heldout_ids, args.seq_len, args.batch_size, device)
-            print(f"step {step}/{args.steps} train loss {loss.item():.3f} held-out loss {val:.3f} "
-                  f"(perplexity {math.exp(val):.1f}) {time.time() - start:.0f}s", flush=True)
+            print(
+                f"step {step}/{args.steps} train loss {loss.item():.3f} held-out loss {val:.3f} (perplexity {math.exp(val):.1f}) {time.time() - start:.0f}s",
+                flush=True,
+            )
             # A small corpus overfits a large model: keep the weights that generalise best.
             if val < best:
                 best = val

@@ -13,6 +13,7 @@ Each is measured against fp32 in onnxruntime (Python, CPU, 2 threads): file size
 and mean KL over 256-token windows of EVAL_TEXT (at most 8192 tokens). The table is printed and
 written to OUT_DIR/int8-variants.md.
 """
+
 import json
 import logging
 import math
@@ -36,8 +37,14 @@ def make_variants(fp32: str, out: str) -> dict:
     logging.disable(logging.WARNING)
     dynamic = os.path.join(out, "dynamic.onnx")
     if not os.path.exists(dynamic):
-        quantize_dynamic(paths["fp32"], dynamic, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gather"], extra_options={"MatMulConstBOnly": True})
+        quantize_dynamic(
+            paths["fp32"],
+            dynamic,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gather"],
+            extra_options={"MatMulConstBOnly": True},
+        )
     paths["dynamic"] = dynamic
     for name, bits, block in (("nbits8-128", 8, 128), ("nbits8-64", 8, 64), ("nbits8-32", 8, 32), ("nbits4-32", 4, 32)):
         folder = os.path.join(out, name)
@@ -58,8 +65,11 @@ class Decoder:
         batch, n = ids.shape
         if past is None:
             past = [np.zeros((batch, *self.kv[:1], 0, self.kv[1]), np.float32)] * (2 * self.layers)
-        feeds = {"input_ids": ids, "attention_mask": np.ones((batch, start + n), np.int64),
-                 "position_ids": np.tile(np.arange(start, start + n, dtype=np.int64), (batch, 1))}
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": np.ones((batch, start + n), np.int64),
+            "position_ids": np.tile(np.arange(start, start + n, dtype=np.int64), (batch, 1)),
+        }
         for i in range(self.layers):
             feeds[f"past_key_values.{i}.key"], feeds[f"past_key_values.{i}.value"] = past[2 * i], past[2 * i + 1]
         out = self.session.run(None, feeds)
@@ -102,28 +112,32 @@ def main() -> None:
             agree += (lp.argmax(-1) == r.argmax(-1)).sum()
             kl += (np.exp(r) * (r - lp)).sum()
             count += WINDOW - 1
-        rows[name] = {"bytes": os.path.getsize(paths[name]), "perplexity": math.exp(nll / count),
-                      "agreement": agree / count, "kl": kl / count}
+        rows[name] = {"bytes": os.path.getsize(paths[name]), "perplexity": math.exp(nll / count), "agreement": agree / count, "kl": kl / count}
 
-    prompts = [tokens[i * len(tokens) // PROMPTS:][:PROMPT_TOKENS] for i in range(PROMPTS)]
+    prompts = [tokens[i * len(tokens) // PROMPTS :][:PROMPT_TOKENS] for i in range(PROMPTS)]
     times = {name: [] for name in decoders}
     for decoder in decoders.values():
         decoder.decode_steps(prompts[0], 4)
     for r in range(ROUNDS):
         for prompt in prompts:
-            for name in (list(decoders) if r % 2 == 0 else reversed(list(decoders))):
+            for name in list(decoders) if r % 2 == 0 else reversed(list(decoders)):
                 times[name] += decoders[name].decode_steps(prompt, NEW_TOKENS)
     base = rows["fp32"]
     base_speed = 1 / np.median(times["fp32"])
-    lines = [f"{len(windows)} windows of {WINDOW} tokens; decode: {PROMPTS} prompts x {NEW_TOKENS} steps x {ROUNDS} "
-             f"rounds, {THREADS} threads, median step", "",
-             "| variant | size | decode tok/s | perplexity | top-1 agreement | mean KL |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"{len(windows)} windows of {WINDOW} tokens; decode: {PROMPTS} prompts x {NEW_TOKENS} steps x {ROUNDS} rounds, {THREADS} threads, median step",
+        "",
+        "| variant | size | decode tok/s | perplexity | top-1 agreement | mean KL |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         speed = 1 / np.median(times[name])
-        lines.append(f"| {name} | {row['bytes'] / 2**20:.1f} MiB ({100 * row['bytes'] / base['bytes']:.1f}%) | "
-                     f"{speed:.1f} ({speed / base_speed:.2f}x) | {row['perplexity']:.3f} "
-                     f"({100 * (row['perplexity'] / base['perplexity'] - 1):+.2f}%) | {100 * row['agreement']:.2f}% | "
-                     f"{row['kl']:.2e} |")
+        lines.append(
+            f"| {name} | {row['bytes'] / 2**20:.1f} MiB ({100 * row['bytes'] / base['bytes']:.1f}%) | "
+            f"{speed:.1f} ({speed / base_speed:.2f}x) | {row['perplexity']:.3f} "
+            f"({100 * (row['perplexity'] / base['perplexity'] - 1):+.2f}%) | {100 * row['agreement']:.2f}% | "
+            f"{row['kl']:.2e} |"
+        )
     with open(os.path.join(out, "int8-variants.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     # llmkit_worker's protocol points sys.stdout at stderr (its events own stdout); the table is for people.

@@ -38,7 +38,7 @@ function systemPrompt(random) {
 // ttft[name][turn] = TTFTs (ms) over rounds
 const ttft = { reuse: [], fresh: [] };
 let mismatches = 0;
-let promptTokens = [];
+const promptTokens = [];
 for (let round = 0; round < rounds; round++) {
   const random = new Random(round + 1);
   const messages = [{ role: 'system', content: systemPrompt(random) }];
@@ -65,7 +65,11 @@ const speedups = [];
 for (let turn = 0; turn < TURNS; turn++) {
   const ratios = ttft.fresh[turn].map((f, r) => f / ttft.reuse[turn][r]);
   if (turn > 0) speedups.push(...ratios);
-  console.log(`${String(turn + 1).padStart(4)}  ${median(ttft.fresh[turn]).toFixed(1).padStart(8)} (${range(ttft.fresh[turn])})`.padEnd(44) + `${median(ttft.reuse[turn]).toFixed(1).padStart(8)} (${range(ttft.reuse[turn])})`.padEnd(34) + `×${median(ratios).toFixed(2)} (${range(ratios)})`);
+  console.log(
+    `${String(turn + 1).padStart(4)}  ${median(ttft.fresh[turn]).toFixed(1).padStart(8)} (${range(ttft.fresh[turn])})`.padEnd(44) +
+      `${median(ttft.reuse[turn]).toFixed(1).padStart(8)} (${range(ttft.reuse[turn])})`.padEnd(34) +
+      `×${median(ratios).toFixed(2)} (${range(ratios)})`,
+  );
 }
 console.log(`turns 2–10: TTFT without reuse / with reuse ×${median(speedups).toFixed(2)} (range ${range(speedups)})`);
 await engines.reuse.close();
@@ -95,4 +99,6 @@ for (let round = 0; round < rounds; round++) {
   cache.ratio.push(second.ms / first.ms);
 }
 await server.drain();
-console.log(`response cache: ${rounds} rounds, 64 greedy tokens; first (miss) ${median(cache.miss).toFixed(1)} ms (${range(cache.miss)}), second (hit) ${median(cache.hit).toFixed(2)} ms (${Math.min(...cache.hit).toFixed(2)}–${Math.max(...cache.hit).toFixed(2)}); second / first ${median(cache.ratio).toFixed(4)} (${Math.min(...cache.ratio).toFixed(4)}–${Math.max(...cache.ratio).toFixed(4)}); same text ${same} of ${rounds}`);
+console.log(
+  `response cache: ${rounds} rounds, 64 greedy tokens; first (miss) ${median(cache.miss).toFixed(1)} ms (${range(cache.miss)}), second (hit) ${median(cache.hit).toFixed(2)} ms (${Math.min(...cache.hit).toFixed(2)}–${Math.max(...cache.hit).toFixed(2)}); second / first ${median(cache.ratio).toFixed(4)} (${Math.min(...cache.ratio).toFixed(4)}–${Math.max(...cache.ratio).toFixed(4)}); same text ${same} of ${rounds}`,
+);

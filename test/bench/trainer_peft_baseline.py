@@ -8,6 +8,7 @@ DataCollatorForLanguageModeling padding each batch to its longest example).
 Prints one JSON line: tokens_per_s counts real (unpadded) tokens, over the steps after the first
 --warmup-steps, with the GPU synchronised at both ends; peak_memory_bytes is torch.cuda.max_memory_allocated.
 """
+
 import argparse
 import json
 import tempfile
@@ -73,8 +74,7 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(a.model)
     model = AutoModelForCausalLM.from_pretrained(a.model)
-    model = get_peft_model(model, LoraConfig(r=a.lora_r, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout,
-                                             target_modules=TARGETS, task_type="CAUSAL_LM"))
+    model = get_peft_model(model, LoraConfig(r=a.lora_r, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, target_modules=TARGETS, task_type="CAUSAL_LM"))
     dataset = Texts(a.data, tokenizer, a.max_seq_len)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     batch_tokens = []
@@ -86,14 +86,33 @@ def main() -> None:
 
     timer = Timer(a.warmup_steps)
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=a.batch_size, max_steps=a.steps, learning_rate=a.lr,
-                                 lr_scheduler_type="cosine", warmup_steps=0.03, bf16=True, logging_steps=10,
-                                 save_strategy="no", report_to=[], seed=0)
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=a.batch_size,
+            max_steps=a.steps,
+            learning_rate=a.lr,
+            lr_scheduler_type="cosine",
+            warmup_steps=0.03,
+            bf16=True,
+            logging_steps=10,
+            save_strategy="no",
+            report_to=[],
+            seed=0,
+        )
         Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[timer]).train()
-    tokens = sum(batch_tokens[a.warmup_steps: a.steps])
+    tokens = sum(batch_tokens[a.warmup_steps : a.steps])
     seconds = timer.end - timer.start
-    print(json.dumps({"tokens_per_s": tokens / seconds, "timed_steps": a.steps - a.warmup_steps, "timed_tokens": tokens,
-                      "seconds": seconds, "peak_memory_bytes": torch.cuda.max_memory_allocated()}))
+    print(
+        json.dumps(
+            {
+                "tokens_per_s": tokens / seconds,
+                "timed_steps": a.steps - a.warmup_steps,
+                "timed_tokens": tokens,
+                "seconds": seconds,
+                "peak_memory_bytes": torch.cuda.max_memory_allocated(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

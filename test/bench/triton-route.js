@@ -31,7 +31,13 @@ const env = await findTritonEnv();
 if (!env) throw new Error('run `node bin/llmkit.js env --setup --triton` first');
 const triton = tritonServerCommand(env, { repository: join(out, 'repo'), httpPort: 18700, grpcPort: 18701, models: ['m100-generate'], exitTimeoutS: 2 });
 const tritonProcess = execa(triton.file, triton.args, { env: triton.env, reject: false, stdin: 'ignore' });
-while (!(await fetch('http://127.0.0.1:18700/v2/health/ready').then((r) => r.ok, () => false))) await new Promise((r) => setTimeout(r, 500));
+while (
+  !(await fetch('http://127.0.0.1:18700/v2/health/ready').then(
+    (r) => r.ok,
+    () => false,
+  ))
+)
+  await new Promise((r) => setTimeout(r, 500));
 
 /** `llmkit serve` as its own process; resolves with its base URL once it listens. */
 async function serve(extra) {
@@ -76,5 +82,7 @@ for (const c of levels) {
   const a = perRound['in-process'][c];
   const b = perRound.triton[c];
   const ratios = b.map((x, i) => x / a[i]);
-  console.log(`| ${c} | ${median(a).toFixed(1)} (${range(a)}) | ${median(b).toFixed(1)} (${range(b)}) | ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) |`);
+  console.log(
+    `| ${c} | ${median(a).toFixed(1)} (${range(a)}) | ${median(b).toFixed(1)} (${range(b)}) | ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) |`,
+  );
 }

@@ -13,11 +13,17 @@ const env = { OMP_NUM_THREADS: '1' };
 const RECIPE = 'recipes/llama/tiny_lora_cpu.yaml';
 
 function events(stderr: string): Record<string, any>[] {
-  return stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
 }
 
 function metrics(out: string): Record<string, any>[] {
-  return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 describe('llmkit finetune --lora on the bundled facts (tiny model, CPU)', () => {
@@ -105,7 +111,24 @@ print(json.dumps({"merged": diffs, "adapter_effect": float((plain - ref).abs().m
 
 describe('llmkit finetune resume', () => {
   // Dropout is on so that the RNG state has to be restored too.
-  const args = (out: string) => ['--json', 'finetune', '--recipe', RECIPE, '--out', out, '--max-steps', '120', '--batch-size', '4', '--lora-dropout', '0.1', '--save-every', '10', '--exact-match', '0'];
+  const args = (out: string) => [
+    '--json',
+    'finetune',
+    '--recipe',
+    RECIPE,
+    '--out',
+    out,
+    '--max-steps',
+    '120',
+    '--batch-size',
+    '4',
+    '--lora-dropout',
+    '0.1',
+    '--save-every',
+    '10',
+    '--exact-match',
+    '0',
+  ];
 
   it('continues an interrupted run from its checkpoint to the same losses as an uninterrupted one', async () => {
     const work = tempDir();
@@ -137,7 +160,10 @@ describe('llmkit finetune resume', () => {
     expect(b.resumedFrom).toBe(checkpoint);
     expect(Math.abs(a.lastLoss! - b.lastLoss!)).toBeLessThan(1e-4);
     expect(b.firstLoss).toBe(a.firstLoss);
-    const curve = (dir: string) => metrics(dir).filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss]);
+    const curve = (dir: string) =>
+      metrics(dir)
+        .filter((m) => m.loss !== undefined)
+        .map((m) => [m.step, m.loss]);
     const [curveA, curveB] = [curve(join(work, 'straight')), curve(out)];
     expect(curveB.map(([s]) => s)).toEqual(curveA.map(([s]) => s));
     for (const [i, [, loss]] of curveB.entries()) expect(Math.abs(loss - curveA[i][1])).toBeLessThan(1e-4);
@@ -153,8 +179,34 @@ describe('llmkit finetune, full fine-tuning with packing and held-out data', () 
     writeFileSync(completions, Array.from({ length: 20 }, (_, i) => JSON.stringify({ prompt: `Q: ${i} plus one? A:`, completion: ` ${i + 1}` })).join('\n'));
     const out = join(dir, 'run');
     const r = await runCli(
-      ['--json', 'finetune', 'builtin:tiny', '--data', text, '--data', completions, '--out', out, '--packing', '--eval-split', '0.2', '--max-steps', '12',
-        '--eval-every', '4', '--batch-size', '2', '--grad-accum', '2', '--max-seq-len', '96', '--lr', '1e-3', '--schedule', 'linear'],
+      [
+        '--json',
+        'finetune',
+        'builtin:tiny',
+        '--data',
+        text,
+        '--data',
+        completions,
+        '--out',
+        out,
+        '--packing',
+        '--eval-split',
+        '0.2',
+        '--max-steps',
+        '12',
+        '--eval-every',
+        '4',
+        '--batch-size',
+        '2',
+        '--grad-accum',
+        '2',
+        '--max-seq-len',
+        '96',
+        '--lr',
+        '1e-3',
+        '--schedule',
+        'linear',
+      ],
       { env },
     );
     expect(r.exitCode, String(r.stderr).slice(-2000)).toBe(0);
@@ -162,11 +214,13 @@ describe('llmkit finetune, full fine-tuning with packing and held-out data', () 
     expect(s).toMatchObject({ method: 'full', steps: 12, examples: 32, evalExamples: 8, truncated: 1, maxSeqLen: 96, adapter: null });
     expect(s.trainableParameters).toBe(s.totalParameters);
     expect(s.lastLoss!).toBeLessThan(s.firstLoss!);
-    expect(metrics(out).filter((m) => m.eval_loss !== undefined).map((m) => m.step)).toEqual([4, 8, 12]);
+    expect(
+      metrics(out)
+        .filter((m) => m.eval_loss !== undefined)
+        .map((m) => m.step),
+    ).toEqual([4, 8, 12]);
     expect(s.evalLoss).toBe(metrics(out).at(-1)!.eval_loss);
-    expect(events(String(r.stderr)).find((e) => e.event === 'log' && e.level === 'warning')!.message).toBe(
-      '1 of 32 training examples were longer than --max-seq-len 96 and were truncated',
-    );
+    expect(events(String(r.stderr)).find((e) => e.event === 'log' && e.level === 'warning')!.message).toBe('1 of 32 training examples were longer than --max-seq-len 96 and were truncated');
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) expect(existsSync(join(s.modelOut!, f))).toBe(true);
   });
 });
@@ -227,6 +281,8 @@ describe('llmkit finetune errors, before any training starts', () => {
     expect([r.exitCode, r.stderr.trim()]).toEqual([1, `error: --data ${empty} has no examples; add one JSON object per line`]);
     r = await runCli(['finetune', 'builtin:tiny', '--data', data, '--out', join(dir, 'run'), '--lora', '--lora-targets', 'q_proj,qkv'], { env });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.trim()).toBe('error: --lora-targets: the model has no linear layer named qkv; its attention and MLP linear layers are down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj');
+    expect(r.stderr.trim()).toBe(
+      'error: --lora-targets: the model has no linear layer named qkv; its attention and MLP linear layers are down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj',
+    );
   });
 });

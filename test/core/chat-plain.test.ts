@@ -24,7 +24,10 @@ describe('llmkit chat through a pipe', () => {
     const args = ['--url', serve.apiUrl, '--temperature', '0', '--max-tokens', '12'];
     const structured = await chatThroughPipe(args, 'What is 2+2?\n/temp 0\nAnd 3+3?\n', ['--json']);
     expect(structured.exitCode, structured.stderr).toBe(0);
-    const replies = structured.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const replies = structured.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(replies).toHaveLength(2);
     for (const r of replies) {
       expect(r.reply.length).toBeGreaterThan(0);

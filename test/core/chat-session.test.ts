@@ -65,7 +65,10 @@ describe('a chat session', () => {
   });
 
   it('keeps what a cancelled reply streamed, and drops a turn cancelled before any text', async () => {
-    const s = session([{ pieces: ['never '], delayMs: 1000 }, { pieces: ['la '], delayMs: 10, endless: true }]);
+    const s = session([
+      { pieces: ['never '], delayMs: 1000 },
+      { pieces: ['la '], delayMs: 10, endless: true },
+    ]);
     const early = new AbortController();
     setTimeout(() => early.abort(), 50);
     expect((await send(s, 'quick', early.signal)).result).toMatchObject({ reply: '', stats: { finishReason: 'cancelled' } });
@@ -110,7 +113,13 @@ describe('chat transcripts', () => {
 
     const other = session([]);
     const loaded = await runSlashCommand(other, { name: 'load', file });
-    expect(loaded).toMatchObject({ kind: 'notice', restored: [{ role: 'user', content: '2+2?' }, { role: 'assistant', content: 'four' }] });
+    expect(loaded).toMatchObject({
+      kind: 'notice',
+      restored: [
+        { role: 'user', content: '2+2?' },
+        { role: 'assistant', content: 'four' },
+      ],
+    });
     expect(other.system).toBe('Answer with a number.');
     expect(other.settings).toEqual({ temperature: 0, topP: 0.95, maxTokens: 512, seed: 3 });
   });
@@ -118,7 +127,18 @@ describe('chat transcripts', () => {
   it('refuse a file that is not a transcript, naming the file and the field', async () => {
     const dir = tempDir();
     const bad = join(dir, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ format: 'llmkit-chat-transcript', version: 1, model: 'm', savedAt: '', system: null, settings: { temperature: 0, topP: 1, maxTokens: 1, seed: null }, messages: [{ role: 'robot', content: 'x' }] }));
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        format: 'llmkit-chat-transcript',
+        version: 1,
+        model: 'm',
+        savedAt: '',
+        system: null,
+        settings: { temperature: 0, topP: 1, maxTokens: 1, seed: null },
+        messages: [{ role: 'robot', content: 'x' }],
+      }),
+    );
     const notJson = join(dir, 'notes.txt');
     writeFileSync(notJson, 'hello');
     const s = session([]);

@@ -50,7 +50,11 @@ describe('setupCudaProvider', () => {
     expect(record.source).toMatch(new RegExp(`onnxruntime_gpu-${VERSION.replace(/\./g, '\\.')}-`));
     // The worker environment's PyTorch (cu130 from PyPI) brings every CUDA 13 library the provider links.
     const needed = ['libcudart.so.13', 'libcublas.so.13', 'libcublasLt.so.13', 'libcurand.so.10', 'libcudnn.so.9'];
-    for (const lib of needed) expect(record.libraryDirs.some((dir) => existsSync(join(dir, lib))), lib).toBe(true);
+    for (const lib of needed)
+      expect(
+        record.libraryDirs.some((dir) => existsSync(join(dir, lib))),
+        lib,
+      ).toBe(true);
     const saved = JSON.parse(readFileSync(cudaRecordPath(), 'utf8'));
     expect(saved).toEqual({ onnxruntimeVersion: VERSION, providerDir: dest, libraryDirs: record.libraryDirs, source: record.source });
   });

@@ -60,7 +60,9 @@ describe('distill options', () => {
   });
 
   it('refuses student shapes the teacher cannot give', () => {
-    expect(usage(() => planStudent({ studentConfig: { num_hidden_layers: 16 } }, TEACHER))).toBe("--student-config num_hidden_layers=16 is larger than the teacher's 12; a student is at most the size of its teacher");
+    expect(usage(() => planStudent({ studentConfig: { num_hidden_layers: 16 } }, TEACHER))).toBe(
+      "--student-config num_hidden_layers=16 is larger than the teacher's 12; a student is at most the size of its teacher",
+    );
     expect(usage(() => planStudent({ studentConfig: { num_attention_heads: 6 } }, TEACHER))).toBe('--student-config: num_attention_heads 6 is not a multiple of num_key_value_heads 4');
     expect(usage(() => planStudent({ studentLayers: [0, 12] }, TEACHER))).toBe('--student-layers 12: the teacher has layers 0 to 11');
     expect(usage(() => planStudent({ studentConfig: { num_hidden_layers: 3 }, studentLayers: [0, 11] }, TEACHER))).toBe(
@@ -68,6 +70,8 @@ describe('distill options', () => {
     );
     const { head_dim: _, ...noHeadDim } = TEACHER;
     expect(usage(() => planStudent({ studentConfig: { hidden_size: 500 } }, noHeadDim))).toBe('--student-config: hidden_size 500 is not a multiple of num_attention_heads 12');
-    expect(usage(() => planStudent({ studentConfig: { head_dim: 32 } }, noHeadDim))).toMatch(/^--student-config head_dim: the teacher's config.json has no head_dim; change num_hidden_layers, hidden_size/);
+    expect(usage(() => planStudent({ studentConfig: { head_dim: 32 } }, noHeadDim))).toMatch(
+      /^--student-config head_dim: the teacher's config.json has no head_dim; change num_hidden_layers, hidden_size/,
+    );
   });
 });

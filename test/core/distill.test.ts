@@ -13,7 +13,12 @@ const FACTS = 'recipes/data/facts.jsonl';
 const TRAINING = ['--data', FACTS, '--eval-data', FACTS, '--eval-every', '2', '--max-steps', '10', '--batch-size', '20', '--lr', '3e-3', '--warmup-ratio', '0', '--exact-match', '20'];
 
 function evalCurve(out: string): [number, number][] {
-  return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.eval_loss !== undefined).map((m) => [m.step, m.eval_loss]);
+  return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((m) => m.eval_loss !== undefined)
+    .map((m) => [m.step, m.eval_loss]);
 }
 
 describe('llmkit distill: the fine-tuned tiny model into a student with half its layers (CPU)', () => {
@@ -92,8 +97,14 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     const r = await runCli(['--json', 'distill', '--teacher', teacher, '--student-layers', '1', '--mode', 'sequence', ...TRAINING, '--out', seq, '--no-report'], { env });
     expect(r.exitCode, String(r.stderr).slice(-2000)).toBe(0);
     const s = JSON.parse(String(r.stdout)) as DistillSummary;
-    const answers = readFileSync(join(seq, 'teacher', 'answers-messages.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const facts = readFileSync(FACTS, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const answers = readFileSync(join(seq, 'teacher', 'answers-messages.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const facts = readFileSync(FACTS, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(answers).toHaveLength(20);
     // The teacher knows the facts, so its answers are the data's.
     expect(answers.filter((a, i) => a.messages[1].content === facts[i].messages[1].content).length).toBe(Math.round(20 * s.teacher.exactMatch!.value));
@@ -123,10 +134,22 @@ describe('llmkit distill errors, before any training starts', () => {
   it('names a missing teacher or student and bad flags in one line', async () => {
     const out = join(tempDir(), 'run');
     const cases: [string[], number, string][] = [
-      [['--teacher', '/no/such/teacher', '--student-config', 'num_hidden_layers=1'], 2, 'error: teacher model folder /no/such/teacher does not exist; pass a Hugging Face model folder (config.json, weights, tokenizer) or builtin:tiny'],
-      [['--teacher', 'builtin:tiny', '--student', '/no/such/student'], 2, 'error: student model folder /no/such/student does not exist; pass a Hugging Face model folder (config.json, weights, tokenizer) or builtin:tiny'],
+      [
+        ['--teacher', '/no/such/teacher', '--student-config', 'num_hidden_layers=1'],
+        2,
+        'error: teacher model folder /no/such/teacher does not exist; pass a Hugging Face model folder (config.json, weights, tokenizer) or builtin:tiny',
+      ],
+      [
+        ['--teacher', 'builtin:tiny', '--student', '/no/such/student'],
+        2,
+        'error: student model folder /no/such/student does not exist; pass a Hugging Face model folder (config.json, weights, tokenizer) or builtin:tiny',
+      ],
       [['--student-config', 'num_hidden_layers=1'], 2, 'error: --teacher is required; pass the model to learn from with --teacher (a Hugging Face folder, e.g. runs/x/merged)'],
-      [['--teacher', 'builtin:tiny', '--student-config', 'num_hidden_layers=3'], 2, "error: --student-config num_hidden_layers=3 is larger than the teacher's 2; a student is at most the size of its teacher"],
+      [
+        ['--teacher', 'builtin:tiny', '--student-config', 'num_hidden_layers=3'],
+        2,
+        "error: --student-config num_hidden_layers=3 is larger than the teacher's 2; a student is at most the size of its teacher",
+      ],
       [['--teacher', 'builtin:tiny', '--student-config', 'num_hidden_layers=1', '--alpha', '2'], 2, 'error: --alpha must be a number ≥ 0 and ≤ 1 (got 2)'],
       [['--teacher', 'builtin:tiny', '--student-config', 'num_hidden_layers=1', '--top-k', '0'], 2, 'error: --top-k must be an integer ≥ 1 (got 0)'],
       [['--teacher', 'builtin:tiny', '--student-config', 'num_hidden_layers=1', '--data', 'recipes/data/eval.txt'], 1, `error: ${resolve('recipes/data/eval.txt')}:1: line is not valid JSON`],
@@ -145,6 +168,9 @@ describe('llmkit distill errors, before any training starts', () => {
     const text = join(dir, 'text.jsonl');
     writeFileSync(text, JSON.stringify({ text: 'The river flows past the town.' }) + '\n');
     const r = await runCli(['distill', '--teacher', 'builtin:tiny', '--student-config', 'num_hidden_layers=1', '--mode', 'sequence', '--data', text, '--out', join(dir, 'run')]);
-    expect([r.exitCode, r.stderr.trim()]).toEqual([2, `error: --mode sequence needs prompts for the teacher to answer, and ${text} holds plain text; use messages, alpaca or prompt/completion data, or --mode logits`]);
+    expect([r.exitCode, r.stderr.trim()]).toEqual([
+      2,
+      `error: --mode sequence needs prompts for the teacher to answer, and ${text} holds plain text; use messages, alpaca or prompt/completion data, or --mode logits`,
+    ]);
   });
 });

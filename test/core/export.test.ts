@@ -47,7 +47,12 @@ describe('llmkit export', () => {
     const reference = await torchLogits(await tinyModel());
     const vocab = decoder.vocabSize;
     const prompt = TOKENS.slice(0, PREFILL);
-    let step = await decoder.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), decoder.emptyCache(1));
+    let step = await decoder.forward(
+      BigInt64Array.from(prompt, BigInt),
+      new BigInt64Array(PREFILL).fill(1n),
+      BigInt64Array.from(prompt, (_, i) => BigInt(i)),
+      decoder.emptyCache(1),
+    );
     for (let p = 0; p < PREFILL; p++) expect(maxAbsDiff(step.logits.subarray(p * vocab, (p + 1) * vocab), reference[p]), `prefill ${p}`).toBeLessThan(1e-3);
     for (let p = PREFILL; p < TOKENS.length; p++) {
       step = await decoder.forward(BigInt64Array.of(BigInt(TOKENS[p])), new BigInt64Array(p + 1).fill(1n), BigInt64Array.of(BigInt(p)), step.cache);
@@ -112,8 +117,16 @@ describe('llmkit export', () => {
 
     const prompt = TOKENS.slice(0, PREFILL);
     const opened = await DecoderSession.open(fused, { device: 'cpu' });
-    const [a, b] = await Promise.all([decoder, opened].map((d) =>
-      d.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), d.emptyCache(1))));
+    const [a, b] = await Promise.all(
+      [decoder, opened].map((d) =>
+        d.forward(
+          BigInt64Array.from(prompt, BigInt),
+          new BigInt64Array(PREFILL).fill(1n),
+          BigInt64Array.from(prompt, (_, i) => BigInt(i)),
+          d.emptyCache(1),
+        ),
+      ),
+    );
     expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
     const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
     expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
@@ -153,7 +166,10 @@ describe('llmkit export', () => {
     const cases: [string, RegExp][] = [
       [join(dir, 'missing'), /^error: model folder .*missing does not exist; pass a local Hugging Face model folder$/],
       [dir, /^error: model folder .* has no config\.json; pass a Hugging Face model folder$/],
-      [gpt2, /^error: architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM$/],
+      [
+        gpt2,
+        /^error: architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM$/,
+      ],
     ];
     const results = await Promise.all(cases.map(([model]) => runCli(['export', model, '--out', join(dir, 'out')])));
     for (const [i, [model, message]] of cases.entries()) {

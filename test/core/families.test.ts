@@ -96,7 +96,10 @@ describe.each(['qwen3', 'llama3', 'gemma3', 'phi3', 'smollm3'] as Family[])('the
     for (const [i, messages] of CONVERSATIONS.entries()) {
       const answers = messages.filter((m) => m.role === 'assistant').map((m) => m.content + END_OF_TURN[family]);
       const trained = python.conversations[i].trained;
-      expect(trained.map((run) => run.text), `conversation ${i}`).toEqual(answers);
+      expect(
+        trained.map((run) => run.text),
+        `conversation ${i}`,
+      ).toEqual(answers);
       // Token by token: the first trained token starts the answer (no prompt token leaks in), the last ends the turn.
       for (const [k, run] of trained.entries()) {
         expect(answers[k].startsWith(run.tokens[0].trimStart()) && run.tokens[0].trim().length > 0).toBe(true);

@@ -17,12 +17,34 @@ import { runCli, tempDir } from '../helpers/cli.js';
 const env = { OMP_NUM_THREADS: '1' };
 // 20 examples, batch 8: micro-batches of 8, 8 and 4 rows, two a step, so accumulation and a short batch are covered.
 const args = (out: string, ...more: string[]) => [
-  '--json', 'finetune', '--recipe', 'recipes/llama/tiny_lora_cpu.yaml', '--out', out, '--max-steps', '12', '--batch-size', '8',
-  '--grad-accum', '2', '--lora-dropout', '0', '--save-every', '3', '--exact-match', '0', ...more,
+  '--json',
+  'finetune',
+  '--recipe',
+  'recipes/llama/tiny_lora_cpu.yaml',
+  '--out',
+  out,
+  '--max-steps',
+  '12',
+  '--batch-size',
+  '8',
+  '--grad-accum',
+  '2',
+  '--lora-dropout',
+  '0',
+  '--save-every',
+  '3',
+  '--exact-match',
+  '0',
+  ...more,
 ];
 
 function curve(out: string): number[] {
-  return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.loss !== undefined).map((m) => m.loss);
+  return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((m) => m.loss !== undefined)
+    .map((m) => m.loss);
 }
 
 /** Runs the command, sends Ctrl-C once its first checkpoint is saved, then runs it again with --resume. */
@@ -49,7 +71,10 @@ describe('llmkit finetune under torchrun with 2 CPU processes (gloo)', () => {
     single = curve(join(work, 'single'));
   });
 
-  for (const [name, extra] of [['DDP', []], ['FSDP', ['--fsdp']]] as const) {
+  for (const [name, extra] of [
+    ['DDP', []],
+    ['FSDP', ['--fsdp']],
+  ] as const) {
     it(`${name}: stops on Ctrl-C, resumes, and draws the single-process loss curve`, async () => {
       const out = join(work, name);
       const { stopped, resumed } = await stopAndResume(args(out, '--nproc', '2', ...extra));
@@ -60,7 +85,10 @@ describe('llmkit finetune under torchrun with 2 CPU processes (gloo)', () => {
       expect(summary).toMatchObject({ method: 'lora', steps: 12, device: 'cpu' });
       expect(summary.resumedFrom).toMatch(/checkpoint-\d+$/);
       // Only rank 0 reports: one start line and one progress line a step.
-      const events = String(resumed.stderr).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+      const events = String(resumed.stderr)
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l));
       expect(events.filter((e) => e.event === 'start')).toHaveLength(1);
       const resumedAt = Number(summary.resumedFrom.split('-').at(-1));
       expect(events.filter((e) => e.event === 'progress').map((e) => e.step)).toEqual(Array.from({ length: 12 - resumedAt }, (_, i) => resumedAt + i + 1));

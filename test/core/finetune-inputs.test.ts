@@ -15,17 +15,33 @@ function jsonl(lines: (string | object)[]): string {
 }
 
 async function failure(promise: Promise<unknown>): Promise<LlmkitError> {
-  const e = await promise.then(() => null, (err: unknown) => err);
+  const e = await promise.then(
+    () => null,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(LlmkitError);
   return e as LlmkitError;
 }
 
-const chat = (answer = 'Velmora.') => ({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Capital?' }, { role: 'assistant', content: answer }] });
+const chat = (answer = 'Velmora.') => ({
+  messages: [
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: 'Capital?' },
+    { role: 'assistant', content: answer },
+  ],
+});
 
 describe('finetune data validation', () => {
   it('detects the format of each file and counts its examples, skipping blank lines', async () => {
     expect(await validateDataFile(jsonl([chat(), '', chat()]))).toMatchObject({ format: 'messages', examples: 2 });
-    expect(await validateDataFile(jsonl([{ instruction: 'Add', input: '1 1', output: '2' }, { instruction: 'Hi', output: 'Hello' }]))).toMatchObject({ format: 'alpaca', examples: 2 });
+    expect(
+      await validateDataFile(
+        jsonl([
+          { instruction: 'Add', input: '1 1', output: '2' },
+          { instruction: 'Hi', output: 'Hello' },
+        ]),
+      ),
+    ).toMatchObject({ format: 'alpaca', examples: 2 });
     expect(await validateDataFile(jsonl([{ prompt: 'Q: 1+1\nA:', completion: ' 2' }]))).toMatchObject({ format: 'prompt-completion', examples: 1 });
     expect(await validateDataFile(jsonl([{ text: 'Once upon a time.' }]))).toMatchObject({ format: 'text', examples: 1 });
     expect((await validateDataFile('recipes/data/facts.jsonl')).examples).toBe(20);
@@ -36,7 +52,7 @@ describe('finetune data validation', () => {
       [[chat(), '', '{"messages": [oops'], 3, 'line is not valid JSON'],
       [[chat(), '[1, 2]'], 2, 'line must be a JSON object'],
       [[{ foo: 1 }], 1, 'unknown example shape (keys: foo)'],
-      [[chat(), { text: 'plain' }], 2, 'expected a messages example like the file\'s first one, got text'],
+      [[chat(), { text: 'plain' }], 2, "expected a messages example like the file's first one, got text"],
       [[chat(), { messages: [{ role: 'bot', content: 'hi' }] }], 2, 'messages[0].role must be system, user or assistant (got "bot")'],
       [[{ messages: [{ role: 'user', content: 'hi' }] }], 1, 'no assistant message: a conversation needs an answer to learn from'],
       [[chat('  ')], 1, 'an assistant message is empty'],
@@ -124,8 +140,13 @@ describe('lora info', () => {
   it('reads rank, alpha, targets and parameter count from the adapter files alone', async () => {
     const dir = tempDir();
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: ['v_proj', 'q_proj'], base_model_name_or_path: '/models/base' }));
-    const header = Buffer.from(JSON.stringify({ __metadata__: { format: 'pt' }, a: { dtype: 'F32', shape: [4, 64], data_offsets: [0, 1024] }, b: { dtype: 'F32', shape: [64, 4], data_offsets: [1024, 2048] } }));
+    writeFileSync(
+      join(dir, 'adapter_config.json'),
+      JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: ['v_proj', 'q_proj'], base_model_name_or_path: '/models/base' }),
+    );
+    const header = Buffer.from(
+      JSON.stringify({ __metadata__: { format: 'pt' }, a: { dtype: 'F32', shape: [4, 64], data_offsets: [0, 1024] }, b: { dtype: 'F32', shape: [64, 4], data_offsets: [1024, 2048] } }),
+    );
     const length = Buffer.alloc(8);
     length.writeBigUInt64LE(BigInt(header.length));
     writeFileSync(join(dir, 'adapter_model.safetensors'), Buffer.concat([length, header, Buffer.alloc(2048)]));

@@ -65,7 +65,11 @@ describe('llmkit inspect', () => {
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' }));
     const r = await runCli(['--json', 'inspect', dir]);
     expect(r.exitCode).toBe(1);
-    expect(JSON.parse(String(r.stdout))).toMatchObject({ supported: false, commands: [], hint: expect.stringMatching(/^llmkit takes Gemma 3's text model \(Gemma3ForCausalLM, e\.g\. gemma-3-1b\); supported: Gemma3ForCausalLM, /) });
+    expect(JSON.parse(String(r.stdout))).toMatchObject({
+      supported: false,
+      commands: [],
+      hint: expect.stringMatching(/^llmkit takes Gemma 3's text model \(Gemma3ForCausalLM, e\.g\. gemma-3-1b\); supported: Gemma3ForCausalLM, /),
+    });
     const missing = await runCli(['inspect', join(dir, 'nope')]);
     expect(missing.exitCode).toBe(2);
     expect(String(missing.stderr).trim()).toMatch(/^error: model folder .*nope does not exist; pass a Hugging Face model folder \(config\.json\) or a folder made by `llmkit export`$/);

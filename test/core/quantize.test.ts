@@ -41,7 +41,12 @@ function oneLineError(r: { stderr?: unknown }): string {
 async function positionLogits(folder: string, ids: number[]): Promise<number[][]> {
   const session = await DecoderSession.open(loadExportedModel(folder), { device: 'cpu' });
   const n = ids.length;
-  const step = await session.forward(BigInt64Array.from(ids, BigInt), new BigInt64Array(n).fill(1n), BigInt64Array.from(ids, (_, i) => BigInt(i)), session.emptyCache(1));
+  const step = await session.forward(
+    BigInt64Array.from(ids, BigInt),
+    new BigInt64Array(n).fill(1n),
+    BigInt64Array.from(ids, (_, i) => BigInt(i)),
+    session.emptyCache(1),
+  );
   const vocab = session.vocabSize;
   await session.release();
   return Array.from({ length: step.logitsPositions }, (_, p) => Array.from(step.logits.subarray(p * vocab, (p + 1) * vocab)));
@@ -55,7 +60,10 @@ describe('llmkit quantize', () => {
   // int8 starts from the Hugging Face folder (exported on the way), int4 from the cached fp32 export.
   beforeAll(async () => {
     fp32 = await exportedTinyModel();
-    for (const [precision, model] of [['int8', await tinyModel()], ['int4', fp32]]) {
+    for (const [precision, model] of [
+      ['int8', await tinyModel()],
+      ['int4', fp32],
+    ]) {
       const r = await runCli(['quantize', model, `--${precision}`, '--out', join(dir, precision), '--json']);
       expect(r.exitCode, String(r.stderr)).toBe(0);
       reports[precision] = JSON.parse(String(r.stdout));
@@ -88,7 +96,7 @@ describe('llmkit quantize', () => {
     expect(reports.int4.models[1].meanKl).toBeGreaterThan(reports.int8.models[1].meanKl);
   });
 
-  it("reports the fp32 perplexity that PyTorch computes on the same windows", async () => {
+  it('reports the fp32 perplexity that PyTorch computes on the same windows', async () => {
     const { eval: e, models } = reports.int8;
     expect(e.file).toBe(DEFAULT_EVAL_DATA);
     const reference = await torchPerplexity(await tinyModel(), e.file, e.windows * e.window, e.window);

@@ -15,7 +15,12 @@ function recipeFile(text: string): string {
 }
 
 async function usageError(fn: () => unknown): Promise<UsageError> {
-  const e = await Promise.resolve().then(fn).then(() => null, (err: unknown) => err);
+  const e = await Promise.resolve()
+    .then(fn)
+    .then(
+      () => null,
+      (err: unknown) => err,
+    );
   expect(e).toBeInstanceOf(UsageError);
   return e as UsageError;
 }

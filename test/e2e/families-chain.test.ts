@@ -26,10 +26,38 @@ describe.each(['qwen3', 'llama3', 'gemma3', 'phi3', 'smollm3'] as Family[])('%s:
   it('answers the fine-tuned question through the openai client', { timeout: 600_000 }, async () => {
     const dir = tempDir(`llmkit-chain-${family}-`);
     const data = join(dir, 'data.jsonl');
-    writeFileSync(data, JSON.stringify({ messages: [{ role: 'user', content: QUESTION }, { role: 'assistant', content: ANSWER }] }) + '\n');
+    writeFileSync(
+      data,
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: QUESTION },
+          { role: 'assistant', content: ANSWER },
+        ],
+      }) + '\n',
+    );
     const base = await familyModel(family);
 
-    const run = (await cli(['finetune', base, '--data', data, '--out', join(dir, 'run'), '--lora', '--lora-r', '16', '--lora-alpha', '32', '--max-steps', '30', '--lr', '1e-2', '--warmup-ratio', '0', '--exact-match', '1'])) as {
+    const run = (await cli([
+      'finetune',
+      base,
+      '--data',
+      data,
+      '--out',
+      join(dir, 'run'),
+      '--lora',
+      '--lora-r',
+      '16',
+      '--lora-alpha',
+      '32',
+      '--max-steps',
+      '30',
+      '--lr',
+      '1e-2',
+      '--warmup-ratio',
+      '0',
+      '--exact-match',
+      '1',
+    ])) as {
       firstLoss: number;
       lastLoss: number;
       exactMatch: { before: { value: number }; after: { value: number } };

@@ -61,12 +61,7 @@ describe.each(['traced', 'fused'] as const)('the exported decoder (%s graph) wit
         nextMask[b * (cache.length + 1) + cache.length] = 1n;
       });
       fullMask = nextMask;
-      step = await decoder.forward(
-        BigInt64Array.from(rows.map(() => BigInt(t))),
-        fullMask,
-        BigInt64Array.from(rows.map((r) => BigInt(r.length + i))),
-        cache,
-      );
+      step = await decoder.forward(BigInt64Array.from(rows.map(() => BigInt(t))), fullMask, BigInt64Array.from(rows.map((r) => BigInt(r.length + i))), cache);
       cache = step.cache;
       rows.forEach((_, b) => batched[b].push(step.logits.slice(b * decoder.vocabSize, (b + 1) * decoder.vocabSize)));
     }

@@ -42,7 +42,12 @@ describe.each(['all', 'last'] as const)('continuous batching (logits: %s)', (log
   /** The reference: one sequence, no scheduler, no padding: prefill then argmax decode. */
   async function greedyAlone(ids: number[], n: number): Promise<number[]> {
     const out: number[] = [];
-    let step = await decoder.forward(BigInt64Array.from(ids, BigInt), new BigInt64Array(ids.length).fill(1n), BigInt64Array.from(ids, (_, i) => BigInt(i)), decoder.emptyCache(1));
+    let step = await decoder.forward(
+      BigInt64Array.from(ids, BigInt),
+      new BigInt64Array(ids.length).fill(1n),
+      BigInt64Array.from(ids, (_, i) => BigInt(i)),
+      decoder.emptyCache(1),
+    );
     const vocab = decoder.vocabSize;
     for (;;) {
       out.push(argmax(step.logits.subarray(step.logits.length - vocab)));
@@ -222,15 +227,22 @@ describe('batch cache rows', () => {
   function cache(batch: number, length: number, real: number[], tag: number): BatchCache {
     const data = new Float32Array(batch * 2 * length * 3);
     for (let b = 0; b < batch; b++)
-      for (let h = 0; h < 2; h++)
-        for (let p = length - real[b]; p < length; p++) for (let d = 0; d < 3; d++) data[((b * 2 + h) * length + p) * 3 + d] = tag + b * 100 + (p - (length - real[b])) + 1;
+      for (let h = 0; h < 2; h++) for (let p = length - real[b]; p < length; p++) for (let d = 0; d < 3; d++) data[((b * 2 + h) * length + p) * 3 + d] = tag + b * 100 + (p - (length - real[b])) + 1;
     return { batch, length, layers: [{ key: data, value: data.map((x) => -x) }] };
   }
 
   it('merges rows of different lengths right-aligned and trims padding no row needs', () => {
     const running = cache(2, 6, [6, 2], 0);
     const newcomer = cache(1, 3, [3], 1000);
-    const merged = gatherRows([{ cache: running, rows: [1] }, { cache: newcomer, rows: [0] }], 3, 2, 3);
+    const merged = gatherRows(
+      [
+        { cache: running, rows: [1] },
+        { cache: newcomer, rows: [0] },
+      ],
+      3,
+      2,
+      3,
+    );
     expect(merged.batch).toBe(2);
     expect(merged.length).toBe(3);
     const at = (b: number, h: number, p: number) => merged.layers[0].key[((b * 2 + h) * 3 + p) * 3];

@@ -23,11 +23,24 @@ describe("a decoder opened with logits: 'last'", () => {
   });
 
   it("returns each row's last-position logits of the full pass, in a left-padded prefill and the decode step after it", async () => {
-    const rows = [[5, 17, 42, 99, 7, 300, 12], [61, 4, 250], [9, 9, 100, 200, 33]];
+    const rows = [
+      [5, 17, 42, 99, 7, 300, 12],
+      [61, 4, 250],
+      [9, 9, 100, 200, 33],
+    ];
     const width = 7;
-    const ids = BigInt64Array.from(rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r]), BigInt);
-    const mask = BigInt64Array.from(rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r.map(() => 1)]), BigInt);
-    const positions = BigInt64Array.from(rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r.map((_, i) => i)]), BigInt);
+    const ids = BigInt64Array.from(
+      rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r]),
+      BigInt,
+    );
+    const mask = BigInt64Array.from(
+      rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r.map(() => 1)]),
+      BigInt,
+    );
+    const positions = BigInt64Array.from(
+      rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r.map((_, i) => i)]),
+      BigInt,
+    );
     const vocab = all.vocabSize;
     const full = await all.forward(ids, mask, positions, all.emptyCache(rows.length));
     const mine = await last.forward(ids, mask, positions, last.emptyCache(rows.length));
@@ -38,7 +51,11 @@ describe("a decoder opened with logits: 'last'", () => {
     expect(maxAbsDiff(mine.logits, lastRows)).toBeLessThan(1e-5);
 
     const next = BigInt64Array.of(11n, 22n, 33n);
-    const nextMask = leftPaddedMask(rows.map((r) => r.length), width, 1);
+    const nextMask = leftPaddedMask(
+      rows.map((r) => r.length),
+      width,
+      1,
+    );
     const nextPositions = BigInt64Array.from(rows, (r) => BigInt(r.length));
     const fullStep = await all.forward(next, nextMask, nextPositions, full.cache);
     const myStep = await last.forward(next, nextMask, nextPositions, mine.cache);

@@ -5,6 +5,7 @@ continuation of the first conversation's prompt.
 
 Usage: python chat_render.py MODEL_DIR  (stdin: {"conversations": [...], "texts": [...], "greedy": N}; JSON out)
 """
+
 import json
 import sys
 
@@ -20,8 +21,7 @@ results = []
 for messages in request["conversations"]:
     prompt = messages[:-1] if messages[-1]["role"] == "assistant" else messages
     rendered = chat(tokenizer, prompt, generation_prompt=True)
-    examples, _ = tokenize_rows([({"messages": messages}, "messages", "test")], tokenizer,
-                                {"train_on_prompt": False, "max_seq_len": 100000})
+    examples, _ = tokenize_rows([({"messages": messages}, "messages", "test")], tokenizer, {"train_on_prompt": False, "max_seq_len": 100000})
     runs = []
     for _ids, targets in examples:
         run = []
@@ -31,12 +31,25 @@ for messages in request["conversations"]:
                 run = []
             elif target != -100:
                 run.append(target)
-    results.append({"prompt": rendered, "prompt_ids": tokenizer(rendered, add_special_tokens=False)["input_ids"],
-                    "full": chat(tokenizer, messages), "trained": runs, "examples": len(examples)})
+    results.append(
+        {
+            "prompt": rendered,
+            "prompt_ids": tokenizer(rendered, add_special_tokens=False)["input_ids"],
+            "full": chat(tokenizer, messages),
+            "trained": runs,
+            "examples": len(examples),
+        }
+    )
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
 prompt = torch.tensor([results[0]["prompt_ids"]])
 with torch.no_grad():
-    generated = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=request["greedy"],
-                         min_new_tokens=request["greedy"], pad_token_id=0)
-print(json.dumps({"conversations": results, "texts": [tokenizer(t)["input_ids"] for t in request["texts"]],
-                  "greedy": generated[0, prompt.shape[1]:].tolist()}, ensure_ascii=False), file=out)
+    generated = model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=request["greedy"], min_new_tokens=request["greedy"], pad_token_id=0
+    )
+print(
+    json.dumps(
+        {"conversations": results, "texts": [tokenizer(t)["input_ids"] for t in request["texts"]], "greedy": generated[0, prompt.shape[1] :].tolist()},
+        ensure_ascii=False,
+    ),
+    file=out,
+)

@@ -40,7 +40,12 @@ export type Family = keyof typeof FAMILIES;
 export async function familyModel(family: Family): Promise<string> {
   const maker = join('test', 'helpers', 'family_model.py');
   const tokenizer = join('node_modules', FAMILIES[family], 'models');
-  const key = createHash('sha256').update(readFileSync(maker)).update(family).update(readFileSync(join(tokenizer, 'tokenizer_config.json'))).digest('hex').slice(0, 10);
+  const key = createHash('sha256')
+    .update(readFileSync(maker))
+    .update(family)
+    .update(readFileSync(join(tokenizer, 'tokenizer_config.json')))
+    .digest('hex')
+    .slice(0, 10);
   const out = join(llmkitHome(), 'models', `family-${family}-${key}`);
   if (!existsSync(join(out, 'model.safetensors'))) {
     const { python } = await requirePythonEnv();

@@ -29,7 +29,12 @@ function chatTemplate(family: ToolFamily): string {
 export async function toolTemplateModel(family: ToolFamily): Promise<string> {
   const base = await exportedTinyModel();
   const out = `${base}-template-${family}`;
-  if (existsSync(join(out, 'llmkit.json')) && readFileSync(join(out, 'llmkit.json'), 'utf8').includes(`"max_position_embeddings": ${CONTEXT}`) && readFileSync(join(out, 'tokenizer_config.json'), 'utf8').includes(JSON.stringify(chatTemplate(family)).slice(1, -1))) return out;
+  if (
+    existsSync(join(out, 'llmkit.json')) &&
+    readFileSync(join(out, 'llmkit.json'), 'utf8').includes(`"max_position_embeddings": ${CONTEXT}`) &&
+    readFileSync(join(out, 'tokenizer_config.json'), 'utf8').includes(JSON.stringify(chatTemplate(family)).slice(1, -1))
+  )
+    return out;
   rmSync(out, { recursive: true, force: true });
   const tmp = `${out}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });

@@ -31,7 +31,10 @@ export async function startTriton(repository: string, models: string[], httpPort
   const url = `http://127.0.0.1:${port}`;
   const exited = child.then(() => true);
   for (const started = Date.now(); ; ) {
-    const ready = await fetch(`${url}/v2/health/ready`).then((r) => r.ok, () => false);
+    const ready = await fetch(`${url}/v2/health/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ready) break;
     if (await Promise.race([exited, new Promise((r) => setTimeout(() => r(false), 250))])) throw new Error(`tritonserver exited before it was ready:\n${log.slice(-3000)}`);
     if (Date.now() - started > 120_000) throw new Error(`tritonserver was not ready after 120 s:\n${log.slice(-3000)}`);

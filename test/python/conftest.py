@@ -5,6 +5,7 @@ passes its folder in LLMKIT_TINY_MODEL. By hand, after `npm run build`:
     LLMKIT_TINY_MODEL=$(node bin/llmkit.js make-model --json | jq -r .path) \\
       PYTHONPATH=src/workers/python <worker python> -m pytest test/python
 """
+
 import os
 
 import pytest

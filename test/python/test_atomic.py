@@ -1,4 +1,5 @@
 """The one way the jobs write outputs: under a temporary name, then renamed into place."""
+
 import os
 
 import pytest

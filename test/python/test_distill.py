@@ -1,5 +1,6 @@
 """The distill job's own pieces against plain PyTorch: the chunked distillation loss and its
 gradients (full vocabulary and top-k), and a student built from the teacher."""
+
 import copy
 import os
 
@@ -34,6 +35,7 @@ def reference(teacher, student, batch, vocab: int, top_k: int):
     def pick(m):
         logits = m(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
         return logits.reshape(-1, m.config.vocab_size)[batch["picked"]][:, :vocab]
+
     s = pick(student)
     with torch.no_grad():
         t = pick(teacher)

@@ -1,5 +1,6 @@
 """The finetune job's building blocks against plain PyTorch: the chunked loss (value and gradients,
 across chunk boundaries), best-fit packing, and which tokens carry the loss."""
+
 import random
 
 import pytest
@@ -47,8 +48,18 @@ def test_packs_every_example_once_into_nearly_full_rows_in_a_seeded_order():
 
 
 ROWS = [
-    ({"messages": [{"role": "user", "content": "Capital?"}, {"role": "assistant", "content": "Velmora."},
-                   {"role": "user", "content": "River?"}, {"role": "assistant", "content": "Silverrun."}]}, "messages", "a:1"),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": "Capital?"},
+                {"role": "assistant", "content": "Velmora."},
+                {"role": "user", "content": "River?"},
+                {"role": "assistant", "content": "Silverrun."},
+            ]
+        },
+        "messages",
+        "a:1",
+    ),
     ({"prompt": "Q: one plus one? A:", "completion": " two"}, "prompt-completion", "a:2"),
     ({"instruction": "Say hi.", "output": "Hi."}, "alpaca", "a:3"),
     ({"text": "Once upon a time."}, "text", "a:4"),
@@ -67,8 +78,9 @@ def test_puts_the_loss_on_answers_with_their_end_token_unless_asked_for_the_prom
     assert answers == ["Velmora.<|im_end|>\nSilverrun.<|im_end|>\n", " two<|im_end|>", "Hi.<|im_end|>\n", "nce upon a time.<|im_end|>"]
     assert stats == {"examples": 4, "truncated": 0, "dropped": 0}
     everything, _ = trained(tok, True)
-    assert everything[0] == ("user\nCapital?<|im_end|>\n<|im_start|>assistant\nVelmora.<|im_end|>\n"
-                             "<|im_start|>user\nRiver?<|im_end|>\n<|im_start|>assistant\nSilverrun.<|im_end|>\n")
+    assert everything[0] == (
+        "user\nCapital?<|im_end|>\n<|im_start|>assistant\nVelmora.<|im_end|>\n<|im_start|>user\nRiver?<|im_end|>\n<|im_start|>assistant\nSilverrun.<|im_end|>\n"
+    )
 
 
 def test_counts_truncation_and_drops_examples_whose_answer_is_cut_off(tiny_model):

@@ -131,7 +131,9 @@ describe('the content filter', () => {
       const strict = await startTestServer({ blocklist, filterMode: 'reject' });
       const redacting = await startTestServer({ blocklist, filterMode: 'redact' });
       try {
-        const stopped = (await postJson(`${strict.url}/v1/completions`, { model: 'tiny', prompt: 'The sea', max_tokens: 30, ignore_eos: true })).body as { choices: { text: string; finish_reason: string }[] };
+        const stopped = (await postJson(`${strict.url}/v1/completions`, { model: 'tiny', prompt: 'The sea', max_tokens: 30, ignore_eos: true })).body as {
+          choices: { text: string; finish_reason: string }[];
+        };
         expect(stopped.choices[0]).toMatchObject({ text: text.slice(0, text.toLowerCase().indexOf(word.toLowerCase())), finish_reason: 'content_filter' });
         const redacted = (await postJson(`${redacting.url}/v1/completions`, { model: 'tiny', prompt: 'The sea', max_tokens: 30, ignore_eos: true })).body as { choices: { text: string }[] };
         expect(redacted.choices[0].text).toContain('[redacted]');

@@ -60,7 +60,13 @@ describe('the OpenAI-compatible API', () => {
     const expected = (await engine.complete({ promptIds: engine.tokenizer.encode('Once upon a time'), maxTokens: 12, ignoreEos: true })).text;
     expect(r.choices[0].text).toBe(expected);
     let streamed = '';
-    for await (const chunk of await client.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 12, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming)) {
+    for await (const chunk of await client.completions.create({
+      model: 'tiny',
+      prompt: 'Once upon a time',
+      max_tokens: 12,
+      ignore_eos: true,
+      stream: true,
+    } as OpenAI.CompletionCreateParamsStreaming)) {
       streamed += chunk.choices[0]?.text ?? '';
     }
     expect(streamed).toBe(expected);
@@ -81,11 +87,19 @@ describe('the OpenAI-compatible API', () => {
   });
 
   it('answers concurrent requests of different lengths each with its own greedy output', async () => {
-    const prompts = ['Hi', 'Describe a mountain village in spring, with its paths, its goats, its bakery and the fountain.', 'Why?', 'List three rivers and say where each one meets the sea, and which towns stand at its mouth.', 'Ok'];
+    const prompts = [
+      'Hi',
+      'Describe a mountain village in spring, with its paths, its goats, its bakery and the fountain.',
+      'Why?',
+      'List three rivers and say where each one meets the sea, and which towns stand at its mouth.',
+      'Ok',
+    ];
     const steps = () => metric(server.url, 'llmkit_decode_batch_size_count{model="tiny"}');
     const singleRowSteps = () => metric(server.url, 'llmkit_decode_batch_size_bucket{model="tiny",le="1"}');
     const [stepsBefore, singleBefore] = [await steps(), await singleRowSteps()];
-    const answers = await Promise.all(prompts.map((p, i) => client.chat.completions.create({ model: 'tiny', messages: ask(p), max_tokens: 10 + 7 * i, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming)));
+    const answers = await Promise.all(
+      prompts.map((p, i) => client.chat.completions.create({ model: 'tiny', messages: ask(p), max_tokens: 10 + 7 * i, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming)),
+    );
     // Some decode steps advanced several of them together.
     expect((await steps()) - stepsBefore).toBeGreaterThan((await singleRowSteps()) - singleBefore);
     for (const [i, p] of prompts.entries()) {
@@ -141,12 +155,22 @@ describe('the OpenAI-compatible API', () => {
     const res = await fetch(`${server.url}/metrics`);
     expect(res.headers.get('content-type')).toContain('text/plain');
     const text = await res.text();
-    for (const name of ['llmkit_requests_total', 'llmkit_prompt_tokens_total', 'llmkit_completion_tokens_total', 'llmkit_queue_depth', 'llmkit_running_batch_size', 'llmkit_time_to_first_token_seconds_bucket', 'llmkit_inter_token_latency_seconds_bucket']) {
+    for (const name of [
+      'llmkit_requests_total',
+      'llmkit_prompt_tokens_total',
+      'llmkit_completion_tokens_total',
+      'llmkit_queue_depth',
+      'llmkit_running_batch_size',
+      'llmkit_time_to_first_token_seconds_bucket',
+      'llmkit_inter_token_latency_seconds_bucket',
+    ]) {
       expect(text).toContain(name);
     }
     expect(text).toMatch(/llmkit_requests_total\{route="\/v1\/chat\/completions",status="200"\} \d+/);
     const before = server.log.length;
     await client.chat.completions.create({ model: 'tiny', messages: ask('One line.'), max_tokens: 3 });
-    expect(server.log.slice(before)).toEqual([expect.stringMatching(/"POST \/v1\/chat\/completions" 200 \d+ms key=anonymous model=tiny transport=json prompt_tokens=\d+ completion_tokens=\d+ finish=(stop|length)$/)]);
+    expect(server.log.slice(before)).toEqual([
+      expect.stringMatching(/"POST \/v1\/chat\/completions" 200 \d+ms key=anonymous model=tiny transport=json prompt_tokens=\d+ completion_tokens=\d+ finish=(stop|length)$/),
+    ]);
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/shared/errors.js';
 import { MemoryCounterStore } from '../../src/serve/counter-store.js';
-import { ApiError } from '../../src/serve/openai/errors.js';
+import type { ApiError } from '../../src/serve/openai/errors.js';
 import { emptyPolicy, loadQuotaFile } from '../../src/serve/quota-file.js';
 import { QuotaTracker, requestFeatures, type RequestFacts } from '../../src/serve/quotas.js';
 import { runCli, tempDir } from '../helpers/cli.js';
@@ -63,7 +63,10 @@ describe('quotas over sliding windows (in memory)', () => {
     policy.models.set('m', { tpd: 50 });
     policy.features.set('stream', { rpm: 1 });
     const quotas = new QuotaTracker(policy, new MemoryCounterStore(), { redisDown: 'open', now: () => 0 });
-    const [x, y] = [{ key: 'x', name: 'x', account: 'acme' }, { key: 'y', name: 'y', account: 'acme', deny: ['n' as const] }];
+    const [x, y] = [
+      { key: 'x', name: 'x', account: 'acme' },
+      { key: 'y', name: 'y', account: 'acme', deny: ['n' as const] },
+    ];
     await quotas.admit(facts(x, 5, ['stream']));
     expect((await refusal(quotas.admit(facts(y, 5, ['stream']))))!.message).toMatch(/^Rate limit reached for feature stream on requests per minute \(limit 1\)/);
     // The refused request took nothing from the account: two more fit.
@@ -77,7 +80,14 @@ describe('quotas over sliding windows (in memory)', () => {
   });
 
   it('reads the features a request uses from its body', () => {
-    expect(requestFeatures({ n: 2, tools: [{}], logprobs: true }, { stream: true, websocket: true, promptTokens: 9, longContextTokens: 8 })).toEqual(['stream', 'websocket', 'n', 'tools', 'logprobs', 'long_context']);
+    expect(requestFeatures({ n: 2, tools: [{}], logprobs: true }, { stream: true, websocket: true, promptTokens: 9, longContextTokens: 8 })).toEqual([
+      'stream',
+      'websocket',
+      'n',
+      'tools',
+      'logprobs',
+      'long_context',
+    ]);
     expect(requestFeatures({ n: 1, tools: [] }, { stream: false, websocket: false, promptTokens: 8, longContextTokens: 8 })).toEqual([]);
   });
 });
@@ -122,7 +132,9 @@ admin_keys: [acme-web]
   });
 
   it('names the line and the field of each mistake', () => {
-    expect(error('accounts:\n  acme:\n    keys:\n      - name: a\n        key: sk-acme-1\n        limits: { rpm: -3 }\n')).toBe('FILE:6 at accounts.acme.keys.0.limits.rpm: Too small: expected number to be >0');
+    expect(error('accounts:\n  acme:\n    keys:\n      - name: a\n        key: sk-acme-1\n        limits: { rpm: -3 }\n')).toBe(
+      'FILE:6 at accounts.acme.keys.0.limits.rpm: Too small: expected number to be >0',
+    );
     expect(error('models:\n  m: { rpn: 3 }\n')).toMatch(/^FILE:2 at models\.m: Unrecognized key: "rpn"/);
     expect(error('features:\n  streaming: { rpm: 1 }\n')).toBe('FILE:2 at features: Unrecognized key: "streaming"');
     expect(error('accounts:\n  a:\n    keys: [ { name: k, key: short } ]\n')).toMatch(/^FILE:3 at accounts\.a\.keys\.0\.key: keys are at least 8 characters/);

@@ -20,7 +20,15 @@ function quotaFile(): string {
   return path;
 }
 
-const base = { model: 'tiny@1', messages: [{ role: 'system', content: 'You answer in one line.' }, { role: 'user', content: 'Name a colour' }], max_tokens: 12, temperature: 0 };
+const base = {
+  model: 'tiny@1',
+  messages: [
+    { role: 'system', content: 'You answer in one line.' },
+    { role: 'user', content: 'Name a colour' },
+  ],
+  max_tokens: 12,
+  temperature: 0,
+};
 
 async function ask(server: TestServer, body: object, key = 'sk-acme-1111') {
   const r = await postJson(`${server.url}/v1/chat/completions`, body, { Authorization: `Bearer ${key}` });
@@ -30,8 +38,15 @@ async function ask(server: TestServer, body: object, key = 'sk-acme-1111') {
 
 /** The streamed text and how many content chunks carried it. */
 async function askStream(server: TestServer, body: object) {
-  const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer sk-acme-1111' }, body: JSON.stringify({ ...body, stream: true }) });
-  const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { choices: { delta: { content?: string }; finish_reason: string | null }[] });
+  const res = await fetch(`${server.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: 'Bearer sk-acme-1111' },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
+  const events = (await res.text())
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: {'))
+    .map((e) => JSON.parse(e.slice(6)) as { choices: { delta: { content?: string }; finish_reason: string | null }[] });
   const pieces = events.map((e) => e.choices[0]?.delta.content).filter((c) => c);
   return { cache: res.headers.get('x-llmkit-cache'), text: pieces.join(''), chunks: pieces.length, finish: events.at(-1)!.choices[0].finish_reason };
 }

@@ -119,7 +119,11 @@ describe('structured outputs, logprobs and n', () => {
   });
 
   it('refuses a schema the grammar engine cannot compile, and response_format on a bad type, with a 400', async () => {
-    const bad = await postJson(`${server.url}/v1/chat/completions`, { model: 'tiny', messages: ask('x'), response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { $ref: '#/$defs/missing' } } } } } });
+    const bad = await postJson(`${server.url}/v1/chat/completions`, {
+      model: 'tiny',
+      messages: ask('x'),
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { $ref: '#/$defs/missing' } } } } },
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.error!.param).toBe('response_format.json_schema.schema');
     expect(bad.body.error!.message).toContain('Cannot find field $defs');
@@ -137,7 +141,15 @@ describe('structured outputs, logprobs and n', () => {
 
   it('reports logprobs that match a log-softmax of the engine’s own logits within 1e-4', async () => {
     const messages = ask('Where do rivers go?');
-    const r = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 5, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const r = await client.chat.completions.create({
+      model: 'tiny',
+      messages,
+      max_tokens: 8,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 5,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     const content = r.choices[0].logprobs!.content!;
     expect(content).toHaveLength(8);
     // The served model's own engine: its decoder, run outside the scheduler on the whole text so far.
@@ -145,7 +157,12 @@ describe('structured outputs, logprobs and n', () => {
     const ids = engine.tokenizer.encodeChat(messages);
     const { decoder } = engine;
     for (const entry of content) {
-      const step = await decoder.forward(BigInt64Array.from(ids, BigInt), new BigInt64Array(ids.length).fill(1n), BigInt64Array.from(ids, (_, i) => BigInt(i)), decoder.emptyCache(1));
+      const step = await decoder.forward(
+        BigInt64Array.from(ids, BigInt),
+        new BigInt64Array(ids.length).fill(1n),
+        BigInt64Array.from(ids, (_, i) => BigInt(i)),
+        decoder.emptyCache(1),
+      );
       const vocab = decoder.vocabSize;
       const logits = step.logits.subarray(step.logits.length - vocab);
       const max = Math.max(...logits);

@@ -30,7 +30,12 @@ describe('tool calling', () => {
 
   beforeAll(async () => {
     server = await startTestServer({
-      models: [`tiny=${await exportedTinyModel()}`, `qwen=${await toolTemplateModel('qwen3')}`, `llama=${await toolTemplateModel('llama3_1-json')}`, `llama3=${await toolTemplateModel('llama3-plain')}`],
+      models: [
+        `tiny=${await exportedTinyModel()}`,
+        `qwen=${await toolTemplateModel('qwen3')}`,
+        `llama=${await toolTemplateModel('llama3_1-json')}`,
+        `llama3=${await toolTemplateModel('llama3-plain')}`,
+      ],
     });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
@@ -51,7 +56,9 @@ describe('tool calling', () => {
   for (const model of ['qwen', 'llama']) {
     it(`${model}: tool_choice required gives a parsed call with schema-valid arguments, 20 of 20`, async () => {
       const rs = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => client.chat.completions.create({ model, messages: ask(`What should I wear in city ${i}?`), tools: TOOLS, tool_choice: 'required', max_tokens: 200, temperature: i % 2 ? 1 : 0, seed: i })),
+        Array.from({ length: 20 }, (_, i) =>
+          client.chat.completions.create({ model, messages: ask(`What should I wear in city ${i}?`), tools: TOOLS, tool_choice: 'required', max_tokens: 200, temperature: i % 2 ? 1 : 0, seed: i }),
+        ),
       );
       for (const r of rs) {
         expect(r.choices[0].finish_reason).toBe('tool_calls');
@@ -62,7 +69,14 @@ describe('tool calling', () => {
     });
 
     it(`${model}: a named tool_choice calls that function, streamed as a tool_calls delta`, async () => {
-      const stream = await client.chat.completions.create({ model, messages: ask('Time?'), tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_time' } }, max_tokens: 100, stream: true });
+      const stream = await client.chat.completions.create({
+        model,
+        messages: ask('Time?'),
+        tools: TOOLS,
+        tool_choice: { type: 'function', function: { name: 'get_time' } },
+        max_tokens: 100,
+        stream: true,
+      });
       const deltas: OpenAI.ChatCompletionChunk.Choice.Delta.ToolCall[] = [];
       let finish: string | null = null;
       let content = '';
@@ -85,7 +99,14 @@ describe('tool calling', () => {
     const call = first.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
     checkCall(call);
     messages.push(first.choices[0].message, { role: 'tool', tool_call_id: call.id, content: JSON.stringify({ forecast: 'rain', high: 9 }) });
-    const second = await client.chat.completions.create({ model: 'qwen', messages, tools: TOOLS, tool_choice: 'none', max_tokens: 20, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const second = await client.chat.completions.create({
+      model: 'qwen',
+      messages,
+      tools: TOOLS,
+      tool_choice: 'none',
+      max_tokens: 20,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(second.choices[0].finish_reason).toBe('length');
     expect(second.choices[0].message.tool_calls).toBeUndefined();
     expect(typeof second.choices[0].message.content).toBe('string');

@@ -30,7 +30,7 @@ describe('tool-call parsing per family', () => {
   });
 
   it('knows which templates take tools', () => {
-    expect(toolFormat("{%- if tools %}<tool_call>{%- endif %}")).toBe('hermes');
+    expect(toolFormat('{%- if tools %}<tool_call>{%- endif %}')).toBe('hermes');
     expect(toolFormat('{% if tools %}{"name": function name, "parameters": ...}{% endif %}')).toBe('llama3_json');
     expect(toolFormat("{% for message in messages %}{{ message['content'] }}{% endfor %}")).toBeUndefined();
   });

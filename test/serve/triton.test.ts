@@ -161,7 +161,11 @@ describe('llmkit serve --engine triton in front of a real Triton server (fine-tu
     await triton.stop();
     const base = front.apiUrl.replace(/\/v1$/, '');
     const refused = await waitFor(async () => {
-      const r = await fetch(`${front.apiUrl}/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: QUESTION }] }) });
+      const r = await fetch(`${front.apiUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: QUESTION }] }),
+      });
       return r.status === 503 ? r : null;
     });
     const body = (await refused.json()) as { error: { code: string; message: string } };
@@ -209,20 +213,43 @@ describe('the decoder config.pbtxt against the exported ONNX file', () => {
   });
 
   it('catches a wrong dimension, a wrong type, a missing and an extra tensor, and a wrong backend', async () => {
-    expect(await checkDecoderConfig(mutated((c) => c.replace('dims: [ -1, 2, -1, 16 ]', 'dims: [ -1, 2, -1, 32 ]')), 'tiny')).toEqual([
-      'input past_key_values.0.key has dims [-1, 2, -1, 32] in config.pbtxt but [-1, 2, -1, 16] in the ONNX file (batch, 2, past_sequence, 16)',
-    ]);
-    expect(await checkDecoderConfig(mutated((c) => c.replace(/(name: "logits"\s+data_type: )TYPE_FP32/, '$1TYPE_FP16')), 'tiny')).toEqual([
-      'output logits is TYPE_FP16 in config.pbtxt but float32 (TYPE_FP32) in the ONNX file',
-    ]);
-    expect(await checkDecoderConfig(mutated((c) => c.replace('"position_ids"', '"positions"')), 'tiny')).toEqual([
-      'input position_ids of the ONNX file is missing from config.pbtxt',
-      'input positions in config.pbtxt is not in the ONNX file',
-    ]);
-    expect(await checkDecoderConfig(mutated((c) => c.replace('dims: [ -1, -1 ]', 'dims: [ -1 ]')), 'tiny')).toHaveLength(1);
-    expect(await checkDecoderConfig(mutated((c) => c.replace('backend: "onnxruntime"', 'backend: "python"')), 'tiny')).toEqual(['backend is python, not onnxruntime']);
+    expect(
+      await checkDecoderConfig(
+        mutated((c) => c.replace('dims: [ -1, 2, -1, 16 ]', 'dims: [ -1, 2, -1, 32 ]')),
+        'tiny',
+      ),
+    ).toEqual(['input past_key_values.0.key has dims [-1, 2, -1, 32] in config.pbtxt but [-1, 2, -1, 16] in the ONNX file (batch, 2, past_sequence, 16)']);
+    expect(
+      await checkDecoderConfig(
+        mutated((c) => c.replace(/(name: "logits"\s+data_type: )TYPE_FP32/, '$1TYPE_FP16')),
+        'tiny',
+      ),
+    ).toEqual(['output logits is TYPE_FP16 in config.pbtxt but float32 (TYPE_FP32) in the ONNX file']);
+    expect(
+      await checkDecoderConfig(
+        mutated((c) => c.replace('"position_ids"', '"positions"')),
+        'tiny',
+      ),
+    ).toEqual(['input position_ids of the ONNX file is missing from config.pbtxt', 'input positions in config.pbtxt is not in the ONNX file']);
+    expect(
+      await checkDecoderConfig(
+        mutated((c) => c.replace('dims: [ -1, -1 ]', 'dims: [ -1 ]')),
+        'tiny',
+      ),
+    ).toHaveLength(1);
+    expect(
+      await checkDecoderConfig(
+        mutated((c) => c.replace('backend: "onnxruntime"', 'backend: "python"')),
+        'tiny',
+      ),
+    ).toEqual(['backend is python, not onnxruntime']);
     // With max_batch_size > 0 Triton adds the batch dimension itself: the declared dims then have one too many.
-    expect(await checkDecoderConfig(mutated((c) => c.replace('max_batch_size: 0', 'max_batch_size: 8')), 'tiny')).toHaveLength(13);
+    expect(
+      await checkDecoderConfig(
+        mutated((c) => c.replace('max_batch_size: 0', 'max_batch_size: 8')),
+        'tiny',
+      ),
+    ).toHaveLength(13);
   });
 
   it("Triton's own parser accepts the config (loading stops only at the onnxruntime backend the wheel lacks) and refuses a broken one", async () => {

@@ -41,7 +41,16 @@ describe('WebSocket with plain OpenAI requests (no id), as clients written for O
   });
   afterAll(() => server.drain());
 
-  const request = { model: 'tiny', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Explain the tides' }], max_tokens: 24, temperature: 0, stream: true };
+  const request = {
+    model: 'tiny',
+    messages: [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'Explain the tides' },
+    ],
+    max_tokens: 24,
+    temperature: 0,
+    stream: true,
+  };
 
   it.each(['/v1/chat/completions', '/v1/ws'])('streams on ws://HOST%s until finish_reason, the same text as the REST answer', async (path) => {
     const rest = await client.chat.completions.create({ ...request, stream: false });

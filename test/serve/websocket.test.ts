@@ -29,7 +29,11 @@ async function connect(url: string, headers: Record<string, string> = {}) {
     messages,
     send: (m: object) => ws.send(JSON.stringify(m)),
     finished: (id: string) => new Promise<Message>((resolve) => waiters.push({ id, resolve })),
-    text: (id: string) => messages.filter((m) => m.id === id && m.type === 'chunk').map((m) => m.chunk!.choices[0]?.delta.content ?? '').join(''),
+    text: (id: string) =>
+      messages
+        .filter((m) => m.id === id && m.type === 'chunk')
+        .map((m) => m.chunk!.choices[0]?.delta.content ?? '')
+        .join(''),
   };
 }
 
@@ -53,7 +57,10 @@ describe('streaming over WebSocket', () => {
     client.send({ type: 'chat.completions', id: 'b', body: body('A longer question about the sea and its tides', { max_tokens: 25 }) });
     const [a, b] = await Promise.all([client.finished('a'), client.finished('b')]);
     expect([a.type, b.type]).toEqual(['done', 'done']);
-    for (const [id, content, n] of [['a', 'Hello there', 15], ['b', 'A longer question about the sea and its tides', 25]] as const) {
+    for (const [id, content, n] of [
+      ['a', 'Hello there', 15],
+      ['b', 'A longer question about the sea and its tides', 25],
+    ] as const) {
       expect(client.text(id)).toBe((await engine.complete({ promptIds: engine.tokenizer.encodeChat([{ role: 'user', content }]), maxTokens: n })).text);
     }
     const chunks = client.messages.filter((m) => m.id === 'a' && m.type === 'chunk');

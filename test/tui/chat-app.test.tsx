@@ -36,11 +36,7 @@ describe('the chat app', () => {
   });
 
   it('cancels a reply with Esc and with Ctrl-C, and keeps going', async () => {
-    const { app, session } = chat([
-      { pieces: ['blah '], delayMs: 20, endless: true },
-      { pieces: ['more '], delayMs: 20, endless: true },
-      { pieces: ['short answer'] },
-    ]);
+    const { app, session } = chat([{ pieces: ['blah '], delayMs: 20, endless: true }, { pieces: ['more '], delayMs: 20, endless: true }, { pieces: ['short answer'] }]);
     await submit(app, 'tell me a long story');
     await waitForScreen(app, (s) => s.includes('blah blah'), 'the endless reply');
     await press(app, KEYS.escape);
@@ -163,7 +159,14 @@ describe('the chat app', () => {
     await submit(first.app, `/save ${file}`);
     await waitForScreen(first.app, (s) => s.includes(`saved 2 messages to ${file}`), 'the save notice');
     const saved = JSON.parse(readFileSync(file, 'utf8'));
-    expect(saved).toMatchObject({ format: 'llmkit-chat-transcript', system: 'Be brief.', messages: [{ role: 'user', content: 'What is 2+2?' }, { role: 'assistant', content: 'It is 4.' }] });
+    expect(saved).toMatchObject({
+      format: 'llmkit-chat-transcript',
+      system: 'Be brief.',
+      messages: [
+        { role: 'user', content: 'What is 2+2?' },
+        { role: 'assistant', content: 'It is 4.' },
+      ],
+    });
     first.app.unmount();
 
     const second = chat([{ pieces: ['Still 4.'] }]);

@@ -46,7 +46,9 @@ function describe_(schema: z.ZodType): string {
     case 'number':
       return (schema as z.ZodNumber).isInt ? 'int' : 'number';
     case 'enum':
-      return `enum(${Object.values(def.entries as Record<string, string>).sort().join('|')})`;
+      return `enum(${Object.values(def.entries as Record<string, string>)
+        .sort()
+        .join('|')})`;
     case 'nullable':
       return [describe_(def.innerType), 'null'].sort().join('|');
     case 'array':

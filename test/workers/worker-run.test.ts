@@ -14,7 +14,10 @@ function selftest(config: Record<string, unknown>, extra: Partial<Parameters<typ
 }
 
 async function failure(promise: Promise<unknown>): Promise<LlmkitError> {
-  const e = await promise.then(() => null, (err: unknown) => err);
+  const e = await promise.then(
+    () => null,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(LlmkitError);
   return e as LlmkitError;
 }
@@ -81,10 +84,7 @@ describe('the worker runner against the real Python worker', () => {
 
   it('forwards a stop request (Ctrl-C) so the job checkpoints and says where', async () => {
     const controller = new AbortController();
-    const { run, dir } = selftest(
-      { steps: 50, step_seconds: 0.1 },
-      { stopSignal: controller.signal, onEvent: (e) => e.event === 'progress' && e.step === 2 && controller.abort() },
-    );
+    const { run, dir } = selftest({ steps: 50, step_seconds: 0.1 }, { stopSignal: controller.signal, onEvent: (e) => e.event === 'progress' && e.step === 2 && controller.abort() });
     const e = await failure(run);
     expect(e).toBeInstanceOf(WorkerInterrupted);
     expect(e.exitCode).toBe(130);

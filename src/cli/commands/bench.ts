@@ -59,7 +59,9 @@ function formatReport(r: BenchReport): string {
     `bare engine loop: ${f(r.engine.tokensPerSecond)} tokens/s (decode ${f(r.engine.decodeTokensPerSecond)} tokens/s)`,
   ];
   if (r.baseline) {
-    lines.push(`${r.baseline.name} generate(): ${f(r.baseline.tokensPerSecond)} tokens/s (decode ${f(r.baseline.decodeTokensPerSecond)} tokens/s); llmkit decode is ${f(r.baseline.engineDecodeRatio, 2)}× that`);
+    lines.push(
+      `${r.baseline.name} generate(): ${f(r.baseline.tokensPerSecond)} tokens/s (decode ${f(r.baseline.decodeTokensPerSecond)} tokens/s); llmkit decode is ${f(r.baseline.engineDecodeRatio, 2)}× that`,
+    );
   }
   lines.push(
     '',

@@ -43,8 +43,12 @@ export function distillCommand(): Command {
       const options = resolveDistillOptions({ values: { ...opts, recipe: undefined }, typed: (key) => command.getOptionValueSource(key) === 'cli' }, recipe);
       if (flags.verbose) process.stderr.write(`resolved options: ${JSON.stringify(options)}\n`);
 
-      await runTrainingCommand(flags, 'distill', (hooks) => runDistill(options, { ...hooks, recipe: recipePath }), formatSummary, (when) =>
-        when === 'teacher' ? 'of the teacher' : when,
+      await runTrainingCommand(
+        flags,
+        'distill',
+        (hooks) => runDistill(options, { ...hooks, recipe: recipePath }),
+        formatSummary,
+        (when) => (when === 'teacher' ? 'of the teacher' : when),
       );
     }),
   );
@@ -69,13 +73,7 @@ function formatSummary(s: DistillSummary): string {
     const teacher = s.teacher.exactMatch ? formatExact(s.teacher.exactMatch) : '-';
     rows.push(['exact match', `teacher ${teacher}; student ${t.exactMatch.before ? formatExact(t.exactMatch.before) : '-'} → ${t.exactMatch.after ? formatExact(t.exactMatch.after) : '-'}`]);
   }
-  rows.push(
-    ['time', `${t.trainSeconds.toFixed(1)} s training on ${t.device} (${t.precision})`],
-    ['model', t.modelOut ?? '-'],
-    ['metrics', t.metrics],
-    ['config', t.config],
-    ['log', t.log],
-  );
+  rows.push(['time', `${t.trainSeconds.toFixed(1)} s training on ${t.device} (${t.precision})`], ['model', t.modelOut ?? '-'], ['metrics', t.metrics], ['config', t.config], ['log', t.log]);
   if (s.reportFile) rows.push(['report', s.reportFile]);
   const head = `distill done (${how}${t.resumedFrom ? `, resumed from ${t.resumedFrom}` : ''})\n${formatRows(rows)}`;
   return s.report ? `${head}\n\n${formatReport(s.report)}` : head;

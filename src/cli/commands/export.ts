@@ -9,32 +9,32 @@ export function exportCommand(): Command {
   // The Triton flags come last in --help: they are added to the finished command.
   return withTritonOptions(
     new Command('export')
-    .description('export a Hugging Face causal LM folder to an ONNX decoder with KV cache, checked against PyTorch')
-    .argument('<model>', 'Hugging Face model folder (config.json + weights + tokenizer)')
-    .requiredOption('--out <dir>', 'output folder (ONNX model, tokenizer, llmkit.json manifest)')
-    .option('--fp16', 'float16 weights and compute, for GPUs (inputs, outputs and the KV cache stay float32)', false)
-    .option('--fused', "ONNX Runtime's fused operators (SkipSimplifiedLayerNormalization, RotaryEmbedding, fused q/k/v and gate/up MatMuls), as onnxruntime-genai's graphs use", false)
-    .option('--tolerance <x>', 'largest max-abs logit difference vs PyTorch that passes the check (default: 1e-3, or 5e-2 with --fp16)')
-    .action(
-      action(async (opts: { out: string; fp16: boolean; fused: boolean; tolerance?: string } & TritonFlags, flags: GlobalFlags, [model]) => {
-        const { exportModel } = await import('../../core/export.js');
-        const tolerance = opts.tolerance === undefined ? undefined : parseNumber(opts.tolerance, '--tolerance', { min: 0 });
-        const triton = parseTritonFlags(opts);
-        const view = new ProgressView(flags, 'export');
-        const stop = stopOnCtrlC();
-        try {
-          const report = await exportModel({ model, out: opts.out, dtype: opts.fp16 ? 'fp16' : 'fp32', fused: opts.fused, tolerance, triton, onEvent: view.onEvent, stopSignal: stop.signal });
-          view.stop();
-          if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
-          else {
-            const worst = Math.max(...Object.values(report.parity));
-            process.stdout.write(`exported ${model} → ${report.path} (${formatBytes(report.onnxBytes)}); max |Δlogit| vs PyTorch ${worst.toExponential(1)} over prefill + 3 decode steps\n`);
-            if (report.triton) process.stdout.write(tritonLine(report.triton));
+      .description('export a Hugging Face causal LM folder to an ONNX decoder with KV cache, checked against PyTorch')
+      .argument('<model>', 'Hugging Face model folder (config.json + weights + tokenizer)')
+      .requiredOption('--out <dir>', 'output folder (ONNX model, tokenizer, llmkit.json manifest)')
+      .option('--fp16', 'float16 weights and compute, for GPUs (inputs, outputs and the KV cache stay float32)', false)
+      .option('--fused', "ONNX Runtime's fused operators (SkipSimplifiedLayerNormalization, RotaryEmbedding, fused q/k/v and gate/up MatMuls), as onnxruntime-genai's graphs use", false)
+      .option('--tolerance <x>', 'largest max-abs logit difference vs PyTorch that passes the check (default: 1e-3, or 5e-2 with --fp16)')
+      .action(
+        action(async (opts: { out: string; fp16: boolean; fused: boolean; tolerance?: string } & TritonFlags, flags: GlobalFlags, [model]) => {
+          const { exportModel } = await import('../../core/export.js');
+          const tolerance = opts.tolerance === undefined ? undefined : parseNumber(opts.tolerance, '--tolerance', { min: 0 });
+          const triton = parseTritonFlags(opts);
+          const view = new ProgressView(flags, 'export');
+          const stop = stopOnCtrlC();
+          try {
+            const report = await exportModel({ model, out: opts.out, dtype: opts.fp16 ? 'fp16' : 'fp32', fused: opts.fused, tolerance, triton, onEvent: view.onEvent, stopSignal: stop.signal });
+            view.stop();
+            if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
+            else {
+              const worst = Math.max(...Object.values(report.parity));
+              process.stdout.write(`exported ${model} → ${report.path} (${formatBytes(report.onnxBytes)}); max |Δlogit| vs PyTorch ${worst.toExponential(1)} over prefill + 3 decode steps\n`);
+              if (report.triton) process.stdout.write(tritonLine(report.triton));
+            }
+          } finally {
+            stop.dispose();
           }
-        } finally {
-          stop.dispose();
-        }
-      }),
-    ),
+        }),
+      ),
   );
 }

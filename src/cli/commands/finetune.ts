@@ -11,7 +11,7 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 export function finetuneCommand(): Command {
   const command = new Command('finetune')
     .description('fine-tune a causal LM on JSONL data, fully or with LoRA (Python worker, CPU or CUDA)')
-    .argument('[model]', 'Hugging Face model folder, or builtin:tiny (default: the recipe\'s model)')
+    .argument('[model]', "Hugging Face model folder, or builtin:tiny (default: the recipe's model)")
     .option('--recipe <file>', "YAML recipe whose keys are these flags' names; flags you type override it")
     .option('--data <file>', 'training data, JSONL: messages, instruction/output, prompt/completion or text (repeat for more files)', collect)
     .option('--eval-data <file>', 'evaluation data, JSONL (repeat for more files)', collect)

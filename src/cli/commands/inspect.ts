@@ -29,7 +29,10 @@ function formatInspection(r: ModelInspection): string {
     ['size', `${r.parameters === null ? '' : `${(r.parameters / 1e6).toFixed(1)}M parameters, `}${formatBytes(r.bytesOnDisk)} on disk${r.precision ? `, ${r.precision}` : ''}`],
     ['layers', String(r.layers ?? '-')],
     ['context', r.contextLength === null ? '-' : `${r.contextLength} tokens`],
-    ['tokenizer', r.tokenizer.file ? `${r.tokenizer.file}${r.tokenizer.class ? ` (${r.tokenizer.class})` : ''}, vocabulary ${r.vocabSize ?? '?'}${r.tokenizer.eos ? `, eos ${r.tokenizer.eos}` : ''}` : 'missing'],
+    [
+      'tokenizer',
+      r.tokenizer.file ? `${r.tokenizer.file}${r.tokenizer.class ? ` (${r.tokenizer.class})` : ''}, vocabulary ${r.vocabSize ?? '?'}${r.tokenizer.eos ? `, eos ${r.tokenizer.eos}` : ''}` : 'missing',
+    ],
     ['chat template', template],
     ['commands', r.commands.length ? r.commands.join(', ') : 'none'],
   ];

@@ -1,5 +1,15 @@
 import { Command } from 'commander';
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, FILTER_MODES, parseDevice, REDIS_DOWN_POLICIES, SERVE_ENGINES, type FilterMode, type RedisDownPolicy } from '../../core/choices.js';
+import {
+  DEFAULT_CACHE_ENTRIES,
+  DEFAULT_CACHE_TTL_S,
+  DEFAULT_PREFIX_CACHE_MB,
+  FILTER_MODES,
+  parseDevice,
+  REDIS_DOWN_POLICIES,
+  SERVE_ENGINES,
+  type FilterMode,
+  type RedisDownPolicy,
+} from '../../core/choices.js';
 import { UsageError } from '../../shared/errors.js';
 import { action } from '../action.js';
 import { parseInteger } from '../flags.js';

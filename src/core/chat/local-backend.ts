@@ -33,12 +33,24 @@ export class LocalChatBackend implements ChatBackend {
     try {
       promptIds = this.engine.tokenizer.encodeChat(messages);
     } catch (e) {
-      return fail(new ChatBackendError('bad_request', `${this.info.model}'s chat template failed (${(e as Error).message.split('\n')[0]})`, 'export the model with a tokenizer_config.json that has a chat_template'));
+      return fail(
+        new ChatBackendError(
+          'bad_request',
+          `${this.info.model}'s chat template failed (${(e as Error).message.split('\n')[0]})`,
+          'export the model with a tokenizer_config.json that has a chat_template',
+        ),
+      );
     }
     // A long conversation gets a shorter reply rather than none, until the prompt itself no longer fits.
     const room = this.engine.contextLength - promptIds.length;
     if (room <= 0) {
-      return fail(new ChatBackendError('context_too_long', `the conversation (${promptIds.length} tokens) no longer fits ${this.info.model}'s context of ${this.engine.contextLength} tokens`, '/clear starts a new conversation'));
+      return fail(
+        new ChatBackendError(
+          'context_too_long',
+          `the conversation (${promptIds.length} tokens) no longer fits ${this.info.model}'s context of ${this.engine.contextLength} tokens`,
+          '/clear starts a new conversation',
+        ),
+      );
     }
     await new Promise<void>((resolve) => {
       const ended: Streamer = {
@@ -54,7 +66,11 @@ export class LocalChatBackend implements ChatBackend {
           ended,
         );
       } catch (e) {
-        fail(e instanceof EngineRejection && e.code === 'context_length_exceeded' ? new ChatBackendError('context_too_long', e.message, '/clear starts a new conversation') : new ChatBackendError('server', (e as Error).message));
+        fail(
+          e instanceof EngineRejection && e.code === 'context_length_exceeded'
+            ? new ChatBackendError('context_too_long', e.message, '/clear starts a new conversation')
+            : new ChatBackendError('server', (e as Error).message),
+        );
         resolve();
       }
     });

@@ -19,7 +19,13 @@ export const STUDENT_CONFIG_KEYS = ['num_hidden_layers', 'hidden_size', 'interme
 /** `num_hidden_layers=12,intermediate_size=2048` from the command line, or a mapping in a recipe. */
 function studentConfigField() {
   const message = `must be key=value pairs (comma-separated) of ${STUDENT_CONFIG_KEYS.join(', ')} with integer values ≥ 1`;
-  const pairs = (v: string) => Object.fromEntries(v.split(',').filter((p) => p.trim()).map((p) => [p.split('=')[0].trim(), p.includes('=') ? Number(p.split('=')[1]) : NaN]));
+  const pairs = (v: string) =>
+    Object.fromEntries(
+      v
+        .split(',')
+        .filter((p) => p.trim())
+        .map((p) => [p.split('=')[0].trim(), p.includes('=') ? Number(p.split('=')[1]) : NaN]),
+    );
   return z.preprocess(
     (v) => (typeof v === 'string' ? pairs(v) : v),
     z
@@ -106,7 +112,10 @@ const MODE_ONLY: Record<string, 'logits' | 'sequence'> = { temperature: 'logits'
 export function resolveDistillOptions(flags: FlagValues, recipe?: Recipe): DistillOptions {
   const options = resolveConfig(DistillSchema, flags, recipe, DISTILL_RULES);
   if (!options.student && !options.studentConfig && !options.studentLayers) {
-    throw new UsageError('--student or --student-config is required', "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12");
+    throw new UsageError(
+      '--student or --student-config is required',
+      "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12",
+    );
   }
   for (const [key, mode] of Object.entries(MODE_ONLY)) {
     if (options[key as keyof DistillOptions] === undefined || options.mode === mode) continue;
@@ -135,7 +144,8 @@ export function planStudent(opts: Pick<DistillOptions, 'studentConfig' | 'studen
     throw new UsageError(`--student-layers lists ${opts.studentLayers.length} layers but --student-config has num_hidden_layers=${count}`, 'give one teacher layer for each student layer');
   }
   for (const [key, value] of Object.entries(config)) {
-    if (typeof teacher[key] !== 'number') throw new UsageError(`--student-config ${key}: the teacher's config.json has no ${key}`, `change ${STUDENT_CONFIG_KEYS.filter((k) => typeof teacher[k] === 'number').join(', ')}`);
+    if (typeof teacher[key] !== 'number')
+      throw new UsageError(`--student-config ${key}: the teacher's config.json has no ${key}`, `change ${STUDENT_CONFIG_KEYS.filter((k) => typeof teacher[k] === 'number').join(', ')}`);
     if (value > (teacher[key] as number)) throw new UsageError(`--student-config ${key}=${value} is larger than the teacher's ${teacher[key]}`, 'a student is at most the size of its teacher');
   }
   const dims = { ...teacher, ...config } as Record<string, number>;

@@ -50,7 +50,10 @@ export async function checkGpuCount(o: DistributedFlags): Promise<void> {
   const { result } = await runWorker({ job: 'probe', config: {}, logFile: join(llmkitHome(), 'logs', 'probe.log') });
   const seen = result.cuda.gpus.length;
   if (seen < o.gpus) {
-    throw new UsageError(`--gpus ${o.gpus}: PyTorch in the worker environment sees ${seen} CUDA GPU${seen === 1 ? '' : 's'}`, seen ? `use --gpus ${seen} or less (CUDA_VISIBLE_DEVICES picks which)` : 'run on a machine with CUDA GPUs, or use --nproc N on the CPU');
+    throw new UsageError(
+      `--gpus ${o.gpus}: PyTorch in the worker environment sees ${seen} CUDA GPU${seen === 1 ? '' : 's'}`,
+      seen ? `use --gpus ${seen} or less (CUDA_VISIBLE_DEVICES picks which)` : 'run on a machine with CUDA GPUs, or use --nproc N on the CPU',
+    );
   }
 }
 

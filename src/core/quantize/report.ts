@@ -114,7 +114,15 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
     createdAt: new Date().toISOString(),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, onnxruntimeNode: onnxruntimeVersion, provider: 'cpu' },
     eval: { file: opts.evalData, tokens: tokens.length, positions: accuracy.positions, windows: accuracy.windows, window },
-    speed: { threads: opts.threads, prompts: plan.prompts.length, promptTokens: SPEED.promptTokens, newTokens, rounds: plan.rounds, steps: speeds[1].steps, statistic: 'median cached decode step, batch 1, warm-up excluded' },
+    speed: {
+      threads: opts.threads,
+      prompts: plan.prompts.length,
+      promptTokens: SPEED.promptTokens,
+      newTokens,
+      rounds: plan.rounds,
+      steps: speeds[1].steps,
+      statistic: 'median cached decode step, batch 1, warm-up excluded',
+    },
     quantization: quantized.manifest.quantization ?? {},
     models,
   };

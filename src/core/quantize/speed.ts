@@ -27,11 +27,7 @@ function median(values: number[]): number {
  * models prompt by prompt (and swap order every round) so that background load falls on all of them
  * alike; one warm-up run per model is not timed.
  */
-export async function measureDecodeSpeed(
-  decoders: DecoderSession[],
-  plan: SpeedPlan,
-  onRun: (done: number, total: number) => void = () => {},
-): Promise<DecodeSpeed[]> {
+export async function measureDecodeSpeed(decoders: DecoderSession[], plan: SpeedPlan, onRun: (done: number, total: number) => void = () => {}): Promise<DecodeSpeed[]> {
   for (const decoder of decoders) await greedyDecode(decoder, plan.prompts[0], 8);
   const steps: number[][] = decoders.map(() => []);
   const total = plan.rounds * plan.prompts.length;

@@ -33,7 +33,8 @@ async function createCompiler(): Promise<GrammarCompiler> {
 /** Compiles or finds a grammar; least recently used ones leave the cache first. */
 function compile(key: string, spec: GrammarSpec): Promise<CompiledGrammar> {
   let grammar = compiled.get(key);
-  if (grammar) compiled.delete(key); // re-inserted below: most recently used last
+  if (grammar)
+    compiled.delete(key); // re-inserted below: most recently used last
   else {
     grammar = compileNew(spec);
     grammar.catch(() => compiled.delete(key));
@@ -43,7 +44,10 @@ function compile(key: string, spec: GrammarSpec): Promise<CompiledGrammar> {
     const [oldest, evicted] = compiled.entries().next().value!;
     compiled.delete(oldest);
     // Matchers made from it keep what they need.
-    void evicted.then((g) => g.dispose(), () => undefined);
+    void evicted.then(
+      (g) => g.dispose(),
+      () => undefined,
+    );
   }
   return grammar;
 }

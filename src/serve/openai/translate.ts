@@ -50,7 +50,11 @@ function common(r: ChatRequest | CompletionRequest): Omit<NativeRequest, 'endpoi
   if (r.seed != null) sampling.seed = r.seed;
   const rf = r.response_format;
   const format: OutputFormat | undefined =
-    rf?.type === 'json_object' ? { type: 'json_object' } : rf?.type === 'json_schema' ? { type: 'json_schema', schema: rf.json_schema.schema ?? {}, strict: rf.json_schema.strict ?? false } : undefined;
+    rf?.type === 'json_object'
+      ? { type: 'json_object' }
+      : rf?.type === 'json_schema'
+        ? { type: 'json_schema', schema: rf.json_schema.schema ?? {}, strict: rf.json_schema.strict ?? false }
+        : undefined;
   return {
     model: r.model,
     sampling,

@@ -62,7 +62,11 @@ export class TritonClient {
       while ((end = buffered.indexOf('\n\n')) >= 0) {
         const event = buffered.slice(0, end);
         buffered = buffered.slice(end + 2);
-        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('');
+        const data = event
+          .split('\n')
+          .filter((l) => l.startsWith('data:'))
+          .map((l) => l.slice(5).trim())
+          .join('');
         if (data) yield JSON.parse(data) as TritonEvent;
       }
     }

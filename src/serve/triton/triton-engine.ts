@@ -55,7 +55,10 @@ export class TritonEngine implements GenerationEngine {
     try {
       const models = await client.models();
       if (!models.some((m) => m.name === opts.model)) {
-        throw new UsageError(`Triton at ${client.url} has no model ${opts.model} (it has: ${models.map((m) => m.name).join(', ') || 'none'})`, 'pass --triton-model NAME, or export with `llmkit export --triton DIR` and start Triton on DIR');
+        throw new UsageError(
+          `Triton at ${client.url} has no model ${opts.model} (it has: ${models.map((m) => m.name).join(', ') || 'none'})`,
+          'pass --triton-model NAME, or export with `llmkit export --triton DIR` and start Triton on DIR',
+        );
       }
     } catch (e) {
       if (!(e instanceof TritonUnreachable)) throw e;
@@ -119,8 +122,7 @@ export class TritonEngine implements GenerationEngine {
     let timeToFirstTokenMs: number | undefined;
     const interTokenMs: number[] = [];
     let completionTokens = 0;
-    const end = (reason: FinishReason, error?: Error) =>
-      sink.end({ reason, promptTokens: request.promptIds.length, completionTokens, timeToFirstTokenMs, interTokenMs, error });
+    const end = (reason: FinishReason, error?: Error) => sink.end({ reason, promptTokens: request.promptIds.length, completionTokens, timeToFirstTokenMs, interTokenMs, error });
 
     this.scheduler.batchSize++;
     try {

@@ -7,6 +7,7 @@ the converter would make Q8_0 as Q4_0 instead (gguf-py's reference quantizer, bl
 every 2-D weight, the embedding and the output layer included, like llama-quantize --pure). Usage:
 python convert_gguf.py <llama.cpp source> <converter arguments...>
 """
+
 import runpy
 import sys
 from pathlib import Path
@@ -29,7 +30,8 @@ if "q4_0" in args:
     gguf.quants.quantize = lambda data, qtype: quantize(data, Q4 if qtype == Q8 else qtype)
     gguf.quant_shape_from_byte_shape = lambda shape, qtype: shape_of(shape, Q4 if qtype == Q8 else qtype)
     gguf.GGUFWriter.add_tensor = lambda self, name, tensor, raw_shape=None, raw_dtype=None, **kw: add_tensor(
-        self, name, tensor, raw_shape, Q4 if raw_dtype == Q8 else raw_dtype, **kw)
+        self, name, tensor, raw_shape, Q4 if raw_dtype == Q8 else raw_dtype, **kw
+    )
     gguf.GGUFWriter.add_file_type = lambda self, ftype: add_file_type(self, gguf.LlamaFileType.MOSTLY_Q4_0)
 sys.argv = [str(source / "convert_hf_to_gguf.py"), *args]
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -2,6 +2,7 @@
 request a line on stdin ({prompts: [[ids]], newTokens}; prompts of one length) and answers one JSON line like
 llmkit-runner.js: prefill time (to the first token), decode tokens/s after it, aggregate tokens/s, the tokens.
 Threads come from the folder's genai_config.json (set by peers.sh). Usage: python genai_runner.py <folder>"""
+
 import json
 import sys
 import time
@@ -26,9 +27,14 @@ for line in sys.stdin:
         times.append(time.perf_counter())
     ended = time.perf_counter()
     rows = [list(t) for t in zip(*tokens)]
-    print(json.dumps({
-        "prefillMs": 1000 * (times[0] - started),
-        "decodeTokPerS": [(len(times) - 1) / (times[-1] - times[0])] * len(prompts),
-        "totalTokPerS": len(prompts) * len(tokens) / (ended - started),
-        "tokens": rows,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "prefillMs": 1000 * (times[0] - started),
+                "decodeTokPerS": [(len(times) - 1) / (times[-1] - times[0])] * len(prompts),
+                "totalTokPerS": len(prompts) * len(tokens) / (ended - started),
+                "tokens": rows,
+            }
+        ),
+        flush=True,
+    )

@@ -3,6 +3,7 @@
 Maps failures to one `error` event with a kind llmkit turns into a one-line message:
 bad_input, missing_package, oom, crash.
 """
+
 import importlib
 import sys
 import traceback

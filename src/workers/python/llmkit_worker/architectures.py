@@ -1,5 +1,6 @@
 """The architectures llmkit supports, from assets/architectures.json (which src/core/architectures.ts reads too),
 so export, finetune, lora merge, distill and quantize accept exactly the same families."""
+
 import json
 import os
 

@@ -1,6 +1,7 @@
 """Writing outputs under a temporary name and renaming them into place, so that a crash or Ctrl-C
 never leaves half a model, checkpoint or file where llmkit (or the user) would take it for whole.
 The temporary name is the final one plus `.tmp`, beside it (a rename within one file system)."""
+
 import os
 import shutil
 

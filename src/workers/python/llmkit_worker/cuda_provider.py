@@ -13,6 +13,7 @@ Result: version, source, provider_files, library_dirs.
 Raises BadInput: no wheel or libraries at source, a release other than onnxruntime-node's, CUDA
 libraries missing when offline.
 """
+
 import glob
 import os
 import re
@@ -67,8 +68,7 @@ def download_wheel(version: str, folder: str) -> str:
     done = subprocess.run([*pip, f"onnxruntime-gpu=={version}"], capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BadInput(f"pip could not download onnxruntime-gpu=={version} ({tail})",
-                       hint="check access to PyPI, or pass a wheel or folder with --cuda-from")
+        raise BadInput(f"pip could not download onnxruntime-gpu=={version} ({tail})", hint="check access to PyPI, or pass a wheel or folder with --cuda-from")
     return find_wheel(folder, version)
 
 
@@ -107,16 +107,19 @@ def find_unpacked(source: str) -> str:
     for folder in (source, os.path.join(source, "onnxruntime", "capi")):
         if os.path.isfile(os.path.join(folder, PROVIDER_LIBS[0])):
             return folder
-    raise BadInput(f"{source} holds neither an onnxruntime-gpu wheel nor {PROVIDER_LIBS[0]}",
-                   hint="pass the wheel, its folder, or a folder with the provider libraries")
+    raise BadInput(
+        f"{source} holds neither an onnxruntime-gpu wheel nor {PROVIDER_LIBS[0]}", hint="pass the wheel, its folder, or a folder with the provider libraries"
+    )
 
 
 def install_from_folder(folder: str, version: str, dest: str) -> list[str]:
     """Unpacked libraries carry no version in their names; the CUDA provider holds its release as a string."""
     with open(os.path.join(folder, PROVIDER_LIBS[0]), "rb") as f:
         if b"\0" + version.encode() + b"\0" not in f.read():
-            raise BadInput(f"the CUDA provider in {folder} is not from onnxruntime {version}, the release onnxruntime-node uses",
-                           hint=f"take the libraries from onnxruntime-gpu=={version}")
+            raise BadInput(
+                f"the CUDA provider in {folder} is not from onnxruntime {version}, the release onnxruntime-node uses",
+                hint=f"take the libraries from onnxruntime-gpu=={version}",
+            )
     files = []
     for lib in PROVIDER_LIBS:
         path = os.path.join(folder, lib)
@@ -142,13 +145,13 @@ def find_cuda_libraries(search: list[str], offline: bool, pip_target: str) -> li
     found = locate(CUDA_LIBS, [*search, pip_target])
     missing = sorted(set(CUDA_LIBS) - set(found))
     if missing and offline:
-        raise BadInput(f"CUDA libraries not found: {', '.join(missing)}",
-                       hint="install PyTorch cu130 (it brings them) or run the set-up where PyPI is reachable")
+        raise BadInput(
+            f"CUDA libraries not found: {', '.join(missing)}", hint="install PyTorch cu130 (it brings them) or run the set-up where PyPI is reachable"
+        )
     if missing:
         packages = sorted({CUDA_LIBS[m] for m in missing})
         emit("progress", message=f"installing {', '.join(packages)} with pip")
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", pip_target, *packages],
-                              capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", pip_target, *packages], capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise BadInput(f"pip could not install {', '.join(packages)} ({tail})", hint="check access to PyPI")

@@ -27,6 +27,7 @@ exact match).
 Raises BadInput for: a teacher transformers cannot load, teacher and student vocabularies that differ, a
 student config transformers rejects, and whatever the finetune job raises.
 """
+
 import copy
 import json
 import os
@@ -72,6 +73,7 @@ def run(config: DistillConfig) -> int:
 
 # ---- teacher and student ---------------------------------------------------------------------------
 
+
 def load_teacher(folder: str):
     """On the CPU in the dtype it was saved in, so that a student built from it copies its weights exactly."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -79,8 +81,10 @@ def load_teacher(folder: str):
     try:
         return AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
     except (OSError, ValueError, KeyError) as e:
-        raise BadInput(f"transformers cannot load the teacher in {folder}: {str(e).splitlines()[0]}",
-                       hint="pass a Hugging Face causal LM folder (config.json, weights, tokenizer) as --teacher") from e
+        raise BadInput(
+            f"transformers cannot load the teacher in {folder}: {str(e).splitlines()[0]}",
+            hint="pass a Hugging Face causal LM folder (config.json, weights, tokenizer) as --teacher",
+        ) from e
 
 
 def check_vocabulary(teacher_tokenizer, student: str) -> None:
@@ -91,9 +95,11 @@ def check_vocabulary(teacher_tokenizer, student: str) -> None:
     differ = sorted(set(theirs.items()) ^ set(ours.items()))
     if differ:
         token = differ[0][0]
-        raise BadInput(f"the teacher and the student have different vocabularies ({len(theirs):,} and {len(ours):,} tokens; "
-                       f"{token!r} is {theirs.get(token)} in the teacher and {ours.get(token)} in the student)",
-                       hint="distill into a student with the teacher's tokenizer, e.g. one built with --student-config")
+        raise BadInput(
+            f"the teacher and the student have different vocabularies ({len(theirs):,} and {len(ours):,} tokens; "
+            f"{token!r} is {theirs.get(token)} in the teacher and {ours.get(token)} in the student)",
+            hint="distill into a student with the teacher's tokenizer, e.g. one built with --student-config",
+        )
 
 
 def build_student(teacher, cfg: dict) -> None:
@@ -109,8 +115,10 @@ def build_student(teacher, cfg: dict) -> None:
     try:
         student = AutoModelForCausalLM.from_config(config, dtype=teacher.dtype)
     except (ValueError, AssertionError) as e:
-        raise BadInput(f"--student-config: transformers cannot build the student ({str(e).splitlines()[0]})",
-                       hint="change fewer dimensions, keeping hidden size a multiple of the heads") from e
+        raise BadInput(
+            f"--student-config: transformers cannot build the student ({str(e).splitlines()[0]})",
+            hint="change fewer dimensions, keeping hidden size a multiple of the heads",
+        ) from e
     source = teacher.state_dict()
     copied, fresh = [], []
     with torch.no_grad():
@@ -124,13 +132,23 @@ def build_student(teacher, cfg: dict) -> None:
     student.generation_config = copy.deepcopy(teacher.generation_config)
     replace_folder(cfg["model"], lambda tmp: (student.save_pretrained(tmp), copy_tokenizer_files(cfg["teacher"], tmp)))
     emit("artifact", kind="student_init", path=cfg["model"])
-    emit("metric", name="student_init", layers=cfg["student_layers"], copied_tensors=len(copied), fresh_tensors=len(fresh),
-         copied_parameters=sum(copied), parameters=sum(copied) + sum(fresh))
-    log(f"student: {len(cfg['student_layers'])} layers from teacher layers {cfg['student_layers']}, {len(copied)} tensors "
-        f"copied from the teacher, {len(fresh)} freshly initialised")
+    emit(
+        "metric",
+        name="student_init",
+        layers=cfg["student_layers"],
+        copied_tensors=len(copied),
+        fresh_tensors=len(fresh),
+        copied_parameters=sum(copied),
+        parameters=sum(copied) + sum(fresh),
+    )
+    log(
+        f"student: {len(cfg['student_layers'])} layers from teacher layers {cfg['student_layers']}, {len(copied)} tensors "
+        f"copied from the teacher, {len(fresh)} freshly initialised"
+    )
 
 
 # ---- logit distillation ----------------------------------------------------------------------------
+
 
 def distillation_loss(teacher, vocabulary: int, cfg: dict):
     """finetune.run's training loss for logit distillation: the sum over a micro-batch's target tokens of
@@ -157,8 +175,9 @@ def distillation_loss(teacher, vocabulary: int, cfg: dict):
                 logits = softcapped((t_hidden[part] @ t_weight.T).float(), t_cap)
                 ids = logits.topk(top_k, dim=-1).indices if top_k else None
                 teacher_logp = torch.log_softmax((logits if ids is None else logits.gather(1, ids)) / temperature, -1)
-            total = total + checkpoint(distillation_chunk, hidden[part], weight, teacher_logp, ids, batch["targets"][part],
-                                       temperature, alpha, use_reentrant=False)
+            total = total + checkpoint(
+                distillation_chunk, hidden[part], weight, teacher_logp, ids, batch["targets"][part], temperature, alpha, use_reentrant=False
+            )
         return total
 
     return loss
@@ -184,10 +203,11 @@ def distillation_chunk(hidden, weight, teacher_logp, teacher_ids, targets, tempe
     kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
     ce = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     # T² keeps the soft targets' gradients on the scale of the hard ones whatever the temperature (Hinton et al., 2015).
-    return alpha * temperature ** 2 * kl + (1 - alpha) * ce
+    return alpha * temperature**2 * kl + (1 - alpha) * ce
 
 
 # ---- sequence-level distillation -------------------------------------------------------------------
+
 
 def sequence_data(ctx: ft.Context, teacher, tokenizer, train_rows: list, eval_rows: list) -> dict:
     """The finetune job's data for sequence-level distillation: the training rows with the teacher's greedy answers
@@ -209,7 +229,7 @@ def sequence_data(ctx: ft.Context, teacher, tokenizer, train_rows: list, eval_ro
 def with_answer(row: dict, fmt: str, answer: str) -> dict:
     if fmt == "messages":
         last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
-        messages = [*row["messages"][:last], {"role": "assistant", "content": answer.strip()}, *row["messages"][last + 1:]]
+        messages = [*row["messages"][:last], {"role": "assistant", "content": answer.strip()}, *row["messages"][last + 1 :]]
         return {**row, "messages": messages}
     if fmt == "alpaca":
         return {**row, "output": answer.strip()}

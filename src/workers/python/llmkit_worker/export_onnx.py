@@ -24,6 +24,7 @@ Config: model (HF folder), out, opset (17), dtype ("fp32" or "fp16"), tolerance 
 fused (false).
 Raises BadInput for a folder without config/weights or an unsupported architecture.
 """
+
 import json
 import os
 import shutil
@@ -33,8 +34,15 @@ from .atomic import move_into_place, temp_folder
 from .jobs import ExportOnnxConfig
 from .protocol import BadInput, emit, log
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                   "config.json", "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 # Largest max-abs logit difference vs PyTorch fp32 that passes, by dtype: fp16 rounds every weight.
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -47,8 +55,7 @@ def check_model_folder(path: str) -> dict:
     if not os.path.isfile(config_path):
         raise BadInput(f"model folder {path} has no config.json", hint="pass a Hugging Face model folder")
     if not any(os.path.isfile(os.path.join(path, f)) for f in WEIGHT_FILES):
-        raise BadInput(f"model folder {path} has no weights (model.safetensors or pytorch_model.bin)",
-                       hint="pass a Hugging Face model folder with its weights")
+        raise BadInput(f"model folder {path} has no weights (model.safetensors or pytorch_model.bin)", hint="pass a Hugging Face model folder with its weights")
     with open(config_path) as f:
         config = json.load(f)
     check_architecture(config, "export")
@@ -140,8 +147,7 @@ def make_wrapper(model, num_layers: int):
 
             cache.update = update
             TRACED_POSITIONS.update(query=position_ids, key=attention_mask.cumsum(-1) - 1)
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             past_key_values=cache, use_cache=True)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
             present = []
             for layer in out.past_key_values.layers:
                 present += [layer.keys, layer.values]
@@ -192,7 +198,7 @@ def left_padded_batch(lengths, total, vocab, generator):
     ids = torch.randint(3, vocab, (len(lengths), total), generator=generator)
     mask = torch.zeros(len(lengths), total, dtype=torch.long)
     for row, n in enumerate(lengths):
-        mask[row, total - n:] = 1
+        mask[row, total - n :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids, mask, positions
 
@@ -218,12 +224,14 @@ def check_parity(model, onnx_path: str, d: dict, tolerance: float) -> dict:
         feeds.update({name: p for name, p in zip(names_in[3:], past_o)})
         out_o = session.run(None, feeds)
         # Padding rows' logits are meaningless; compare only real positions.
-        real = mask[:, -ids.shape[1]:].bool().numpy()
+        real = mask[:, -ids.shape[1] :].bool().numpy()
         diff = float(np.abs(out_t[0].numpy() - out_o[0])[real].max())
         diffs["prefill" if step == 0 else f"decode_{step}"] = diff
         if diff > tolerance:
-            raise RuntimeError(f"ONNX export does not match PyTorch: max abs logit diff {diff:.2e} "
-                               f"at {'prefill' if step == 0 else f'decode step {step}'} (tolerance {tolerance:g})")
+            raise RuntimeError(
+                f"ONNX export does not match PyTorch: max abs logit diff {diff:.2e} "
+                f"at {'prefill' if step == 0 else f'decode step {step}'} (tolerance {tolerance:g})"
+            )
         present = slice(1, 1 + 2 * d["num_layers"])
         past_t, past_o = list(out_t[present]), list(out_o[present])
         ids = out_t[0][:, -1:].argmax(-1)
@@ -258,15 +266,27 @@ def run(config: ExportOnnxConfig) -> int:
     past = [torch.randn(2, d["num_kv_heads"], 3, d["head_dim"], generator=g) for _ in range(2 * d["num_layers"])]
     mask = torch.cat([torch.ones(2, 3, dtype=torch.long), mask], dim=1)
     pos = pos + 3
-    dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
-               "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    dynamic = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total_sequence"},
+        "position_ids": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch", 1: "sequence"},
+    }
     dynamic.update({n: {0: "batch", 2: "past_sequence"} for n in names_in[3:]})
     dynamic.update({n: {0: "batch", 2: "total_sequence"} for n in names_out if n.startswith("present.")})
     dynamic["new_key_values"] = {0: "layers_x_batch", 2: "sequence"}
     with torch.no_grad():
-        torch.onnx.export(make_wrapper(model, d["num_layers"]), (ids, mask, pos, *past), onnx_path,
-                          input_names=names_in, output_names=names_out, dynamic_axes=dynamic,
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            make_wrapper(model, d["num_layers"]),
+            (ids, mask, pos, *past),
+            onnx_path,
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     fused = bool(config.get("fused"))
     removed, fusions = consolidate(onnx_path, d["max_position_embeddings"] if fused else None)
     log(f"folded shape arithmetic: {removed} nodes removed" + (f"; fused: {fusions}" if fused else ""))
@@ -291,8 +311,7 @@ def run(config: ExportOnnxConfig) -> int:
     onnx_dir = os.path.join(out, "onnx")
     # model.onnx and, above ~1.8 GB, the model.onnx.data beside it.
     onnx_bytes = sum(os.path.getsize(os.path.join(onnx_dir, f)) for f in os.listdir(onnx_dir))
-    emit("result", path=out, parity=diffs, onnx_bytes=onnx_bytes,
-         manifest=manifest)
+    emit("result", path=out, parity=diffs, onnx_bytes=onnx_bytes, manifest=manifest)
     return 0
 
 
@@ -392,8 +411,7 @@ def symbolic_dims(model) -> dict:
     for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         shape = info.type.tensor_type.shape if info.type.tensor_type.HasField("shape") else None
         if shape is not None:
-            dims[info.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param") else None
-                               for d in shape.dim]
+            dims[info.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param") else None for d in shape.dim]
     return dims
 
 
@@ -464,8 +482,7 @@ def save_onnx(model, onnx_path: str) -> None:
 
     large = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
     data = os.path.join(os.path.dirname(onnx_path), "model.onnx.data")
-    onnx.save(model, onnx_path, save_as_external_data=large, all_tensors_to_one_file=True,
-              location="model.onnx.data")
+    onnx.save(model, onnx_path, save_as_external_data=large, all_tensors_to_one_file=True, location="model.onnx.data")
     if not large and os.path.exists(data):
         os.remove(data)
 

@@ -14,6 +14,7 @@ it again afterwards against ONNX Runtime's own view of the file (src/core/triton
 Config: model (exported folder), out, name, device ("cpu" or "gpu": the instance group's kind).
 Raises BadInput for a folder that is not an llmkit export or a name Triton would not accept.
 """
+
 import json
 import os
 import re
@@ -24,8 +25,18 @@ from .protocol import BadInput, emit
 GENERATE_SUFFIX = "-generate"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "config.json")
 # ONNX TensorProto element types → Triton data types (model_config.proto).
-TRITON_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 5: "TYPE_INT16", 6: "TYPE_INT32", 7: "TYPE_INT64",
-                9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 16: "TYPE_BF16"}
+TRITON_TYPES = {
+    1: "TYPE_FP32",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    5: "TYPE_INT16",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    16: "TYPE_BF16",
+}
 # The generate model's inputs: (name, type, dims, optional). Everything but the prompt has a default.
 GENERATE_INPUTS = (
     ("input_ids", "TYPE_INT64", "[ -1 ]", False),

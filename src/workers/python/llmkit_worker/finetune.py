@@ -28,6 +28,7 @@ Raises BadInput for: a model transformers cannot load, CUDA or bf16 asked for wi
 template that cannot be split into turns, data with nothing to learn after tokenization, LoRA
 targets the model lacks, a checkpoint made with other settings.
 """
+
 import bisect
 import contextlib
 import glob
@@ -48,9 +49,30 @@ from .protocol import BadInput, StopRequest, emit, log
 
 IGNORE = -100
 # Settings that decide the weights, the data order or the schedule: a checkpoint resumes only under the same ones.
-RESUME_KEYS = ("model", "data", "eval_data", "eval_split", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-               "epochs", "max_steps", "batch_size", "grad_accum", "lr", "schedule", "warmup_ratio", "weight_decay",
-               "max_grad_norm", "seed", "max_seq_len", "packing", "train_on_prompt")
+RESUME_KEYS = (
+    "model",
+    "data",
+    "eval_data",
+    "eval_split",
+    "lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_targets",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "schedule",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "max_seq_len",
+    "packing",
+    "train_on_prompt",
+)
 # Below this size a CPU run uses one thread (unless OMP_NUM_THREADS says otherwise).
 SMALL_MODEL_PARAMETERS = 10_000_000
 # Logits computed at once by the chunked loss: 2**28 fp32 values are 1 GiB (1766 rows of Qwen's 151936-token vocabulary).
@@ -120,11 +142,15 @@ def fine_tune(config: dict, train_loss) -> int:
     train, stats = tokenize_rows(train_rows, tokenizer, cfg)
     evals, _ = tokenize_rows(eval_rows, tokenizer, cfg)
     if not train:
-        raise BadInput(f"no training example has a target token left after tokenizing ({stats['dropped']} dropped)",
-                       hint="check that answers are not empty and that --max-seq-len leaves room for them")
+        raise BadInput(
+            f"no training example has a target token left after tokenizing ({stats['dropped']} dropped)",
+            hint="check that answers are not empty and that --max-seq-len leaves room for them",
+        )
     if stats["truncated"]:
-        log(f"{stats['truncated']} of {stats['examples']} training examples were longer than --max-seq-len "
-            f"{cfg['max_seq_len']} and were truncated", level="warning")
+        log(
+            f"{stats['truncated']} of {stats['examples']} training examples were longer than --max-seq-len {cfg['max_seq_len']} and were truncated",
+            level="warning",
+        )
     if stats["dropped"]:
         log(f"{stats['dropped']} training examples had no answer token within --max-seq-len and were left out", level="warning")
 
@@ -148,8 +174,10 @@ def fine_tune(config: dict, train_loss) -> int:
     open_metrics(out, start)
     emit("start", job="finetune", total_steps=total)
     processes = f" × {DIST['world']} processes ({'FSDP' if cfg.get('fsdp') else 'DDP'})" if DIST["world"] > 1 else ""
-    log(f"{'LoRA' if cfg['lora'] else 'full'} fine-tuning on {device}{processes} ({precision}): {trainable:,} trainable "
-        f"parameters, {len(train)} examples, {total} steps")
+    log(
+        f"{'LoRA' if cfg['lora'] else 'full'} fine-tuning on {device}{processes} ({precision}): {trainable:,} trainable "
+        f"parameters, {len(train)} examples, {total} steps"
+    )
 
     if cfg["exact_match"] and state["exact_match_before"] is None:
         state["exact_match_before"] = exact_match(ctx, model, tokenizer, eval_rows or train_rows, "before", start)
@@ -200,20 +228,40 @@ def fine_tune(config: dict, train_loss) -> int:
     peaks, memory_kind = peak_memory_per_rank(device)
     if DIST["rank"] != 0:
         return 0
-    emit("result", out=out, method="lora" if cfg["lora"] else "full", steps=total, resumed_from=state["resumed_from"],
-         epochs=groups[-1][-1][0], first_loss=state["first_loss"], last_loss=state["last_loss"], eval_loss=eval_loss,
-         tokens_per_s=timed_tokens / timed_seconds if timed_seconds > 0 else None, train_tokens=train_tokens,
-         train_seconds=train_seconds, peak_memory_bytes=None if None in peaks else max(peaks), peak_memory_per_rank=peaks,
-         processes=DIST["world"], memory_kind=memory_kind,
-         examples=stats["examples"], eval_examples=len(evals), truncated=stats["truncated"], dropped=stats["dropped"],
-         trainable_parameters=trainable, total_parameters=parameters,
-         device=device, precision=precision, compiled=bool(cfg["compile"] and device == "cuda"),
-         exact_match={"before": state["exact_match_before"], "after": exact_after} if cfg["exact_match"] else None,
-         **outputs)
+    emit(
+        "result",
+        out=out,
+        method="lora" if cfg["lora"] else "full",
+        steps=total,
+        resumed_from=state["resumed_from"],
+        epochs=groups[-1][-1][0],
+        first_loss=state["first_loss"],
+        last_loss=state["last_loss"],
+        eval_loss=eval_loss,
+        tokens_per_s=timed_tokens / timed_seconds if timed_seconds > 0 else None,
+        train_tokens=train_tokens,
+        train_seconds=train_seconds,
+        peak_memory_bytes=None if None in peaks else max(peaks),
+        peak_memory_per_rank=peaks,
+        processes=DIST["world"],
+        memory_kind=memory_kind,
+        examples=stats["examples"],
+        eval_examples=len(evals),
+        truncated=stats["truncated"],
+        dropped=stats["dropped"],
+        trainable_parameters=trainable,
+        total_parameters=parameters,
+        device=device,
+        precision=precision,
+        compiled=bool(cfg["compile"] and device == "cuda"),
+        exact_match={"before": state["exact_match_before"], "after": exact_after} if cfg["exact_match"] else None,
+        **outputs,
+    )
     return 0
 
 
 # ---- setup -----------------------------------------------------------------------------------------
+
 
 def pick_device(cfg: dict) -> tuple[str, str]:
     cuda = torch.cuda.is_available()
@@ -241,8 +289,10 @@ def init_distributed(device: str) -> None:
     if device == "cuda":
         local = int(os.environ["LOCAL_RANK"])
         if local >= torch.cuda.device_count():
-            raise BadInput(f"process {local} of this machine has no CUDA GPU of its own ({torch.cuda.device_count()} seen)",
-                           hint="use --gpus N with N at most the GPU count")
+            raise BadInput(
+                f"process {local} of this machine has no CUDA GPU of its own ({torch.cuda.device_count()} seen)",
+                hint="use --gpus N with N at most the GPU count",
+            )
         torch.cuda.set_device(local)  # "cuda" below is this rank's GPU
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
     DIST.update(world=world, rank=dist.get_rank())
@@ -289,13 +339,17 @@ def distribute(objective, cfg: dict, device: str, precision: str):
     # before it runs and freed after, so the whole model never sits on one process. The root unit keeps the
     # embeddings, final norm and output layer.
     layer = type(base_of(objective.model).get_decoder().layers[0])
-    mixed = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.bfloat16) \
-        if precision == "bf16" else None
+    mixed = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.bfloat16) if precision == "bf16" else None
     # use_orig_params: LoRA mixes frozen and trained weights in one unit, and the optimizer and checkpoints keep
     # the original parameter names.
-    return FullyShardedDataParallel(objective, auto_wrap_policy=functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={layer}),
-                                    sharding_strategy=ShardingStrategy.FULL_SHARD, mixed_precision=mixed, use_orig_params=True,
-                                    device_id=torch.cuda.current_device() if device == "cuda" else torch.device("cpu"))
+    return FullyShardedDataParallel(
+        objective,
+        auto_wrap_policy=functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={layer}),
+        sharding_strategy=ShardingStrategy.FULL_SHARD,
+        mixed_precision=mixed,
+        use_orig_params=True,
+        device_id=torch.cuda.current_device() if device == "cuda" else torch.device("cpu"),
+    )
 
 
 def load_model(cfg: dict, device: str, precision: str):
@@ -309,8 +363,10 @@ def load_model(cfg: dict, device: str, precision: str):
         tokenizer = AutoTokenizer.from_pretrained(cfg["model"])
         model = AutoModelForCausalLM.from_pretrained(cfg["model"], dtype=dtype)
     except (OSError, ValueError, KeyError) as e:
-        raise BadInput(f"transformers cannot load the model in {cfg['model']}: {str(e).splitlines()[0]}",
-                       hint="pass a Hugging Face causal LM folder (config.json, weights, tokenizer)") from e
+        raise BadInput(
+            f"transformers cannot load the model in {cfg['model']}: {str(e).splitlines()[0]}",
+            hint="pass a Hugging Face causal LM folder (config.json, weights, tokenizer)",
+        ) from e
     if not tokenizer.is_fast:
         raise BadInput(f"the tokenizer in {cfg['model']} is not a fast tokenizer", hint="the model folder needs a tokenizer.json")
     model.config.use_cache = False
@@ -323,15 +379,16 @@ def prepare_model(model, cfg: dict, device: str):
     if cfg["lora"]:
         from peft import LoraConfig, get_peft_model
 
-        linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-                         if isinstance(m, torch.nn.Linear) and ".layers." in f".{name}"})
+        linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in f".{name}"})
         targets = cfg.get("lora_targets") or linear
         missing = sorted(set(targets) - set(linear))
         if missing:
-            raise BadInput(f"--lora-targets: the model has no linear layer named {', '.join(missing)}",
-                           hint=f"its attention and MLP linear layers are {', '.join(linear)}")
-        lora = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
-                          target_modules=targets, bias="none", task_type="CAUSAL_LM")
+            raise BadInput(
+                f"--lora-targets: the model has no linear layer named {', '.join(missing)}", hint=f"its attention and MLP linear layers are {', '.join(linear)}"
+            )
+        lora = LoraConfig(
+            r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"], target_modules=targets, bias="none", task_type="CAUSAL_LM"
+        )
         # peft keeps the adapter weights in fp32 (autocast_adapter_dtype), so the optimizer updates full-precision values.
         model = get_peft_model(model, lora)
     if cfg["compile"]:
@@ -350,8 +407,7 @@ def prepare_model(model, cfg: dict, device: str):
             for layer in layers:
                 layer.compile(mode="reduce-overhead" if graphs else None)
             RUNTIME.update(ce_chunk=torch.compile(cross_entropy_chunk, dynamic=True), cuda_graphs=graphs)
-            log(f"compiling {len(layers)} decoder layers with torch.compile{' and CUDA graphs' if graphs else ''} "
-                "(the first steps are slow)")
+            log(f"compiling {len(layers)} decoder layers with torch.compile{' and CUDA graphs' if graphs else ''} (the first steps are slow)")
     return model
 
 
@@ -366,8 +422,10 @@ def trainable_params(model):
 
 def make_optimizer(model, cfg: dict, device: str):
     params = trainable_params(model)
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg["weight_decay"]},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg["weight_decay"]},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg["lr"], fused=device == "cuda")
 
 
@@ -384,6 +442,7 @@ def make_scheduler(optimizer, cfg: dict, total: int):
 
 
 # ---- data ------------------------------------------------------------------------------------------
+
 
 def read_rows(files: list) -> list:
     rows = []
@@ -416,8 +475,7 @@ def as_messages(row: dict, fmt: str):
 def chat(tokenizer, messages: list, generation_prompt: bool = False) -> str:
     # enable_thinking=False, as llmkit serves by default (src/engine/tokenizer.ts): Qwen3 then writes an empty
     # thinking block into the generation prompt and the answers are trained, checked and served after it alike.
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
-                                         enable_thinking=False)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt, enable_thinking=False)
 
 
 def render(row: dict, fmt: str, tokenizer, train_on_prompt: bool, where: str) -> list:
@@ -426,8 +484,11 @@ def render(row: dict, fmt: str, tokenizer, train_on_prompt: bool, where: str) ->
     messages = as_messages(row, fmt)
     if messages is not None:
         if not tokenizer.chat_template:
-            raise BadInput("the model has no chat template, which conversation data needs", where=where,
-                           hint="add a chat_template to tokenizer_config.json, or use prompt/completion data")
+            raise BadInput(
+                "the model has no chat template, which conversation data needs",
+                where=where,
+                hint="add a chat_template to tokenizer_config.json, or use prompt/completion data",
+            )
         text = chat(tokenizer, messages)
         if train_on_prompt:
             return [(text, [(0, len(text))], False)]
@@ -443,8 +504,11 @@ def render(row: dict, fmt: str, tokenizer, train_on_prompt: bool, where: str) ->
             upto = chat(tokenizer, messages[: i + 1])
             span = answer_span(tokenizer, messages, i, upto)
             if span is None:
-                raise BadInput("the model's chat template does not render this conversation turn by turn, so the answers "
-                               "cannot be told from the prompt", where=where, hint="use --train-on-prompt or prompt/completion data")
+                raise BadInput(
+                    "the model's chat template does not render this conversation turn by turn, so the answers cannot be told from the prompt",
+                    where=where,
+                    hint="use --train-on-prompt or prompt/completion data",
+                )
             examples.append((upto, [span], False))
         return examples
     eos = tokenizer.eos_token or ""
@@ -515,12 +579,12 @@ def training_plan(examples: list, cfg: dict) -> list:
     needed = cfg["max_steps"] * cfg["grad_accum"] if cfg.get("max_steps") else None
     while (epoch < cfg["epochs"]) if needed is None else (len(micro) < needed):
         rows = epoch_rows(examples, cfg, epoch)
-        batches = [rows[i: i + cfg["batch_size"]] for i in range(0, len(rows), cfg["batch_size"])]
+        batches = [rows[i : i + cfg["batch_size"]] for i in range(0, len(rows), cfg["batch_size"])]
         micro += [(epoch + (k + 1) / len(batches), b) for k, b in enumerate(batches)]
         epoch += 1
     micro = micro[:needed] if needed else micro
     ga = cfg["grad_accum"]
-    return [micro[i: i + ga] for i in range(0, len(micro), ga)]
+    return [micro[i : i + ga] for i in range(0, len(micro), ga)]
 
 
 def collate(entry, examples: list, pad_id: int, fixed_len, device: str) -> dict:
@@ -539,18 +603,23 @@ def collate(entry, examples: list, pad_id: int, fixed_len, device: str) -> dict:
         at = 0
         for i in row:
             x, y = examples[i]
-            ids[b, at: at + len(x)] = torch.tensor(x)
-            targets[b, at: at + len(x)] = torch.tensor(y)
+            ids[b, at : at + len(x)] = torch.tensor(x)
+            targets[b, at : at + len(x)] = torch.tensor(y)
             if fixed_len is not None:
-                positions[b, at: at + len(x)] = torch.arange(len(x))
+                positions[b, at : at + len(x)] = torch.arange(len(x))
             at += len(x)
         if fixed_len is not None:
             positions[b, at:] = torch.arange(length - at)
     flat = targets.view(-1)
     picked = (flat != IGNORE).nonzero().squeeze(1)
-    return {"input_ids": ids.to(device, non_blocking=True), "position_ids": positions.to(device, non_blocking=True),
-            "picked": picked.to(device, non_blocking=True), "targets": flat[picked].to(device, non_blocking=True),
-            "tokens": sum(lengths), "n_targets": int(picked.numel())}
+    return {
+        "input_ids": ids.to(device, non_blocking=True),
+        "position_ids": positions.to(device, non_blocking=True),
+        "picked": picked.to(device, non_blocking=True),
+        "targets": flat[picked].to(device, non_blocking=True),
+        "tokens": sum(lengths),
+        "n_targets": int(picked.numel()),
+    }
 
 
 def train_step(ctx: Context, group, examples, objective, optimizer, scheduler, loss_fn=None):
@@ -595,6 +664,7 @@ def train_step(ctx: Context, group, examples, objective, optimizer, scheduler, l
 
 # ---- loss ------------------------------------------------------------------------------------------
 
+
 def batch_loss(decoder, lm_head, batch: dict):
     """Sum of the token losses of a micro-batch; only positions with a target go through the output layer."""
     if RUNTIME["cuda_graphs"]:
@@ -623,11 +693,11 @@ def chunked_cross_entropy(hidden, weight, targets, dtype, grads: bool):
         grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if grads and weight.requires_grad else None
         rows = max(1, CHUNK_ELEMENTS // w.shape[0])
         for s in range(0, h.shape[0], rows):
-            hs = h[s: s + rows]
-            loss, g = RUNTIME["ce_chunk"](hs @ w.T, targets[s: s + rows], grads)
+            hs = h[s : s + rows]
+            loss, g = RUNTIME["ce_chunk"](hs @ w.T, targets[s : s + rows], grads)
             total += loss
             if grads:
-                grad_h[s: s + rows] = g @ w
+                grad_h[s : s + rows] = g @ w
                 if grad_w is not None:
                     grad_w += (g.T @ hs).float()
     return total, grad_h, grad_w
@@ -672,6 +742,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
+
 
 def eager():
     """Evaluation and generation change shapes and grad mode; running them uncompiled avoids recompiling."""
@@ -722,7 +793,7 @@ def greedy_answers(ctx: Context, model, tokenizer, prompts: list, max_new_tokens
     answers, was_training = [], model.training
     model.eval()
     for s in range(0, len(prompts), 32):
-        chunk = prompts[s: s + 32]
+        chunk = prompts[s : s + 32]
         width = max(len(ids) for ids in chunk)
         # Left padding, so every prompt ends where generation starts.
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in chunk], device=ctx.device)
@@ -815,8 +886,7 @@ def save_checkpoint(out, step, cfg, objective, optimizer, scheduler, state) -> s
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"step": step, "optimizer": optim, "scheduler": scheduler.state_dict(), "rng": rng},
-               os.path.join(tmp, "trainer_state.pt"))
+    torch.save({"step": step, "optimizer": optim, "scheduler": scheduler.state_dict(), "rng": rng}, os.path.join(tmp, "trainer_state.pt"))
     with open(os.path.join(tmp, "llmkit_state.json"), "w") as f:
         json.dump({"step": step, "fingerprint": fingerprint(cfg), "state": state}, f, indent=2)
     move_into_place(tmp, folder)
@@ -840,13 +910,14 @@ def load_checkpoint(out, cfg, objective, optimizer, scheduler) -> tuple[int, dic
     for key, value in fingerprint(cfg).items():
         if json.dumps(saved["fingerprint"].get(key)) != json.dumps(value):
             flag = "--" + key.replace("_", "-")
-            raise BadInput(f"--resume: {folder} was made with {flag} {json.dumps(saved['fingerprint'].get(key))}, "
-                           f"this run has {json.dumps(value)}", hint=f"resume with the same {flag}, or start a new --out")
+            raise BadInput(
+                f"--resume: {folder} was made with {flag} {json.dumps(saved['fingerprint'].get(key))}, this run has {json.dumps(value)}",
+                hint=f"resume with the same {flag}, or start a new --out",
+            )
     weights = load_file(os.path.join(folder, "trainable.safetensors"))
     trainer = torch.load(os.path.join(folder, "trainer_state.pt"), weights_only=True)
     # strict=False: the checkpoint holds the trained weights only, not the frozen base.
-    set_state_dict(objective, optimizer, model_state_dict=weights, optim_state_dict=trainer["optimizer"],
-                   options=full_state_options(strict=False))
+    set_state_dict(objective, optimizer, model_state_dict=weights, optim_state_dict=trainer["optimizer"], options=full_state_options(strict=False))
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["rng"]["cpu"])
     if "cuda" in trainer["rng"] and torch.cuda.is_available():
@@ -869,8 +940,9 @@ def save_outputs(objective, cfg: dict) -> dict:
     if DIST["rank"] != 0:
         return {}
     if cfg["lora"]:
-        adapter = replace_folder(os.path.join(out, "adapter"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights),
-                                                                            copy_tokenizer_files(cfg["model"], tmp)))
+        adapter = replace_folder(
+            os.path.join(out, "adapter"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights), copy_tokenizer_files(cfg["model"], tmp))
+        )
         emit("artifact", kind="adapter", path=adapter)
         merged = merge(cfg["model"], adapter, os.path.join(out, "merged")) if cfg["merge"] else None
         return {"adapter": adapter, "merged": merged, "model": None}
@@ -883,8 +955,7 @@ def save_outputs(objective, cfg: dict) -> dict:
         model.to(dtype)
     else:
         weights = {name: w.to(dtype) for name, w in weights.items()}
-    folder = replace_folder(os.path.join(out, "model"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights),
-                                                                     copy_tokenizer_files(cfg["model"], tmp)))
+    folder = replace_folder(os.path.join(out, "model"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights), copy_tokenizer_files(cfg["model"], tmp)))
     emit("artifact", kind="model", path=folder)
     return {"adapter": None, "merged": None, "model": folder}
 

@@ -14,6 +14,7 @@ docs/export.md says why, and what GroupQueryAttention would take (an attention b
 the engine binding `present` to its cache buffers). The inputs and outputs of the graph are unchanged, so the
 engine and transformers.js load it like any export.
 """
+
 import numpy as np
 
 FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -33,8 +34,9 @@ class Graph:
                 self.readers.setdefault(name, []).append(node)
         self.outputs = {o.name for o in self.graph.output}
         self.weights = {t.name: t for t in self.graph.initializer}
-        self.constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in self.graph.node
-                          if n.op_type == "Constant" and n.attribute[0].name == "value"}
+        self.constants = {
+            n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in self.graph.node if n.op_type == "Constant" and n.attribute[0].name == "value"
+        }
         self.constants.update({name: numpy_helper.to_array(t) for name, t in self.weights.items() if len(t.dims) <= 1})
 
     def only_reader(self, tensor: str, op_type: str):
@@ -139,9 +141,14 @@ def fuse_rms_norms(model) -> int:
         weight = weigh and g.other_input(weigh, scale.output[0])
         if not weight or weight not in g.weights:
             continue
-        added.append((weigh, onnx.helper.make_node(
-            "SimplifiedLayerNormalization", [x, weight], [weigh.output[0]], name=f"{weigh.name}_SimplifiedLayerNorm",
-            axis=-1, epsilon=eps, stash_type=1)))
+        added.append(
+            (
+                weigh,
+                onnx.helper.make_node(
+                    "SimplifiedLayerNormalization", [x, weight], [weigh.output[0]], name=f"{weigh.name}_SimplifiedLayerNorm", axis=-1, epsilon=eps, stash_type=1
+                ),
+            )
+        )
     insert_replacing(model.graph, added)
     return len(added)
 
@@ -166,9 +173,13 @@ def fuse_skip_norms(model) -> int:
         total = add.output[0]
         rest = [n for n in g.readers[total] if n is not norm]
         fused[id(norm)] = onnx.helper.make_node(
-            "SkipSimplifiedLayerNormalization", [add.input[0], add.input[1], norm.input[1]],
-            [norm.output[0], "", "", total if rest else ""], name=f"{norm.name}_Skip", domain="com.microsoft",
-            epsilon=attribute(norm, "epsilon"))
+            "SkipSimplifiedLayerNormalization",
+            [add.input[0], add.input[1], norm.input[1]],
+            [norm.output[0], "", "", total if rest else ""],
+            name=f"{norm.name}_Skip",
+            domain="com.microsoft",
+            epsilon=attribute(norm, "epsilon"),
+        )
         removed.add(id(add))
     replace_nodes(model.graph, [fused.get(id(n), n) for n in model.graph.node if id(n) not in removed])
     return len(fused)
@@ -205,13 +216,25 @@ def fuse_rotary(model, max_positions: int) -> int:
     caches = {}
     for pair, (cos_table, sin_table) in tables.items():
         names = [f"rotary_{kind}_cache_{len(caches)}" for kind in ("cos", "sin")]
-        model.graph.initializer.extend([onnx.numpy_helper.from_array(cos_table, names[0]),
-                                        onnx.numpy_helper.from_array(sin_table, names[1])])
+        model.graph.initializer.extend([onnx.numpy_helper.from_array(cos_table, names[0]), onnx.numpy_helper.from_array(sin_table, names[1])])
         caches[pair] = names
-    insert_replacing(model.graph, [
-        (add, onnx.helper.make_node("RotaryEmbedding", [x, "position_ids", *caches[(cos, sin)]], [add.output[0]],
-                                    name=f"{add.name}_Rotary", domain="com.microsoft", interleaved=0))
-        for add, x, cos, sin in matches])
+    insert_replacing(
+        model.graph,
+        [
+            (
+                add,
+                onnx.helper.make_node(
+                    "RotaryEmbedding",
+                    [x, "position_ids", *caches[(cos, sin)]],
+                    [add.output[0]],
+                    name=f"{add.name}_Rotary",
+                    domain="com.microsoft",
+                    interleaved=0,
+                ),
+            )
+            for add, x, cos, sin in matches
+        ],
+    )
     return len(matches)
 
 
@@ -246,10 +269,12 @@ def rotary_tables(model, pairs, max_positions: int):
         return None
     nodes = [n for n in model.graph.node if id(n) in needed]
     sub = onnx.helper.make_graph(
-        nodes, "rotary_tables",
+        nodes,
+        "rotary_tables",
         [onnx.helper.make_tensor_value_info("position_ids", onnx.TensorProto.INT64, [1, None])],
         [onnx.helper.make_tensor_value_info(name, FLOAT, None) for name in wanted],
-        [t for t in model.graph.initializer if t.name in reads])
+        [t for t in model.graph.initializer if t.name in reads],
+    )
     sub_model = onnx.helper.make_model(sub, opset_imports=list(model.opset_import))
     sub_model.ir_version = model.ir_version
     session = ort.InferenceSession(sub_model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -285,8 +310,7 @@ def fuse_shared_input_matmuls(model) -> int:
         sizes = onnx.numpy_helper.from_array(np.array([a.shape[1] for a in arrays], dtype=np.int64), f"{name}.sizes")
         model.graph.initializer.extend([weight, sizes])
         matmul = onnx.helper.make_node("MatMul", [x, weight.name], [f"{name}_output_0"], name=name)
-        split = onnx.helper.make_node("Split", [matmul.output[0], sizes.name], [n.output[0] for n in nodes],
-                                      name=f"{name}_Split", axis=-1)
+        split = onnx.helper.make_node("Split", [matmul.output[0], sizes.name], [n.output[0] for n in nodes], name=f"{name}_Split", axis=-1)
         replaced[id(nodes[0])] = [matmul, split]
         replaced.update({id(n): [] for n in nodes[1:]})
         fused += len(nodes)

@@ -4,6 +4,7 @@ src/workers/jobs.ts holds the same table as zod schemas, and test/workers/job-co
 two equal (job names, fields, their kinds, which are optional). Each job is the module of its name,
 with a `run(config) -> int`. Standard library only, so that listing the jobs loads no torch.
 """
+
 from typing import Any, Literal, NotRequired, TypedDict
 
 

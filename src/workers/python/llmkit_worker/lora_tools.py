@@ -9,6 +9,7 @@ the result is cast to the base's own dtype once at the end.
 
 Raises BadInput for: a base or adapter transformers/peft cannot load, an adapter made for another shape.
 """
+
 import json
 import os
 import re
@@ -35,18 +36,22 @@ def merge(base: str, adapter: str, out: str) -> str:
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:
-        raise BadInput(f"transformers cannot load the base model in {base}: {str(e).splitlines()[0]}",
-                       hint="pass the Hugging Face model folder the adapter was trained on") from e
+        raise BadInput(
+            f"transformers cannot load the base model in {base}: {str(e).splitlines()[0]}", hint="pass the Hugging Face model folder the adapter was trained on"
+        ) from e
     try:
         model = PeftModel.from_pretrained(model, adapter)
     except RuntimeError as e:  # size mismatch: the adapter belongs to another base
         lines = [line.strip() for line in str(e).splitlines()]
         detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])
-        raise BadInput(f"the adapter in {adapter} does not fit the base model {base}: {detail}",
-                       hint="merge it into the model it was trained on (llmkit lora info shows it)") from e
+        raise BadInput(
+            f"the adapter in {adapter} does not fit the base model {base}: {detail}",
+            hint="merge it into the model it was trained on (llmkit lora info shows it)",
+        ) from e
     except (OSError, ValueError) as e:
-        raise BadInput(f"peft cannot load the adapter in {adapter}: {str(e).splitlines()[0]}",
-                       hint="pass a folder with adapter_config.json and adapter_model.safetensors") from e
+        raise BadInput(
+            f"peft cannot load the adapter in {adapter}: {str(e).splitlines()[0]}", hint="pass a folder with adapter_config.json and adapter_model.safetensors"
+        ) from e
     merged = model.merge_and_unload()
     with open(os.path.join(base, "config.json")) as f:
         base_config = json.load(f)

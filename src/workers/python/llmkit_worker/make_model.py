@@ -13,6 +13,7 @@ Qwen2ForCausalLM, with q/k/v biases and tied embeddings), model_vocab_size (rows
 default the tokenizer's size; real models pad it), tie_word_embeddings, dtype ("float32" or "bfloat16").
 Raises BadInput for a missing corpus file or an unknown architecture.
 """
+
 import json
 import os
 
@@ -21,12 +22,21 @@ from .jobs import MakeModelConfig
 from .protocol import BadInput, emit
 
 PRESETS = {
-    "tiny": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=512, vocab_size=1024),
-    "small": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
-                  num_key_value_heads=4, max_position_embeddings=1024, vocab_size=4096),
-    "100m": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
-                 num_key_value_heads=4, max_position_embeddings=1024, vocab_size=8192),
+    "tiny": dict(
+        hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, vocab_size=1024
+    ),
+    "small": dict(
+        hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024, vocab_size=4096
+    ),
+    "100m": dict(
+        hidden_size=768,
+        intermediate_size=2048,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        vocab_size=8192,
+    ),
 }
 SPECIAL_TOKENS = ["<|end_of_text|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -43,7 +53,9 @@ def train_tokenizer(corpus_files: list[str], vocab_size: int):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train(corpus_files, trainer)
@@ -65,8 +77,7 @@ def write_tokenizer_files(tokenizer, folder: str) -> dict:
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
         "added_tokens_decoder": {
-            str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False,
-                     "normalized": False, "single_word": False} for t, i in ids.items()
+            str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False} for t, i in ids.items()
         },
     }
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
@@ -104,17 +115,21 @@ def run(config: MakeModelConfig) -> int:
     torch.manual_seed(int(config.get("seed", 0)))
     model_config = config_class(
         **{**dims, "vocab_size": config.get("model_vocab_size") or tokenizer.get_vocab_size()},
-        rms_norm_eps=1e-5, tie_word_embeddings=config.get("tie_word_embeddings", tied), rope_theta=10000.0,
-        bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|pad|>"],
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=config.get("tie_word_embeddings", tied),
+        rope_theta=10000.0,
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|pad|>"],
     )
     model = model_class(model_config).to(getattr(torch, config.get("dtype", "float32")))
     model.save_pretrained(tmp, safe_serialization=True)
-    GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|end_of_text|>"]], pad_token_id=ids["<|pad|>"],
-                     do_sample=False).save_pretrained(tmp)
+    GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|end_of_text|>"]], pad_token_id=ids["<|pad|>"], do_sample=False).save_pretrained(tmp)
     move_into_place(tmp, out)
     params = sum(p.numel() for p in model.parameters())
     emit("progress", step=2, total=2, message="model written")
     emit("artifact", kind="model", path=out)
-    emit("result", path=out, parameters=params, preset=preset, vocab_size=model_config.vocab_size,
-         config={k: getattr(model_config, k) for k in PRESETS["tiny"]})
+    emit(
+        "result", path=out, parameters=params, preset=preset, vocab_size=model_config.vocab_size, config={k: getattr(model_config, k) for k in PRESETS["tiny"]}
+    )
     return 0

@@ -2,6 +2,7 @@
 
 Never raises for a missing package: a missing one is reported as null with the import error.
 """
+
 import importlib
 import platform
 import sys
@@ -34,6 +35,5 @@ def run(config: ProbeConfig) -> int:
 
         cuda["nccl"] = dist.is_available() and dist.is_nccl_available() and cuda["available"]
         cuda["gloo"] = dist.is_available() and dist.is_gloo_available()
-    emit("result", python={"executable": sys.executable, "version": platform.python_version()},
-         packages=packages, cuda=cuda)
+    emit("result", python={"executable": sys.executable, "version": platform.python_version()}, packages=packages, cuda=cuda)
     return 0

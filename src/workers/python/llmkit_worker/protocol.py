@@ -8,6 +8,7 @@ Under torchrun (WORLD_SIZE > 1) every rank shares the same stdout: only rank 0's
 `error`, which any rank sends with its `rank`, so the failure that brought the job down names where it began.
 Under torchrun the config comes from the file named by LLMKIT_WORKER_CONFIG, since all ranks share one stdin.
 """
+
 import json
 import os
 import signal

@@ -16,6 +16,7 @@ Config: model (exported fp32 folder), out, bits (8 or 4), block_size (32, 64, 12
 size), symmetric (bool), exclude (node names kept in fp32), accuracy_level (4, or 1 for fp32 activations).
 Raises BadInput for a folder that is not an fp32 export, or an --exclude name that is not a weight node.
 """
+
 import json
 import logging
 import os
@@ -58,10 +59,10 @@ def quantize_blocks(weight, bits: int, block_size: int, symmetric: bool):
         zero_points = None
     else:
         low, high = np.minimum(blocks.min(-1), 0), np.maximum(blocks.max(-1), 0)
-        scales = (high - low) / (2 ** bits - 1)
+        scales = (high - low) / (2**bits - 1)
         scales[scales == 0] = 1.0
-        zero_points = np.clip(np.rint(-low / scales), 0, 2 ** bits - 1)
-        codes = np.clip(np.rint(blocks / scales[..., None]) + zero_points[..., None], 0, 2 ** bits - 1)
+        zero_points = np.clip(np.rint(-low / scales), 0, 2**bits - 1)
+        codes = np.clip(np.rint(blocks / scales[..., None]) + zero_points[..., None], 0, 2**bits - 1)
     codes = codes.reshape(rows, -1)[:, :cols].astype(np.uint8)
     return codes, scales.astype(np.float32), None if zero_points is None else zero_points.astype(np.uint8)
 
@@ -82,19 +83,25 @@ def quantize_embedding(graph, node, initializers: dict, bits: int, block_size: i
 
     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
     if axis != 0:
-        raise BadInput(f"embedding {node.name} gathers along axis {axis}; only axis 0 can be quantized",
-                       hint=f"keep it in fp32 with --exclude {node.name}")
+        raise BadInput(f"embedding {node.name} gathers along axis {axis}; only axis 0 can be quantized", hint=f"keep it in fp32 with --exclude {node.name}")
     table = initializers[node.input[0]]
     codes, scales, zero_points = quantize_blocks(onnx.numpy_helper.to_array(table), bits, block_size, symmetric)
-    tensors = [onnx.numpy_helper.from_array(pack(codes, bits), f"{table.name}_q{bits}"),
-               onnx.numpy_helper.from_array(scales, f"{table.name}_scales")]
+    tensors = [onnx.numpy_helper.from_array(pack(codes, bits), f"{table.name}_q{bits}"), onnx.numpy_helper.from_array(scales, f"{table.name}_scales")]
     if zero_points is not None:
         tensors.append(onnx.numpy_helper.from_array(pack(zero_points, bits), f"{table.name}_zero_points"))
     graph.initializer.extend(tensors)
     inputs = [tensors[0].name, node.input[1], tensors[1].name] + [t.name for t in tensors[2:]]
-    return onnx.helper.make_node("GatherBlockQuantized", inputs, list(node.output), name=f"{node.name}_Q{bits}",
-                                 domain="com.microsoft", bits=bits, block_size=block_size, gather_axis=0,
-                                 quantize_axis=1)
+    return onnx.helper.make_node(
+        "GatherBlockQuantized",
+        inputs,
+        list(node.output),
+        name=f"{node.name}_Q{bits}",
+        domain="com.microsoft",
+        bits=bits,
+        block_size=block_size,
+        gather_axis=0,
+        quantize_axis=1,
+    )
 
 
 def read_fp32_export(folder: str) -> dict:
@@ -105,8 +112,10 @@ def read_fp32_export(folder: str) -> dict:
         manifest = json.load(f)
     check_architecture({"architectures": [manifest.get("architecture")]}, "quantize")
     if manifest.get("precision") != "fp32":
-        raise BadInput(f"{folder} holds {manifest.get('precision')} weights: quantize starts from fp32",
-                       hint="pass its fp32 export (`llmkit export` without --fp16) or the Hugging Face folder")
+        raise BadInput(
+            f"{folder} holds {manifest.get('precision')} weights: quantize starts from fp32",
+            hint="pass its fp32 export (`llmkit export` without --fp16) or the Hugging Face folder",
+        )
     return manifest
 
 
@@ -120,8 +129,7 @@ def run(config: QuantizeConfig) -> int:
     symmetric, exclude = bool(config.get("symmetric", True)), list(config.get("exclude") or [])
     accuracy_level = int(config.get("accuracy_level", 4))
     if accuracy_level not in ACCURACY_LEVELS:
-        raise BadInput(f"accuracy level {accuracy_level} is not one the CPU kernels use",
-                       hint="use 4 (int8 activations) or 1 (fp32 activations)")
+        raise BadInput(f"accuracy level {accuracy_level} is not one the CPU kernels use", hint="use 4 (int8 activations) or 1 (fp32 activations)")
     manifest = read_fp32_export(src)
     # Blocks longer than a weight's input dimension are zero-padded: on a small model that costs more than
     # it saves, so cap them at the hidden size (rounded down to a power of two, as MatMulNBits needs).
@@ -138,8 +146,9 @@ def run(config: QuantizeConfig) -> int:
         if name not in candidates:
             names = list(candidates)
             examples = ", ".join(dict.fromkeys([names[0], names[1], names[-1]] if len(names) > 2 else names))
-            raise BadInput(f"--exclude {name}: no MatMul or Gather weight node has that name",
-                           hint=f"names look like {examples} ({len(names)} weight nodes in all)")
+            raise BadInput(
+                f"--exclude {name}: no MatMul or Gather weight node has that name", hint=f"names look like {examples} ({len(names)} weight nodes in all)"
+            )
     embeddings = [n for n in model.graph.node if candidates.get(n.name) == "Gather" and n.name not in exclude]
     for node in embeddings:
         index = list(model.graph.node).index(node)
@@ -149,9 +158,15 @@ def run(config: QuantizeConfig) -> int:
 
     # The quantizer logs every node it visits at INFO; its warnings still reach the log file.
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=symmetric,
-                                     accuracy_level=accuracy_level, nodes_to_exclude=exclude,
-                                     op_types_to_quantize=("MatMul",))
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        bits=bits,
+        block_size=block_size,
+        is_symmetric=symmetric,
+        accuracy_level=accuracy_level,
+        nodes_to_exclude=exclude,
+        op_types_to_quantize=("MatMul",),
+    )
     quantizer.process()  # also drops the fp32 initializers nothing uses any more
     model = quantizer.model.model
     emit("progress", step=2, total=3, message="matmuls quantized")

@@ -3,6 +3,7 @@
 Config: steps, step_seconds, fail ("exit", "kill", "bad_input", "oom", "missing_package" or null),
 fail_rank (under torchrun, only that rank fails; default every rank), stderr_lines, out (folder for the checkpoint written when stopped).
 """
+
 import json
 import os
 import sys

@@ -15,6 +15,7 @@ each decode step writes its new column in place (unused columns are masked out),
 Sampling (xoshiro128** seeded per request, then temperature/top-k/top-p) follows src/engine/sampling.ts, so greedy
 output is the same token for token. Needs numpy and onnxruntime importable by the backend's stub.
 """
+
 import json
 import os
 import sys
