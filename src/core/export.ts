@@ -15,6 +15,8 @@ export interface ExportOptions {
   fused?: boolean;
   /** Also write a Triton model repository for the export. */
   triton?: TritonTarget;
+  /** Also fuse attention into GroupQueryAttention (implies `fused`; graph "fused-gqa", docs/export.md). */
+  gqa?: boolean;
   onEvent?: (e: WorkerEvent) => void;
   stopSignal?: AbortSignal;
 }
@@ -31,7 +33,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
   const out = resolve(opts.out);
   const { result } = await runWorker({
     job: 'export_onnx',
-    config: { model: resolve(opts.model), out, dtype: opts.dtype ?? 'fp32', tolerance: opts.tolerance, fused: opts.fused ?? false },
+    config: { model: resolve(opts.model), out, dtype: opts.dtype ?? 'fp32', tolerance: opts.tolerance, fused: opts.fused ?? false, gqa: opts.gqa ?? false },
     logFile: join(llmkitHome(), 'logs', 'export.log'),
     onEvent: opts.onEvent,
     stopSignal: opts.stopSignal,

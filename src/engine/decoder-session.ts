@@ -43,8 +43,13 @@ export interface DecoderStep {
 export class DecoderSession {
   readonly vocabSize: number;
   private readonly kvShape: [number, number];
-  /** What every pass fetches: the session's graph has nothing else (no `present.*`). */
-  private readonly outputs = ['logits', 'new_key_values'];
+  /**
+   * A "fused-gqa" graph (`llmkit export --gqa`): GroupQueryAttention writes each layer's past + new keys into
+   * `present.*` (there is no packed new_key_values), and for an in-place step into the cache buffer itself.
+   */
+  private readonly gqa: boolean;
+  /** What every pass fetches: the session's graph has nothing else. */
+  private readonly outputs: string[];
 
   private constructor(
     readonly model: ExportedModel,
@@ -54,16 +59,20 @@ export class DecoderSession {
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
+    this.gqa = model.manifest.graph === 'fused-gqa';
+    this.outputs = this.gqa ? ['logits', ...presentNames(model.manifest.num_layers)] : ['logits', 'new_key_values'];
   }
 
   /**
    * Opens the export without its `present.*` outputs (kept in the file for transformers.js): ONNX Runtime
    * would otherwise copy the whole cache into them at every step, fetched or not. With `logits: 'last'`,
    * passes compute the output layer for each row's last position only (last-position-logits.ts): all that
-   * generating reads; scoring text needs every position, the default.
+   * generating reads; scoring text needs every position, the default. A "fused-gqa" graph keeps `present.*`:
+   * GroupQueryAttention writes them in any case, and they are its cache.
    */
   static async open(model: ExportedModel, opts: { device?: Device; threads?: number; logits?: LogitsPositions } = {}): Promise<DecoderSession> {
-    const pruned = withoutOutputs(await readFile(model.onnxPath), (name) => name.startsWith('present.'));
+    const bytes = await readFile(model.onnxPath);
+    const pruned = model.manifest.graph === 'fused-gqa' ? bytes : withoutOutputs(bytes, (name) => name.startsWith('present.'));
     // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
     const graph = (opts.logits === 'last' && withLastPositionLogits(pruned)) || pruned;
     const { session, provider, skipped } = await openSession({ bytes: graph, path: model.onnxPath }, opts);
@@ -93,6 +102,7 @@ export class DecoderSession {
     if ((cache.capacity ?? cache.length) !== cache.length) throw new Error('forward() takes a cache without spare columns; use decodeInPlace');
     const { batch } = cache;
     const newTokens = inputIds.length / batch;
+    if (this.gqa) return this.forwardGqa(inputIds, attentionMask, positionIds, cache);
     // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
     const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
@@ -105,6 +115,37 @@ export class DecoderSession {
   }
 
   /**
+   * forward() on a "fused-gqa" graph: `present.*` is the new cache. GroupQueryAttention takes several new tokens
+   * over a non-empty past only for a batch of one (ONNX Runtime 1.30: "batch_size must be 1 when
+   * sequence_length > 1 and past context is given"), so such a pass (a later chunk of a batched prefill) runs
+   * row by row.
+   */
+  private async forwardGqa(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+    const { batch, length } = cache;
+    const newTokens = inputIds.length / batch;
+    if (batch > 1 && newTokens > 1 && length > 0) {
+      const rows: DecoderStep[] = [];
+      const width = length + newTokens;
+      for (let b = 0; b < batch; b++) {
+        const row = <T extends BigInt64Array | Float32Array>(a: T, size: number) => a.subarray(b * size, (b + 1) * size) as T;
+        const rowSize = this.kvStride * length;
+        const layers = cache.layers.map((l) => ({ key: row(l.key, rowSize), value: row(l.value, rowSize) }));
+        rows.push(await this.forwardGqa(row(inputIds, newTokens), row(attentionMask, width), row(positionIds, newTokens), { batch: 1, length, layers }));
+      }
+      const join = (parts: Float32Array[]) => {
+        const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+        parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+        return out;
+      };
+      const layers = cache.layers.map((_, i) => ({ key: join(rows.map((r) => r.cache.layers[i].key)), value: join(rows.map((r) => r.cache.layers[i].value)) }));
+      return { logits: join(rows.map((r) => r.logits)), logitsPositions: rows[0].logitsPositions, newTokens, cache: { batch, length: width, layers } };
+    }
+    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
+    const layers = cache.layers.map((_, i) => ({ key: out[`present.${i}.key`].data as Float32Array, value: out[`present.${i}.value`].data as Float32Array }));
+    return { ...this.logitsOf(out.logits, batch), newTokens, cache: { batch, length: length + newTokens, layers } };
+  }
+
+  /**
    * One decode step (one new token a row) that writes the new keys/values into the cache's next spare column
    * instead of copying the whole cache: `attentionMask` covers all `capacity` columns plus the new token, 0 on
    * the spare ones. The cache must have a spare column; it is updated and returned with `length` + 1.
@@ -112,6 +153,7 @@ export class DecoderSession {
   async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
     if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
+    if (this.gqa) return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
     const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
@@ -124,6 +166,29 @@ export class DecoderSession {
       }
     });
     return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+  }
+
+  /**
+   * decodeInPlace() on a "fused-gqa" graph: each layer's `present` is bound to the cache buffer its past is read
+   * from, so GroupQueryAttention writes the new keys into column `length` itself (it attends to columns up to
+   * its `seqlens_k`, the mask's width - 1): the mask goes in as the cache's `length` columns and the new token's.
+   */
+  private async decodeInPlaceGqa(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+    const { batch, length } = cache;
+    const capacity = cache.capacity ?? length;
+    const mask = new BigInt64Array(batch * (length + 1));
+    for (let b = 0; b < batch; b++) {
+      mask.set(attentionMask.subarray(b * (capacity + 1), b * (capacity + 1) + length), b * (length + 1));
+      mask[b * (length + 1) + length] = attentionMask[(b + 1) * (capacity + 1) - 1];
+    }
+    const feeds = this.feeds(inputIds, mask, positionIds, cache);
+    const fetches: Record<string, Tensor | null> = { logits: null };
+    cache.layers.forEach((_, i) => {
+      fetches[`present.${i}.key`] = feeds[`past_key_values.${i}.key`];
+      fetches[`present.${i}.value`] = feeds[`past_key_values.${i}.value`];
+    });
+    const out = await this.session.run(feeds, fetches);
+    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: length + 1 } };
   }
 
   private logitsOf(output: Tensor, batch: number): Pick<DecoderStep, 'logits' | 'logitsPositions'> {
@@ -139,7 +204,7 @@ export class DecoderSession {
     const [kvHeads, headDim] = this.kvShape;
     const feeds: Record<string, Tensor> = {
       input_ids: new Tensor('int64', inputIds, [batch, newTokens]),
-      attention_mask: new Tensor('int64', attentionMask, [batch, columns + newTokens]),
+      attention_mask: new Tensor('int64', attentionMask, [batch, attentionMask.length / batch]),
       position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
     };
     cache.layers.forEach((layer, i) => {
@@ -152,6 +217,10 @@ export class DecoderSession {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+function presentNames(layers: number): string[] {
+  return Array.from({ length: layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
 }
 
 /** Each layer's part of the packed `new_key_values` output [2 x layers x batch, kv_heads, new, head_dim], as views. */

@@ -7,9 +7,9 @@ import { exportedTinyModel } from '../helpers/models.js';
 /**
  * Guards continuous batching: a row in a left-padded batch must give the same logits as that row
  * run alone, for prefill and for cached decode steps (tracing can bake a padding-dependent branch in;
- * a fused operator can read the mask or the positions differently), in both graphs `llmkit export` writes.
+ * a fused operator can read the mask or the positions differently), in the three graphs `llmkit export` writes.
  */
-describe.each(['traced', 'fused'] as const)('the exported decoder (%s graph) with padding', (graph) => {
+describe.each(['traced', 'fused', 'fused-gqa'] as const)('the exported decoder (%s graph) with padding', (graph) => {
   let decoder: DecoderSession;
   beforeAll(async () => {
     decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel('tiny', 0, graph)), { device: 'cpu' });
@@ -74,6 +74,40 @@ describe.each(['traced', 'fused'] as const)('the exported decoder (%s graph) wit
       }
     }
     expect(cache.length).toBe(width + decodeTokens.length);
+  });
+
+  it('prefills a left-padded batch in chunks with the logits and cache of one pass', async () => {
+    const width = rows[0].length;
+    const padded = (fill: (r: number[], i: number) => number) => BigInt64Array.from(rows.flatMap((r) => [...Array(width - r.length).fill(0), ...r.map((_, i) => fill(r, i))].map(BigInt)));
+    const ids = padded((r, i) => r[i]);
+    const pos = padded((_, i) => i);
+    const mask = BigInt64Array.from(rows.flatMap((r) => [...Array(width - r.length).fill(0), ...Array(r.length).fill(1)].map(BigInt)));
+    const whole = await decoder.forward(ids, mask, pos, decoder.emptyCache(rows.length));
+    // Columns [0, 5) then [5, 8): the second pass has several new tokens a row over a non-empty past.
+    const columns = (a: BigInt64Array, from: number, to: number, stride = width) => BigInt64Array.from(rows.flatMap((_, b) => [...a.subarray(b * stride + from, b * stride + to)]));
+    const first = await decoder.forward(columns(ids, 0, 5), columns(mask, 0, 5), columns(pos, 0, 5), decoder.emptyCache(rows.length));
+    const second = await decoder.forward(columns(ids, 5, width), mask, columns(pos, 5, width), first.cache);
+    const vocab = decoder.vocabSize;
+    let worst = 0;
+    rows.forEach((_, b) => {
+      for (let t = 0; t < 3; t++) {
+        for (let v = 0; v < vocab; v++) worst = Math.max(worst, Math.abs(whole.logits[((b * width) + 5 + t) * vocab + v] - second.logits[(b * 3 + t) * vocab + v]));
+      }
+    });
+    expect(worst).toBeLessThan(1e-4);
+    expect(second.cache.length).toBe(width);
+    // The cache at real columns: a padding column's keys past layer 0 come from a query that attends to nothing.
+    const { num_kv_heads: kvHeads, head_dim: headDim } = decoder.model.manifest;
+    let cacheWorst = 0;
+    whole.cache.layers.forEach((layer, i) => {
+      for (let j = 0; j < layer.key.length; j++) {
+        const column = Math.floor(j / headDim) % width;
+        const row = Math.floor(j / (headDim * width * kvHeads));
+        if (mask[row * width + column] === 0n) continue;
+        cacheWorst = Math.max(cacheWorst, Math.abs(layer.key[j] - second.cache.layers[i].key[j]), Math.abs(layer.value[j] - second.cache.layers[i].value[j]));
+      }
+    });
+    expect(cacheWorst).toBeLessThan(1e-4);
   });
 
   it('appends in place into spare columns, across regathers, with the logits of the copying path', async () => {

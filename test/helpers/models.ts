@@ -13,15 +13,15 @@ export async function tinyModel(preset: ModelPreset = 'tiny', seed = 0): Promise
 }
 
 /**
- * The tiny model exported to ONNX (`fused`: with `llmkit export --fused`), cached next to it and re-exported
+ * The tiny model exported to ONNX (`fused`: with `llmkit export --fused`, `fused-gqa`: `--gqa`), cached next to it and re-exported
  * when the exporter changes.
  */
-export async function exportedTinyModel(preset: ModelPreset = 'tiny', seed = 0, graph: 'traced' | 'fused' = 'traced'): Promise<string> {
+export async function exportedTinyModel(preset: ModelPreset = 'tiny', seed = 0, graph: 'traced' | 'fused' | 'fused-gqa' = 'traced'): Promise<string> {
   const model = await tinyModel(preset, seed);
   const hash = createHash('sha256');
   for (const file of ['export_onnx.py', 'fuse_graph.py']) hash.update(readFileSync(join(pythonSourceDir, 'llmkit_worker', file)));
-  const out = `${model}-onnx${graph === 'fused' ? '-fused' : ''}-${hash.digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, fused: graph === 'fused' });
+  const out = `${model}-onnx${graph === 'traced' ? '' : `-${graph}`}-${hash.digest('hex').slice(0, 8)}`;
+  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, fused: graph !== 'traced', gqa: graph === 'fused-gqa' });
   return out;
 }
 

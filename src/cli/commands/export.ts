@@ -14,16 +14,17 @@ export function exportCommand(): Command {
       .requiredOption('--out <dir>', 'output folder (ONNX model, tokenizer, llmkit.json manifest)')
       .option('--fp16', 'float16 weights and compute, for GPUs (inputs, outputs and the KV cache stay float32)', false)
       .option('--fused', "ONNX Runtime's fused operators (SkipSimplifiedLayerNormalization, RotaryEmbedding, fused q/k/v and gate/up MatMuls), as onnxruntime-genai's graphs use", false)
+      .option('--gqa', "also fuse attention into GroupQueryAttention, which writes into the engine's cache buffers (implies --fused)", false)
       .option('--tolerance <x>', 'largest max-abs logit difference vs PyTorch that passes the check (default: 1e-3, or 5e-2 with --fp16)')
       .action(
-        action(async (opts: { out: string; fp16: boolean; fused: boolean; tolerance?: string } & TritonFlags, flags: GlobalFlags, [model]) => {
+        action(async (opts: { out: string; fp16: boolean; fused: boolean; gqa: boolean; tolerance?: string } & TritonFlags, flags: GlobalFlags, [model]) => {
           const { exportModel } = await import('../../core/export.js');
           const tolerance = opts.tolerance === undefined ? undefined : parseNumber(opts.tolerance, '--tolerance', { min: 0 });
           const triton = parseTritonFlags(opts);
           const view = new ProgressView(flags, 'export');
           const stop = stopOnCtrlC();
           try {
-            const report = await exportModel({ model, out: opts.out, dtype: opts.fp16 ? 'fp16' : 'fp32', fused: opts.fused, tolerance, triton, onEvent: view.onEvent, stopSignal: stop.signal });
+            const report = await exportModel({ model, out: opts.out, dtype: opts.fp16 ? 'fp16' : 'fp32', fused: opts.fused || opts.gqa, gqa: opts.gqa, tolerance, triton, onEvent: view.onEvent, stopSignal: stop.signal });
             view.stop();
             if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
             else {

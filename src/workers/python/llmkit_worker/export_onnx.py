@@ -18,10 +18,11 @@ the inputs and outputs, KV cache included, in float32, so the engine reads every
 float16 graph is what gets checked against PyTorch's fp32, with a tolerance that allows for rounding.
 
 fused (bool) rewrites the decoder into ONNX Runtime's fused operators (fuse_graph.py) before the check, and the
-manifest says `graph: "fused"`.
+manifest says `graph: "fused"`; gqa (bool, implies fused) also fuses attention into GroupQueryAttention, without
+the packed new_key_values output (the engine reads `present.*`), and the manifest says `graph: "fused-gqa"`.
 
 Config: model (HF folder), out, opset (17), dtype ("fp32" or "fp16"), tolerance (1e-3 for fp32, 5e-2 for fp16),
-fused (false).
+fused (false), gqa (false).
 Raises BadInput for a folder without config/weights or an unsupported architecture.
 """
 
@@ -287,8 +288,10 @@ def run(config: ExportOnnxConfig) -> int:
             dynamo=False,
             do_constant_folding=True,
         )
-    fused = bool(config.get("fused"))
-    removed, fusions = consolidate(onnx_path, d["max_position_embeddings"] if fused else None)
+    gqa = bool(config.get("gqa"))
+    fused = "fused-gqa" if gqa else "fused" if config.get("fused") else None
+    heads = (d["num_attention_heads"], d["num_kv_heads"]) if gqa else None
+    removed, fusions = consolidate(onnx_path, d["max_position_embeddings"] if fused else None, heads)
     log(f"folded shape arithmetic: {removed} nodes removed" + (f"; fused: {fusions}" if fused else ""))
     if dtype == "fp16":
         to_float16(onnx_path)
@@ -304,6 +307,8 @@ def run(config: ExportOnnxConfig) -> int:
         if os.path.isfile(os.path.join(src, name)):
             shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
     carry_chat_template(src, tmp)
+    if gqa:
+        names_out = [n for n in names_out if n != "new_key_values"]
     manifest = write_manifest(tmp, src, hf_config, d, names_in, names_out, diffs, dtype, fused)
     move_into_place(tmp, out)
     emit("progress", step=3, total=3, message="written")
@@ -315,7 +320,7 @@ def run(config: ExportOnnxConfig) -> int:
     return 0
 
 
-def consolidate(onnx_path: str, fuse_positions) -> tuple:
+def consolidate(onnx_path: str, fuse_positions, attention_heads=None) -> tuple:
     """Replaces the exporter's one-file-per-tensor output with save_onnx's layout, shape arithmetic folded, and
     fused (fuse_graph.py) when `fuse_positions` (the rotary tables' length) is given. Returns how many nodes the
     folding removed and what the fusion did (None without it)."""
@@ -325,7 +330,7 @@ def consolidate(onnx_path: str, fuse_positions) -> tuple:
 
     model = onnx.load(onnx_path)
     removed = fold_static_shapes(model)
-    fusions = fuse_decoder(model, fuse_positions) if fuse_positions else None
+    fusions = fuse_decoder(model, fuse_positions, attention_heads) if fuse_positions else None
     folder = os.path.dirname(onnx_path)
     for f in os.listdir(folder):
         if f != "model.onnx":
@@ -531,8 +536,9 @@ def write_manifest(folder, src, hf_config, d, names_in, names_out, diffs, dtype,
         "dtype": "float16" if dtype == "fp16" else "float32",
         "kv_dtype": "float32",
         "precision": dtype,
-        # "fused": ONNX Runtime's fused operators (com.microsoft domain), "traced": the exporter's own.
-        "graph": "fused" if fused else "traced",
+        # "fused": ONNX Runtime's fused operators (com.microsoft domain), "fused-gqa": those and
+        # GroupQueryAttention, "traced": the exporter's own.
+        "graph": fused or "traced",
         "eos_token_ids": eos if isinstance(eos, list) else [eos],
         "pad_token_id": gen.get("pad_token_id", hf_config.get("pad_token_id")),
         "bos_token_id": hf_config.get("bos_token_id"),

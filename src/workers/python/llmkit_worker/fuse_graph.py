@@ -9,10 +9,14 @@ builder writes its graphs (`llmkit export --fused`):
 - MatMuls that read the same activations (q/k/v, gate/up) -> one MatMul over their concatenated weights and a
   Split, which `llmkit quantize` then turns into one MatMulNBits.
 
-Attention itself stays llmkit's grouped-query attention over the past and the new keys separately:
-docs/export.md says why, and what GroupQueryAttention would take (an attention bias for the left padding and
-the engine binding `present` to its cache buffers). The inputs and outputs of the graph are unchanged, so the
-engine and transformers.js load it like any export.
+By default attention stays llmkit's grouped-query attention over the past and the new keys separately, and
+the inputs and outputs of the graph are unchanged, so the engine and transformers.js load it like any export.
+With `attention_heads` (`llmkit export --gqa`, graph "fused-gqa") each layer's attention becomes one
+GroupQueryAttention (fuse_attention): rotary stays a RotaryEmbedding, now over the [batch, sequence, hidden]
+projections, the attention mask goes in as `attention_bias`, and every row gets the same `seqlens_k` (the
+mask's width - 1), which is what makes the operator exact on llmkit's left-padded cache
+(test/bench/gqa-cache-probe.py). That graph has no `new_key_values`: the engine reads `present.*`, and binds
+them to its cache buffers for in-place decode steps (src/engine/decoder-session.ts).
 """
 
 import numpy as np
@@ -66,8 +70,9 @@ def attribute(node, name: str, default=None):
     return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def fuse_decoder(model, max_positions: int) -> dict:
-    """Applies every rewrite to `model` in place; returns how many of each it made."""
+def fuse_decoder(model, max_positions: int, attention_heads=None) -> dict:
+    """Applies every rewrite to `model` in place; returns how many of each it made. `attention_heads`
+    (num_heads, kv_num_heads) also fuses attention into GroupQueryAttention."""
     from .export_onnx import prune_dead_nodes
 
     counts = {
@@ -77,6 +82,8 @@ def fuse_decoder(model, max_positions: int) -> dict:
         "rotary_embedding": fuse_rotary(model, max_positions),
         "fused_matmuls": fuse_shared_input_matmuls(model),
     }
+    if attention_heads:
+        counts["group_query_attention"] = fuse_attention(model, *attention_heads)
     prune_dead_nodes(model.graph)
     if not any(model.opset_import[i].domain == "com.microsoft" for i in range(len(model.opset_import))):
         import onnx
@@ -324,3 +331,113 @@ def fused_name(names) -> str:
     if all(len(p) == len(parts[0]) and p[:-2] == parts[0][:-2] and p[-1] == parts[0][-1] for p in parts):
         return "/".join(parts[0][:-2] + ["+".join(p[-2] for p in parts), parts[0][-1]])
     return "+".join(names)
+
+
+def fuse_attention(model, num_heads: int, kv_num_heads: int) -> int:
+    """Each layer's attention (export_onnx.grouped_query_attention after fuse_rotary: query, key and value
+    reshaped to heads and transposed, rotary on query and key, the past concatenated into `present`, scores
+    against past and new keys scaled, masked, softmaxed and applied, heads merged for o_proj) ->
+    RotaryEmbedding on the projections and one GroupQueryAttention that writes `present` itself. Drops the
+    packed `new_key_values` output, which would keep the transposed keys alive. Raises when a layer does not
+    match, rather than write a graph half fused."""
+    import onnx
+
+    g = Graph(model)
+    layers = sorted({int(o.split(".")[1]) for o in g.outputs if o.startswith("present.")})
+    common = attention_inputs(model)
+    fused, dropped = [], set()
+    for i in layers:
+        parts = attention_parts(g, i)
+        if parts is None:
+            raise RuntimeError(f"layer {i}'s attention does not have the shape fuse_attention rewrites")
+        q3, k3, v3, rotary, scale, o_proj = parts
+        prefix = f"/model/layers.{i}/gqa"
+        rotated = [onnx.helper.make_node("RotaryEmbedding", [x, "position_ids", *rotary.input[2:4]], [f"{prefix}/{kind}_rotary"],
+                                         name=f"{prefix}/{kind}_Rotary", domain="com.microsoft", interleaved=0, num_heads=heads)
+                   for x, kind, heads in ((q3, "q", num_heads), (k3, "k", kv_num_heads))]
+        attention = onnx.helper.make_node(
+            "GroupQueryAttention",
+            [rotated[0].output[0], rotated[1].output[0], v3, f"past_key_values.{i}.key", f"past_key_values.{i}.value",
+             common["seqlens_k"], common["total_sequence_length"], "", "", "", common["attention_bias"]],
+            [f"{prefix}/output", f"present.{i}.key", f"present.{i}.value"], name=f"{prefix}/GroupQueryAttention",
+            domain="com.microsoft", num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale)
+        fused.append((o_proj, [*rotated, attention]))
+        o_proj.input[0] = attention.output[0]
+        dropped.update(id(g.producer[f"present.{i}.{kind}"]) for kind in ("key", "value"))
+    dropped.add(id(g.producer["new_key_values"]))
+    before = {id(o): new for o, new in fused}
+    nodes = [m for n in model.graph.node if id(n) not in dropped for m in [*before.get(id(n), []), n]]
+    replace_nodes(model.graph, common["nodes"] + nodes)
+    outputs = [o for o in model.graph.output if o.name != "new_key_values"]
+    model.graph.ClearField("output")
+    model.graph.output.extend(outputs)
+    return len(fused)
+
+
+def attention_parts(g: Graph, layer: int):
+    """(query, key, value as [batch, sequence, heads x head_dim], a RotaryEmbedding of the layer, the score
+    scale, o_proj's MatMul), or None where the layer differs from export_onnx.grouped_query_attention."""
+    def heads_of(tensor):
+        """x of Transpose(Reshape(x)), x being [batch, sequence, hidden]."""
+        transpose = g.made_by(tensor, "Transpose")
+        reshape = transpose and g.made_by(transpose.input[0], "Reshape")
+        return reshape.input[0] if reshape else None
+
+    concat_k, concat_v = (g.producer.get(f"present.{layer}.{kind}") for kind in ("key", "value"))
+    if concat_k is None or concat_v is None or concat_k.op_type != "Concat" or concat_v.op_type != "Concat":
+        return None
+    k_rotary = g.made_by(concat_k.input[1], "RotaryEmbedding")
+    v_heads = concat_v.input[1]
+    # The scores against the new keys: MatMul(Reshape(q_rotary), Transpose(k_rotary)).
+    k_t = next((n for n in g.readers.get(concat_k.input[1], []) if n.op_type == "Transpose"), None)
+    scores = k_t and next((n for n in g.readers.get(k_t.output[0], []) if n.op_type == "MatMul"), None)
+    q_reshape = scores and g.made_by(scores.input[0], "Reshape")
+    q_rotary = q_reshape and g.made_by(q_reshape.input[0], "RotaryEmbedding")
+    if k_rotary is None or q_rotary is None:
+        return None
+    concat = g.only_reader(scores.output[0], "Concat")
+    mul = concat and g.only_reader(concat.output[0], "Mul")
+    scale = mul and g.scalar(g.other_input(mul, concat.output[0]))
+    # The attention output: MatMul(probs, v) -> Add (past part + new part) -> Reshape -> Transpose -> Reshape -> o_proj.
+    node = next((n for n in g.readers.get(v_heads, []) if n.op_type == "MatMul"), None)
+    for op in ("Add", "Reshape", "Transpose", "Reshape"):
+        node = node and g.only_reader(node.output[0], op)
+    o_proj = node and g.only_reader(node.output[0], "MatMul")
+    q3, k3, v3 = heads_of(q_rotary.input[0]), heads_of(k_rotary.input[0]), heads_of(v_heads)
+    if not (scale and o_proj and o_proj.input[1] in g.weights and q3 and k3 and v3):
+        return None
+    return q3, k3, v3, k_rotary, scale, o_proj
+
+
+def attention_inputs(model) -> dict:
+    """The nodes computing GroupQueryAttention's shared inputs from attention_mask [batch, total] and input_ids
+    [batch, sequence]: seqlens_k (total - 1 for every row, int32 [batch]), total_sequence_length (int32 scalar)
+    and attention_bias [batch, 1, sequence, total] (0 where the mask is 1, -60000 where it is 0: still finite in
+    float16, and far below any score)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    p = "/model/gqa_inputs"
+    constants = {f"{p}/one": np.array([1], np.int64), f"{p}/axis0": np.array([0], np.int64),
+                 f"{p}/axes12": np.array([1, 2], np.int64), f"{p}/one_f": np.array(1.0, np.float32),
+                 f"{p}/masked": np.array(60000.0, np.float32)}
+    model.graph.initializer.extend([numpy_helper.from_array(v, k) for k, v in constants.items()])
+    n = onnx.helper.make_node
+    nodes = [
+        n("Shape", ["attention_mask"], [f"{p}/batch"], end=1),
+        n("Shape", ["attention_mask"], [f"{p}/total"], start=1, end=2),
+        n("Shape", ["input_ids"], [f"{p}/sequence"], start=1, end=2),
+        n("Sub", [f"{p}/total", f"{p}/one"], [f"{p}/last"]),
+        n("Cast", [f"{p}/last"], [f"{p}/last32"], to=TensorProto.INT32),
+        n("Expand", [f"{p}/last32", f"{p}/batch"], [f"{p}/seqlens_k"]),
+        n("Squeeze", [f"{p}/total", f"{p}/axis0"], [f"{p}/total_scalar"]),
+        n("Cast", [f"{p}/total_scalar"], [f"{p}/total_sequence_length"], to=TensorProto.INT32),
+        n("Cast", ["attention_mask"], [f"{p}/mask"], to=FLOAT),
+        n("Sub", [f"{p}/mask", f"{p}/one_f"], [f"{p}/mask_minus_one"]),
+        n("Mul", [f"{p}/mask_minus_one", f"{p}/masked"], [f"{p}/bias2"]),
+        n("Unsqueeze", [f"{p}/bias2", f"{p}/axes12"], [f"{p}/bias4"]),
+        n("Concat", [f"{p}/batch", f"{p}/one", f"{p}/sequence", f"{p}/total"], [f"{p}/bias_shape"], axis=0),
+        n("Expand", [f"{p}/bias4", f"{p}/bias_shape"], [f"{p}/attention_bias"]),
+    ]
+    return {"nodes": nodes, "seqlens_k": f"{p}/seqlens_k", "total_sequence_length": f"{p}/total_sequence_length",
+            "attention_bias": f"{p}/attention_bias"}

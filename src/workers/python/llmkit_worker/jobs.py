@@ -193,6 +193,7 @@ class ExportOnnxConfig(TypedDict):
     dtype: Literal["fp32", "fp16"]
     tolerance: NotRequired[float]
     fused: bool
+    gqa: NotRequired[bool]
     opset: NotRequired[int]
 
 
