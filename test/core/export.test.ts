@@ -136,6 +136,36 @@ describe('llmkit export', () => {
     expect(expected.slice(0, generated.length)).toEqual(generated);
   });
 
+  it('exports --gqa with attention in GroupQueryAttention, the traced graph\'s logits and greedy tokens, in transformers.js too', async () => {
+    const out = join(tempDir('llmkit-export-'), 'gqa');
+    const r = await runCli(['export', await tinyModel(), '--gqa', '--out', out, '--json']);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const gqa = loadExportedModel(out);
+    const layers = gqa.manifest.num_layers;
+    const bytes = readFileSync(gqa.onnxPath);
+    const graph = [...wireFields(bytes)].find((f) => f.field === MODEL_GRAPH)!;
+    const ops = [...wireFields(bytes, graph.valueStart, graph.end)].filter((f) => f.field === GRAPH_NODE).map((f) => readNode(bytes, f).opType);
+    const count = (op: string) => ops.filter((o) => o === op).length;
+    expect(gqa.manifest.graph).toBe('fused-gqa');
+    expect(gqa.manifest.outputs).not.toContain('new_key_values');
+    // A layer: q+k+v, o, gate+up and down MatMuls, attention in one operator; then the output layer.
+    expect([count('GroupQueryAttention'), count('RotaryEmbedding'), count('MatMul')]).toEqual([layers, 2 * layers, 4 * layers + 1]);
+    expect([count('Softmax'), count('Transpose')]).toEqual([0, 0]);
+    for (const diff of Object.values(gqa.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
+
+    const prompt = TOKENS.slice(0, PREFILL);
+    const opened = await DecoderSession.open(gqa, { device: 'cpu' });
+    const [a, b] = await Promise.all([decoder, opened].map((d) =>
+      d.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), d.emptyCache(1))));
+    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
+    const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
+    expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
+    await opened.release();
+    const generated = await transformersJsGreedy(gqa.dir, prompt, 10);
+    expect(generated.length).toBeGreaterThan(0);
+    expect(expected.slice(0, generated.length)).toEqual(generated);
+  });
+
   it('exports float16 weights behind float32 inputs and outputs, checked against PyTorch', async () => {
     const out = join(tempDir('llmkit-export-'), 'fp16');
     const r = await runCli(['export', await tinyModel(), '--fp16', '--out', out]);

@@ -267,14 +267,16 @@ def run(config: ExportOnnxConfig) -> int:
     past = [torch.randn(2, d["num_kv_heads"], 3, d["head_dim"], generator=g) for _ in range(2 * d["num_layers"])]
     mask = torch.cat([torch.ones(2, 3, dtype=torch.long), mask], dim=1)
     pos = pos + 3
+    # "batch_size" is the name transformers.js gives the batch when it makes the empty past (any other name
+    # makes it 0 rows, which a Concat ignores but GroupQueryAttention refuses).
     dynamic = {
-        "input_ids": {0: "batch", 1: "sequence"},
-        "attention_mask": {0: "batch", 1: "total_sequence"},
-        "position_ids": {0: "batch", 1: "sequence"},
-        "logits": {0: "batch", 1: "sequence"},
+        "input_ids": {0: "batch_size", 1: "sequence"},
+        "attention_mask": {0: "batch_size", 1: "total_sequence"},
+        "position_ids": {0: "batch_size", 1: "sequence"},
+        "logits": {0: "batch_size", 1: "sequence"},
     }
-    dynamic.update({n: {0: "batch", 2: "past_sequence"} for n in names_in[3:]})
-    dynamic.update({n: {0: "batch", 2: "total_sequence"} for n in names_out if n.startswith("present.")})
+    dynamic.update({n: {0: "batch_size", 2: "past_sequence"} for n in names_in[3:]})
+    dynamic.update({n: {0: "batch_size", 2: "total_sequence"} for n in names_out if n.startswith("present.")})
     dynamic["new_key_values"] = {0: "layers_x_batch", 2: "sequence"}
     with torch.no_grad():
         torch.onnx.export(
@@ -342,7 +344,7 @@ def consolidate(onnx_path: str, fuse_positions, attention_heads=None) -> tuple:
 # Dims the engine never feeds as zero (a batch row, a new token). A Reshape may leave one of its dims to be
 # inferred (-1) only when all its other dims are known not to be zero: ONNX cannot infer a dim of a tensor
 # with zero elements, and a zero-length past is how transformers.js starts.
-NONZERO_DIMS = {"batch", "sequence"}
+NONZERO_DIMS = {"batch_size", "sequence"}
 
 
 def fold_static_shapes(model) -> int:
