@@ -1,7 +1,8 @@
 // What one forward pass of an exported model costs on a provider: the median time of `session.run` over
 // fixed inputs and, with --profile, ONNX Runtime's own profile of it summed by provider and operator
 // (how many kernels a step runs, and which ones run on the CPU beside a GPU provider). Opens the model as
-// the engine does (without `present.*`) and fetches what the engine fetches. Needs only dist/ and
+// the engine does (without `present.*`) and fetches what the engine fetches; a "fused-gqa" graph (`export --gqa`)
+// as the engine's in-place step runs it: `present.*` bound to the past's buffers, one spare column each. Needs only dist/ and
 // onnxruntime-node, so it runs on the GPU machine too (test/bench/device/pack.sh bundles it).
 //
 // Usage, in the repo root after `npm run build`:
@@ -21,8 +22,10 @@ const [batch, past, fresh, runs] = ['batch', 'past', 'new', 'runs'].map((name, i
 const profileDir = flag('profile');
 const { manifest: m, onnxPath } = loadExportedModel(folder);
 
+const gqa = m.graph === 'fused-gqa';
+const bytes = readFileSync(onnxPath);
 const session = await ort.InferenceSession.create(
-  withoutOutputs(readFileSync(onnxPath), (n) => n.startsWith('present.')),
+  gqa ? bytes : withoutOutputs(bytes, (n) => n.startsWith('present.')),
   {
     executionProviders: [flag('ep') ? JSON.parse(flag('ep')) : device],
     graphOptimizationLevel: flag('level', 'all'),
@@ -38,11 +41,12 @@ const int64 = (length, at) =>
     [batch, length],
   );
 const feeds = { input_ids: int64(fresh, () => 5n), attention_mask: int64(past + fresh, () => 1n), position_ids: int64(fresh, (i) => BigInt(past + i)) };
-const kvShape = [batch, m.num_kv_heads, past, m.head_dim];
+const kvShape = [batch, m.num_kv_heads, past + (gqa ? fresh : 0), m.head_dim];
 for (let i = 0; i < m.num_layers; i++) {
   for (const part of ['key', 'value']) feeds[`past_key_values.${i}.${part}`] = new ort.Tensor('float32', new Float32Array(kvShape.reduce((a, b) => a * b)).fill(0.01), kvShape);
 }
-const fetches = flag('fetch', 'logits,new_key_values').split(',');
+const bound = Object.fromEntries(Object.entries(feeds).filter(([name]) => name.startsWith('past_key_values.')).map(([name, t]) => [name.replace('past_key_values', 'present'), t]));
+const fetches = gqa ? { logits: null, ...bound } : flag('fetch', 'logits,new_key_values').split(',');
 const warmup = 5;
 for (let i = 0; i < warmup; i++) await session.run(feeds, fetches);
 const times = [];
