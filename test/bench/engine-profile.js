@@ -46,7 +46,7 @@ for (let i = 0; i < m.num_layers; i++) {
   for (const part of ['key', 'value']) feeds[`past_key_values.${i}.${part}`] = new ort.Tensor('float32', new Float32Array(kvShape.reduce((a, b) => a * b)).fill(0.01), kvShape);
 }
 const bound = Object.fromEntries(Object.entries(feeds).filter(([name]) => name.startsWith('past_key_values.')).map(([name, t]) => [name.replace('past_key_values', 'present'), t]));
-const fetches = gqa ? { logits: null, ...bound } : flag('fetch', 'logits,new_key_values').split(',');
+const fetches = gqa && !flag('fetch') ? { logits: null, ...bound } : flag('fetch', 'logits,new_key_values').split(',');
 const warmup = 5;
 for (let i = 0; i < warmup; i++) await session.run(feeds, fetches);
 const times = [];

@@ -338,20 +338,23 @@ def fuse_attention(model, num_heads: int, kv_num_heads: int) -> int:
     reshaped to heads and transposed, rotary on query and key, the past concatenated into `present`, scores
     against past and new keys scaled, masked, softmaxed and applied, heads merged for o_proj) ->
     RotaryEmbedding on the projections and one GroupQueryAttention that writes `present` itself. Drops the
-    packed `new_key_values` output, which would keep the transposed keys alive. Raises when a layer does not
-    match, rather than write a graph half fused."""
+    packed `new_key_values` output, which would keep the transposed keys alive. Raises BadInput when a layer
+    does not match, rather than write a graph half fused."""
     import onnx
+
+    from .protocol import BadInput
 
     g = Graph(model)
     layers = sorted({int(o.split(".")[1]) for o in g.outputs if o.startswith("present.")})
     common = attention_inputs(model)
     fused, dropped = [], set()
     for i in layers:
-        parts = attention_parts(g, i)
-        if parts is None:
-            raise RuntimeError(f"layer {i}'s attention does not have the shape fuse_attention rewrites")
-        q3, k3, v3, rotary, scale, o_proj = parts
         prefix = f"/model/layers.{i}/gqa"
+        parts = attention_parts(g, i, prefix)
+        if parts is None:
+            raise BadInput(f"--gqa: layer {i}'s attention is not the shape GroupQueryAttention replaces",
+                           hint="export with --fused alone")
+        q3, k3, v3, rotary, scale, o_proj, merges = parts
         rotated = [onnx.helper.make_node("RotaryEmbedding", [x, "position_ids", *rotary.input[2:4]], [f"{prefix}/{kind}_rotary"],
                                          name=f"{prefix}/{kind}_Rotary", domain="com.microsoft", interleaved=0, num_heads=heads)
                    for x, kind, heads in ((q3, "q", num_heads), (k3, "k", kv_num_heads))]
@@ -361,7 +364,7 @@ def fuse_attention(model, num_heads: int, kv_num_heads: int) -> int:
              common["seqlens_k"], common["total_sequence_length"], "", "", "", common["attention_bias"]],
             [f"{prefix}/output", f"present.{i}.key", f"present.{i}.value"], name=f"{prefix}/GroupQueryAttention",
             domain="com.microsoft", num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale)
-        fused.append((o_proj, [*rotated, attention]))
+        fused.append((o_proj, [*merges, *rotated, attention]))
         o_proj.input[0] = attention.output[0]
         dropped.update(id(g.producer[f"present.{i}.{kind}"]) for kind in ("key", "value"))
     dropped.add(id(g.producer["new_key_values"]))
@@ -374,14 +377,29 @@ def fuse_attention(model, num_heads: int, kv_num_heads: int) -> int:
     return len(fused)
 
 
-def attention_parts(g: Graph, layer: int):
+def attention_parts(g: Graph, layer: int, prefix: str):
     """(query, key, value as [batch, sequence, heads x head_dim], a RotaryEmbedding of the layer, the score
-    scale, o_proj's MatMul), or None where the layer differs from export_onnx.grouped_query_attention."""
+    scale, o_proj's MatMul, the Reshapes that make some of the first three), or None where the layer differs
+    from export_onnx.grouped_query_attention."""
+    import onnx
+
+    merges = []
+
     def heads_of(tensor):
-        """x of Transpose(Reshape(x)), x being [batch, sequence, hidden]."""
+        """[batch, sequence, heads x head_dim] behind Transpose(y), y being [batch, sequence, heads, head_dim]:
+        x of y = Reshape(x), or a new Reshape of y (Qwen3 normalizes each head of q and k before the Transpose)."""
         transpose = g.made_by(tensor, "Transpose")
-        reshape = transpose and g.made_by(transpose.input[0], "Reshape")
-        return reshape.input[0] if reshape else None
+        if transpose is None or attribute(transpose, "perm") != [0, 2, 1, 3]:
+            return None
+        reshape = g.made_by(transpose.input[0], "Reshape")
+        if reshape is not None:
+            return reshape.input[0]
+        merged = f"{prefix}/merge_{len(merges)}"
+        if f"{prefix}/merge_shape" not in g.weights:
+            g.weights[f"{prefix}/merge_shape"] = onnx.numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"{prefix}/merge_shape")
+            g.model.graph.initializer.append(g.weights[f"{prefix}/merge_shape"])
+        merges.append(onnx.helper.make_node("Reshape", [transpose.input[0], f"{prefix}/merge_shape"], [merged], name=merged))
+        return merged
 
     concat_k, concat_v = (g.producer.get(f"present.{layer}.{kind}") for kind in ("key", "value"))
     if concat_k is None or concat_v is None or concat_k.op_type != "Concat" or concat_v.op_type != "Concat":
@@ -406,7 +424,7 @@ def attention_parts(g: Graph, layer: int):
     q3, k3, v3 = heads_of(q_rotary.input[0]), heads_of(k_rotary.input[0]), heads_of(v_heads)
     if not (scale and o_proj and o_proj.input[1] in g.weights and q3 and k3 and v3):
         return None
-    return q3, k3, v3, k_rotary, scale, o_proj
+    return q3, k3, v3, k_rotary, scale, o_proj, merges
 
 
 def attention_inputs(model) -> dict:
