@@ -6,7 +6,7 @@ import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { withLastPositionLogits } from '../../src/engine/last-position-logits.js';
 import { GRAPH_NODE, MODEL_GRAPH, readNode, wireFields } from '../../src/engine/onnx-wire.js';
-import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { loadExportedModel, type ExportedModel } from '../../src/engine/model-manifest.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { exportedTinyModel, tinyModel } from '../helpers/models.js';
@@ -34,6 +34,14 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
+/** How many nodes of each operator the export's graph has. */
+function operatorCounts(onnxPath: string): (op: string) => number {
+  const bytes = readFileSync(onnxPath);
+  const graph = [...wireFields(bytes)].find((f) => f.field === MODEL_GRAPH)!;
+  const ops = [...wireFields(bytes, graph.valueStart, graph.end)].filter((f) => f.field === GRAPH_NODE).map((f) => readNode(bytes, f).opType);
+  return (op) => ops.filter((o) => o === op).length;
+}
+
 describe('llmkit export', () => {
   let exported: string;
   let decoder: DecoderSession;
@@ -42,6 +50,22 @@ describe('llmkit export', () => {
     decoder = await DecoderSession.open(loadExportedModel(exported), { device: 'cpu' });
   });
   afterAll(() => decoder.release());
+
+  /** A rewritten export: checked to 1e-4 by the exporter, the traced graph's logits and greedy tokens, and transformers.js's. */
+  async function expectTracedBehaviour(model: ExportedModel): Promise<void> {
+    for (const diff of Object.values(model.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
+    const prompt = TOKENS.slice(0, PREFILL);
+    const opened = await DecoderSession.open(model, { device: 'cpu' });
+    const [a, b] = await Promise.all([decoder, opened].map((d) =>
+      d.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), d.emptyCache(1))));
+    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
+    const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
+    expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
+    await opened.release();
+    const generated = await transformersJsGreedy(model.dir, prompt, 10);
+    expect(generated.length).toBeGreaterThan(0);
+    expect(expected.slice(0, generated.length)).toEqual(generated);
+  }
 
   it('matches PyTorch in onnxruntime-node for a prefill and each cached decode step after it', async () => {
     const reference = await torchLogits(await tinyModel());
@@ -103,37 +127,14 @@ describe('llmkit export', () => {
   it("exports --fused into ONNX Runtime's fused operators, with the traced graph's logits and greedy tokens, in transformers.js too", async () => {
     const fused = loadExportedModel(await exportedTinyModel('tiny', 0, 'fused'));
     const layers = fused.manifest.num_layers;
-    const bytes = readFileSync(fused.onnxPath);
-    const graph = [...wireFields(bytes)].find((f) => f.field === MODEL_GRAPH)!;
-    const ops = [...wireFields(bytes, graph.valueStart, graph.end)].filter((f) => f.field === GRAPH_NODE).map((f) => readNode(bytes, f).opType);
-    const count = (op: string) => ops.filter((o) => o === op).length;
+    const count = operatorCounts(fused.onnxPath);
     expect(fused.manifest.graph).toBe('fused');
     // Every norm but the first takes the residual sum; q and k are rotated in each layer; q/k/v and gate/up are one MatMul each.
     expect([count('SimplifiedLayerNormalization'), count('SkipSimplifiedLayerNormalization'), count('RotaryEmbedding')]).toEqual([1, 2 * layers, 2 * layers]);
     expect([count('Pow'), count('Neg'), count('Split')]).toEqual([0, 0, 2 * layers]);
     // A layer: q+k+v, o, gate+up, down, and attention's 4 (scores and values, past and new); then the output layer.
     expect(count('MatMul')).toBe(8 * layers + 1);
-    for (const diff of Object.values(fused.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
-
-    const prompt = TOKENS.slice(0, PREFILL);
-    const opened = await DecoderSession.open(fused, { device: 'cpu' });
-    const [a, b] = await Promise.all(
-      [decoder, opened].map((d) =>
-        d.forward(
-          BigInt64Array.from(prompt, BigInt),
-          new BigInt64Array(PREFILL).fill(1n),
-          BigInt64Array.from(prompt, (_, i) => BigInt(i)),
-          d.emptyCache(1),
-        ),
-      ),
-    );
-    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
-    const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
-    expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
-    await opened.release();
-    const generated = await transformersJsGreedy(fused.dir, prompt, 10);
-    expect(generated.length).toBeGreaterThan(0);
-    expect(expected.slice(0, generated.length)).toEqual(generated);
+    await expectTracedBehaviour(fused);
   });
 
   it('exports --gqa with attention in GroupQueryAttention, the traced graph\'s logits and greedy tokens, in transformers.js too', async () => {
@@ -142,28 +143,13 @@ describe('llmkit export', () => {
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const gqa = loadExportedModel(out);
     const layers = gqa.manifest.num_layers;
-    const bytes = readFileSync(gqa.onnxPath);
-    const graph = [...wireFields(bytes)].find((f) => f.field === MODEL_GRAPH)!;
-    const ops = [...wireFields(bytes, graph.valueStart, graph.end)].filter((f) => f.field === GRAPH_NODE).map((f) => readNode(bytes, f).opType);
-    const count = (op: string) => ops.filter((o) => o === op).length;
+    const count = operatorCounts(gqa.onnxPath);
     expect(gqa.manifest.graph).toBe('fused-gqa');
     expect(gqa.manifest.outputs).not.toContain('new_key_values');
     // A layer: q+k+v, o, gate+up and down MatMuls, attention in one operator; then the output layer.
     expect([count('GroupQueryAttention'), count('RotaryEmbedding'), count('MatMul')]).toEqual([layers, 2 * layers, 4 * layers + 1]);
     expect([count('Softmax'), count('Transpose')]).toEqual([0, 0]);
-    for (const diff of Object.values(gqa.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
-
-    const prompt = TOKENS.slice(0, PREFILL);
-    const opened = await DecoderSession.open(gqa, { device: 'cpu' });
-    const [a, b] = await Promise.all([decoder, opened].map((d) =>
-      d.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), d.emptyCache(1))));
-    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
-    const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
-    expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
-    await opened.release();
-    const generated = await transformersJsGreedy(gqa.dir, prompt, 10);
-    expect(generated.length).toBeGreaterThan(0);
-    expect(expected.slice(0, generated.length)).toEqual(generated);
+    await expectTracedBehaviour(gqa);
   });
 
   it('exports float16 weights behind float32 inputs and outputs, checked against PyTorch', async () => {
