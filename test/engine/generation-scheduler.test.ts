@@ -29,13 +29,18 @@ const prompt = (length: number, seed: number) => {
   return Array.from({ length }, () => 4 + Math.floor(random.next() * 700));
 };
 
-// Serving opens its decoder with logits: 'last' (the output layer at each row's last position only).
-describe.each(['all', 'last'] as const)('continuous batching (logits: %s)', (logits) => {
+// Serving opens its decoder with logits: 'last' (the output layer at each row's last position only). The
+// fused-gqa graph runs its in-place steps and batched prefill chunks differently (decoder-session.ts).
+describe.each([
+  ['all', 'traced'],
+  ['last', 'traced'],
+  ['last', 'fused-gqa'],
+] as const)('continuous batching (logits: %s, %s graph)', (logits, graph) => {
   let decoder: DecoderSession;
   const limits: SchedulerLimits = { maxBatch: 8, maxQueue: 16, maxTokensTotal: 8 * 512, prefillChunk: 256 };
 
   beforeAll(async () => {
-    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu', logits });
+    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel('tiny', 0, graph)), { device: 'cpu', logits });
   });
   afterAll(() => decoder.release());
 

@@ -51,11 +51,11 @@ describe('prefix cache', () => {
   });
 });
 
-describe('prefix reuse in the scheduler (tiny model)', () => {
+describe.each(['traced', 'fused-gqa'] as const)('prefix reuse in the scheduler (tiny model, %s graph)', (graph) => {
   let decoder: DecoderSession;
   const limits: SchedulerLimits = { maxBatch: 8, maxQueue: 16, maxTokensTotal: 8 * 512, prefillChunk: 64 };
   beforeAll(async () => {
-    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel()), { device: 'cpu', logits: 'last' });
+    decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel('tiny', 0, graph)), { device: 'cpu', logits: 'last' });
   });
   afterAll(() => decoder.release());
 
