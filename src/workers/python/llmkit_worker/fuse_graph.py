@@ -416,6 +416,11 @@ def attention_parts(g: Graph, layer: int, prefix: str):
     concat = g.only_reader(scores.output[0], "Concat")
     mul = concat and g.only_reader(concat.output[0], "Mul")
     scale = mul and g.scalar(g.other_input(mul, concat.output[0]))
+    # Scaled scores + mask straight into Softmax: a soft-capped or sliding-window layer has more in between,
+    # which GroupQueryAttention would not compute.
+    add = mul and g.only_reader(mul.output[0], "Add")
+    if not (add and g.only_reader(add.output[0], "Softmax")):
+        return None
     # The attention output: MatMul(probs, v) -> Add (past part + new part) -> Reshape -> Transpose -> Reshape -> o_proj.
     node = next((n for n in g.readers.get(v_heads, []) if n.op_type == "MatMul"), None)
     for op in ("Add", "Reshape", "Transpose", "Reshape"):
