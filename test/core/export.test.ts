@@ -193,5 +193,8 @@ describe('llmkit export', () => {
       expect(String(results[i].stderr).trim().split('\n')).toHaveLength(1);
       expect(String(results[i].stderr).trim()).toMatch(message);
     }
+    const both = await runCli(['export', gpt2, '--gqa', '--triton', join(dir, 'triton'), '--out', join(dir, 'out')]);
+    expect(both.exitCode).toBe(2);
+    expect(String(both.stderr).trim()).toBe('error: --gqa and --triton exclude each other; export for Triton with --fused');
   });
 });

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { UsageError } from '../../shared/errors.js';
 import { action } from '../action.js';
 import { parseNumber } from '../flags.js';
 import { formatBytes, stopOnCtrlC, type GlobalFlags } from '../output.js';
@@ -21,6 +22,8 @@ export function exportCommand(): Command {
           const { exportModel } = await import('../../core/export.js');
           const tolerance = opts.tolerance === undefined ? undefined : parseNumber(opts.tolerance, '--tolerance', { min: 0 });
           const triton = parseTritonFlags(opts);
+          // Triton's generate model (assets/triton_generate.py) reads the packed new_key_values, which a --gqa graph has not.
+          if (opts.gqa && triton) throw new UsageError('--gqa and --triton exclude each other', 'export for Triton with --fused');
           const view = new ProgressView(flags, 'export');
           const stop = stopOnCtrlC();
           try {
