@@ -218,7 +218,7 @@ describe('the decoder config.pbtxt against the exported ONNX file', () => {
         mutated((c) => c.replace('dims: [ -1, 2, -1, 16 ]', 'dims: [ -1, 2, -1, 32 ]')),
         'tiny',
       ),
-    ).toEqual(['input past_key_values.0.key has dims [-1, 2, -1, 32] in config.pbtxt but [-1, 2, -1, 16] in the ONNX file (batch, 2, past_sequence, 16)']);
+    ).toEqual(['input past_key_values.0.key has dims [-1, 2, -1, 32] in config.pbtxt but [-1, 2, -1, 16] in the ONNX file (batch_size, 2, past_sequence, 16)']);
     expect(
       await checkDecoderConfig(
         mutated((c) => c.replace(/(name: "logits"\s+data_type: )TYPE_FP32/, '$1TYPE_FP16')),
