@@ -4,44 +4,46 @@ import { z } from 'zod';
 import { LlmkitError } from '../shared/errors.js';
 
 /** llmkit.json: what the engine needs to know about an exported decoder (written by export_onnx.py). */
-export const ModelManifestSchema = z.object({
-  format: z.literal('llmkit-onnx-decoder'),
-  version: z.literal(1),
-  architecture: z.string(),
-  model_type: z.string().nullish(),
-  num_layers: z.number().int().positive(),
-  num_attention_heads: z.number().int().positive(),
-  num_kv_heads: z.number().int().positive(),
-  head_dim: z.number().int().positive(),
-  hidden_size: z.number().int().positive(),
-  vocab_size: z.number().int().positive(),
-  max_position_embeddings: z.number().int().positive(),
-  /** Path of the ONNX file, relative to the folder. */
-  onnx: z.string(),
-  inputs: z.array(z.string()),
-  // The engine fetches the packed new_key_values (docs/export.md), or `present.*` from a "fused-gqa" graph
-  // (checked below); exports from before it existed lack it.
-  outputs: z.array(z.string()),
-  dtype: z.string(),
-  kv_dtype: z.enum(['float32', 'float16']),
-  /** fp32, fp16, int8, int4: how the weights are stored. */
-  precision: z.string(),
-  /**
-   * "fused": ONNX Runtime's fused operators (`llmkit export --fused`); "fused-gqa": those and GroupQueryAttention
-   * (`--gqa`); "traced" or absent: the exporter's own.
-   */
-  graph: z.enum(['traced', 'fused', 'fused-gqa']).nullish(),
-  quantization: z.record(z.string(), z.unknown()).nullish(),
-  eos_token_ids: z.array(z.number().int()),
-  pad_token_id: z.number().int().nullish(),
-  bos_token_id: z.number().int().nullish(),
-  chat_template: z.string().nullish(),
-  source: z.string().nullish(),
-  export_check: z.record(z.string(), z.number()).nullish(),
-}).refine((m) => m.graph === 'fused-gqa' || m.outputs.includes('new_key_values'), {
-  path: ['outputs'],
-  message: 'no packed new_key_values output (made by an older llmkit)',
-});
+export const ModelManifestSchema = z
+  .object({
+    format: z.literal('llmkit-onnx-decoder'),
+    version: z.literal(1),
+    architecture: z.string(),
+    model_type: z.string().nullish(),
+    num_layers: z.number().int().positive(),
+    num_attention_heads: z.number().int().positive(),
+    num_kv_heads: z.number().int().positive(),
+    head_dim: z.number().int().positive(),
+    hidden_size: z.number().int().positive(),
+    vocab_size: z.number().int().positive(),
+    max_position_embeddings: z.number().int().positive(),
+    /** Path of the ONNX file, relative to the folder. */
+    onnx: z.string(),
+    inputs: z.array(z.string()),
+    // The engine fetches the packed new_key_values (docs/export.md), or `present.*` from a "fused-gqa" graph
+    // (checked below); exports from before it existed lack it.
+    outputs: z.array(z.string()),
+    dtype: z.string(),
+    kv_dtype: z.enum(['float32', 'float16']),
+    /** fp32, fp16, int8, int4: how the weights are stored. */
+    precision: z.string(),
+    /**
+     * "fused": ONNX Runtime's fused operators (`llmkit export --fused`); "fused-gqa": those and GroupQueryAttention
+     * (`--gqa`); "traced" or absent: the exporter's own.
+     */
+    graph: z.enum(['traced', 'fused', 'fused-gqa']).nullish(),
+    quantization: z.record(z.string(), z.unknown()).nullish(),
+    eos_token_ids: z.array(z.number().int()),
+    pad_token_id: z.number().int().nullish(),
+    bos_token_id: z.number().int().nullish(),
+    chat_template: z.string().nullish(),
+    source: z.string().nullish(),
+    export_check: z.record(z.string(), z.number()).nullish(),
+  })
+  .refine((m) => m.graph === 'fused-gqa' || m.outputs.includes('new_key_values'), {
+    path: ['outputs'],
+    message: 'no packed new_key_values output (made by an older llmkit)',
+  });
 
 export type ModelManifest = z.infer<typeof ModelManifestSchema>;
 

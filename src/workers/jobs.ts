@@ -144,7 +144,15 @@ export const JOBS = {
     result: z.object({ out: z.string() }),
   },
   export_onnx: {
-    config: z.object({ model: z.string(), out: z.string(), dtype: z.enum(['fp32', 'fp16']), tolerance: z.number().optional(), fused: z.boolean(), gqa: z.boolean().optional(), opset: z.number().int().optional() }),
+    config: z.object({
+      model: z.string(),
+      out: z.string(),
+      dtype: z.enum(['fp32', 'fp16']),
+      tolerance: z.number().optional(),
+      fused: z.boolean(),
+      gqa: z.boolean().optional(),
+      opset: z.number().int().optional(),
+    }),
     result: z.object({ path: z.string(), parity: z.record(z.string(), z.number()), onnx_bytes: z.number().int(), manifest: z.record(z.string(), z.unknown()) }),
   },
   quantize: {

@@ -24,16 +24,13 @@ const { manifest: m, onnxPath } = loadExportedModel(folder);
 
 const gqa = m.graph === 'fused-gqa';
 const bytes = readFileSync(onnxPath);
-const session = await ort.InferenceSession.create(
-  gqa ? bytes : withoutOutputs(bytes, (n) => n.startsWith('present.')),
-  {
-    executionProviders: [flag('ep') ? JSON.parse(flag('ep')) : device],
-    graphOptimizationLevel: flag('level', 'all'),
-    enableProfiling: Boolean(profileDir),
-    profileFilePrefix: profileDir && join(profileDir, `profile-${device}-b${batch}-n${fresh}`),
-    extra: { session: { model_external_initializers_file_folder_path: dirname(onnxPath) } },
-  },
-);
+const session = await ort.InferenceSession.create(gqa ? bytes : withoutOutputs(bytes, (n) => n.startsWith('present.')), {
+  executionProviders: [flag('ep') ? JSON.parse(flag('ep')) : device],
+  graphOptimizationLevel: flag('level', 'all'),
+  enableProfiling: Boolean(profileDir),
+  profileFilePrefix: profileDir && join(profileDir, `profile-${device}-b${batch}-n${fresh}`),
+  extra: { session: { model_external_initializers_file_folder_path: dirname(onnxPath) } },
+});
 const int64 = (length, at) =>
   new ort.Tensor(
     'int64',
@@ -45,7 +42,11 @@ const kvShape = [batch, m.num_kv_heads, past + (gqa ? fresh : 0), m.head_dim];
 for (let i = 0; i < m.num_layers; i++) {
   for (const part of ['key', 'value']) feeds[`past_key_values.${i}.${part}`] = new ort.Tensor('float32', new Float32Array(kvShape.reduce((a, b) => a * b)).fill(0.01), kvShape);
 }
-const bound = Object.fromEntries(Object.entries(feeds).filter(([name]) => name.startsWith('past_key_values.')).map(([name, t]) => [name.replace('past_key_values', 'present'), t]));
+const bound = Object.fromEntries(
+  Object.entries(feeds)
+    .filter(([name]) => name.startsWith('past_key_values.'))
+    .map(([name, t]) => [name.replace('past_key_values', 'present'), t]),
+);
 const fetches = gqa && !flag('fetch') ? { logits: null, ...bound } : flag('fetch', 'logits,new_key_values').split(',');
 const warmup = 5;
 for (let i = 0; i < warmup; i++) await session.run(feeds, fetches);

@@ -51,12 +51,15 @@ for (let round = 0; round < rounds; round++) {
     for (const c of contenders) {
       const out = await c.run({ prompts: w.prompts, newTokens });
       const key = `${w.name}|${c.name}`;
-      results.set(key, [...(results.get(key) ?? []), {
-        decode: out.decodeTokPerS.reduce((a, b) => a + b, 0) / out.decodeTokPerS.length,
-        prefill: (1000 * promptLength * w.prompts.length) / out.prefillMs,
-        total: out.totalTokPerS,
-        tokens: JSON.stringify(out.tokens),
-      }]);
+      results.set(key, [
+        ...(results.get(key) ?? []),
+        {
+          decode: out.decodeTokPerS.reduce((a, b) => a + b, 0) / out.decodeTokPerS.length,
+          prefill: (1000 * promptLength * w.prompts.length) / out.prefillMs,
+          total: out.totalTokPerS,
+          tokens: JSON.stringify(out.tokens),
+        },
+      ]);
     }
   }
   process.stderr.write(`round ${round + 1}/${rounds} done\n`);
@@ -80,6 +83,8 @@ for (const w of workloads) {
     const pick = (field, of = rows) => of.map((r) => r[field]);
     const same = rows.filter((r, i) => r.tokens === base[i].tokens).length;
     const first = c === contenders[0];
-    console.log(`| ${w.name} | ${c.name} | ${figure(pick('decode'))} | ${figure(pick('prefill'))} | ${figure(pick('total'))} | ${first ? '' : ratios(pick('decode'), pick('decode', base))} | ${first ? '' : ratios(pick('total'), pick('total', base))} | ${first ? '' : `${same}/${rows.length}`} |`);
+    console.log(
+      `| ${w.name} | ${c.name} | ${figure(pick('decode'))} | ${figure(pick('prefill'))} | ${figure(pick('total'))} | ${first ? '' : ratios(pick('decode'), pick('decode', base))} | ${first ? '' : ratios(pick('total'), pick('total', base))} | ${first ? '' : `${same}/${rows.length}`} |`,
+    );
   }
 }

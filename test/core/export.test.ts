@@ -56,8 +56,16 @@ describe('llmkit export', () => {
     for (const diff of Object.values(model.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
     const prompt = TOKENS.slice(0, PREFILL);
     const opened = await DecoderSession.open(model, { device: 'cpu' });
-    const [a, b] = await Promise.all([decoder, opened].map((d) =>
-      d.forward(BigInt64Array.from(prompt, BigInt), new BigInt64Array(PREFILL).fill(1n), BigInt64Array.from(prompt, (_, i) => BigInt(i)), d.emptyCache(1))));
+    const [a, b] = await Promise.all(
+      [decoder, opened].map((d) =>
+        d.forward(
+          BigInt64Array.from(prompt, BigInt),
+          new BigInt64Array(PREFILL).fill(1n),
+          BigInt64Array.from(prompt, (_, i) => BigInt(i)),
+          d.emptyCache(1),
+        ),
+      ),
+    );
     expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-4);
     const expected = (await greedyDecode(decoder, prompt, 10)).tokens;
     expect((await greedyDecode(opened, prompt, 10)).tokens).toEqual(expected);
@@ -137,7 +145,7 @@ describe('llmkit export', () => {
     await expectTracedBehaviour(fused);
   });
 
-  it('exports --gqa with attention in GroupQueryAttention, the traced graph\'s logits and greedy tokens, in transformers.js too', async () => {
+  it("exports --gqa with attention in GroupQueryAttention, the traced graph's logits and greedy tokens, in transformers.js too", async () => {
     const out = join(tempDir('llmkit-export-'), 'gqa');
     const r = await runCli(['export', await tinyModel(), '--gqa', '--out', out, '--json']);
     expect(r.exitCode, String(r.stderr)).toBe(0);

@@ -91,7 +91,7 @@ describe.each(['traced', 'fused', 'fused-gqa'] as const)('the exported decoder (
     let worst = 0;
     rows.forEach((_, b) => {
       for (let t = 0; t < 3; t++) {
-        for (let v = 0; v < vocab; v++) worst = Math.max(worst, Math.abs(whole.logits[((b * width) + 5 + t) * vocab + v] - second.logits[(b * 3 + t) * vocab + v]));
+        for (let v = 0; v < vocab; v++) worst = Math.max(worst, Math.abs(whole.logits[(b * width + 5 + t) * vocab + v] - second.logits[(b * 3 + t) * vocab + v]));
       }
     });
     expect(worst).toBeLessThan(1e-4);

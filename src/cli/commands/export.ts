@@ -27,7 +27,17 @@ export function exportCommand(): Command {
           const view = new ProgressView(flags, 'export');
           const stop = stopOnCtrlC();
           try {
-            const report = await exportModel({ model, out: opts.out, dtype: opts.fp16 ? 'fp16' : 'fp32', fused: opts.fused || opts.gqa, gqa: opts.gqa, tolerance, triton, onEvent: view.onEvent, stopSignal: stop.signal });
+            const report = await exportModel({
+              model,
+              out: opts.out,
+              dtype: opts.fp16 ? 'fp16' : 'fp32',
+              fused: opts.fused || opts.gqa,
+              gqa: opts.gqa,
+              tolerance,
+              triton,
+              onEvent: view.onEvent,
+              stopSignal: stop.signal,
+            });
             view.stop();
             if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
             else {

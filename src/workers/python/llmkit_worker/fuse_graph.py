@@ -352,18 +352,42 @@ def fuse_attention(model, num_heads: int, kv_num_heads: int) -> int:
         prefix = f"/model/layers.{i}/gqa"
         parts = attention_parts(g, i, prefix)
         if parts is None:
-            raise BadInput(f"--gqa: layer {i}'s attention is not the shape GroupQueryAttention replaces",
-                           hint="export with --fused alone")
+            raise BadInput(f"--gqa: layer {i}'s attention is not the shape GroupQueryAttention replaces", hint="export with --fused alone")
         q3, k3, v3, rotary, scale, o_proj, merges = parts
-        rotated = [onnx.helper.make_node("RotaryEmbedding", [x, "position_ids", *rotary.input[2:4]], [f"{prefix}/{kind}_rotary"],
-                                         name=f"{prefix}/{kind}_Rotary", domain="com.microsoft", interleaved=0, num_heads=heads)
-                   for x, kind, heads in ((q3, "q", num_heads), (k3, "k", kv_num_heads))]
+        rotated = [
+            onnx.helper.make_node(
+                "RotaryEmbedding",
+                [x, "position_ids", *rotary.input[2:4]],
+                [f"{prefix}/{kind}_rotary"],
+                name=f"{prefix}/{kind}_Rotary",
+                domain="com.microsoft",
+                interleaved=0,
+                num_heads=heads,
+            )
+            for x, kind, heads in ((q3, "q", num_heads), (k3, "k", kv_num_heads))
+        ]
         attention = onnx.helper.make_node(
             "GroupQueryAttention",
-            [rotated[0].output[0], rotated[1].output[0], v3, f"past_key_values.{i}.key", f"past_key_values.{i}.value",
-             common["seqlens_k"], common["total_sequence_length"], "", "", "", common["attention_bias"]],
-            [f"{prefix}/output", f"present.{i}.key", f"present.{i}.value"], name=f"{prefix}/GroupQueryAttention",
-            domain="com.microsoft", num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale)
+            [
+                rotated[0].output[0],
+                rotated[1].output[0],
+                v3,
+                f"past_key_values.{i}.key",
+                f"past_key_values.{i}.value",
+                common["seqlens_k"],
+                common["total_sequence_length"],
+                "",
+                "",
+                "",
+                common["attention_bias"],
+            ],
+            [f"{prefix}/output", f"present.{i}.key", f"present.{i}.value"],
+            name=f"{prefix}/GroupQueryAttention",
+            domain="com.microsoft",
+            num_heads=num_heads,
+            kv_num_heads=kv_num_heads,
+            scale=scale,
+        )
         fused.append((o_proj, [*merges, *rotated, attention]))
         o_proj.input[0] = attention.output[0]
         dropped.update(id(g.producer[f"present.{i}.{kind}"]) for kind in ("key", "value"))
@@ -441,9 +465,13 @@ def attention_inputs(model) -> dict:
     from onnx import TensorProto, numpy_helper
 
     p = "/model/gqa_inputs"
-    constants = {f"{p}/one": np.array([1], np.int64), f"{p}/axis0": np.array([0], np.int64),
-                 f"{p}/axes12": np.array([1, 2], np.int64), f"{p}/one_f": np.array(1.0, np.float32),
-                 f"{p}/masked": np.array(60000.0, np.float32)}
+    constants = {
+        f"{p}/one": np.array([1], np.int64),
+        f"{p}/axis0": np.array([0], np.int64),
+        f"{p}/axes12": np.array([1, 2], np.int64),
+        f"{p}/one_f": np.array(1.0, np.float32),
+        f"{p}/masked": np.array(60000.0, np.float32),
+    }
     model.graph.initializer.extend([numpy_helper.from_array(v, k) for k, v in constants.items()])
     n = onnx.helper.make_node
     nodes = [
@@ -462,5 +490,4 @@ def attention_inputs(model) -> dict:
         n("Concat", [f"{p}/batch", f"{p}/one", f"{p}/sequence", f"{p}/total"], [f"{p}/bias_shape"], axis=0),
         n("Expand", [f"{p}/bias4", f"{p}/bias_shape"], [f"{p}/attention_bias"]),
     ]
-    return {"nodes": nodes, "seqlens_k": f"{p}/seqlens_k", "total_sequence_length": f"{p}/total_sequence_length",
-            "attention_bias": f"{p}/attention_bias"}
+    return {"nodes": nodes, "seqlens_k": f"{p}/seqlens_k", "total_sequence_length": f"{p}/total_sequence_length", "attention_bias": f"{p}/attention_bias"}
