@@ -13,7 +13,7 @@ import { askOnce } from './serve.js';
 import { findPythonEnv, setupPythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
-import type { Device } from '../engine/onnx-runtime.js';
+import type { Device } from '../engine/devices.js';
 
 /** What the demo tells its caller as it goes: a step title, then lines of what it did. */
 export interface DemoReporter {

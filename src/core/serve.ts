@@ -1,5 +1,5 @@
 import type { EngineOptions } from '../engine/engine.js';
-import type { Device } from '../engine/onnx-runtime.js';
+import type { Device } from '../engine/devices.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
 import { ModelRegistry, parseModelSpec, type ModelSpec, type ServedModel } from '../serve/model-registry.js';

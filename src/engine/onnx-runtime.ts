@@ -12,9 +12,6 @@ import { packageRoot } from '../shared/paths.js';
 import { CUDA_PROVIDER_LIBRARY, onnxruntimeLibDir, readCudaRecord } from './cuda-libraries.js';
 import type { Device, Provider } from './devices.js';
 
-// Where the device names were defined before devices.ts; engine code may import them from either.
-export { DEVICES, parseDevice, type Device, type Provider } from './devices.js';
-
 ort.env.logLevel = 'fatal';
 
 const AUTO_ORDER: Provider[] = ['cuda', 'webgpu', 'cpu'];
