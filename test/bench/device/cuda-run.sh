@@ -11,6 +11,8 @@
 #                                               # answering the openai client, llmkit bench's concurrency table
 #   bash test/bench/device/cuda-run.sh versus   # carry .devnode, after prep: HF generate and the fused exports in
 #                                               # interleaved rounds (ratios per round); int4 CUDA vs CPU; bench on 100m
+#   bash test/bench/device/cuda-run.sh gqa      # carry .devnode, after `GQA=1 FUSED_ONLY=1 ... prep`: HF generate, fused fp16
+#                                               # and --gqa fp16 in interleaved rounds; their greedy agreement
 # Results land in $OUT (the device tool's return folder) or ./gpu-results.
 set -uo pipefail
 out=${OUT:-gpu-results}
@@ -18,7 +20,7 @@ mkdir -p "$out" /tmp/prof
 export PYTHONUNBUFFERED=1
 source test/bench/device/qwen-shape.sh
 export_with_worker() { # the export job on python3 alone (Node arrives with the next call)
-  [ -f "$2/llmkit.json" ] || echo "{\"model\": \"$qwen\", \"out\": \"$2\", \"dtype\": \"$1\", \"fused\": ${3:-false}}" |
+  [ -f "$2/llmkit.json" ] || echo "{\"model\": \"$qwen\", \"out\": \"$2\", \"dtype\": \"$1\", \"fused\": ${3:-false}, \"gqa\": ${4:-false}}" |
     PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"'
 }
 # The bench scripts run node directly, not through bin/llmkit.js, so they get the recorded folders here.
@@ -33,7 +35,8 @@ case ${1:-} in
       # FUSED_ONLY=1: just what `versus` needs
       [ -n "${FUSED_ONLY:-}" ] || { python3 test/bench/hf-generate.py $qwen --dtype bfloat16; export_with_worker fp32 $qwen-onnx; }
       export_with_worker fp32 $qwen-fused true
-      export_with_worker fp16 $qwen-fused16 true; } 2>&1 | tee "$out/prep.txt" ;;
+      export_with_worker fp16 $qwen-fused16 true
+      [ -z "${GQA:-}" ] || export_with_worker fp16 $qwen-gqa16 true true; } 2>&1 | tee "$out/prep.txt" ;;
   engine)
     source test/bench/device/with-node.sh
     [ -f /tmp/devcuda/libonnxruntime_providers_cuda.so ] || { echo "run 'prep' first, in a call just before this one"; exit 3; }
@@ -76,5 +79,20 @@ case ${1:-} in
       $cli make-model --preset 100m --out /tmp/random-100m >/dev/null && $cli export /tmp/random-100m --fused --fp16 --out /tmp/100m-gpu >/dev/null
       $cli bench /tmp/100m-gpu --device cuda --rounds 2
     } 2>&1 | tee "$out/versus.txt" ;;
-  *) echo "usage: cuda-run.sh prep|engine|serve|versus" >&2; exit 2 ;;
+  gqa)
+    source test/bench/device/with-node.sh
+    [ -f $qwen-gqa16/llmkit.json ] || { echo "run 'GQA=1 FUSED_ONLY=1 cuda-run.sh prep' first, in a call just before this one"; exit 3; }
+    { $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda >/dev/null && export LD_LIBRARY_PATH=$(cuda_loader_path)
+      rm -f /tmp/*.jsonl
+      for round in 1 2 3; do
+        python3 test/bench/hf-generate.py $qwen --dtype bfloat16 | tail -1 >> /tmp/hf.jsonl
+        for m in fused16 gqa16; do node .devpack/engine-gpu.mjs $qwen-$m --devices cuda --tokens 64 | tee /tmp/$m.txt | tail -1 >> /tmp/$m.jsonl; done
+      done
+      node test/bench/device/versus.js /tmp/hf.jsonl fused-fp16=/tmp/fused16.jsonl gqa-fp16=/tmp/gqa16.jsonl
+      node test/bench/device/agreement.js /tmp/fused16.txt cuda /tmp/gqa16.txt cuda
+      for m in fused16 gqa16; do
+        for b in 1 8; do node .devpack/engine-profile.mjs $qwen-$m --device cuda --batch $b --past 256 --runs 30 --profile /tmp/prof | head -14; done
+      done
+    } 2>&1 | tee "$out/gqa.txt" ;;
+  *) echo "usage: cuda-run.sh prep|engine|serve|versus|gqa" >&2; exit 2 ;;
 esac
