@@ -113,6 +113,18 @@ describe.each(['qwen3', 'llama3', 'gemma3', 'phi3', 'smollm3'] as Family[])('the
     expect((await greedyDecode(decoder, ids, GREEDY)).tokens).toEqual(python.greedy);
   });
 
+  it("exports --fused within 1e-4 of PyTorch, and that graph makes PyTorch's greedy tokens", async () => {
+    const fused = loadExportedModel(await exportedFamilyModel(family, { fused: true }));
+    expect(fused.manifest.graph).toBe('fused');
+    for (const diff of Object.values(fused.manifest.export_check ?? {})) expect(diff).toBeLessThan(1e-4);
+    const session = await DecoderSession.open(fused, { device: 'cpu', logits: 'last' });
+    try {
+      expect((await greedyDecode(session, python.conversations[0].prompt_ids, GREEDY)).tokens).toEqual(python.greedy);
+    } finally {
+      await session.release();
+    }
+  }, 300_000);
+
   it('serves the same greedy text from a batch of two prompts of different lengths (padding, in-place cache)', async () => {
     // The scheduler left-pads rows and decodes into spare cache columns: a sliding window must count positions,
     // not columns, or Gemma 3's local layers lose their context here.

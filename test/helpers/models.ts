@@ -54,11 +54,12 @@ export async function familyModel(family: Family): Promise<string> {
   return out;
 }
 
-/** A family's test model exported to ONNX (cached like exportedTinyModel). */
-export async function exportedFamilyModel(family: Family): Promise<string> {
+/** A family's test model exported to ONNX, traced or `--fused` (cached like exportedTinyModel). */
+export async function exportedFamilyModel(family: Family, { fused = false } = {}): Promise<string> {
   const model = await familyModel(family);
-  const exporter = readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py'));
-  const out = `${model}-onnx-${createHash('sha256').update(exporter).digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out });
+  const exporter = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py')));
+  if (fused) exporter.update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'fuse_graph.py')));
+  const out = `${model}-onnx-${fused ? 'fused-' : ''}${exporter.digest('hex').slice(0, 8)}`;
+  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, fused });
   return out;
 }
