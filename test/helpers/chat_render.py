@@ -13,7 +13,7 @@ out = sys.stdout  # llmkit_worker.protocol points sys.stdout at stderr when impo
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmkit_worker.finetune import chat, tokenize_rows
+from llmkit_worker.trainer.data import chat, tokenize_rows
 
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 request = json.load(sys.stdin)

@@ -15,7 +15,7 @@ teacher answers the prompts of the training data greedily and the student is fin
 width, each tensor copied from the teacher where the shapes match. The teacher runs without gradients, in
 bf16 on CUDA. Everything else (data formats, the training loop, progress, checkpoints, resume, eval loss,
 exact match, outputs) is the finetune job's: this job sets up the teacher and the student and hands
-finetune.run the data and the loss.
+finetune.train the data or the loss (trainer/loss.py's DistillationLoss).
 
 Writes under `out`, besides the finetune job's outputs: student-init/ (the built student before training),
 teacher/metrics.jsonl (the teacher's exact match), teacher/answers-<format>.jsonl and teacher/eval-<format>.jsonl
@@ -29,18 +29,22 @@ student config transformers rejects, and whatever the finetune job raises.
 """
 
 import copy
+import dataclasses
 import json
 import os
 import re
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
-from . import finetune as ft
 from .atomic import replace_folder, write_file
+from .finetune import train
 from .jobs import DistillConfig
 from .lora_tools import copy_tokenizer_files
 from .protocol import BadInput, emit, log
+from .trainer.context import Metrics, RunContext
+from .trainer.data import question_and_answer, read_rows, render, split_rows
+from .trainer.exact_match import exact_match, greedy_answers
+from .trainer.loss import DistillationLoss
 
 # A decoder layer's tensors are named `….layers.<index>.…` in every family llmkit trains.
 LAYER = re.compile(r"\.layers\.(\d+)\.")
@@ -49,7 +53,7 @@ LAYER = re.compile(r"\.layers\.(\d+)\.")
 def run(config: DistillConfig) -> int:
     cfg = config
     out = cfg["out"]
-    ctx = ft.Context.for_config(cfg)
+    ctx = RunContext.start(cfg)
     tokenizer, teacher = load_teacher(cfg["teacher"])
     if cfg["student_config"] is not None:
         build_student(teacher, cfg)
@@ -58,17 +62,19 @@ def run(config: DistillConfig) -> int:
     # The teacher only runs forward: bf16 halves its memory on a GPU; fp32 keeps CPU runs exact.
     teacher = teacher.to(ctx.device, dtype=torch.bfloat16 if ctx.device == "cuda" else torch.float32).eval().requires_grad_(False)
 
-    train_rows, eval_rows = ft.split_rows(ft.read_rows(cfg["data"]), ft.read_rows(cfg.get("eval_data") or []), cfg)
-    write_text(os.path.join(out, "eval.txt"), "\n".join(ft.render(row, fmt, tokenizer, True, where)[0][0] for row, fmt, where in eval_rows or train_rows))
+    train_rows, eval_rows = split_rows(read_rows(cfg["data"]), read_rows(cfg.get("eval_data") or []), cfg)
+    write_text(os.path.join(out, "eval.txt"), "\n".join(render(row, fmt, tokenizer, True, where)[0][0] for row, fmt, where in eval_rows or train_rows))
     os.makedirs(os.path.join(out, "teacher"), exist_ok=True)
-    # The teacher's figures get a metrics file of their own: finetune.run starts the student's afresh.
-    ft.open_metrics(os.path.join(out, "teacher"), 0)
-    exact = ft.exact_match(ctx, teacher, tokenizer, eval_rows or train_rows, "teacher", 0) if cfg["exact_match"] else None
+    # The teacher's figures get a metrics file of their own: training starts the student's afresh.
+    teacher_ctx = dataclasses.replace(ctx, metrics=Metrics.open(os.path.join(out, "teacher"), 0, ctx.rank))
+    exact = exact_match(teacher_ctx, teacher, tokenizer, eval_rows or train_rows, "teacher", 0) if cfg["exact_match"] else None
     emit("metric", name="teacher", parameters=teacher.num_parameters(), exact_match=exact)
 
     if cfg["mode"] == "sequence":
-        return ft.run({**cfg, **sequence_data(ctx, teacher, tokenizer, train_rows, eval_rows)})
-    return ft.run(cfg, train_loss=distillation_loss(teacher, len(tokenizer), cfg))
+        ctx.cfg = {**cfg, **sequence_data(ctx, teacher, tokenizer, train_rows, eval_rows)}
+        return ctx.finish(train(ctx))
+    loss = DistillationLoss(teacher, len(tokenizer), cfg["temperature"], cfg["alpha"], cfg["top_k"])
+    return ctx.finish(train(ctx, loss))
 
 
 # ---- teacher and student ---------------------------------------------------------------------------
@@ -147,69 +153,10 @@ def build_student(teacher, cfg: dict) -> None:
     )
 
 
-# ---- logit distillation ----------------------------------------------------------------------------
-
-
-def distillation_loss(teacher, vocabulary: int, cfg: dict):
-    """finetune.run's training loss for logit distillation: the sum over a micro-batch's target tokens of
-    alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE (train_step averages it over the step).
-
-    Only the first `vocabulary` logits (the tokenizer's) count: models pad their output layer past it, by
-    different amounts within one family. The student's logits are made a chunk of rows at a time and remade in
-    the backward pass, so they never all exist at once; the teacher's log-probabilities (or its top-k) stay
-    until the backward pass, which is what --top-k shrinks."""
-    t_decoder, t_weight = teacher.get_decoder(), teacher.get_output_embeddings().weight[:vocabulary]
-    temperature, alpha, top_k = cfg["temperature"], cfg["alpha"], cfg["top_k"]
-    t_cap = getattr(teacher.config, "final_logit_softcapping", None)
-
-    def loss(decoder, lm_head, batch):
-        with torch.no_grad():
-            t_hidden = hidden_at_targets(t_decoder, batch)
-        hidden = hidden_at_targets(decoder, batch)
-        weight = lm_head.weight[:vocabulary]
-        rows = max(1, ft.CHUNK_ELEMENTS // vocabulary)
-        total = torch.zeros((), device=hidden.device)
-        for s in range(0, hidden.shape[0], rows):
-            part = slice(s, s + rows)
-            with torch.no_grad():
-                logits = softcapped((t_hidden[part] @ t_weight.T).float(), t_cap)
-                ids = logits.topk(top_k, dim=-1).indices if top_k else None
-                teacher_logp = torch.log_softmax((logits if ids is None else logits.gather(1, ids)) / temperature, -1)
-            total = total + checkpoint(
-                distillation_chunk, hidden[part], weight, teacher_logp, ids, batch["targets"][part], temperature, alpha, use_reentrant=False
-            )
-        return total
-
-    return loss
-
-
-def hidden_at_targets(decoder, batch: dict):
-    """The decoder's last hidden state at the positions that carry the loss (as finetune.batch_loss picks them)."""
-    hidden = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
-    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["picked"])
-
-
-def softcapped(logits, cap):
-    """Final logit soft-capping, for configs that set it (Gemma 2/3): the output layer here is computed by hand."""
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
-def distillation_chunk(hidden, weight, teacher_logp, teacher_ids, targets, temperature: float, alpha: float):
-    logits = softcapped((hidden @ weight.T).float(), ft.RUNTIME["softcap"])
-    student_logp = torch.log_softmax(logits / temperature, -1)
-    if teacher_ids is not None:
-        # KL over the teacher's top k only: the student's probabilities there, normalised over the whole vocabulary.
-        student_logp = student_logp.gather(1, teacher_ids)
-    kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum()
-    ce = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-    # T² keeps the soft targets' gradients on the scale of the hard ones whatever the temperature (Hinton et al., 2015).
-    return alpha * temperature**2 * kl + (1 - alpha) * ce
-
-
 # ---- sequence-level distillation -------------------------------------------------------------------
 
 
-def sequence_data(ctx: ft.Context, teacher, tokenizer, train_rows: list, eval_rows: list) -> dict:
+def sequence_data(ctx: RunContext, teacher, tokenizer, train_rows: list, eval_rows: list) -> dict:
     """The finetune job's data for sequence-level distillation: the training rows with the teacher's greedy answers
     in place of theirs, and for evaluation the data's own answers (the eval rows, else the training rows), each
     as files of one format. A resumed run keeps the answers it trained on."""
@@ -217,8 +164,8 @@ def sequence_data(ctx: ft.Context, teacher, tokenizer, train_rows: list, eval_ro
     folder = os.path.join(cfg["out"], "teacher")
     answers = rows_files(train_rows, folder, "answers")
     if not (cfg["resume"] and all(os.path.exists(f["path"]) for f in answers)):
-        prompts = [ft.question_and_answer(row, fmt, tokenizer)[0] for row, fmt, _ in train_rows]
-        replies = ft.greedy_answers(ctx, teacher, tokenizer, prompts, cfg["max_new_tokens"])
+        prompts = [question_and_answer(row, fmt, tokenizer)[0] for row, fmt, _ in train_rows]
+        replies = greedy_answers(ctx, teacher, tokenizer, prompts, cfg["max_new_tokens"])
         write_rows([(with_answer(row, fmt, reply), fmt, where) for (row, fmt, where), reply in zip(train_rows, replies)], answers)
         log(f"the teacher answered {len(replies)} prompts")
     evals = rows_files(eval_rows or train_rows, folder, "eval")
