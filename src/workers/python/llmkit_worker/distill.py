@@ -67,7 +67,7 @@ def run(config: DistillConfig) -> int:
     os.makedirs(os.path.join(out, "teacher"), exist_ok=True)
     # The teacher's figures get a metrics file of their own: training starts the student's afresh.
     teacher_ctx = dataclasses.replace(ctx, metrics=Metrics.open(os.path.join(out, "teacher"), 0, ctx.rank))
-    exact = exact_match(teacher_ctx, teacher, tokenizer, eval_rows or train_rows, "teacher", 0) if cfg["exact_match"] else None
+    exact = exact_match(teacher_ctx, teacher, tokenizer, eval_rows or train_rows, when="teacher", step=0) if cfg["exact_match"] else None
     emit("metric", name="teacher", parameters=teacher.num_parameters(), exact_match=exact)
 
     if cfg["mode"] == "sequence":

@@ -89,7 +89,7 @@ def train(ctx: RunContext, loss=None) -> int:
     # ---- train
     state, qa_rows = training.state, eval_rows or train_rows
     if cfg["exact_match"] and state["exact_match_before"] is None:
-        state["exact_match_before"] = exact_match(ctx, model, tokenizer, qa_rows, "before", training.start)
+        state["exact_match_before"] = exact_match(ctx, model, tokenizer, qa_rows, when="before", step=training.start)
     if stopped_before_training(ctx, training, stop):
         return 130
     timing = fit(ctx, training, stop)
@@ -98,7 +98,7 @@ def train(ctx: RunContext, loss=None) -> int:
 
     # ---- evaluate, save, report
     eval_loss = evaluate(ctx, training, len(plan)) if evals else None
-    exact_after = exact_match(ctx, model, tokenizer, qa_rows, "after", len(plan)) if cfg["exact_match"] else None
+    exact_after = exact_match(ctx, model, tokenizer, qa_rows, when="after", step=len(plan)) if cfg["exact_match"] else None
     outputs = save_outputs(ctx, objective)
     peaks, memory_kind = peak_memory_per_rank(ctx)
     if ctx.rank != 0:

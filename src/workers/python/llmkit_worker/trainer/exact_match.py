@@ -31,7 +31,7 @@ def greedy_answers(ctx: RunContext, model, tokenizer, prompts: list, max_new_tok
     return answers
 
 
-def exact_match(ctx: RunContext, model, tokenizer, rows, when, step) -> dict:
+def exact_match(ctx: RunContext, model, tokenizer, rows: list, *, when: str, step: int) -> dict:
     """Greedy-generates the answer of the first `exact_match` examples and counts exact (whitespace-trimmed) hits."""
     items = [qa for qa in (question_and_answer(r, f, tokenizer) for r, f, _ in rows) if qa][: ctx.cfg["exact_match"]]
     longest = max((len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for _, _, answer in items), default=0)
