@@ -58,7 +58,8 @@ const FinetuneResult = z.object({
   out: z.string(),
   method: z.enum(['lora', 'full']),
   steps: z.number().int(),
-  epochs: z.number().int(),
+  /** Passes over the data, fractional when --max-steps stops inside one. */
+  epochs: z.number(),
   first_loss: z.number().nullable(),
   last_loss: z.number().nullable(),
   eval_loss: z.number().nullable(),

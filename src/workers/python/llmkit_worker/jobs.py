@@ -139,7 +139,7 @@ class FinetuneResult(TypedDict):
     out: str
     method: Literal["lora", "full"]
     steps: int
-    epochs: int
+    epochs: float  # fractional when max_steps stops inside a pass over the data
     first_loss: float | None
     last_loss: float | None
     eval_loss: float | None
