@@ -1,15 +1,17 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportModel } from '../../src/core/export.js';
 import { compareNextTokenDistributions } from '../../src/core/quantize/accuracy.js';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { ModelTokenizer } from '../../src/engine/tokenizer.js';
 import { recipesDir } from '../../src/shared/paths.js';
+import { runWorker } from '../../src/workers/worker-run.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { nodeLlamaCpp } from '../helpers/llama-cpp.js';
-import { exportedFamilyModel, familyModel, trainedTinyModel, type Family } from '../helpers/models.js';
+import { exportedFamilyModel, familyModel, trainedTinyModel } from '../helpers/models.js';
 
 // `llmkit export --gguf` checked with llama.cpp itself (node-llama-cpp's prebuilt CPU build, one thread: stable on
 // a loaded 2-core machine): the prompt tokenized the same, the same greedy tokens as llmkit's engine on the ONNX export
@@ -173,23 +175,37 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
   });
 });
 
-describe.each(['llama3', 'qwen3'] as Family[])('the %s family with its real tokenizer, as GGUF f16 in llama.cpp', (family) => {
+/** The tiny model as Qwen2 (q/k/v biases, tied embeddings; llmkit's GPT-2-style tokenizer) and its ONNX export, in `dir`. */
+async function tinyQwen2(dir: string): Promise<{ hf: string; exported: string }> {
+  const hf = join(dir, 'qwen2');
+  await runWorker({ job: 'make_model', config: { out: hf, preset: 'tiny', seed: 0, architecture: 'qwen2' }, logFile: join(dir, 'make_model.log') });
+  await exportModel({ model: hf, out: join(dir, 'qwen2-onnx') });
+  return { hf, exported: join(dir, 'qwen2-onnx') };
+}
+
+const OTHER_MODELS: Record<string, (dir: string) => Promise<{ hf: string; exported: string }>> = {
+  'Llama 3 (real tokenizer, rope_scaling llama3)': async () => ({ hf: await familyModel('llama3'), exported: await exportedFamilyModel('llama3') }),
+  'Qwen3 (real tokenizer, query/key norms)': async () => ({ hf: await familyModel('qwen3'), exported: await exportedFamilyModel('qwen3') }),
+  'Qwen2 (q/k/v biases, tied embeddings)': tinyQwen2,
+};
+
+describe.each(Object.keys(OTHER_MODELS))('%s as GGUF f16 in llama.cpp', (name) => {
   let tokenizer: ModelTokenizer;
   let decoder: DecoderSession;
   let model: LoadedModel;
   beforeAll(async () => {
-    const exported = await exportedFamilyModel(family);
+    const dir = tempDir('llmkit-gguf-');
+    const { hf, exported } = await OTHER_MODELS[name](dir);
     tokenizer = await ModelTokenizer.load(exported);
     decoder = await DecoderSession.open(loadExportedModel(exported), { device: 'cpu', logits: 'last' });
-    const file = await exportGguf(await familyModel(family), join(tempDir('llmkit-gguf-'), `${family}.gguf`), ['export']);
-    model = await llama.loadModel({ modelPath: file });
+    model = await llama.loadModel({ modelPath: await exportGguf(hf, join(dir, 'model.gguf'), ['export']) });
   }, 600_000);
   afterAll(async () => {
     await model?.dispose();
     decoder?.release();
   });
 
-  it('tokenizes unicode text and the chat prompt as the real tokenizer does', () => {
+  it('tokenizes unicode text and the chat prompt as its tokenizer does', () => {
     const text = 'Et l’Allemagne — über? 🇩🇪 naïvely 123456 日本語\n  two spaces';
     // node-llama-cpp's tokenize never adds BOS; llama.cpp's runners do where the file says so, as transformers does.
     const bos = model.fileInfo.metadata.tokenizer.ggml.add_bos_token ? [model.tokens.bos] : [];
