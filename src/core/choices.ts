@@ -27,6 +27,7 @@ export const GGUF_TYPES = ['f16', 'q8_0', 'q4_0'] as const;
 export type GgufType = (typeof GGUF_TYPES)[number];
 
 export function parseGgufType(type: string, flag = '--type'): GgufType {
-  if (!(GGUF_TYPES as readonly string[]).includes(type)) throw new UsageError(`${flag} must be one of ${GGUF_TYPES.join(', ')} (got ${type})`, 'f16 keeps the weights, q8_0 is half its size, q4_0 a quarter');
+  if (!(GGUF_TYPES as readonly string[]).includes(type))
+    throw new UsageError(`${flag} must be one of ${GGUF_TYPES.join(', ')} (got ${type})`, 'f16 keeps the weights, q8_0 is half its size, q4_0 a quarter');
   return type as GgufType;
 }

@@ -10,7 +10,6 @@ import { runWorker } from '../workers/worker-run.js';
 import type { JobResult } from '../workers/jobs.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 
-
 /**
  * gguf-py, the writer llama.cpp keeps, at the release of the llama.cpp that node-llama-cpp 3.21.1 bundles (which
  * the tests load the files with). Pure Python; its numpy, pyyaml and tqdm are already in the worker environment.
@@ -68,7 +67,15 @@ async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<strin
   const pip = await execa(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps', '--target', tmp, GGUF_PACKAGE], { reject: false, all: true, stdin: 'ignore' });
   if (pip.exitCode !== 0) {
     await rm(tmp, { recursive: true, force: true });
-    throw new LlmkitError(`pip could not install ${GGUF_PACKAGE} for --gguf (exit ${pip.exitCode})`, 'check network access to PyPI', 1, String(pip.all ?? '').split('\n').slice(-20).join('\n'));
+    throw new LlmkitError(
+      `pip could not install ${GGUF_PACKAGE} for --gguf (exit ${pip.exitCode})`,
+      'check network access to PyPI',
+      1,
+      String(pip.all ?? '')
+        .split('\n')
+        .slice(-20)
+        .join('\n'),
+    );
   }
   if (existsSync(join(dir, 'gguf', '__init__.py'))) await rm(tmp, { recursive: true, force: true });
   else {

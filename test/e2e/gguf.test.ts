@@ -174,7 +174,7 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
     expect(() => statSync(join(dir, 'gemma.gguf'))).toThrow();
   });
 
-  it("refuses, in one line, a tokenizer whose splitting llama.cpp would not reproduce", async () => {
+  it('refuses, in one line, a tokenizer whose splitting llama.cpp would not reproduce', async () => {
     const withTokenizer = (name: string, tokenizer: object) => {
       const folder = join(dir, name);
       mkdirSync(folder);

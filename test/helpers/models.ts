@@ -33,7 +33,12 @@ export async function exportedTinyModel(preset: ModelPreset = 'tiny', seed = 0, 
 export async function trainedTinyModel(): Promise<{ hf: string; exported: string }> {
   const base = await tinyModel();
   const text = readFileSync(join(recipesDir, 'data', 'eval.txt'), 'utf8');
-  const hash = createHash('sha256').update(base).update(text).update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'finetune.py'))).digest('hex').slice(0, 10);
+  const hash = createHash('sha256')
+    .update(base)
+    .update(text)
+    .update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'finetune.py')))
+    .digest('hex')
+    .slice(0, 10);
   const dir = join(llmkitHome(), 'models', `tiny-trained-${hash}`);
   if (!existsSync(join(dir, 'model', 'model.safetensors'))) {
     const tmp = `${dir}.tmp-${process.pid}`;
@@ -41,9 +46,13 @@ export async function trainedTinyModel(): Promise<{ hf: string; exported: string
     mkdirSync(tmp, { recursive: true });
     const paragraphs = text.split('\n\n').filter((p) => p.trim());
     writeFileSync(join(tmp, 'eval.jsonl'), paragraphs.map((p) => JSON.stringify({ text: p.trim() }) + '\n').join(''));
-    await execa('node', ['bin/llmkit.js', 'finetune', base, '--data', join(tmp, 'eval.jsonl'), '--out', join(tmp, 'run'), '--max-steps', '100', '--lr', '3e-3', '--batch-size', '4', '--packing', '--max-seq-len', '128'], {
-      stdin: 'ignore',
-    });
+    await execa(
+      'node',
+      ['bin/llmkit.js', 'finetune', base, '--data', join(tmp, 'eval.jsonl'), '--out', join(tmp, 'run'), '--max-steps', '100', '--lr', '3e-3', '--batch-size', '4', '--packing', '--max-seq-len', '128'],
+      {
+        stdin: 'ignore',
+      },
+    );
     renameSync(join(tmp, 'run', 'model'), join(tmp, 'model'));
     rmSync(join(tmp, 'run'), { recursive: true });
     rmSync(dir, { recursive: true, force: true });

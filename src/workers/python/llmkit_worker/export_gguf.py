@@ -87,13 +87,19 @@ def pre_tokenizer(tokenizer: dict) -> str:
     steps = pre.get("pretokenizers", [pre])
     kinds = [s.get("type") for s in steps]
     if model.get("type") != "BPE" or model.get("byte_fallback") or "ByteLevel" not in kinds:
-        raise BadInput("export --gguf writes byte-level BPE tokenizers only (GPT-2, Llama 3, Qwen2/3); this one is SentencePiece-style", hint="export to ONNX without --gguf")
+        raise BadInput(
+            "export --gguf writes byte-level BPE tokenizers only (GPT-2, Llama 3, Qwen2/3); this one is SentencePiece-style",
+            hint="export to ONNX without --gguf",
+        )
     # Exactly one known split, then the byte mapping: any other step (SmolLM2's Digits, say) splits differently.
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
         return "gpt-2"
     if kinds == ["Split", "ByteLevel"] and steps[0]["pattern"].get("Regex") in PRE_TOKENIZERS and not steps[1].get("use_regex", True):
         return PRE_TOKENIZERS[steps[0]["pattern"]["Regex"]]
-    raise BadInput(f"export --gguf does not know this tokenizer's pre-tokenizer ({' + '.join(kinds)}), which llama.cpp needs by name", hint="it knows GPT-2's, Llama 3's and Qwen2's")
+    raise BadInput(
+        f"export --gguf does not know this tokenizer's pre-tokenizer ({' + '.join(kinds)}), which llama.cpp needs by name",
+        hint="it knows GPT-2's, Llama 3's and Qwen2's",
+    )
 
 
 def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> None:
