@@ -6,13 +6,14 @@ the tokenizer's special tokens, merges and chat template (gguf.SpecialVocab) and
 What this file adds is what llama.cpp's own converter (convert_hf_to_gguf.py) decides per family, for the
 families listed with a `gguf` architecture in assets/architectures.json:
 
-- Llama (Llama 2/3.x, SmolLM2): llama.cpp rotates pairs of adjacent dimensions, Hugging Face rotates the two
+- Llama (Llama 3.x, llmkit's builtin models): llama.cpp rotates pairs of adjacent dimensions, Hugging Face rotates the two
   halves of each head, so q_proj and k_proj rows are permuted; rope_type "llama3" becomes a rope_freqs tensor.
 - Qwen2, Qwen3: rotate halves as Hugging Face does (no permutation); Qwen2's q/k/v biases and Qwen3's
   query/key norms map by name.
 
 The tokenizer must be a byte-level BPE whose pre-tokenizer llama.cpp knows (PRE_TOKENIZERS: GPT-2's, Llama 3's,
-Qwen2's); SentencePiece-style tokenizers (Llama 2, Phi-3, Gemma) are refused, as are other families.
+Qwen2's); SentencePiece-style tokenizers (Llama 2, Phi-3, Gemma) and other pre-tokenizers (SmolLM2's) are refused,
+as are the other families.
 
 type: "f16" (2-D weights in float16, norms in float32), "q8_0" or "q4_0" (2-D weights in blocks of 32 with one
 scale each; with q4_0 the output layer stays Q8_0, as llama.cpp's llama-quantize keeps it at a higher precision).
