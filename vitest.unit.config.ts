@@ -28,6 +28,7 @@ export default defineConfig({
       'test/core/quantize.test.ts',
       'test/e2e/chat-tmux.test.ts',
       'test/e2e/families-chain.test.ts',
+      'test/e2e/gguf.test.ts',
       'test/engine/decoder-session.test.ts',
       'test/engine/detokenizer.test.ts',
       'test/engine/generation-scheduler.test.ts',

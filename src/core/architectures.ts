@@ -7,6 +7,8 @@ export interface ArchitectureEntry {
   model_type: string;
   family: string;
   features: string;
+  /** llama.cpp's architecture name where `export --gguf` writes the family (absent: it cannot). */
+  gguf?: string;
 }
 
 /**

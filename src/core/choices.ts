@@ -3,6 +3,8 @@
  * with the layer that owns them (engine, serve); commands reach them here, through core, like
  * everything else below core. Only light modules are imported: commands load this for --help.
  */
+import { UsageError } from '../shared/errors.js';
+
 export { DEVICES, parseDevice, type Device } from '../engine/devices.js';
 export { DEFAULT_PREFIX_CACHE_MB } from '../engine/prefix-cache.js';
 export { FILTER_MODES, type FilterMode } from '../serve/content-filter.js';
@@ -19,3 +21,13 @@ export const SERVE_ENGINES = ['onnx', 'triton'] as const;
 export const TRITON_DEVICES = ['cpu', 'gpu'] as const;
 export type TritonDevice = (typeof TRITON_DEVICES)[number];
 export const TRITON_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** `export --gguf --type`: llama.cpp's names for float16 and the two block quantizations gguf-py writes. */
+export const GGUF_TYPES = ['f16', 'q8_0', 'q4_0'] as const;
+export type GgufType = (typeof GGUF_TYPES)[number];
+
+export function parseGgufType(type: string, flag = '--type'): GgufType {
+  if (!(GGUF_TYPES as readonly string[]).includes(type))
+    throw new UsageError(`${flag} must be one of ${GGUF_TYPES.join(', ')} (got ${type})`, 'f16 keeps the weights, q8_0 is half its size, q4_0 a quarter');
+  return type as GgufType;
+}

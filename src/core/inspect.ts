@@ -91,7 +91,7 @@ export async function inspectModel(dir: string): Promise<ModelInspection> {
     vocabSize: typeof text.vocab_size === 'number' ? text.vocab_size : null,
     tokenizer,
     chatTemplate,
-    commands: supported && hasWeights && tokenizer.present ? HF_COMMANDS : [],
+    commands: supported && hasWeights && tokenizer.present ? [...HF_COMMANDS, ...(SUPPORTED_ARCHITECTURES[architecture].gguf ? ['export --gguf'] : [])] : [],
     hint: !supported ? supportedArchitecturesHint(architecture) : !hasWeights ? 'the folder has no weights (*.safetensors)' : !tokenizer.present ? 'the folder has no tokenizer.json' : null,
   };
 }

@@ -168,6 +168,17 @@ export const JOBS = {
     }),
     result: z.object({ path: z.string(), quantization: z.record(z.string(), z.unknown()) }),
   },
+  export_gguf: {
+    config: z.object({ model: z.string(), out: z.string(), type: z.enum(['f16', 'q8_0', 'q4_0']) }),
+    result: z.object({
+      path: z.string(),
+      type: z.enum(['f16', 'q8_0', 'q4_0']),
+      architecture: z.string(),
+      bytes: z.number().int(),
+      parameters: z.number().int(),
+      tensor_types: z.record(z.string(), z.number().int()),
+    }),
+  },
   export_triton: {
     config: z.object({ model: z.string(), out: z.string(), name: z.string(), device: z.enum(['cpu', 'gpu']).optional() }),
     result: z.object({ path: z.string(), decoder: z.string(), generate: z.string(), device: z.enum(['cpu', 'gpu']) }),

@@ -41,6 +41,10 @@ describe('llmkit inspect', () => {
     });
   });
 
+  it('lists export --gguf for the families it writes (Llama 3 here, not Gemma 3 above)', async () => {
+    expect((await inspectModel(await familyModel('llama3'))).commands).toEqual(['finetune', 'distill', 'lora merge', 'export', 'quantize', 'export --gguf']);
+  });
+
   it('tells an export, whose template the engine renders, and the context its longrope graph is exact for', async () => {
     const report = await inspectModel(await exportedFamilyModel('phi3'));
     expect(report).toMatchObject({ kind: 'export', architecture: 'Phi3ForCausalLM', precision: 'fp32', commands: ['serve', 'chat', 'bench', 'quantize'] });

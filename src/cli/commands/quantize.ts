@@ -4,6 +4,7 @@ import { precisionFromFlags } from '../../core/quantize/options.js';
 import { action } from '../action.js';
 import { parseInteger, parseNumber } from '../flags.js';
 import { stopOnCtrlC, type GlobalFlags } from '../output.js';
+import { rejectOnnxFlags, writeGgufFile } from '../gguf-export.js';
 import { ProgressView } from '../progress.js';
 import { parseTritonFlags, tritonLine, withTritonOptions, type TritonFlags } from '../triton-flags.js';
 
@@ -19,7 +20,11 @@ interface QuantizeFlags extends TritonFlags {
   evalTokens: string;
   threads?: string;
   tolerance?: string;
+  gguf?: boolean;
 }
+
+/** The GGUF block type of each precision: llama.cpp's Q8_0 and Q4_0 are blocks of 32 weights with one scale, as --int8/--int4 are. */
+const GGUF_TYPE = { int8: 'q8_0', int4: 'q4_0' } as const;
 
 export function quantizeCommand(): Command {
   // The Triton flags come last in --help: they are added to the finished command.
@@ -38,11 +43,17 @@ export function quantizeCommand(): Command {
       .option('--eval-tokens <n>', 'score at most this many tokens of the eval text', '8192')
       .option('--threads <n>', 'CPU threads of both models while timing decode (default: all cores)')
       .option('--tolerance <x>', 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch (default: 1e-3)')
+      .option('--gguf', 'write a GGUF file for llama.cpp and Ollama instead (--int8: Q8_0, --int4: Q4_0; --out names the .gguf file)')
       .action(
         action(async (opts: QuantizeFlags, flags: GlobalFlags, [model]) => {
+          const precision = precisionFromFlags(opts);
+          if (opts.gguf) {
+            const onnxOnly = (['blockSize', 'asymmetric', 'exclude', 'accuracyLevel', 'evalData', 'threads', 'tolerance', 'triton'] as const).filter((k) => opts[k] !== undefined);
+            rejectOnnxFlags(onnxOnly, 'GGUF blocks are 32 weights with one scale each: drop those flags');
+            return writeGgufFile('quantize', model, opts.out, GGUF_TYPE[precision], flags);
+          }
           const { formatReportTable } = await import('../../core/quantize/report.js');
           const { REPORT_FILE, runQuantize } = await import('../../core/quantize/run.js');
-          const precision = precisionFromFlags(opts);
           const options = {
             model,
             out: opts.out,

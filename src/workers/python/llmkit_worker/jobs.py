@@ -219,6 +219,21 @@ class QuantizeResult(TypedDict):
     quantization: dict[str, Any]
 
 
+class ExportGgufConfig(TypedDict):
+    model: str
+    out: str
+    type: Literal["f16", "q8_0", "q4_0"]
+
+
+class ExportGgufResult(TypedDict):
+    path: str
+    type: Literal["f16", "q8_0", "q4_0"]
+    architecture: str
+    bytes: int
+    parameters: int
+    tensor_types: dict[str, int]
+
+
 class ExportTritonConfig(TypedDict):
     model: str
     out: str
@@ -257,6 +272,7 @@ JOBS: dict[str, tuple[type, type]] = {
     "lora_tools": (LoraToolsConfig, LoraToolsResult),
     "export_onnx": (ExportOnnxConfig, ExportOnnxResult),
     "quantize": (QuantizeConfig, QuantizeResult),
+    "export_gguf": (ExportGgufConfig, ExportGgufResult),
     "export_triton": (ExportTritonConfig, ExportTritonResult),
     "cuda_provider": (CudaProviderConfig, CudaProviderResult),
 }

@@ -1,0 +1,266 @@
+"""Writes a Hugging Face causal LM as one GGUF file (llama.cpp, Ollama) with its tokenizer and chat template.
+
+Everything GGUF-specific comes from gguf-py (the `gguf` package llama.cpp keeps): the writer, the architecture
+names, the tensor names (gguf.TensorNameMap maps each Hugging Face tensor to llama.cpp's), the metadata keys,
+the tokenizer's special tokens, merges and chat template (gguf.SpecialVocab) and the quantizers (gguf.quants).
+What this file adds is what llama.cpp's own converter (convert_hf_to_gguf.py) decides per family, for the
+families listed with a `gguf` architecture in assets/architectures.json:
+
+- Llama (Llama 3.x, llmkit's builtin models): llama.cpp rotates pairs of adjacent dimensions, Hugging Face rotates the two
+  halves of each head, so q_proj and k_proj rows are permuted; rope_type "llama3" becomes a rope_freqs tensor.
+- Qwen2, Qwen3: rotate halves as Hugging Face does (no permutation); Qwen2's q/k/v biases and Qwen3's
+  query/key norms map by name.
+
+The tokenizer must be a byte-level BPE whose pre-tokenizer llama.cpp knows (PRE_TOKENIZERS: GPT-2's, Llama 3's,
+Qwen2's); SentencePiece-style tokenizers (Llama 2, Phi-3, Gemma) and other pre-tokenizers (SmolLM2's) are refused,
+as are the other families.
+
+type: "f16" (2-D weights in float16, norms in float32), "q8_0" or "q4_0" (2-D weights in blocks of 32 with one
+scale each; with q4_0 the output layer stays Q8_0, as llama.cpp's llama-quantize keeps it at a higher precision).
+A weight whose rows are not a multiple of 32 stays float16.
+
+Config: model (HF folder with safetensors weights), out (the .gguf file), type.
+Raises BadInput for a folder without config or safetensors weights, an architecture, RoPE scaling or tokenizer
+it cannot write, or an unknown type.
+"""
+
+import json
+import math
+import os
+
+import gguf
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from .architectures import SUPPORTED, check_architecture
+from .atomic import move_into_place
+from .jobs import ExportGgufConfig
+from .protocol import BadInput, emit, log
+
+QUANT = gguf.GGMLQuantizationType
+TYPES = {
+    "f16": (QUANT.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "q8_0": (QUANT.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+    "q4_0": (QUANT.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
+}
+# The Split regex of a tokenizer.json pre-tokenizer -> llama.cpp's name for it (src/llama-vocab.cpp holds the same
+# regexes). Byte-level BPE without a Split (ByteLevel with use_regex) is GPT-2's.
+PRE_TOKENIZERS = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+}
+# Hugging Face architectures whose q/k rows are permuted for llama.cpp's rotary layout (see the docstring).
+PERMUTED_QK = {"llama"}
+
+
+def read_folder(path: str) -> tuple[dict, list[str]]:
+    """config.json and the safetensors files of a model folder."""
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise BadInput(f"model folder {path} has no config.json", hint="pass a Hugging Face model folder")
+    with open(config_path) as f:
+        config = json.load(f)
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    elif os.path.isfile(os.path.join(path, "model.safetensors")):
+        files = ["model.safetensors"]
+    else:
+        raise BadInput(f"model folder {path} has no model.safetensors", hint="save the model with safetensors (transformers' default) and export again")
+    return config, [os.path.join(path, f) for f in files]
+
+
+def gguf_architecture(config: dict) -> tuple[str, gguf.MODEL_ARCH]:
+    arch = check_architecture(config, "export --gguf")
+    name = SUPPORTED[arch].get("gguf")
+    if name is None:
+        writable = ", ".join(sorted(a for a, e in SUPPORTED.items() if e.get("gguf")))
+        raise BadInput(f"export --gguf cannot write {arch} ({SUPPORTED[arch]['family']}) yet", hint=f"it writes {writable}; export to ONNX without --gguf")
+    return name, next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == name)
+
+
+def pre_tokenizer(tokenizer: dict) -> str:
+    """llama.cpp's name for this tokenizer's pre-tokenizer, or BadInput for one it does not know."""
+    model = tokenizer.get("model", {})
+    pre = tokenizer.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre])
+    kinds = [s.get("type") for s in steps]
+    if model.get("type") != "BPE" or model.get("byte_fallback") or "ByteLevel" not in kinds:
+        raise BadInput(
+            "export --gguf writes byte-level BPE tokenizers only (GPT-2, Llama 3, Qwen2/3); this one is SentencePiece-style",
+            hint="export to ONNX without --gguf",
+        )
+    # Exactly one known split, then the byte mapping: any other step (SmolLM2's Digits, say) splits differently.
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        return "gpt-2"
+    if kinds == ["Split", "ByteLevel"] and steps[0]["pattern"].get("Regex") in PRE_TOKENIZERS and not steps[1].get("use_regex", True):
+        return PRE_TOKENIZERS[steps[0]["pattern"]["Regex"]]
+    raise BadInput(
+        f"export --gguf does not know this tokenizer's pre-tokenizer ({' + '.join(kinds)}), which llama.cpp needs by name",
+        hint="it knows GPT-2's, Llama 3's and Qwen2's",
+    )
+
+
+def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> None:
+    """Token list and types from tokenizer.json, then merges, special tokens and chat template through gguf-py."""
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(path):
+        raise BadInput(f"model folder {folder} has no tokenizer.json", hint="save the model's tokenizer beside it (tokenizer.save_pretrained)")
+    with open(path, encoding="utf-8") as f:
+        tokenizer = json.load(f)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre_tokenizer(tokenizer))
+    tokens = {i: (t, gguf.TokenType.NORMAL) for t, i in tokenizer["model"]["vocab"].items()}
+    for added in tokenizer.get("added_tokens", []):
+        tokens[added["id"]] = (added["content"], gguf.TokenType.CONTROL if added["special"] else gguf.TokenType.USER_DEFINED)
+    if max(tokens) >= vocab_size:
+        raise BadInput(f"the tokenizer has token id {max(tokens)} but the model's vocab_size is {vocab_size}", hint="check config.json's vocab_size")
+    # Rows of the embedding no token uses (models pad their vocabulary) get placeholder names, as llama.cpp's converter does.
+    entries = [tokens.get(i, (f"[PAD{i}]", gguf.TokenType.UNUSED)) for i in range(vocab_size)]
+    writer.add_token_list([t for t, _ in entries])
+    writer.add_token_types([k for _, k in entries])
+    gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size).add_to_gguf(writer)
+
+
+def rope_parameters(config: dict) -> dict:
+    # transformers 5 writes rope_parameters; earlier releases rope_theta and rope_scaling.
+    return config.get("rope_parameters") or {**(config.get("rope_scaling") or {}), "rope_theta": config.get("rope_theta", 10000.0)}
+
+
+def llama3_rope_factors(rope: dict, head_dim: int) -> np.ndarray:
+    """Llama 3.1's frequency scaling as the per-dimension factors llama.cpp reads from rope_freqs.weight."""
+    freqs = 1.0 / (rope.get("rope_theta", 10000.0) ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    factor, low, high = rope.get("factor", 8.0), rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+    old_context = rope.get("original_max_position_embeddings", 8192)
+    factors = []
+    for wavelength in 2 * math.pi / freqs:
+        if wavelength < old_context / high:
+            factors.append(1.0)
+        elif wavelength > old_context / low:
+            factors.append(factor)
+        else:
+            smooth = (old_context / wavelength - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, dtype=np.float32)
+
+
+def write_parameters(writer: gguf.GGUFWriter, config: dict, file_type, name: str) -> dict:
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(config.get("num_key_value_heads", heads))
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_file_type(file_type)
+    rope = rope_parameters(config)
+    writer.add_rope_freq_base(rope.get("rope_theta", 10000.0))
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope["factor"])
+    elif rope_type not in ("default", "llama3"):
+        raise BadInput(f"export --gguf cannot write RoPE scaling {rope_type!r} yet", hint="it writes none, linear and llama3")
+    return {"heads": heads, "kv_heads": config.get("num_key_value_heads", heads), "head_dim": head_dim, "rope_type": rope_type}
+
+
+def permute_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """Each head's rows from Hugging Face's [first half, second half] order to llama.cpp's interleaved pairs."""
+    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def tensor_type(gguf_name: str, data: np.ndarray, weight_type, out_type: str):
+    """The stored type of one tensor: norms and other 1-D tensors stay float32."""
+    if data.ndim < 2:
+        return QUANT.F32
+    if out_type == "q4_0" and gguf_name == "output.weight":
+        return QUANT.Q8_0
+    if weight_type in (QUANT.Q8_0, QUANT.Q4_0) and data.shape[-1] % gguf.GGML_QUANT_SIZES[weight_type][0] != 0:
+        return QUANT.F16
+    return weight_type
+
+
+def add_tensor(writer: gguf.GGUFWriter, name: str, data: np.ndarray, qtype) -> int:
+    if qtype == QUANT.F32:
+        writer.add_tensor(name, data.astype(np.float32))
+    elif qtype == QUANT.F16:
+        writer.add_tensor(name, data.astype(np.float16))
+    else:
+        writer.add_tensor(name, gguf.quants.quantize(data.astype(np.float32), qtype), raw_dtype=qtype)
+    return data.size
+
+
+def write_gguf(path: str, src: str, files: list[str], hf_config: dict, out_type: str) -> tuple[dict, int]:
+    """Writes the whole file at `path`; returns how many tensors of each type and the parameter count."""
+    arch_name, arch = gguf_architecture(hf_config)
+    weight_type, file_type = TYPES[out_type]
+    writer = gguf.GGUFWriter(path, arch_name)
+    dims = write_parameters(writer, hf_config, file_type, os.path.basename(os.path.normpath(src)))
+    write_tokenizer(writer, src, hf_config["vocab_size"])
+    emit("progress", step=1, total=3, message="metadata and tokenizer")
+
+    names = gguf.get_tensor_name_map(arch, hf_config["num_hidden_layers"])
+    counts: dict[str, int] = {}
+    parameters = 0
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            for hf_name in f.keys():
+                if hf_name.endswith("rotary_emb.inv_freq"):
+                    continue  # recomputed from rope_theta by llama.cpp
+                name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+                if name is None:
+                    raise BadInput(f"export --gguf has no llama.cpp name for tensor {hf_name} of {arch_name}", hint="export to ONNX without --gguf")
+                weight = f.get_tensor(hf_name).float()
+                if arch_name in PERMUTED_QK and hf_name.endswith("q_proj.weight"):
+                    weight = permute_rows(weight, dims["heads"])
+                elif arch_name in PERMUTED_QK and hf_name.endswith("k_proj.weight"):
+                    weight = permute_rows(weight, dims["kv_heads"])
+                data = weight.numpy()
+                qtype = tensor_type(name, data, weight_type, out_type)
+                parameters += add_tensor(writer, name, data, qtype)
+                counts[qtype.name] = counts.get(qtype.name, 0) + 1
+    if dims["rope_type"] == "llama3":
+        factors = llama3_rope_factors(rope_parameters(hf_config), dims["head_dim"])
+        add_tensor(writer, gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", factors, QUANT.F32)
+        counts["F32"] = counts.get("F32", 0) + 1
+    emit("progress", step=2, total=3, message=f"{sum(counts.values())} tensors: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return counts, parameters
+
+
+def run(config: ExportGgufConfig) -> int:
+    src, out, out_type = config["model"], config["out"], config["type"]
+    if out_type not in TYPES:
+        raise BadInput(f"GGUF type {out_type!r} is not supported", hint=f"use one of {', '.join(TYPES)}")
+    if not os.path.isdir(src):
+        raise BadInput(f"model folder {src} does not exist", hint="pass a local Hugging Face model folder")
+    hf_config, files = read_folder(src)
+    arch_name, _ = gguf_architecture(hf_config)
+    emit("start", job="export_gguf", total_steps=3)
+    tmp = out + ".tmp"
+    try:
+        counts, parameters = write_gguf(tmp, src, files, hf_config, out_type)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    move_into_place(tmp, out)
+    size = os.path.getsize(out)
+    log(f"wrote {out}: {arch_name}, {out_type}, {size} bytes")
+    emit("progress", step=3, total=3, message="written")
+    emit("artifact", kind="gguf_model", path=out)
+    emit("result", path=out, type=out_type, architecture=arch_name, bytes=size, parameters=parameters, tensor_types=counts)
+    return 0
