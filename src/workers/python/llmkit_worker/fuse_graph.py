@@ -9,6 +9,10 @@ builder writes its graphs (`llmkit export --fused`):
 - MatMuls that read the same activations (q/k/v, gate/up) -> one MatMul over their concatenated weights and a
   Split, which `llmkit quantize` then turns into one MatMulNBits.
 
+- the attention score scale -> the query's RotaryEmbedding tables; every layer's reading of the past's length
+  -> one for the whole graph, with the duplicate nodes that leaves merged; the two Slices of the attention
+  probabilities into past and new columns -> one Split (each node is a kernel per decode step).
+
 By default attention stays llmkit's grouped-query attention over the past and the new keys separately, and
 the inputs and outputs of the graph are unchanged, so the engine and transformers.js load it like any export.
 With `attention_heads` (`llmkit export --gqa`, graph "fused-gqa") each layer's attention becomes one
@@ -84,6 +88,11 @@ def fuse_decoder(model, max_positions: int, attention_heads=None) -> dict:
     }
     if attention_heads:
         counts["group_query_attention"] = fuse_attention(model, *attention_heads)
+    counts["scales_in_rotary"] = scale_queries(model)
+    counts["shared_past_length"] = share_past_length(model)
+    prune_dead_nodes(model.graph)
+    counts["duplicates_dropped"] = dedupe_nodes(model)
+    counts["probabilities_split"] = split_probabilities(model)
     prune_dead_nodes(model.graph)
     if not any(model.opset_import[i].domain == "com.microsoft" for i in range(len(model.opset_import))):
         import onnx
@@ -491,3 +500,141 @@ def attention_inputs(model) -> dict:
         n("Expand", [f"{p}/bias4", f"{p}/bias_shape"], [f"{p}/attention_bias"]),
     ]
     return {"nodes": nodes, "seqlens_k": f"{p}/seqlens_k", "total_sequence_length": f"{p}/total_sequence_length", "attention_bias": f"{p}/attention_bias"}
+
+
+def scale_queries(model) -> int:
+    """(q . k^T) * scale -> (scale * q) . k^T with the scale inside the query's RotaryEmbedding tables, which are
+    the only thing it multiplies q by (rotary is cos * x + sin * rotate_half(x)): one Mul fewer a layer, and the
+    same numbers where the scale is a power of two (1/sqrt(head_dim) for head_dim 64 or 256), else within a
+    rounding. Matches export_onnx.grouped_query_attention's Concat of the past and new scores, then the Mul."""
+    import onnx
+
+    g = Graph(model)
+    tables, dropped, renamed = {}, set(), {}
+    for mul in [n for n in model.graph.node if n.op_type == "Mul"]:
+        concat = g.made_by(mul.input[0], "Concat")
+        scale = g.scalar(mul.input[1])
+        if concat is None or scale is None or g.only_reader(concat.output[0], "Mul") is not mul or mul.output[0] in g.outputs:
+            continue
+        scores = [g.made_by(x, "MatMul") for x in concat.input]
+        query = scores[0] and scores[0].input[0]
+        reshape = query and g.made_by(query, "Reshape")
+        rotary = reshape and g.made_by(reshape.input[0], "RotaryEmbedding")
+        if not (rotary and all(s is not None and s.input[0] == query for s in scores)):
+            continue
+        # The query alone must read the rotary output and its tables (the key's rotary shares them otherwise).
+        if len(g.readers[rotary.output[0]]) != 1 or {n.op_type for n in g.readers[query]} != {"MatMul"} or attribute(rotary, "rotary_embedding_dim", 0):
+            continue
+        key = (rotary.input[2], rotary.input[3], scale)
+        if key not in tables:
+            names = [f"{name}_scaled_{len(tables)}" for name in key[:2]]
+            arrays = [onnx.numpy_helper.to_array(g.weights[name]) * np.float32(scale) for name in key[:2]]
+            model.graph.initializer.extend(onnx.numpy_helper.from_array(a.astype(np.float32), n) for a, n in zip(arrays, names))
+            tables[key] = names
+        rotary.input[2], rotary.input[3] = tables[key]
+        renamed[mul.output[0]] = concat.output[0]
+        dropped.add(id(mul))
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    replace_nodes(model.graph, [n for n in model.graph.node if id(n) not in dropped])
+    return len(dropped)
+
+
+def share_past_length(model) -> int:
+    """Each layer reads the past's length from its own cache input (a Shape of past_key_values.{i}.*, which splits
+    the softmax into past and new columns); the inputs share that dim's name, so every layer can read layer 0's,
+    and dedupe_nodes then leaves one Shape, Gather and Unsqueeze for the whole graph instead of one a layer."""
+    pasts = {i.name: i for i in model.graph.input if i.name.startswith("past_key_values.")}
+    first = "past_key_values.0.key"
+    lengths = {p.type.tensor_type.shape.dim[2].dim_param for p in pasts.values() if len(p.type.tensor_type.shape.dim) == 4}
+    if first not in pasts or len(lengths) != 1 or "" in lengths:
+        return 0
+    shared = 0
+    for node in model.graph.node:
+        if node.op_type == "Shape" and node.input[0] in pasts and node.input[0] != first:
+            node.input[0] = first
+            shared += 1
+    return shared
+
+
+def dedupe_nodes(model) -> int:
+    """Drops each node that repeats an earlier one (same operator, attributes and inputs; Constants by value) and
+    points its readers at the earlier one's outputs. Leaves graphs with subgraphs (If, Loop) alone."""
+    import onnx
+
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
+        return 0
+    outputs = {o.name for o in model.graph.output}
+    seen, renamed, kept = {}, {}, []
+    nodes = list(model.graph.node)
+    for node in nodes:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            value = onnx.numpy_helper.to_array(node.attribute[0].t)
+            key = ("Constant", value.dtype.str, value.shape, value.tobytes())
+        else:
+            key = (node.domain, node.op_type, tuple(node.input), tuple(a.SerializeToString() for a in node.attribute))
+        first = seen.get(key)
+        if first is not None and not outputs.intersection(node.output):
+            renamed.update(zip(node.output, first.output))
+            continue
+        seen.setdefault(key, node)
+        kept.append(node)
+    replace_nodes(model.graph, kept)
+    return len(nodes) - len(kept)
+
+
+def split_probabilities(model) -> int:
+    """Slice(p, 0, past) and Slice(p, past, end) on one axis of one tensor (grouped_query_attention's probabilities,
+    whose columns are the past's and then the new tokens') -> one Split by [past, new tokens], those sizes computed
+    once for the whole graph (after dedupe_nodes, every layer reads the same `past`). Were a tensor's columns
+    anything else, the Split would fail the check against PyTorch rather than compute something else."""
+    import onnx
+
+    g = Graph(model)
+    if "input_ids" not in {i.name for i in model.graph.input}:
+        return 0
+
+    def axis_of(node):
+        """The one axis a Slice with step 1 cuts, else None."""
+        axes, steps = (g.constants.get(node.input[k]) if len(node.input) > k and node.input[k] else None for k in (3, 4))
+        one_step = steps is None or list(np.reshape(steps, -1)) == [1]
+        return int(axes.reshape(-1)[0]) if axes is not None and axes.size == 1 and one_step else None
+
+    def is_past_length(tensor):
+        """Unsqueeze(Gather(Shape(past_key_values.*), 2)): the past's length as a 1-element tensor."""
+        unsqueeze = g.made_by(tensor, "Unsqueeze")
+        gather = unsqueeze and g.made_by(unsqueeze.input[0], "Gather")
+        shape = gather and g.made_by(gather.input[0], "Shape")
+        return bool(shape and shape.input[0].startswith("past_key_values.") and g.scalar(gather.input[1]) == 2 and not shape.attribute)
+
+    pairs = []
+    for tensor, readers in g.readers.items():
+        slices = [n for n in readers if n.op_type == "Slice" and axis_of(n) is not None]
+        head = next((n for n in slices if g.scalar(n.input[1]) == 0 and is_past_length(n.input[2])), None)
+        tail = next((n for n in slices if head is not None and n.input[1] == head.input[2] and (g.scalar(n.input[2]) or 0) >= 2**62), None)
+        if len(slices) == 2 and head and tail and axis_of(head) == axis_of(tail) and tensor not in g.outputs:
+            pairs.append((tensor, head, tail))
+    sizes, after = {}, {}
+    for past in dict.fromkeys(head.input[2] for _, head, _ in pairs):
+        p = f"/model/attention_split_{len(sizes)}"
+        sizes[past] = f"{p}/sizes"
+        # Right after the node that makes `past`, so the graph stays in topological order.
+        after[g.producer[past].output[0]] = [
+            onnx.helper.make_node("Shape", ["input_ids"], [f"{p}/new"], name=f"{p}/Shape", start=1, end=2),
+            onnx.helper.make_node("Concat", [past, f"{p}/new"], [sizes[past]], name=f"{p}/Concat", axis=0),
+        ]
+    splits = {
+        id(head): onnx.helper.make_node("Split", [tensor, sizes[head.input[2]]], [head.output[0], tail.output[0]], name=f"{head.name}_Split", axis=axis_of(head))
+        for tensor, head, tail in pairs
+    }
+    dropped = {id(tail) for _, _, tail in pairs}
+    out = []
+    for node in model.graph.node:
+        if id(node) in dropped:
+            continue
+        out.append(splits.get(id(node), node))
+        for name in node.output:
+            out += after.get(name, [])
+    replace_nodes(model.graph, out)
+    return len(pairs)
