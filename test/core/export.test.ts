@@ -139,7 +139,8 @@ describe('llmkit export', () => {
     expect(fused.manifest.graph).toBe('fused');
     // Every norm but the first takes the residual sum; q and k are rotated in each layer; q/k/v and gate/up are one MatMul each.
     expect([count('SimplifiedLayerNormalization'), count('SkipSimplifiedLayerNormalization'), count('RotaryEmbedding')]).toEqual([1, 2 * layers, 2 * layers]);
-    expect([count('Pow'), count('Neg'), count('Split')]).toEqual([0, 0, 2 * layers]);
+    // Splits: q/k/v, gate/up, and attention's probabilities into past and new columns (no Slices left).
+    expect([count('Pow'), count('Neg'), count('Split'), count('Slice')]).toEqual([0, 0, 3 * layers, 0]);
     // A layer: q+k+v, o, gate+up, down, and attention's 4 (scores and values, past and new); then the output layer.
     expect(count('MatMul')).toBe(8 * layers + 1);
     await expectTracedBehaviour(fused);
