@@ -625,7 +625,9 @@ def split_probabilities(model) -> int:
             onnx.helper.make_node("Concat", [past, f"{p}/new"], [sizes[past]], name=f"{p}/Concat", axis=0),
         ]
     splits = {
-        id(head): onnx.helper.make_node("Split", [tensor, sizes[head.input[2]]], [head.output[0], tail.output[0]], name=f"{head.name}_Split", axis=axis_of(head))
+        id(head): onnx.helper.make_node(
+            "Split", [tensor, sizes[head.input[2]]], [head.output[0], tail.output[0]], name=f"{head.name}_Split", axis=axis_of(head)
+        )
         for tensor, head, tail in pairs
     }
     dropped = {id(tail) for _, _, tail in pairs}
