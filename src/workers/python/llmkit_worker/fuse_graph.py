@@ -626,7 +626,7 @@ def split_probabilities(model) -> int:
         ]
     splits = {
         id(head): onnx.helper.make_node(
-            "Split", [tensor, sizes[head.input[2]]], [head.output[0], tail.output[0]], name=f"{head.name}_Split", axis=axis_of(head)
+            "Split", [tensor, sizes[head.input[2]]], [head.output[0], tail.output[0]], name=f"{head.name or head.output[0]}_Split", axis=axis_of(head)
         )
         for tensor, head, tail in pairs
     }
