@@ -157,12 +157,17 @@ export class DecoderSession {
     const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
+    // An element loop, not set(subarray()): a view object per (layer, row, head) costs 2-3x the copy (0.3 against
+    // 0.13 ms a step at batch 8) and feeds the garbage collector.
     cache.layers.forEach((layer, i) => {
       const { key, value } = fresh[i];
       for (let rowHead = 0; rowHead < cache.batch * kvHeads; rowHead++) {
         const to = (rowHead * capacity + cache.length) * headDim;
-        layer.key.set(key.subarray(rowHead * headDim, (rowHead + 1) * headDim), to);
-        layer.value.set(value.subarray(rowHead * headDim, (rowHead + 1) * headDim), to);
+        const from = rowHead * headDim;
+        for (let j = 0; j < headDim; j++) {
+          layer.key[to + j] = key[from + j];
+          layer.value[to + j] = value[from + j];
+        }
       }
     });
     return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
