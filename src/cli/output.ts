@@ -1,3 +1,4 @@
+import type { TritonRepository } from '../core/triton-repository.js';
 import { LlmkitError } from '../shared/errors.js';
 
 /** Global flags every command sees (set on the root program). */
@@ -33,4 +34,9 @@ export function stopOnCtrlC(): { signal: AbortSignal; dispose: () => void } {
   };
   process.on('SIGINT', onSigint);
   return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
+}
+
+/** What `export` and `quantize` print about the Triton repository they wrote. */
+export function tritonLine(r: TritonRepository): string {
+  return `Triton repository → ${r.path}: ${r.decoder} (onnxruntime, ${r.checkedTensors} tensors checked against the ONNX file), ${r.generate} (python, decoupled), KIND_${r.device.toUpperCase()}\n`;
 }

@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../shared/errors.js';
 
-export { DEVICES, parseDevice, type Device } from '../engine/devices.js';
+export { DEVICES, type Device } from '../engine/devices.js';
 export { DEFAULT_PREFIX_CACHE_MB } from '../engine/prefix-cache.js';
 export { FILTER_MODES, type FilterMode } from '../serve/content-filter.js';
 export { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../serve/quotas.js';
@@ -31,3 +31,7 @@ export function parseGgufType(type: string, flag = '--type'): GgufType {
     throw new UsageError(`${flag} must be one of ${GGUF_TYPES.join(', ')} (got ${type})`, 'f16 keeps the weights, q8_0 is half its size, q4_0 a quarter');
   return type as GgufType;
 }
+
+/** The sizes of llmkit's own models (`llmkit make-model --preset`, `builtin:<preset>`). */
+export const MODEL_PRESETS = ['tiny', 'small', '100m'] as const;
+export type ModelPreset = (typeof MODEL_PRESETS)[number];

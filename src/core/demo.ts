@@ -3,10 +3,10 @@ import { inspectEnvironment } from './env.js';
 import { LlmkitError } from '../shared/errors.js';
 import { makeModel } from './model-maker.js';
 import { removeIfExists } from '../shared/atomic.js';
-import { FINETUNE_KEYS, FINETUNE_PATH_KEYS, resolveFinetuneOptions } from './finetune/options.js';
+import { FINETUNE, resolveFinetuneOptions } from './finetune/options.js';
 import { runFinetune } from './finetune/run.js';
 import { llmkitHome, recipesDir } from '../shared/paths.js';
-import { loadRecipe } from './recipe.js';
+import { loadRecipe } from './options/recipe.js';
 import { formatReportTable } from './quantize/report.js';
 import { runQuantize } from './quantize/run.js';
 import { askOnce } from './serve.js';
@@ -68,7 +68,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   steps.push('worker');
 
   r.step('LoRA fine-tuning on 20 made-up facts');
-  const recipe = await loadRecipe(join(recipesDir, 'llama', 'tiny_lora_cpu.yaml'), { keys: FINETUNE_KEYS, pathKeys: FINETUNE_PATH_KEYS });
+  const recipe = await loadRecipe(join(recipesDir, 'llama', 'tiny_lora_cpu.yaml'), FINETUNE);
   const tunedDir = join(workDir, 'finetune');
   await removeIfExists(tunedDir);
   // merge: the quantize step below exports the fine-tuned model, which needs the adapter folded in.

@@ -5,10 +5,9 @@ import { join, resolve } from 'node:path';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { UsageError } from '../shared/errors.js';
+import { MODEL_PRESETS, type ModelPreset } from './choices.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 
-export const MODEL_PRESETS = ['tiny', 'small', '100m'] as const;
-export type ModelPreset = (typeof MODEL_PRESETS)[number];
 
 export interface MakeModelOptions {
   preset: ModelPreset;

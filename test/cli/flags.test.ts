@@ -14,7 +14,7 @@ describe('command line', () => {
     const r = await runCli(['make-model', '--help']);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('(default: "tiny")');
-    expect(r.stdout).toContain('(default: "0")');
+    expect(r.stdout).toContain('(default: 0)');
   });
 
   it('rejects an unknown command with one line and exit code 2', async () => {

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { LlmkitError, UsageError } from '../../src/shared/errors.js';
-import { camelCase, flagName, intField, listField, loadRecipe, resolveConfig, type Recipe } from '../../src/core/recipe.js';
+import { intField, listField } from '../../src/core/options/fields.js';
+import { camelCase, flagName, loadRecipe, resolveConfig, type Recipe } from '../../src/core/options/recipe.js';
 import { tempDir } from '../helpers/cli.js';
 
 const KEYS = ['model', 'data', 'loraR', 'epochs', 'maxSteps', 'lora', 'targets'];

@@ -1,55 +1,15 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import type { BenchReport } from '../../core/bench.js';
-import { UsageError } from '../../shared/errors.js';
-import { parseDevice } from '../../core/choices.js';
-import { action } from '../action.js';
-import { parseInteger } from '../flags.js';
-import { formatTable, type GlobalFlags } from '../output.js';
-
-interface BenchFlags {
-  url?: string;
-  apiKey?: string;
-  concurrency: string;
-  maxTokens: string;
-  rounds: string;
-  device: string;
-  threads?: string;
-  baseline: boolean;
-}
+import { BENCH } from '../../core/options/bench.js';
+import { commandFrom } from '../command.js';
+import { formatTable } from '../output.js';
 
 export function benchCommand(): Command {
-  return new Command('bench')
-    .description('benchmark serving: bare engine loop, transformers.js on the same model, then the server at several concurrency levels')
-    .argument('<model>', 'exported model folder (from `llmkit export` or `quantize`)')
-    .option('--concurrency <list>', 'concurrent streaming clients per level, comma-separated', '1,4,8,16')
-    .option('--max-tokens <n>', 'new tokens per request (EOS ignored, so every request makes exactly this many)', '128')
-    .option('--rounds <n>', 'measured rounds (after a warm-up); each visits every contender and level, each client sending one request', '4')
-    .option('--device <device>', 'auto, cpu, cuda or webgpu (engine and server)', 'cpu')
-    .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per physical core)')
-    .option('--url <url>', 'drive this running server (serving the model as "bench") instead of starting one')
-    .option('--api-key <key>', 'API key for --url')
-    .option('--no-baseline', 'skip the transformers.js comparison')
-    .action(
-      action(async (opts: BenchFlags, flags: GlobalFlags, [model]) => {
-        const { runBench } = await import('../../core/bench.js');
-        const concurrency = opts.concurrency.split(',').map((c) => parseInteger(c.trim(), '--concurrency'));
-        if (!concurrency.includes(1)) throw new UsageError('--concurrency must include 1: the other levels are compared with it');
-        const report = await runBench({
-          model,
-          url: opts.url,
-          apiKey: opts.apiKey,
-          concurrency,
-          maxTokens: parseInteger(opts.maxTokens, '--max-tokens'),
-          rounds: parseInteger(opts.rounds, '--rounds'),
-          device: parseDevice(opts.device),
-          threads: opts.threads ? parseInteger(opts.threads, '--threads') : undefined,
-          baseline: opts.baseline,
-          onStage: (text) => process.stderr.write(`bench: ${text}\n`),
-          cli: process.argv[1],
-        });
-        process.stdout.write((flags.json ? JSON.stringify(report) : formatReport(report)) + '\n');
-      }),
-    );
+  return commandFrom(BENCH, async (options, { flags }) => {
+    const { runBench } = await import('../../core/bench.js');
+    const report = await runBench({ ...options, onStage: (text) => process.stderr.write(`bench: ${text}\n`), cli: process.argv[1] });
+    process.stdout.write((flags.json ? JSON.stringify(report) : formatReport(report)) + '\n');
+  });
 }
 
 function formatReport(r: BenchReport): string {

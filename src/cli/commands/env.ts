@@ -1,55 +1,42 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import type { EnvReport } from '../../core/env.js';
-import { LlmkitError } from '../../shared/errors.js';
-import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
+import { ENV } from '../../core/options/env.js';
+import { commandFrom } from '../command.js';
+import { formatBytes, formatRows } from '../output.js';
 import { ProgressView } from '../progress.js';
-import { action } from '../action.js';
 
 export function envCommand(): Command {
-  return new Command('env')
-    .description('show the machine, ONNX Runtime providers and the Python worker environment; --setup creates it')
-    .option('--setup', 'create the Python worker environment (a venv under LLMKIT_HOME) if it is missing', false)
-    .option('--python <path>', 'with --setup: use this existing interpreter instead of a venv (e.g. a GPU box with torch installed)')
-    .option('--cuda', "with --setup: ONNX Runtime's CUDA provider for onnxruntime-node, from the PyPI wheel onnxruntime-gpu of the same version", false)
-    .option('--cuda-from <path>', 'with --setup --cuda: take the wheel (or a folder with it, or its unpacked provider libraries) from here instead of PyPI')
-    .option('--triton', 'with --setup: also a local Triton Inference Server (PyPI nvidia-pytriton, its own venv) for `serve --engine triton`', false)
-    .action(
-      action(async (opts: { setup: boolean; python?: string; cuda: boolean; cudaFrom?: string; triton: boolean }, flags: GlobalFlags) => {
-        const { inspectEnvironment, setupPythonEnv } = await import('../../core/env.js');
-        if (opts.python && !opts.setup) throw new LlmkitError('--python goes with --setup', 'run `llmkit env --setup --python PATH`', 2);
-        if ((opts.cuda || opts.cudaFrom) && !opts.setup) throw new LlmkitError('--cuda goes with --setup', 'run `llmkit env --setup --cuda`', 2);
-        if (opts.cudaFrom && !opts.cuda) throw new LlmkitError('--cuda-from goes with --cuda', 'run `llmkit env --setup --cuda --cuda-from PATH`', 2);
-        if (opts.triton && !opts.setup) throw new LlmkitError('--triton goes with --setup', 'run `llmkit env --setup --triton`', 2);
-        if (opts.setup) {
-          const view = new ProgressView(flags, 'setup');
-          const env = await setupPythonEnv({ python: opts.python }, (line, done) => {
-            view.onEvent({ event: 'progress', step: done, message: line.slice(0, 60) });
-            if (flags.verbose) view.print(line);
-          });
-          view.stop();
-          if (!flags.json) process.stderr.write(env.created ? `created the worker environment: ${env.python}\n` : `worker environment ready: ${env.python}\n`);
-          if (opts.triton) {
-            const { setupTritonEnv } = await import('../../core/triton-env.js');
-            const triton = await setupTritonEnv({}, (line) => flags.verbose && process.stderr.write(line + '\n'));
-            if (!flags.json) process.stderr.write(`${triton.created ? 'created' : 'ready'}: Triton Inference Server ${triton.tritonserver}\n`);
-          }
-        }
-        if (opts.cuda) {
-          const view = new ProgressView(flags, 'cuda');
-          const { setupCudaProvider } = await import('../../core/cuda-setup.js');
-          const cuda = await setupCudaProvider({ from: opts.cudaFrom, onEvent: (e) => view.onEvent(e) });
-          view.stop();
-          if (!flags.json) {
-            process.stderr.write(`CUDA provider of onnxruntime ${cuda.onnxruntimeVersion} placed in ${cuda.providerDir}\n`);
-            process.stderr.write(`CUDA libraries (put on the loader path when llmkit starts): ${cuda.libraryDirs.join(':')}\n`);
-          }
-        }
-        const report = await inspectEnvironment();
-        if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-        else process.stdout.write(formatEnv(report) + '\n');
-        return report.problems.length === 0 ? 0 : 1;
-      }),
-    );
+  return commandFrom(ENV, async (opts, { flags }) => {
+    const { inspectEnvironment, setupPythonEnv } = await import('../../core/env.js');
+    if (opts.setup) {
+      const view = new ProgressView(flags, 'setup');
+      const env = await setupPythonEnv({ python: opts.python }, (line, done) => {
+        view.onEvent({ event: 'progress', step: done, message: line.slice(0, 60) });
+        if (flags.verbose) view.print(line);
+      });
+      view.stop();
+      if (!flags.json) process.stderr.write(env.created ? `created the worker environment: ${env.python}\n` : `worker environment ready: ${env.python}\n`);
+      if (opts.triton) {
+        const { setupTritonEnv } = await import('../../core/triton-env.js');
+        const triton = await setupTritonEnv({}, (line) => flags.verbose && process.stderr.write(line + '\n'));
+        if (!flags.json) process.stderr.write(`${triton.created ? 'created' : 'ready'}: Triton Inference Server ${triton.tritonserver}\n`);
+      }
+    }
+    if (opts.cuda) {
+      const view = new ProgressView(flags, 'cuda');
+      const { setupCudaProvider } = await import('../../core/cuda-setup.js');
+      const cuda = await setupCudaProvider({ from: opts.cudaFrom, onEvent: (e) => view.onEvent(e) });
+      view.stop();
+      if (!flags.json) {
+        process.stderr.write(`CUDA provider of onnxruntime ${cuda.onnxruntimeVersion} placed in ${cuda.providerDir}\n`);
+        process.stderr.write(`CUDA libraries (put on the loader path when llmkit starts): ${cuda.libraryDirs.join(':')}\n`);
+      }
+    }
+    const report = await inspectEnvironment();
+    if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    else process.stdout.write(formatEnv(report) + '\n');
+    return report.problems.length === 0 ? 0 : 1;
+  });
 }
 
 function formatEnv(r: EnvReport): string {

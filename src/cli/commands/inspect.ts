@@ -1,21 +1,17 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import type { ModelInspection } from '../../core/inspect.js';
-import { action } from '../action.js';
-import { formatBytes, formatRows, type GlobalFlags } from '../output.js';
+import { INSPECT } from '../../core/options/inspect.js';
+import { commandFrom } from '../command.js';
+import { formatBytes, formatRows } from '../output.js';
 
 export function inspectCommand(): Command {
-  return new Command('inspect')
-    .description('show what a model folder is (architecture, size, context, tokenizer, chat template) and which commands take it')
-    .argument('<model>', 'Hugging Face model folder or a folder made by `llmkit export`')
-    .action(
-      action(async (_opts: object, flags: GlobalFlags, [model]) => {
-        const { inspectModel } = await import('../../core/inspect.js');
-        const report = await inspectModel(model);
-        if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-        else process.stdout.write(formatInspection(report) + '\n');
-        return report.commands.length ? 0 : 1;
-      }),
-    );
+  return commandFrom(INSPECT, async ({ model }, { flags }) => {
+    const { inspectModel } = await import('../../core/inspect.js');
+    const report = await inspectModel(model);
+    if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    else process.stdout.write(formatInspection(report) + '\n');
+    return report.commands.length ? 0 : 1;
+  });
 }
 
 function formatInspection(r: ModelInspection): string {

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { UsageError } from '../../shared/errors.js';
-import { FINETUNE_PATH_KEYS, FINETUNE_RULES, FinetuneSchema } from '../finetune/options.js';
-import { booleanField, enumField, flagName, intField, numberField, resolveConfig, type FlagRules, type FlagValues, type Recipe } from '../recipe.js';
+import { FINETUNE, FINETUNE_DEFAULTS } from '../finetune/options.js';
+import { defineCommand, resolveOptions } from '../options/define.js';
+import { booleanField, enumField, intField, numberField, textField } from '../options/fields.js';
+import { flagName, type FlagValues, type Recipe } from '../options/recipe.js';
 
 /** Defaults of the distillation settings; training ones are finetune's (FINETUNE_DEFAULTS). */
 export const DISTILL_DEFAULTS = {
@@ -43,87 +45,102 @@ function layersField() {
   );
 }
 
-/**
- * Every option of `llmkit distill`: the training options of `llmkit finetune` (data, schedule, checkpoints,
- * eval, device), which mean the same here and go to the same training loop, plus the distillation's own.
- * The student is trained fully, in one process: LoRA, merging, --compile and torchrun's flags do not apply
- * (the job writes the student and the teacher's files before training, which several processes would race on).
- */
-export const DistillSchema = FinetuneSchema.omit({
-  model: true,
-  lora: true,
-  loraR: true,
-  loraAlpha: true,
-  loraDropout: true,
-  loraTargets: true,
-  merge: true,
-  compile: true,
-  exactMatch: true,
-  gpus: true,
-  nproc: true,
-  nnodes: true,
-  nodeRank: true,
-  masterAddr: true,
-  masterPort: true,
-  fsdp: true,
-}).extend({
-  /** The model to learn from: a Hugging Face folder (a fine-tuned or merged model), or builtin:tiny. */
-  teacher: z.string().min(1),
-  /** An existing smaller model with the teacher's tokenizer; contradicts studentConfig and studentLayers. */
-  student: z.string().min(1).optional(),
-  /** Build the student from the teacher's config with these dimensions changed (STUDENT_CONFIG_KEYS). */
-  studentConfig: studentConfigField().optional(),
-  /** For each layer of a built student, the teacher layer it starts from (default: evenly spaced, first and last kept). */
-  studentLayers: layersField().optional(),
-  /** logits: match the teacher's next-token distributions; sequence: fine-tune on the teacher's greedy answers. */
-  mode: enumField(['logits', 'sequence']).default(DISTILL_DEFAULTS.mode),
-  /** Softens both distributions before comparing them (logits mode; default 2). */
-  temperature: numberField({ above: 0, max: 100 }).optional(),
-  /** Weight of the distillation term; 1 - alpha goes to cross-entropy on the labels (logits mode; default 0.5). */
-  alpha: numberField({ min: 0, max: 1 }).optional(),
-  /** Compare on the teacher's k most likely tokens only, to keep k numbers a token instead of the vocabulary's worth (logits mode). */
-  topK: intField(1).optional(),
-  /** Longest teacher answer in sequence mode (default 256). */
-  maxNewTokens: intField(1).optional(),
-  /** Greedy answers scored for teacher and student (default 32 when the data has answers; 0 turns it off). */
-  exactMatch: intField(0).optional(),
-  /** Export both models to ONNX and measure them side by side at the end (distill-report.json). */
-  report: booleanField().default(true),
-});
-
-export type DistillOptions = z.output<typeof DistillSchema>;
-
-export const DISTILL_KEYS = Object.keys(DistillSchema.shape);
-
-export const DISTILL_RULES: FlagRules = {
-  exclusive: [...(FINETUNE_RULES.exclusive ?? []), ['student', 'studentConfig'], ['student', 'studentLayers']],
-  requires: { evalEvery: ['evalData', 'evalSplit'] },
-  hints: {
-    ...FINETUNE_RULES.hints,
-    teacher: 'pass the model to learn from with --teacher (a Hugging Face folder, e.g. runs/x/merged)',
-  },
-};
-
-export const DISTILL_PATH_KEYS = [...FINETUNE_PATH_KEYS.filter((k) => k !== 'model'), 'teacher', 'student'] as const;
+// The student is trained fully, in one process: LoRA, merging, --compile and torchrun's flags do not apply (the job
+// writes the student and the teacher's files before training, which several processes would race on).
+const { model, lora, loraR, loraAlpha, loraDropout, loraTargets, merge, compile, exactMatch, gpus, nproc, nnodes, nodeRank, masterAddr, masterPort, fsdp, ...TRAINING } = FINETUNE.options;
 
 /** Settings that only one mode uses: naming one in the other mode is a mistake worth a message. */
 const MODE_ONLY: Record<string, 'logits' | 'sequence'> = { temperature: 'logits', alpha: 'logits', topK: 'logits', maxNewTokens: 'sequence' };
 
+/**
+ * Every option of `llmkit distill`: the training options of `llmkit finetune` (data, schedule, checkpoints,
+ * eval, device), which mean the same here and go to the same training loop, plus the distillation's own.
+ */
+export const DISTILL = defineCommand({
+  name: 'distill',
+  description: 'train a smaller student to do what a teacher does (logit or sequence-level distillation), then measure both side by side',
+  recipes: true,
+  options: {
+    teacher: {
+      field: textField(),
+      value: '<model>',
+      required: true,
+      path: true,
+      help: 'the model to learn from: a Hugging Face folder (e.g. runs/x/merged, a fine-tuned or merged model), or builtin:tiny',
+    },
+    student: { field: textField(), value: '<model>', path: true, help: "a smaller existing model with the teacher's tokenizer, to train" },
+    studentConfig: {
+      field: studentConfigField(),
+      value: '<key=value,...>',
+      help: `build the student from the teacher's config with these changed: ${STUDENT_CONFIG_KEYS.join(', ')}`,
+    },
+    studentLayers: {
+      field: layersField(),
+      value: '<i,j,...>',
+      help: 'the teacher layer each layer of a built student starts from',
+      defaultHelp: 'evenly spaced, first and last kept',
+    },
+    mode: {
+      field: enumField(['logits', 'sequence']),
+      value: '<name>',
+      default: DISTILL_DEFAULTS.mode,
+      help: "logits (match the teacher's next-token distributions) or sequence (fine-tune on its greedy answers)",
+    },
+    temperature: {
+      field: numberField({ above: 0, max: 100 }),
+      value: '<T>',
+      help: 'logits mode: soften both distributions by T before comparing them',
+      defaultHelp: String(DISTILL_DEFAULTS.temperature),
+    },
+    alpha: {
+      field: numberField({ min: 0, max: 1 }),
+      value: '<a>',
+      help: 'logits mode: weight of the distillation term; 1 - alpha goes to cross-entropy on the labels',
+      defaultHelp: String(DISTILL_DEFAULTS.alpha),
+    },
+    topK: { field: intField(1), value: '<k>', help: "logits mode: compare on the teacher's k most likely tokens only (less memory)" },
+    maxNewTokens: { field: intField(1), value: '<n>', help: 'sequence mode: the longest teacher answer', defaultHelp: String(DISTILL_DEFAULTS.maxNewTokens) },
+    ...TRAINING,
+    out: { ...TRAINING.out, help: 'output folder: checkpoints, metrics.jsonl, llmkit-config.json, model/, onnx/, distill-report.json' },
+    lr: { ...TRAINING.lr, defaultHelp: FINETUNE_DEFAULTS.lrFull.toExponential() },
+    exactMatch: {
+      field: intField(0),
+      value: '<n>',
+      help: 'greedy-answer the first N eval (else training) examples with teacher and student',
+      defaultHelp: `${DISTILL_DEFAULTS.exactMatch} when the data has answers; 0 turns it off`,
+    },
+    report: { field: booleanField(), default: true, help: 'export both models to ONNX and measure them side by side at the end', negate: 'skip the ONNX export and the side-by-side measurement at the end' },
+  },
+  rules: {
+    exclusive: [...(FINETUNE.rules?.exclusive ?? []), ['student', 'studentConfig'], ['student', 'studentLayers']],
+    requires: { evalEvery: ['evalData', 'evalSplit'] },
+    hints: {
+      ...FINETUNE.rules?.hints,
+      teacher: 'pass the model to learn from with --teacher (a Hugging Face folder, e.g. runs/x/merged)',
+    },
+  },
+  finish: (options, typed) => {
+    if (!options.student && !options.studentConfig && !options.studentLayers) {
+      throw new UsageError(
+        '--student or --student-config is required',
+        "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12",
+      );
+    }
+    for (const [key, mode] of Object.entries(MODE_ONLY)) {
+      if (options[key as keyof typeof options] === undefined || options.mode === mode) continue;
+      // Typing --mode over a recipe makes the recipe's settings for the other mode moot rather than an error.
+      if (typed('mode') && !typed(key)) delete (options as Record<string, unknown>)[key];
+      else throw new UsageError(`${flagName(key)} applies to --mode ${mode} only`);
+    }
+    return options;
+  },
+});
+
+export const DistillSchema = DISTILL.schema;
+export type DistillOptions = z.output<typeof DistillSchema>;
+
 export function resolveDistillOptions(flags: FlagValues, recipe?: Recipe): DistillOptions {
-  const options = resolveConfig(DistillSchema, flags, recipe, DISTILL_RULES);
-  if (!options.student && !options.studentConfig && !options.studentLayers) {
-    throw new UsageError(
-      '--student or --student-config is required',
-      "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12",
-    );
-  }
-  for (const [key, mode] of Object.entries(MODE_ONLY)) {
-    if (options[key as keyof DistillOptions] === undefined || options.mode === mode) continue;
-    // Typing --mode over a recipe makes the recipe's settings for the other mode moot rather than an error.
-    if (flags.typed('mode') && !flags.typed(key)) delete (options as Record<string, unknown>)[key];
-    else throw new UsageError(`${flagName(key)} applies to --mode ${mode} only`);
-  }
-  return options;
+  return resolveOptions(DISTILL, flags, recipe);
 }
 
 /** What a built student is: its config changes over the teacher's and the teacher layer each of its layers starts from. */

@@ -6,7 +6,7 @@ import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { checkModelFolder, resolveModel } from '../finetune/model.js';
 import { FinetuneSchema } from '../finetune/options.js';
 import { checkTrainingInputs, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
-import { flagName } from '../recipe.js';
+import { flagName } from '../options/recipe.js';
 import { DISTILL_DEFAULTS, planStudent, type DistillOptions } from './options.js';
 import { measureDistillation, type DistillReport } from './report.js';
 

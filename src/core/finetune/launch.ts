@@ -19,7 +19,7 @@ export function processCounts(o: DistributedFlags): { perNode: number; world: nu
 
 /**
  * Rejects flag combinations that cannot run, before anything starts; the ones a schema rule can say
- * (--gpus or --nproc, not both; --nnodes needs one of them) are in FINETUNE_RULES.
+ * (--gpus or --nproc, not both; --nnodes needs one of them) are in FINETUNE's rules (options.ts).
  */
 export function checkDistributedFlags(o: DistributedFlags): void {
   const nnodes = o.nnodes ?? 1;

@@ -1,5 +1,7 @@
-import { z } from 'zod';
-import { booleanField, enumField, intField, listField, numberField, pathsField, resolveConfig, type FlagRules, type FlagValues, type Recipe } from '../recipe.js';
+import type { z } from 'zod';
+import { defineCommand, resolveOptions } from '../options/define.js';
+import { booleanField, enumField, intField, listField, numberField, pathsField, textField } from '../options/fields.js';
+import type { FlagValues, Recipe } from '../options/recipe.js';
 
 /** Defaults that do not depend on the model; `lr` and `maxSeqLen` do, and are settled in run.ts. */
 export const FINETUNE_DEFAULTS = {
@@ -26,117 +28,149 @@ export const FINETUNE_DEFAULTS = {
 
 const D = FINETUNE_DEFAULTS;
 
+const DEVICES = ['auto', 'cpu', 'cuda'] as const;
+
 /** Every option of `llmkit finetune`; recipe keys are these names (camelCase or kebab-case). */
-export const FinetuneSchema = z.object({
-  /** Hugging Face model folder, or builtin:tiny|small|100m (made by `llmkit make-model`). */
-  model: z.string().min(1),
-  /** Training data: JSONL files in messages, alpaca, prompt/completion or text shape (detected per file). */
-  data: pathsField(),
-  /** Held-out data for eval loss (and exact match); contradicts evalSplit. */
-  evalData: pathsField().optional(),
-  /** Fraction of the training data held out for evaluation instead of evalData. */
-  evalSplit: numberField({ above: 0, max: 0.5 }).optional(),
-  /** Output folder: checkpoints, metrics.jsonl, the resolved config, the adapter or model. */
-  out: z.string().min(1),
-  /** Train a LoRA adapter (base frozen) instead of all weights. */
-  lora: booleanField().default(false),
-  loraR: intField(1).default(D.loraR),
-  loraAlpha: numberField({ above: 0 }).default(D.loraAlpha),
-  loraDropout: numberField({ min: 0, below: 1 }).default(D.loraDropout),
-  /** Module names to adapt; default: every linear layer of the attention and MLP blocks. */
-  loraTargets: listField().optional(),
-  /** Passes over the data (default 1 unless maxSteps is set); contradicts maxSteps. */
-  epochs: intField(1).optional(),
-  /** Optimizer steps to train, cycling the data as needed; contradicts epochs. */
-  maxSteps: intField(1).optional(),
-  /** Rows (examples, or packed sequences) per micro-batch. */
-  batchSize: intField(1).default(D.batchSize),
-  /** Micro-batches per optimizer step. */
-  gradAccum: intField(1).default(D.gradAccum),
-  /** Peak learning rate (default: 2e-4 with LoRA, 2e-5 without). */
-  lr: numberField({ above: 0, max: 1 }).optional(),
-  schedule: enumField(['linear', 'cosine']).default(D.schedule),
-  /** Fraction of the steps spent warming the learning rate up from 0. */
-  warmupRatio: numberField({ min: 0, below: 1 }).default(D.warmupRatio),
-  weightDecay: numberField({ min: 0 }).default(D.weightDecay),
-  /** Gradient clipping by global norm; 0 turns it off. */
-  maxGradNorm: numberField({ min: 0 }).default(D.maxGradNorm),
-  seed: intField(0).default(D.seed),
-  /** Longest example in tokens; longer ones are truncated and counted (default: the model's context, at most 2048). */
-  maxSeqLen: intField(8).optional(),
-  /** Put several short examples in one row of maxSeqLen tokens (they do not attend to each other). */
-  packing: booleanField().default(false),
-  /** Put the loss on prompt tokens too, not only on answers. */
-  trainOnPrompt: booleanField().default(false),
-  /** Recompute activations in the backward pass: less memory, about a third more compute. */
-  gradientCheckpointing: booleanField().default(false),
-  /** Eval loss every N steps (it is always computed at the end when there is eval data). */
-  evalEvery: intField(1).optional(),
-  /** Checkpoint every N steps (one is also written on Ctrl-C and at the end). */
-  saveEvery: intField(1).optional(),
-  /** Continue from the newest checkpoint in `out`. */
-  resume: booleanField().default(false),
-  /** With LoRA: also write the base model with the adapter merged in (out/merged). */
-  merge: booleanField().default(false),
-  device: enumField(['auto', 'cpu', 'cuda']).default(D.device),
-  /** auto: bf16 autocast on a CUDA GPU that supports it, fp32 otherwise. */
-  precision: enumField(['auto', 'bf16', 'fp32']).default(D.precision),
-  /** torch.compile each decoder layer, replayed as CUDA graphs unless checkpointing (CUDA only; falls back to eager). */
-  compile: booleanField().default(false),
-  /** Greedy-generate the answers of the first N eval (else training) examples before and after training. */
-  exactMatch: intField(0).default(D.exactMatch),
-  // Several processes through torchrun (docs/deploy.md). batchSize and gradAccum stay global: each process takes
-  // its share of every micro-batch, so the loss curve and learning-rate schedule do not depend on the count.
-  /** One process per CUDA GPU on this machine (implies device cuda); contradicts nproc. */
-  gpus: intField(1).optional(),
-  /** Processes on this machine, on the device --device picks (several CPU processes use gloo); contradicts gpus. */
-  nproc: intField(1).optional(),
-  /** Machines in the job (default 1); more than one needs masterAddr, and nodeRank on each. */
-  nnodes: intField(1).optional(),
-  /** This machine's number, 0 to nnodes-1 (node 0 hosts the rendezvous). */
-  nodeRank: intField(0).optional(),
-  /** Address of node 0, which every node connects to. */
-  masterAddr: z.string().min(1).optional(),
-  /** Rendezvous port on node 0 (default: a free one on one machine, 29500 across machines). */
-  masterPort: intField(1).optional(),
-  /** Shard weights, gradients and optimizer state across the processes (FSDP full-shard) instead of replicating them (DDP). */
-  fsdp: booleanField().default(false),
+export const FINETUNE = defineCommand({
+  name: 'finetune',
+  description: 'fine-tune a causal LM on JSONL data, fully or with LoRA (Python worker, CPU or CUDA)',
+  recipes: true,
+  options: {
+    model: {
+      field: textField(),
+      positional: true,
+      required: true,
+      path: true,
+      help: 'Hugging Face model folder, or builtin:tiny|small|100m (made by `llmkit make-model`)',
+      defaultHelp: "the recipe's model",
+    },
+    data: {
+      field: pathsField(),
+      value: '<file>',
+      repeat: true,
+      required: true,
+      path: true,
+      help: 'training data, JSONL: messages, instruction/output, prompt/completion or text, detected per file (repeat for more files)',
+    },
+    evalData: { field: pathsField(), value: '<file>', repeat: true, path: true, help: 'evaluation data, JSONL, for eval loss and exact match (repeat for more files)' },
+    evalSplit: { field: numberField({ above: 0, max: 0.5 }), value: '<fraction>', help: 'hold out this fraction of --data for evaluation, e.g. 0.1' },
+    out: { field: textField(), value: '<dir>', required: true, path: true, help: 'output folder: checkpoints, metrics.jsonl, llmkit-config.json, adapter/ or model/' },
+    lora: {
+      field: booleanField(),
+      default: false,
+      help: 'train a LoRA adapter on the frozen base (default: full fine-tuning)',
+      negate: 'full fine-tuning even where the recipe says lora',
+    },
+    loraR: { field: intField(1), value: '<n>', default: D.loraR, help: 'LoRA rank' },
+    loraAlpha: { field: numberField({ above: 0 }), value: '<n>', default: D.loraAlpha, help: 'LoRA alpha; updates are scaled by alpha/r' },
+    loraDropout: { field: numberField({ min: 0, below: 1 }), value: '<p>', default: D.loraDropout, help: 'dropout on the LoRA input' },
+    loraTargets: { field: listField(), value: '<names>', help: 'comma-separated module names to adapt', defaultHelp: 'every linear layer of attention and MLP' },
+    epochs: { field: intField(1), value: '<n>', help: 'passes over the data', defaultHelp: `${D.epochs} unless --max-steps` },
+    maxSteps: { field: intField(1), value: '<n>', help: 'optimizer steps to train, cycling the data as needed, instead of --epochs' },
+    batchSize: { field: intField(1), value: '<n>', default: D.batchSize, help: 'rows (examples, or packed sequences) per micro-batch' },
+    gradAccum: { field: intField(1), value: '<n>', default: D.gradAccum, help: 'micro-batches per optimizer step' },
+    lr: { field: numberField({ above: 0, max: 1 }), value: '<rate>', help: 'peak learning rate', defaultHelp: `${D.lrLora} with --lora, ${D.lrFull} without` },
+    schedule: { field: enumField(['linear', 'cosine']), value: '<name>', default: D.schedule, help: 'learning-rate decay after warm-up: linear or cosine' },
+    warmupRatio: { field: numberField({ min: 0, below: 1 }), value: '<fraction>', default: D.warmupRatio, help: 'fraction of the steps that warm the learning rate up from 0' },
+    weightDecay: { field: numberField({ min: 0 }), value: '<w>', default: D.weightDecay, help: 'AdamW weight decay' },
+    maxGradNorm: { field: numberField({ min: 0 }), value: '<n>', default: D.maxGradNorm, help: 'clip gradients to this global norm; 0 = off' },
+    seed: { field: intField(0), value: '<n>', default: D.seed, help: 'seed for initial weights, data order and dropout' },
+    maxSeqLen: {
+      field: intField(8),
+      value: '<n>',
+      help: 'truncate examples to this many tokens, counted and reported',
+      defaultHelp: `the model's context, at most ${D.maxSeqLenCap}`,
+    },
+    packing: {
+      field: booleanField(),
+      default: false,
+      help: 'pack several short examples into each row of --max-seq-len tokens; they do not attend to each other',
+      negate: 'one example per row even where the recipe packs',
+    },
+    trainOnPrompt: {
+      field: booleanField(),
+      default: false,
+      help: 'put the loss on prompts too, not only on answers',
+      negate: 'loss on answers only even where the recipe says otherwise',
+    },
+    gradientCheckpointing: {
+      field: booleanField(),
+      default: false,
+      help: 'recompute activations in the backward pass: less memory, about a third more compute',
+      negate: 'keep activations even where the recipe checkpoints them',
+    },
+    evalEvery: { field: intField(1), value: '<n>', help: 'eval loss every N steps (it is always computed at the end when there is eval data)' },
+    saveEvery: { field: intField(1), value: '<n>', help: 'checkpoint every N steps (one is also saved on Ctrl-C and at the end)' },
+    resume: { field: booleanField(), default: false, help: 'continue from the newest checkpoint in --out (pass the same flags)' },
+    merge: {
+      field: booleanField(),
+      default: false,
+      help: 'with --lora: also write the base with the adapter merged in, to <out>/merged',
+      negate: 'do not merge even where the recipe says so',
+    },
+    device: { field: enumField(DEVICES), value: '<name>', default: D.device, help: 'where training runs: auto, cpu or cuda' },
+    precision: {
+      field: enumField(['auto', 'bf16', 'fp32']),
+      value: '<name>',
+      default: D.precision,
+      help: 'auto (bf16 autocast on a CUDA GPU that has it, else fp32), bf16 or fp32',
+    },
+    compile: {
+      field: booleanField(),
+      default: false,
+      help: 'torch.compile each decoder layer and replay it as CUDA graphs unless checkpointing (CUDA only; falls back to eager)',
+      negate: 'run eagerly even where the recipe compiles',
+    },
+    exactMatch: {
+      field: intField(0),
+      value: '<n>',
+      default: D.exactMatch,
+      help: 'greedy-answer the first N eval (else training) examples before and after training and count exact matches; 0 = off',
+    },
+    // Several processes through torchrun (docs/deploy.md). batchSize and gradAccum stay global: each process takes
+    // its share of every micro-batch, so the loss curve and learning-rate schedule do not depend on the count.
+    gpus: { field: intField(1), value: '<n>', help: 'train on N CUDA GPUs of this machine, one process each, through torchrun (DDP, or --fsdp)' },
+    nproc: { field: intField(1), value: '<n>', help: 'train in N processes on this machine through torchrun, on the --device (CPU processes use gloo)' },
+    nnodes: { field: intField(1), value: '<n>', help: 'machines in the job; run the same command on each with its --node-rank (more than one needs --master-addr)', defaultHelp: '1' },
+    nodeRank: { field: intField(0), value: '<n>', help: "this machine's number, 0 to nnodes-1 (node 0 hosts the rendezvous)" },
+    masterAddr: { field: textField(), value: '<host>', help: 'address of node 0, which every node connects to (needed with --nnodes > 1)' },
+    masterPort: { field: intField(1), value: '<port>', help: 'rendezvous port on node 0', defaultHelp: 'a free one on one machine, 29500 across machines' },
+    fsdp: {
+      field: booleanField(),
+      default: false,
+      help: 'shard weights, gradients and optimizer state across the processes (FSDP full-shard) instead of replicating them (DDP)',
+      negate: 'DDP even where the recipe shards',
+    },
+  },
+  rules: {
+    exclusive: [
+      ['epochs', 'maxSteps'],
+      ['evalData', 'evalSplit'],
+      ['gpus', 'nproc'],
+    ],
+    requires: {
+      loraR: ['lora'],
+      loraAlpha: ['lora'],
+      loraDropout: ['lora'],
+      loraTargets: ['lora'],
+      merge: ['lora'],
+      evalEvery: ['evalData', 'evalSplit'],
+      nnodes: ['gpus', 'nproc'],
+      nodeRank: ['nnodes'],
+      masterAddr: ['nnodes'],
+      masterPort: ['gpus', 'nproc'],
+      fsdp: ['gpus', 'nproc'],
+    },
+    hints: {
+      model: 'pass a Hugging Face model folder (or builtin:tiny) as the first argument, or `model:` in the recipe',
+      data: 'pass a JSONL file with --data (messages, instruction/output, prompt/completion or text per line)',
+      out: 'pass the folder for checkpoints and outputs with --out',
+    },
+  },
 });
 
+export const FinetuneSchema = FINETUNE.schema;
 export type FinetuneOptions = z.output<typeof FinetuneSchema>;
-
-export const FINETUNE_KEYS = Object.keys(FinetuneSchema.shape);
-
-export const FINETUNE_RULES: FlagRules = {
-  exclusive: [
-    ['epochs', 'maxSteps'],
-    ['evalData', 'evalSplit'],
-    ['gpus', 'nproc'],
-  ],
-  requires: {
-    loraR: ['lora'],
-    loraAlpha: ['lora'],
-    loraDropout: ['lora'],
-    loraTargets: ['lora'],
-    merge: ['lora'],
-    evalEvery: ['evalData', 'evalSplit'],
-    nnodes: ['gpus', 'nproc'],
-    nodeRank: ['nnodes'],
-    masterAddr: ['nnodes'],
-    masterPort: ['gpus', 'nproc'],
-    fsdp: ['gpus', 'nproc'],
-  },
-  positional: { model: '<model>' },
-  hints: {
-    model: 'pass a Hugging Face model folder (or builtin:tiny) as the first argument, or `model:` in the recipe',
-    data: 'pass a JSONL file with --data (messages, instruction/output, prompt/completion or text per line)',
-    out: 'pass the folder for checkpoints and outputs with --out',
-  },
-};
-
-/** Recipe keys whose relative paths are taken from the recipe's folder. */
-export const FINETUNE_PATH_KEYS = ['model', 'data', 'evalData', 'out'] as const;
-
 export function resolveFinetuneOptions(flags: FlagValues, recipe?: Recipe): FinetuneOptions {
-  return resolveConfig(FinetuneSchema, flags, recipe, FINETUNE_RULES);
+  return resolveOptions(FINETUNE, flags, recipe);
 }

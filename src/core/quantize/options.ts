@@ -6,6 +6,9 @@ import type { WorkerEvent } from '../../workers/protocol.js';
 import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
 import { UsageError } from '../../shared/errors.js';
 import { recipesDir } from '../../shared/paths.js';
+import { defineCommand } from '../options/define.js';
+import { booleanField, intField, numberField, textField, textsField } from '../options/fields.js';
+import { TRITON_OPTIONS, tritonTarget } from '../options/triton.js';
 
 export const PRECISIONS = ['int8', 'int4'] as const;
 export type Precision = (typeof PRECISIONS)[number];
@@ -63,12 +66,40 @@ export interface ResolvedQuantizeOptions {
   tolerance?: number;
 }
 
-/** --int8 and --int4 as one precision, with the error a user can act on. */
-export function precisionFromFlags(flags: { int8?: boolean; int4?: boolean }): Precision {
-  if (flags.int8 && flags.int4) throw new UsageError('--int8 and --int4 exclude each other', 'pass one of them');
-  if (!flags.int8 && !flags.int4) throw new UsageError('pass --int8 or --int4', 'e.g. `llmkit quantize ./model --int8 --out ./model-int8`');
-  return flags.int8 ? 'int8' : 'int4';
-}
+export const QUANTIZE = defineCommand({
+  name: 'quantize',
+  description: 'quantize a model to int8 or int4 ONNX (a Hugging Face folder is exported first) and measure size, speed and accuracy against fp32',
+  options: {
+    model: { field: textField(), positional: true, required: true, help: 'Hugging Face model folder, or an fp32 folder made by `llmkit export`' },
+    out: { field: textField(), value: '<dir>', required: true, help: 'output folder (quantized ONNX model, tokenizer, llmkit.json, quantize-report.json)' },
+    int8: { field: booleanField(), default: false, help: '8-bit weights (block-wise MatMulNBits, int8 compute on CPU): ~26% of the fp32 size' },
+    int4: { field: booleanField(), default: false, help: '4-bit weights (block-wise MatMulNBits): ~16% of the fp32 size' },
+    blockSize: {
+      field: intField(1),
+      value: '<n>',
+      help: `weights per scale: ${BLOCK_SIZES.join(', ')}`,
+      defaultHelp: `${DEFAULT_BLOCK_SIZE.int8} for --int8, ${DEFAULT_BLOCK_SIZE.int4} for --int4`,
+    },
+    asymmetric: { field: booleanField(), default: false, help: 'blocks with a zero point as well as a scale (default: symmetric, which is smaller)' },
+    exclude: { field: textsField(), value: '<nodes>', variadic: true, help: 'ONNX node names to keep in fp32, e.g. /model/lm_head/MatMul' },
+    accuracyLevel: {
+      field: intField(1),
+      value: '<n>',
+      default: 4,
+      help: 'MatMulNBits compute on the CPU: 4 = int8 activations and integer dot products, 1 = fp32',
+    },
+    evalData: { field: textField(), value: '<file>', help: 'text for perplexity, top-1 agreement and KL', defaultHelp: 'the bundled recipes/data/eval.txt' },
+    evalTokens: { field: intField(64), value: '<n>', default: 8192, help: 'score at most this many tokens of the eval text' },
+    threads: { field: intField(1), value: '<n>', help: 'CPU threads of both models while timing decode', defaultHelp: 'all cores' },
+    tolerance: { field: numberField({ min: 0 }), value: '<x>', help: 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch', defaultHelp: '1e-3' },
+    ...TRITON_OPTIONS,
+  },
+  finish: ({ int8, int4, asymmetric, triton, tritonName, tritonDevice, ...rest }): QuantizeOptions => {
+    if (int8 && int4) throw new UsageError('--int8 and --int4 exclude each other', 'pass one of them');
+    if (!int8 && !int4) throw new UsageError('pass --int8 or --int4', 'e.g. `llmkit quantize ./model --int8 --out ./model-int8`');
+    return { ...rest, precision: int8 ? 'int8' : 'int4', symmetric: !asymmetric, triton: tritonTarget({ triton, tritonName, tritonDevice }) };
+  },
+});
 
 export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeOptions {
   const model = resolve(opts.model);

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { z } from 'zod';
-import { UsageError } from '../shared/errors.js';
+import type { z } from 'zod';
+import { UsageError } from '../../shared/errors.js';
 
 /**
  * Recipes: a YAML mapping whose keys are a command's long flag names (camelCase `loraR` or kebab-case
@@ -125,57 +125,4 @@ export function resolveConfig<S extends z.ZodType>(schema: S, flags: FlagValues,
   if (value === undefined) throw new UsageError(`${name(key)} is required`, rules.hints?.[key]);
   const where = fromRecipe.has(key) && !flags.typed(key) ? ` in ${recipe!.path}` : '';
   throw new UsageError(`${name(key)} ${issue.message} (got ${typeof value === 'string' ? value : JSON.stringify(value)}${where})`);
-}
-
-/** Field helpers that accept both the command line's strings and YAML's numbers, with messages that read after the flag name. */
-const numeric = (v: unknown) => (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v);
-
-export function intField(min: number) {
-  const message = `must be an integer ≥ ${min}`;
-  return z.preprocess(numeric, z.number({ error: message }).int({ error: message }).min(min, { error: message }));
-}
-
-export function numberField(range: { min?: number; max?: number; above?: number; below?: number }) {
-  const bounds = [
-    range.min !== undefined && `≥ ${range.min}`,
-    range.above !== undefined && `> ${range.above}`,
-    range.max !== undefined && `≤ ${range.max}`,
-    range.below !== undefined && `< ${range.below}`,
-  ].filter(Boolean);
-  const message = `must be a number${bounds.length ? ' ' + bounds.join(' and ') : ''}`;
-  let field = z.number({ error: message });
-  if (range.min !== undefined) field = field.min(range.min, { error: message });
-  if (range.above !== undefined) field = field.gt(range.above, { error: message });
-  if (range.max !== undefined) field = field.max(range.max, { error: message });
-  if (range.below !== undefined) field = field.lt(range.below, { error: message });
-  return z.preprocess(numeric, field);
-}
-
-export function booleanField() {
-  return z.boolean({ error: 'must be true or false' });
-}
-
-export function enumField<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.enum(values, { error: `must be one of ${values.join(', ')}` });
-}
-
-/** A list from a YAML sequence, a repeated flag, or one comma-separated string. */
-export function listField() {
-  const message = 'must be a list of names (a YAML list or comma-separated)';
-  return z.preprocess(
-    (v) =>
-      typeof v === 'string'
-        ? v
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean)
-        : v,
-    z.array(z.string({ error: message }).min(1, { error: message }), { error: message }).min(1, { error: message }),
-  );
-}
-
-/** One path or several (a YAML list, or a flag given more than once). */
-export function pathsField() {
-  const message = 'must be a file path or a list of them';
-  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.string({ error: message }).min(1, { error: message }), { error: message }).min(1, { error: message }));
 }

@@ -1,0 +1,28 @@
+import { UsageError } from '../../shared/errors.js';
+import { defineCommand } from './define.js';
+import { booleanField, numberField, textField } from './fields.js';
+import { TRITON_OPTIONS, tritonTarget } from './triton.js';
+
+export const EXPORT = defineCommand({
+  name: 'export',
+  description: 'export a Hugging Face causal LM folder to an ONNX decoder with KV cache, checked against PyTorch',
+  options: {
+    model: { field: textField(), positional: true, required: true, help: 'Hugging Face model folder (config.json + weights + tokenizer)' },
+    out: { field: textField(), value: '<dir>', required: true, help: 'output folder (ONNX model, tokenizer, llmkit.json manifest)' },
+    fp16: { field: booleanField(), default: false, help: 'float16 weights and compute, for GPUs (inputs, outputs and the KV cache stay float32)' },
+    fused: {
+      field: booleanField(),
+      default: false,
+      help: "ONNX Runtime's fused operators (SkipSimplifiedLayerNormalization, RotaryEmbedding, fused q/k/v and gate/up MatMuls), as onnxruntime-genai's graphs use",
+    },
+    gqa: { field: booleanField(), default: false, help: "also fuse attention into GroupQueryAttention, which writes into the engine's cache buffers (implies --fused)" },
+    tolerance: { field: numberField({ min: 0 }), value: '<x>', help: 'largest max-abs logit difference vs PyTorch that passes the check', defaultHelp: '1e-3, or 5e-2 with --fp16' },
+    ...TRITON_OPTIONS,
+  },
+  finish: ({ model, out, fp16, fused, gqa, tolerance, ...rest }) => {
+    const triton = tritonTarget(rest);
+    // Triton's generate model (assets/triton_generate.py) reads the packed new_key_values, which a --gqa graph has not.
+    if (gqa && triton) throw new UsageError('--gqa and --triton exclude each other', 'export for Triton with --fused');
+    return { model, out, dtype: fp16 ? ('fp16' as const) : ('fp32' as const), fused: fused || gqa, gqa, tolerance, triton };
+  },
+});
