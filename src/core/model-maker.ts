@@ -8,7 +8,6 @@ import { UsageError } from '../shared/errors.js';
 import { MODEL_PRESETS, type ModelPreset } from './choices.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 
-
 export interface MakeModelOptions {
   preset: ModelPreset;
   seed: number;

@@ -109,7 +109,12 @@ export const DISTILL = defineCommand({
       help: 'greedy-answer the first N eval (else training) examples with teacher and student',
       defaultHelp: `${DISTILL_DEFAULTS.exactMatch} when the data has answers; 0 turns it off`,
     },
-    report: { field: booleanField(), default: true, help: 'export both models to ONNX and measure them side by side at the end', negate: 'skip the ONNX export and the side-by-side measurement at the end' },
+    report: {
+      field: booleanField(),
+      default: true,
+      help: 'export both models to ONNX and measure them side by side at the end',
+      negate: 'skip the ONNX export and the side-by-side measurement at the end',
+    },
   },
   rules: {
     exclusive: [...(FINETUNE.rules?.exclusive ?? []), ['student', 'studentConfig'], ['student', 'studentLayers']],
