@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 
 /**
  * The subcommands, each loaded only when needed: a run of one command imports that command's file
- * alone, so `llmkit env` never loads zod or the training options; `--help` and unknown names load all.
+ * alone (`llmkit env` loads no training options); `--help` and unknown names load all.
  */
 export const COMMANDS: Record<string, () => Promise<Command>> = {
   env: async () => (await import('./commands/env.js')).envCommand(),
