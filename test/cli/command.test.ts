@@ -5,22 +5,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { commandFrom } from '../../src/cli/command.js';
 import { COMMANDS } from '../../src/cli/main.js';
 import { defineCommand } from '../../src/core/options/define.js';
-import { booleanField, enumField, intField, pathsField, textField } from '../../src/core/options/fields.js';
+import { textField } from '../../src/core/options/fields.js';
 import { tempDir } from '../helpers/cli.js';
-
-const TRAIN = defineCommand({
-  name: 'train',
-  description: 'a command for the tests',
-  recipes: true,
-  options: {
-    model: { field: textField(), positional: true, required: true, path: true, help: 'model folder' },
-    data: { field: pathsField(), value: '<file>', repeat: true, path: true, help: 'data files' },
-    loraR: { field: intField(1), value: '<n>', default: 16, help: 'LoRA rank' },
-    schedule: { field: enumField(['linear', 'cosine']), value: '<name>', default: 'cosine', help: 'learning-rate decay' },
-    lora: { field: booleanField(), default: false, help: 'train an adapter', negate: 'no adapter even where the recipe says so' },
-    report: { field: booleanField(), default: true, help: 'measure at the end', negate: 'skip the measurement' },
-  },
-});
+import { TRAIN } from '../helpers/options.js';
 
 const STRICT = defineCommand({
   name: 'strict',
@@ -32,7 +19,7 @@ const STRICT = defineCommand({
 });
 
 /** Parses argv with the command as the program, and returns what `run` got (or undefined) and the exit code. */
-async function parse(def: typeof TRAIN, argv: string[]) {
+async function parse(def: typeof TRAIN | typeof STRICT, argv: string[]) {
   let got: unknown;
   const command = commandFrom(def, async (options) => {
     got = options;
@@ -55,7 +42,18 @@ describe('commands built from definitions', () => {
   it('get their arguments, flags, --no- forms and help with defaults from the definition', () => {
     const command = commandFrom(TRAIN, async () => {});
     expect(command.registeredArguments.map((a) => [a.name(), a.required, a.description])).toEqual([['model', false, 'model folder']]);
-    expect(flagsOf(command)).toEqual(['--recipe <file>', '--data <file>', '--lora-r <n>', '--schedule <name>', '--lora', '--no-lora', '--no-report']);
+    expect(flagsOf(command)).toEqual([
+      '--recipe <file>',
+      '--data <file>',
+      '--lora-r <n>',
+      '--schedule <name>',
+      '--levels <list>',
+      '--lr <rate>',
+      '--lora',
+      '--no-lora',
+      '--no-report',
+      '--exclude <nodes...>',
+    ]);
     const help = command.helpInformation();
     expect(help).toMatch(/--lora-r <n>\s+LoRA rank \(default: 16\)/);
     expect(help).toMatch(/--schedule <name>\s+learning-rate decay \(default: "cosine"\)/);
@@ -68,7 +66,7 @@ describe('commands built from definitions', () => {
   it('hand run the typed options: defaults, repeated flags, --no- forms', async () => {
     const { options, exitCode } = await parse(TRAIN, ['m', '--data', 'a.jsonl', '--data', 'b.jsonl', '--lora-r', '8', '--no-report']);
     expect(exitCode).toBe(0);
-    expect(options).toEqual({ model: 'm', data: ['a.jsonl', 'b.jsonl'], loraR: 8, schedule: 'cosine', lora: false, report: false });
+    expect(options).toEqual({ model: 'm', data: ['a.jsonl', 'b.jsonl'], loraR: 8, schedule: 'cosine', levels: [1, 4], lora: false, report: false });
   });
 
   it('print a bad value as one line naming the flag, and exit 2 without calling run', async () => {
@@ -82,7 +80,7 @@ describe('commands built from definitions', () => {
     const recipe = join(dir, 'r.yaml');
     writeFileSync(recipe, 'model: base\ndata: d.jsonl\nlora: true\nlora-r: 4\nschedule: linear\n');
     const { options } = await parse(TRAIN, ['--recipe', recipe, '--lora-r', '32', '--no-lora']);
-    expect(options).toEqual({ model: join(dir, 'base'), data: [join(dir, 'd.jsonl')], loraR: 32, schedule: 'linear', lora: false, report: true });
+    expect(options).toEqual({ model: join(dir, 'base'), data: [join(dir, 'd.jsonl')], loraR: 32, schedule: 'linear', levels: [1, 4], lora: false, report: true });
     const { options: positional } = await parse(TRAIN, ['other', '--recipe', recipe]);
     expect(positional).toMatchObject({ model: 'other', loraR: 4, lora: true });
   });

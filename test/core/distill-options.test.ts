@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { planStudent, resolveDistillOptions, type DistillOptions } from '../../src/core/distill/options.js';
-import { UsageError } from '../../src/shared/errors.js';
+import { usageLine } from '../helpers/options.js';
 
 const TEACHER = { model_type: 'llama', num_hidden_layers: 12, hidden_size: 768, intermediate_size: 2048, num_attention_heads: 12, num_key_value_heads: 4, head_dim: 64 };
 const base = { teacher: 't', data: 'd.jsonl', out: 'o' };
@@ -8,16 +8,6 @@ const base = { teacher: 't', data: 'd.jsonl', out: 'o' };
 function resolve(values: Record<string, unknown>): DistillOptions {
   const all = { ...base, ...values };
   return resolveDistillOptions({ values: all, typed: (k) => k in all });
-}
-
-function usage(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UsageError);
-    return (e as UsageError).message + ((e as UsageError).hint ? `; ${(e as UsageError).hint}` : '');
-  }
-  throw new Error('expected a UsageError');
 }
 
 describe('distill options', () => {
@@ -28,18 +18,18 @@ describe('distill options', () => {
   });
 
   it('rejects bad and contradicting flags with one line naming the flag', () => {
-    expect(usage(() => resolve({}))).toMatch(/^--student or --student-config is required; pass a smaller model with the teacher's tokenizer as --student/);
-    expect(usage(() => resolve({ student: 's', studentConfig: 'num_hidden_layers=1' }))).toBe('--student and --student-config contradict each other: pass one of them');
-    expect(usage(() => resolve({ studentConfig: 'layers=1' }))).toBe(
+    expect(usageLine(() => resolve({}))).toMatch(/^--student or --student-config is required; pass a smaller model with the teacher's tokenizer as --student/);
+    expect(usageLine(() => resolve({ student: 's', studentConfig: 'num_hidden_layers=1' }))).toBe('--student and --student-config contradict each other: pass one of them');
+    expect(usageLine(() => resolve({ studentConfig: 'layers=1' }))).toBe(
       '--student-config must be key=value pairs (comma-separated) of num_hidden_layers, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim with integer values ≥ 1 (got layers=1)',
     );
-    expect(usage(() => resolve({ studentConfig: 'num_hidden_layers=half' }))).toMatch(/^--student-config must be key=value pairs/);
-    expect(usage(() => resolve({ studentLayers: '0,x' }))).toBe('--student-layers must be a comma-separated list of teacher layer indices (integers ≥ 0) (got 0,x)');
-    expect(usage(() => resolve({ student: 's', alpha: '1.5' }))).toBe('--alpha must be a number ≥ 0 and ≤ 1 (got 1.5)');
-    expect(usage(() => resolve({ student: 's', temperature: '0' }))).toBe('--temperature must be a number > 0 and ≤ 100 (got 0)');
-    expect(usage(() => resolve({ student: 's', mode: 'sequence', temperature: '3' }))).toBe('--temperature applies to --mode logits only');
-    expect(usage(() => resolve({ student: 's', maxNewTokens: '64' }))).toBe('--max-new-tokens applies to --mode sequence only');
-    expect(usage(() => resolve({ student: 's', mode: 'words' }))).toBe('--mode must be one of logits, sequence (got words)');
+    expect(usageLine(() => resolve({ studentConfig: 'num_hidden_layers=half' }))).toMatch(/^--student-config must be key=value pairs/);
+    expect(usageLine(() => resolve({ studentLayers: '0,x' }))).toBe('--student-layers must be a comma-separated list of teacher layer indices (integers ≥ 0) (got 0,x)');
+    expect(usageLine(() => resolve({ student: 's', alpha: '1.5' }))).toBe('--alpha must be a number ≥ 0 and ≤ 1 (got 1.5)');
+    expect(usageLine(() => resolve({ student: 's', temperature: '0' }))).toBe('--temperature must be a number > 0 and ≤ 100 (got 0)');
+    expect(usageLine(() => resolve({ student: 's', mode: 'sequence', temperature: '3' }))).toBe('--temperature applies to --mode logits only');
+    expect(usageLine(() => resolve({ student: 's', maxNewTokens: '64' }))).toBe('--max-new-tokens applies to --mode sequence only');
+    expect(usageLine(() => resolve({ student: 's', mode: 'words' }))).toBe('--mode must be one of logits, sequence (got words)');
   });
 
   it('drops the recipe settings of the other mode when --mode is typed over it', () => {
@@ -47,7 +37,7 @@ describe('distill options', () => {
     const typed = { ...base, student: 's', mode: 'sequence' };
     const options = resolveDistillOptions({ values: typed, typed: (k) => k in typed }, recipe);
     expect([options.mode, options.temperature, options.alpha]).toEqual(['sequence', undefined, undefined]);
-    expect(usage(() => resolveDistillOptions({ values: { ...base, student: 's' }, typed: () => true }, { path: 'r.yaml', values: { mode: 'sequence', alpha: 0.9 } }))).toBe(
+    expect(usageLine(() => resolveDistillOptions({ values: { ...base, student: 's' }, typed: () => true }, { path: 'r.yaml', values: { mode: 'sequence', alpha: 0.9 } }))).toBe(
       '--alpha applies to --mode logits only',
     );
   });
@@ -60,17 +50,17 @@ describe('distill options', () => {
   });
 
   it('refuses student shapes the teacher cannot give', () => {
-    expect(usage(() => planStudent({ studentConfig: { num_hidden_layers: 16 } }, TEACHER))).toBe(
+    expect(usageLine(() => planStudent({ studentConfig: { num_hidden_layers: 16 } }, TEACHER))).toBe(
       "--student-config num_hidden_layers=16 is larger than the teacher's 12; a student is at most the size of its teacher",
     );
-    expect(usage(() => planStudent({ studentConfig: { num_attention_heads: 6 } }, TEACHER))).toBe('--student-config: num_attention_heads 6 is not a multiple of num_key_value_heads 4');
-    expect(usage(() => planStudent({ studentLayers: [0, 12] }, TEACHER))).toBe('--student-layers 12: the teacher has layers 0 to 11');
-    expect(usage(() => planStudent({ studentConfig: { num_hidden_layers: 3 }, studentLayers: [0, 11] }, TEACHER))).toBe(
+    expect(usageLine(() => planStudent({ studentConfig: { num_attention_heads: 6 } }, TEACHER))).toBe('--student-config: num_attention_heads 6 is not a multiple of num_key_value_heads 4');
+    expect(usageLine(() => planStudent({ studentLayers: [0, 12] }, TEACHER))).toBe('--student-layers 12: the teacher has layers 0 to 11');
+    expect(usageLine(() => planStudent({ studentConfig: { num_hidden_layers: 3 }, studentLayers: [0, 11] }, TEACHER))).toBe(
       '--student-layers lists 2 layers but --student-config has num_hidden_layers=3; give one teacher layer for each student layer',
     );
     const { head_dim: _, ...noHeadDim } = TEACHER;
-    expect(usage(() => planStudent({ studentConfig: { hidden_size: 500 } }, noHeadDim))).toBe('--student-config: hidden_size 500 is not a multiple of num_attention_heads 12');
-    expect(usage(() => planStudent({ studentConfig: { head_dim: 32 } }, noHeadDim))).toMatch(
+    expect(usageLine(() => planStudent({ studentConfig: { hidden_size: 500 } }, noHeadDim))).toBe('--student-config: hidden_size 500 is not a multiple of num_attention_heads 12');
+    expect(usageLine(() => planStudent({ studentConfig: { head_dim: 32 } }, noHeadDim))).toMatch(
       /^--student-config head_dim: the teacher's config.json has no head_dim; change num_hidden_layers, hidden_size/,
     );
   });

@@ -1,36 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { defineCommand, flagSyntax, helpText, resolveOptions } from '../../src/core/options/define.js';
-import { booleanField, enumField, intField, intListField, textField, textsField } from '../../src/core/options/fields.js';
+import { booleanField, intField } from '../../src/core/options/fields.js';
 import { UsageError } from '../../src/shared/errors.js';
-
-const TRAIN = defineCommand({
-  name: 'train',
-  description: 'a command for the tests',
-  recipes: true,
-  options: {
-    model: { field: textField(), positional: true, required: true, path: true, help: 'model folder' },
-    data: { field: textsField(), value: '<file>', repeat: true, path: true, help: 'data files' },
-    loraR: { field: intField(1), value: '<n>', default: 16, help: 'LoRA rank' },
-    schedule: { field: enumField(['linear', 'cosine']), value: '<name>', default: 'cosine', help: 'learning-rate decay' },
-    levels: { field: intListField(1), value: '<list>', default: [1, 4], help: 'levels' },
-    lr: { field: intField(1), value: '<rate>', help: 'peak learning rate', defaultHelp: '2 with --lora, 1 without' },
-    lora: { field: booleanField(), default: false, help: 'train an adapter', negate: 'no adapter even where the recipe says so' },
-    exclude: { field: textsField(), value: '<nodes>', variadic: true, help: 'nodes to skip' },
-  },
-  rules: { requires: { lr: ['lora'] }, hints: { model: 'pass a model folder' } },
-});
+import { TRAIN, usageLine } from '../helpers/options.js';
 
 const typedAll = (values: Record<string, unknown>) => ({ values, typed: (k: string) => k in values });
-
-function usageError(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UsageError);
-    return (e as UsageError).message + ((e as UsageError).hint ? `; ${(e as UsageError).hint}` : '');
-  }
-  throw new Error('expected a UsageError');
-}
 
 describe('option definitions', () => {
   it('write each option’s flag and help with its default, fixed or described', () => {
@@ -46,7 +20,7 @@ describe('option definitions', () => {
   });
 
   it('give the recipe keys and the keys whose paths a recipe resolves', () => {
-    expect(TRAIN.keys).toEqual(['model', 'data', 'loraR', 'schedule', 'levels', 'lr', 'lora', 'exclude']);
+    expect(TRAIN.keys).toEqual(['model', 'data', 'loraR', 'schedule', 'levels', 'lr', 'lora', 'report', 'exclude']);
     expect(TRAIN.pathKeys).toEqual(['model', 'data']);
   });
 
@@ -57,17 +31,18 @@ describe('option definitions', () => {
       schedule: 'cosine',
       levels: [1, 2],
       lora: false,
+      report: true,
       exclude: ['a', 'b'],
     });
   });
 
   it('reject a bad value with one line naming the flag, the rule and the value', () => {
-    expect(usageError(() => resolveOptions(TRAIN, typedAll({ model: 'm', loraR: '-4' })))).toBe('--lora-r must be an integer ≥ 1 (got -4)');
-    expect(usageError(() => resolveOptions(TRAIN, typedAll({ model: 'm', schedule: 'step' })))).toBe('--schedule must be one of linear, cosine (got step)');
-    expect(usageError(() => resolveOptions(TRAIN, typedAll({ model: 'm', levels: '1,x' })))).toBe('--levels must be a comma-separated list of integers ≥ 1 (got 1,x)');
-    expect(usageError(() => resolveOptions(TRAIN, typedAll({ model: 'm', lr: '2' })))).toBe('--lr needs --lora');
-    expect(usageError(() => resolveOptions(TRAIN, typedAll({})))).toBe('<model> is required; pass a model folder');
-    const fromRecipe = usageError(() => resolveOptions(TRAIN, typedAll({ model: 'm' }), { path: 'r.yaml', values: { loraR: 0 } }));
+    expect(usageLine(() => resolveOptions(TRAIN, typedAll({ model: 'm', loraR: '-4' })))).toBe('--lora-r must be an integer ≥ 1 (got -4)');
+    expect(usageLine(() => resolveOptions(TRAIN, typedAll({ model: 'm', schedule: 'step' })))).toBe('--schedule must be one of linear, cosine (got step)');
+    expect(usageLine(() => resolveOptions(TRAIN, typedAll({ model: 'm', levels: '1,x' })))).toBe('--levels must be a comma-separated list of integers ≥ 1 (got 1,x)');
+    expect(usageLine(() => resolveOptions(TRAIN, typedAll({ model: 'm', lr: '2' })))).toBe('--lr needs --lora');
+    expect(usageLine(() => resolveOptions(TRAIN, typedAll({})))).toBe('<model> is required; pass a model folder');
+    const fromRecipe = usageLine(() => resolveOptions(TRAIN, typedAll({ model: 'm' }), { path: 'r.yaml', values: { loraR: 0 } }));
     expect(fromRecipe).toBe('--lora-r must be an integer ≥ 1 (got 0 in r.yaml)');
   });
 
@@ -90,8 +65,8 @@ describe('option definitions', () => {
       },
     });
     expect(resolveOptions(checked, { values: { a: '2' }, typed: () => true })).toEqual({ total: 3 });
-    expect(usageError(() => resolveOptions(checked, typedAll({ a: '0', b: true })))).toBe('--b goes with --a 1 or more');
-    expect(usageError(() => resolveOptions(checked, typedAll({ a: 'x' })))).toBe('--a must be an integer ≥ 0 (got x)');
+    expect(usageLine(() => resolveOptions(checked, typedAll({ a: '0', b: true })))).toBe('--b goes with --a 1 or more');
+    expect(usageLine(() => resolveOptions(checked, typedAll({ a: 'x' })))).toBe('--a must be an integer ≥ 0 (got x)');
     expect(seen).toEqual(['a=2 typed=true', 'a=0 typed=true']);
   });
 });
