@@ -38,5 +38,5 @@ export function stopOnCtrlC(): { signal: AbortSignal; dispose: () => void } {
 
 /** What `export` and `quantize` print about the Triton repository they wrote. */
 export function tritonLine(r: TritonRepository): string {
-  return `Triton repository → ${r.path}: ${r.decoder} (onnxruntime, ${r.checkedTensors} tensors checked against the ONNX file), ${r.generate} (python, decoupled), KIND_${r.device.toUpperCase()}\n`;
+  return `Triton repository → ${r.path}: ${r.decoder} (onnxruntime, ${r.checkedTensors} tensors checked against the ONNX file), ${r.generate} (python, decoupled), KIND_${r.device.toUpperCase()}`;
 }

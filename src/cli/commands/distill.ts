@@ -4,12 +4,12 @@ import type { DistillReport } from '../../core/distill/report.js';
 import type { DistillSummary } from '../../core/distill/run.js';
 import { commandFrom } from '../command.js';
 import { formatBytes, formatRows, formatTable } from '../output.js';
-import { formatExact, runTrainingCommand } from '../training-run.js';
+import { formatExact, runJobCommand } from '../job-run.js';
 
 export function distillCommand(): Command {
   return commandFrom(DISTILL, async (options, { flags, recipe }) => {
     const { runDistill } = await import('../../core/distill/run.js');
-    await runTrainingCommand(
+    await runJobCommand(
       flags,
       'distill',
       (hooks) => runDistill(options, { ...hooks, recipe }),

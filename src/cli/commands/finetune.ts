@@ -3,12 +3,12 @@ import { FINETUNE } from '../../core/finetune/options.js';
 import type { FinetuneSummary } from '../../core/finetune/run.js';
 import { commandFrom } from '../command.js';
 import { formatBytes, formatRows } from '../output.js';
-import { formatExact, runTrainingCommand } from '../training-run.js';
+import { formatExact, runJobCommand } from '../job-run.js';
 
 export function finetuneCommand(): Command {
   return commandFrom(FINETUNE, async (options, { flags, recipe }) => {
     const { runFinetune } = await import('../../core/finetune/run.js');
-    await runTrainingCommand(flags, 'finetune', (hooks) => runFinetune(options, { ...hooks, recipe }), formatSummary);
+    await runJobCommand(flags, 'finetune', (hooks) => runFinetune(options, { ...hooks, recipe }), formatSummary);
   });
 }
 

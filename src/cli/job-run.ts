@@ -3,19 +3,19 @@ import type { WorkerEvent } from '../core/jobs.js';
 import { stopOnCtrlC, type GlobalFlags } from './output.js';
 import { ProgressView } from './progress.js';
 
-interface TrainingHooks {
+interface JobHooks {
   onEvent: (e: WorkerEvent) => void;
   stopSignal: AbortSignal;
 }
 
 /**
- * Runs a training job the way `finetune` and `distill` show it: the progress bar, exact-match results and
- * checkpoints as lines above it, Ctrl-C to stop at a checkpoint, then the summary (or JSON) on stdout.
+ * Runs a worker job the way the commands show it: the progress bar, exact-match results and checkpoints (of
+ * training jobs) as lines above it, Ctrl-C to stop (at a checkpoint), then the summary (or JSON) on stdout.
  */
-export async function runTrainingCommand<S>(
+export async function runJobCommand<S>(
   flags: GlobalFlags,
   label: string,
-  run: (hooks: TrainingHooks) => Promise<S>,
+  run: (hooks: JobHooks) => Promise<S>,
   formatSummary: (summary: S) => string,
   exactMatchWho: (when: string) => string = (when) => when,
 ): Promise<void> {
