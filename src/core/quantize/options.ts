@@ -15,6 +15,9 @@ export type Precision = (typeof PRECISIONS)[number];
 export const BLOCK_SIZES = [32, 64, 128] as const;
 /** MatMulNBits' compute on the CPU: 4 quantizes activations to int8 per block (integer dot products), 1 multiplies in fp32. */
 export const ACCURACY_LEVELS = [1, 4] as const;
+export const DEFAULT_ACCURACY_LEVEL = 4;
+/** Eval tokens scored without --eval-tokens. */
+export const DEFAULT_EVAL_TOKENS = 8192;
 
 /** Without --block-size: int8 at 128 stays ≤ 27% of fp32, int4 at 32 (its most accurate) ≤ 16% (docs/quantize.md). */
 export const DEFAULT_BLOCK_SIZE: Record<Precision, number> = { int8: 128, int4: 32 };
@@ -85,11 +88,11 @@ export const QUANTIZE = defineCommand({
     accuracyLevel: {
       field: intField(1),
       value: '<n>',
-      default: 4,
+      default: DEFAULT_ACCURACY_LEVEL,
       help: 'MatMulNBits compute on the CPU: 4 = int8 activations and integer dot products, 1 = fp32',
     },
     evalData: { field: textField(), value: '<file>', help: 'text for perplexity, top-1 agreement and KL', defaultHelp: 'the bundled recipes/data/eval.txt' },
-    evalTokens: { field: intField(64), value: '<n>', default: 8192, help: 'score at most this many tokens of the eval text' },
+    evalTokens: { field: intField(64), value: '<n>', default: DEFAULT_EVAL_TOKENS, help: 'score at most this many tokens of the eval text' },
     threads: { field: intField(1), value: '<n>', help: 'CPU threads of both models while timing decode', defaultHelp: 'all cores' },
     tolerance: { field: numberField({ min: 0 }), value: '<x>', help: 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch', defaultHelp: '1e-3' },
     ...TRITON_OPTIONS,
@@ -121,7 +124,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
   if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) {
     throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')} (got ${blockSize})`);
   }
-  const accuracyLevel = opts.accuracyLevel ?? 4;
+  const accuracyLevel = opts.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL;
   if (!(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel)) {
     throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')} (got ${accuracyLevel})`, '4 computes with int8 activations, 1 with fp32 ones');
   }
@@ -140,7 +143,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
     exclude: opts.exclude ?? [],
     accuracyLevel,
     evalData,
-    evalTokens: opts.evalTokens ?? 8192,
+    evalTokens: opts.evalTokens ?? DEFAULT_EVAL_TOKENS,
     threads: opts.threads ?? availableParallelism(),
     tolerance: opts.tolerance,
   };
