@@ -141,8 +141,7 @@ export const DISTILL = defineCommand({
   },
 });
 
-export const DistillSchema = DISTILL.schema;
-export type DistillOptions = z.output<typeof DistillSchema>;
+export type DistillOptions = z.output<typeof DISTILL.schema>;
 
 export function resolveDistillOptions(flags: FlagValues, recipe?: Recipe): DistillOptions {
   return resolveOptions(DISTILL, flags, recipe);

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic.js';
 import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { checkModelFolder, resolveModel } from '../finetune/model.js';
-import { FinetuneSchema } from '../finetune/options.js';
+import { FINETUNE } from '../finetune/options.js';
 import { checkTrainingInputs, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
 import { flagName } from '../options/recipe.js';
 import { DISTILL_DEFAULTS, planStudent, type DistillOptions } from './options.js';
@@ -37,7 +37,7 @@ export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}
   const plan = student ? null : planStudent(opts, JSON.parse(await readFile(join(teacher.path, 'config.json'), 'utf8')) as Record<string, unknown>);
   // A built student has the teacher's tokenizer, chat template and context, so the data is checked against the teacher's.
   const model = student ?? { ...teacher, path: join(resolve(opts.out), STUDENT_INIT) };
-  const checked = await checkTrainingInputs(FinetuneSchema.parse({ ...opts, model: model.path, exactMatch: opts.exactMatch ?? 0 }), model);
+  const checked = await checkTrainingInputs(FINETUNE.schema.parse({ ...opts, model: model.path, exactMatch: opts.exactMatch ?? 0 }), model);
   const answered = [...checked.data, ...checked.evalData].some((f) => f.format !== 'text');
   const inputs = { ...checked, options: { ...checked.options, exactMatch: opts.exactMatch ?? (answered ? DISTILL_DEFAULTS.exactMatch : 0) } };
   const text = checked.data.find((f) => f.format === 'text');

@@ -169,8 +169,7 @@ export const FINETUNE = defineCommand({
   },
 });
 
-export const FinetuneSchema = FINETUNE.schema;
-export type FinetuneOptions = z.output<typeof FinetuneSchema>;
+export type FinetuneOptions = z.output<typeof FINETUNE.schema>;
 export function resolveFinetuneOptions(flags: FlagValues, recipe?: Recipe): FinetuneOptions {
   return resolveOptions(FINETUNE, flags, recipe);
 }

@@ -66,12 +66,20 @@ export interface CommandDefinition<O extends OptionSpecs = OptionSpecs, R = unkn
 }
 
 export function defineCommand<const O extends OptionSpecs, R = Parsed<O>>(spec: CommandSpec<O, R>): CommandDefinition<O, R> {
-  const shape: Record<string, z.ZodType> = {};
-  for (const [key, o] of Object.entries(spec.options)) {
-    shape[key] = o.default !== undefined ? o.field.default(o.default as never) : o.required ? o.field : o.field.optional();
-  }
+  let schema: SchemaOf<O> | undefined;
   const keys = Object.keys(spec.options);
-  return { ...spec, schema: z.object(shape) as SchemaOf<O>, keys, pathKeys: keys.filter((k) => spec.options[k].path) };
+  return {
+    ...spec,
+    // Built on first use, like the fields: --help never validates.
+    get schema() {
+      schema ??= z.object(
+        Object.fromEntries(Object.entries(spec.options).map(([key, o]) => [key, o.default !== undefined ? o.field.default(o.default as never) : o.required ? o.field : o.field.optional()])),
+      ) as SchemaOf<O>;
+      return schema;
+    },
+    keys,
+    pathKeys: keys.filter((k) => spec.options[k].path),
+  };
 }
 
 /** How --help and error messages name a positional argument: `<model>`, `[model]`, `<models...>`. */
