@@ -1,6 +1,6 @@
 import { Argument, Command, Option } from 'commander';
 import { flagSyntax, helpText, positionalName, resolveOptions, type CommandDefinition, type OptionSpecs } from '../core/options/define.js';
-import { loadRecipe } from '../core/options/recipe.js';
+import { flagName, loadRecipe } from '../core/options/recipe.js';
 import { reportError, type GlobalFlags } from './output.js';
 
 const RECIPE_HELP = "YAML recipe whose keys are these flags' names; flags you type override it";
@@ -33,7 +33,7 @@ export function commandFrom<O extends OptionSpecs, R>(def: CommandDefinition<O, 
       if (o.required && !def.recipes) option.makeOptionMandatory();
       command.addOption(option);
     }
-    if (o.negate) command.addOption(new Option(`--no-${flagSyntax(key, { ...o, value: undefined }).slice(2)}`, o.negate));
+    if (o.negate) command.addOption(new Option(`--no-${flagName(key).slice(2)}`, o.negate));
   }
 
   return command.action(async (...params: unknown[]) => {
