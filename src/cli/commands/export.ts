@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 import type { ExportReport } from '../../core/export.js';
 import { EXPORT } from '../../core/options/export.js';
 import { commandFrom } from '../command.js';
+import { writeGgufFile } from '../gguf-export.js';
 import { runJobCommand } from '../job-run.js';
 import { formatBytes, tritonLine } from '../output.js';
 
 export function exportCommand(): Command {
   return commandFrom(EXPORT, async (options, { flags }) => {
+    if (options.gguf) return writeGgufFile('export', options, flags);
     const { exportModel } = await import('../../core/export.js');
     await runJobCommand(
       flags,

@@ -8,6 +8,7 @@ import { UsageError } from '../../shared/errors.js';
 import { recipesDir } from '../../shared/paths.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, intField, numberField, textField, textsField } from '../options/fields.js';
+import { rejectOnnxFlags, type GgufTarget } from '../options/gguf.js';
 import { TRITON_OPTIONS, tritonTarget } from '../options/triton.js';
 
 export const PRECISIONS = ['int8', 'int4'] as const;
@@ -21,6 +22,8 @@ export const DEFAULT_EVAL_TOKENS = 8192;
 
 /** Without --block-size: int8 at 128 stays ≤ 27% of fp32, int4 at 32 (its most accurate) ≤ 16% (docs/quantize.md). */
 export const DEFAULT_BLOCK_SIZE: Record<Precision, number> = { int8: 128, int4: 32 };
+/** The GGUF block type of each precision: llama.cpp's Q8_0 and Q4_0 are blocks of 32 weights with one scale, as --int8/--int4 are. */
+const GGUF_TYPE = { int8: 'q8_0', int4: 'q4_0' } as const;
 export const DEFAULT_EVAL_DATA = join(recipesDir, 'data', 'eval.txt');
 
 export interface QuantizeOptions {
@@ -95,12 +98,19 @@ export const QUANTIZE = defineCommand({
     evalTokens: { field: intField(64), value: '<n>', default: DEFAULT_EVAL_TOKENS, help: 'score at most this many tokens of the eval text' },
     threads: { field: intField(1), value: '<n>', help: 'CPU threads of both models while timing decode', defaultHelp: 'all cores' },
     tolerance: { field: numberField({ min: 0 }), value: '<x>', help: 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch', defaultHelp: '1e-3' },
+    gguf: { field: booleanField(), default: false, help: 'write a GGUF file for llama.cpp and Ollama instead (--int8: Q8_0, --int4: Q4_0; --out names the .gguf file)' },
     ...TRITON_OPTIONS,
   },
-  finish: ({ int8, int4, asymmetric, triton, tritonName, tritonDevice, ...rest }): QuantizeOptions => {
+  finish: ({ int8, int4, asymmetric, triton, tritonName, tritonDevice, gguf, ...rest }, typed): GgufTarget | (QuantizeOptions & { gguf: false }) => {
     if (int8 && int4) throw new UsageError('--int8 and --int4 exclude each other', 'pass one of them');
     if (!int8 && !int4) throw new UsageError('pass --int8 or --int4', 'e.g. `llmkit quantize ./model --int8 --out ./model-int8`');
-    return { ...rest, precision: int8 ? 'int8' : 'int4', symmetric: !asymmetric, triton: tritonTarget({ triton, tritonName, tritonDevice }) };
+    const precision = int8 ? 'int8' : 'int4';
+    if (gguf) {
+      const onnxOnly = ['blockSize', 'asymmetric', 'exclude', 'accuracyLevel', 'evalData', 'threads', 'tolerance', 'triton'];
+      rejectOnnxFlags(onnxOnly, typed, 'GGUF blocks are 32 weights with one scale each: drop those flags');
+      return { gguf: true, model: rest.model, out: rest.out, type: GGUF_TYPE[precision] };
+    }
+    return { ...rest, gguf: false, precision, symmetric: !asymmetric, triton: tritonTarget({ triton, tritonName, tritonDevice }) };
   },
 });
 
