@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { arch, cpus, freemem, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { CUDA_PROVIDER_LIBRARY, missingLoaderDirs, onnxruntimeLibDir, readCudaRecord, type CudaSetupRecord } from '../engine/cuda-libraries.js';
 import { onnxruntimeVersion, probeProviders, type ProviderProbe } from '../engine/onnx-runtime.js';
 import { findPythonEnv, type PythonEnv } from '../workers/python-env.js';
@@ -109,6 +108,8 @@ function fixFor(python: PythonEnv): string {
 
 /** nvidia-smi is absent on machines without an NVIDIA GPU: that is "no GPU", not an error. */
 async function readNvidiaSmi(): Promise<GpuInfo[] | null> {
+  // execa takes ~80 ms to load, more than the rest of the CLI's start: loaded when a process is started.
+  const { execa } = await import('execa');
   const r = await execa('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { reject: false });
   if (r.exitCode !== 0 || r.failed) return null;
   return r.stdout
