@@ -152,6 +152,9 @@ interface PrefillJob {
   cache: BatchCache;
 }
 
+/** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
+const ADMISSION_WAIT_MS = 10;
+
 /** Newcomers are grouped while padding stays under this share of the group's tokens. */
 const MAX_PADDING_SHARE = 0.25;
 
@@ -267,6 +270,7 @@ export class GenerationScheduler {
 
   private async run(): Promise<void> {
     try {
+      await this.admit();
       while (this.queue.length || this.job || this.running.length) {
         await this.prefill();
         this.rebuild();
@@ -282,22 +286,37 @@ export class GenerationScheduler {
     return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished);
   }
 
-  /** Spends one step's prefill budget; jobs whose prompts are now fully in their cache go to `prefilled`. */
+  /**
+   * Spends one step's prefill budget; jobs whose prompts are now fully in their cache go to `prefilled`. When no
+   * row is decoding there is no one to keep waiting, so everything queued that fits the batch is prefilled
+   * before the next decode step (still in passes of at most one budget): requests sent together start together,
+   * and the batch decodes at full width from its first step.
+   */
   private async prefill(): Promise<void> {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       if (this.queue[i].cancelled) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
     }
-    let budget = this.limits.prefillChunk;
-    while (budget > 0) {
+    const decoding = this.running.some((s) => !s.finished);
+    const chunk = this.limits.prefillChunk;
+    for (let budget = chunk; ; ) {
+      // Nobody waits on a decode step: each pass may use a whole budget.
+      if (!decoding) budget = chunk;
       const job = (this.job ??= this.nextJob());
-      if (!job) break;
+      if (!job) {
+        // The queue is empty (or what waits does not fit): before the first decode step, wait for stragglers.
+        if (decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) break;
+        continue;
+      }
       const members = job.seqs.flatMap((s) => s.group);
       if (members.every((s) => s.cancelled || s.finished)) {
         for (const s of members) s.finish('cancelled');
         this.job = undefined;
         continue;
       }
-      const columns = Math.max(1, Math.min(job.width - job.done, Math.floor(budget / job.seqs.length)));
+      const fits = Math.min(job.width - job.done, Math.floor(budget / job.seqs.length));
+      // This step's budget is spent (a job wider than a whole budget still gets one column a step).
+      if (fits < 1 && budget < chunk) break;
+      const columns = Math.max(1, fits);
       budget -= columns * job.seqs.length;
       try {
         await this.prefillChunk(job, columns);
@@ -306,10 +325,25 @@ export class GenerationScheduler {
         this.job = undefined;
         continue;
       }
-      if (job.done < job.width) break;
+      if (job.done < job.width) continue;
       this.job = undefined;
       this.prefilled.push(job);
     }
+  }
+
+  /**
+   * Waits while requests keep arriving, each within ADMISSION_WAIT_MS of the last, up to a full batch; says
+   * whether any did. Requests sent together reach the queue milliseconds apart (and not at all while a pass
+   * holds the event loop): waiting for them before a batch's first pass and first decode step prefills them
+   * together and starts the batch at full width.
+   */
+  private async admit(): Promise<boolean> {
+    const before = this.queue.length;
+    for (let seen = -1; seen !== this.queue.length && this.queue.length < this.limits.maxBatch; ) {
+      seen = this.queue.length;
+      await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
+    }
+    return this.queue.length > before;
   }
 
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
