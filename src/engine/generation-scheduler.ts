@@ -270,7 +270,8 @@ export class GenerationScheduler {
 
   private async run(): Promise<void> {
     try {
-      await this.admit();
+      // (A batch that one request fills starts at once: the wait would hold the request in the queue for nothing.)
+      if (this.queue.length < this.limits.maxBatch) await this.admit();
       while (this.queue.length || this.job || this.running.length) {
         await this.prefill();
         this.rebuild();

@@ -119,6 +119,56 @@ describe.each([
     expect(finished).toEqual(['short', 'long']);
   });
 
+  /** A decoder that logs each pass: `prefill <rows>x<columns>` or `decode <rows>`. */
+  function logged(events: string[]): DecoderSession {
+    const wrapped = Object.create(decoder) as DecoderSession;
+    wrapped.forward = (ids, mask, positions, cache) => {
+      events.push(`prefill ${cache.batch}x${ids.length / cache.batch}`);
+      return decoder.forward(ids, mask, positions, cache);
+    };
+    wrapped.decodeInPlace = (ids, mask, positions, cache) => {
+      events.push(`decode ${ids.length}`);
+      return decoder.decodeInPlace(ids, mask, positions, cache);
+    };
+    return wrapped;
+  }
+
+  it('gives a decoding stream one step between the chunks of a long prompt admitted beside it', async () => {
+    const events: string[] = [];
+    const scheduler = new GenerationScheduler(logged(events), { ...limits, prefillChunk: 16 });
+    const shortIds = prompt(5, 31);
+    const longIds = prompt(70, 32);
+    let admitted = -1;
+    let startLong!: () => void;
+    const decoding = new Promise<void>((r) => (startLong = r));
+    const short = submit(scheduler, shortIds, 40, { onToken: (t) => t.length === 3 && startLong() });
+    await decoding;
+    admitted = events.length;
+    const long = submit(scheduler, longIds, 10);
+    await Promise.all([short.done, long.done]);
+    expect(short.tokens).toEqual(await greedyAlone(shortIds, 40));
+    expect(long.tokens).toEqual(await greedyAlone(longIds, 10));
+    // 70 prompt tokens in chunks of at most 16 columns, each followed by one decode step of the short stream.
+    const during = events.slice(admitted, events.lastIndexOf('prefill 1x6') + 2);
+    expect(during).toEqual(['prefill 1x16', 'decode 1', 'prefill 1x16', 'decode 1', 'prefill 1x16', 'decode 1', 'prefill 1x16', 'decode 1', 'prefill 1x6', 'decode 2']);
+  });
+
+  it('prefills requests sent together before the first decode step, and stragglers within the admission gap too', async () => {
+    const events: string[] = [];
+    const scheduler = new GenerationScheduler(logged(events), { ...limits, prefillChunk: 64 });
+    const cases = [30, 4, 28, 6, 50].map((length, i) => prompt(length, 40 + i));
+    const runs = cases.slice(0, 4).map((ids) => submit(scheduler, ids, 8));
+    // One more 3 ms later: within the 10 ms the scheduler waits for the next arrival of a burst.
+    await new Promise((r) => setTimeout(r, 3));
+    runs.push(submit(scheduler, cases[4], 8));
+    await Promise.all(runs.map((r) => r.done));
+    for (const [i, ids] of cases.entries()) expect(runs[i].tokens, `request ${i}`).toEqual(await greedyAlone(ids, 8));
+    const first = events.findIndex((e) => e.startsWith('decode'));
+    // Similar lengths share a pass (rows left-padded to the longest), each pass within one budget of 64 tokens.
+    expect(events.slice(0, first)).toEqual(['prefill 2x30', 'prefill 2x6', 'prefill 1x50']);
+    expect(events.slice(first)).toEqual(Array(7).fill('decode 5'));
+  });
+
   it('frees a cancelled request at the next step, queued or running', async () => {
     const scheduler = new GenerationScheduler(decoder, { ...limits, maxBatch: 1 });
     const running = new AbortController();

@@ -26,8 +26,18 @@ function formatReport(r: BenchReport): string {
   lines.push(
     '',
     formatTable(
-      ['concurrency', 'requests', 'tokens/s', '× conc. 1', 'TTFT p50 ms', 'TTFT p95 ms', 'ITL p50 ms', 'ITL p95 ms'],
-      r.levels.map((l) => [String(l.concurrency), String(l.requests), f(l.tokensPerSecond), f(l.speedup, 2), f(l.ttftMs.p50, 0), f(l.ttftMs.p95, 0), f(l.interTokenMs.p50), f(l.interTokenMs.p95)]),
+      ['concurrency', 'requests', 'tokens/s', '× conc. 1', 'TTFT p50 ms', 'TTFT p95 ms', 'ITL p50 ms', 'ITL p95 ms', 'ITL p95 ÷ p50'],
+      r.levels.map((l) => [
+        String(l.concurrency),
+        String(l.requests),
+        f(l.tokensPerSecond),
+        f(l.speedup, 2),
+        f(l.ttftMs.p50, 0),
+        f(l.ttftMs.p95, 0),
+        f(l.interTokenMs.p50),
+        f(l.interTokenMs.p95),
+        f(l.interTokenMs.p95 / l.interTokenMs.p50, 2),
+      ]),
     ),
     '',
     `server overhead at concurrency 1 vs the bare engine loop: ${f(r.serverOverhead * 100)} %`,
