@@ -38,7 +38,10 @@ async function serve(root) {
 }
 
 const contenders = [];
-for (const [name, root] of [['A', resolve(flag('a', '.'))], ['B', resolve(flag('b', '.'))]]) {
+for (const [name, root] of [
+  ['A', resolve(flag('a', '.'))],
+  ['B', resolve(flag('b', '.'))],
+]) {
   contenders.push({ name, root, ...(await serve(root)), results: new Map(levels.map((c) => [c, []])) });
 }
 /** CPU seconds the process has used (user + system), from /proc/<pid>/stat. */
@@ -71,10 +74,19 @@ for (const c of levels) {
     const ttft = runs.flatMap((r) => r.timings.map((t) => t.ttftMs));
     const gaps = runs.flatMap((r) => r.timings.flatMap((t) => t.gapsMs));
     const [g50, g95] = [percentile(gaps, 50), percentile(gaps, 95)];
-    console.log(`| ${c} | ${k.name} | ${fmt(runs.map((r) => r.tokensPerSecond))} | ${fmt(runs.map((r) => r.cpuMsPer1k), 0)} | ${percentile(ttft, 50).toFixed(0)} / ${percentile(ttft, 95).toFixed(0)} | ${g50.toFixed(1)} / ${g95.toFixed(1)} | ${(g95 / g50).toFixed(2)} |`);
+    console.log(
+      `| ${c} | ${k.name} | ${fmt(runs.map((r) => r.tokensPerSecond))} | ${fmt(
+        runs.map((r) => r.cpuMsPer1k),
+        0,
+      )} | ${percentile(ttft, 50).toFixed(0)} / ${percentile(ttft, 95).toFixed(0)} | ${g50.toFixed(1)} / ${g95.toFixed(1)} | ${(g95 / g50).toFixed(2)} |`,
+    );
   }
   const [a, b] = contenders.map((k) => k.results.get(c));
-  const ratio = (key) => fmt(a.map((r, i) => b[i][key] / r[key]), 2);
+  const ratio = (key) =>
+    fmt(
+      a.map((r, i) => b[i][key] / r[key]),
+      2,
+    );
   console.log(`| ${c} | B ÷ A, round by round | ${ratio('tokensPerSecond')} | ${ratio('cpuMsPer1k')} | | | |`);
 }
 for (const k of contenders) {
