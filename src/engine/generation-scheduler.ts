@@ -340,7 +340,7 @@ export class GenerationScheduler {
    */
   private async admit(): Promise<boolean> {
     const before = this.queue.length;
-    for (let seen = -1; seen !== this.queue.length && this.queue.length < this.limits.maxBatch; ) {
+    for (let seen = -1; seen !== this.queue.length && this.queue.length + this.active().length < this.limits.maxBatch; ) {
       seen = this.queue.length;
       await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
     }
