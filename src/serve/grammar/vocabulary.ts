@@ -75,7 +75,7 @@ export function asciiTexts(vocab: Vocabulary): string[] {
     if (vocab.type === 'byte_level') return [...token].map((ch) => ascii(byteLevelByte(ch.codePointAt(0)!) ?? 0x80)).join('');
     const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
     if (byte) return ascii(parseInt(byte[1], 16));
-    return [...token.replaceAll('\u2581', ' ')].map((ch) => ascii(ch.codePointAt(0)! < 0x80 ? ch.codePointAt(0)! : 0x80)).join('');
+    return [...token.replaceAll('\u2581', ' ')].map((ch) => ascii(Math.min(ch.codePointAt(0)!, 0x80))).join('');
   });
 }
 
