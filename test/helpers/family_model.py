@@ -11,6 +11,7 @@ import shutil
 import sys
 
 import torch
+from tokenizers import AddedToken
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
@@ -110,17 +111,17 @@ FAMILIES = {
         generation_eos=[32007, 32001, 32000],
         pad_token_id=32000,
     ),
-    # SmolLM3-3B: every 4th layer without rotary (here layer 1 of 2); Llama 3's tokenizer.
+    # SmolLM3-3B: every 4th layer without rotary (here layer 3 of 4: llama.cpp fixes that step at 4); Llama 3's tokenizer.
     "smollm3": dict(
         architectures=["SmolLM3ForCausalLM"],
         model_type="smollm3",
-        **SMALL,
+        **{**SMALL, "num_hidden_layers": 4},
         vocab_size=128256,
         max_position_embeddings=65536,
         rope_theta=5000000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
-        no_rope_layers=[1, 0],
+        no_rope_layers=[1, 1, 1, 0],
         bos_token_id=128000,
         eos_token_id=128012,
         generation_eos=[128012, 128001, 128009],
@@ -136,7 +137,8 @@ def main(family: str, tokenizer_dir: str, out: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if family == "phi3":
-        tokenizer.add_tokens(PHI3_TOKENS, special_tokens=True)
+        # As in Phi-3's tokenizer.json, the chat tokens (not <|endoftext|>) eat the whitespace after them (rstrip).
+        tokenizer.add_tokens([AddedToken(t, rstrip=t != "<|endoftext|>", special=True, normalized=False) for t in PHI3_TOKENS], special_tokens=True)
         tokenizer.chat_template = PHI3_TEMPLATE
         tokenizer.eos_token, tokenizer.pad_token = "<|endoftext|>", "<|endoftext|>"
     tokenizer.save_pretrained(tmp)

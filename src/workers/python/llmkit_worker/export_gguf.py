@@ -8,6 +8,8 @@ families listed with a `gguf` architecture in assets/architectures.json:
 
 - Llama (Llama 3.x, llmkit's builtin models): llama.cpp rotates pairs of adjacent dimensions, Hugging Face rotates the two
   halves of each head, so q_proj and k_proj rows are permuted; rope_type "llama3" becomes a rope_freqs tensor.
+- SmolLM3: Llama's layout; llama.cpp leaves out rotary in every 4th layer (a fixed step, no metadata key), so a
+  config whose no_rope_layers differ from that is refused.
 - Qwen2, Qwen3: rotate halves as Hugging Face does (no permutation); Qwen2's q/k/v biases and Qwen3's
   query/key norms map by name.
 
@@ -27,6 +29,7 @@ it cannot write, or an unknown type.
 import json
 import math
 import os
+from pathlib import Path
 
 import gguf
 import numpy as np
@@ -51,7 +54,9 @@ PRE_TOKENIZERS = {
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
 }
 # Hugging Face architectures whose q/k rows are permuted for llama.cpp's rotary layout (see the docstring).
-PERMUTED_QK = {"llama"}
+PERMUTED_QK = {"llama", "smollm3"}
+# llama.cpp's SmolLM3 has no key for its layers without rotary: it leaves out every 4th (src/models/smollm3.cpp).
+SMOLLM3_NO_ROPE_STEP = 4
 
 
 def read_folder(path: str) -> tuple[dict, list[str]]:
@@ -78,18 +83,26 @@ def gguf_architecture(config: dict) -> tuple[str, gguf.MODEL_ARCH]:
     if name is None:
         writable = ", ".join(sorted(a for a, e in SUPPORTED.items() if e.get("gguf")))
         raise BadInput(f"export --gguf cannot write {arch} ({SUPPORTED[arch]['family']}) yet", hint=f"it writes {writable}; export to ONNX without --gguf")
+    if name == "smollm3":
+        layers = config["num_hidden_layers"]
+        expected = [int((i + 1) % SMOLLM3_NO_ROPE_STEP != 0) for i in range(layers)]
+        if [int(bool(x)) for x in config.get("no_rope_layers", expected)] != expected:
+            raise BadInput(
+                f"export --gguf cannot write this SmolLM3: its no_rope_layers {config['no_rope_layers']} differ from llama.cpp's fixed pattern (every {SMOLLM3_NO_ROPE_STEP}th layer without rotary)",
+                hint="export to ONNX without --gguf",
+            )
     return name, next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == name)
 
 
 def pre_tokenizer(tokenizer: dict) -> str:
-    """llama.cpp's name for this tokenizer's pre-tokenizer, or BadInput for one it does not know."""
+    """llama.cpp's name for a byte-level BPE tokenizer's pre-tokenizer, or BadInput for one it does not know."""
     model = tokenizer.get("model", {})
     pre = tokenizer.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre])
     kinds = [s.get("type") for s in steps]
-    if model.get("type") != "BPE" or model.get("byte_fallback") or "ByteLevel" not in kinds:
+    if model.get("type") != "BPE" or "ByteLevel" not in kinds:
         raise BadInput(
-            "export --gguf writes byte-level BPE tokenizers only (GPT-2, Llama 3, Qwen2/3); this one is SentencePiece-style",
+            "export --gguf writes BPE tokenizers only, byte-level (GPT-2, Llama 3, Qwen2/3) or SentencePiece-style with byte fallback (Llama 2, Phi-3); this one is neither",
             hint="export to ONNX without --gguf",
         )
     # Exactly one known split, then the byte mapping: any other step (SmolLM2's Digits, say) splits differently.
@@ -103,25 +116,63 @@ def pre_tokenizer(tokenizer: dict) -> str:
     )
 
 
+def byte_level_tokens(tokenizer: dict) -> dict[int, tuple[str, gguf.TokenType, float]]:
+    tokens = {i: (t, gguf.TokenType.NORMAL, 0.0) for t, i in tokenizer["model"]["vocab"].items()}
+    for added in tokenizer.get("added_tokens", []):
+        tokens[added["id"]] = (added["content"], gguf.TokenType.CONTROL if added["special"] else gguf.TokenType.USER_DEFINED, 0.0)
+    return tokens
+
+
+def sentencepiece_tokens(folder: str, tokenizer: dict) -> dict[int, tuple[str, gguf.TokenType, float]]:
+    """Texts and types from gguf-py's LlamaHfVocab; scores from the merges.
+
+    llama.cpp's SentencePiece tokenizer merges the adjacent pair whose joined piece has the highest score, and
+    LlamaHfVocab gives every piece the same score. A tokenizer.json converted from SentencePiece lists its merges in
+    the order of the joined pieces' scores, so minus a piece's first merge rank orders pieces as their scores did;
+    a piece no merge makes ranks below them all.
+    """
+    vocab = gguf.LlamaHfVocab(Path(folder))
+    merges = tokenizer["model"].get("merges", [])
+    ranks: dict[str, int] = {}
+    for rank, merge in enumerate(merges):
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        ranks.setdefault(left + right, rank)
+    tokens = {}
+    for i, (text, _, kind) in enumerate(vocab.all_tokens()):
+        piece = text.decode("utf-8")
+        tokens[i] = (piece, kind, -float(ranks.get(piece, len(merges))))
+    # all_tokens() numbers the added tokens after the base vocabulary: check that those are their ids.
+    for added in tokenizer.get("added_tokens", []):
+        if tokens.get(added["id"], ("",))[0] != added["content"]:
+            raise BadInput(f"tokenizer.json's added token {added['content']!r} (id {added['id']}) is out of order", hint="export to ONNX without --gguf")
+    return tokens
+
+
 def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> None:
-    """Token list and types from tokenizer.json, then merges, special tokens and chat template through gguf-py."""
+    """Token list, types (and scores) from tokenizer.json, then merges, special tokens and chat template through gguf-py."""
     path = os.path.join(folder, "tokenizer.json")
     if not os.path.isfile(path):
         raise BadInput(f"model folder {folder} has no tokenizer.json", hint="save the model's tokenizer beside it (tokenizer.save_pretrained)")
     with open(path, encoding="utf-8") as f:
         tokenizer = json.load(f)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer(tokenizer))
-    tokens = {i: (t, gguf.TokenType.NORMAL) for t, i in tokenizer["model"]["vocab"].items()}
-    for added in tokenizer.get("added_tokens", []):
-        tokens[added["id"]] = (added["content"], gguf.TokenType.CONTROL if added["special"] else gguf.TokenType.USER_DEFINED)
+    sentencepiece = tokenizer.get("model", {}).get("type") == "BPE" and tokenizer["model"].get("byte_fallback", False)
+    if sentencepiece:
+        writer.add_tokenizer_model("llama")
+        writer.add_tokenizer_pre("default")
+        tokens = sentencepiece_tokens(folder, tokenizer)
+    else:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre_tokenizer(tokenizer))
+        tokens = byte_level_tokens(tokenizer)
     if max(tokens) >= vocab_size:
         raise BadInput(f"the tokenizer has token id {max(tokens)} but the model's vocab_size is {vocab_size}", hint="check config.json's vocab_size")
     # Rows of the embedding no token uses (models pad their vocabulary) get placeholder names, as llama.cpp's converter does.
-    entries = [tokens.get(i, (f"[PAD{i}]", gguf.TokenType.UNUSED)) for i in range(vocab_size)]
-    writer.add_token_list([t for t, _ in entries])
-    writer.add_token_types([k for _, k in entries])
-    gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size).add_to_gguf(writer)
+    entries = [tokens.get(i, (f"[PAD{i}]", gguf.TokenType.UNUSED, -10000.0)) for i in range(vocab_size)]
+    writer.add_token_list([t for t, _, _ in entries])
+    writer.add_token_types([k for _, k, _ in entries])
+    if sentencepiece:
+        writer.add_token_scores([s for _, _, s in entries])
+    gguf.SpecialVocab(folder, load_merges=not sentencepiece, n_vocab=vocab_size).add_to_gguf(writer)
 
 
 def rope_parameters(config: dict) -> dict:
@@ -159,18 +210,32 @@ def write_parameters(writer: gguf.GGUFWriter, config: dict, file_type, name: str
     writer.add_head_count_kv(config.get("num_key_value_heads", heads))
     writer.add_key_length(head_dim)
     writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
+    rope = rope_parameters(config)
+    # Phi-3/4's partial rotary: llama.cpp rotates the first rope_dims of each head, as transformers does.
+    rotary = rope.get("partial_rotary_factor", config.get("partial_rotary_factor", 1.0))
+    rope_dims = int(rotary * head_dim)
+    writer.add_rope_dimension_count(rope_dims)
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_vocab_size(config["vocab_size"])
     writer.add_file_type(file_type)
-    rope = rope_parameters(config)
     writer.add_rope_freq_base(rope.get("rope_theta", 10000.0))
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(rope["factor"])
+    elif rope_type == "longrope" and writer.arch == "phi3":
+        # As convert_hf_to_gguf.py's Phi3MiniModel: llama.cpp takes the short factors up to the original context and the
+        # long ones past it (rope_factors_short/long tensors, written with the weights), both with this attention factor.
+        original = rope.get("original_max_position_embeddings", config.get("original_max_position_embeddings"))
+        scale = config["max_position_embeddings"] / original
+        writer.add_rope_scaling_orig_ctx_len(original)
+        writer.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0)
+        if not len(rope["long_factor"]) == len(rope["short_factor"]) == rope_dims // 2:
+            raise BadInput(f"longrope factors must have {rope_dims // 2} entries each (half the rotary dimensions)", hint="check config.json's rope_scaling")
     elif rope_type not in ("default", "llama3"):
-        raise BadInput(f"export --gguf cannot write RoPE scaling {rope_type!r} yet", hint="it writes none, linear and llama3")
+        raise BadInput(f"export --gguf cannot write RoPE scaling {rope_type!r} yet", hint="it writes none, linear, llama3 and (Phi-3) longrope")
+    if writer.arch == "phi3":
+        writer.add_sliding_window(config.get("sliding_window") or 0)  # 0 tells llama.cpp it is not Phi-4's sliding window
     return {"heads": heads, "kv_heads": config.get("num_key_value_heads", heads), "head_dim": head_dim, "rope_type": rope_type}
 
 
@@ -229,9 +294,14 @@ def write_gguf(path: str, src: str, files: list[str], hf_config: dict, out_type:
                 qtype = tensor_type(name, data, weight_type, out_type)
                 parameters += add_tensor(writer, name, data, qtype)
                 counts[qtype.name] = counts.get(qtype.name, 0) + 1
+    extra = {}
     if dims["rope_type"] == "llama3":
-        factors = llama3_rope_factors(rope_parameters(hf_config), dims["head_dim"])
-        add_tensor(writer, gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", factors, QUANT.F32)
+        extra[gguf.MODEL_TENSOR.ROPE_FREQS] = llama3_rope_factors(rope_parameters(hf_config), dims["head_dim"])
+    elif dims["rope_type"] == "longrope":
+        extra[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] = np.array(rope_parameters(hf_config)["long_factor"], dtype=np.float32)
+        extra[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] = np.array(rope_parameters(hf_config)["short_factor"], dtype=np.float32)
+    for tensor, factors in extra.items():
+        add_tensor(writer, gguf.TENSOR_NAMES[tensor] + ".weight", factors, QUANT.F32)
         counts["F32"] = counts.get("F32", 0) + 1
     emit("progress", step=2, total=3, message=f"{sum(counts.values())} tensors: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     writer.write_header_to_file()
