@@ -168,10 +168,18 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
     const folder = await runCli(['export', hf, '--gguf', '--out', join(dir, 'x')]);
     expect(folder.exitCode).toBe(2);
     expect(String(folder.stderr).trim()).toMatch(/^error: --out must name a \.gguf file with --gguf/);
-    const gemma = await runCli(['export', await familyModel('gemma3'), '--gguf', '--out', join(dir, 'gemma.gguf')]);
-    expect(gemma.exitCode).not.toBe(0);
-    expect(String(gemma.stderr).trim().split('\n')).toEqual([expect.stringMatching(/^error: export --gguf cannot write Gemma3ForCausalLM \(Gemma 3 \(text\)\) yet; /)]);
-    expect(() => statSync(join(dir, 'gemma.gguf'))).toThrow();
+    // Mistral (the tiny model's weights under a Mistral config): the one family export takes that --gguf does not write.
+    const mistral = join(dir, 'mistral');
+    mkdirSync(mistral);
+    for (const file of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(hf, file), join(mistral, file));
+    const config = JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8'));
+    writeFileSync(join(mistral, 'config.json'), JSON.stringify({ ...config, architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: null }));
+    const refused = await runCli(['export', mistral, '--gguf', '--out', join(dir, 'mistral.gguf')]);
+    expect(refused.exitCode).not.toBe(0);
+    expect(String(refused.stderr).trim().split('\n')).toEqual([
+      'error: export --gguf cannot write MistralForCausalLM (Mistral) yet; it writes Gemma3ForCausalLM, LlamaForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM; export to ONNX without --gguf',
+    ]);
+    expect(() => statSync(join(dir, 'mistral.gguf'))).toThrow();
   });
 
   it('refuses, in one line, a tokenizer whose splitting llama.cpp would not reproduce', async () => {
@@ -216,6 +224,7 @@ const OTHER_MODELS: Record<string, (dir: string) => Promise<{ hf: string; export
   'Qwen3 (real tokenizer, query/key norms)': async () => ({ hf: await familyModel('qwen3'), exported: await exportedFamilyModel('qwen3') }),
   'Qwen2 (q/k/v biases, tied embeddings)': tinyQwen2,
   'Phi-3 (Llama 2 SentencePiece tokenizer, fused qkv and gate_up, longrope, partial rotary)': async () => ({ hf: await familyModel('phi3'), exported: await exportedFamilyModel('phi3') }),
+  'Gemma 3 (real tokenizer, (1 + w) norms, 2 sliding + 1 global layer, soft-capping)': async () => ({ hf: await familyModel('gemma3'), exported: await exportedFamilyModel('gemma3') }),
   'SmolLM3 (real Llama 3 tokenizer, every 4th layer without rotary)': async () => ({ hf: await familyModel('smollm3'), exported: await exportedFamilyModel('smollm3') }),
 };
 

@@ -141,11 +141,23 @@ def sentencepiece_tokens(folder: str, tokenizer: dict) -> dict[int, tuple[str, g
     for i, (text, _, kind) in enumerate(vocab.all_tokens()):
         piece = text.decode("utf-8")
         tokens[i] = (piece, kind, -float(ranks.get(piece, len(merges))))
-    # all_tokens() numbers the added tokens after the base vocabulary: check that those are their ids.
+    # all_tokens() numbers the added tokens after the base vocabulary: check that those are their ids. Their types
+    # come from tokenizer.json, as convert_hf_to_gguf.py sets them (Gemma's <start_of_turn> is special but in the base vocabulary).
     for added in tokenizer.get("added_tokens", []):
         if tokens.get(added["id"], ("",))[0] != added["content"]:
             raise BadInput(f"tokenizer.json's added token {added['content']!r} (id {added['id']}) is out of order", hint="export to ONNX without --gguf")
+        piece, _, score = tokens[added["id"]]
+        tokens[added["id"]] = (piece, gguf.TokenType.CONTROL if added["special"] else gguf.TokenType.USER_DEFINED, score)
     return tokens
+
+
+def adds_space_prefix(tokenizer: dict) -> bool:
+    """Whether a SentencePiece-style tokenizer.json puts ▁ before the text (Llama 2, Phi-3) or not (Gemma)."""
+    steps = []
+    for part in (tokenizer.get("normalizer"), tokenizer.get("pre_tokenizer")):
+        part = part or {}
+        steps += part.get("normalizers", part.get("pretokenizers", [part]))
+    return any(s.get("type") == "Prepend" or (s.get("type") == "Metaspace" and s.get("prepend_scheme", "always") != "never") for s in steps)
 
 
 def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> None:
@@ -164,6 +176,9 @@ def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> No
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre(pre_tokenizer(tokenizer))
         tokens = byte_level_tokens(tokenizer)
+    # Added tokens past the model's vocabulary (Gemma 3 1B's <image_soft_token>) have no embedding: llama.cpp's converter drops them too.
+    added = {a["id"] for a in tokenizer.get("added_tokens", [])}
+    tokens = {i: t for i, t in tokens.items() if i < vocab_size or i not in added}
     if max(tokens) >= vocab_size:
         raise BadInput(f"the tokenizer has token id {max(tokens)} but the model's vocab_size is {vocab_size}", hint="check config.json's vocab_size")
     # Rows of the embedding no token uses (models pad their vocabulary) get placeholder names, as llama.cpp's converter does.
@@ -172,12 +187,32 @@ def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> No
     writer.add_token_types([k for _, k, _ in entries])
     if sentencepiece:
         writer.add_token_scores([s for _, _, s in entries])
+        # Gemma's normalizer only maps spaces to ▁ (no Prepend): llama.cpp must not add a leading space either.
+        writer.add_add_space_prefix(adds_space_prefix(tokenizer))
     gguf.SpecialVocab(folder, load_merges=not sentencepiece, n_vocab=vocab_size).add_to_gguf(writer)
 
 
-def rope_parameters(config: dict) -> dict:
-    # transformers 5 writes rope_parameters; earlier releases rope_theta and rope_scaling.
-    return config.get("rope_parameters") or {**(config.get("rope_scaling") or {}), "rope_theta": config.get("rope_theta", 10000.0)}
+def rope_parameters(config: dict, layer_type: str = "full_attention") -> dict:
+    # transformers 5 writes rope_parameters (per layer type for Gemma 3); earlier releases rope_theta and rope_scaling.
+    rope = config.get("rope_parameters") or {**(config.get("rope_scaling") or {}), "rope_theta": config.get("rope_theta", 10000.0)}
+    return rope.get(layer_type, rope)
+
+
+def write_gemma3_parameters(writer: gguf.GGUFWriter, config: dict, head_dim: int) -> None:
+    """Soft-capping, and the sliding-window layers as llama.cpp lays them out: every period-th layer global."""
+    if config.get("final_logit_softcapping"):
+        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+    if config.get("query_pre_attn_scalar", head_dim) != head_dim:
+        raise BadInput(f"export --gguf cannot write this Gemma 3: llama.cpp scales attention by head_dim ({head_dim}), not query_pre_attn_scalar {config['query_pre_attn_scalar']}", hint="export to ONNX without --gguf")
+    types = config.get("layer_types") or []
+    if "sliding_attention" not in types:
+        return
+    period = types.index("full_attention") + 1 if "full_attention" in types else len(types) + 1
+    if types != ["full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(len(types))]:
+        raise BadInput(f"export --gguf cannot write this Gemma 3: llama.cpp needs a global layer every n layers, not {types}", hint="export to ONNX without --gguf")
+    writer.add_sliding_window(config["sliding_window"])
+    writer.add_sliding_window_pattern(period)
+    writer.add_rope_freq_base_swa(rope_parameters(config, "sliding_attention").get("rope_theta", config.get("rope_local_base_freq", 10000.0)))
 
 
 def llama3_rope_factors(rope: dict, head_dim: int) -> np.ndarray:
@@ -234,6 +269,8 @@ def write_parameters(writer: gguf.GGUFWriter, config: dict, file_type, name: str
             raise BadInput(f"longrope factors must have {rope_dims // 2} entries each (half the rotary dimensions)", hint="check config.json's rope_scaling")
     elif rope_type not in ("default", "llama3"):
         raise BadInput(f"export --gguf cannot write RoPE scaling {rope_type!r} yet", hint="it writes none, linear, llama3 and (Phi-3) longrope")
+    if writer.arch == "gemma3":
+        write_gemma3_parameters(writer, config, head_dim)
     if writer.arch == "phi3":
         writer.add_sliding_window(config.get("sliding_window") or 0)  # 0 tells llama.cpp it is not Phi-4's sliding window
     return {"heads": heads, "kv_heads": config.get("num_key_value_heads", heads), "head_dim": head_dim, "rope_type": rope_type}
@@ -290,6 +327,8 @@ def write_gguf(path: str, src: str, files: list[str], hf_config: dict, out_type:
                     weight = permute_rows(weight, dims["heads"])
                 elif arch_name in PERMUTED_QK and hf_name.endswith("k_proj.weight"):
                     weight = permute_rows(weight, dims["kv_heads"])
+                if arch_name == "gemma3" and hf_name.endswith("norm.weight"):
+                    weight = weight + 1  # Gemma3RMSNorm scales by (1 + weight); llama.cpp's RMSNorm by the weight
                 data = weight.numpy()
                 qtype = tensor_type(name, data, weight_type, out_type)
                 parameters += add_tensor(writer, name, data, qtype)
