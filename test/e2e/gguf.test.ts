@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportModel } from '../../src/core/export.js';
@@ -180,6 +180,18 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
       'error: export --gguf cannot write MistralForCausalLM (Mistral) yet; it writes Gemma3ForCausalLM, LlamaForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM; export to ONNX without --gguf',
     ]);
     expect(() => statSync(join(dir, 'mistral.gguf'))).toThrow();
+    // A SmolLM3 whose layers without rotary are not llama.cpp's fixed every-4th.
+    const smollm3 = join(dir, 'smollm3');
+    mkdirSync(smollm3);
+    const family = await familyModel('smollm3');
+    symlinkSync(join(family, 'model.safetensors'), join(smollm3, 'model.safetensors'));
+    const smolConfig = JSON.parse(readFileSync(join(family, 'config.json'), 'utf8'));
+    writeFileSync(join(smollm3, 'config.json'), JSON.stringify({ ...smolConfig, no_rope_layers: [1, 0, 1, 0] }));
+    const noRope = await runCli(['export', smollm3, '--gguf', '--out', join(dir, 'smollm3.gguf')]);
+    expect(noRope.exitCode).not.toBe(0);
+    expect(String(noRope.stderr).trim()).toBe(
+      "error: export --gguf cannot write this SmolLM3: its no_rope_layers [1, 0, 1, 0] differ from llama.cpp's fixed pattern (every 4th layer without rotary); export to ONNX without --gguf",
+    );
   });
 
   it('refuses, in one line, a tokenizer whose splitting llama.cpp would not reproduce', async () => {

@@ -12,10 +12,13 @@ families listed with a `gguf` architecture in assets/architectures.json:
   config whose no_rope_layers differ from that is refused.
 - Qwen2, Qwen3: rotate halves as Hugging Face does (no permutation); Qwen2's q/k/v biases and Qwen3's
   query/key norms map by name.
+- Phi-3: the fused qkv_proj and gate_up_proj map by name and stay fused (llama.cpp splits them itself); partial
+  rotary is the rope dimension count; longrope becomes rope_factors_short/long tensors and an attention factor.
+- Gemma 3: RMSNorm weights become 1 + w; soft-capping, the sliding window and its layer period are metadata.
 
-The tokenizer must be a byte-level BPE whose pre-tokenizer llama.cpp knows (PRE_TOKENIZERS: GPT-2's, Llama 3's,
-Qwen2's); SentencePiece-style tokenizers (Llama 2, Phi-3, Gemma) and other pre-tokenizers (SmolLM2's) are refused,
-as are the other families.
+The tokenizer is a byte-level BPE whose pre-tokenizer llama.cpp knows (PRE_TOKENIZERS: GPT-2's, Llama 3's,
+Qwen2's), or a SentencePiece-style BPE with byte fallback (Llama 2, Phi-3, Gemma), written through gguf-py's
+LlamaHfVocab; others (SmolLM2's Digits step, Unigram) are refused, as is Mistral.
 
 type: "f16" (2-D weights in float16, norms in float32), "q8_0" or "q4_0" (2-D weights in blocks of 32 with one
 scale each; with q4_0 the output layer stays Q8_0, as llama.cpp's llama-quantize keeps it at a higher precision).
@@ -202,14 +205,21 @@ def write_gemma3_parameters(writer: gguf.GGUFWriter, config: dict, head_dim: int
     """Soft-capping, and the sliding-window layers as llama.cpp lays them out: every period-th layer global."""
     if config.get("final_logit_softcapping"):
         writer.add_final_logit_softcapping(config["final_logit_softcapping"])
-    if config.get("query_pre_attn_scalar", head_dim) != head_dim:
-        raise BadInput(f"export --gguf cannot write this Gemma 3: llama.cpp scales attention by head_dim ({head_dim}), not query_pre_attn_scalar {config['query_pre_attn_scalar']}", hint="export to ONNX without --gguf")
+    # llama.cpp scales attention by 1/sqrt(head_dim), or by 1/sqrt(hidden/heads) for the 62-layer 27B (src/models/gemma3.cpp).
+    scalar = config["hidden_size"] // config["num_attention_heads"] if config["num_hidden_layers"] == 62 else head_dim
+    if config.get("query_pre_attn_scalar", scalar) != scalar:
+        raise BadInput(
+            f"export --gguf cannot write this Gemma 3: llama.cpp scales attention by {scalar}, not query_pre_attn_scalar {config['query_pre_attn_scalar']}",
+            hint="export to ONNX without --gguf",
+        )
     types = config.get("layer_types") or []
     if "sliding_attention" not in types:
         return
     period = types.index("full_attention") + 1 if "full_attention" in types else len(types) + 1
     if types != ["full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(len(types))]:
-        raise BadInput(f"export --gguf cannot write this Gemma 3: llama.cpp needs a global layer every n layers, not {types}", hint="export to ONNX without --gguf")
+        raise BadInput(
+            f"export --gguf cannot write this Gemma 3: llama.cpp needs a global layer every n layers, not {types}", hint="export to ONNX without --gguf"
+        )
     writer.add_sliding_window(config["sliding_window"])
     writer.add_sliding_window_pattern(period)
     writer.add_rope_freq_base_swa(rope_parameters(config, "sliding_attention").get("rope_theta", config.get("rope_local_base_freq", 10000.0)))
