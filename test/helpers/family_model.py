@@ -11,7 +11,6 @@ import shutil
 import sys
 
 import torch
-from tokenizers import AddedToken
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
@@ -137,8 +136,7 @@ def main(family: str, tokenizer_dir: str, out: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if family == "phi3":
-        # As in Phi-3's tokenizer.json, the chat tokens (not <|endoftext|>) eat the whitespace after them (rstrip).
-        tokenizer.add_tokens([AddedToken(t, rstrip=t != "<|endoftext|>", special=True, normalized=False) for t in PHI3_TOKENS], special_tokens=True)
+        tokenizer.add_tokens(PHI3_TOKENS, special_tokens=True)
         tokenizer.chat_template = PHI3_TEMPLATE
         tokenizer.eos_token, tokenizer.pad_token = "<|endoftext|>", "<|endoftext|>"
     tokenizer.save_pretrained(tmp)

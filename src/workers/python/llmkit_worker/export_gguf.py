@@ -32,6 +32,7 @@ it cannot write, or an unknown type.
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import gguf
@@ -212,7 +213,10 @@ def write_gemma3_parameters(writer: gguf.GGUFWriter, config: dict, head_dim: int
             f"export --gguf cannot write this Gemma 3: llama.cpp scales attention by {scalar}, not query_pre_attn_scalar {config['query_pre_attn_scalar']}",
             hint="export to ONNX without --gguf",
         )
-    types = config.get("layer_types") or []
+    # transformers 5 lists layer_types; older configs give the period as sliding_window_pattern (Gemma 3: 6).
+    pattern = config.get("sliding_window_pattern", config.get("_sliding_window_pattern", 6))
+    default = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(config["num_hidden_layers"])]
+    types = config.get("layer_types") or (default if config.get("sliding_window") else [])
     if "sliding_attention" not in types:
         return
     period = types.index("full_attention") + 1 if "full_attention" in types else len(types) + 1
@@ -240,6 +244,22 @@ def llama3_rope_factors(rope: dict, head_dim: int) -> np.ndarray:
             smooth = (old_context / wavelength - low) / (high - low)
             factors.append(1 / ((1 - smooth) / factor + smooth))
     return np.array(factors, dtype=np.float32)
+
+
+def model_name(folder: str, arch_name: str) -> str:
+    """The folder's name, as general.name. llama.cpp makes Phi-3's special tokens strip the whitespace after them
+    (rstrip, as Phi-3's own tokenizer.json does) only when general.name says "phi3" or "phi-3" (src/llama-vocab.cpp):
+    so for Phi-3 the name says it exactly when this tokenizer's special tokens rstrip."""
+    name = os.path.basename(os.path.normpath(folder))
+    if arch_name != "phi3" or not os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        return name
+    with open(os.path.join(folder, "tokenizer.json"), encoding="utf-8") as f:
+        added = json.load(f).get("added_tokens", [])
+    rstrip = any(a["special"] and a.get("rstrip") for a in added)
+    says = re.search(r"phi-?3", name, flags=re.IGNORECASE) is not None
+    if rstrip and not says:
+        return f"{name} (phi3)"
+    return re.sub(r"phi-?3", "phi", name, flags=re.IGNORECASE) if says and not rstrip else name
 
 
 def write_parameters(writer: gguf.GGUFWriter, config: dict, file_type, name: str) -> dict:
@@ -317,7 +337,7 @@ def write_gguf(path: str, src: str, files: list[str], hf_config: dict, out_type:
     arch_name, arch = gguf_architecture(hf_config)
     weight_type, file_type = TYPES[out_type]
     writer = gguf.GGUFWriter(path, arch_name)
-    dims = write_parameters(writer, hf_config, file_type, os.path.basename(os.path.normpath(src)))
+    dims = write_parameters(writer, hf_config, file_type, model_name(src, arch_name))
     write_tokenizer(writer, src, hf_config["vocab_size"])
     emit("progress", step=1, total=3, message="metadata and tokenizer")
 
