@@ -270,3 +270,29 @@ describe.each(Object.keys(OTHER_MODELS))('%s as GGUF f16 in llama.cpp', (name) =
     expect(await llamaGreedy(model, prompt, GREEDY)).toEqual((await greedyDecode(decoder, prompt, GREEDY)).tokens);
   });
 });
+
+// Phi-3's own tokenizer.json marks its chat tokens rstrip (the whitespace after them is no token); llama.cpp does the
+// same only when general.name says "phi3", so a Phi-3 folder named otherwise must still get it.
+describe('a Phi-3 whose chat tokens strip the whitespace after them, in a folder whose name does not say so', () => {
+  it('is tokenized by llama.cpp as by its tokenizer', { timeout: 600_000 }, async () => {
+    const dir = tempDir('llmkit-gguf-');
+    const family = await familyModel('phi3');
+    const folder = join(dir, 'my-finetune');
+    mkdirSync(folder);
+    for (const file of readdirSync(family)) if (file !== 'tokenizer.json') symlinkSync(join(family, file), join(folder, file));
+    const json = JSON.parse(readFileSync(join(family, 'tokenizer.json'), 'utf8'));
+    json.added_tokens = json.added_tokens.map((t: { id: number }) => (t.id > 32000 ? { ...t, rstrip: true } : t));
+    writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify(json));
+    const model = await llama.loadModel({ modelPath: await exportGguf(folder, join(dir, 'model.gguf'), ['export']) });
+    try {
+      expect(model.fileInfo.metadata.general.name).toBe('my-finetune (phi3)');
+      const tokenizer = await ModelTokenizer.load(folder);
+      const text = '<|system|>\nBe brief.<|end|>\n<|user|>\nCapital of France?<|end|>\n<|assistant|>\n';
+      const ids = tokenizer.encode(text);
+      expect(ids).not.toContain(13); // no newline token: each followed a chat token
+      expect([model.tokens.bos, ...model.tokenize(text, true)]).toEqual(ids);
+    } finally {
+      await model.dispose();
+    }
+  });
+});
