@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SUPPORTED_ARCHITECTURES } from '../../src/core/architectures.js';
@@ -36,13 +36,19 @@ describe('llmkit inspect', () => {
       vocabSize: 262144,
       tokenizer: { present: true, file: 'tokenizer.json', class: 'GemmaTokenizer', eos: '<end_of_turn>' },
       chatTemplate: { present: true, source: 'chat_template.jinja' },
-      commands: ['finetune', 'distill', 'lora merge', 'export', 'quantize'],
+      commands: ['finetune', 'distill', 'lora merge', 'export', 'quantize', 'export --gguf'],
       hint: null,
     });
   });
 
-  it('lists export --gguf for the families it writes (Llama 3 here, not Gemma 3 above)', async () => {
-    expect((await inspectModel(await familyModel('llama3'))).commands).toEqual(['finetune', 'distill', 'lora merge', 'export', 'quantize', 'export --gguf']);
+  it('lists export --gguf for the families it writes (Gemma 3 above), not for Mistral', async () => {
+    const llama = await familyModel('llama3');
+    const mistral = join(tempDir('llmkit-inspect-'), 'mistral');
+    mkdirSync(mistral);
+    for (const file of readdirSync(llama)) if (file !== 'config.json') symlinkSync(join(llama, file), join(mistral, file));
+    const config = JSON.parse(readFileSync(join(llama, 'config.json'), 'utf8'));
+    writeFileSync(join(mistral, 'config.json'), JSON.stringify({ ...config, architectures: ['MistralForCausalLM'], model_type: 'mistral' }));
+    expect((await inspectModel(mistral)).commands).toEqual(['finetune', 'distill', 'lora merge', 'export', 'quantize']);
   });
 
   it('tells an export, whose template the engine renders, and the context its longrope graph is exact for', async () => {
