@@ -22,7 +22,11 @@ export class IncrementalDetokenizer {
     private readonly decoder: TokenDecoder,
     promptIds: readonly number[],
   ) {
-    this.ids = promptIds.slice(-CONTEXT_TOKENS);
+    // A token that decodes to nothing (a special token: the chat template's end of the prompt) ends the text
+    // before it: the answer starts a new string, as when the model's own code decodes the answer alone. Without
+    // this, SentencePiece's word-start space of the answer's first token (Phi-3, Gemma) stays as a leading space.
+    const context = promptIds.slice(-CONTEXT_TOKENS);
+    this.ids = context.slice(context.findLastIndex((id) => decoder.decode([id]) === '') + 1);
     this.prefix = 0;
     this.read = this.ids.length;
   }
@@ -39,8 +43,8 @@ export class IncrementalDetokenizer {
   }
 
   private release(final: boolean): string {
-    const before = this.decoder.decode(this.ids.slice(this.prefix, this.read));
-    const after = this.decoder.decode(this.ids.slice(this.prefix));
+    const before = this.text(this.ids.slice(this.prefix, this.read));
+    const after = this.text(this.ids.slice(this.prefix));
     if (after.length <= before.length || (!final && after.endsWith('\uFFFD'))) return '';
     // Keep the token window short: drop ids that are no longer needed as context.
     const start = this.read;
@@ -52,5 +56,10 @@ export class IncrementalDetokenizer {
       this.prefix = 0;
     }
     return after.slice(before.length);
+  }
+
+  /** transformers.js refuses to decode no tokens, which an answer right after a special token starts with. */
+  private text(ids: number[]): string {
+    return ids.length ? this.decoder.decode(ids) : '';
   }
 }

@@ -2,7 +2,7 @@ import { AutoTokenizer } from '@huggingface/transformers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { IncrementalDetokenizer } from '../../src/engine/detokenizer.js';
 import { ModelTokenizer } from '../../src/engine/tokenizer.js';
-import { exportedTinyModel } from '../helpers/models.js';
+import { exportedTinyModel, familyModel } from '../helpers/models.js';
 
 describe('incremental detokenisation', () => {
   let tokenizer: ModelTokenizer;
@@ -21,6 +21,19 @@ describe('incremental detokenisation', () => {
     for (const piece of pieces) expect(piece).not.toContain('\uFFFD');
     // The emoji spans several byte-level tokens: some pushes release nothing.
     expect(pieces.filter((p) => p === '').length).toBeGreaterThan(0);
+  });
+
+  it("starts the answer after the prompt's last special token as a new string, as decoding the answer alone does", async () => {
+    // Phi-3's real tokenizer strips the newline after <|assistant|>, so the prompt ends in that special token and
+    // the answer's first SentencePiece piece carries a word-start space that decoding the answer alone drops.
+    const phi3 = await ModelTokenizer.load(await familyModel('phi3'));
+    const special = (text: string) => phi3.encode(text).at(-1)!;
+    const prompt = [...phi3.encode('Capital of France?'), special('<|end|>'), special('<|assistant|>')];
+    const answer = phi3.encode('Paris, naïvely.').slice(1); // without the BOS
+    const detokenizer = new IncrementalDetokenizer(phi3, prompt);
+    const pieces = answer.map((id) => detokenizer.push(id)).join('') + detokenizer.flush();
+    expect(pieces).toBe(phi3.decode(answer));
+    expect(pieces).toBe('Paris, naïvely.');
   });
 
   it("renders chat messages with the model's template, as transformers.js tokenizes them", async () => {
