@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from llmkit_worker.atomic import move_into_place, replace_folder, temp_folder, write_file
+from llmkit_worker.atomic import move_into_place, replace_folder, temp_folder, write_file, write_path
 
 
 def test_write_file_makes_folders_and_leaves_no_temporary_file(tmp_path):
@@ -48,3 +48,23 @@ def test_temp_folder_starts_empty_even_after_a_crashed_run(tmp_path):
     open(os.path.join(tmp, "new"), "w").close()
     move_into_place(tmp, final)
     assert os.listdir(final) == ["new"] and not os.path.exists(tmp)
+
+
+def test_write_path_renames_into_place_and_a_failed_write_leaves_nothing(tmp_path):
+    path = str(tmp_path / "model.gguf")
+
+    def write(tmp):
+        open(tmp, "wb").write(b"GGUF")
+        return 4
+
+    assert write_path(path, write) == 4
+    assert open(path, "rb").read() == b"GGUF"
+
+    def crash(tmp):
+        open(tmp, "wb").write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_path(path, crash)
+    assert open(path, "rb").read() == b"GGUF"
+    assert os.listdir(tmp_path) == ["model.gguf"]

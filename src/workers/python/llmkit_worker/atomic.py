@@ -36,3 +36,17 @@ def write_file(path: str, write, binary: bool = False) -> str:
     with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
         write(f)
     return move_into_place(tmp, path)
+
+
+def write_path(path: str, write):
+    """Writes a file with `write(tmp_path)`, for writers that take a path (gguf-py's), and renames it into place;
+    a write that fails leaves no temporary file behind. Returns what `write` returns."""
+    tmp = path + ".tmp"
+    try:
+        result = write(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    move_into_place(tmp, path)
+    return result

@@ -41,7 +41,7 @@ import torch
 from safetensors import safe_open
 
 from .architectures import SUPPORTED, check_architecture
-from .atomic import move_into_place
+from .atomic import write_path
 from .jobs import ExportGgufConfig
 from .protocol import BadInput, emit, log
 
@@ -389,14 +389,7 @@ def run(config: ExportGgufConfig) -> int:
     hf_config, files = read_folder(src)
     arch_name, _ = gguf_architecture(hf_config)
     emit("start", job="export_gguf", total_steps=3)
-    tmp = out + ".tmp"
-    try:
-        counts, parameters = write_gguf(tmp, src, files, hf_config, out_type)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    move_into_place(tmp, out)
+    counts, parameters = write_path(out, lambda tmp: write_gguf(tmp, src, files, hf_config, out_type))
     size = os.path.getsize(out)
     log(f"wrote {out}: {arch_name}, {out_type}, {size} bytes")
     emit("progress", step=3, total=3, message="written")
