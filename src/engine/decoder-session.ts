@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
-import { withLastPositionLogits } from './last-position-logits.js';
+import { LAST_POSITIONS_INPUT, withLastPositionLogits } from './last-position-logits.js';
 import type { ExportedModel } from './model-manifest.js';
 import type { Device, Provider } from './devices.js';
 import { openSession, Tensor, type InferenceSession, type ProviderProbe } from './onnx-runtime.js';
@@ -56,6 +56,8 @@ export class DecoderSession {
     private readonly session: InferenceSession,
     readonly provider: Provider,
     readonly skipped: ProviderProbe[],
+    /** The graph returns the last `last_positions` positions' logits (last-position-logits.ts). */
+    private readonly lastPositions = false,
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
@@ -76,7 +78,7 @@ export class DecoderSession {
     // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
     const graph = (opts.logits === 'last' && withLastPositionLogits(pruned)) || pruned;
     const { session, provider, skipped } = await openSession({ bytes: graph, path: model.onnxPath }, opts);
-    return new DecoderSession(model, session, provider, skipped);
+    return new DecoderSession(model, session, provider, skipped, graph !== pruned);
   }
 
   emptyCache(batch: number): BatchCache {
@@ -146,31 +148,42 @@ export class DecoderSession {
   }
 
   /**
-   * One decode step (one new token a row) that writes the new keys/values into the cache's next spare column
-   * instead of copying the whole cache: `attentionMask` covers all `capacity` columns plus the new token, 0 on
-   * the spare ones. The cache must have a spare column; it is updated and returned with `length` + 1.
+   * A decode step that writes the new keys/values into the cache's spare columns instead of copying the whole
+   * cache: one new token a row, or several (speculative decoding verifies a drafted continuation in one pass,
+   * and gets logits for each of its positions). `attentionMask` covers all `capacity` columns plus the new
+   * tokens, 0 where a row has no token. Row b's new columns go to `ends[b]` onward (default: every row at
+   * `length`), which must leave room before `capacity`; the cache is updated and returned with `length` at
+   * the furthest row's end. A row whose later new columns it does not keep simply ends before them: the next
+   * pass masks them and writes over them.
    */
-  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, ends?: readonly number[]): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
-    if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
-    if (this.gqa) return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
+    const newTokens = inputIds.length / cache.batch;
+    const at = ends ?? Array.from({ length: cache.batch }, () => cache.length);
+    if (at.some((end) => end + newTokens > capacity)) throw new Error('decodeInPlace needs a spare column in the cache for each new token');
+    if (this.gqa) {
+      if (newTokens > 1 || ends) throw new Error('a "fused-gqa" graph decodes one token a row at the cache\'s length');
+      return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
+    }
+    if (newTokens > 1 && !this.lastPositions) throw new Error('verifying several tokens needs a decoder opened with logits: "last"');
+    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens), this.outputs);
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
+    const span = newTokens * headDim;
     // An element loop, not set(subarray()): a view object per (layer, row, head) costs 2-3x the copy (0.3 against
     // 0.13 ms a step at batch 8) and feeds the garbage collector.
     cache.layers.forEach((layer, i) => {
       const { key, value } = fresh[i];
       for (let rowHead = 0; rowHead < cache.batch * kvHeads; rowHead++) {
-        const to = (rowHead * capacity + cache.length) * headDim;
-        const from = rowHead * headDim;
-        for (let j = 0; j < headDim; j++) {
+        const to = (rowHead * capacity + at[Math.floor(rowHead / kvHeads)]) * headDim;
+        const from = rowHead * span;
+        for (let j = 0; j < span; j++) {
           layer.key[to + j] = key[from + j];
           layer.value[to + j] = value[from + j];
         }
       }
     });
-    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+    return { logits: out.logits.data as Float32Array, logitsPositions: newTokens, newTokens, cache: { ...cache, length: Math.max(...at) + newTokens } };
   }
 
   /**
@@ -202,7 +215,7 @@ export class DecoderSession {
   }
 
   /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */
-  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Record<string, Tensor> {
+  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, logitsPositions = 1): Record<string, Tensor> {
     const { batch } = cache;
     const columns = cache.capacity ?? cache.length;
     const newTokens = inputIds.length / batch;
@@ -212,6 +225,7 @@ export class DecoderSession {
       attention_mask: new Tensor('int64', attentionMask, [batch, attentionMask.length / batch]),
       position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
     };
+    if (this.lastPositions) feeds[LAST_POSITIONS_INPUT] = new Tensor('int64', BigInt64Array.of(BigInt(logitsPositions)), [1]);
     cache.layers.forEach((layer, i) => {
       feeds[`past_key_values.${i}.key`] = new Tensor('float32', layer.key, [batch, kvHeads, columns, headDim]);
       feeds[`past_key_values.${i}.value`] = new Tensor('float32', layer.value, [batch, kvHeads, columns, headDim]);

@@ -1,5 +1,7 @@
 import type { BatchCache, DecoderSession } from './decoder-session.js';
-import { gatherRows, leftPaddedMask, type RowSelection } from './kv-cache.js';
+import { DraftLength } from './draft-length.js';
+import type { Drafter } from './drafter.js';
+import { gatherRows, spanMask, type RowSelection } from './kv-cache.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { tokenLogprob } from './logprobs.js';
 import type { PrefixCache } from './prefix-cache.js';
@@ -71,6 +73,8 @@ class Sequence {
   cached = 0;
   /** The last sampled token, fed at the next decode step. */
   next = -1;
+  /** Where this row's cached tokens end in the running batch's cache: the column its next token goes to. */
+  column = 0;
   generated = 0;
   /** The sampled tokens, in order. */
   readonly output: number[] = [];
@@ -80,12 +84,18 @@ class Sequence {
   private firstTokenMs?: number;
   private readonly gaps: number[] = [];
 
+  /** How many tokens this row drafts a pass, when the scheduler has a drafter (none under a grammar constraint). */
+  readonly draftLength?: DraftLength;
+
   constructor(
     readonly request: GenerationRequest,
     /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
     readonly followers: Sequence[] = [],
+    drafting = false,
   ) {
     this.sampler = new TokenSampler(request.sampling, request.promptIds);
+    // A grammar's mask is prepared for one next token a pass; it cannot judge drafted tokens ahead of it.
+    if (drafting && !request.processor) this.draftLength = new DraftLength();
   }
 
   /** Tokens this request (and its followers) may hold at most: what counts against maxTokensTotal. */
@@ -109,10 +119,36 @@ class Sequence {
 
   /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
   advance(logits: Float32Array): void {
-    const { processor, logprobs } = this.request;
+    const { processor } = this.request;
     const remaining = this.request.maxTokens - this.generated;
     const token = this.sampler.sample(logits, processor && ((row) => processor.apply(row, remaining)));
     processor?.accept(token);
+    this.take(token, logits);
+  }
+
+  /**
+   * Goes through a verification pass's logits for this row (`logits`: one row per fed token: the last token,
+   * then `draft`): each drafted token is accepted or replaced by the rejection rule, and the first replaced
+   * one, or the token after the whole draft, ends the walk. Returns how many fed tokens stay in the cache:
+   * those before the first rejection (each emitted token's predecessor).
+   */
+  acceptDraft(logits: Float32Array, vocab: number, draft: readonly number[]): number {
+    const row = (i: number) => logits.subarray(i * vocab, (i + 1) * vocab);
+    let accepted = 0;
+    while (accepted < draft.length && !this.finished) {
+      const token = this.sampler.verify(row(accepted), draft[accepted]);
+      this.take(token, row(accepted));
+      if (token !== draft[accepted]) break;
+      accepted++;
+    }
+    this.draftLength?.record(draft.length, accepted);
+    if (accepted === draft.length && !this.finished) this.advance(row(draft.length));
+    return accepted + 1;
+  }
+
+  /** Emits a chosen token; `logits` is the row it was chosen from (for its log-probability). */
+  private take(token: number, logits: Float32Array): void {
+    const { logprobs } = this.request;
     const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
     const now = performance.now();
     if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
@@ -212,9 +248,14 @@ export class GenerationScheduler {
     private readonly onDecodeStep?: (rows: number) => void,
     /** Finished rows' keys/values, reused by newcomers that start with the same tokens. */
     readonly prefixes?: PrefixCache,
+    /** Proposes tokens that each decode step verifies along with its own (speculative decoding). */
+    readonly drafter?: Drafter,
   ) {
     this.cache = decoder.emptyCache(0);
   }
+
+  /** Tokens drafted and accepted since start, and the passes that verified any (all 0 without a drafter). */
+  readonly drafts = { proposed: 0, accepted: 0, passes: 0 };
 
   get contextLength(): number {
     return this.decoder.model.manifest.max_position_embeddings;
@@ -247,9 +288,11 @@ export class GenerationScheduler {
         `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
       );
     }
+    const drafting = this.drafter !== undefined;
     const leader = new Sequence(
       request,
-      group.slice(1).map((r) => new Sequence(r)),
+      group.slice(1).map((r) => new Sequence(r, [], drafting)),
+      drafting,
     );
     if (leader.tokens > this.limits.maxTokensTotal) {
       throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
@@ -434,18 +477,20 @@ export class GenerationScheduler {
     const joining = this.prefilled;
     this.prefilled = [];
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
-    this.remember(this.cache, this.running);
-    for (const job of joining) this.remember(job.cache, job.seqs);
+    this.remember(this.cache, this.running, true);
+    for (const job of joining) this.remember(job.cache, job.seqs, false);
+    for (const s of this.running) if (s.finished) this.drafter?.forget(s);
     const keep = liveRows(this.running);
     const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
     const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap((n) => n.seqs)];
-    this.running = seqs;
     if (!seqs.length) {
+      this.running = seqs;
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    const selections = [{ cache: this.cache, rows: keep, ends: keep.map((b) => this.running[b].column) }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    this.running = seqs;
     this.cache = this.regather(
       selections.filter((s) => s.rows.length),
       Math.max(...seqs.map((s) => s.cached)),
@@ -453,49 +498,91 @@ export class GenerationScheduler {
   }
 
   /** Hands the rows that finished (not with an error) to the prefix cache before their cache is dropped. */
-  private remember(cache: BatchCache, seqs: readonly Sequence[]): void {
+  private remember(cache: BatchCache, seqs: readonly Sequence[], running: boolean): void {
     if (!this.prefixes) return;
     seqs.forEach((s, b) => {
       if (!s.finished || s.finished === 'error' || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b] }], s.cached, kvHeads, headDim));
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim));
     });
   }
 
-  /** One copy of the chosen rows into a new cache, with spare columns where decode steps append in place. */
+  /**
+   * One copy of the chosen rows into a new cache, right-aligned, with spare columns where decode steps append in
+   * place; the running rows (`this.running`, in the selections' order) then end at its length.
+   */
   private regather(selections: RowSelection[], length: number): BatchCache {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    for (const s of this.running) s.column = length;
     return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS);
   }
 
+  /**
+   * One decode step: every running row feeds its last token, and the rows with a draft their drafted tokens
+   * after it, verified in the same pass (rows with shorter drafts are padded, masked). Each row keeps the
+   * tokens up to its first rejection; its cache simply ends there (the next pass masks and overwrites the
+   * rest), so rows end at different columns until the next regather aligns them.
+   */
   private async decode(): Promise<void> {
     const rows = this.running;
-    const ids = BigInt64Array.from(rows, (s) => BigInt(s.next));
-    const positions = BigInt64Array.from(rows, (s) => BigInt(s.cached));
-    if ((this.cache.capacity ?? this.cache.length) <= this.cache.length) {
-      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b) }], this.cache.length);
+    const drafts = await this.proposals(rows);
+    const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
+    if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) {
+      const ends = rows.map((s) => s.column);
+      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b), ends }], Math.max(...rows.map((s) => s.cached)));
     }
-    const mask = leftPaddedMask(
+    const ids = new BigInt64Array(rows.length * width);
+    const positions = new BigInt64Array(rows.length * width);
+    rows.forEach((s, b) => {
+      const fed = [s.next, ...drafts[b]];
+      for (let i = 0; i < width; i++) {
+        ids[b * width + i] = BigInt(fed[Math.min(i, fed.length - 1)]);
+        positions[b * width + i] = BigInt(s.cached + i);
+      }
+    });
+    const columns = rows.map((s) => s.column);
+    const mask = spanMask(
       rows.map((s) => s.cached),
-      this.cache.length,
-      1,
-      this.cache.capacity,
+      columns,
+      width,
+      this.cache.capacity ?? this.cache.length,
+      drafts.map((d) => 1 + d.length),
     );
     let step;
     try {
-      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache), rows);
+      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows);
     } catch (e) {
       for (const s of rows) s.finish('error', e as Error);
       this.running = [];
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    this.cache = step.cache;
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
-      s.cached++;
-      s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
+      const logits = step.logits.subarray(b * width * vocab, (b + 1) * width * vocab);
+      const kept = drafts[b].length ? s.acceptDraft(logits, vocab, drafts[b]) : (s.advance(logits.subarray(0, vocab)), 1);
+      this.drafts.accepted += kept - 1;
+      s.cached += kept;
+      s.column += kept;
     });
+    this.cache = { ...step.cache, length: Math.max(...rows.map((s) => s.column)) };
     this.onDecodeStep?.(rows.length);
+  }
+
+  /** Each row's drafted tokens for this step (none without a drafter, under a grammar, or with one token to go). */
+  private async proposals(rows: readonly Sequence[]): Promise<number[][]> {
+    const drafts = rows.map((): number[] => []);
+    if (!this.drafter) return drafts;
+    const asking = rows.flatMap((s, b) => {
+      const k = Math.min(s.draftLength?.k ?? 0, s.request.maxTokens - s.generated - 1, this.contextLength - 1 - s.cached);
+      return k > 0 && !s.finished ? [{ b, request: { row: s, context: [...s.request.promptIds, ...s.output], k } }] : [];
+    });
+    if (!asking.length) return drafts;
+    const proposed = await this.drafter.propose(asking.map((a) => a.request));
+    asking.forEach((a, i) => (drafts[a.b] = proposed[i].slice(0, a.request.k)));
+    const count = drafts.reduce((n, d) => n + d.length, 0);
+    if (count) this.drafts.passes++;
+    this.drafts.proposed += count;
+    return drafts;
   }
 }
