@@ -81,6 +81,11 @@ export class DecoderSession {
     return new DecoderSession(model, session, provider, skipped, graph !== pruned);
   }
 
+  /** Whether a pass can verify several drafted tokens a row (speculative decoding): in-place steps of several tokens with logits for each. */
+  get verifiesDrafts(): boolean {
+    return this.lastPositions && !this.gqa;
+  }
+
   emptyCache(batch: number): BatchCache {
     return {
       batch,
