@@ -167,7 +167,7 @@ export class DecoderSession {
     const at = ends ?? Array.from({ length: cache.batch }, () => cache.length);
     if (at.some((end) => end + newTokens > capacity)) throw new Error('decodeInPlace needs a spare column in the cache for each new token');
     if (this.gqa) {
-      if (newTokens > 1 || ends) throw new Error('a "fused-gqa" graph decodes one token a row at the cache\'s length');
+      if (newTokens > 1 || at.some((end) => end !== cache.length)) throw new Error('a "fused-gqa" graph decodes one token a row at the cache\'s length');
       return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
     }
     if (newTokens > 1 && !this.lastPositions) throw new Error('verifying several tokens needs a decoder opened with logits: "last"');

@@ -280,6 +280,11 @@ export class GenerationScheduler {
   /** Tokens drafted and accepted since start, and the passes that verified any (all 0 without a drafter). */
   readonly drafts = { proposed: 0, accepted: 0, passes: 0 };
 
+  /** The draft counters when this scheduler drafts (for /metrics), else undefined. */
+  get speculation(): { proposed: number; accepted: number; passes: number } | undefined {
+    return this.drafter && this.drafts;
+  }
+
   get contextLength(): number {
     return this.decoder.model.manifest.max_position_embeddings;
   }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
+import { ModelDrafter } from '../../src/engine/draft-model.js';
 import { NgramDrafter, type Drafter, type DraftRequest } from '../../src/engine/drafter.js';
 import { GenerationScheduler, type SchedulerLimits, type TokenSink } from '../../src/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
@@ -100,6 +101,24 @@ describe('speculative decoding in the scheduler', () => {
     expect(scheduler.drafts.proposed).toBeGreaterThan(0);
   });
 
+  it('gives the same tokens with a draft model, its cache kept in step with the rows it drafts for', async () => {
+    const plain = await generate(new GenerationScheduler(decoder, limits), cases);
+    // The target as its own draft accepts everything; a model of other weights (same vocabulary) accepts some.
+    for (const [seed, all] of [
+      [0, true],
+      [1, false],
+    ] as const) {
+      const drafter = await ModelDrafter.open(await exportedTinyModel('tiny', seed), decoder, { device: 'cpu' });
+      const scheduler = new GenerationScheduler(decoder, limits, undefined, undefined, drafter);
+      expect(await generate(scheduler, cases)).toEqual(plain);
+      const { proposed, accepted } = scheduler.drafts;
+      expect(proposed).toBeGreaterThan(0);
+      if (all) expect(accepted).toBe(proposed);
+      else expect(accepted).toBeLessThan(proposed);
+      await drafter.release();
+    }
+  });
+
   it("samples from the target's distribution with drafts (two-sample chi-square against no draft)", async () => {
     const ids = prompt(12, 77);
     const sampling = { ...GREEDY, temperature: 1, topK: 3 };
@@ -109,7 +128,10 @@ describe('speculative decoding in the scheduler', () => {
     // The draft proposes the most frequent continuation: often right, often not.
     const counts = new Map<string, number>();
     for (const t of plain) counts.set(t.join(), (counts.get(t.join()) ?? 0) + 1);
-    const top = [...counts].sort((a, b) => b[1] - a[1])[0][0].split(',').map(Number);
+    const top = [...counts]
+      .sort((a, b) => b[1] - a[1])[0][0]
+      .split(',')
+      .map(Number);
     const drafter = new ReferenceDrafter(new Map([['x', { prompt: ids, tokens: top }]]), 0);
     const scheduler = new GenerationScheduler(decoder, limits, undefined, undefined, drafter);
     const drafted = await generate(scheduler, requests(10_000));

@@ -20,7 +20,7 @@ function verifyMany(params: Partial<SamplingParams>, p: number[], q: number[] | 
   let accepted = 0;
   for (let i = 0; i < n; i++) {
     let draft = fixed;
-    if (q) for (let u = drafts.next(), j = 0; j < q.length; j++) if ((u -= q[j]) < 0 || j === q.length - 1) ((draft = j), (j = q.length));
+    if (q) for (let u = drafts.next(), j = 0; j < q.length; j++) if ((u -= q[j]) < 0 || j === q.length - 1) (draft = j), (j = q.length);
     const token = sampler.verify(logitsOf(p), draft, q && ((t) => q[t]));
     counts[token]++;
     if (token === draft) accepted++;
@@ -73,7 +73,12 @@ describe('verification (the rejection rule)', () => {
     const overlap = p.reduce((a, pi, i) => a + Math.min(pi, q[i]), 0);
     expect(Math.abs(acceptance - overlap)).toBeLessThan(0.02);
     // The test can fail: accepting every draft gives q's distribution, far from p.
-    expect(chiSquare(q.map((x) => x * 20_000), p)).toBeGreaterThan(CRITICAL_DF4 * 100);
+    expect(
+      chiSquare(
+        q.map((x) => x * 20_000),
+        p,
+      ),
+    ).toBeGreaterThan(CRITICAL_DF4 * 100);
   });
 
   it('follows temperature and top-k as sample() does', () => {
