@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { tiedTinyModel } from '../helpers/models.js';
+import { interruptedAtFirstCheckpoint, metrics } from '../helpers/training.js';
 
 // Full fine-tuning and distillation of a model whose output layer is its input embedding (tie_word_embeddings):
 // safetensors refuses tensors that share memory, which once lost such runs at their first checkpoint.
@@ -14,10 +14,7 @@ const env = { OMP_NUM_THREADS: '1' };
 const FACTS = 'recipes/data/facts.jsonl';
 
 function losses(out: string): [number, number][] {
-  return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
+  return metrics(out)
     .filter((m) => m.loss !== undefined)
     .map((m) => [m.step, m.loss]);
 }
@@ -67,14 +64,7 @@ describe('full fine-tuning and distillation of a tied-embedding model checkpoint
     expect(trained.moved).toBeGreaterThan(1e-3);
 
     const out = join(work, 'stopped');
-    const child = runCli(args(out), { env });
-    let seen = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      if (seen.includes('"kind":"checkpoint"')) return;
-      seen += chunk.toString();
-      if (seen.includes('"kind":"checkpoint"')) child.kill('SIGINT');
-    });
-    const stopped = await child;
+    const stopped = await interruptedAtFirstCheckpoint(args(out), { env });
     expect(stopped.exitCode, String(stopped.stderr).slice(-2000)).toBe(130);
     const resumed = await runCli([...args(out), '--resume'], { env });
     expect(resumed.exitCode, String(resumed.stderr).slice(-2000)).toBe(0);
