@@ -36,6 +36,7 @@ export default defineConfig({
       'test/engine/graph-pruning.test.ts',
       'test/engine/last-position-logits.test.ts',
       'test/engine/prefix-cache.test.ts',
+      'test/real/**',
       'test/serve/chat-templates.test.ts',
       'test/serve/drain.test.ts',
       'test/serve/errors.test.ts',
