@@ -1,6 +1,6 @@
 // Builds llmkit's ONNX Runtime binding (ort-binding.cc) into dist/native/ with the system's C++ compiler, as
 // part of `npm run build` (and so of `npm ci` and `npm test`). No node-gyp and no download: Node-API's headers
-// come from the npm package node-api-headers, ONNX Runtime's C API header is in include/. A missing compiler or
+// come from the npm package node-api-headers, ONNX Runtime's C API header is in vendor/. A missing compiler or
 // a failed build is not an error: dist/native/build.json says why, and llmkit runs on onnxruntime-node instead.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -39,7 +39,7 @@ function build() {
   if (!headers) return { built: false, reason: 'the npm package node-api-headers is missing (run `npm ci`)' };
   const upToDate = existsSync(addon) && statSync(addon).mtimeMs > Math.max(statSync(source).mtimeMs, statSync(fileURLToPath(import.meta.url)).mtimeMs);
   if (upToDate) return { built: true, compiler };
-  const args = ['-std=c++17', '-O2', '-shared', '-fPIC', '-Wall', `-I${headers}`, `-I${join(here, 'include')}`, '-DNODE_GYP_MODULE_NAME=ort_binding', source, '-o', `${addon}.tmp`, '-ldl'];
+  const args = ['-std=c++17', '-O2', '-shared', '-fPIC', '-Wall', `-I${headers}`, `-I${join(here, 'vendor')}`, '-DNODE_GYP_MODULE_NAME=ort_binding', source, '-o', `${addon}.tmp`, '-ldl'];
   try {
     execFileSync(compiler, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
