@@ -253,6 +253,31 @@ describe.each([
     expect(prepared).toBe(10);
   });
 
+  it('ends only the row whose processor fails (at prefill or mid-decode); the rows beside it get their solo greedy tokens', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const failing = (after: number) => {
+      const c = collector();
+      let steps = 0;
+      const processor = {
+        prepare: async () => {
+          if (steps++ === after) throw new Error(`grammar gone at step ${after}`);
+        },
+        apply: () => undefined,
+        accept: () => undefined,
+      };
+      scheduler.submit({ promptIds: prompt(7, 8 + after), maxTokens: 20, sampling: GREEDY, stopTokenIds: [], sink: c.sink, processor });
+      return c;
+    };
+    const plainIds = prompt(6, 7);
+    const plain = submit(scheduler, plainIds, 20);
+    const [atPrefill, midDecode] = [failing(0), failing(5)];
+    const [a, b, p] = await Promise.all([atPrefill.done, midDecode.done, plain.done]);
+    expect([a.reason, a.error?.message, atPrefill.tokens.length]).toEqual(['error', 'grammar gone at step 0', 0]);
+    expect([b.reason, b.error?.message, midDecode.tokens.length]).toEqual(['error', 'grammar gone at step 5', 5]);
+    expect(p.reason).toBe('length');
+    expect(plain.tokens).toEqual(await greedyAlone(plainIds, 20));
+  });
+
   it('refuses what cannot run, and holds newcomers back under --max-tokens-total', async () => {
     const small = new GenerationScheduler(decoder, { ...limits, maxBatch: 1, maxQueue: 1 });
     const reject = (f: () => void) => {
