@@ -1,7 +1,7 @@
 import { DecoderSession } from './decoder-session.js';
 import type { GenerationEngine } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
-import { GenerationScheduler, type GenerationRequest, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
+import { GenerationScheduler, type GenerationRequest, type Lane, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
@@ -36,6 +36,8 @@ export interface TextRequest {
   signal?: AbortSignal;
   /** Report each token's log-probability with this many alternatives (0: the token's own only). */
   logprobs?: number;
+  /** `batch`: behind interactive requests, in the capacity they leave (batch jobs). */
+  lane?: Lane;
 }
 
 /** One of several completions of a request (`generateChoices`). */
@@ -109,6 +111,7 @@ export class Engine implements GenerationEngine {
         signal: request.signal,
         processor: choice.processor,
         logprobs: request.logprobs,
+        lane: request.lane,
       }),
     );
     this.scheduler.submitGroup(group);

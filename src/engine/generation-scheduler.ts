@@ -31,7 +31,12 @@ export interface GenerationRequest {
   processor?: LogitsProcessor;
   /** Report each token's log-probability with this many alternatives (0: the token's own only). */
   logprobs?: number;
+  /** `batch`: waits behind interactive requests and gives its row up to them (see GenerationScheduler.preempt). */
+  lane?: Lane;
 }
+
+/** Interactive requests go first; batch-lane ones fill the capacity they leave. */
+export type Lane = 'interactive' | 'batch';
 
 /**
  * Several completions of one prompt (OpenAI's `n`): the prompt is prefilled once, in the first request's
@@ -75,6 +80,8 @@ class Sequence {
   /** The sampled tokens, in order. */
   readonly output: number[] = [];
   finished?: FinishReason;
+  /** One of a leader's followers. */
+  follower = false;
   private readonly submittedAt = performance.now();
   private lastTokenAt = 0;
   private firstTokenMs?: number;
@@ -86,6 +93,20 @@ class Sequence {
     readonly followers: Sequence[] = [],
   ) {
     this.sampler = new TokenSampler(request.sampling, request.promptIds);
+  }
+
+  get batchLane(): boolean {
+    return this.request.lane === 'batch';
+  }
+
+  /** A batch-lane row alone in its group can leave the batch and come back (groups share one prefill). */
+  get preemptible(): boolean {
+    return this.batchLane && !this.followers.length && !this.follower;
+  }
+
+  /** What a prefill feeds: the prompt, and for a row that was preempted, the tokens it had sampled (recomputed, as vLLM does). */
+  get prefillIds(): readonly number[] {
+    return this.output.length ? [...this.request.promptIds, ...this.output] : this.request.promptIds;
   }
 
   /** Tokens this request (and its followers) may hold at most: what counts against maxTokensTotal. */
@@ -214,6 +235,8 @@ export class GenerationScheduler {
   private cache: BatchCache;
   private loop: Promise<void> = Promise.resolve();
   private looping = false;
+  /** Batch-lane rows that gave their place to an interactive request, since start. */
+  preempted = 0;
 
   constructor(
     private readonly decoder: DecoderSession,
@@ -259,18 +282,28 @@ export class GenerationScheduler {
     }
     const leader = new Sequence(
       request,
-      group.slice(1).map((r) => new Sequence(r)),
+      group.slice(1).map((r) => Object.assign(new Sequence(r), { follower: true })),
     );
     if (leader.tokens > this.limits.maxTokensTotal) {
       throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
     }
     if (group.length > this.limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${group.length}) is over this server's --max-batch (${this.limits.maxBatch})`);
-    if (this.queue.length >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
-    this.queue.push(leader);
+    // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
+    const interactive = this.queue.findIndex((s) => s.batchLane);
+    const waiting = interactive < 0 ? this.queue.length : interactive;
+    if (!leader.batchLane && waiting >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
+    this.enqueue(leader);
     if (!this.looping) {
       this.looping = true;
       this.loop = this.run();
     }
+  }
+
+  /** Interactive requests stand before every batch-lane one; each lane is first come, first served. */
+  private enqueue(seq: Sequence, front = false): void {
+    const firstBatch = this.queue.findIndex((s) => s.batchLane);
+    const at = seq.batchLane ? (front ? (firstBatch < 0 ? this.queue.length : firstBatch) : this.queue.length) : firstBatch < 0 ? this.queue.length : firstBatch;
+    this.queue.splice(at, 0, seq);
   }
 
   /** Resolves when nothing is queued or running. */
@@ -307,6 +340,7 @@ export class GenerationScheduler {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       if (this.queue[i].cancelled) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
     }
+    this.preempt();
     const decoding = this.running.some((s) => !s.finished);
     const chunk = this.limits.prefillChunk;
     for (let budget = chunk; ; ) {
@@ -340,6 +374,46 @@ export class GenerationScheduler {
       this.job = undefined;
       this.prefilled.push(job);
     }
+  }
+
+  /**
+   * An interactive request at the head of the queue that finds no room takes it from the batch lane: the batch-lane
+   * job being prefilled and the batch-lane rows that joined last go back to the queue's batch lane, and resume later from
+   * their prompt and the tokens they had sampled (their keys/values kept in the prefix cache when it is on). So an
+   * interactive request waits at most for the step in progress, never for a batch line to finish.
+   */
+  private preempt(): void {
+    const head = this.queue[0];
+    if (!head || head.batchLane) return;
+    const active = this.active();
+    let rows = active.length + head.group.length - this.limits.maxBatch;
+    let tokens = active.reduce((n, s) => n + s.tokens, 0) + head.tokens - this.limits.maxTokensTotal;
+    if (rows <= 0 && tokens <= 0) return;
+    const job = this.job?.seqs.every((s) => s.preemptible) ? this.job : undefined;
+    const evicted = (job?.seqs ?? []).slice();
+    for (const s of evicted) [rows, tokens] = [rows - 1, tokens - s.tokens];
+    for (let b = this.running.length - 1; b >= 0 && (rows > 0 || tokens > 0); b--) {
+      const s = this.running[b];
+      if (s.finished || !s.preemptible) continue;
+      evicted.push(s);
+      [rows, tokens] = [rows - 1, tokens - s.tokens];
+    }
+    // Evicting what cannot make room would only throw work away: the head waits for interactive rows to finish.
+    if (rows > 0 || tokens > 0) return;
+    if (job) this.job = undefined;
+    const leaving = new Set(evicted);
+    const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
+    if (stays.length < this.running.length) {
+      this.remember(this.cache, this.running, (s) => leaving.has(s));
+      const kept = stays.map((b) => this.running[b]);
+      this.cache = kept.length ? this.regather([{ cache: this.cache, rows: stays }], Math.max(...kept.map((s) => s.cached))) : this.decoder.emptyCache(0);
+      this.running = kept;
+    }
+    for (const s of evicted.reverse()) {
+      s.cached = 0;
+      this.enqueue(s, true);
+    }
+    this.preempted += evicted.length;
   }
 
   /**
@@ -383,7 +457,7 @@ export class GenerationScheduler {
     job.seqs.forEach((leader, b) => {
       const row = step.logits.subarray(((b + 1) * step.logitsPositions - 1) * vocab, (b + 1) * step.logitsPositions * vocab);
       for (const s of leader.group) {
-        s.cached = s.request.promptIds.length;
+        s.cached = s.prefillIds.length;
         // Each member of a group samples from its own copy: sampling edits the logits in place.
         if (!s.cancelled && !s.finished) s.advance(s === leader ? row : row.slice());
       }
@@ -397,15 +471,15 @@ export class GenerationScheduler {
     let tokens = active.reduce((n, s) => n + s.tokens, 0);
     const head = this.queue[0];
     if (head && free >= head.group.length && tokens + head.tokens <= this.limits.maxTokensTotal) {
-      const reused = this.prefixes?.lookup(head.request.promptIds);
-      if (reused) return this.newJob([this.queue.shift()!], head.request.promptIds.length, reused);
+      const reused = this.prefixes?.lookup(head.prefillIds);
+      if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
     const seqs: Sequence[] = [];
     let width = 0;
     let real = 0;
     for (let i = 0; i < this.queue.length && free > 0; ) {
       const s = this.queue[i];
-      const n = s.request.promptIds.length;
+      const n = s.prefillIds.length;
       const w = Math.max(width, n);
       const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal && s.group.length <= free;
       const padded = w * (seqs.length + 1);
@@ -428,7 +502,7 @@ export class GenerationScheduler {
     const mask = new BigInt64Array(seqs.length * width);
     const positions = new BigInt64Array(seqs.length * width);
     seqs.forEach((s, b) => {
-      const prompt = s.request.promptIds;
+      const prompt = s.prefillIds;
       const pad = width - prompt.length;
       prompt.forEach((t, i) => {
         ids[b * width + pad + i] = BigInt(t);
@@ -462,11 +536,11 @@ export class GenerationScheduler {
     );
   }
 
-  /** Hands the rows that finished (not with an error) to the prefix cache before their cache is dropped. */
-  private remember(cache: BatchCache, seqs: readonly Sequence[]): void {
+  /** Hands the rows that finished (not with an error), or the chosen ones, to the prefix cache before their cache is dropped. */
+  private remember(cache: BatchCache, seqs: readonly Sequence[], chosen = (s: Sequence) => s.finished !== undefined && s.finished !== 'error'): void {
     if (!this.prefixes) return;
     seqs.forEach((s, b) => {
-      if (!s.finished || s.finished === 'error' || !s.cached) return;
+      if (!chosen(s) || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
       this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b] }], s.cached, kvHeads, headDim));
     });
