@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
-import { type EngineRejection, GenerationScheduler, type SchedulerLimits, type TokenSink } from '../../src/engine/generation-scheduler.js';
+import type { EngineRejection } from '../../src/engine/generation-engine.js';
+import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
+import type { TokenSink } from '../../src/engine/sequence.js';
 import { gatherRows } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { PrefixCache } from '../../src/engine/prefix-cache.js';
