@@ -47,6 +47,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   tritonUrl?: string;
   /** With engine 'triton': the generate model's name (default: `<model name>-generate`). */
   tritonModel?: string;
+  /** The web page at `/` (default true). */
+  ui?: boolean;
 }
 
 export interface RunningServer {
@@ -85,7 +87,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await redis?.close();
     throw e;
   }
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log });
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);

@@ -12,6 +12,7 @@ import type { Endpoint } from './openai/translate.js';
 import type { QuotaTracker } from './access/quotas.js';
 import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
+import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
 
 export interface ServerOptions {
@@ -23,6 +24,8 @@ export interface ServerOptions {
   cache?: ResponseCache;
   /** Receives one access-log line per request. */
   log: (line: string) => void;
+  /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
+  ui?: boolean;
 }
 
 /** Seconds a client is asked to wait while the server drains. */
@@ -126,6 +129,7 @@ export class LlmServer {
       return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
     }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
+    if (this.opts.ui !== false && req.method === 'GET' && (await serveWebUi(pathname, res))) return;
     if (pathname === '/ready') {
       if (this.draining) return sendJson(res, 503, { status: 'draining' });
       const why = await this.opts.models.unavailable();

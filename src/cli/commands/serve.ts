@@ -16,6 +16,7 @@ export function serveCommand(): Command {
     else {
       for (const m of models) process.stdout.write(`model ${m.id} on ${m.device}${m.skipped.length ? ` (${m.skipped.join('; ')})` : ''}: ${m.path}\n`);
       process.stdout.write(`serving at ${server.url}/v1${server.authenticated ? ' (API key required)' : ''}; SIGTERM or Ctrl-C drains and stops\n`);
+      if (options.ui) process.stdout.write(`web playground and dashboard: ${server.url}/\n`);
     }
     await untilStopped(server.drain);
   });
