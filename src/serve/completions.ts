@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Choice, TextRequest } from '../engine/engine.js';
-import { EngineRejection } from '../engine/generation-scheduler.js';
+import { EngineRejection, type Lane } from '../engine/generation-scheduler.js';
 import type { GenerationEnd } from '../engine/streamer.js';
 import type { ApiKey } from './auth.js';
 import { ChoiceOutput, type ToolParsing } from './choice-output.js';
@@ -60,14 +60,21 @@ export class CompletionService {
 
   constructor(private readonly deps: CompletionServiceDeps) {}
 
-  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: { forceStream?: boolean; websocket?: boolean } = {}): Promise<GenerationSummary> {
+  async handle(
+    endpoint: Endpoint,
+    body: unknown,
+    key: ApiKey,
+    signal: AbortSignal,
+    sink: ResponseSink,
+    opts: { forceStream?: boolean; websocket?: boolean; lane?: Lane } = {},
+  ): Promise<GenerationSummary> {
     const native = endpoint === 'chat' ? fromChatRequest(parseRequest(ChatRequestSchema, body)) : fromCompletionRequest(parseRequest(CompletionRequestSchema, body));
     const stream = native.stream || opts.forceStream === true;
     const served = this.deps.models.resolve(native.model);
     const tools = toolParsing(served, native);
     const promptIds = this.promptIds(served, native);
     this.checkContext(served, native, promptIds.length);
-    const features = requestFeatures(body, { stream, websocket: opts.websocket === true, promptTokens: promptIds.length, longContextTokens: this.deps.quotas.longContextTokens });
+    const features = requestFeatures(body, { stream, websocket: opts.websocket === true, batch: opts.lane === 'batch', promptTokens: promptIds.length, longContextTokens: this.deps.quotas.longContextTokens });
     const constraints = await this.constraints(served, native, tools);
     let admission;
     try {
@@ -113,6 +120,7 @@ export class CompletionService {
       ignoreEos: native.ignoreEos,
       signal: AbortSignal.any([signal, filterStop.signal]),
       logprobs: native.logprobs,
+      lane: opts.lane,
     };
     const streaming = stream ? { endpoint, meta, includeUsage: native.includeUsage, send: (c: object) => sink.chunk(c) } : undefined;
     const outputs = Array.from({ length: native.n }, (_, i) => new ChoiceOutput(i, streaming, tools?.choice === 'none' ? undefined : tools, native.logprobs !== undefined));

@@ -20,12 +20,13 @@ import type { ApiKey } from './auth.js';
  *   features:                             # every caller together
  *     websocket: { rpm: 20 }
  *     long_context: { rpm: 5 }            # prompts over long_context_tokens
+ *     batch: { tpm: 20000 }               # lines of batch jobs (/v1/batches); `deny: [batch]` refuses creating them
  *   long_context_tokens: 1024
  *   admin_keys: [acme-web]                # names of keys whose GET /v1/usage shows every key and account
  */
 
 /** Request kinds that can be limited (every caller together) or denied (per key or account). */
-export const FEATURES = ['stream', 'websocket', 'n', 'tools', 'logprobs', 'long_context'] as const;
+export const FEATURES = ['stream', 'websocket', 'n', 'tools', 'logprobs', 'long_context', 'batch'] as const;
 export type Feature = (typeof FEATURES)[number];
 
 const count = z.number().int().positive();

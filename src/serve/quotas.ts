@@ -60,13 +60,18 @@ export class QuotaTracker {
     return this.policy.longContextTokens;
   }
 
-  async admit(facts: RequestFacts): Promise<Admission> {
-    const { key } = facts;
+  /** Throws 403 when the key or its account may not use one of the features. */
+  allowFeatures(key: ApiKey, features: readonly Feature[]): void {
     const account = key.account ? this.policy.accounts.get(key.account) : undefined;
-    for (const feature of facts.features) {
+    for (const feature of features) {
       const by = key.deny?.includes(feature) ? `key ${key.name}` : account?.deny.includes(feature) ? `account ${key.account}` : undefined;
       if (by) throw new ApiError(403, `Feature ${feature} is not allowed for ${by} by the quota file`, 'feature_not_allowed');
     }
+  }
+
+  async admit(facts: RequestFacts): Promise<Admission> {
+    const { key } = facts;
+    this.allowFeatures(key, facts.features);
     const subjects = this.subjects(facts);
     const counters = subjects.flatMap((s) =>
       RULES.map((r) => ({
@@ -182,11 +187,12 @@ export class QuotaTracker {
 }
 
 /** The features a request uses, from the raw OpenAI body (so options other layers add are seen too). */
-export function requestFeatures(body: unknown, opts: { stream: boolean; websocket: boolean; promptTokens: number; longContextTokens: number }): Feature[] {
+export function requestFeatures(body: unknown, opts: { stream: boolean; websocket: boolean; batch?: boolean; promptTokens: number; longContextTokens: number }): Feature[] {
   const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
   const features: Feature[] = [];
   if (opts.stream) features.push('stream');
   if (opts.websocket) features.push('websocket');
+  if (opts.batch) features.push('batch');
   if (typeof b.n === 'number' && b.n > 1) features.push('n');
   if ((Array.isArray(b.tools) && b.tools.length) || (Array.isArray(b.functions) && b.functions.length) || b.response_format != null) features.push('tools');
   if (b.logprobs === true || typeof b.logprobs === 'number' || b.top_logprobs != null) features.push('logprobs');

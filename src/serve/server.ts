@@ -13,6 +13,8 @@ import type { QuotaTracker } from './quotas.js';
 import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 import { WebSocketGateway } from './websocket.js';
+import { BatchService, type BatchOptions } from './batch/batch-service.js';
+import { BatchApi } from './batch/routes.js';
 
 export interface ServerOptions {
   models: ModelRegistry;
@@ -23,6 +25,8 @@ export interface ServerOptions {
   cache?: ResponseCache;
   /** Receives one access-log line per request. */
   log: (line: string) => void;
+  /** Files and batches (/v1/files, /v1/batches): where they are kept and their limits. */
+  batch?: BatchOptions;
 }
 
 /** Seconds a client is asked to wait while the server drains. */
@@ -45,6 +49,7 @@ export class LlmServer {
   private readonly http: Server;
   private readonly service: CompletionService;
   private readonly ws: WebSocketGateway;
+  readonly batches?: BatchService;
   private readonly inFlight = new Set<Promise<unknown>>();
   private draining = false;
 
@@ -58,6 +63,7 @@ export class LlmServer {
       refuseIfDraining: () => this.refuseIfDraining(),
       track: (p) => this.track(p),
     });
+    if (opts.batch) this.batches = BatchService.open(opts.batch, { service: this.service, auth: opts.auth, models: opts.models, quotas: opts.quotas });
     this.http = createServer((req, res) => void this.track(this.route(req, res)));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.ws.upgrade(req, socket, head));
   }
@@ -74,6 +80,7 @@ export class LlmServer {
   /** Refuses new requests (503), waits for those in flight, then closes every connection. */
   async drain(): Promise<void> {
     this.draining = true;
+    await this.batches?.close();
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
     this.ws.closeAll();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -118,6 +125,12 @@ export class LlmServer {
       const key = this.opts.auth.authenticate(req.headers.authorization);
       entry.key = key.name;
       return this.generate(endpoint, await readJson(req), key, res, entry);
+    }
+    if (BatchApi.handles(pathname) && this.batches) {
+      if (req.method !== 'GET') this.refuseIfDraining();
+      const key = this.opts.auth.authenticate(req.headers.authorization);
+      entry.key = key.name;
+      return this.batches.routes().route(req, res, url, key);
     }
     if (pathname === '/v1/usage') {
       this.allow(req, 'GET');
