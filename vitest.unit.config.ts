@@ -15,6 +15,7 @@ export default defineConfig({
     // These need the Python environment or a model; a new test that does too fails here until listed.
     exclude: [
       'test/cli/finetune.test.ts',
+      'test/cli/tied-checkpoint.test.ts',
       'test/core/bench.test.ts',
       'test/core/chat-local-backend.test.ts',
       'test/core/chat-plain.test.ts',

@@ -28,12 +28,12 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print machine-readable JSON on stdout (progress as JSON lines on stderr)', false)
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
+    .configureOutput({ outputError: (text, write) => write(oneLine(text)) });
   // The first word that is not a flag names the command (the global flags take no values).
   const named = argv.slice(2).find((a) => !a.startsWith('-'));
   const load = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]] : Object.values(COMMANDS);
   for (const command of await Promise.all(load.map((make) => make()))) {
-    program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') }));
+    program.addCommand(command.exitOverride().configureOutput({ outputError: (text, write) => write(oneLine(text)) }));
   }
   try {
     await program.parseAsync(argv);
@@ -42,4 +42,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     throw e;
   }
+}
+
+/** Commander's error on one line, its "(Did you mean chat?)" kept: the suggestion is the useful half of a typo's error. */
+function oneLine(text: string): string {
+  const [first, ...rest] = text.trim().split('\n');
+  const suggestion = rest.find((line) => line.startsWith('(Did you mean'));
+  return `${first}${suggestion ? ` ${suggestion.replace('(Did you mean', '(did you mean')}` : ''}\n`;
 }

@@ -1,12 +1,12 @@
 import type { EngineOptions } from '../engine/engine.js';
 import type { Device } from '../engine/devices.js';
-import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
+import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
 import { ModelRegistry, parseModelSpec, type ModelSpec, type ServedModel } from '../serve/model-registry.js';
-import { MemoryCounterStore } from '../serve/counter-store.js';
-import { emptyPolicy, loadQuotaFile } from '../serve/quota-file.js';
-import { QuotaTracker, type RedisDownPolicy } from '../serve/quotas.js';
-import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/redis-store.js';
+import { MemoryCounterStore } from '../serve/access/counter-store.js';
+import { emptyPolicy, loadQuotaFile } from '../serve/access/quota-file.js';
+import { QuotaTracker, type RedisDownPolicy } from '../serve/access/quotas.js';
+import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/access/redis-store.js';
 import { ResponseCache } from '../serve/response-cache.js';
 import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';

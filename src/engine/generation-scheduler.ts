@@ -1,49 +1,10 @@
+import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
+import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession } from './decoder-session.js';
-import { gatherRows, leftPaddedMask, type RowSelection } from './kv-cache.js';
-import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
-import { tokenLogprob } from './logprobs.js';
+import { EngineRejection } from './generation-engine.js';
+import { gatherRows, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
-import { TokenSampler, type SamplingParams } from './sampling.js';
-import type { FinishReason, GenerationEnd } from './streamer.js';
-
-/** Receives one request's tokens as they are sampled. */
-export interface TokenSink {
-  /**
-   * Called with each sampled token that is not a stop token, with its log-probability when the request
-   * asked for them; returns true when the request is done (a stop string).
-   */
-  token(id: number, logprob?: TokenLogprob): boolean;
-  /** Called exactly once, when the request leaves the scheduler for any reason. */
-  end(end: GenerationEnd): void;
-}
-
-export interface GenerationRequest {
-  promptIds: readonly number[];
-  /** At most this many new tokens; prompt + maxTokens must fit the context. */
-  maxTokens: number;
-  sampling: SamplingParams;
-  /** Tokens that end the generation (EOS); empty to generate exactly maxTokens. */
-  stopTokenIds: readonly number[];
-  sink: TokenSink;
-  /** Aborting it frees the request's slot at the next step. */
-  signal?: AbortSignal;
-  /** Shapes the logits before sampling (a grammar's token mask). */
-  processor?: LogitsProcessor;
-  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
-  logprobs?: number;
-  /** `batch`: waits behind interactive requests and gives its row up to them (see GenerationScheduler.preempt). */
-  lane?: Lane;
-}
-
-/** Interactive requests go first; batch-lane ones fill the capacity they leave. */
-export type Lane = 'interactive' | 'batch';
-
-/**
- * Several completions of one prompt (OpenAI's `n`): the prompt is prefilled once, in the first request's
- * row, and its cache is copied into the others' rows when they join the batch. The requests must share
- * `promptIds`; each has its own sampler, seed, processor and sink.
- */
-export type RequestGroup = readonly GenerationRequest[];
+import { Sequence, type RequestGroup } from './sequence.js';
 
 export interface SchedulerLimits {
   /** Rows decoded together. */
@@ -56,118 +17,18 @@ export interface SchedulerLimits {
   prefillChunk: number;
 }
 
-export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt' | 'unavailable' | 'unsupported';
-
-/** A request the scheduler refuses up front; the server maps the code to an HTTP status. */
-export class EngineRejection extends Error {
-  constructor(
-    readonly code: RejectionCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EngineRejection';
-  }
-}
-
-/** One request inside the scheduler. */
-class Sequence {
-  readonly sampler: TokenSampler;
-  /** Tokens whose keys/values are in the cache. */
-  cached = 0;
-  /** The last sampled token, fed at the next decode step. */
-  next = -1;
-  generated = 0;
-  /** The sampled tokens, in order. */
-  readonly output: number[] = [];
-  finished?: FinishReason;
-  /** One of a leader's followers. */
-  follower = false;
-  private readonly submittedAt = performance.now();
-  private lastTokenAt = 0;
-  private firstTokenMs?: number;
-  private readonly gaps: number[] = [];
-
-  constructor(
-    readonly request: GenerationRequest,
-    /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
-    readonly followers: Sequence[] = [],
-  ) {
-    this.sampler = new TokenSampler(request.sampling, request.promptIds);
-  }
-
-  get batchLane(): boolean {
-    return this.request.lane === 'batch';
-  }
-
-  /** A batch-lane row alone in its group can leave the batch and come back (groups share one prefill). */
-  get preemptible(): boolean {
-    return this.batchLane && !this.followers.length && !this.follower;
-  }
-
-  /** What a prefill feeds: the prompt, and for a row that was preempted, the tokens it had sampled (recomputed, as vLLM does). */
-  get prefillIds(): readonly number[] {
-    return this.output.length ? [...this.request.promptIds, ...this.output] : this.request.promptIds;
-  }
-
-  /** Tokens this request (and its followers) may hold at most: what counts against maxTokensTotal. */
-  get tokens(): number {
-    return (this.request.promptIds.length + this.request.maxTokens) * (1 + this.followers.length);
-  }
-
-  /** This row and its followers. */
-  get group(): Sequence[] {
-    return [this, ...this.followers];
-  }
-
-  /** The tokens whose keys/values are in the cache: the prompt, then the output but its last token (not fed yet). */
-  get cachedIds(): number[] {
-    return [...this.request.promptIds, ...this.output].slice(0, this.cached);
-  }
-
-  get cancelled(): boolean {
-    return !this.finished && this.request.signal?.aborted === true;
-  }
-
-  /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
-  advance(logits: Float32Array): void {
-    const { processor, logprobs } = this.request;
-    const remaining = this.request.maxTokens - this.generated;
-    const token = this.sampler.sample(logits, processor && ((row) => processor.apply(row, remaining)));
-    processor?.accept(token);
-    const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
-    const now = performance.now();
-    if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
-    else this.gaps.push(now - this.lastTokenAt);
-    this.lastTokenAt = now;
-    this.generated++;
-    this.output.push(token);
-    this.next = token;
-    const { request } = this;
-    if (request.stopTokenIds.includes(token) || request.sink.token(token, logprob)) this.finish('stop');
-    else if (this.generated >= request.maxTokens) this.finish('length');
-  }
-
-  finish(reason: FinishReason, error?: Error): void {
-    if (this.finished) return;
-    this.finished = reason;
-    this.request.sink.end({
-      reason,
-      promptTokens: this.request.promptIds.length,
-      completionTokens: this.generated,
-      timeToFirstTokenMs: this.firstTokenMs,
-      interTokenMs: this.gaps,
-      error,
-    });
-  }
-}
+/**
+ * What the scheduler runs its steps on: a prefill pass (`forward`, new columns over a cache) and a decode step
+ * (`decodeInPlace`, one token a row). DecoderSession is the one; another runtime, or a draft-and-verify
+ * decoder, plugs in here. Which rows run, how many columns, and who waits is decided in batch-plan.ts.
+ */
+export type StepDecoder = Pick<DecoderSession, 'model' | 'vocabSize' | 'emptyCache' | 'forward' | 'decodeInPlace'>;
 
 /** Newcomers prefilled together: their prompts left-padded to one width, fed a chunk of columns per step. */
 interface PrefillJob {
   seqs: Sequence[];
   width: number;
-  ids: BigInt64Array;
-  mask: BigInt64Array;
-  positions: BigInt64Array;
+  prompts: StepInputs;
   /** Columns prefilled so far. */
   done: number;
   cache: BatchCache;
@@ -175,9 +36,6 @@ interface PrefillJob {
 
 /** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
 const ADMISSION_WAIT_MS = 10;
-
-/** Newcomers are grouped while padding stays under this share of the group's tokens. */
-const MAX_PADDING_SHARE = 0.25;
 
 /**
  * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
@@ -202,9 +60,19 @@ function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: numb
   return { seqs: out, rows };
 }
 
-/** Lets every row's processor get ready for its next token while `step` (the forward pass) runs. */
+/**
+ * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
+ * that fails ends its own row with the error; the other rows go on.
+ */
 async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
-  const ready = seqs.map((s) => (s.finished ? undefined : s.request.processor?.prepare()));
+  const ready = seqs.map(async (s) => {
+    if (s.finished || !s.request.processor) return;
+    try {
+      await s.request.processor.prepare();
+    } catch (e) {
+      s.finish('error', e as Error);
+    }
+  });
   const [out] = await Promise.all([step, ...ready]);
   return out;
 }
@@ -214,7 +82,8 @@ async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): P
  * drops finished and cancelled rows, prefills newcomers (grouped by similar length, chunked under a
  * token budget) and merges them into the running batch, with one copy of the cache per change; a
  * decode step then advances every running row by one token. A long generation never blocks a short
- * one: the short one joins at the next step and leaves when it is done.
+ * one: the short one joins at the next step and leaves when it is done. The choices are batch-plan.ts's;
+ * the tensors they need are built in batch-inputs.ts; this class keeps the state and runs the steps.
  */
 export class GenerationScheduler {
   private readonly queue: Sequence[] = [];
@@ -229,7 +98,7 @@ export class GenerationScheduler {
   preempted = 0;
 
   constructor(
-    private readonly decoder: DecoderSession,
+    private readonly decoder: StepDecoder,
     readonly limits: SchedulerLimits,
     /** Called after each decode step with the number of rows it advanced (for metrics). */
     private readonly onDecodeStep?: (rows: number) => void,
@@ -254,7 +123,7 @@ export class GenerationScheduler {
   }
 
   /** Queues a request; its sink hears every token and the end. Throws EngineRejection before queueing. */
-  submit(request: GenerationRequest): void {
+  submit(request: RequestGroup[number]): void {
     this.submitGroup([request]);
   }
 
@@ -289,10 +158,12 @@ export class GenerationScheduler {
     }
   }
 
-  /** Interactive requests stand before every batch-lane one; each lane is first come, first served. */
   private enqueue(seq: Sequence, front = false): void {
-    const firstBatch = this.queue.findIndex((s) => s.batchLane);
-    const at = seq.batchLane ? (front ? (firstBatch < 0 ? this.queue.length : firstBatch) : this.queue.length) : firstBatch < 0 ? this.queue.length : firstBatch;
+    const at = queuePosition(
+      this.queue.map((s) => s.batchLane),
+      seq.batchLane,
+      front,
+    );
     this.queue.splice(at, 0, seq);
   }
 
@@ -331,15 +202,15 @@ export class GenerationScheduler {
       if (this.queue[i].cancelled) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
     }
     this.preempt();
-    const decoding = this.running.some((s) => !s.finished);
-    const chunk = this.limits.prefillChunk;
-    for (let budget = chunk; ; ) {
-      // Nobody waits on a decode step: each pass may use a whole budget.
-      if (!decoding) budget = chunk;
+    const budget = new PrefillBudget(
+      this.limits.prefillChunk,
+      this.running.some((s) => !s.finished),
+    );
+    for (;;) {
       const job = (this.job ??= this.nextJob());
       if (!job) {
         // The queue is empty (or what waits does not fit): before the first decode step, wait for stragglers.
-        if (decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) break;
+        if (budget.decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) return;
         continue;
       }
       const members = job.seqs.flatMap((s) => s.group);
@@ -348,22 +219,24 @@ export class GenerationScheduler {
         this.job = undefined;
         continue;
       }
-      const fits = Math.min(job.width - job.done, Math.floor(budget / job.seqs.length));
-      // This step's budget is spent (a job wider than a whole budget still gets one column a step).
-      if (fits < 1 && budget < chunk) break;
-      const columns = Math.max(1, fits);
-      budget -= columns * job.seqs.length;
-      try {
-        await this.prefillChunk(job, columns);
-      } catch (e) {
-        for (const s of members) s.finish('error', e as Error);
-        this.job = undefined;
-        continue;
-      }
-      if (job.done < job.width) continue;
-      this.job = undefined;
-      this.prefilled.push(job);
+      const columns = budget.take(job.width - job.done, job.seqs.length);
+      if (!columns) return;
+      await this.prefillPass(job, columns);
     }
+  }
+
+  /** Prefills `columns` more of a job's prompts; a job whose prompts are all in its cache goes to `prefilled`, one that failed ends. */
+  private async prefillPass(job: PrefillJob, columns: number): Promise<void> {
+    try {
+      await this.prefillChunk(job, columns);
+    } catch (e) {
+      for (const s of job.seqs.flatMap((l) => l.group)) s.finish('error', e as Error);
+      this.job = undefined;
+      return;
+    }
+    if (job.done < job.width) return;
+    this.job = undefined;
+    this.prefilled.push(job);
   }
 
   /**
@@ -375,22 +248,11 @@ export class GenerationScheduler {
   private preempt(): void {
     const head = this.queue[0];
     if (!head || head.batchLane) return;
-    const active = this.active();
-    let rows = active.length + head.group.length - this.limits.maxBatch;
-    let tokens = active.reduce((n, s) => n + s.tokens, 0) + head.tokens - this.limits.maxTokensTotal;
-    if (rows <= 0 && tokens <= 0) return;
-    const job = this.job?.seqs.every((s) => s.preemptible) ? this.job : undefined;
-    const evicted = (job?.seqs ?? []).slice();
-    for (const s of evicted) [rows, tokens] = [rows - 1, tokens - s.tokens];
-    for (let b = this.running.length - 1; b >= 0 && (rows > 0 || tokens > 0); b--) {
-      const s = this.running[b];
-      if (s.finished || !s.preemptible) continue;
-      evicted.push(s);
-      [rows, tokens] = [rows - 1, tokens - s.tokens];
-    }
-    // Evicting what cannot make room would only throw work away: the head waits for interactive rows to finish.
-    if (rows > 0 || tokens > 0) return;
-    if (job) this.job = undefined;
+    const asRow = (s: Sequence) => ({ live: !s.finished, preemptible: s.preemptible, tokens: s.tokens });
+    const plan = planEviction({ rows: head.group.length, tokens: head.tokens }, this.use(), this.limits, this.job?.seqs.map(asRow), this.running.map(asRow));
+    if (!plan) return;
+    const evicted = [...(plan.job ? this.job!.seqs : []), ...plan.running.map((b) => this.running[b])];
+    if (plan.job) this.job = undefined;
     const leaving = new Set(evicted);
     const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
     if (stays.length < this.running.length) {
@@ -404,6 +266,12 @@ export class GenerationScheduler {
       this.enqueue(s, true);
     }
     this.preempted += evicted.length;
+  }
+
+  /** Rows and tokens held by what is being prefilled or decoded. */
+  private use(): BatchUse {
+    const active = this.active();
+    return { rows: active.length, tokens: active.reduce((n, s) => n + s.tokens, 0) };
   }
 
   /**
@@ -422,16 +290,7 @@ export class GenerationScheduler {
   }
 
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
-    const rows = job.seqs.length;
-    const ids = new BigInt64Array(rows * columns);
-    const positions = new BigInt64Array(rows * columns);
-    const mask = new BigInt64Array(rows * (job.done + columns));
-    for (let b = 0; b < rows; b++) {
-      const from = b * job.width;
-      ids.set(job.ids.subarray(from + job.done, from + job.done + columns), b * columns);
-      positions.set(job.positions.subarray(from + job.done, from + job.done + columns), b * columns);
-      mask.set(job.mask.subarray(from, from + job.done + columns), b * (job.done + columns));
-    }
+    const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
     const forward = this.decoder.forward(ids, mask, positions, job.cache);
     const step = last
@@ -454,53 +313,28 @@ export class GenerationScheduler {
     });
   }
 
-  /** Groups the queue's head with later requests of similar length that fit the batch, the budget and the token limit. */
+  /** The next prefill job: the queue's head alone when its prompt starts with a cached prefix, else the group batch-plan.ts picks. */
   private nextJob(): PrefillJob | undefined {
-    const active = this.active();
-    let free = this.limits.maxBatch - active.length;
-    let tokens = active.reduce((n, s) => n + s.tokens, 0);
+    const use = this.use();
     const head = this.queue[0];
-    if (head && free >= head.group.length && tokens + head.tokens <= this.limits.maxTokensTotal) {
+    if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
       const reused = this.prefixes?.lookup(head.prefillIds);
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
-    const seqs: Sequence[] = [];
-    let width = 0;
-    let real = 0;
-    for (let i = 0; i < this.queue.length && free > 0; ) {
-      const s = this.queue[i];
-      const n = s.prefillIds.length;
-      const w = Math.max(width, n);
-      const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal && s.group.length <= free;
-      const padded = w * (seqs.length + 1);
-      const fitsGroup = seqs.length === 0 || (padded <= this.limits.prefillChunk && padded <= (real + n) * (1 + MAX_PADDING_SHARE));
-      if (!fitsTokens && seqs.length === 0) break; // the head waits for room; nobody overtakes it
-      if (fitsTokens && fitsGroup) {
-        seqs.push(...this.queue.splice(i, 1));
-        tokens += s.tokens;
-        width = w;
-        real += n;
-        free -= s.group.length;
-      } else i++;
-    }
+    const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
+    const { picked, width } = groupForPrefill(waiting, use, this.limits);
+    const seqs = picked.map((i) => this.queue[i]);
+    for (const i of [...picked].reverse()) this.queue.splice(i, 1);
     return seqs.length ? this.newJob(seqs, width) : undefined;
   }
 
   /** A prefill job for prompts left-padded to `width`; a reused prefix (one row) is already in its cache. */
   private newJob(seqs: Sequence[], width: number, reused?: { length: number; cache: BatchCache }): PrefillJob {
-    const ids = new BigInt64Array(seqs.length * width);
-    const mask = new BigInt64Array(seqs.length * width);
-    const positions = new BigInt64Array(seqs.length * width);
-    seqs.forEach((s, b) => {
-      const prompt = s.prefillIds;
-      const pad = width - prompt.length;
-      prompt.forEach((t, i) => {
-        ids[b * width + pad + i] = BigInt(t);
-        mask[b * width + pad + i] = 1n;
-        positions[b * width + pad + i] = BigInt(i);
-      });
-    });
-    return { seqs, width, ids, mask, positions, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
+    const prompts = leftPaddedPrompts(
+      seqs.map((s) => s.prefillIds),
+      width,
+    );
+    return { seqs, width, prompts, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
   }
 
   /** Drops finished and cancelled rows and merges newcomers: one copy of the cache, trimmed to the longest row. */
@@ -544,17 +378,10 @@ export class GenerationScheduler {
 
   private async decode(): Promise<void> {
     const rows = this.running;
-    const ids = BigInt64Array.from(rows, (s) => BigInt(s.next));
-    const positions = BigInt64Array.from(rows, (s) => BigInt(s.cached));
     if ((this.cache.capacity ?? this.cache.length) <= this.cache.length) {
       this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b) }], this.cache.length);
     }
-    const mask = leftPaddedMask(
-      rows.map((s) => s.cached),
-      this.cache.length,
-      1,
-      this.cache.capacity,
-    );
+    const { ids, mask, positions } = decodeInputs(rows, this.cache);
     let step;
     try {
       step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache), rows);
@@ -568,7 +395,7 @@ export class GenerationScheduler {
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
       s.cached++;
-      s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
+      if (!s.finished) s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
     });
     this.onDecodeStep?.(rows.length);
   }

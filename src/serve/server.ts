@@ -2,14 +2,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAccessLine, type AccessEntry } from './access-log.js';
-import type { ApiKey, Authenticator } from './auth.js';
+import type { ApiKey, Authenticator } from './access/auth.js';
 import { CompletionService } from './completions.js';
 import type { ContentFilter } from './content-filter.js';
 import { readJson, sendError, sendJson, SseWriter } from './http-io.js';
 import type { ModelRegistry } from './model-registry.js';
 import { ApiError, toApiError } from './openai/errors.js';
 import type { Endpoint } from './openai/translate.js';
-import type { QuotaTracker } from './quotas.js';
+import type { QuotaTracker } from './access/quotas.js';
 import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 import { WebSocketGateway } from './websocket.js';

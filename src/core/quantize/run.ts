@@ -38,7 +38,7 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
       threads: o.threads,
       progress: (message, step, total) => {
         stopped();
-        opts.onEvent?.({ event: 'progress', step, total, message });
+        opts.onEvent?.({ event: 'progress', step, total, message, phase: 'measure' });
       },
     });
     await writeFileAtomic(join(o.out, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');

@@ -1,10 +1,10 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ANONYMOUS, type ApiKey, type Authenticator } from '../auth.js';
+import { ANONYMOUS, type ApiKey, type Authenticator } from '../access/auth.js';
 import type { CompletionService } from '../completions.js';
 import type { ModelRegistry } from '../model-registry.js';
 import { ApiError, toApiError } from '../openai/errors.js';
-import type { QuotaTracker } from '../quotas.js';
+import type { QuotaTracker } from '../access/quotas.js';
 import { BatchRunner } from './batch-runner.js';
 import { BatchStore } from './batch-store.js';
 import { FileStore } from './file-store.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ApiKey } from '../auth.js';
+import type { ApiKey } from '../access/auth.js';
 import { readJson, sendJson } from '../http-io.js';
 import { ApiError, invalidParam } from '../openai/errors.js';
 import { parseRequest } from '../openai/schemas.js';

@@ -1,8 +1,10 @@
 import type { ApiKey } from './auth.js';
 import { DAY, MINUTE, type CounterStore } from './counter-store.js';
-import { ApiError } from './openai/errors.js';
-import type { Feature, Limits, QuotaPolicy } from './quota-file.js';
-import type { ServerMetrics } from './server-metrics.js';
+import { ApiError } from '../openai/errors.js';
+import type { Feature } from './features.js';
+import type { Limits } from './limits.js';
+import type { QuotaPolicy } from './quota-file.js';
+import type { ServerMetrics } from '../server-metrics.js';
 
 /** What happens to requests while the shared counter store (Redis) is unreachable. */
 export const REDIS_DOWN_POLICIES = ['open', 'closed'] as const;
@@ -184,18 +186,4 @@ export class QuotaTracker {
   private now(): number {
     return (this.opts.now ?? Date.now)();
   }
-}
-
-/** The features a request uses, from the raw OpenAI body (so options other layers add are seen too). */
-export function requestFeatures(body: unknown, opts: { stream: boolean; websocket: boolean; batch?: boolean; promptTokens: number; longContextTokens: number }): Feature[] {
-  const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
-  const features: Feature[] = [];
-  if (opts.stream) features.push('stream');
-  if (opts.websocket) features.push('websocket');
-  if (opts.batch) features.push('batch');
-  if (typeof b.n === 'number' && b.n > 1) features.push('n');
-  if ((Array.isArray(b.tools) && b.tools.length) || (Array.isArray(b.functions) && b.functions.length) || b.response_format != null) features.push('tools');
-  if (b.logprobs === true || typeof b.logprobs === 'number' || b.top_logprobs != null) features.push('logprobs');
-  if (opts.promptTokens > opts.longContextTokens) features.push('long_context');
-  return features;
 }
