@@ -5,13 +5,22 @@ import { readInputFile } from '../../src/serve/batch/input-file.js';
 import { ResultLog } from '../../src/serve/batch/result-log.js';
 import { tempDir } from '../helpers/cli.js';
 
-const line = (id: string, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/completions', body: { model: 'm', prompt: 'x' }, ...extra });
+const line = (id: string, extra: Record<string, unknown> = {}) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/completions', body: { model: 'm', prompt: 'x' }, ...extra });
 const known = (model: string) => (model === 'm' ? undefined : `The model '${model}' does not exist`);
 
 describe('batch input files', () => {
   it('reads good lines and reports each bad one with its line number, as OpenAI does', () => {
-    const text = [line('a'), '', 'not json', line('a'), line('b', { url: '/v1/embeddings' }), line('c', { body: { model: 'gpt-4o', prompt: 'x' } }), line('d', { body: [] }), line('e', { body: { model: 'm', stream: true } }), '{"method": "POST"}'].join('\n');
+    const text = [
+      line('a'),
+      '',
+      'not json',
+      line('a'),
+      line('b', { url: '/v1/embeddings' }),
+      line('c', { body: { model: 'gpt-4o', prompt: 'x' } }),
+      line('d', { body: [] }),
+      line('e', { body: { model: 'm', stream: true } }),
+      '{"method": "POST"}',
+    ].join('\n');
     const { lines, errors } = readInputFile(text, { endpoint: '/v1/completions', modelProblem: known });
     expect(lines.map((l) => [l.line, l.custom_id])).toEqual([[1, 'a']]);
     expect(errors.map((e) => [e.line, e.code, e.param])).toEqual([
