@@ -50,6 +50,7 @@ export default defineConfig({
       'test/serve/structured-outputs.test.ts',
       'test/serve/tool-calls.test.ts',
       'test/serve/triton.test.ts',
+      'test/serve/web-ui.test.ts',
       'test/serve/websocket-plain.test.ts',
       'test/serve/websocket.test.ts',
       'test/workers/job-contract.test.ts',

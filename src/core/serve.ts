@@ -55,6 +55,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   dataDir?: string;
   /** Largest upload to /v1/files, in MB (default 200, as OpenAI's). */
   batchFileMb?: number;
+  /** The web page at `/` (default true). */
+  ui?: boolean;
 }
 
 export interface RunningServer {
@@ -98,7 +100,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
   const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, batch });
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);

@@ -12,6 +12,7 @@ import type { Endpoint } from './openai/translate.js';
 import type { QuotaTracker } from './access/quotas.js';
 import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
+import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
 import { BatchService, type BatchOptions } from './batch/batch-service.js';
 import { BatchApi } from './batch/routes.js';
@@ -27,6 +28,8 @@ export interface ServerOptions {
   log: (line: string) => void;
   /** Files and batches (/v1/files, /v1/batches): where they are kept and their limits. */
   batch?: BatchOptions;
+  /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
+  ui?: boolean;
 }
 
 /** Seconds a client is asked to wait while the server drains. */
@@ -139,6 +142,7 @@ export class LlmServer {
       return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
     }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
+    if (this.opts.ui !== false && req.method === 'GET' && (await serveWebUi(pathname, res))) return;
     if (pathname === '/ready') {
       if (this.draining) return sendJson(res, 503, { status: 'draining' });
       const why = await this.opts.models.unavailable();

@@ -17,6 +17,7 @@ export function serveCommand(): Command {
       for (const m of models) process.stdout.write(`model ${m.id} on ${m.device}${m.skipped.length ? ` (${m.skipped.join('; ')})` : ''}: ${m.path}\n`);
       process.stdout.write(`serving at ${server.url}/v1${server.authenticated ? ' (API key required)' : ''}; SIGTERM or Ctrl-C drains and stops\n`);
       process.stdout.write(server.batch.unavailable ? `batch jobs off: ${server.batch.unavailable}\n` : `batch jobs and files: ${server.batch.dataDir}\n`);
+      if (options.ui) process.stdout.write(`web playground and dashboard: ${server.url}/\n`);
     }
     await untilStopped(server.drain);
   });
