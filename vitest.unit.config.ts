@@ -42,6 +42,8 @@ export default defineConfig({
       'test/serve/chat-templates.test.ts',
       'test/serve/drain.test.ts',
       'test/serve/errors.test.ts',
+      'test/serve/grammar-isolation.test.ts',
+      'test/serve/grammar-sandbox.test.ts',
       'test/serve/models.test.ts',
       'test/serve/openai-api.test.ts',
       'test/serve/python-sdk.test.ts',
