@@ -1,13 +1,14 @@
 import { DecoderSession } from './decoder-session.js';
 import { openDrafter } from './drafters.js';
-import type { GenerationEngine } from './generation-engine.js';
+import type { Choice, GenerationEngine, TextRequest } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
-import { GenerationScheduler, type GenerationRequest, type Lane, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
-import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
+import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
+import type { GenerationRequest, TokenSink } from './sequence.js';
+import type { TokenLogprob } from './logits-processor.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './devices.js';
-import { GREEDY, type SamplingParams } from './sampling.js';
+import { GREEDY } from './sampling.js';
 import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
 import { StreamingTextMatcher } from './text-matcher.js';
 import { ModelTokenizer } from './tokenizer.js';
@@ -25,32 +26,6 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
-
-/** A generation request in tokens in, text out. */
-export interface TextRequest {
-  promptIds: readonly number[];
-  /** Default: whatever is left of the context after the prompt. */
-  maxTokens?: number;
-  sampling?: Partial<SamplingParams>;
-  /** Strings that end the generation; they are not part of the output. */
-  stop?: readonly string[];
-  /** Keep going past EOS (benchmarks: every request generates exactly maxTokens). */
-  ignoreEos?: boolean;
-  signal?: AbortSignal;
-  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
-  logprobs?: number;
-  /** `batch`: behind interactive requests, in the capacity they leave (batch jobs). */
-  lane?: Lane;
-}
-
-/** One of several completions of a request (`generateChoices`). */
-export interface Choice {
-  streamer: Streamer;
-  /** This choice's grammar constraint, if any. */
-  processor?: LogitsProcessor;
-  /** This choice's seed (else the request's). */
-  seed?: number;
-}
 
 /**
  * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.

@@ -1,51 +1,11 @@
+import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
+import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession } from './decoder-session.js';
-import { DraftLength } from './draft-length.js';
 import type { Drafter } from './drafter.js';
-import { gatherRows, spanMask, type RowSelection } from './kv-cache.js';
-import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
-import { tokenLogprob } from './logprobs.js';
+import { EngineRejection } from './generation-engine.js';
+import { gatherRows, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
-import { TokenSampler, type SamplingParams } from './sampling.js';
-import type { FinishReason, GenerationEnd } from './streamer.js';
-
-/** Receives one request's tokens as they are sampled. */
-export interface TokenSink {
-  /**
-   * Called with each sampled token that is not a stop token, with its log-probability when the request
-   * asked for them; returns true when the request is done (a stop string).
-   */
-  token(id: number, logprob?: TokenLogprob): boolean;
-  /** Called exactly once, when the request leaves the scheduler for any reason. */
-  end(end: GenerationEnd): void;
-}
-
-export interface GenerationRequest {
-  promptIds: readonly number[];
-  /** At most this many new tokens; prompt + maxTokens must fit the context. */
-  maxTokens: number;
-  sampling: SamplingParams;
-  /** Tokens that end the generation (EOS); empty to generate exactly maxTokens. */
-  stopTokenIds: readonly number[];
-  sink: TokenSink;
-  /** Aborting it frees the request's slot at the next step. */
-  signal?: AbortSignal;
-  /** Shapes the logits before sampling (a grammar's token mask). */
-  processor?: LogitsProcessor;
-  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
-  logprobs?: number;
-  /** `batch`: waits behind interactive requests and gives its row up to them (see GenerationScheduler.preempt). */
-  lane?: Lane;
-}
-
-/** Interactive requests go first; batch-lane ones fill the capacity they leave. */
-export type Lane = 'interactive' | 'batch';
-
-/**
- * Several completions of one prompt (OpenAI's `n`): the prompt is prefilled once, in the first request's
- * row, and its cache is copied into the others' rows when they join the batch. The requests must share
- * `promptIds`; each has its own sampler, seed, processor and sink.
- */
-export type RequestGroup = readonly GenerationRequest[];
+import { Sequence, type RequestGroup } from './sequence.js';
 
 export interface SchedulerLimits {
   /** Rows decoded together. */
@@ -58,152 +18,18 @@ export interface SchedulerLimits {
   prefillChunk: number;
 }
 
-export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt' | 'unavailable' | 'unsupported';
-
-/** A request the scheduler refuses up front; the server maps the code to an HTTP status. */
-export class EngineRejection extends Error {
-  constructor(
-    readonly code: RejectionCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EngineRejection';
-  }
-}
-
-/** One request inside the scheduler. */
-class Sequence {
-  readonly sampler: TokenSampler;
-  /** Tokens whose keys/values are in the cache. */
-  cached = 0;
-  /** The last sampled token, fed at the next decode step. */
-  next = -1;
-  /** Where this row's cached tokens end in the running batch's cache: the column its next token goes to. */
-  column = 0;
-  generated = 0;
-  /** The sampled tokens, in order. */
-  readonly output: number[] = [];
-  finished?: FinishReason;
-  /** One of a leader's followers. */
-  follower = false;
-  private readonly submittedAt = performance.now();
-  private lastTokenAt = 0;
-  private firstTokenMs?: number;
-  private readonly gaps: number[] = [];
-
-  /** How many tokens this row drafts a pass, when the scheduler has a drafter (none under a grammar constraint). */
-  readonly draftLength?: DraftLength;
-
-  constructor(
-    readonly request: GenerationRequest,
-    /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
-    readonly followers: Sequence[] = [],
-    drafting = false,
-  ) {
-    this.sampler = new TokenSampler(request.sampling, request.promptIds);
-    // A grammar's mask is prepared for one next token a pass; it cannot judge drafted tokens ahead of it.
-    if (drafting && !request.processor) this.draftLength = new DraftLength();
-  }
-
-  get batchLane(): boolean {
-    return this.request.lane === 'batch';
-  }
-
-  /** A batch-lane row alone in its group can leave the batch and come back (groups share one prefill). */
-  get preemptible(): boolean {
-    return this.batchLane && !this.followers.length && !this.follower;
-  }
-
-  /** What a prefill feeds: the prompt, and for a row that was preempted, the tokens it had sampled (recomputed, as vLLM does). */
-  get prefillIds(): readonly number[] {
-    return this.output.length ? [...this.request.promptIds, ...this.output] : this.request.promptIds;
-  }
-
-  /** Tokens this request (and its followers) may hold at most: what counts against maxTokensTotal. */
-  get tokens(): number {
-    return (this.request.promptIds.length + this.request.maxTokens) * (1 + this.followers.length);
-  }
-
-  /** This row and its followers. */
-  get group(): Sequence[] {
-    return [this, ...this.followers];
-  }
-
-  /** The tokens whose keys/values are in the cache: the prompt, then the output but its last token (not fed yet). */
-  get cachedIds(): number[] {
-    return [...this.request.promptIds, ...this.output].slice(0, this.cached);
-  }
-
-  get cancelled(): boolean {
-    return !this.finished && this.request.signal?.aborted === true;
-  }
-
-  /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
-  advance(logits: Float32Array): void {
-    const { processor } = this.request;
-    const remaining = this.request.maxTokens - this.generated;
-    const token = this.sampler.sample(logits, processor && ((row) => processor.apply(row, remaining)));
-    processor?.accept(token);
-    this.take(token, logits);
-  }
-
-  /**
-   * Goes through a verification pass's logits for this row (`logits`: one row per fed token: the last token,
-   * then `draft`): each drafted token is accepted or replaced by the rejection rule, and the first replaced
-   * one, or the token after the whole draft, ends the walk. Returns how many fed tokens stay in the cache:
-   * those before the first rejection (each emitted token's predecessor).
-   */
-  acceptDraft(logits: Float32Array, vocab: number, draft: readonly number[]): number {
-    const row = (i: number) => logits.subarray(i * vocab, (i + 1) * vocab);
-    let accepted = 0;
-    while (accepted < draft.length && !this.finished) {
-      const token = this.sampler.verify(row(accepted), draft[accepted]);
-      this.take(token, row(accepted));
-      if (token !== draft[accepted]) break;
-      accepted++;
-    }
-    this.draftLength?.record(draft.length, accepted);
-    if (accepted === draft.length && !this.finished) this.advance(row(draft.length));
-    return accepted + 1;
-  }
-
-  /** Emits a chosen token; `logits` is the row it was chosen from (for its log-probability). */
-  private take(token: number, logits: Float32Array): void {
-    const { logprobs } = this.request;
-    const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
-    const now = performance.now();
-    if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
-    else this.gaps.push(now - this.lastTokenAt);
-    this.lastTokenAt = now;
-    this.generated++;
-    this.output.push(token);
-    this.next = token;
-    const { request } = this;
-    if (request.stopTokenIds.includes(token) || request.sink.token(token, logprob)) this.finish('stop');
-    else if (this.generated >= request.maxTokens) this.finish('length');
-  }
-
-  finish(reason: FinishReason, error?: Error): void {
-    if (this.finished) return;
-    this.finished = reason;
-    this.request.sink.end({
-      reason,
-      promptTokens: this.request.promptIds.length,
-      completionTokens: this.generated,
-      timeToFirstTokenMs: this.firstTokenMs,
-      interTokenMs: this.gaps,
-      error,
-    });
-  }
-}
+/**
+ * What the scheduler runs its steps on: a prefill pass (`forward`, new columns over a cache) and a decode step
+ * (`decodeInPlace`, one token a row, or a row's last token and its drafted ones). DecoderSession is the one;
+ * another runtime plugs in here. Which rows run, how many columns, and who waits is decided in batch-plan.ts.
+ */
+export type StepDecoder = Pick<DecoderSession, 'model' | 'vocabSize' | 'emptyCache' | 'forward' | 'decodeInPlace'>;
 
 /** Newcomers prefilled together: their prompts left-padded to one width, fed a chunk of columns per step. */
 interface PrefillJob {
   seqs: Sequence[];
   width: number;
-  ids: BigInt64Array;
-  mask: BigInt64Array;
-  positions: BigInt64Array;
+  prompts: StepInputs;
   /** Columns prefilled so far. */
   done: number;
   cache: BatchCache;
@@ -211,9 +37,6 @@ interface PrefillJob {
 
 /** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
 const ADMISSION_WAIT_MS = 10;
-
-/** Newcomers are grouped while padding stays under this share of the group's tokens. */
-const MAX_PADDING_SHARE = 0.25;
 
 /**
  * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
@@ -238,9 +61,19 @@ function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: numb
   return { seqs: out, rows };
 }
 
-/** Lets every row's processor get ready for its next token while `step` (the forward pass) runs. */
+/**
+ * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
+ * that fails ends its own row with the error; the other rows go on.
+ */
 async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
-  const ready = seqs.map((s) => (s.finished ? undefined : s.request.processor?.prepare()));
+  const ready = seqs.map(async (s) => {
+    if (s.finished || !s.request.processor) return;
+    try {
+      await s.request.processor.prepare();
+    } catch (e) {
+      s.finish('error', e as Error);
+    }
+  });
   const [out] = await Promise.all([step, ...ready]);
   return out;
 }
@@ -250,7 +83,8 @@ async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): P
  * drops finished and cancelled rows, prefills newcomers (grouped by similar length, chunked under a
  * token budget) and merges them into the running batch, with one copy of the cache per change; a
  * decode step then advances every running row by one token. A long generation never blocks a short
- * one: the short one joins at the next step and leaves when it is done.
+ * one: the short one joins at the next step and leaves when it is done. The choices are batch-plan.ts's;
+ * the tensors they need are built in batch-inputs.ts; this class keeps the state and runs the steps.
  */
 export class GenerationScheduler {
   private readonly queue: Sequence[] = [];
@@ -265,7 +99,7 @@ export class GenerationScheduler {
   preempted = 0;
 
   constructor(
-    private readonly decoder: DecoderSession,
+    private readonly decoder: StepDecoder,
     readonly limits: SchedulerLimits,
     /** Called after each decode step with the number of rows it advanced (for metrics). */
     private readonly onDecodeStep?: (rows: number) => void,
@@ -300,7 +134,7 @@ export class GenerationScheduler {
   }
 
   /** Queues a request; its sink hears every token and the end. Throws EngineRejection before queueing. */
-  submit(request: GenerationRequest): void {
+  submit(request: RequestGroup[number]): void {
     this.submitGroup([request]);
   }
 
@@ -337,10 +171,12 @@ export class GenerationScheduler {
     }
   }
 
-  /** Interactive requests stand before every batch-lane one; each lane is first come, first served. */
   private enqueue(seq: Sequence, front = false): void {
-    const firstBatch = this.queue.findIndex((s) => s.batchLane);
-    const at = seq.batchLane ? (front ? (firstBatch < 0 ? this.queue.length : firstBatch) : this.queue.length) : firstBatch < 0 ? this.queue.length : firstBatch;
+    const at = queuePosition(
+      this.queue.map((s) => s.batchLane),
+      seq.batchLane,
+      front,
+    );
     this.queue.splice(at, 0, seq);
   }
 
@@ -379,15 +215,15 @@ export class GenerationScheduler {
       if (this.queue[i].cancelled) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
     }
     this.preempt();
-    const decoding = this.running.some((s) => !s.finished);
-    const chunk = this.limits.prefillChunk;
-    for (let budget = chunk; ; ) {
-      // Nobody waits on a decode step: each pass may use a whole budget.
-      if (!decoding) budget = chunk;
+    const budget = new PrefillBudget(
+      this.limits.prefillChunk,
+      this.running.some((s) => !s.finished),
+    );
+    for (;;) {
       const job = (this.job ??= this.nextJob());
       if (!job) {
         // The queue is empty (or what waits does not fit): before the first decode step, wait for stragglers.
-        if (decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) break;
+        if (budget.decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) return;
         continue;
       }
       const members = job.seqs.flatMap((s) => s.group);
@@ -396,22 +232,24 @@ export class GenerationScheduler {
         this.job = undefined;
         continue;
       }
-      const fits = Math.min(job.width - job.done, Math.floor(budget / job.seqs.length));
-      // This step's budget is spent (a job wider than a whole budget still gets one column a step).
-      if (fits < 1 && budget < chunk) break;
-      const columns = Math.max(1, fits);
-      budget -= columns * job.seqs.length;
-      try {
-        await this.prefillChunk(job, columns);
-      } catch (e) {
-        for (const s of members) s.finish('error', e as Error);
-        this.job = undefined;
-        continue;
-      }
-      if (job.done < job.width) continue;
-      this.job = undefined;
-      this.prefilled.push(job);
+      const columns = budget.take(job.width - job.done, job.seqs.length);
+      if (!columns) return;
+      await this.prefillPass(job, columns);
     }
+  }
+
+  /** Prefills `columns` more of a job's prompts; a job whose prompts are all in its cache goes to `prefilled`, one that failed ends. */
+  private async prefillPass(job: PrefillJob, columns: number): Promise<void> {
+    try {
+      await this.prefillChunk(job, columns);
+    } catch (e) {
+      for (const s of job.seqs.flatMap((l) => l.group)) s.finish('error', e as Error);
+      this.job = undefined;
+      return;
+    }
+    if (job.done < job.width) return;
+    this.job = undefined;
+    this.prefilled.push(job);
   }
 
   /**
@@ -423,22 +261,11 @@ export class GenerationScheduler {
   private preempt(): void {
     const head = this.queue[0];
     if (!head || head.batchLane) return;
-    const active = this.active();
-    let rows = active.length + head.group.length - this.limits.maxBatch;
-    let tokens = active.reduce((n, s) => n + s.tokens, 0) + head.tokens - this.limits.maxTokensTotal;
-    if (rows <= 0 && tokens <= 0) return;
-    const job = this.job?.seqs.every((s) => s.preemptible) ? this.job : undefined;
-    const evicted = (job?.seqs ?? []).slice();
-    for (const s of evicted) [rows, tokens] = [rows - 1, tokens - s.tokens];
-    for (let b = this.running.length - 1; b >= 0 && (rows > 0 || tokens > 0); b--) {
-      const s = this.running[b];
-      if (s.finished || !s.preemptible) continue;
-      evicted.push(s);
-      [rows, tokens] = [rows - 1, tokens - s.tokens];
-    }
-    // Evicting what cannot make room would only throw work away: the head waits for interactive rows to finish.
-    if (rows > 0 || tokens > 0) return;
-    if (job) this.job = undefined;
+    const asRow = (s: Sequence) => ({ live: !s.finished, preemptible: s.preemptible, tokens: s.tokens });
+    const plan = planEviction({ rows: head.group.length, tokens: head.tokens }, this.use(), this.limits, this.job?.seqs.map(asRow), this.running.map(asRow));
+    if (!plan) return;
+    const evicted = [...(plan.job ? this.job!.seqs : []), ...plan.running.map((b) => this.running[b])];
+    if (plan.job) this.job = undefined;
     const leaving = new Set(evicted);
     const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
     if (stays.length < this.running.length) {
@@ -453,6 +280,12 @@ export class GenerationScheduler {
       this.enqueue(s, true);
     }
     this.preempted += evicted.length;
+  }
+
+  /** Rows and tokens held by what is being prefilled or decoded. */
+  private use(): BatchUse {
+    const active = this.active();
+    return { rows: active.length, tokens: active.reduce((n, s) => n + s.tokens, 0) };
   }
 
   /**
@@ -471,16 +304,7 @@ export class GenerationScheduler {
   }
 
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
-    const rows = job.seqs.length;
-    const ids = new BigInt64Array(rows * columns);
-    const positions = new BigInt64Array(rows * columns);
-    const mask = new BigInt64Array(rows * (job.done + columns));
-    for (let b = 0; b < rows; b++) {
-      const from = b * job.width;
-      ids.set(job.ids.subarray(from + job.done, from + job.done + columns), b * columns);
-      positions.set(job.positions.subarray(from + job.done, from + job.done + columns), b * columns);
-      mask.set(job.mask.subarray(from, from + job.done + columns), b * (job.done + columns));
-    }
+    const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
     const forward = this.decoder.forward(ids, mask, positions, job.cache);
     const step = last
@@ -503,53 +327,28 @@ export class GenerationScheduler {
     });
   }
 
-  /** Groups the queue's head with later requests of similar length that fit the batch, the budget and the token limit. */
+  /** The next prefill job: the queue's head alone when its prompt starts with a cached prefix, else the group batch-plan.ts picks. */
   private nextJob(): PrefillJob | undefined {
-    const active = this.active();
-    let free = this.limits.maxBatch - active.length;
-    let tokens = active.reduce((n, s) => n + s.tokens, 0);
+    const use = this.use();
     const head = this.queue[0];
-    if (head && free >= head.group.length && tokens + head.tokens <= this.limits.maxTokensTotal) {
+    if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
       const reused = this.prefixes?.lookup(head.prefillIds);
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
-    const seqs: Sequence[] = [];
-    let width = 0;
-    let real = 0;
-    for (let i = 0; i < this.queue.length && free > 0; ) {
-      const s = this.queue[i];
-      const n = s.prefillIds.length;
-      const w = Math.max(width, n);
-      const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal && s.group.length <= free;
-      const padded = w * (seqs.length + 1);
-      const fitsGroup = seqs.length === 0 || (padded <= this.limits.prefillChunk && padded <= (real + n) * (1 + MAX_PADDING_SHARE));
-      if (!fitsTokens && seqs.length === 0) break; // the head waits for room; nobody overtakes it
-      if (fitsTokens && fitsGroup) {
-        seqs.push(...this.queue.splice(i, 1));
-        tokens += s.tokens;
-        width = w;
-        real += n;
-        free -= s.group.length;
-      } else i++;
-    }
+    const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
+    const { picked, width } = groupForPrefill(waiting, use, this.limits);
+    const seqs = picked.map((i) => this.queue[i]);
+    for (const i of [...picked].reverse()) this.queue.splice(i, 1);
     return seqs.length ? this.newJob(seqs, width) : undefined;
   }
 
   /** A prefill job for prompts left-padded to `width`; a reused prefix (one row) is already in its cache. */
   private newJob(seqs: Sequence[], width: number, reused?: { length: number; cache: BatchCache }): PrefillJob {
-    const ids = new BigInt64Array(seqs.length * width);
-    const mask = new BigInt64Array(seqs.length * width);
-    const positions = new BigInt64Array(seqs.length * width);
-    seqs.forEach((s, b) => {
-      const prompt = s.prefillIds;
-      const pad = width - prompt.length;
-      prompt.forEach((t, i) => {
-        ids[b * width + pad + i] = BigInt(t);
-        mask[b * width + pad + i] = 1n;
-        positions[b * width + pad + i] = BigInt(i);
-      });
-    });
-    return { seqs, width, ids, mask, positions, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
+    const prompts = leftPaddedPrompts(
+      seqs.map((s) => s.prefillIds),
+      width,
+    );
+    return { seqs, width, prompts, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
   }
 
   /** Drops finished and cancelled rows and merges newcomers: one copy of the cache, trimmed to the longest row. */
@@ -579,7 +378,7 @@ export class GenerationScheduler {
 
   /**
    * Hands the rows that finished (not with an error), or the chosen ones, to the prefix cache before their cache is
-   * dropped; `running`: the cache is the running batch's, where rows end at their own columns.
+   * dropped; `running`: the cache is the running batch's, where each row ends at its own column.
    */
   private remember(cache: BatchCache, seqs: readonly Sequence[], running: boolean, chosen = (s: Sequence) => s.finished !== undefined && s.finished !== 'error'): void {
     if (!this.prefixes) return;
@@ -602,9 +401,9 @@ export class GenerationScheduler {
 
   /**
    * One decode step: every running row feeds its last token, and the rows with a draft their drafted tokens
-   * after it, verified in the same pass (rows with shorter drafts are padded, masked). Each row keeps the
-   * tokens up to its first rejection; its cache simply ends there (the next pass masks and overwrites the
-   * rest), so rows end at different columns until the next regather aligns them.
+   * after it, verified in the same pass. Each row keeps the tokens up to its first rejection; its cache simply
+   * ends there (the next pass masks and overwrites the rest), so rows end at different columns until the next
+   * regather aligns them.
    */
   private async decode(): Promise<void> {
     const rows = this.running;
@@ -614,23 +413,8 @@ export class GenerationScheduler {
       const ends = rows.map((s) => s.column);
       this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b), ends }], Math.max(...rows.map((s) => s.cached)));
     }
-    const ids = new BigInt64Array(rows.length * width);
-    const positions = new BigInt64Array(rows.length * width);
-    rows.forEach((s, b) => {
-      const fed = [s.next, ...drafts[b]];
-      for (let i = 0; i < width; i++) {
-        ids[b * width + i] = BigInt(fed[Math.min(i, fed.length - 1)]);
-        positions[b * width + i] = BigInt(s.cached + i);
-      }
-    });
     const columns = rows.map((s) => s.column);
-    const mask = spanMask(
-      rows.map((s) => s.cached),
-      columns,
-      width,
-      this.cache.capacity ?? this.cache.length,
-      drafts.map((d) => 1 + d.length),
-    );
+    const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
       step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows);
@@ -643,7 +427,9 @@ export class GenerationScheduler {
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
       const logits = step.logits.subarray(b * width * vocab, (b + 1) * width * vocab);
-      const kept = drafts[b].length ? s.acceptDraft(logits, vocab, drafts[b]) : (s.advance(logits.subarray(0, vocab)), 1);
+      let kept = 1;
+      if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
+      else if (!s.finished) s.advance(logits.subarray(0, vocab));
       this.drafts.accepted += kept - 1;
       s.cached += kept;
       s.column += kept;

@@ -6,6 +6,7 @@ import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { tinyModel } from '../helpers/models.js';
+import { interruptedAtFirstCheckpoint, metrics } from '../helpers/training.js';
 
 // One thread for the Python processes the tests start (the worker picks one itself for the tiny model): on
 // two shared cores that is faster than two threads fighting, and it keeps CPU runs bit-identical.
@@ -16,13 +17,6 @@ function events(stderr: string): Record<string, any>[] {
   return stderr
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l));
-}
-
-function metrics(out: string): Record<string, any>[] {
-  return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
     .map((l) => JSON.parse(l));
 }
 
@@ -137,15 +131,7 @@ describe('llmkit finetune resume', () => {
     expect(straight.exitCode, String(straight.stderr).slice(-2000)).toBe(0);
 
     const out = join(work, 'stopped');
-    const child = runCli(args(out), { env });
-    let seen = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      // Once: a second Ctrl-C means "quit at once", without a checkpoint.
-      if (seen.includes('"kind":"checkpoint"')) return;
-      seen += chunk.toString();
-      if (seen.includes('"kind":"checkpoint"')) child.kill('SIGINT');
-    });
-    const stopped = await child;
+    const stopped = await interruptedAtFirstCheckpoint(args(out), { env });
     expect(stopped.exitCode, String(stopped.stderr).slice(-2000)).toBe(130);
     const interrupted = events(String(stopped.stderr)).find((e) => e.event === 'interrupted')!;
     expect(interrupted.step).toBeGreaterThanOrEqual(10);

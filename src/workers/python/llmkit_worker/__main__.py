@@ -28,11 +28,17 @@ def main() -> int:
         return 4
     except Exception as e:  # noqa: BLE001 - every failure must reach llmkit as one event
         if type(e).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(e):
-            emit("error", kind="oom", message=str(e).splitlines()[0])
+            emit("error", kind="oom", message=first_line(str(e)))
             return 5
         traceback.print_exc()
-        emit("error", kind="crash", message=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        said = first_line(str(e))
+        emit("error", kind="crash", message=f"{type(e).__name__}: {said}" if said else type(e).__name__)
         return 1
+
+
+def first_line(text: str) -> str:
+    """The first line that says something: some messages (safetensors' shared-tensor error) begin with a newline."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 if __name__ == "__main__":
