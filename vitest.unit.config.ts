@@ -16,6 +16,7 @@ export default defineConfig({
     exclude: [
       'test/cli/finetune.test.ts',
       'test/cli/tied-checkpoint.test.ts',
+      'test/core/batch-offline.test.ts',
       'test/core/bench.test.ts',
       'test/core/chat-local-backend.test.ts',
       'test/core/chat-plain.test.ts',
