@@ -38,6 +38,7 @@ export default defineConfig({
       'test/engine/graph-pruning.test.ts',
       'test/engine/last-position-logits.test.ts',
       'test/engine/prefix-cache.test.ts',
+      'test/real/**',
       'test/serve/batch-api.test.ts',
       'test/serve/batch-python-sdk.test.ts',
       'test/serve/chat-templates.test.ts',
