@@ -181,6 +181,19 @@ export const JOBS = {
       tensor_types: z.record(z.string(), z.number().int()),
     }),
   },
+  import_gguf: {
+    config: z.object({ gguf: z.string(), out: z.string(), dtype: z.enum(['float32', 'bfloat16', 'float16']) }),
+    result: z.object({
+      path: z.string(),
+      architecture: z.string(),
+      model_type: z.string(),
+      parameters: z.number().int(),
+      dtype: z.enum(['float32', 'bfloat16', 'float16']),
+      tensor_types: z.record(z.string(), z.number().int()),
+      special_tokens: z.record(z.string(), z.string()),
+      chat_template: z.boolean(),
+    }),
+  },
   export_triton: {
     config: z.object({ model: z.string(), out: z.string(), name: z.string(), device: z.enum(['cpu', 'gpu']).optional() }),
     result: z.object({ path: z.string(), decoder: z.string(), generate: z.string(), device: z.enum(['cpu', 'gpu']) }),
