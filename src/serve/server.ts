@@ -14,6 +14,8 @@ import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
+import { BatchService, type BatchOptions } from './batch/batch-service.js';
+import { BatchApi } from './batch/routes.js';
 
 export interface ServerOptions {
   models: ModelRegistry;
@@ -24,6 +26,8 @@ export interface ServerOptions {
   cache?: ResponseCache;
   /** Receives one access-log line per request. */
   log: (line: string) => void;
+  /** Files and batches (/v1/files, /v1/batches): where they are kept and their limits. */
+  batch?: BatchOptions;
   /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
   ui?: boolean;
 }
@@ -48,6 +52,7 @@ export class LlmServer {
   private readonly http: Server;
   private readonly service: CompletionService;
   private readonly ws: WebSocketGateway;
+  readonly batches?: BatchService;
   private readonly inFlight = new Set<Promise<unknown>>();
   private draining = false;
 
@@ -61,6 +66,7 @@ export class LlmServer {
       refuseIfDraining: () => this.refuseIfDraining(),
       track: (p) => this.track(p),
     });
+    if (opts.batch) this.batches = BatchService.open(opts.batch, { service: this.service, auth: opts.auth, models: opts.models, quotas: opts.quotas });
     this.http = createServer((req, res) => void this.track(this.route(req, res)));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.ws.upgrade(req, socket, head));
   }
@@ -77,6 +83,7 @@ export class LlmServer {
   /** Refuses new requests (503), waits for those in flight, then closes every connection. */
   async drain(): Promise<void> {
     this.draining = true;
+    await this.batches?.close();
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
     this.ws.closeAll();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -121,6 +128,12 @@ export class LlmServer {
       const key = this.opts.auth.authenticate(req.headers.authorization);
       entry.key = key.name;
       return this.generate(endpoint, await readJson(req), key, res, entry);
+    }
+    if (BatchApi.handles(pathname) && this.batches) {
+      if (req.method !== 'GET') this.refuseIfDraining();
+      const key = this.opts.auth.authenticate(req.headers.authorization);
+      entry.key = key.name;
+      return this.batches.routes().route(req, res, url, key);
     }
     if (pathname === '/v1/usage') {
       this.allow(req, 'GET');
