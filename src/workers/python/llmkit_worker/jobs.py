@@ -120,7 +120,9 @@ class FinetuneConfig(TypedDict):
     train_on_prompt: bool
     gradient_checkpointing: bool
     eval_every: int | None
-    save_every: int | None
+    save_every: int
+    save_minutes: float
+    keep_checkpoints: int
     resume: bool
     merge: bool
     precision: str
