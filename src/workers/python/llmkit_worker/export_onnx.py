@@ -370,7 +370,7 @@ def fold_static_shapes(model) -> int:
         values[name] = np.asarray(array)
         return name
 
-    renamed = {}
+    renamed: dict = {}
     shape_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Shape" and not n.attribute}
     for node in graph.node:
         node.input[:] = [renamed.get(i, i) for i in node.input]
