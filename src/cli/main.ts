@@ -15,6 +15,7 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   quantize: async () => (await import('./commands/quantize.js')).quantizeCommand(),
   serve: async () => (await import('./commands/serve.js')).serveCommand(),
   bench: async () => (await import('./commands/bench.js')).benchCommand(),
+  batch: async () => (await import('./commands/batch.js')).batchCommand(),
   chat: async () => (await import('./commands/chat.js')).chatCommand(),
   demo: async () => (await import('./commands/demo.js')).demoCommand(),
 };

@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import type { BatchProgress } from '../core/batch/run.js';
 import { asMetric, type ProgressEvent, type WorkerEvent } from '../core/worker-events.js';
 import type { GlobalFlags } from './output.js';
 
@@ -98,4 +99,50 @@ function progressFields(e: ProgressEvent): Record<(typeof FIELDS)[number], strin
     tps: e.tokens_per_s !== undefined ? `${Math.round(e.tokens_per_s)} tok/s` : undefined,
     message: e.message ?? '',
   };
+}
+
+/** A batch run's progress: lines done of all, failures, generated tokens/s, ETA (plain lines without a terminal, JSON lines with --json). */
+export class BatchProgressView {
+  private bar?: cliProgress.SingleBar;
+  private lastPlain = 0;
+  private lastDone = -1;
+
+  constructor(
+    private readonly flags: GlobalFlags,
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {}
+
+  update = (p: BatchProgress): void => {
+    const tps = p.elapsedS > 0 ? Math.round(p.completionTokens / p.elapsedS) : 0;
+    if (this.flags.json) {
+      const now = Date.now();
+      if (now - this.lastPlain < 1000 && (p.done < p.total || this.lastDone === p.done)) return;
+      this.lastPlain = now;
+      this.lastDone = p.done;
+      this.stream.write(JSON.stringify({ event: 'progress', step: p.done, total: p.total, failed: p.failed, tokens_per_s: tps }) + '\n');
+      return;
+    }
+    if (this.stream.isTTY) {
+      if (!this.bar) {
+        this.bar = new cliProgress.SingleBar(
+          { format: 'batch {bar} {value}/{total} lines | {failed} failed | {tps} tok/s | ETA {eta_formatted}', stream: this.stream, hideCursor: true, etaBuffer: 50 },
+          cliProgress.Presets.shades_classic,
+        );
+        this.bar.start(p.total, p.done, { failed: p.failed, tps });
+      }
+      this.bar.update(p.done, { failed: p.failed, tps });
+      return;
+    }
+    const now = Date.now();
+    if (now - this.lastPlain >= 2000 || (p.done === p.total && this.lastDone !== p.done)) {
+      this.lastPlain = now;
+      this.lastDone = p.done;
+      this.stream.write(`batch: ${p.done}/${p.total} lines | ${p.failed} failed | ${tps} tok/s\n`);
+    }
+  };
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
 }

@@ -56,7 +56,7 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufRep
  * requirements.txt makes it, and its hash keys the venv); the folder goes on the job's PYTHONPATH. Built under a temporary
  * name and renamed, so an interrupted install leaves nothing that looks ready.
  */
-async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<string> {
+export async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<string> {
   const dir = join(llmkitHome(), 'packages', GGUF_PACKAGE.replace('==', '-'));
   if (existsSync(join(dir, 'gguf', '__init__.py'))) return dir;
   onEvent?.({ event: 'log', level: 'info', message: `installing ${GGUF_PACKAGE} (once) into ${dir}` });
@@ -68,7 +68,7 @@ async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<strin
   if (pip.exitCode !== 0) {
     await rm(tmp, { recursive: true, force: true });
     throw new LlmkitError(
-      `pip could not install ${GGUF_PACKAGE} for --gguf (exit ${pip.exitCode})`,
+      `pip could not install ${GGUF_PACKAGE} (exit ${pip.exitCode})`,
       'check network access to PyPI',
       1,
       String(pip.all ?? '')

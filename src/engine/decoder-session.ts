@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
 import { withLastPositionLogits } from './last-position-logits.js';
 import type { ExportedModel } from './model-manifest.js';
-import type { Device, Provider } from './devices.js';
-import { openSession, Tensor, type InferenceSession, type ProviderProbe } from './onnx-runtime.js';
+import type { Provider } from './devices.js';
+import { type ModelRunner, openSession, type OutputSpec, type ProviderProbe, type SessionOptions, Tensor } from './onnx-runtime.js';
 
 /** One layer's cache for a batch: [batch, kv_heads, length, head_dim] each, row-major. */
 export interface LayerCache {
@@ -48,19 +48,23 @@ export class DecoderSession {
    * `present.*` (there is no packed new_key_values), and for an in-place step into the cache buffer itself.
    */
   private readonly gqa: boolean;
-  /** What every pass fetches: the session's graph has nothing else. */
-  private readonly outputs: string[];
 
   private constructor(
     readonly model: ExportedModel,
-    private readonly session: InferenceSession,
+    private readonly runner: ModelRunner,
     readonly provider: Provider,
     readonly skipped: ProviderProbe[],
+    /** Whether `logits` covers each row's last position only (last-position-logits.ts). */
+    private readonly lastOnly: boolean,
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
     this.gqa = model.manifest.graph === 'fused-gqa';
-    this.outputs = this.gqa ? ['logits', ...presentNames(model.manifest.num_layers)] : ['logits', 'new_key_values'];
+  }
+
+  /** Which ONNX Runtime binding runs the passes: llmkit's own (outputs written in place) or onnxruntime-node. */
+  get binding(): ModelRunner['binding'] {
+    return this.runner.binding;
   }
 
   /**
@@ -70,13 +74,13 @@ export class DecoderSession {
    * generating reads; scoring text needs every position, the default. A "fused-gqa" graph keeps `present.*`:
    * GroupQueryAttention writes them in any case, and they are its cache.
    */
-  static async open(model: ExportedModel, opts: { device?: Device; threads?: number; logits?: LogitsPositions } = {}): Promise<DecoderSession> {
+  static async open(model: ExportedModel, opts: SessionOptions & { logits?: LogitsPositions } = {}): Promise<DecoderSession> {
     const bytes = await readFile(model.onnxPath);
     const pruned = model.manifest.graph === 'fused-gqa' ? bytes : withoutOutputs(bytes, (name) => name.startsWith('present.'));
     // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
-    const graph = (opts.logits === 'last' && withLastPositionLogits(pruned)) || pruned;
-    const { session, provider, skipped } = await openSession({ bytes: graph, path: model.onnxPath }, opts);
-    return new DecoderSession(model, session, provider, skipped);
+    const lastOnly = opts.logits === 'last' ? withLastPositionLogits(pruned) : undefined;
+    const { runner, provider, skipped } = await openSession({ bytes: lastOnly ?? pruned, path: model.onnxPath }, opts);
+    return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined);
   }
 
   emptyCache(batch: number): BatchCache {
@@ -106,7 +110,7 @@ export class DecoderSession {
     // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
     const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
-    const out = await this.session.run(this.feeds(inputIds, mask, positionIds, fed), this.outputs);
+    const out = await this.runner.run(this.feeds(inputIds, mask, positionIds, fed), this.packedOutputs(batch, newTokens));
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, part: Float32Array) => appendColumns(past, part, rowHeads, cache.length, newTokens, this.kvShape[1]);
@@ -140,8 +144,11 @@ export class DecoderSession {
       const layers = cache.layers.map((_, i) => ({ key: join(rows.map((r) => r.cache.layers[i].key)), value: join(rows.map((r) => r.cache.layers[i].value)) }));
       return { logits: join(rows.map((r) => r.logits)), logitsPositions: rows[0].logitsPositions, newTokens, cache: { batch, length: width, layers } };
     }
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
-    const layers = cache.layers.map((_, i) => ({ key: out[`present.${i}.key`].data as Float32Array, value: out[`present.${i}.value`].data as Float32Array }));
+    const present = [batch, ...this.kvShape.slice(0, 1), length + newTokens, this.kvShape[1]];
+    const outputs: Record<string, OutputSpec> = { logits: this.logitsSpec(batch, newTokens) };
+    for (const name of presentNames(cache.layers.length)) outputs[name] = { dims: present };
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache), outputs);
+    const layers = cache.layers.map((_, i) => ({ key: out[`present.${i}.key`], value: out[`present.${i}.value`] }));
     return { ...this.logitsOf(out.logits, batch), newTokens, cache: { batch, length: length + newTokens, layers } };
   }
 
@@ -154,7 +161,7 @@ export class DecoderSession {
     const capacity = cache.capacity ?? cache.length;
     if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
     if (this.gqa) return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.packedOutputs(cache.batch, 1));
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     // An element loop, not set(subarray()): a view object per (layer, row, head) costs 2-3x the copy (0.3 against
@@ -170,7 +177,7 @@ export class DecoderSession {
         }
       }
     });
-    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+    return { logits: out.logits, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
   }
 
   /**
@@ -187,18 +194,28 @@ export class DecoderSession {
       mask[b * (length + 1) + length] = attentionMask[(b + 1) * (capacity + 1) - 1];
     }
     const feeds = this.feeds(inputIds, mask, positionIds, cache);
-    const fetches: Record<string, Tensor | null> = { logits: null };
-    cache.layers.forEach((_, i) => {
-      fetches[`present.${i}.key`] = feeds[`past_key_values.${i}.key`];
-      fetches[`present.${i}.value`] = feeds[`past_key_values.${i}.value`];
+    const outputs: Record<string, OutputSpec> = { logits: this.logitsSpec(batch, 1) };
+    const dims = [batch, this.kvShape[0], capacity, this.kvShape[1]];
+    cache.layers.forEach((layer, i) => {
+      outputs[`present.${i}.key`] = { dims, into: layer.key };
+      outputs[`present.${i}.value`] = { dims, into: layer.value };
     });
-    const out = await this.session.run(feeds, fetches);
-    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: length + 1 } };
+    const out = await this.runner.run(feeds, outputs);
+    return { logits: out.logits, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: length + 1 } };
   }
 
-  private logitsOf(output: Tensor, batch: number): Pick<DecoderStep, 'logits' | 'logitsPositions'> {
-    const logits = output.data as Float32Array;
+  private logitsOf(logits: Float32Array, batch: number): Pick<DecoderStep, 'logits' | 'logitsPositions'> {
     return { logits, logitsPositions: logits.length / (batch * this.vocabSize) };
+  }
+
+  private logitsSpec(batch: number, newTokens: number): OutputSpec {
+    return { dims: [batch, this.lastOnly ? 1 : newTokens, this.vocabSize] };
+  }
+
+  /** logits and the packed new_key_values [2 x layers x batch, kv_heads, new, head_dim] of a graph that is not fused-gqa. */
+  private packedOutputs(batch: number, newTokens: number): Record<string, OutputSpec> {
+    const layers = this.model.manifest.num_layers;
+    return { logits: this.logitsSpec(batch, newTokens), new_key_values: { dims: [2 * layers * batch, this.kvShape[0], newTokens, this.kvShape[1]] } };
   }
 
   /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */
@@ -220,7 +237,7 @@ export class DecoderSession {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.runner.release();
   }
 }
 
@@ -229,8 +246,7 @@ function presentNames(layers: number): string[] {
 }
 
 /** Each layer's part of the packed `new_key_values` output [2 x layers x batch, kv_heads, new, head_dim], as views. */
-function newKeyValues(packed: Tensor, layers: number): LayerCache[] {
-  const data = packed.data as Float32Array;
+function newKeyValues(data: Float32Array, layers: number): LayerCache[] {
   const size = data.length / (2 * layers);
   const part = (i: number) => data.subarray(i * size, (i + 1) * size);
   return Array.from({ length: layers }, (_, i) => ({ key: part(2 * i), value: part(2 * i + 1) }));

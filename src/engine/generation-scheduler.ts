@@ -60,9 +60,19 @@ function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: numb
   return { seqs: out, rows };
 }
 
-/** Lets every row's processor get ready for its next token while `step` (the forward pass) runs. */
+/**
+ * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
+ * that fails ends its own row with the error; the other rows go on.
+ */
 async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
-  const ready = seqs.map((s) => (s.finished ? undefined : s.request.processor?.prepare()));
+  const ready = seqs.map(async (s) => {
+    if (s.finished || !s.request.processor) return;
+    try {
+      await s.request.processor.prepare();
+    } catch (e) {
+      s.finish('error', e as Error);
+    }
+  });
   const [out] = await Promise.all([step, ...ready]);
   return out;
 }
@@ -378,7 +388,7 @@ export class GenerationScheduler {
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
       s.cached++;
-      s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
+      if (!s.finished) s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
     });
     this.onDecodeStep?.(rows.length);
   }

@@ -8,7 +8,7 @@ import type { ContentFilter } from './content-filter.js';
 import type { ModelRegistry } from './model-registry.js';
 import { ApiError, invalidParam } from './openai/errors.js';
 import { chatCompletion, chunk, completion, usageChunk, type Endpoint } from './openai/translate.js';
-import { RequestPreparer, type PreparedRequest } from './prepared-request.js';
+import { RequestPreparer, type PrepareOptions, type PreparedRequest } from './prepared-request.js';
 import { recordPieces, type CachedAnswer, type ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 
@@ -56,7 +56,7 @@ export class CompletionService {
     this.preparer = new RequestPreparer({ models: deps.models, longContextTokens: deps.quotas.longContextTokens, filter: deps.filter, cache: deps.cache });
   }
 
-  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: { forceStream?: boolean; websocket?: boolean } = {}): Promise<GenerationSummary> {
+  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: PrepareOptions = {}): Promise<GenerationSummary> {
     const request = await this.preparer.prepare(endpoint, body, key, opts);
     try {
       const admission = await this.deps.quotas.admit({ key, model: request.served, features: request.features, promptTokens: request.promptIds.length });
@@ -83,6 +83,7 @@ export class CompletionService {
       ignoreEos: native.ignoreEos,
       signal: AbortSignal.any([signal, filterStop.signal]),
       logprobs: native.logprobs,
+      lane: request.lane,
     };
     // A cacheable request has one choice and nothing but text: its pieces are what a cache entry replays.
     const recorded = cacheKey ? recordPieces(outputs[0]) : undefined;

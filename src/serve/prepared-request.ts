@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import type { Lane } from '../engine/generation-engine.js';
 import type { ApiKey } from './access/auth.js';
 import { requestFeatures, type Feature } from './access/features.js';
 import type { ToolParsing } from './choice-output.js';
 import type { ContentFilter } from './content-filter.js';
-import { GrammarError, ModelGrammars, type GrammarConstraint, type GrammarSpec } from './grammar/model-grammars.js';
+import { GrammarError, type GrammarSpec } from './grammar/grammar-spec.js';
+import { ModelGrammars, type GrammarConstraint } from './grammar/model-grammars.js';
 import { readVocabulary, tokenBytes } from './grammar/vocabulary.js';
 import type { ModelRegistry, ServedModel } from './model-registry.js';
 import { invalidParam } from './openai/errors.js';
@@ -33,12 +35,21 @@ export interface PreparedRequest {
   promptIds: number[];
   /** What quotas check and the cache looks at. */
   features: Feature[];
+  /** `batch` for a line of a batch job: behind interactive requests in the engine. */
+  lane: Lane;
   /** One per choice when the output is constrained (response_format, a forced tool call); else empty. */
   constraints: (GrammarConstraint | undefined)[];
   /** Set when the cache is on and the answer is deterministic and text only. */
   cacheKey?: string;
   meta: ResponseMeta;
   dispose(): void;
+}
+
+/** How a request came: the transport (WebSocket, forced streaming) or a batch job's line. */
+export interface PrepareOptions {
+  forceStream?: boolean;
+  websocket?: boolean;
+  lane?: Lane;
 }
 
 export interface RequestPreparerDeps {
@@ -61,14 +72,15 @@ export class RequestPreparer {
 
   constructor(private readonly deps: RequestPreparerDeps) {}
 
-  async prepare(endpoint: Endpoint, body: unknown, key: ApiKey, opts: { forceStream?: boolean; websocket?: boolean } = {}): Promise<PreparedRequest> {
+  async prepare(endpoint: Endpoint, body: unknown, key: ApiKey, opts: PrepareOptions = {}): Promise<PreparedRequest> {
     const { request, native } = parseBody(endpoint, body);
     const stream = native.stream || opts.forceStream === true;
     const served = this.deps.models.resolve(native.model);
     const tools = toolParsing(served, native);
     const promptIds = this.promptIds(served, native);
     checkContext(served, native, promptIds.length);
-    const features = requestFeatures(native, { stream, websocket: opts.websocket === true, promptTokens: promptIds.length, longContextTokens: this.deps.longContextTokens });
+    const lane = opts.lane ?? 'interactive';
+    const features = requestFeatures(native, { stream, websocket: opts.websocket === true, batch: lane === 'batch', promptTokens: promptIds.length, longContextTokens: this.deps.longContextTokens });
     // Answers with several choices, logprobs or tool calls are never cached (see ResponseCache).
     const cacheKey = this.deps.cache?.keyFor({ key, served, request, native, promptIds, features });
     const meta: ResponseMeta = {
@@ -83,7 +95,7 @@ export class RequestPreparer {
     const dispose = () => {
       for (const c of constraints.splice(0)) c?.dispose();
     };
-    return { endpoint, request, native, stream, served, tools, promptIds, features, constraints, cacheKey, meta, dispose };
+    return { endpoint, request, native, stream, served, tools, promptIds, features, lane, constraints, cacheKey, meta, dispose };
   }
 
   private tokenBytes(served: ServedModel): (id: number) => number[] {

@@ -256,6 +256,31 @@ describe.each([
     expect(prepared).toBe(10);
   });
 
+  it('ends only the row whose processor fails (at prefill or mid-decode); the rows beside it get their solo greedy tokens', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const failing = (after: number) => {
+      const c = collector();
+      let steps = 0;
+      const processor = {
+        prepare: async () => {
+          if (steps++ === after) throw new Error(`grammar gone at step ${after}`);
+        },
+        apply: () => undefined,
+        accept: () => undefined,
+      };
+      scheduler.submit({ promptIds: prompt(7, 8 + after), maxTokens: 20, sampling: GREEDY, stopTokenIds: [], sink: c.sink, processor });
+      return c;
+    };
+    const plainIds = prompt(6, 7);
+    const plain = submit(scheduler, plainIds, 20);
+    const [atPrefill, midDecode] = [failing(0), failing(5)];
+    const [a, b, p] = await Promise.all([atPrefill.done, midDecode.done, plain.done]);
+    expect([a.reason, a.error?.message, atPrefill.tokens.length]).toEqual(['error', 'grammar gone at step 0', 0]);
+    expect([b.reason, b.error?.message, midDecode.tokens.length]).toEqual(['error', 'grammar gone at step 5', 5]);
+    expect(p.reason).toBe('length');
+    expect(plain.tokens).toEqual(await greedyAlone(plainIds, 20));
+  });
+
   it('puts batch-lane requests behind interactive ones, and hands an interactive arrival a batch row at the next step', async () => {
     const events: string[] = [];
     const prefixes = new PrefixCache(64 * 2 ** 20, decoder.model.manifest.num_kv_heads, decoder.model.manifest.head_dim);

@@ -1,9 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { runWorker } from '../../workers/worker-run.js';
 import { writeFileAtomic } from '../../shared/atomic.js';
 import { UsageError } from '../../shared/errors.js';
+import { TRAINING_CHART, writeTrainingChart } from '../charts/training.js';
 import { validateDataFile, type DataFile } from './data.js';
 import { checkModelFolder, resolveModel, type ModelFolder } from './model.js';
 import { checkDistributedFlags, checkGpuCount, torchrunLauncher } from './launch.js';
@@ -58,6 +59,8 @@ export interface FinetuneSummary {
   modelOut: string | null;
   resumedFrom: string | null;
   metrics: string;
+  /** metrics.svg: loss, learning rate and tokens/s by step, drawn from metrics.jsonl. */
+  chart: string | null;
   config: string;
   log: string;
 }
@@ -122,7 +125,9 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
   const logFile = join(o.out, `${job.job}.log`);
   const run = { logFile, onEvent: ctx.onEvent, stopSignal: ctx.stopSignal, launcher: await torchrunLauncher(o) };
   const config = workerConfig(o, data, evalData);
-  const { result, events } = job.job === 'finetune' ? await runWorker({ job: 'finetune', config, ...run }) : await runWorker({ job: 'distill', config: { ...config, ...job.extra }, ...run });
+  const { result, events } = await (job.job === 'finetune' ? runWorker({ job: 'finetune', config, ...run }) : runWorker({ job: 'distill', config: { ...config, ...job.extra }, ...run }))
+    // Drawn whether the run finished, stopped or failed: the curves up to a Ctrl-C or a crash are the ones to look at.
+    .finally(() => writeTrainingChart(o.out, `${job.job}: ${basename(o.model)}`).catch(() => null));
   // The result in llmkit's names; four fields are named for what they are here (model is the input, modelOut the output).
   const { model: modelOut, tokens_per_s: tokensPerSecond, peak_memory_per_rank: peakMemoryPerProcess, ...same } = result;
   const summary: FinetuneSummary = {
@@ -134,6 +139,7 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
     peakMemoryPerProcess,
     modelOut,
     metrics: join(o.out, 'metrics.jsonl'),
+    chart: existsSync(join(o.out, TRAINING_CHART)) ? join(o.out, TRAINING_CHART) : null,
     config: configFile,
     log: logFile,
   };
@@ -196,7 +202,9 @@ export function workerConfig(o: TrainingInputs['options'], data: DataFile[], eva
     trainOnPrompt: o.trainOnPrompt,
     gradientCheckpointing: o.gradientCheckpointing,
     evalEvery: o.evalEvery ?? null,
-    saveEvery: o.saveEvery ?? null,
+    saveEvery: o.saveEvery,
+    saveMinutes: o.saveMinutes,
+    keepCheckpoints: o.keepCheckpoints,
     resume: o.resume,
     merge: o.merge,
     precision: o.precision,

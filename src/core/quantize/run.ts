@@ -8,8 +8,11 @@ import { llmkitHome } from '../../shared/paths.js';
 import { tritonNameFor, writeTritonRepository } from '../triton-repository.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 import { measureQuantization, type QuantizeReport } from './report.js';
+import { quantizeChart } from '../charts/reports.js';
 
 export const REPORT_FILE = 'quantize-report.json';
+/** The same figures as bars, readable without a terminal. */
+export const REPORT_CHART = 'quantize-report.svg';
 
 /**
  * Quantizes a model and measures it against fp32: exports a Hugging Face folder first (into a
@@ -42,6 +45,7 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
       },
     });
     await writeFileAtomic(join(o.out, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');
+    await writeFileAtomic(join(o.out, REPORT_CHART), quantizeChart(report));
     const { triton } = opts;
     if (!triton) return report;
     return { ...report, triton: await writeTritonRepository({ ...triton, model: o.out, name: triton.name ?? tritonNameFor(o.out), onEvent: opts.onEvent, stopSignal: opts.stopSignal }) };

@@ -22,6 +22,7 @@ import { LimitsSchema, type Limits } from './limits.js';
  *   features:                             # every caller together
  *     websocket: { rpm: 20 }
  *     long_context: { rpm: 5 }            # prompts over long_context_tokens
+ *     batch: { tpm: 20000 }               # lines of batch jobs (/v1/batches); `deny: [batch]` refuses creating them
  *   long_context_tokens: 1024
  *   admin_keys: [acme-web]                # names of keys whose GET /v1/usage shows every key and account
  */

@@ -62,13 +62,18 @@ export class QuotaTracker {
     return this.policy.longContextTokens;
   }
 
-  async admit(facts: RequestFacts): Promise<Admission> {
-    const { key } = facts;
+  /** Throws 403 when the key or its account may not use one of the features. */
+  allowFeatures(key: ApiKey, features: readonly Feature[]): void {
     const account = key.account ? this.policy.accounts.get(key.account) : undefined;
-    for (const feature of facts.features) {
+    for (const feature of features) {
       const by = key.deny?.includes(feature) ? `key ${key.name}` : account?.deny.includes(feature) ? `account ${key.account}` : undefined;
       if (by) throw new ApiError(403, `Feature ${feature} is not allowed for ${by} by the quota file`, 'feature_not_allowed');
     }
+  }
+
+  async admit(facts: RequestFacts): Promise<Admission> {
+    const { key } = facts;
+    this.allowFeatures(key, facts.features);
     const subjects = this.subjects(facts);
     const counters = subjects.flatMap((s) =>
       RULES.map((r) => ({
