@@ -25,6 +25,8 @@ them to its cache buffers for in-place decode steps (src/engine/decoder-session.
 
 import numpy as np
 
+from .onnx_graph import light_copy, prune_dead_nodes
+
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -77,8 +79,6 @@ def attribute(node, name: str, default=None):
 def fuse_decoder(model, max_positions: int, attention_heads=None) -> dict:
     """Applies every rewrite to `model` in place; returns how many of each it made. `attention_heads`
     (num_heads, kv_num_heads) also fuses attention into GroupQueryAttention."""
-    from .export_onnx import prune_dead_nodes
-
     counts = {
         "no_ops_dropped": drop_no_ops(model),
         "simplified_layer_norm": fuse_rms_norms(model),
@@ -106,8 +106,6 @@ def drop_no_ops(model) -> int:
     ones) and Casts to float of tensors that are float already (around every RMSNorm and softmax): they hide
     the patterns below."""
     import onnx
-
-    from .export_onnx import light_copy
 
     types = {}
     inferred = onnx.shape_inference.infer_shapes(light_copy(model))
