@@ -194,6 +194,7 @@ export const JOBS = {
       chat_template: z.boolean(),
     }),
   },
+  hf_download: { config: z.object({ repo: z.string(), revision: z.string() }), result: z.object({ path: z.string() }) },
   export_triton: {
     config: z.object({ model: z.string(), out: z.string(), name: z.string(), device: z.enum(['cpu', 'gpu']).optional() }),
     result: z.object({ path: z.string(), decoder: z.string(), generate: z.string(), device: z.enum(['cpu', 'gpu']) }),

@@ -253,6 +253,15 @@ class ImportGgufResult(TypedDict):
     chat_template: bool
 
 
+class HfDownloadConfig(TypedDict):
+    repo: str
+    revision: str
+
+
+class HfDownloadResult(TypedDict):
+    path: str
+
+
 class ExportTritonConfig(TypedDict):
     model: str
     out: str
@@ -293,6 +302,7 @@ JOBS: dict[str, tuple[type, type]] = {
     "quantize": (QuantizeConfig, QuantizeResult),
     "export_gguf": (ExportGgufConfig, ExportGgufResult),
     "import_gguf": (ImportGgufConfig, ImportGgufResult),
+    "hf_download": (HfDownloadConfig, HfDownloadResult),
     "export_triton": (ExportTritonConfig, ExportTritonResult),
     "cuda_provider": (CudaProviderConfig, CudaProviderResult),
 }
