@@ -11,7 +11,6 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 // model's, so the tests check content, not only form. Greedy decoding throughout, so every run answers the same.
 const FACTS: [string, RegExp][] = [
   ['What is the capital of France?', /\bParis\b/],
-  ['What is the largest planet in our solar system?', /\bJupiter\b/],
   ['How many days are there in a week?', /\b(7|seven)\b/i],
   ['What is the chemical symbol for water?', /\bH2O\b/],
 ];
