@@ -27,6 +27,7 @@ export default defineConfig({
       'test/core/export.test.ts',
       'test/core/families.test.ts',
       'test/core/finetune-distributed.test.ts',
+      'test/core/gguf-check.test.ts',
       'test/core/import.test.ts',
       'test/core/inspect.test.ts',
       'test/core/quantize.test.ts',
