@@ -1,9 +1,10 @@
 /**
  * How many tokens a row drafts next, from how often its drafts have been accepted. With a per-token acceptance
  * rate a, a verification pass over k drafted tokens yields (1 - a^(k+1)) / (1 - a) tokens on average and costs
- * about 1 + c·k decode steps (c: what one more position adds to a pass); k is the one that yields the most per
- * unit of cost. The rate is a moving average, so k follows a row from prose (drafts rejected) into copied text
- * (drafts accepted) and back.
+ * about 1 + (c + d)·k decode steps (c: what one more position adds to a pass; d: what drafting a token costs, 0 for
+ * prompt lookup); k is the one that yields the most per unit of cost, or 0 (no draft) when no k beats a plain step,
+ * with a one-token probe every PROBE_EVERY steps to notice when drafts start to land. The rate is a moving average,
+ * so k follows a row from prose (drafts rejected) into copied text (drafts accepted) and back.
  */
 export interface DraftLengthOptions {
   maxK: number;
@@ -11,14 +12,21 @@ export interface DraftLengthOptions {
   costPerToken: number;
   /** Weight of the newest pass in the moving average. */
   smoothing: number;
+  /** What drafting one token costs, in decode steps of the target. */
+  draftCost: number;
 }
 
-export const DRAFT_LENGTH_DEFAULTS: DraftLengthOptions = { maxK: 8, costPerToken: 0.1, smoothing: 0.3 };
+export const DRAFT_LENGTH_DEFAULTS: DraftLengthOptions = { maxK: 8, costPerToken: 0.1, smoothing: 0.3, draftCost: 0 };
+
+/** A row that stopped drafting tries one token this often, in steps. */
+export const PROBE_EVERY = 16;
 
 export class DraftLength {
   /** Moving average of the share of drafted tokens accepted; starts hopeful so that a row gets to try. */
   private rate = 0.6;
   private current: number;
+  /** Steps since the row last drafted, while drafting does not pay. */
+  private idle = 0;
   proposed = 0;
   accepted = 0;
 
@@ -26,9 +34,10 @@ export class DraftLength {
     this.current = bestLength(this.rate, opts);
   }
 
-  /** Tokens to draft for the next pass (at least 1: a row that stopped drafting would never learn it got better). */
-  get k(): number {
-    return this.current;
+  /** Tokens to draft for this step: the best k, or 0 while drafting does not pay, but 1 every PROBE_EVERY steps. */
+  next(): number {
+    if (this.current > 0) return this.current;
+    return ++this.idle % PROBE_EVERY === 0 ? 1 : 0;
   }
 
   /** Records one pass: `accepted` of `proposed` drafted tokens were kept. */
@@ -43,13 +52,13 @@ export class DraftLength {
   }
 }
 
-/** The k in 1..maxK with the most expected tokens per unit of cost at acceptance rate `rate`. */
+/** The k in 1..maxK with the most expected tokens per unit of cost at acceptance rate `rate`; 0 when none beats a plain step. */
 export function bestLength(rate: number, opts: DraftLengthOptions): number {
-  let best = 1;
-  let bestValue = 0;
+  let best = 0;
+  let bestValue = 1;
   for (let k = 1; k <= opts.maxK; k++) {
     const tokens = rate >= 1 ? k + 1 : (1 - rate ** (k + 1)) / (1 - rate);
-    const value = tokens / (1 + opts.costPerToken * k);
+    const value = tokens / (1 + (opts.costPerToken + opts.draftCost) * k);
     if (value > bestValue + 1e-12) [best, bestValue] = [k, value];
   }
   return best;

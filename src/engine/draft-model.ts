@@ -1,3 +1,5 @@
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { LlmkitError } from '../shared/errors.js';
 import { DecoderSession, type BatchCache } from './decoder-session.js';
 import type { Device } from './devices.js';
@@ -25,7 +27,11 @@ export class ModelDrafter implements Drafter {
   readonly name: string;
   private readonly rows = new Map<object, RowState>();
 
-  private constructor(private readonly decoder: DecoderSession) {
+  private constructor(
+    private readonly decoder: DecoderSession,
+    /** Batch-1 decoding reads all the weights once a token: the two ONNX files' sizes give the cost ratio. */
+    readonly costPerToken: number,
+  ) {
     this.name = decoder.model.dir;
   }
 
@@ -43,7 +49,7 @@ export class ModelDrafter implements Drafter {
       await decoder.release();
       throw new LlmkitError(`the draft model ${dir} cannot decode several tokens a pass in place`, 'export the draft without --gqa');
     }
-    return new ModelDrafter(decoder);
+    return new ModelDrafter(decoder, onnxBytes(model.onnxPath) / onnxBytes(target.model.onnxPath));
   }
 
   async propose(requests: readonly DraftRequest[]): Promise<number[][]> {
@@ -111,4 +117,10 @@ export class ModelDrafter implements Drafter {
     this.rows.clear();
     await this.decoder.release();
   }
+}
+
+/** An ONNX file's size with its external data (the files beside it in its folder). */
+function onnxBytes(onnxPath: string): number {
+  const dir = dirname(onnxPath);
+  return readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }

@@ -15,6 +15,8 @@ export interface DraftRequest {
  */
 export interface Drafter {
   readonly name: string;
+  /** What drafting one token costs, in decode steps of the target (draft-length.ts weighs it against acceptance). */
+  readonly costPerToken: number;
   propose(requests: readonly DraftRequest[]): Promise<number[][]>;
   /** The row left the batch: drop what is kept for it. */
   forget(row: object): void;
@@ -24,6 +26,7 @@ export interface Drafter {
 /** `--draft ngram`: prompt lookup, no model. */
 export class NgramDrafter implements Drafter {
   readonly name = 'ngram';
+  readonly costPerToken = 0;
 
   constructor(private readonly opts: NgramOptions = NGRAM_DEFAULTS) {}
 

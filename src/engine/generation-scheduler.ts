@@ -143,7 +143,7 @@ export class GenerationScheduler {
     const [request] = group;
     if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
     checkFits(request.promptIds.length, request.maxTokens, this.contextLength);
-    const drafting = this.drafter !== undefined;
+    const drafting = this.drafter?.costPerToken;
     const leader = new Sequence(
       request,
       group.slice(1).map((r) => Object.assign(new Sequence(r, [], drafting), { follower: true })),
@@ -436,7 +436,7 @@ export class GenerationScheduler {
     const drafts = rows.map((): number[] => []);
     if (!this.drafter) return drafts;
     const asking = rows.flatMap((s, b) => {
-      const k = Math.min(s.draftLength?.k ?? 0, s.request.maxTokens - s.generated - 1, this.contextLength - 1 - s.cached);
+      const k = Math.min(s.draftLength?.next() ?? 0, s.request.maxTokens - s.generated - 1, this.contextLength - 1 - s.cached);
       return k > 0 && !s.finished ? [{ b, request: { row: s, context: [...s.request.promptIds, ...s.output], k } }] : [];
     });
     if (!asking.length) return drafts;

@@ -1,4 +1,4 @@
-import { DraftLength } from './draft-length.js';
+import { DRAFT_LENGTH_DEFAULTS, DraftLength } from './draft-length.js';
 import type { Lane } from './generation-engine.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { tokenLogprob } from './logprobs.js';
@@ -68,11 +68,12 @@ export class Sequence {
     readonly request: GenerationRequest,
     /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
     readonly followers: Sequence[] = [],
-    drafting = false,
+    /** What drafting a token costs in target steps, when the scheduler drafts (Drafter.costPerToken). */
+    draftCost?: number,
   ) {
     this.sampler = new TokenSampler(request.sampling, request.promptIds);
     // A grammar's mask is prepared for one next token a pass; it cannot judge drafted tokens ahead of it.
-    if (drafting && !request.processor) this.draftLength = new DraftLength();
+    if (draftCost !== undefined && !request.processor) this.draftLength = new DraftLength({ ...DRAFT_LENGTH_DEFAULTS, draftCost });
   }
 
   get batchLane(): boolean {

@@ -38,6 +38,7 @@ async function generate(scheduler: GenerationScheduler, requests: { ids: number[
  */
 class ReferenceDrafter implements Drafter {
   readonly name = 'reference';
+  readonly costPerToken = 0;
   private readonly random = new Random(5);
   readonly seen = new Set<object>();
   forgotten = 0;
@@ -109,7 +110,8 @@ describe('speculative decoding in the scheduler', () => {
       [0, true],
       [1, false],
     ] as const) {
-      const drafter = await ModelDrafter.open(await exportedTinyModel('tiny', seed), decoder, { device: 'cpu' });
+      // A draft as large as the target never pays (draft-length.ts would only probe): cost 0, so every step drafts.
+      const drafter = Object.assign(await ModelDrafter.open(await exportedTinyModel('tiny', seed), decoder, { device: 'cpu' }), { costPerToken: 0 });
       const scheduler = new GenerationScheduler(decoder, limits, undefined, undefined, drafter);
       expect(await generate(scheduler, cases)).toEqual(plain);
       const { proposed, accepted } = scheduler.drafts;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bestLength, DRAFT_LENGTH_DEFAULTS, DraftLength } from '../../src/engine/draft-length.js';
+import { bestLength, DRAFT_LENGTH_DEFAULTS, DraftLength, PROBE_EVERY } from '../../src/engine/draft-length.js';
 import { proposeFromContext } from '../../src/engine/draft-ngram.js';
 import { Random } from '../../src/engine/random.js';
 import { GREEDY, TokenSampler, type SamplingParams } from '../../src/engine/sampling.js';
@@ -92,20 +92,27 @@ describe('verification (the rejection rule)', () => {
 });
 
 describe('adaptive draft length', () => {
-  it('drafts more as drafts are accepted and fewer as they are rejected', () => {
+  it('drafts more as drafts are accepted, stops as they are rejected, and probes with one token now and then', () => {
     const length = new DraftLength();
-    const start = length.k;
-    for (let i = 0; i < 10; i++) length.record(length.k, length.k);
-    expect(length.k).toBe(DRAFT_LENGTH_DEFAULTS.maxK);
-    for (let i = 0; i < 10; i++) length.record(length.k, 0);
-    expect(length.k).toBe(1);
+    const start = length.next();
+    for (let i = 0; i < 10; i++) length.record(length.next(), length.next());
+    expect(length.next()).toBe(DRAFT_LENGTH_DEFAULTS.maxK);
+    for (let i = 0; i < 4; i++) length.record(length.next(), 0);
+    expect(length.next()).toBeLessThan(3);
+    for (let i = 0; i < 10; i++) length.record(Math.max(1, length.next()), 0);
+    const next = Array.from({ length: 2 * PROBE_EVERY }, () => length.next());
+    expect(next.filter((k) => k === 1)).toHaveLength(2);
+    expect(next.filter((k) => k === 0)).toHaveLength(2 * PROBE_EVERY - 2);
     expect(start).toBeGreaterThan(1);
     expect(length.proposed).toBeGreaterThan(length.accepted);
   });
 
-  it('picks the k with the most tokens per unit of cost', () => {
+  it('picks the k with the most tokens per unit of cost, or none when no k beats a plain step', () => {
     expect(bestLength(0.9, { ...DRAFT_LENGTH_DEFAULTS, costPerToken: 0.05 })).toBe(8);
     expect(bestLength(0.3, DRAFT_LENGTH_DEFAULTS)).toBeLessThanOrEqual(2);
-    expect(bestLength(0.9, { ...DRAFT_LENGTH_DEFAULTS, costPerToken: 1 })).toBe(1);
+    expect(bestLength(0.05, DRAFT_LENGTH_DEFAULTS)).toBe(0);
+    // A draft model at 43 % of the target's size (SmolLM2's 4-layer student): worth it only when most drafts land.
+    expect(bestLength(0.5, { ...DRAFT_LENGTH_DEFAULTS, draftCost: 0.43 })).toBe(0);
+    expect(bestLength(0.9, { ...DRAFT_LENGTH_DEFAULTS, draftCost: 0.43 })).toBeGreaterThan(1);
   });
 });
