@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../../shared/atomic.js';
 import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { checkModelFolder, resolveModel } from '../finetune/model.js';
 import { FINETUNE } from '../finetune/options.js';
-import { checkTrainingInputs, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
+import { checkTrainingInputs, checkTrainingMemory, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
 import { flagName } from '../options/recipe.js';
 import { DISTILL_DEFAULTS, planStudent, type DistillOptions } from './options.js';
 import { measureDistillation, type DistillReport } from './report.js';
@@ -58,6 +58,8 @@ export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}
     maxNewTokens: sequence ? (opts.maxNewTokens ?? DISTILL_DEFAULTS.maxNewTokens) : null,
   };
   if (opts.resume) await checkSameSettings(inputs.options.out, settings);
+  // A student built from the teacher is not on disk yet: the teacher's shape bounds it.
+  await checkTrainingMemory({ ...inputs.options, model: student?.path ?? teacher.path }, 'distill', ctx, teacher.path);
   const extra = {
     teacher: settings.teacher,
     student_config: settings.studentConfig,
