@@ -3,7 +3,7 @@ import { readNvidiaSmi } from '../env.js';
 import type { Purpose } from './estimate.js';
 import { UsageError } from '../../shared/errors.js';
 import { formatBytes } from '../../shared/format.js';
-import type { WorkerEvent } from '../jobs.js';
+import type { WorkerEvent } from '../worker-events.js';
 import { CLEARLY_PAST, type FitVerdict, judgeFit, MEMORY_ADVICE } from './fit.js';
 import { readModelShape } from './shape.js';
 

@@ -8,6 +8,7 @@ import { llmkitHome } from '../../shared/paths.js';
 import { tritonNameFor, writeTritonRepository } from '../triton-repository.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 import { measureQuantization, type QuantizeReport } from './report.js';
+import { resolveModelSource } from '../import/model-source.js';
 import { quantizeChart } from '../charts/reports.js';
 
 export const REPORT_FILE = 'quantize-report.json';
@@ -20,7 +21,7 @@ export const REPORT_CHART = 'quantize-report.svg';
  * both models here and writes quantize-report.json into the quantized folder.
  */
 export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport> {
-  const o = resolveQuantizeOptions(opts);
+  const o = resolveQuantizeOptions({ ...opts, model: await resolveModelSource(opts.model, { onEvent: opts.onEvent }) });
   const stopped = () => {
     if (opts.stopSignal?.aborted) throw new LlmkitError(`stopped before ${REPORT_FILE} was written`, 'run the command again for the report', 130);
   };

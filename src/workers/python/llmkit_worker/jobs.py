@@ -170,13 +170,15 @@ class FinetuneResult(TypedDict):
 
 class DistillConfig(FinetuneConfig):
     teacher: str
-    student_config: NotRequired[dict[str, Any]]
-    student_layers: NotRequired[list[int]]
+    student_config: dict[str, Any] | None
+    student_layers: list[int] | None
     mode: Literal["logits", "sequence"]
-    temperature: float
-    alpha: float
+    # Logits mode's; None in sequence mode.
+    temperature: float | None
+    alpha: float | None
     top_k: int
-    max_new_tokens: NotRequired[int]
+    # Sequence mode's; None in logits mode.
+    max_new_tokens: int | None
 
 
 class LoraToolsConfig(TypedDict):
@@ -253,6 +255,15 @@ class ImportGgufResult(TypedDict):
     chat_template: bool
 
 
+class HfDownloadConfig(TypedDict):
+    repo: str
+    revision: str
+
+
+class HfDownloadResult(TypedDict):
+    path: str
+
+
 class ExportTritonConfig(TypedDict):
     model: str
     out: str
@@ -293,6 +304,7 @@ JOBS: dict[str, tuple[type, type]] = {
     "quantize": (QuantizeConfig, QuantizeResult),
     "export_gguf": (ExportGgufConfig, ExportGgufResult),
     "import_gguf": (ImportGgufConfig, ImportGgufResult),
+    "hf_download": (HfDownloadConfig, HfDownloadResult),
     "export_triton": (ExportTritonConfig, ExportTritonResult),
     "cuda_provider": (CudaProviderConfig, CudaProviderResult),
 }
