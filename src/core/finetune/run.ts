@@ -91,6 +91,7 @@ export async function checkTrainingMemory(o: TrainingInputs['options'], purpose:
     device,
     gradientCheckpointing: o.gradientCheckpointing,
     loraR: o.loraR,
+    loraDropout: o.loraDropout,
     force: o.force,
     onEvent: ctx.onEvent,
   });

@@ -26,6 +26,8 @@ export interface EstimateOptions {
   device: 'cpu' | 'cuda';
   gradientCheckpointing?: boolean;
   loraR?: number;
+  /** LoRA's input dropout: above 0, every adapted projection's input is kept again, dropped out. */
+  loraDropout?: number;
   /** distill: the teacher, held for inference beside the student. */
   teacher?: ModelShape;
   /** serve: bytes of the ONNX weights (quantized ones are smaller than the parameter count says). */
@@ -75,9 +77,10 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
   const trainable = purpose === 'lora' ? loraParameters(s, o.loraR ?? 16) : s.parameters;
   // LoRA's frozen base is held in bf16 on CUDA; everything else is fp32 (master weights under autocast).
   const baseBytes = purpose === 'lora' && o.device === 'cuda' ? 2 : F32;
-  const full = s.layers * tokens * layerActivations(s, o.maxSeqLen);
+  const perLayer = layerActivations(s, o.maxSeqLen) + (purpose === 'lora' && (o.loraDropout ?? 0.05) > 0 ? loraDropoutCopies(s) : 0);
+  const full = s.layers * tokens * perLayer;
   // Checkpointing keeps each layer's input and recomputes one layer at a time in backward.
-  const checkpointed = s.layers * tokens * s.hidden * F32 + tokens * layerActivations(s, o.maxSeqLen);
+  const checkpointed = s.layers * tokens * s.hidden * F32 + tokens * perLayer;
   const activations = o.gradientCheckpointing ? checkpointed : full;
   // Logits, their log-softmax for the loss, and their gradient: three vocab-wide tensors per token.
   const logits = 3 * tokens * s.vocab * F32;
@@ -94,6 +97,14 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
     parts.teacher = o.teacher.parameters * F32 + tokens * o.teacher.vocab * F32;
   }
   return { purpose, device: o.device, parts, activationsOtherWay: o.gradientCheckpointing ? full : checkpointed, total: sum(parts) };
+}
+
+/**
+ * Bytes per token and layer that LoRA's dropout adds: each adapted projection's input again, and as much for its mask
+ * (fitted to one measured run, docs/inspect.md: counted as two fp32 copies of the seven inputs).
+ */
+function loraDropoutCopies(s: ModelShape): number {
+  return 2 * F32 * s.projections.reduce((n, [inputs]) => n + inputs, 0);
 }
 
 function loraParameters(s: ModelShape, r: number): number {

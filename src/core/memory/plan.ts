@@ -17,6 +17,7 @@ export interface FitRequest {
   device: 'auto' | 'cpu' | 'cuda';
   gradientCheckpointing?: boolean;
   loraR?: number;
+  loraDropout?: number;
 }
 
 export interface FitPlan extends FitVerdict {
@@ -46,6 +47,7 @@ export async function planFit(r: FitRequest): Promise<FitPlan> {
       device,
       gradientCheckpointing: r.gradientCheckpointing,
       loraR: r.loraR,
+      loraDropout: r.loraDropout,
       teacher,
       weightBytes: shape.weightBytes ?? undefined,
       kvBytes: shape.kvBytes,

@@ -1,5 +1,5 @@
 import { defineCommand } from './define.js';
-import { booleanField, enumField, intField, textField } from './fields.js';
+import { booleanField, enumField, intField, numberField, textField } from './fields.js';
 
 export const INSPECT_PURPOSES = ['finetune', 'lora', 'distill', 'serve'] as const;
 
@@ -18,6 +18,7 @@ export const INSPECT = defineCommand({
     device: { field: enumField(['auto', 'cpu', 'cuda'] as const), value: '<device>', default: 'auto', help: 'with --for: whose memory to compare with (auto: the GPU when nvidia-smi finds one)' },
     gradientCheckpointing: { field: booleanField(), default: false, help: 'with --for: estimate with gradient checkpointing' },
     loraR: { field: intField(1), value: '<n>', default: 16, help: 'with --for lora: the LoRA rank' },
+    loraDropout: { field: numberField({ min: 0, below: 1 }), value: '<p>', default: 0.05, help: "with --for lora: LoRA's input dropout (at 0 its copies are not kept)" },
   },
   rules: { requires: { batchSize: ['for'], maxSeqLen: ['for'], gradientCheckpointing: ['for'] } },
 });
