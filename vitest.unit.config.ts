@@ -14,6 +14,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
     // These need the Python environment or a model; a new test that does too fails here until listed.
     exclude: [
+      'test/cli/finetune-kill.test.ts',
       'test/cli/finetune.test.ts',
       'test/cli/tied-checkpoint.test.ts',
       'test/core/batch-offline.test.ts',
@@ -26,6 +27,7 @@ export default defineConfig({
       'test/core/export.test.ts',
       'test/core/families.test.ts',
       'test/core/finetune-distributed.test.ts',
+      'test/core/import.test.ts',
       'test/core/inspect.test.ts',
       'test/core/quantize.test.ts',
       'test/e2e/batch-restart.test.ts',
@@ -38,6 +40,7 @@ export default defineConfig({
       'test/engine/graph-pruning.test.ts',
       'test/engine/last-position-logits.test.ts',
       'test/engine/prefix-cache.test.ts',
+      'test/engine/speculative-decoding.test.ts',
       'test/real/**',
       'test/serve/batch-api.test.ts',
       'test/serve/batch-python-sdk.test.ts',
@@ -51,6 +54,7 @@ export default defineConfig({
       'test/serve/python-sdk.test.ts',
       'test/serve/quotas-redis.test.ts',
       'test/serve/response-cache.test.ts',
+      'test/serve/speculative.test.ts',
       'test/serve/structured-outputs.test.ts',
       'test/serve/tool-calls.test.ts',
       'test/serve/triton.test.ts',

@@ -10,6 +10,7 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   finetune: async () => (await import('./commands/finetune.js')).finetuneCommand(),
   distill: async () => (await import('./commands/distill.js')).distillCommand(),
   lora: async () => (await import('./commands/lora.js')).loraCommand(),
+  import: async () => (await import('./commands/import.js')).importCommand(),
   export: async () => (await import('./commands/export.js')).exportCommand(),
   inspect: async () => (await import('./commands/inspect.js')).inspectCommand(),
   quantize: async () => (await import('./commands/quantize.js')).quantizeCommand(),

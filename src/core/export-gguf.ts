@@ -7,6 +7,7 @@ import { LlmkitError, UsageError } from '../shared/errors.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 import { requirePythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
+import { resolveModelSource } from './import/model-source.js';
 import type { JobResult } from '../workers/jobs.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 
@@ -30,7 +31,7 @@ export type ExportGgufReport = JobResult<'export_gguf'>;
 
 /** Writes a GGUF file for llama.cpp and Ollama with the `export_gguf` worker (export_gguf.py). */
 export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufReport> {
-  const model = resolve(opts.model);
+  const model = await resolveModelSource(opts.model, { onEvent: opts.onEvent });
   const out = resolve(opts.out);
   if (!existsSync(model) || !statSync(model).isDirectory()) throw new UsageError(`model folder ${opts.model} does not exist`, 'pass a Hugging Face model folder');
   if (existsSync(join(model, 'llmkit.json'))) {

@@ -5,6 +5,7 @@ import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { llmkitHome } from '../shared/paths.js';
 import { tritonNameFor, writeTritonRepository, type TritonRepository, type TritonTarget } from './triton-repository.js';
+import { resolveModelSource } from './import/model-source.js';
 
 export interface ExportOptions {
   model: string;
@@ -31,7 +32,8 @@ export interface ExportReport {
 }
 
 /** Exports a Hugging Face causal LM to llmkit's ONNX decoder format and checks it against PyTorch. */
-export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
+export async function exportModel(options: ExportOptions): Promise<ExportReport> {
+  const opts = { ...options, model: await resolveModelSource(options.model, { onEvent: options.onEvent }) };
   const out = resolve(opts.out);
   // Checked here, not only by the worker, so a wrong path is refused before Python starts and with the usage exit code.
   const hint = 'pass a Hugging Face model folder (config.json, weights, tokenizer)';

@@ -1,4 +1,4 @@
-import { leftPaddedMask } from './kv-cache.js';
+import { spanMask } from './kv-cache.js';
 
 /** A decoder's token inputs for a batch: row-major, `rows × columns` (the mask spans the cache too). */
 export interface StepInputs {
@@ -37,16 +37,29 @@ export function promptColumns(prompts: StepInputs, rows: number, width: number, 
   return { ids, mask, positions };
 }
 
-/** One decode step: each row feeds its last sampled token at the position after its cached tokens. */
-export function decodeInputs(rows: readonly { next: number; cached: number }[], cache: { length: number; capacity?: number }): StepInputs {
-  return {
-    ids: BigInt64Array.from(rows, (r) => BigInt(r.next)),
-    positions: BigInt64Array.from(rows, (r) => BigInt(r.cached)),
-    mask: leftPaddedMask(
-      rows.map((r) => r.cached),
-      cache.length,
-      1,
-      cache.capacity,
-    ),
-  };
+/**
+ * One decode step: each row feeds its last sampled token, and then its drafted tokens if it has any (speculative
+ * decoding verifies them in the same pass), at the positions after its cached tokens; rows with shorter drafts
+ * are padded to the longest (repeating their last token, masked). Each row's cached tokens end at its own
+ * `column` of the cache.
+ */
+export function decodeInputs(rows: readonly { next: number; cached: number; column: number }[], drafts: readonly (readonly number[])[], capacity: number): StepInputs {
+  const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
+  const ids = new BigInt64Array(rows.length * width);
+  const positions = new BigInt64Array(rows.length * width);
+  rows.forEach((r, b) => {
+    const fed = [r.next, ...drafts[b]];
+    for (let i = 0; i < width; i++) {
+      ids[b * width + i] = BigInt(fed[Math.min(i, fed.length - 1)]);
+      positions[b * width + i] = BigInt(r.cached + i);
+    }
+  });
+  const mask = spanMask(
+    rows.map((r) => r.cached),
+    rows.map((r) => r.column),
+    width,
+    capacity,
+    drafts.map((d) => 1 + d.length),
+  );
+  return { ids, mask, positions };
 }

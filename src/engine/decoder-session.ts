@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
-import { withLastPositionLogits } from './last-position-logits.js';
+import { LAST_POSITIONS_INPUT, withLastPositionLogits } from './last-position-logits.js';
 import type { ExportedModel } from './model-manifest.js';
 import type { Provider } from './devices.js';
 import { type ModelRunner, openSession, type OutputSpec, type ProviderProbe, type SessionOptions, Tensor } from './onnx-runtime.js';
@@ -54,7 +54,7 @@ export class DecoderSession {
     private readonly runner: ModelRunner,
     readonly provider: Provider,
     readonly skipped: ProviderProbe[],
-    /** Whether `logits` covers each row's last position only (last-position-logits.ts). */
+    /** Whether `logits` covers each row's last `last_positions` positions only (last-position-logits.ts). */
     private readonly lastOnly: boolean,
   ) {
     this.vocabSize = model.manifest.vocab_size;
@@ -81,6 +81,11 @@ export class DecoderSession {
     const lastOnly = opts.logits === 'last' ? withLastPositionLogits(pruned) : undefined;
     const { runner, provider, skipped } = await openSession({ bytes: lastOnly ?? pruned, path: model.onnxPath }, opts);
     return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined);
+  }
+
+  /** Whether a pass can verify several drafted tokens a row (speculative decoding): in-place steps of several tokens with logits for each. */
+  get verifiesDrafts(): boolean {
+    return this.lastOnly && !this.gqa;
   }
 
   emptyCache(batch: number): BatchCache {
@@ -153,31 +158,42 @@ export class DecoderSession {
   }
 
   /**
-   * One decode step (one new token a row) that writes the new keys/values into the cache's next spare column
-   * instead of copying the whole cache: `attentionMask` covers all `capacity` columns plus the new token, 0 on
-   * the spare ones. The cache must have a spare column; it is updated and returned with `length` + 1.
+   * A decode step that writes the new keys/values into the cache's spare columns instead of copying the whole
+   * cache: one new token a row, or several (speculative decoding verifies a drafted continuation in one pass,
+   * and gets logits for each of its positions). `attentionMask` covers all `capacity` columns plus the new
+   * tokens, 0 where a row has no token. Row b's new columns go to `ends[b]` onward (default: every row at
+   * `length`), which must leave room before `capacity`; the cache is updated and returned with `length` at
+   * the furthest row's end. A row that does not keep its later new columns simply ends before them: the next
+   * pass masks them and writes over them.
    */
-  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, ends?: readonly number[]): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
-    if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
-    if (this.gqa) return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
-    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.packedOutputs(cache.batch, 1));
+    const newTokens = inputIds.length / cache.batch;
+    const at = ends ?? Array.from({ length: cache.batch }, () => cache.length);
+    if (at.some((end) => end + newTokens > capacity)) throw new Error('decodeInPlace needs a spare column in the cache for each new token');
+    if (this.gqa) {
+      if (newTokens > 1 || at.some((end) => end !== cache.length)) throw new Error('a "fused-gqa" graph decodes one token a row at the cache\'s length');
+      return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
+    }
+    if (newTokens > 1 && !this.lastOnly) throw new Error('verifying several tokens needs a decoder opened with logits: "last"');
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens), this.packedOutputs(cache.batch, newTokens, newTokens));
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
+    const span = newTokens * headDim;
     // An element loop, not set(subarray()): a view object per (layer, row, head) costs 2-3x the copy (0.3 against
     // 0.13 ms a step at batch 8) and feeds the garbage collector.
     cache.layers.forEach((layer, i) => {
       const { key, value } = fresh[i];
       for (let rowHead = 0; rowHead < cache.batch * kvHeads; rowHead++) {
-        const to = (rowHead * capacity + cache.length) * headDim;
-        const from = rowHead * headDim;
-        for (let j = 0; j < headDim; j++) {
+        const to = (rowHead * capacity + at[Math.floor(rowHead / kvHeads)]) * headDim;
+        const from = rowHead * span;
+        for (let j = 0; j < span; j++) {
           layer.key[to + j] = key[from + j];
           layer.value[to + j] = value[from + j];
         }
       }
     });
-    return { logits: out.logits, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+    return { logits: out.logits, logitsPositions: newTokens, newTokens, cache: { ...cache, length: Math.max(...at) + newTokens } };
   }
 
   /**
@@ -208,18 +224,19 @@ export class DecoderSession {
     return { logits, logitsPositions: logits.length / (batch * this.vocabSize) };
   }
 
-  private logitsSpec(batch: number, newTokens: number): OutputSpec {
-    return { dims: [batch, this.lastOnly ? 1 : newTokens, this.vocabSize] };
+  /** `logits` of a pass over `newTokens` a row: every position's, or the last `lastPositions` of a graph that computes only those. */
+  private logitsSpec(batch: number, newTokens: number, lastPositions = 1): OutputSpec {
+    return { dims: [batch, this.lastOnly ? lastPositions : newTokens, this.vocabSize] };
   }
 
   /** logits and the packed new_key_values [2 x layers x batch, kv_heads, new, head_dim] of a graph that is not fused-gqa. */
-  private packedOutputs(batch: number, newTokens: number): Record<string, OutputSpec> {
+  private packedOutputs(batch: number, newTokens: number, lastPositions = 1): Record<string, OutputSpec> {
     const layers = this.model.manifest.num_layers;
-    return { logits: this.logitsSpec(batch, newTokens), new_key_values: { dims: [2 * layers * batch, this.kvShape[0], newTokens, this.kvShape[1]] } };
+    return { logits: this.logitsSpec(batch, newTokens, lastPositions), new_key_values: { dims: [2 * layers * batch, this.kvShape[0], newTokens, this.kvShape[1]] } };
   }
 
   /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */
-  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Record<string, Tensor> {
+  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, lastPositions = 1): Record<string, Tensor> {
     const { batch } = cache;
     const columns = cache.capacity ?? cache.length;
     const newTokens = inputIds.length / batch;
@@ -229,6 +246,7 @@ export class DecoderSession {
       attention_mask: new Tensor('int64', attentionMask, [batch, attentionMask.length / batch]),
       position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
     };
+    if (this.lastOnly) feeds[LAST_POSITIONS_INPUT] = new Tensor('int64', BigInt64Array.of(BigInt(lastPositions)), [1]);
     cache.layers.forEach((layer, i) => {
       feeds[`past_key_values.${i}.key`] = new Tensor('float32', layer.key, [batch, kvHeads, columns, headDim]);
       feeds[`past_key_values.${i}.value`] = new Tensor('float32', layer.value, [batch, kvHeads, columns, headDim]);

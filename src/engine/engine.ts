@@ -1,4 +1,5 @@
 import { DecoderSession } from './decoder-session.js';
+import { openDrafter } from './drafters.js';
 import type { Choice, GenerationEngine, TextRequest } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
@@ -20,6 +21,8 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   onDecodeStep?: (rows: number) => void;
   /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
   prefixCacheMb?: number;
+  /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
+  draft?: string;
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
@@ -48,7 +51,14 @@ export class Engine implements GenerationEngine {
     };
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
     const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
-    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes));
+    let drafter;
+    try {
+      drafter = opts.draft ? await openDrafter(opts.draft, decoder, { device: opts.device, threads: opts.threads }) : undefined;
+    } catch (e) {
+      await decoder.release();
+      throw e;
+    }
+    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter));
   }
 
   get contextLength(): number {
@@ -103,6 +113,7 @@ export class Engine implements GenerationEngine {
   /** Waits for running requests to finish, then frees the session. */
   async close(): Promise<void> {
     await this.scheduler.idle();
+    await this.scheduler.drafter?.release();
     await this.decoder.release();
   }
 }

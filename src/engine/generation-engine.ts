@@ -63,8 +63,8 @@ export interface GenerationEngine {
   readonly device: string;
   /** Devices tried and passed over, with why. */
   readonly deviceNotes: readonly string[];
-  /** For the queue and batch gauges of /metrics. */
-  readonly scheduler: { readonly queueDepth: number; readonly batchSize: number };
+  /** For the queue and batch gauges of /metrics, and speculative decoding's acceptance where it drafts. */
+  readonly scheduler: { readonly queueDepth: number; readonly batchSize: number; readonly speculation?: { readonly proposed: number; readonly accepted: number } };
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
   generate(request: TextRequest, streamer: Streamer): void;
   /** Several completions of one prompt (OpenAI's `n`), each with its own streamer, seed and constraint. */

@@ -1,6 +1,7 @@
 import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession } from './decoder-session.js';
+import type { Drafter } from './drafter.js';
 import { EngineRejection } from './generation-engine.js';
 import { gatherRows, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
@@ -19,8 +20,8 @@ export interface SchedulerLimits {
 
 /**
  * What the scheduler runs its steps on: a prefill pass (`forward`, new columns over a cache) and a decode step
- * (`decodeInPlace`, one token a row). DecoderSession is the one; another runtime, or a draft-and-verify
- * decoder, plugs in here. Which rows run, how many columns, and who waits is decided in batch-plan.ts.
+ * (`decodeInPlace`, one token a row, or a row's last token and its drafted ones). DecoderSession is the one;
+ * another runtime plugs in here. Which rows run, how many columns, and who waits is decided in batch-plan.ts.
  */
 export type StepDecoder = Pick<DecoderSession, 'model' | 'vocabSize' | 'emptyCache' | 'forward' | 'decodeInPlace'>;
 
@@ -104,8 +105,18 @@ export class GenerationScheduler {
     private readonly onDecodeStep?: (rows: number) => void,
     /** Finished rows' keys/values, reused by newcomers that start with the same tokens. */
     readonly prefixes?: PrefixCache,
+    /** Proposes tokens that each decode step verifies along with its own (speculative decoding). */
+    readonly drafter?: Drafter,
   ) {
     this.cache = decoder.emptyCache(0);
+  }
+
+  /** Tokens drafted and accepted since start, and the passes that verified any (all 0 without a drafter). */
+  readonly drafts = { proposed: 0, accepted: 0, passes: 0 };
+
+  /** The draft counters when this scheduler drafts (for /metrics), else undefined. */
+  get speculation(): { proposed: number; accepted: number; passes: number } | undefined {
+    return this.drafter && this.drafts;
   }
 
   get contextLength(): number {
@@ -139,9 +150,11 @@ export class GenerationScheduler {
         `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
       );
     }
+    const drafting = this.drafter !== undefined;
     const leader = new Sequence(
       request,
-      group.slice(1).map((r) => Object.assign(new Sequence(r), { follower: true })),
+      group.slice(1).map((r) => Object.assign(new Sequence(r, [], drafting), { follower: true })),
+      drafting,
     );
     if (leader.tokens > this.limits.maxTokensTotal) {
       throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
@@ -256,9 +269,10 @@ export class GenerationScheduler {
     const leaving = new Set(evicted);
     const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
     if (stays.length < this.running.length) {
-      this.remember(this.cache, this.running, (s) => leaving.has(s));
+      this.remember(this.cache, this.running, true, (s) => leaving.has(s));
       const kept = stays.map((b) => this.running[b]);
-      this.cache = kept.length ? this.regather([{ cache: this.cache, rows: stays }], Math.max(...kept.map((s) => s.cached))) : this.decoder.emptyCache(0);
+      const ends = stays.map((b) => this.running[b].column);
+      this.cache = kept.length ? this.regather([{ cache: this.cache, rows: stays, ends }], Math.max(...kept.map((s) => s.cached))) : this.decoder.emptyCache(0);
       this.running = kept;
     }
     for (const s of evicted.reverse()) {
@@ -342,61 +356,102 @@ export class GenerationScheduler {
     const joining = this.prefilled;
     this.prefilled = [];
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
-    this.remember(this.cache, this.running);
-    for (const job of joining) this.remember(job.cache, job.seqs);
+    this.remember(this.cache, this.running, true);
+    for (const job of joining) this.remember(job.cache, job.seqs, false);
+    for (const s of this.running) if (s.finished) this.drafter?.forget(s);
     const keep = liveRows(this.running);
     const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
     const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap((n) => n.seqs)];
-    this.running = seqs;
     if (!seqs.length) {
+      this.running = seqs;
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    const selections = [{ cache: this.cache, rows: keep, ends: keep.map((b) => this.running[b].column) }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    this.running = seqs;
     this.cache = this.regather(
       selections.filter((s) => s.rows.length),
       Math.max(...seqs.map((s) => s.cached)),
     );
   }
 
-  /** Hands the rows that finished (not with an error), or the chosen ones, to the prefix cache before their cache is dropped. */
-  private remember(cache: BatchCache, seqs: readonly Sequence[], chosen = (s: Sequence) => s.finished !== undefined && s.finished !== 'error'): void {
+  /**
+   * Hands the rows that finished (not with an error), or the chosen ones, to the prefix cache before their cache is
+   * dropped; `running`: the cache is the running batch's, where each row ends at its own column.
+   */
+  private remember(cache: BatchCache, seqs: readonly Sequence[], running: boolean, chosen = (s: Sequence) => s.finished !== undefined && s.finished !== 'error'): void {
     if (!this.prefixes) return;
     seqs.forEach((s, b) => {
       if (!chosen(s) || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b] }], s.cached, kvHeads, headDim));
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim));
     });
   }
 
-  /** One copy of the chosen rows into a new cache, with spare columns where decode steps append in place. */
+  /**
+   * One copy of the chosen rows into a new cache, right-aligned, with spare columns where decode steps append in
+   * place; the running rows (`this.running`, in the selections' order) then end at its length.
+   */
   private regather(selections: RowSelection[], length: number): BatchCache {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    for (const s of this.running) s.column = length;
     return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS);
   }
 
+  /**
+   * One decode step: every running row feeds its last token, and the rows with a draft their drafted tokens
+   * after it, verified in the same pass. Each row keeps the tokens up to its first rejection; its cache simply
+   * ends there (the next pass masks and overwrites the rest), so rows end at different columns until the next
+   * regather aligns them.
+   */
   private async decode(): Promise<void> {
     const rows = this.running;
-    if ((this.cache.capacity ?? this.cache.length) <= this.cache.length) {
-      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b) }], this.cache.length);
+    const drafts = await this.proposals(rows);
+    const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
+    if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) {
+      const ends = rows.map((s) => s.column);
+      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b), ends }], Math.max(...rows.map((s) => s.cached)));
     }
-    const { ids, mask, positions } = decodeInputs(rows, this.cache);
+    const columns = rows.map((s) => s.column);
+    const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
-      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache), rows);
+      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows);
     } catch (e) {
       for (const s of rows) s.finish('error', e as Error);
       this.running = [];
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    this.cache = step.cache;
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
-      s.cached++;
-      if (!s.finished) s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
+      const logits = step.logits.subarray(b * width * vocab, (b + 1) * width * vocab);
+      let kept = 1;
+      if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
+      else if (!s.finished) s.advance(logits.subarray(0, vocab));
+      this.drafts.accepted += kept - 1;
+      s.cached += kept;
+      s.column += kept;
     });
+    this.cache = { ...step.cache, length: Math.max(...rows.map((s) => s.column)) };
     this.onDecodeStep?.(rows.length);
+  }
+
+  /** Each row's drafted tokens for this step (none without a drafter, under a grammar, or with one token to go). */
+  private async proposals(rows: readonly Sequence[]): Promise<number[][]> {
+    const drafts = rows.map((): number[] => []);
+    if (!this.drafter) return drafts;
+    const asking = rows.flatMap((s, b) => {
+      const k = Math.min(s.draftLength?.k ?? 0, s.request.maxTokens - s.generated - 1, this.contextLength - 1 - s.cached);
+      return k > 0 && !s.finished ? [{ b, request: { row: s, context: [...s.request.promptIds, ...s.output], k } }] : [];
+    });
+    if (!asking.length) return drafts;
+    const proposed = await this.drafter.propose(asking.map((a) => a.request));
+    asking.forEach((a, i) => (drafts[a.b] = proposed[i].slice(0, a.request.k)));
+    const count = drafts.reduce((n, d) => n + d.length, 0);
+    if (count) this.drafts.passes++;
+    this.drafts.proposed += count;
+    return drafts;
   }
 }

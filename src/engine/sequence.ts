@@ -1,3 +1,4 @@
+import { DraftLength } from './draft-length.js';
 import type { Lane } from './generation-engine.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { tokenLogprob } from './logprobs.js';
@@ -47,6 +48,8 @@ export class Sequence {
   cached = 0;
   /** The last sampled token, fed at the next decode step. */
   next = -1;
+  /** Where this row's cached tokens end in the running batch's cache: the column its next token goes to. */
+  column = 0;
   generated = 0;
   /** The sampled tokens, in order. */
   readonly output: number[] = [];
@@ -58,12 +61,18 @@ export class Sequence {
   private firstTokenMs?: number;
   private readonly gaps: number[] = [];
 
+  /** How many tokens this row drafts a pass, when the scheduler has a drafter (none under a grammar constraint). */
+  readonly draftLength?: DraftLength;
+
   constructor(
     readonly request: GenerationRequest,
     /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
     readonly followers: Sequence[] = [],
+    drafting = false,
   ) {
     this.sampler = new TokenSampler(request.sampling, request.promptIds);
+    // A grammar's mask is prepared for one next token a pass; it cannot judge drafted tokens ahead of it.
+    if (drafting && !request.processor) this.draftLength = new DraftLength();
   }
 
   get batchLane(): boolean {
@@ -101,10 +110,36 @@ export class Sequence {
 
   /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
   advance(logits: Float32Array): void {
-    const { processor, logprobs } = this.request;
+    const { processor } = this.request;
     const remaining = this.request.maxTokens - this.generated;
     const token = this.sampler.sample(logits, processor && ((row) => processor.apply(row, remaining)));
     processor?.accept(token);
+    this.take(token, logits);
+  }
+
+  /**
+   * Goes through a verification pass's logits for this row (`logits`: one row per fed token: the last token,
+   * then `draft`): each drafted token is accepted or replaced by the rejection rule, and the first replaced
+   * one, or the token after the whole draft, ends the walk. Returns how many fed tokens stay in the cache:
+   * those before the first rejection (each emitted token's predecessor).
+   */
+  acceptDraft(logits: Float32Array, vocab: number, draft: readonly number[]): number {
+    const row = (i: number) => logits.subarray(i * vocab, (i + 1) * vocab);
+    let accepted = 0;
+    while (accepted < draft.length && !this.finished) {
+      const token = this.sampler.verify(row(accepted), draft[accepted]);
+      this.take(token, row(accepted));
+      if (token !== draft[accepted]) break;
+      accepted++;
+    }
+    this.draftLength?.record(draft.length, accepted);
+    if (accepted === draft.length && !this.finished) this.advance(row(draft.length));
+    return accepted + 1;
+  }
+
+  /** Emits a chosen token; `logits` is the row it was chosen from (for its log-probability). */
+  private take(token: number, logits: Float32Array): void {
+    const { logprobs } = this.request;
     const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
     const now = performance.now();
     if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;

@@ -44,7 +44,9 @@ const FinetuneConfig = z.object({
   train_on_prompt: z.boolean(),
   gradient_checkpointing: z.boolean(),
   eval_every: z.number().int().nullable(),
-  save_every: z.number().int().nullable(),
+  save_every: z.number().int(),
+  save_minutes: z.number(),
+  keep_checkpoints: z.number().int(),
   resume: z.boolean(),
   merge: z.boolean(),
   precision: z.string(),
@@ -192,6 +194,7 @@ export const JOBS = {
       chat_template: z.boolean(),
     }),
   },
+  hf_download: { config: z.object({ repo: z.string(), revision: z.string() }), result: z.object({ path: z.string() }) },
   export_triton: {
     config: z.object({ model: z.string(), out: z.string(), name: z.string(), device: z.enum(['cpu', 'gpu']).optional() }),
     result: z.object({ path: z.string(), decoder: z.string(), generate: z.string(), device: z.enum(['cpu', 'gpu']) }),

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
+import { chartSeries } from '../helpers/charts.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { tinyModel } from '../helpers/models.js';
 import { interruptedAtFirstCheckpoint, metrics } from '../helpers/training.js';
@@ -53,6 +54,12 @@ describe('llmkit finetune --lora on the bundled facts (tiny model, CPU)', () => 
     const steps = metrics(out).filter((m) => m.loss !== undefined);
     expect(steps).toHaveLength(100);
     expect(steps[0].loss).toBeCloseTo(summary.firstLoss!, 10);
+    // The chart beside the metrics draws the run's own numbers.
+    expect(summary.chart).toBe(join(out, 'metrics.svg'));
+    const chart = chartSeries(summary.chart!);
+    expect(chart['train loss']).toEqual(steps.map((m) => [m.step, m.loss]));
+    expect(chart.lr).toEqual(steps.map((m) => [m.step, m.lr]));
+    expect(chart['tokens/s']).toEqual(steps.map((m) => [m.step, m.tokens_per_s]));
     const config = JSON.parse(readFileSync(join(out, 'llmkit-config.json'), 'utf8'));
     expect(config).toMatchObject({ command: 'finetune', recipe: RECIPE, options: { lora: true, loraR: 16, lr: 0.005, epochs: 100, merge: true } });
     expect(config.data[0]).toMatchObject({ format: 'messages', examples: 20 });

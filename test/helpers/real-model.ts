@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { importGguf } from '../../src/core/import/import-gguf.js';
-import { llmkitHome, pythonSourceDir } from '../../src/shared/paths.js';
+import { resolveModelSource } from '../../src/core/import/model-source.js';
+import { llmkitHome } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 
 /**
@@ -29,10 +28,7 @@ export async function smollm2Gguf(): Promise<string> {
   return gguf;
 }
 
-/** The GGUF imported into a Hugging Face folder (fp32), once per version of the importer. */
+/** The GGUF imported into a Hugging Face folder (fp32) as commands given the .gguf import it: once, into LLMKIT_HOME/imported. */
 export async function smollm2(): Promise<string> {
-  const importer = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'import_gguf.py')));
-  const out = join(llmkitHome(), 'models', `smollm2-135m-instruct-${importer.digest('hex').slice(0, 10)}`);
-  if (!existsSync(join(out, 'model.safetensors'))) await importGguf({ gguf: await smollm2Gguf(), out, dtype: 'float32' });
-  return out;
+  return resolveModelSource(await smollm2Gguf());
 }

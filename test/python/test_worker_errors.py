@@ -1,4 +1,4 @@
-from llmkit_worker.__main__ import first_line
+from llmkit_worker.protocol import first_line
 
 
 def test_the_one_line_error_is_the_first_line_that_says_something():

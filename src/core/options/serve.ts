@@ -27,6 +27,11 @@ export const SERVE = defineCommand({
       default: DEFAULT_PREFIX_CACHE_MB,
       help: "memory for finished requests' keys/values, reused by prompts that start with the same tokens (0: off)",
     },
+    draft: {
+      field: textField(),
+      value: '<ngram|dir>',
+      help: 'speculative decoding: ngram (prompt lookup: drafts copied from earlier in the context) or a draft model folder with the same tokenizer (`llmkit distill --for-draft`); greedy output is unchanged',
+    },
     apiKey: {
       field: textsField(),
       value: '<key>',

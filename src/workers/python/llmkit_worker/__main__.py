@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from .jobs import JOBS
-from .protocol import BadInput, emit, read_config
+from .protocol import BadInput, emit, first_line, read_config
 
 
 def main() -> int:
@@ -34,11 +34,6 @@ def main() -> int:
         said = first_line(str(e))
         emit("error", kind="crash", message=f"{type(e).__name__}: {said}" if said else type(e).__name__)
         return 1
-
-
-def first_line(text: str) -> str:
-    """The first line that says something: some messages (safetensors' shared-tensor error) begin with a newline."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,9 @@ class FinetuneConfig(TypedDict):
     train_on_prompt: bool
     gradient_checkpointing: bool
     eval_every: int | None
-    save_every: int | None
+    save_every: int
+    save_minutes: float
+    keep_checkpoints: int
     resume: bool
     merge: bool
     precision: str
@@ -251,6 +253,15 @@ class ImportGgufResult(TypedDict):
     chat_template: bool
 
 
+class HfDownloadConfig(TypedDict):
+    repo: str
+    revision: str
+
+
+class HfDownloadResult(TypedDict):
+    path: str
+
+
 class ExportTritonConfig(TypedDict):
     model: str
     out: str
@@ -291,6 +302,7 @@ JOBS: dict[str, tuple[type, type]] = {
     "quantize": (QuantizeConfig, QuantizeResult),
     "export_gguf": (ExportGgufConfig, ExportGgufResult),
     "import_gguf": (ImportGgufConfig, ImportGgufResult),
+    "hf_download": (HfDownloadConfig, HfDownloadResult),
     "export_triton": (ExportTritonConfig, ExportTritonResult),
     "cuda_provider": (CudaProviderConfig, CudaProviderResult),
 }

@@ -101,11 +101,19 @@ def save_checkpoint(ctx: RunContext, training, step: int) -> str:
     with open(os.path.join(tmp, "llmkit_state.json"), "w") as f:
         json.dump({"step": step, "fingerprint": fingerprint(ctx.cfg), "state": training.state}, f, indent=2)
     move_into_place(tmp, folder)
-    for old in glob.glob(os.path.join(out, "checkpoints", "checkpoint-*")):
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    remove_old_checkpoints(out, keep=ctx.cfg["keep_checkpoints"], newest=folder)
     emit("artifact", kind="checkpoint", path=folder, step=step)
     return folder
+
+
+def remove_old_checkpoints(out: str, keep: int, newest: str) -> None:
+    """Keeps the newest `keep` checkpoints (the one just written among them), and drops leftovers of writes that a
+    kill interrupted (their temporary folders)."""
+    whole = sorted(glob.glob(os.path.join(out, "checkpoints", "checkpoint-*[0-9]")), key=lambda p: int(p.rsplit("-", 1)[1]))
+    kept = set(whole[-keep:]) | {newest}
+    for old in glob.glob(os.path.join(out, "checkpoints", "checkpoint-*")):
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_shared_tensors(path: str) -> dict:
