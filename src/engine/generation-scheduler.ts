@@ -45,7 +45,7 @@ const ADMISSION_WAIT_MS = 10;
 const SPARE_COLUMNS = 32;
 
 /** Row indices of the sequences still going. */
-const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished ? [] : [b]));
+const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished || s.parked ? [] : [b]));
 
 /** A prefilled job's live rows with their followers: row b of the job's cache once per live member of its group. */
 function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: number[] } {
@@ -201,7 +201,7 @@ export class GenerationScheduler {
   }
 
   private active(): Sequence[] {
-    return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished);
+    return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished && !s.parked);
   }
 
   /**
@@ -261,25 +261,18 @@ export class GenerationScheduler {
   private preempt(): void {
     const head = this.queue[0];
     if (!head || head.batchLane) return;
-    const asRow = (s: Sequence) => ({ live: !s.finished, preemptible: s.preemptible, tokens: s.tokens });
+    const asRow = (s: Sequence) => ({ live: !s.finished && !s.parked, preemptible: s.preemptible, tokens: s.tokens });
     const plan = planEviction({ rows: head.group.length, tokens: head.tokens }, this.use(), this.limits, this.job?.seqs.map(asRow), this.running.map(asRow));
     if (!plan) return;
-    const evicted = [...(plan.job ? this.job!.seqs : []), ...plan.running.map((b) => this.running[b])];
+    const fromJob = plan.job ? this.job!.seqs : [];
     if (plan.job) this.job = undefined;
-    const leaving = new Set(evicted);
-    const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
-    if (stays.length < this.running.length) {
-      this.remember(this.cache, this.running, true, (s) => leaving.has(s));
-      const kept = stays.map((b) => this.running[b]);
-      const ends = stays.map((b) => this.running[b].column);
-      this.cache = kept.length ? this.regather([{ cache: this.cache, rows: stays, ends }], Math.max(...kept.map((s) => s.cached))) : this.decoder.emptyCache(0);
-      this.running = kept;
-    }
-    for (const s of evicted.reverse()) {
+    for (const s of [...fromJob].reverse()) {
       s.cached = 0;
       this.enqueue(s, true);
     }
-    this.preempted += evicted.length;
+    // Rows leave in the next rebuild's copy of the cache, the one that merges the newcomer: no copy before its first token.
+    for (const b of plan.running) this.running[b].parked = true;
+    this.preempted += fromJob.length + plan.running.length;
   }
 
   /** Rows and tokens held by what is being prefilled or decoded. */
@@ -357,9 +350,17 @@ export class GenerationScheduler {
     this.prefilled = [];
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
     this.remember(this.cache, this.running, true);
+    const parked = this.running.filter((s) => s.parked && !s.finished);
+    this.remember(this.cache, parked.length ? this.running : [], true, (s) => s.parked && !s.finished);
     for (const job of joining) this.remember(job.cache, job.seqs, false);
-    for (const s of this.running) if (s.finished) this.drafter?.forget(s);
+    for (const s of this.running) if (s.finished || s.parked) this.drafter?.forget(s);
     const keep = liveRows(this.running);
+    // Preempted rows go back to the front of the batch lane and resume from their tokens (see preempt).
+    for (const s of parked.reverse()) {
+      s.parked = false;
+      s.cached = 0;
+      this.enqueue(s, true);
+    }
     const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
     const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap((n) => n.seqs)];

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { BENCH_PROMPTS } from '../../dist/core/bench.js';
 import { modelArgs } from './model-args.js';
+import { startServe } from './serve-process.js';
 
 const { folder, flag } = modelArgs('node test/bench/batch-throughput.js <exported-model-folder> [--rounds 3] [--lines 64] [--max-tokens 64] [--concurrency 4,8,16,32]');
 const rounds = Number(flag('rounds', '3'));
@@ -26,17 +27,7 @@ const body = (i) => ({ model: 'bench', messages: [{ role: 'user', content: BENCH
 const input = join(dir, 'in.jsonl');
 writeFileSync(input, Array.from({ length: count }, (_, i) => JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: body(i) })).join('\n'));
 
-const serveArgs = ['--json', 'serve', `bench=${folder}`, '--port', '0', '--max-batch', maxBatch, '--threads', threads, '--device', 'cpu', '--data-dir', join(dir, 'data')];
-const server = execa(process.execPath, ['bin/llmkit.js', ...serveArgs], { reject: false, stdin: 'ignore', buffer: false });
-const url = await new Promise((ok, fail) => {
-  let out = '';
-  server.stdout.on('data', (d) => {
-    out += d;
-    const line = out.split('\n').find((l) => l.includes('"listening"'));
-    if (line) ok(JSON.parse(line).url);
-  });
-  void server.then((r) => fail(new Error(`llmkit serve exited (${r.exitCode})`)));
-});
+const { url, child: server } = await startServe([`bench=${folder}`, '--port', '0', '--max-batch', maxBatch, '--threads', threads, '--device', 'cpu', '--data-dir', join(dir, 'data')]);
 
 async function offline() {
   const args = ['--json', 'batch', `bench=${folder}`, '-i', input, '-o', join(dir, 'out.jsonl'), '--restart', '--max-batch', maxBatch, '--threads', threads, '--device', 'cpu'];

@@ -5,28 +5,18 @@
 // sets: an interactive request should wait no more than one decode step longer for its first token.
 //
 //   node test/bench/batch-ttft.js <exported-model-folder> [--rounds 4] [--requests 8] [--max-batch 16] [--threads 2]
-import { execa } from 'execa';
 import OpenAI, { toFile } from 'openai';
 import { BENCH_PROMPTS } from '../../dist/core/bench.js';
 import { percentile, timedChatStream } from '../../dist/core/bench-client.js';
 import { modelArgs } from './model-args.js';
+import { startServe } from './serve-process.js';
 
 const { folder, flag } = modelArgs('node test/bench/batch-ttft.js <exported-model-folder> [--rounds 4] [--requests 8] [--max-batch 16] [--threads 2]');
 const rounds = Number(flag('rounds', '4'));
 const requests = Number(flag('requests', '8'));
 const maxBatch = Number(flag('max-batch', '16'));
 
-const args = ['--json', 'serve', `bench=${folder}`, '--port', '0', '--max-batch', String(maxBatch), '--threads', flag('threads', '2'), '--data-dir', `/tmp/llmkit-batch-ttft-${process.pid}`];
-const child = execa(process.execPath, ['bin/llmkit.js', ...args], { reject: false, stdin: 'ignore', buffer: false });
-const url = await new Promise((ok, fail) => {
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-    const line = out.split('\n').find((l) => l.includes('"listening"'));
-    if (line) ok(JSON.parse(line).url);
-  });
-  void child.then((r) => fail(new Error(`llmkit serve exited (${r.exitCode})`)));
-});
+const { url, child } = await startServe([`bench=${folder}`, '--port', '0', '--max-batch', String(maxBatch), '--threads', flag('threads', '2'), '--data-dir', `/tmp/llmkit-batch-ttft-${process.pid}`]);
 const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
 // Batch lines as long as the context allows (up to 512 tokens), so that none finishes within a phase.
 const context = (await client.models.list()).data[0].context_length;
