@@ -7,7 +7,7 @@
 //   node test/bench/batch-ttft.js <exported-model-folder> [--rounds 4] [--requests 8] [--max-batch 16] [--threads 2]
 import OpenAI, { toFile } from 'openai';
 import { BENCH_PROMPTS } from '../../dist/core/bench.js';
-import { percentile, timedChatStream } from '../../dist/core/bench-client.js';
+import { percentile } from '../../dist/core/bench-client.js';
 import { modelArgs } from './model-args.js';
 import { startServe } from './serve-process.js';
 
@@ -22,6 +22,32 @@ const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 
 const context = (await client.models.list()).data[0].context_length;
 const lineTokens = Math.min(512, context - 64);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One streaming request, greedy, with logprobs: every token then sends a chunk, even one whose text is empty (a
+ * random-weight model samples special and partial-UTF-8 tokens), so TTFT is the first token's, not the first letter's.
+ */
+async function timedTokens(body) {
+  const sent = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true, temperature: 0, logprobs: true }),
+  });
+  if (!res.ok) throw new Error(`the server answered ${res.status}: ${await res.text()}`);
+  const times = [];
+  let buffer = '';
+  for await (const bytes of res.body) {
+    buffer += Buffer.from(bytes).toString('utf8');
+    for (let cut; (cut = buffer.indexOf('\n\n')) >= 0; buffer = buffer.slice(cut + 2)) {
+      const event = buffer.slice(0, cut).replace(/^data: /, '');
+      if (event === '[DONE]') continue;
+      const tokens = JSON.parse(event).choices[0]?.logprobs?.content?.length ?? 0;
+      for (let i = 0; i < tokens; i++) times.push(performance.now());
+    }
+  }
+  return { ttftMs: times[0] - sent, gapsMs: times.slice(1).map((t, i) => t - times[i]) };
+}
 const gauge = async (name) => Number((await (await fetch(`${url}/metrics`)).text()).match(new RegExp(`^${name}\\{[^}]*\\} (\\d+)`, 'm'))?.[1] ?? 0);
 
 /** A batch that outlasts a phase: more lines than rows, each long; cancelled when the phase ends. */
@@ -46,7 +72,7 @@ async function phase(withBatch, round, results) {
   for (let i = 0; i < requests; i++) {
     // At a random moment, so arrivals do not line up with the decode steps.
     await sleep(50 + Math.random() * 150);
-    const t = await timedChatStream(url, { model: 'bench', messages: [{ role: 'user', content: BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length] }], max_tokens: 16, ignore_eos: true });
+    const t = await timedTokens({ model: 'bench', messages: [{ role: 'user', content: BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length] }], max_tokens: 16, ignore_eos: true });
     results.ttft.push(t.ttftMs);
     results.gaps.push(...t.gapsMs);
   }
