@@ -66,7 +66,7 @@ PY
         echo "== round $round"
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph /" | cut -c1-400
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400
-        for m in $genai $genai-graph; do
+        [ -f $genai/genai_config.json ] && for m in $genai $genai-graph; do
           req=/tmp/requests.jsonl; [ $m = $genai-graph ] && req=/tmp/requests-b1.jsonl
           PYTHONPATH=/tmp/site timeout 120 python3 test/bench/peers/genai_runner.py $m < $req | sed "s#^#genai-$(basename $m) #" | cut -c1-300
         done
