@@ -38,6 +38,9 @@ interface PrefillJob {
 /** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
 const ADMISSION_WAIT_MS = 10;
 
+/** The longest a step waits for an interactive request being read and prepared (see GenerationScheduler.arriving). */
+const ARRIVAL_WAIT_MS = 25;
+
 /**
  * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
  * in place before the next copy. Attention reads the spare columns too (masked), so more is not free.
@@ -97,6 +100,8 @@ export class GenerationScheduler {
   private looping = false;
   /** Batch-lane rows that gave their place to an interactive request, since start. */
   preempted = 0;
+  /** Interactive requests announced (arriving) and not queued yet. */
+  private arrivals = 0;
 
   constructor(
     private readonly decoder: StepDecoder,
@@ -180,6 +185,28 @@ export class GenerationScheduler {
     this.queue.splice(at, 0, seq);
   }
 
+  /**
+   * Announces an interactive request that is being read and prepared; call the result once it is queued (or refused).
+   * A step holds the event loop for its whole length (ONNX Runtime runs on the main thread), and reading a request
+   * takes a few turns of the loop: behind a batch, each turn would cost a full-width step. So while one is announced,
+   * the next step waits for it (at most ARRIVAL_WAIT_MS), and the request is prefilled before that step instead of after several.
+   */
+  arriving(): () => void {
+    this.arrivals++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.arrivals--;
+    };
+  }
+
+  /** Lets announced interactive requests reach the queue before a step, when batch-lane rows would make them wait. */
+  private async awaitArrivals(): Promise<void> {
+    if (!this.arrivals || !this.running.some((s) => s.batchLane && !s.finished)) return;
+    for (const until = performance.now() + ARRIVAL_WAIT_MS; this.arrivals > 0 && performance.now() < until; ) await new Promise((r) => setImmediate(r));
+  }
+
   /** Resolves when nothing is queued or running. */
   async idle(): Promise<void> {
     while (this.looping) await this.loop;
@@ -190,6 +217,7 @@ export class GenerationScheduler {
       // (A batch that one request fills starts at once: the wait would hold the request in the queue for nothing.)
       if (this.queue.length < this.limits.maxBatch) await this.admit();
       while (this.queue.length || this.job || this.running.length) {
+        await this.awaitArrivals();
         await this.prefill();
         this.rebuild();
         if (this.running.length) await this.decode();
