@@ -210,7 +210,8 @@ export class GenerationScheduler {
       // (A batch that one request fills starts at once: the wait would hold the request in the queue for nothing.)
       if (this.queue.length < this.limits.maxBatch) await this.admit();
       while (this.queue.length || this.job || this.running.length) {
-        await this.awaitArrivals();
+        // (Only then: an await here would let a request submitted right after this loop started wait in the queue.)
+        if (this.arrivals) await this.awaitArrivals();
         await this.prefill();
         this.rebuild();
         if (this.running.length) await this.decode();
