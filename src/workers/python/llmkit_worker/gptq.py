@@ -33,6 +33,8 @@ def gptq(rows: np.ndarray, hessian: np.ndarray, bits: int, block_size: int, symm
     """Rows [N, K] of a weight (MatMul's B transposed) -> (codes [N, blocks, block_size], scales, zero points or None)."""
     import torch
 
+    # Each column's update is a small rank-1 step: threads only add barrier waits (minutes on a loaded machine).
+    torch.set_num_threads(1)
     count, cols = rows.shape
     padded = cols + (-cols % block_size)
     weight = torch.zeros(count, padded, dtype=torch.float32)
@@ -64,7 +66,7 @@ def gptq(rows: np.ndarray, hessian: np.ndarray, bits: int, block_size: int, symm
             code = encode(batch[:, i].numpy()[:, None], s, z, bits)
             codes[:, block, offset] = code[:, 0]
             error = (batch[:, i] - torch.from_numpy(decode(code, s, z, bits)[:, 0])) / batch_inverse[i, i]
-            batch[:, i:] -= error[:, None] * batch_inverse[i, i:][None, :]
+            batch[:, i:].addr_(error, batch_inverse[i, i:], alpha=-1)
             errors[:, i] = error
         weight[:, end:] -= errors @ inverse[start:end, end:]
     return codes, scales, zero_points
