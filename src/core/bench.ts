@@ -7,6 +7,8 @@ import { TransformersJsBaseline, type SingleRun } from './bench-baseline.js';
 import { percentile, timedChatStream, type StreamTiming } from './bench-client.js';
 import { LlmkitError } from '../shared/errors.js';
 import { packageRoot } from '../shared/paths.js';
+import { writeFileAtomic } from '../shared/atomic.js';
+import { benchChart } from './charts/reports.js';
 
 /** The fixed prompt set: questions of very different lengths, so batches mix short and long prompts. */
 export const BENCH_PROMPTS: string[] = [
@@ -40,6 +42,8 @@ export interface BenchOptions {
   baseline: boolean;
   /** The llmkit CLI script that starts the server: the running CLI passes its own (it may be a bundle); default bin/llmkit.js. */
   cli?: string;
+  /** Also write the concurrency table as an SVG chart to this file. */
+  chart?: string;
 }
 
 export interface SingleStream {
@@ -122,7 +126,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const single = levels.find((l) => l.concurrency === 1)!;
     const singleTokensPerSecond = tokensOf(single.timings) / (single.ms / 1000);
     const baselineStats = baselineRuns.length ? singleStream(baselineRuns) : undefined;
-    return {
+    const report: BenchReport = {
       model: opts.model,
       device: engine.decoder.provider,
       maxTokens: opts.maxTokens,
@@ -132,6 +136,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       levels: levels.map((l) => levelResult(l.concurrency, l.timings, l.ms / 1000, singleTokensPerSecond)),
       serverOverhead: 1 - singleTokensPerSecond / engineStats.tokensPerSecond,
     };
+    if (opts.chart) await writeFileAtomic(opts.chart, benchChart(report));
+    return report;
   } finally {
     await server?.stop();
     await baselineModel?.dispose();

@@ -33,7 +33,10 @@ export interface DemoOptions {
 
 export interface DemoSummary {
   workDir: string;
+  /** The built-in tiny model (a Hugging Face folder, cached for every later run). */
   model: string;
+  /** What the demo made that a newcomer can use next: the fine-tuned model and its int8 export (for chat and serve). */
+  outputs: { finetuned?: string; adapter?: string; int8?: string };
   steps: string[];
 }
 
@@ -45,11 +48,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const r = opts.reporter;
   const workDir = opts.workDir ?? join(llmkitHome(), 'demo');
   const steps: string[] = [];
+  const outputs: DemoSummary['outputs'] = {};
 
   r.step('Python worker environment');
   // An interpreter the user chose ($LLMKIT_PYTHON, `env --setup --python`) is the one every job runs; only without one is a venv made.
   const chosen = await findPythonEnv();
-  const env = chosen ? { ...chosen, created: false } : await setupPythonEnv({}, () => {});
+  // The first set-up installs a few GB through pip: its lines are the demo's progress, or it sits silent for minutes.
+  const showSetup = (line: string, packages: number) => r.onEvent({ event: 'progress', step: packages, message: line.slice(0, 60), phase: 'worker environment' });
+  const env = chosen ? { ...chosen, created: false } : await setupPythonEnv({}, showSetup);
   r.line(`${env.created ? 'created' : 'ready'}: ${env.python}${env.source === 'venv' ? '' : ` (${env.source})`}`);
   const report = await inspectEnvironment();
   if (report.problems.length) throw new LlmkitError(report.problems[0].what, report.problems[0].fix);
@@ -82,6 +88,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     `exact answers: ${before!.correct}/${before!.total} before, ${after!.correct}/${after!.total} after; loss ${tuned.firstLoss!.toFixed(2)} → ${tuned.lastLoss!.toFixed(2)} in ${tuned.trainSeconds.toFixed(1)} s`,
   );
   r.line(`adapter: ${tuned.adapter} (llmkit finetune --recipe recipes/llama/tiny_lora_cpu.yaml --out DIR)`);
+  Object.assign(outputs, { finetuned: tuned.merged, adapter: tuned.adapter });
   steps.push('finetune');
 
   r.step('Export the fine-tuned model to ONNX and quantize it to int8');
@@ -90,6 +97,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   for (const line of formatReportTable(quantized).split('\n')) r.line(line);
   r.line(`(at this size every step is overhead, so the speed-up says little: docs/benchmarks.md has larger models)`);
   r.line(`llmkit quantize ${tuned.merged ?? made.path} --int8 --out ${int8Dir}`);
+  outputs.int8 = int8Dir;
   steps.push('quantize');
 
   r.step('Serve the int8 model and ask it over the OpenAI API');
@@ -98,5 +106,5 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   r.line(`answer (${asked.completionTokens} tokens, finish_reason ${asked.finishReason}): ${JSON.stringify(asked.answer)}`);
   steps.push('serve');
 
-  return { workDir, model: made.path, steps };
+  return { workDir, model: made.path, outputs, steps };
 }

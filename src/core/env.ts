@@ -5,6 +5,7 @@ import { arch, cpus, freemem, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { CUDA_PROVIDER_LIBRARY, missingLoaderDirs, onnxruntimeLibDir, readCudaRecord, type CudaSetupRecord } from '../engine/cuda-libraries.js';
 import { onnxruntimeVersion, probeProviders, type ProviderProbe } from '../engine/onnx-runtime.js';
+import { type BindingStatus, bindingStatus } from '../engine/native/ort-binding.js';
 import { findPythonEnv, type PythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
 import { llmkitHome } from '../shared/paths.js';
@@ -27,6 +28,8 @@ export interface EnvReport {
   freeDiskBytes: number | null;
   node: string;
   onnxruntimeNode: string;
+  /** Which ONNX Runtime binding CPU and CUDA sessions run on: llmkit's own, or onnxruntime-node and why. */
+  ortBinding: BindingStatus;
   providers: ProviderProbe[];
   cudaProvider: CudaProviderState;
   python: (PythonEnv & { version?: string }) | null;
@@ -69,6 +72,7 @@ export async function inspectEnvironment(): Promise<EnvReport> {
     freeDiskBytes: disk,
     node: process.version,
     onnxruntimeNode: onnxruntimeVersion,
+    ortBinding: bindingStatus(),
     providers,
     cudaProvider: cudaProviderState(),
     python,

@@ -7,6 +7,7 @@ import { LlmkitError, UsageError } from '../shared/errors.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 import { requirePythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
+import { resolveModelSource } from './import/model-source.js';
 import type { JobResult } from '../workers/jobs.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 
@@ -30,7 +31,7 @@ export type ExportGgufReport = JobResult<'export_gguf'>;
 
 /** Writes a GGUF file for llama.cpp and Ollama with the `export_gguf` worker (export_gguf.py). */
 export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufReport> {
-  const model = resolve(opts.model);
+  const model = await resolveModelSource(opts.model, { onEvent: opts.onEvent });
   const out = resolve(opts.out);
   if (!existsSync(model) || !statSync(model).isDirectory()) throw new UsageError(`model folder ${opts.model} does not exist`, 'pass a Hugging Face model folder');
   if (existsSync(join(model, 'llmkit.json'))) {
@@ -56,7 +57,7 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufRep
  * requirements.txt makes it, and its hash keys the venv); the folder goes on the job's PYTHONPATH. Built under a temporary
  * name and renamed, so an interrupted install leaves nothing that looks ready.
  */
-async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<string> {
+export async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<string> {
   const dir = join(llmkitHome(), 'packages', GGUF_PACKAGE.replace('==', '-'));
   if (existsSync(join(dir, 'gguf', '__init__.py'))) return dir;
   onEvent?.({ event: 'log', level: 'info', message: `installing ${GGUF_PACKAGE} (once) into ${dir}` });
@@ -68,7 +69,7 @@ async function ggufPackageDir(onEvent?: (e: WorkerEvent) => void): Promise<strin
   if (pip.exitCode !== 0) {
     await rm(tmp, { recursive: true, force: true });
     throw new LlmkitError(
-      `pip could not install ${GGUF_PACKAGE} for --gguf (exit ${pip.exitCode})`,
+      `pip could not install ${GGUF_PACKAGE} (exit ${pip.exitCode})`,
       'check network access to PyPI',
       1,
       String(pip.all ?? '')

@@ -1,8 +1,11 @@
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { UsageError } from '../shared/errors.js';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { llmkitHome } from '../shared/paths.js';
 import { tritonNameFor, writeTritonRepository, type TritonRepository, type TritonTarget } from './triton-repository.js';
+import { resolveModelSource } from './import/model-source.js';
 
 export interface ExportOptions {
   model: string;
@@ -29,8 +32,13 @@ export interface ExportReport {
 }
 
 /** Exports a Hugging Face causal LM to llmkit's ONNX decoder format and checks it against PyTorch. */
-export async function exportModel(opts: ExportOptions): Promise<ExportReport> {
+export async function exportModel(options: ExportOptions): Promise<ExportReport> {
+  const opts = { ...options, model: await resolveModelSource(options.model, { onEvent: options.onEvent }) };
   const out = resolve(opts.out);
+  // Checked here, not only by the worker, so a wrong path is refused before Python starts and with the usage exit code.
+  const hint = 'pass a Hugging Face model folder (config.json, weights, tokenizer)';
+  if (!existsSync(opts.model)) throw new UsageError(`model folder ${opts.model} does not exist`, hint);
+  if (!existsSync(join(opts.model, 'config.json'))) throw new UsageError(`model folder ${opts.model} has no config.json`, hint);
   const { result } = await runWorker({
     job: 'export_onnx',
     config: { model: resolve(opts.model), out, dtype: opts.dtype ?? 'fp32', tolerance: opts.tolerance, fused: opts.fused ?? false, gqa: opts.gqa ?? false },

@@ -1,11 +1,12 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { loadExportedModel } from '../engine/model-manifest.js';
 import { ModelTokenizer } from '../engine/tokenizer.js';
 import { isSupportedArchitecture, SUPPORTED_ARCHITECTURES, supportedArchitecturesHint } from './architectures.js';
 import { UsageError } from '../shared/errors.js';
 import { readSafetensorsHeader } from './finetune/lora.js';
+import { resolveModelSource } from './import/model-source.js';
 
 export interface ModelInspection {
   path: string;
@@ -33,7 +34,7 @@ const EXPORT_COMMANDS = ['serve', 'chat', 'bench'];
 
 /** Tells what a model folder is and what llmkit can do with it, reading only configs and file headers. */
 export async function inspectModel(dir: string): Promise<ModelInspection> {
-  const path = resolve(dir);
+  const path = await resolveModelSource(dir);
   const hint = 'pass a Hugging Face model folder (config.json) or a folder made by `llmkit export`';
   if (!existsSync(path) || !statSync(path).isDirectory()) throw new UsageError(`model folder ${dir} does not exist`, hint);
   const files = readdirSync(path);

@@ -1,2 +1,2 @@
 /** What a running Python job reports (progress, metrics, logs), as commands see it through core. */
-export type { WorkerEvent } from '../workers/protocol.js';
+export type { ProgressEvent, WorkerEvent } from '../workers/protocol.js';

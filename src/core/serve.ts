@@ -1,17 +1,21 @@
 import type { EngineOptions } from '../engine/engine.js';
 import type { Device } from '../engine/devices.js';
-import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/auth.js';
+import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
 import { ModelRegistry, parseModelSpec, type ModelSpec, type ServedModel } from '../serve/model-registry.js';
-import { MemoryCounterStore } from '../serve/counter-store.js';
-import { emptyPolicy, loadQuotaFile } from '../serve/quota-file.js';
-import { QuotaTracker, type RedisDownPolicy } from '../serve/quotas.js';
-import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/redis-store.js';
+import { MemoryCounterStore } from '../serve/access/counter-store.js';
+import { emptyPolicy, loadQuotaFile } from '../serve/access/quota-file.js';
+import { QuotaTracker, type RedisDownPolicy } from '../serve/access/quotas.js';
+import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/access/redis-store.js';
 import { ResponseCache } from '../serve/response-cache.js';
 import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
 import { TritonEngine } from '../serve/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
+import { llmkitHome } from '../shared/paths.js';
+import { DEFAULT_LIMITS } from '../engine/engine.js';
+import { DEFAULT_MAX_FILE_MB } from '../serve/batch/objects.js';
+import { join, resolve } from 'node:path';
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
 
 export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
@@ -47,6 +51,12 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   tritonUrl?: string;
   /** With engine 'triton': the generate model's name (default: `<model name>-generate`). */
   tritonModel?: string;
+  /** Where uploaded files and batch jobs are kept (default: $LLMKIT_HOME/serve-data). */
+  dataDir?: string;
+  /** Largest upload to /v1/files, in MB (default 200, as OpenAI's). */
+  batchFileMb?: number;
+  /** The web page at `/` (default true). */
+  ui?: boolean;
 }
 
 export interface RunningServer {
@@ -55,6 +65,8 @@ export interface RunningServer {
   models: readonly ServedModel[];
   /** Whether requests need an API key. */
   authenticated: boolean;
+  /** Where files and batches are kept, or why the batch API is off. */
+  batch: { dataDir: string; unavailable: string };
   /** Refuses new requests, finishes those in flight, closes the server and frees the models. */
   drain(): Promise<void>;
 }
@@ -85,11 +97,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await redis?.close();
     throw e;
   }
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log });
+  const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
+  // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
+  const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);
   } catch (e) {
+    await server.batches?.close();
     await models.close();
     await redis?.close();
     const code = (e as NodeJS.ErrnoException).code;
@@ -101,6 +117,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     url,
     models: registry.models,
     authenticated: auth.enabled,
+    batch: { dataDir, unavailable: server.batches?.unavailable ?? '' },
     drain: async () => {
       await server.drain();
       await registry.close();

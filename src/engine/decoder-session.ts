@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
-import { withLastPositionLogits } from './last-position-logits.js';
+import { LAST_POSITIONS_INPUT, withLastPositionLogits } from './last-position-logits.js';
 import type { ExportedModel } from './model-manifest.js';
-import type { Device, Provider } from './devices.js';
-import { openSession, Tensor, type InferenceSession, type ProviderProbe } from './onnx-runtime.js';
+import type { Provider } from './devices.js';
+import { type ModelRunner, openSession, type OutputSpec, type ProviderProbe, type SessionOptions, Tensor } from './onnx-runtime.js';
 
 /** One layer's cache for a batch: [batch, kv_heads, length, head_dim] each, row-major. */
 export interface LayerCache {
@@ -48,19 +48,23 @@ export class DecoderSession {
    * `present.*` (there is no packed new_key_values), and for an in-place step into the cache buffer itself.
    */
   private readonly gqa: boolean;
-  /** What every pass fetches: the session's graph has nothing else. */
-  private readonly outputs: string[];
 
   private constructor(
     readonly model: ExportedModel,
-    private readonly session: InferenceSession,
+    private readonly runner: ModelRunner,
     readonly provider: Provider,
     readonly skipped: ProviderProbe[],
+    /** Whether `logits` covers each row's last `last_positions` positions only (last-position-logits.ts). */
+    private readonly lastOnly: boolean,
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
     this.gqa = model.manifest.graph === 'fused-gqa';
-    this.outputs = this.gqa ? ['logits', ...presentNames(model.manifest.num_layers)] : ['logits', 'new_key_values'];
+  }
+
+  /** Which ONNX Runtime binding runs the passes: llmkit's own (outputs written in place) or onnxruntime-node. */
+  get binding(): ModelRunner['binding'] {
+    return this.runner.binding;
   }
 
   /**
@@ -70,13 +74,18 @@ export class DecoderSession {
    * generating reads; scoring text needs every position, the default. A "fused-gqa" graph keeps `present.*`:
    * GroupQueryAttention writes them in any case, and they are its cache.
    */
-  static async open(model: ExportedModel, opts: { device?: Device; threads?: number; logits?: LogitsPositions } = {}): Promise<DecoderSession> {
+  static async open(model: ExportedModel, opts: SessionOptions & { logits?: LogitsPositions } = {}): Promise<DecoderSession> {
     const bytes = await readFile(model.onnxPath);
     const pruned = model.manifest.graph === 'fused-gqa' ? bytes : withoutOutputs(bytes, (name) => name.startsWith('present.'));
     // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
-    const graph = (opts.logits === 'last' && withLastPositionLogits(pruned)) || pruned;
-    const { session, provider, skipped } = await openSession({ bytes: graph, path: model.onnxPath }, opts);
-    return new DecoderSession(model, session, provider, skipped);
+    const lastOnly = opts.logits === 'last' ? withLastPositionLogits(pruned) : undefined;
+    const { runner, provider, skipped } = await openSession({ bytes: lastOnly ?? pruned, path: model.onnxPath }, opts);
+    return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined);
+  }
+
+  /** Whether a pass can verify several drafted tokens a row (speculative decoding): in-place steps of several tokens with logits for each. */
+  get verifiesDrafts(): boolean {
+    return this.lastOnly && !this.gqa;
   }
 
   emptyCache(batch: number): BatchCache {
@@ -106,7 +115,7 @@ export class DecoderSession {
     // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
     const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
-    const out = await this.session.run(this.feeds(inputIds, mask, positionIds, fed), this.outputs);
+    const out = await this.runner.run(this.feeds(inputIds, mask, positionIds, fed), this.packedOutputs(batch, newTokens));
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, part: Float32Array) => appendColumns(past, part, rowHeads, cache.length, newTokens, this.kvShape[1]);
@@ -140,37 +149,51 @@ export class DecoderSession {
       const layers = cache.layers.map((_, i) => ({ key: join(rows.map((r) => r.cache.layers[i].key)), value: join(rows.map((r) => r.cache.layers[i].value)) }));
       return { logits: join(rows.map((r) => r.logits)), logitsPositions: rows[0].logitsPositions, newTokens, cache: { batch, length: width, layers } };
     }
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
-    const layers = cache.layers.map((_, i) => ({ key: out[`present.${i}.key`].data as Float32Array, value: out[`present.${i}.value`].data as Float32Array }));
+    const present = [batch, ...this.kvShape.slice(0, 1), length + newTokens, this.kvShape[1]];
+    const outputs: Record<string, OutputSpec> = { logits: this.logitsSpec(batch, newTokens) };
+    for (const name of presentNames(cache.layers.length)) outputs[name] = { dims: present };
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache), outputs);
+    const layers = cache.layers.map((_, i) => ({ key: out[`present.${i}.key`], value: out[`present.${i}.value`] }));
     return { ...this.logitsOf(out.logits, batch), newTokens, cache: { batch, length: length + newTokens, layers } };
   }
 
   /**
-   * One decode step (one new token a row) that writes the new keys/values into the cache's next spare column
-   * instead of copying the whole cache: `attentionMask` covers all `capacity` columns plus the new token, 0 on
-   * the spare ones. The cache must have a spare column; it is updated and returned with `length` + 1.
+   * A decode step that writes the new keys/values into the cache's spare columns instead of copying the whole
+   * cache: one new token a row, or several (speculative decoding verifies a drafted continuation in one pass,
+   * and gets logits for each of its positions). `attentionMask` covers all `capacity` columns plus the new
+   * tokens, 0 where a row has no token. Row b's new columns go to `ends[b]` onward (default: every row at
+   * `length`), which must leave room before `capacity`; the cache is updated and returned with `length` at
+   * the furthest row's end. A row that does not keep its later new columns simply ends before them: the next
+   * pass masks them and writes over them.
    */
-  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, ends?: readonly number[]): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
-    if (capacity <= cache.length) throw new Error('decodeInPlace needs a spare column in the cache');
-    if (this.gqa) return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
-    const out = await this.session.run(this.feeds(inputIds, attentionMask, positionIds, cache), this.outputs);
+    const newTokens = inputIds.length / cache.batch;
+    const at = ends ?? Array.from({ length: cache.batch }, () => cache.length);
+    if (at.some((end) => end + newTokens > capacity)) throw new Error('decodeInPlace needs a spare column in the cache for each new token');
+    if (this.gqa) {
+      if (newTokens > 1 || at.some((end) => end !== cache.length)) throw new Error('a "fused-gqa" graph decodes one token a row at the cache\'s length');
+      return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
+    }
+    if (newTokens > 1 && !this.lastOnly) throw new Error('verifying several tokens needs a decoder opened with logits: "last"');
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens), this.packedOutputs(cache.batch, newTokens, newTokens));
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
+    const span = newTokens * headDim;
     // An element loop, not set(subarray()): a view object per (layer, row, head) costs 2-3x the copy (0.3 against
     // 0.13 ms a step at batch 8) and feeds the garbage collector.
     cache.layers.forEach((layer, i) => {
       const { key, value } = fresh[i];
       for (let rowHead = 0; rowHead < cache.batch * kvHeads; rowHead++) {
-        const to = (rowHead * capacity + cache.length) * headDim;
-        const from = rowHead * headDim;
-        for (let j = 0; j < headDim; j++) {
+        const to = (rowHead * capacity + at[Math.floor(rowHead / kvHeads)]) * headDim;
+        const from = rowHead * span;
+        for (let j = 0; j < span; j++) {
           layer.key[to + j] = key[from + j];
           layer.value[to + j] = value[from + j];
         }
       }
     });
-    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: cache.length + 1 } };
+    return { logits: out.logits, logitsPositions: newTokens, newTokens, cache: { ...cache, length: Math.max(...at) + newTokens } };
   }
 
   /**
@@ -187,22 +210,33 @@ export class DecoderSession {
       mask[b * (length + 1) + length] = attentionMask[(b + 1) * (capacity + 1) - 1];
     }
     const feeds = this.feeds(inputIds, mask, positionIds, cache);
-    const fetches: Record<string, Tensor | null> = { logits: null };
-    cache.layers.forEach((_, i) => {
-      fetches[`present.${i}.key`] = feeds[`past_key_values.${i}.key`];
-      fetches[`present.${i}.value`] = feeds[`past_key_values.${i}.value`];
+    const outputs: Record<string, OutputSpec> = { logits: this.logitsSpec(batch, 1) };
+    const dims = [batch, this.kvShape[0], capacity, this.kvShape[1]];
+    cache.layers.forEach((layer, i) => {
+      outputs[`present.${i}.key`] = { dims, into: layer.key };
+      outputs[`present.${i}.value`] = { dims, into: layer.value };
     });
-    const out = await this.session.run(feeds, fetches);
-    return { logits: out.logits.data as Float32Array, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: length + 1 } };
+    const out = await this.runner.run(feeds, outputs);
+    return { logits: out.logits, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: length + 1 } };
   }
 
-  private logitsOf(output: Tensor, batch: number): Pick<DecoderStep, 'logits' | 'logitsPositions'> {
-    const logits = output.data as Float32Array;
+  private logitsOf(logits: Float32Array, batch: number): Pick<DecoderStep, 'logits' | 'logitsPositions'> {
     return { logits, logitsPositions: logits.length / (batch * this.vocabSize) };
   }
 
+  /** `logits` of a pass over `newTokens` a row: every position's, or the last `lastPositions` of a graph that computes only those. */
+  private logitsSpec(batch: number, newTokens: number, lastPositions = 1): OutputSpec {
+    return { dims: [batch, this.lastOnly ? lastPositions : newTokens, this.vocabSize] };
+  }
+
+  /** logits and the packed new_key_values [2 x layers x batch, kv_heads, new, head_dim] of a graph that is not fused-gqa. */
+  private packedOutputs(batch: number, newTokens: number, lastPositions = 1): Record<string, OutputSpec> {
+    const layers = this.model.manifest.num_layers;
+    return { logits: this.logitsSpec(batch, newTokens, lastPositions), new_key_values: { dims: [2 * layers * batch, this.kvShape[0], newTokens, this.kvShape[1]] } };
+  }
+
   /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */
-  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Record<string, Tensor> {
+  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, lastPositions = 1): Record<string, Tensor> {
     const { batch } = cache;
     const columns = cache.capacity ?? cache.length;
     const newTokens = inputIds.length / batch;
@@ -212,6 +246,7 @@ export class DecoderSession {
       attention_mask: new Tensor('int64', attentionMask, [batch, attentionMask.length / batch]),
       position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
     };
+    if (this.lastOnly) feeds[LAST_POSITIONS_INPUT] = new Tensor('int64', BigInt64Array.of(BigInt(lastPositions)), [1]);
     cache.layers.forEach((layer, i) => {
       feeds[`past_key_values.${i}.key`] = new Tensor('float32', layer.key, [batch, kvHeads, columns, headDim]);
       feeds[`past_key_values.${i}.value`] = new Tensor('float32', layer.value, [batch, kvHeads, columns, headDim]);
@@ -220,7 +255,7 @@ export class DecoderSession {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.runner.release();
   }
 }
 
@@ -229,8 +264,7 @@ function presentNames(layers: number): string[] {
 }
 
 /** Each layer's part of the packed `new_key_values` output [2 x layers x batch, kv_heads, new, head_dim], as views. */
-function newKeyValues(packed: Tensor, layers: number): LayerCache[] {
-  const data = packed.data as Float32Array;
+function newKeyValues(data: Float32Array, layers: number): LayerCache[] {
   const size = data.length / (2 * layers);
   const part = (i: number) => data.subarray(i * size, (i + 1) * size);
   return Array.from({ length: layers }, (_, i) => ({ key: part(2 * i), value: part(2 * i + 1) }));

@@ -1,12 +1,14 @@
 import { DecoderSession } from './decoder-session.js';
-import type { GenerationEngine } from './generation-engine.js';
+import { openDrafter } from './drafters.js';
+import type { Choice, GenerationEngine, TextRequest } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
-import { GenerationScheduler, type GenerationRequest, type SchedulerLimits, type TokenSink } from './generation-scheduler.js';
-import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
+import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
+import type { GenerationRequest, TokenSink } from './sequence.js';
+import type { TokenLogprob } from './logits-processor.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './devices.js';
-import { GREEDY, type SamplingParams } from './sampling.js';
+import { GREEDY } from './sampling.js';
 import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
 import { StreamingTextMatcher } from './text-matcher.js';
 import { ModelTokenizer } from './tokenizer.js';
@@ -19,33 +21,11 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   onDecodeStep?: (rows: number) => void;
   /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
   prefixCacheMb?: number;
+  /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
+  draft?: string;
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
-
-/** A generation request in tokens in, text out. */
-export interface TextRequest {
-  promptIds: readonly number[];
-  /** Default: whatever is left of the context after the prompt. */
-  maxTokens?: number;
-  sampling?: Partial<SamplingParams>;
-  /** Strings that end the generation; they are not part of the output. */
-  stop?: readonly string[];
-  /** Keep going past EOS (benchmarks: every request generates exactly maxTokens). */
-  ignoreEos?: boolean;
-  signal?: AbortSignal;
-  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
-  logprobs?: number;
-}
-
-/** One of several completions of a request (`generateChoices`). */
-export interface Choice {
-  streamer: Streamer;
-  /** This choice's grammar constraint, if any. */
-  processor?: LogitsProcessor;
-  /** This choice's seed (else the request's). */
-  seed?: number;
-}
 
 /**
  * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.
@@ -71,7 +51,14 @@ export class Engine implements GenerationEngine {
     };
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
     const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
-    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes));
+    let drafter;
+    try {
+      drafter = opts.draft ? await openDrafter(opts.draft, decoder, { device: opts.device, threads: opts.threads }) : undefined;
+    } catch (e) {
+      await decoder.release();
+      throw e;
+    }
+    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter));
   }
 
   get contextLength(): number {
@@ -109,6 +96,7 @@ export class Engine implements GenerationEngine {
         signal: request.signal,
         processor: choice.processor,
         logprobs: request.logprobs,
+        lane: request.lane,
       }),
     );
     this.scheduler.submitGroup(group);
@@ -125,6 +113,7 @@ export class Engine implements GenerationEngine {
   /** Waits for running requests to finish, then frees the session. */
   async close(): Promise<void> {
     await this.scheduler.idle();
+    await this.scheduler.drafter?.release();
     await this.decoder.release();
   }
 }

@@ -1,7 +1,54 @@
-import type { Choice, TextRequest } from './engine.js';
+/**
+ * The contract of every engine (llmkit's own, engine.ts, and Triton's, src/serve/triton/): what a request is,
+ * how a refusal looks, what the server calls. Both import it; it imports neither.
+ */
+import type { LogitsProcessor } from './logits-processor.js';
 import type { ModelTokenizer } from './tokenizer.js';
 import type { ExportedModel } from './model-manifest.js';
+import type { SamplingParams } from './sampling.js';
 import type { Streamer } from './streamer.js';
+
+/** A generation request in tokens in, text out. */
+export interface TextRequest {
+  promptIds: readonly number[];
+  /** Default: whatever is left of the context after the prompt. */
+  maxTokens?: number;
+  sampling?: Partial<SamplingParams>;
+  /** Strings that end the generation; they are not part of the output. */
+  stop?: readonly string[];
+  /** Keep going past EOS (benchmarks: every request generates exactly maxTokens). */
+  ignoreEos?: boolean;
+  signal?: AbortSignal;
+  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
+  logprobs?: number;
+  /** `batch`: behind interactive requests, in the capacity they leave (batch jobs). */
+  lane?: Lane;
+}
+
+/** One of several completions of a request (`generateChoices`). */
+export interface Choice {
+  streamer: Streamer;
+  /** This choice's grammar constraint, if any. */
+  processor?: LogitsProcessor;
+  /** This choice's seed (else the request's). */
+  seed?: number;
+}
+
+/** Interactive requests go first; batch-lane ones fill the capacity they leave. */
+export type Lane = 'interactive' | 'batch';
+
+export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt' | 'unavailable' | 'unsupported';
+
+/** A request an engine refuses (llmkit's scheduler up front, a remote engine at any time); the server maps the code to an HTTP status. */
+export class EngineRejection extends Error {
+  constructor(
+    readonly code: RejectionCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EngineRejection';
+  }
+}
 
 /**
  * What the server needs from whatever generates: llmkit's own engine (ONNX Runtime in this process) or a remote
@@ -16,8 +63,8 @@ export interface GenerationEngine {
   readonly device: string;
   /** Devices tried and passed over, with why. */
   readonly deviceNotes: readonly string[];
-  /** For the queue and batch gauges of /metrics. */
-  readonly scheduler: { readonly queueDepth: number; readonly batchSize: number };
+  /** For the queue and batch gauges of /metrics, and speculative decoding's acceptance where it drafts. */
+  readonly scheduler: { readonly queueDepth: number; readonly batchSize: number; readonly speculation?: { readonly proposed: number; readonly accepted: number } };
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
   generate(request: TextRequest, streamer: Streamer): void;
   /** Several completions of one prompt (OpenAI's `n`), each with its own streamer, seed and constraint. */

@@ -1,44 +1,11 @@
+import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
+import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession } from './decoder-session.js';
-import { gatherRows, leftPaddedMask, type RowSelection } from './kv-cache.js';
-import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
-import { tokenLogprob } from './logprobs.js';
+import type { Drafter } from './drafter.js';
+import { EngineRejection } from './generation-engine.js';
+import { gatherRows, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
-import { TokenSampler, type SamplingParams } from './sampling.js';
-import type { FinishReason, GenerationEnd } from './streamer.js';
-
-/** Receives one request's tokens as they are sampled. */
-export interface TokenSink {
-  /**
-   * Called with each sampled token that is not a stop token, with its log-probability when the request
-   * asked for them; returns true when the request is done (a stop string).
-   */
-  token(id: number, logprob?: TokenLogprob): boolean;
-  /** Called exactly once, when the request leaves the scheduler for any reason. */
-  end(end: GenerationEnd): void;
-}
-
-export interface GenerationRequest {
-  promptIds: readonly number[];
-  /** At most this many new tokens; prompt + maxTokens must fit the context. */
-  maxTokens: number;
-  sampling: SamplingParams;
-  /** Tokens that end the generation (EOS); empty to generate exactly maxTokens. */
-  stopTokenIds: readonly number[];
-  sink: TokenSink;
-  /** Aborting it frees the request's slot at the next step. */
-  signal?: AbortSignal;
-  /** Shapes the logits before sampling (a grammar's token mask). */
-  processor?: LogitsProcessor;
-  /** Report each token's log-probability with this many alternatives (0: the token's own only). */
-  logprobs?: number;
-}
-
-/**
- * Several completions of one prompt (OpenAI's `n`): the prompt is prefilled once, in the first request's
- * row, and its cache is copied into the others' rows when they join the batch. The requests must share
- * `promptIds`; each has its own sampler, seed, processor and sink.
- */
-export type RequestGroup = readonly GenerationRequest[];
+import { Sequence, type RequestGroup } from './sequence.js';
 
 export interface SchedulerLimits {
   /** Rows decoded together. */
@@ -51,102 +18,18 @@ export interface SchedulerLimits {
   prefillChunk: number;
 }
 
-export type RejectionCode = 'queue_full' | 'context_length_exceeded' | 'too_many_tokens' | 'empty_prompt' | 'unavailable' | 'unsupported';
-
-/** A request the scheduler refuses up front; the server maps the code to an HTTP status. */
-export class EngineRejection extends Error {
-  constructor(
-    readonly code: RejectionCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EngineRejection';
-  }
-}
-
-/** One request inside the scheduler. */
-class Sequence {
-  readonly sampler: TokenSampler;
-  /** Tokens whose keys/values are in the cache. */
-  cached = 0;
-  /** The last sampled token, fed at the next decode step. */
-  next = -1;
-  generated = 0;
-  /** The sampled tokens, in order. */
-  readonly output: number[] = [];
-  finished?: FinishReason;
-  private readonly submittedAt = performance.now();
-  private lastTokenAt = 0;
-  private firstTokenMs?: number;
-  private readonly gaps: number[] = [];
-
-  constructor(
-    readonly request: GenerationRequest,
-    /** Rows that share this one's prompt and are prefilled with it (the rest of an `n` group). */
-    readonly followers: Sequence[] = [],
-  ) {
-    this.sampler = new TokenSampler(request.sampling, request.promptIds);
-  }
-
-  /** Tokens this request (and its followers) may hold at most: what counts against maxTokensTotal. */
-  get tokens(): number {
-    return (this.request.promptIds.length + this.request.maxTokens) * (1 + this.followers.length);
-  }
-
-  /** This row and its followers. */
-  get group(): Sequence[] {
-    return [this, ...this.followers];
-  }
-
-  /** The tokens whose keys/values are in the cache: the prompt, then the output but its last token (not fed yet). */
-  get cachedIds(): number[] {
-    return [...this.request.promptIds, ...this.output].slice(0, this.cached);
-  }
-
-  get cancelled(): boolean {
-    return !this.finished && this.request.signal?.aborted === true;
-  }
-
-  /** Samples the next token from this row's logits; ends the request on a stop token, a stop string or max tokens. */
-  advance(logits: Float32Array): void {
-    const { processor, logprobs } = this.request;
-    const remaining = this.request.maxTokens - this.generated;
-    const token = this.sampler.sample(logits, processor && ((row) => processor.apply(row, remaining)));
-    processor?.accept(token);
-    const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
-    const now = performance.now();
-    if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
-    else this.gaps.push(now - this.lastTokenAt);
-    this.lastTokenAt = now;
-    this.generated++;
-    this.output.push(token);
-    this.next = token;
-    const { request } = this;
-    if (request.stopTokenIds.includes(token) || request.sink.token(token, logprob)) this.finish('stop');
-    else if (this.generated >= request.maxTokens) this.finish('length');
-  }
-
-  finish(reason: FinishReason, error?: Error): void {
-    if (this.finished) return;
-    this.finished = reason;
-    this.request.sink.end({
-      reason,
-      promptTokens: this.request.promptIds.length,
-      completionTokens: this.generated,
-      timeToFirstTokenMs: this.firstTokenMs,
-      interTokenMs: this.gaps,
-      error,
-    });
-  }
-}
+/**
+ * What the scheduler runs its steps on: a prefill pass (`forward`, new columns over a cache) and a decode step
+ * (`decodeInPlace`, one token a row, or a row's last token and its drafted ones). DecoderSession is the one;
+ * another runtime plugs in here. Which rows run, how many columns, and who waits is decided in batch-plan.ts.
+ */
+export type StepDecoder = Pick<DecoderSession, 'model' | 'vocabSize' | 'emptyCache' | 'forward' | 'decodeInPlace'>;
 
 /** Newcomers prefilled together: their prompts left-padded to one width, fed a chunk of columns per step. */
 interface PrefillJob {
   seqs: Sequence[];
   width: number;
-  ids: BigInt64Array;
-  mask: BigInt64Array;
-  positions: BigInt64Array;
+  prompts: StepInputs;
   /** Columns prefilled so far. */
   done: number;
   cache: BatchCache;
@@ -154,9 +37,6 @@ interface PrefillJob {
 
 /** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
 const ADMISSION_WAIT_MS = 10;
-
-/** Newcomers are grouped while padding stays under this share of the group's tokens. */
-const MAX_PADDING_SHARE = 0.25;
 
 /**
  * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
@@ -181,9 +61,19 @@ function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: numb
   return { seqs: out, rows };
 }
 
-/** Lets every row's processor get ready for its next token while `step` (the forward pass) runs. */
+/**
+ * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
+ * that fails ends its own row with the error; the other rows go on.
+ */
 async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
-  const ready = seqs.map((s) => (s.finished ? undefined : s.request.processor?.prepare()));
+  const ready = seqs.map(async (s) => {
+    if (s.finished || !s.request.processor) return;
+    try {
+      await s.request.processor.prepare();
+    } catch (e) {
+      s.finish('error', e as Error);
+    }
+  });
   const [out] = await Promise.all([step, ...ready]);
   return out;
 }
@@ -193,7 +83,8 @@ async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): P
  * drops finished and cancelled rows, prefills newcomers (grouped by similar length, chunked under a
  * token budget) and merges them into the running batch, with one copy of the cache per change; a
  * decode step then advances every running row by one token. A long generation never blocks a short
- * one: the short one joins at the next step and leaves when it is done.
+ * one: the short one joins at the next step and leaves when it is done. The choices are batch-plan.ts's;
+ * the tensors they need are built in batch-inputs.ts; this class keeps the state and runs the steps.
  */
 export class GenerationScheduler {
   private readonly queue: Sequence[] = [];
@@ -204,16 +95,28 @@ export class GenerationScheduler {
   private cache: BatchCache;
   private loop: Promise<void> = Promise.resolve();
   private looping = false;
+  /** Batch-lane rows that gave their place to an interactive request, since start. */
+  preempted = 0;
 
   constructor(
-    private readonly decoder: DecoderSession,
+    private readonly decoder: StepDecoder,
     readonly limits: SchedulerLimits,
     /** Called after each decode step with the number of rows it advanced (for metrics). */
     private readonly onDecodeStep?: (rows: number) => void,
     /** Finished rows' keys/values, reused by newcomers that start with the same tokens. */
     readonly prefixes?: PrefixCache,
+    /** Proposes tokens that each decode step verifies along with its own (speculative decoding). */
+    readonly drafter?: Drafter,
   ) {
     this.cache = decoder.emptyCache(0);
+  }
+
+  /** Tokens drafted and accepted since start, and the passes that verified any (all 0 without a drafter). */
+  readonly drafts = { proposed: 0, accepted: 0, passes: 0 };
+
+  /** The draft counters when this scheduler drafts (for /metrics), else undefined. */
+  get speculation(): { proposed: number; accepted: number; passes: number } | undefined {
+    return this.drafter && this.drafts;
   }
 
   get contextLength(): number {
@@ -231,7 +134,7 @@ export class GenerationScheduler {
   }
 
   /** Queues a request; its sink hears every token and the end. Throws EngineRejection before queueing. */
-  submit(request: GenerationRequest): void {
+  submit(request: RequestGroup[number]): void {
     this.submitGroup([request]);
   }
 
@@ -247,20 +150,34 @@ export class GenerationScheduler {
         `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
       );
     }
+    const drafting = this.drafter !== undefined;
     const leader = new Sequence(
       request,
-      group.slice(1).map((r) => new Sequence(r)),
+      group.slice(1).map((r) => Object.assign(new Sequence(r, [], drafting), { follower: true })),
+      drafting,
     );
     if (leader.tokens > this.limits.maxTokensTotal) {
       throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
     }
     if (group.length > this.limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${group.length}) is over this server's --max-batch (${this.limits.maxBatch})`);
-    if (this.queue.length >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
-    this.queue.push(leader);
+    // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
+    const interactive = this.queue.findIndex((s) => s.batchLane);
+    const waiting = interactive < 0 ? this.queue.length : interactive;
+    if (!leader.batchLane && waiting >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
+    this.enqueue(leader);
     if (!this.looping) {
       this.looping = true;
       this.loop = this.run();
     }
+  }
+
+  private enqueue(seq: Sequence, front = false): void {
+    const at = queuePosition(
+      this.queue.map((s) => s.batchLane),
+      seq.batchLane,
+      front,
+    );
+    this.queue.splice(at, 0, seq);
   }
 
   /** Resolves when nothing is queued or running. */
@@ -297,15 +214,16 @@ export class GenerationScheduler {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       if (this.queue[i].cancelled) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
     }
-    const decoding = this.running.some((s) => !s.finished);
-    const chunk = this.limits.prefillChunk;
-    for (let budget = chunk; ; ) {
-      // Nobody waits on a decode step: each pass may use a whole budget.
-      if (!decoding) budget = chunk;
+    this.preempt();
+    const budget = new PrefillBudget(
+      this.limits.prefillChunk,
+      this.running.some((s) => !s.finished),
+    );
+    for (;;) {
       const job = (this.job ??= this.nextJob());
       if (!job) {
         // The queue is empty (or what waits does not fit): before the first decode step, wait for stragglers.
-        if (decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) break;
+        if (budget.decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) return;
         continue;
       }
       const members = job.seqs.flatMap((s) => s.group);
@@ -314,22 +232,60 @@ export class GenerationScheduler {
         this.job = undefined;
         continue;
       }
-      const fits = Math.min(job.width - job.done, Math.floor(budget / job.seqs.length));
-      // This step's budget is spent (a job wider than a whole budget still gets one column a step).
-      if (fits < 1 && budget < chunk) break;
-      const columns = Math.max(1, fits);
-      budget -= columns * job.seqs.length;
-      try {
-        await this.prefillChunk(job, columns);
-      } catch (e) {
-        for (const s of members) s.finish('error', e as Error);
-        this.job = undefined;
-        continue;
-      }
-      if (job.done < job.width) continue;
-      this.job = undefined;
-      this.prefilled.push(job);
+      const columns = budget.take(job.width - job.done, job.seqs.length);
+      if (!columns) return;
+      await this.prefillPass(job, columns);
     }
+  }
+
+  /** Prefills `columns` more of a job's prompts; a job whose prompts are all in its cache goes to `prefilled`, one that failed ends. */
+  private async prefillPass(job: PrefillJob, columns: number): Promise<void> {
+    try {
+      await this.prefillChunk(job, columns);
+    } catch (e) {
+      for (const s of job.seqs.flatMap((l) => l.group)) s.finish('error', e as Error);
+      this.job = undefined;
+      return;
+    }
+    if (job.done < job.width) return;
+    this.job = undefined;
+    this.prefilled.push(job);
+  }
+
+  /**
+   * An interactive request at the head of the queue that finds no room takes it from the batch lane: the batch-lane
+   * job being prefilled and the batch-lane rows that joined last go back to the queue's batch lane, and resume later from
+   * their prompt and the tokens they had sampled (their keys/values kept in the prefix cache when it is on). So an
+   * interactive request waits at most for the step in progress, never for a batch line to finish.
+   */
+  private preempt(): void {
+    const head = this.queue[0];
+    if (!head || head.batchLane) return;
+    const asRow = (s: Sequence) => ({ live: !s.finished, preemptible: s.preemptible, tokens: s.tokens });
+    const plan = planEviction({ rows: head.group.length, tokens: head.tokens }, this.use(), this.limits, this.job?.seqs.map(asRow), this.running.map(asRow));
+    if (!plan) return;
+    const evicted = [...(plan.job ? this.job!.seqs : []), ...plan.running.map((b) => this.running[b])];
+    if (plan.job) this.job = undefined;
+    const leaving = new Set(evicted);
+    const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
+    if (stays.length < this.running.length) {
+      this.remember(this.cache, this.running, true, (s) => leaving.has(s));
+      const kept = stays.map((b) => this.running[b]);
+      const ends = stays.map((b) => this.running[b].column);
+      this.cache = kept.length ? this.regather([{ cache: this.cache, rows: stays, ends }], Math.max(...kept.map((s) => s.cached))) : this.decoder.emptyCache(0);
+      this.running = kept;
+    }
+    for (const s of evicted.reverse()) {
+      s.cached = 0;
+      this.enqueue(s, true);
+    }
+    this.preempted += evicted.length;
+  }
+
+  /** Rows and tokens held by what is being prefilled or decoded. */
+  private use(): BatchUse {
+    const active = this.active();
+    return { rows: active.length, tokens: active.reduce((n, s) => n + s.tokens, 0) };
   }
 
   /**
@@ -348,16 +304,7 @@ export class GenerationScheduler {
   }
 
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
-    const rows = job.seqs.length;
-    const ids = new BigInt64Array(rows * columns);
-    const positions = new BigInt64Array(rows * columns);
-    const mask = new BigInt64Array(rows * (job.done + columns));
-    for (let b = 0; b < rows; b++) {
-      const from = b * job.width;
-      ids.set(job.ids.subarray(from + job.done, from + job.done + columns), b * columns);
-      positions.set(job.positions.subarray(from + job.done, from + job.done + columns), b * columns);
-      mask.set(job.mask.subarray(from, from + job.done + columns), b * (job.done + columns));
-    }
+    const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
     const forward = this.decoder.forward(ids, mask, positions, job.cache);
     const step = last
@@ -373,60 +320,35 @@ export class GenerationScheduler {
     job.seqs.forEach((leader, b) => {
       const row = step.logits.subarray(((b + 1) * step.logitsPositions - 1) * vocab, (b + 1) * step.logitsPositions * vocab);
       for (const s of leader.group) {
-        s.cached = s.request.promptIds.length;
+        s.cached = s.prefillIds.length;
         // Each member of a group samples from its own copy: sampling edits the logits in place.
         if (!s.cancelled && !s.finished) s.advance(s === leader ? row : row.slice());
       }
     });
   }
 
-  /** Groups the queue's head with later requests of similar length that fit the batch, the budget and the token limit. */
+  /** The next prefill job: the queue's head alone when its prompt starts with a cached prefix, else the group batch-plan.ts picks. */
   private nextJob(): PrefillJob | undefined {
-    const active = this.active();
-    let free = this.limits.maxBatch - active.length;
-    let tokens = active.reduce((n, s) => n + s.tokens, 0);
+    const use = this.use();
     const head = this.queue[0];
-    if (head && free >= head.group.length && tokens + head.tokens <= this.limits.maxTokensTotal) {
-      const reused = this.prefixes?.lookup(head.request.promptIds);
-      if (reused) return this.newJob([this.queue.shift()!], head.request.promptIds.length, reused);
+    if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
+      const reused = this.prefixes?.lookup(head.prefillIds);
+      if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
-    const seqs: Sequence[] = [];
-    let width = 0;
-    let real = 0;
-    for (let i = 0; i < this.queue.length && free > 0; ) {
-      const s = this.queue[i];
-      const n = s.request.promptIds.length;
-      const w = Math.max(width, n);
-      const fitsTokens = tokens + s.tokens <= this.limits.maxTokensTotal && s.group.length <= free;
-      const padded = w * (seqs.length + 1);
-      const fitsGroup = seqs.length === 0 || (padded <= this.limits.prefillChunk && padded <= (real + n) * (1 + MAX_PADDING_SHARE));
-      if (!fitsTokens && seqs.length === 0) break; // the head waits for room; nobody overtakes it
-      if (fitsTokens && fitsGroup) {
-        seqs.push(...this.queue.splice(i, 1));
-        tokens += s.tokens;
-        width = w;
-        real += n;
-        free -= s.group.length;
-      } else i++;
-    }
+    const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
+    const { picked, width } = groupForPrefill(waiting, use, this.limits);
+    const seqs = picked.map((i) => this.queue[i]);
+    for (const i of [...picked].reverse()) this.queue.splice(i, 1);
     return seqs.length ? this.newJob(seqs, width) : undefined;
   }
 
   /** A prefill job for prompts left-padded to `width`; a reused prefix (one row) is already in its cache. */
   private newJob(seqs: Sequence[], width: number, reused?: { length: number; cache: BatchCache }): PrefillJob {
-    const ids = new BigInt64Array(seqs.length * width);
-    const mask = new BigInt64Array(seqs.length * width);
-    const positions = new BigInt64Array(seqs.length * width);
-    seqs.forEach((s, b) => {
-      const prompt = s.request.promptIds;
-      const pad = width - prompt.length;
-      prompt.forEach((t, i) => {
-        ids[b * width + pad + i] = BigInt(t);
-        mask[b * width + pad + i] = 1n;
-        positions[b * width + pad + i] = BigInt(i);
-      });
-    });
-    return { seqs, width, ids, mask, positions, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
+    const prompts = leftPaddedPrompts(
+      seqs.map((s) => s.prefillIds),
+      width,
+    );
+    return { seqs, width, prompts, done: reused?.length ?? 0, cache: reused?.cache ?? this.decoder.emptyCache(seqs.length) };
   }
 
   /** Drops finished and cancelled rows and merges newcomers: one copy of the cache, trimmed to the longest row. */
@@ -434,68 +356,102 @@ export class GenerationScheduler {
     const joining = this.prefilled;
     this.prefilled = [];
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
-    this.remember(this.cache, this.running);
-    for (const job of joining) this.remember(job.cache, job.seqs);
+    this.remember(this.cache, this.running, true);
+    for (const job of joining) this.remember(job.cache, job.seqs, false);
+    for (const s of this.running) if (s.finished) this.drafter?.forget(s);
     const keep = liveRows(this.running);
     const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
     const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap((n) => n.seqs)];
-    this.running = seqs;
     if (!seqs.length) {
+      this.running = seqs;
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    const selections = [{ cache: this.cache, rows: keep }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    const selections = [{ cache: this.cache, rows: keep, ends: keep.map((b) => this.running[b].column) }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
+    this.running = seqs;
     this.cache = this.regather(
       selections.filter((s) => s.rows.length),
       Math.max(...seqs.map((s) => s.cached)),
     );
   }
 
-  /** Hands the rows that finished (not with an error) to the prefix cache before their cache is dropped. */
-  private remember(cache: BatchCache, seqs: readonly Sequence[]): void {
+  /**
+   * Hands the rows that finished (not with an error), or the chosen ones, to the prefix cache before their cache is
+   * dropped; `running`: the cache is the running batch's, where each row ends at its own column.
+   */
+  private remember(cache: BatchCache, seqs: readonly Sequence[], running: boolean, chosen = (s: Sequence) => s.finished !== undefined && s.finished !== 'error'): void {
     if (!this.prefixes) return;
     seqs.forEach((s, b) => {
-      if (!s.finished || s.finished === 'error' || !s.cached) return;
+      if (!chosen(s) || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b] }], s.cached, kvHeads, headDim));
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim));
     });
   }
 
-  /** One copy of the chosen rows into a new cache, with spare columns where decode steps append in place. */
+  /**
+   * One copy of the chosen rows into a new cache, right-aligned, with spare columns where decode steps append in
+   * place; the running rows (`this.running`, in the selections' order) then end at its length.
+   */
   private regather(selections: RowSelection[], length: number): BatchCache {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    for (const s of this.running) s.column = length;
     return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS);
   }
 
+  /**
+   * One decode step: every running row feeds its last token, and the rows with a draft their drafted tokens
+   * after it, verified in the same pass. Each row keeps the tokens up to its first rejection; its cache simply
+   * ends there (the next pass masks and overwrites the rest), so rows end at different columns until the next
+   * regather aligns them.
+   */
   private async decode(): Promise<void> {
     const rows = this.running;
-    const ids = BigInt64Array.from(rows, (s) => BigInt(s.next));
-    const positions = BigInt64Array.from(rows, (s) => BigInt(s.cached));
-    if ((this.cache.capacity ?? this.cache.length) <= this.cache.length) {
-      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b) }], this.cache.length);
+    const drafts = await this.proposals(rows);
+    const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
+    if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) {
+      const ends = rows.map((s) => s.column);
+      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b), ends }], Math.max(...rows.map((s) => s.cached)));
     }
-    const mask = leftPaddedMask(
-      rows.map((s) => s.cached),
-      this.cache.length,
-      1,
-      this.cache.capacity,
-    );
+    const columns = rows.map((s) => s.column);
+    const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
-      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache), rows);
+      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows);
     } catch (e) {
       for (const s of rows) s.finish('error', e as Error);
       this.running = [];
       this.cache = this.decoder.emptyCache(0);
       return;
     }
-    this.cache = step.cache;
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
-      s.cached++;
-      s.advance(step.logits.subarray(b * vocab, (b + 1) * vocab));
+      const logits = step.logits.subarray(b * width * vocab, (b + 1) * width * vocab);
+      let kept = 1;
+      if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
+      else if (!s.finished) s.advance(logits.subarray(0, vocab));
+      this.drafts.accepted += kept - 1;
+      s.cached += kept;
+      s.column += kept;
     });
+    this.cache = { ...step.cache, length: Math.max(...rows.map((s) => s.column)) };
     this.onDecodeStep?.(rows.length);
+  }
+
+  /** Each row's drafted tokens for this step (none without a drafter, under a grammar, or with one token to go). */
+  private async proposals(rows: readonly Sequence[]): Promise<number[][]> {
+    const drafts = rows.map((): number[] => []);
+    if (!this.drafter) return drafts;
+    const asking = rows.flatMap((s, b) => {
+      const k = Math.min(s.draftLength?.k ?? 0, s.request.maxTokens - s.generated - 1, this.contextLength - 1 - s.cached);
+      return k > 0 && !s.finished ? [{ b, request: { row: s, context: [...s.request.promptIds, ...s.output], k } }] : [];
+    });
+    if (!asking.length) return drafts;
+    const proposed = await this.drafter.propose(asking.map((a) => a.request));
+    asking.forEach((a, i) => (drafts[a.b] = proposed[i].slice(0, a.request.k)));
+    const count = drafts.reduce((n, d) => n + d.length, 0);
+    if (count) this.drafts.passes++;
+    this.drafts.proposed += count;
+    return drafts;
   }
 }

@@ -1,25 +1,43 @@
 /**
- * Rewrites a serialized decoder so that `logits` covers each row's last position only: the output layer
+ * Rewrites a serialized decoder so that `logits` covers each row's last positions only: the output layer
  * (a MatMul, or MatMulNBits once quantized, maybe behind the Cast of a float16 export) then reads a Slice
  * of its input. Generation never looks at the other positions, and with a real vocabulary they are much
  * of a prefill's cost: a 256-token prompt through Qwen2.5-0.5B's 151,936-entry output layer is ~70 GFLOP
- * and 155 MB of logits, next to ~250 GFLOP for the rest of the model.
+ * and 155 MB of logits, next to ~250 GFLOP for the rest of the model. How many last positions is an input,
+ * `last_positions` ([1], int64): 1 to generate, k + 1 to verify k drafted tokens (speculative decoding).
  */
 import { GRAPH_NODE, lengthDelimited, NODE_INPUT, NODE_OP_TYPE, NODE_OUTPUT, readNode, stringField, varintField, wireFields, withGraph, type NodeInfo, type WireField } from './onnx-wire.js';
 
 const GRAPH_INITIALIZER = 5;
+const GRAPH_INPUT = 11;
 const NODE_NAME = 3;
 const TENSOR_DIMS = 1;
 const TENSOR_DATA_TYPE = 2;
 const TENSOR_NAME = 8;
 const TENSOR_RAW_DATA = 9;
 const INT64 = 7;
+/** The input that says how many last positions get logits. */
+export const LAST_POSITIONS_INPUT = 'last_positions';
 const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);
 
 /** A one-element int64 initializer. */
 function int64Initializer(name: string, value: bigint): Uint8Array {
   const raw = new Uint8Array(BigInt64Array.of(value).buffer);
   return lengthDelimited(GRAPH_INITIALIZER, Buffer.concat([varintField(TENSOR_DIMS, 1), varintField(TENSOR_DATA_TYPE, INT64), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)]));
+}
+
+function node(opType: string, inputs: string[], output: string): Uint8Array {
+  return lengthDelimited(
+    GRAPH_NODE,
+    Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, output), stringField(NODE_OP_TYPE, opType)]),
+  );
+}
+
+/** A graph input of type int64 and shape [1] (a ValueInfoProto: name, TypeProto.tensor_type{elem_type, shape{dim{dim_value}}}). */
+function int64VectorInput(name: string): Uint8Array {
+  const shape = lengthDelimited(2, lengthDelimited(1, varintField(1, 1)));
+  const tensorType = lengthDelimited(1, Buffer.concat([varintField(1, INT64), shape]));
+  return lengthDelimited(GRAPH_INPUT, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
 }
 
 /** The node that computes `output` through any Casts: the output layer, if the graph is the usual shape. */
@@ -49,24 +67,19 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint
   const hidden = layer.inputs[0];
   const last = `${hidden}/last_position`;
   const constants: [string, bigint][] = [
-    [`${last}/starts`, -1n],
     [`${last}/ends`, 2n ** 63n - 1n],
     [`${last}/axes`, 1n],
   ];
-  const slice = lengthDelimited(
-    GRAPH_NODE,
-    Buffer.concat([
-      ...[hidden, ...constants.map(([name]) => name)].map((i) => stringField(NODE_INPUT, i)),
-      stringField(NODE_OUTPUT, last),
-      stringField(NODE_NAME, last),
-      stringField(NODE_OP_TYPE, 'Slice'),
-    ]),
-  );
-  return fields.flatMap((f) => (f === layer.range ? [...constants.map(([name, value]) => int64Initializer(name, value)), slice, withFirstInput(buf, layer, last)] : [buf.subarray(f.start, f.end)]));
+  const starts = `${last}/starts`;
+  const negate = node('Neg', [LAST_POSITIONS_INPUT], starts);
+  const slice = node('Slice', [hidden, starts, ...constants.map(([name]) => name)], last);
+  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), negate, slice, withFirstInput(buf, layer, last)];
+  const firstInput = fields.find((f) => f.field === GRAPH_INPUT);
+  return fields.flatMap((f) => [...(f === firstInput ? [int64VectorInput(LAST_POSITIONS_INPUT)] : []), ...(f === layer.range ? added : [buf.subarray(f.start, f.end)])]);
 }
 
 /**
- * `model` with `output` ([batch, positions, vocab]) computed for the last position only ([batch, 1, vocab]),
+ * `model` with `output` ([batch, positions, vocab]) computed for the last `last_positions` positions only,
  * or undefined when the output layer is not where this expects it.
  */
 export function withLastPositionLogits(model: Uint8Array, output = 'logits'): Uint8Array | undefined {

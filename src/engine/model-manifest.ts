@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { LlmkitError } from '../shared/errors.js';
+import { LlmkitError, UsageError } from '../shared/errors.js';
 
 /** llmkit.json: what the engine needs to know about an exported decoder (written by export_onnx.py). */
 export const ModelManifestSchema = z
@@ -57,12 +57,12 @@ export interface ExportedModel {
 export function loadExportedModel(dir: string): ExportedModel {
   const folder = resolve(dir);
   const file = join(folder, 'llmkit.json');
-  if (!existsSync(folder)) throw new LlmkitError(`model folder ${dir} does not exist`, 'pass a folder made by `llmkit export` or `llmkit quantize`');
+  if (!existsSync(folder)) throw new UsageError(`model folder ${dir} does not exist`, 'pass a folder made by `llmkit export` or `llmkit quantize`');
   if (!existsSync(file)) {
     const hint = existsSync(join(folder, 'config.json'))
       ? `it is a Hugging Face folder: export it first with \`llmkit export ${dir} --out ${dir}-onnx\``
       : 'pass a folder made by `llmkit export` or `llmkit quantize`';
-    throw new LlmkitError(`${dir} has no llmkit.json (not an exported model)`, hint);
+    throw new UsageError(`${dir} has no llmkit.json (not an exported model)`, hint);
   }
   const parsed = ModelManifestSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
   if (!parsed.success) {

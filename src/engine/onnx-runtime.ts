@@ -11,6 +11,8 @@ import { LlmkitError } from '../shared/errors.js';
 import { packageRoot } from '../shared/paths.js';
 import { CUDA_PROVIDER_LIBRARY, onnxruntimeLibDir, readCudaRecord } from './cuda-libraries.js';
 import type { Device, Provider } from './devices.js';
+import { bindingStatus } from './native/ort-binding.js';
+import { NativeRunner } from './native/native-runner.js';
 
 ort.env.logLevel = 'fatal';
 
@@ -85,8 +87,42 @@ export async function probeProviders(providers: Provider[] = AUTO_ORDER): Promis
   return probes;
 }
 
+/** An output of a run: its dimensions, and optionally the caller's buffer ONNX Runtime should write it into. */
+export interface OutputSpec {
+  dims: readonly number[];
+  into?: Float32Array;
+}
+
+/** A model session as the engine uses it: float32 outputs of known dimensions, on either binding. */
+export interface ModelRunner {
+  /** `llmkit`: the native binding writes outputs into their buffers; `onnxruntime-node`: fresh copies come back. */
+  readonly binding: 'llmkit' | 'onnxruntime-node';
+  run(feeds: Record<string, Tensor>, outputs: Record<string, OutputSpec>): Promise<Record<string, Float32Array>>;
+  release(): Promise<void>;
+}
+
+/**
+ * onnxruntime-node: an output given a buffer is written into it, then copied into a new array all the same
+ * (its binding has no preallocated outputs), which is what llmkit's own binding exists to avoid.
+ */
+class OnnxruntimeNodeRunner implements ModelRunner {
+  readonly binding = 'onnxruntime-node';
+  constructor(private readonly session: ort.InferenceSession) {}
+
+  async run(feeds: Record<string, Tensor>, outputs: Record<string, OutputSpec>): Promise<Record<string, Float32Array>> {
+    const fetches: Record<string, Tensor | null> = {};
+    for (const [name, spec] of Object.entries(outputs)) fetches[name] = spec.into ? new ort.Tensor('float32', spec.into, spec.dims) : null;
+    const out = await this.session.run(feeds, fetches);
+    return Object.fromEntries(Object.keys(outputs).map((name) => [name, out[name].data as Float32Array]));
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
 export interface SessionChoice {
-  session: ort.InferenceSession;
+  runner: ModelRunner;
   provider: Provider;
   /** Why each provider tried before the chosen one did not load. */
   skipped: ProviderProbe[];
@@ -96,6 +132,16 @@ export interface SessionOptions {
   device?: Device;
   /** Intra-op threads; default: onnxruntime's own choice (one per physical core). */
   threads?: number;
+  /** The binding CPU and CUDA sessions run on; default: llmkit's own where it loads (WebGPU: onnxruntime-node). */
+  binding?: ModelRunner['binding'];
+}
+
+function useNativeBinding(provider: Provider, wanted: SessionOptions['binding']): provider is 'cpu' | 'cuda' {
+  if (provider === 'webgpu' || wanted === 'onnxruntime-node') return false;
+  const status = bindingStatus();
+  if (status.binding === 'llmkit') return true;
+  if (wanted === 'llmkit') throw new LlmkitError(`llmkit's ONNX Runtime binding is not in use: ${status.reason}`, 'run `npm run build`, or leave the binding to llmkit');
+  return false;
 }
 
 /**
@@ -127,6 +173,10 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
     }
     if (provider === 'cuda') keepFp32Exact();
     try {
+      if (useNativeBinding(provider, opts.binding)) {
+        const config = { 'session.model_external_initializers_file_folder_path': dirname(model.path) };
+        return { runner: NativeRunner.open(model.bytes, { provider, threads: opts.threads, config }), provider, skipped };
+      }
       const session = await ort.InferenceSession.create(model.bytes, {
         executionProviders: [provider],
         graphOptimizationLevel: 'all',
@@ -134,7 +184,7 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
         // Loaded from memory, a model finds its external data files only through this.
         extra: { session: { model_external_initializers_file_folder_path: dirname(model.path) } },
       });
-      return { session, provider, skipped };
+      return { runner: new OnnxruntimeNodeRunner(session), provider, skipped };
     } catch (e) {
       skipped.push({ provider, loaded: false, reason: shortReason(e) });
     }

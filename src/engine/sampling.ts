@@ -46,8 +46,35 @@ export class TokenSampler {
   sample(logits: Float32Array, mask?: (logits: Float32Array) => void): number {
     this.applyPenalties(logits);
     mask?.(logits);
-    const { temperature, topK } = this.params;
-    const token = temperature === 0 || topK === 1 ? argmax(logits) : this.draw(logits);
+    return this.chosen(this.greedy ? argmax(logits) : drawFrom(this.distribution(logits), this.random.next()));
+  }
+
+  /**
+   * The token to emit where a draft proposed `draft`: speculative decoding's rejection rule. The draft is
+   * accepted with probability min(1, p(draft) / q(draft)), else a token is drawn from max(0, p - q)
+   * renormalized, so what is emitted follows p, the distribution `sample` draws from (Leviathan et al.,
+   * 2023). `draftProbability` is q; without it the draft is one-hot (prompt lookup, a greedy draft model),
+   * and the rule comes down to drawing from p and comparing. Greedy requests keep the argmax, so their
+   * output is the same token for token as without a draft.
+   */
+  verify(logits: Float32Array, draft: number, draftProbability?: (token: number) => number): number {
+    this.applyPenalties(logits);
+    if (this.greedy) return this.chosen(argmax(logits));
+    const p = this.distribution(logits);
+    const q = draftProbability ?? ((t: number) => (t === draft ? 1 : 0));
+    const pDraft = probabilityOf(p, draft);
+    if (pDraft > 0 && this.random.next() * q(draft) < pDraft) return this.chosen(draft);
+    const residual = { tokens: p.tokens, weights: p.weights.map((w, j) => Math.max(0, w / p.total - q(p.tokens ? p.tokens[j] : j))), total: 0 };
+    residual.total = residual.weights.reduce((a, w) => a + w, 0);
+    // p ≤ q everywhere means p = q, where the draft is always accepted: only rounding gets here.
+    return this.chosen(drawFrom(residual.total > 0 ? residual : p, this.random.next()));
+  }
+
+  private get greedy(): boolean {
+    return this.params.temperature === 0 || this.params.topK === 1;
+  }
+
+  private chosen(token: number): number {
     this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
     this.seen?.add(token);
     return token;
@@ -63,12 +90,13 @@ export class TokenSampler {
     }
   }
 
-  private draw(logits: Float32Array): number {
+  /** What a sampled request draws from after temperature, top-k and top-p: the kept candidates' weights. */
+  private distribution(logits: Float32Array): Distribution {
     const { temperature: t, topP, topK } = this.params;
     const v = logits.length;
     const k = topK > 0 ? Math.min(topK, v) : v;
     const max = logits[argmax(logits)];
-    if (k === v && topP >= 1) return this.drawFromAll(logits, max);
+    if (k === v && topP >= 1) return wholeVocabulary(logits, max, t);
     // top-p's total is the mass of the top-k set when top-k is on, else of the whole vocabulary.
     let fullMass = 0;
     if (k === v) for (let i = 0; i < v; i++) fullMass += Math.exp((logits[i] - max) / t);
@@ -82,28 +110,44 @@ export class TokenSampler {
       let cumulative = 0;
       while (kept < m && cumulative < target) cumulative += weights[kept++];
       if (cumulative < target && m < k) continue;
-      let r = this.random.next() * cumulative;
-      for (let j = 0; j < kept; j++) {
-        r -= weights[j];
-        if (r < 0) return top[j];
-      }
-      return top[kept - 1];
+      return { tokens: top.subarray(0, kept), weights: weights.subarray(0, kept), total: cumulative };
     }
   }
+}
 
-  /** Temperature sampling over the whole vocabulary: no candidate set, so no ordering at all. */
-  private drawFromAll(logits: Float32Array, max: number): number {
-    const t = this.params.temperature;
-    const weights = new Float64Array(logits.length);
-    let total = 0;
-    for (let i = 0; i < logits.length; i++) total += weights[i] = Math.exp((logits[i] - max) / t);
-    let r = this.random.next() * total;
-    for (let i = 0; i < logits.length; i++) {
-      r -= weights[i];
-      if (r < 0) return i;
-    }
-    return argmax(logits);
+/** Candidate tokens (null: the whole vocabulary, by index) with unnormalized weights summing to `total`. */
+interface Distribution {
+  tokens: Int32Array | null;
+  weights: Float64Array;
+  total: number;
+}
+
+/** Temperature sampling over the whole vocabulary: no candidate set, so no ordering at all. */
+function wholeVocabulary(logits: Float32Array, max: number, temperature: number): Distribution {
+  const weights = new Float64Array(logits.length);
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += weights[i] = Math.exp((logits[i] - max) / temperature);
+  return { tokens: null, weights, total };
+}
+
+/** The candidate `u` (uniform in [0, 1)) falls on. */
+function drawFrom(d: Distribution, u: number): number {
+  let r = u * d.total;
+  let last = 0;
+  for (let j = 0; j < d.weights.length; j++) {
+    if (d.weights[j] === 0) continue;
+    last = j;
+    r -= d.weights[j];
+    if (r < 0) break;
   }
+  // Rounding can leave r ≥ 0 after the last weight: the last candidate that has one.
+  return d.tokens ? d.tokens[last] : last;
+}
+
+function probabilityOf(d: Distribution, token: number): number {
+  if (!d.tokens) return d.weights[token] / d.total;
+  const j = d.tokens.indexOf(token);
+  return j < 0 ? 0 : d.weights[j] / d.total;
 }
 
 export function argmax(values: Float32Array): number {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { FinishReason, Streamer } from '../engine/streamer.js';
-import type { ApiKey } from './auth.js';
+import type { ApiKey } from './access/auth.js';
 import type { ServedModel } from './model-registry.js';
-import type { Feature } from './quota-file.js';
-import type { RedisValueStore } from './redis-store.js';
+import type { Feature } from './access/features.js';
+import type { RedisValueStore } from './access/redis-store.js';
+import type { ChatRequest, CompletionRequest } from './openai/schemas.js';
 import type { NativeRequest } from './openai/translate.js';
 import type { ServerMetrics } from './server-metrics.js';
 
@@ -38,11 +39,11 @@ export class ResponseCache {
   constructor(private readonly opts: { maxEntries: number; redis?: RedisValueStore; metrics: ServerMetrics }) {}
 
   /** The request's cache key, or undefined when its output is not deterministic. */
-  keyFor(r: { key: ApiKey; served: ServedModel; native: NativeRequest; promptIds: readonly number[]; body: unknown; features: readonly Feature[] }): string | undefined {
+  keyFor(r: { key: ApiKey; served: ServedModel; request: ChatRequest | CompletionRequest; native: NativeRequest; promptIds: readonly number[]; features: readonly Feature[] }): string | undefined {
     const { sampling } = r.native;
     if ((sampling.temperature ?? 0) !== 0 && sampling.seed === undefined) return undefined;
     if (r.features.some((f) => UNCACHEABLE.includes(f))) return undefined;
-    const fields = Object.entries(r.body as Record<string, unknown>).filter(([k]) => !FRAMING_FIELDS.has(k));
+    const fields = Object.entries(r.request).filter(([k]) => !FRAMING_FIELDS.has(k));
     const hash = createHash('sha256');
     hash.update(JSON.stringify([r.key.account ? `account:${r.key.account}` : `key:${r.key.name}`, r.served.id, r.served.engine.model.manifest, r.native.endpoint, r.promptIds, fields.sort()]));
     return hash.digest('hex');

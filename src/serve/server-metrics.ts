@@ -42,6 +42,29 @@ export class ServerMetrics {
         perModel((m) => m.engine.scheduler.batchSize),
       ),
     );
+    const drafting = () => models().filter((m) => m.engine.scheduler.speculation);
+    const perDraftingModel = (read: (d: { proposed: number; accepted: number }) => number) => () => drafting().map((m) => ({ labels: { model: m.id }, value: read(m.engine.scheduler.speculation!) }));
+    this.registry.add(
+      new Gauge(
+        'llmkit_draft_tokens',
+        'tokens drafted for verification since start (speculative decoding, --draft)',
+        perDraftingModel((d) => d.proposed),
+      ),
+    );
+    this.registry.add(
+      new Gauge(
+        'llmkit_draft_accepted_tokens',
+        'drafted tokens the target accepted since start (--draft)',
+        perDraftingModel((d) => d.accepted),
+      ),
+    );
+    this.registry.add(
+      new Gauge(
+        'llmkit_draft_acceptance_rate',
+        'accepted ÷ drafted tokens since start (--draft)',
+        perDraftingModel((d) => (d.proposed ? d.accepted / d.proposed : 0)),
+      ),
+    );
   }
 
   recordGeneration(model: string, end: GenerationEnd): void {

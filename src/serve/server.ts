@@ -2,17 +2,20 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAccessLine, type AccessEntry } from './access-log.js';
-import type { ApiKey, Authenticator } from './auth.js';
+import type { ApiKey, Authenticator } from './access/auth.js';
 import { CompletionService } from './completions.js';
 import type { ContentFilter } from './content-filter.js';
 import { readJson, sendError, sendJson, SseWriter } from './http-io.js';
 import type { ModelRegistry } from './model-registry.js';
 import { ApiError, toApiError } from './openai/errors.js';
 import type { Endpoint } from './openai/translate.js';
-import type { QuotaTracker } from './quotas.js';
+import type { QuotaTracker } from './access/quotas.js';
 import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
+import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
+import { BatchService, type BatchOptions } from './batch/batch-service.js';
+import { BatchApi } from './batch/routes.js';
 
 export interface ServerOptions {
   models: ModelRegistry;
@@ -23,6 +26,10 @@ export interface ServerOptions {
   cache?: ResponseCache;
   /** Receives one access-log line per request. */
   log: (line: string) => void;
+  /** Files and batches (/v1/files, /v1/batches): where they are kept and their limits. */
+  batch?: BatchOptions;
+  /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
+  ui?: boolean;
 }
 
 /** Seconds a client is asked to wait while the server drains. */
@@ -45,6 +52,7 @@ export class LlmServer {
   private readonly http: Server;
   private readonly service: CompletionService;
   private readonly ws: WebSocketGateway;
+  readonly batches?: BatchService;
   private readonly inFlight = new Set<Promise<unknown>>();
   private draining = false;
 
@@ -58,6 +66,7 @@ export class LlmServer {
       refuseIfDraining: () => this.refuseIfDraining(),
       track: (p) => this.track(p),
     });
+    if (opts.batch) this.batches = BatchService.open(opts.batch, { service: this.service, auth: opts.auth, models: opts.models, quotas: opts.quotas });
     this.http = createServer((req, res) => void this.track(this.route(req, res)));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.ws.upgrade(req, socket, head));
   }
@@ -74,6 +83,7 @@ export class LlmServer {
   /** Refuses new requests (503), waits for those in flight, then closes every connection. */
   async drain(): Promise<void> {
     this.draining = true;
+    await this.batches?.close();
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
     this.ws.closeAll();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -119,6 +129,12 @@ export class LlmServer {
       entry.key = key.name;
       return this.generate(endpoint, await readJson(req), key, res, entry);
     }
+    if (BatchApi.handles(pathname) && this.batches) {
+      if (req.method !== 'GET') this.refuseIfDraining();
+      const key = this.opts.auth.authenticate(req.headers.authorization);
+      entry.key = key.name;
+      return this.batches.routes().route(req, res, url, key);
+    }
     if (pathname === '/v1/usage') {
       this.allow(req, 'GET');
       const key = this.opts.auth.authenticate(req.headers.authorization);
@@ -126,6 +142,7 @@ export class LlmServer {
       return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
     }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
+    if (this.opts.ui !== false && req.method === 'GET' && (await serveWebUi(pathname, res))) return;
     if (pathname === '/ready') {
       if (this.draining) return sendJson(res, 503, { status: 'draining' });
       const why = await this.opts.models.unavailable();

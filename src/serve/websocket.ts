@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { formatAccessLine } from './access-log.js';
-import type { ApiKey, Authenticator } from './auth.js';
+import type { ApiKey, Authenticator } from './access/auth.js';
 import type { CompletionService } from './completions.js';
 import { MAX_BODY_BYTES } from './http-io.js';
 import { ApiError, toApiError } from './openai/errors.js';

@@ -13,3 +13,18 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
 export async function removeIfExists(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }
+
+/** Writes a folder with `write(tmp)` under a temporary name beside it and swaps it in for the old one, if any. */
+export async function replaceFolder(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+  await rm(tmp, { recursive: true, force: true });
+  try {
+    await write(tmp);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  await rm(path, { recursive: true, force: true });
+  await rename(tmp, path);
+}

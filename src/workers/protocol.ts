@@ -16,6 +16,8 @@ export const WorkerEventSchema = z.discriminatedUnion('event', [
     lr: z.number().optional(),
     tokens_per_s: z.number().optional(),
     message: z.string().optional(),
+    /** A part of a job that has steps of its own (quantize's "measure"); a `start` event begins one too. */
+    phase: z.string().optional(),
   }),
   base.extend({ event: z.literal('metric'), name: z.string() }),
   base.extend({ event: z.literal('log'), level: z.string(), message: z.string() }),

@@ -1,11 +1,12 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { LlmkitError } from '../shared/errors.js';
 import { pythonSourceDir } from '../shared/paths.js';
 import { JOBS, type JobConfig, type JobName, type JobResult } from './jobs.js';
+import { type OomKillCount, oomKillVerdict, readOomKills } from './oom-kills.js';
 import { parseWorkerLine, type ErrorEvent, type InterruptedEvent, type WorkerEvent } from './protocol.js';
 import { requirePythonEnv } from './python-env.js';
 
@@ -61,6 +62,7 @@ export async function runWorker<J extends JobName>(opts: WorkerRunOptions<J>): P
   if (configDir) await writeFile(join(configDir, 'config.json'), JSON.stringify(opts.config));
   // execa takes ~80 ms to load, more than the rest of the CLI's start: loaded when a process is started.
   const { execa } = await import('execa');
+  const oomKillsBefore = readOomKills();
   const child = execa(command, args, {
     input: configDir ? '' : JSON.stringify(opts.config),
     env: {
@@ -102,7 +104,8 @@ export async function runWorker<J extends JobName>(opts: WorkerRunOptions<J>): P
   const cause = opts.launcher && done.exitCode !== 0 ? rootCause(await stderrTail(opts.logFile, 200)) : undefined;
   if (failure && (cause === undefined || cause.rank === failure.rank)) throw await errorFromEvent(failure, opts);
   if (done.exitCode === 0 && result) return { result: await parseResult(opts, result), events };
-  throw await errorFromExit(done, opts, stop.requested(), cause);
+  const checkpoint = events.findLast((e) => e.event === 'artifact' && e.kind === 'checkpoint') as { path: string } | undefined;
+  throw await errorFromExit(done, opts, { stopRequested: stop.requested(), cause, checkpoint: checkpoint?.path, oomKills: [oomKillsBefore, readOomKills()] });
 }
 
 /** The result as its job's schema says; anything else is a mismatch between the two sides, reported in one line. */
@@ -158,22 +161,41 @@ async function errorFromEvent(e: ErrorEvent, opts: WorkerRunOptions): Promise<Ll
   }
 }
 
-async function errorFromExit(
-  done: { exitCode?: number; signal?: string; isTerminated?: boolean },
-  opts: WorkerRunOptions,
-  stopRequested: boolean,
-  cause?: { rank: number; exitCode: number },
-): Promise<LlmkitError> {
-  const details = await stderrTail(opts.logFile);
-  if (stopRequested) return new LlmkitError(`${opts.job} was stopped before it saved a checkpoint`, undefined, 130, details);
-  const how = cause
-    ? `'s rank ${cause.rank} ${cause.exitCode < 0 ? `was killed by signal ${-cause.exitCode}` : `exited with code ${cause.exitCode}`}`
-    : done.signal
-      ? ` was killed by ${done.signal}`
-      : ` exited with code ${done.exitCode}`;
-  const hint = done.signal === 'SIGKILL' || cause?.exitCode === -9 ? 'the system may have run out of memory; try a smaller batch' : `see ${opts.logFile} (or run with --verbose)`;
-  return new LlmkitError(`the ${opts.job} worker${how}`, hint, 1, details);
+/** What is known of a worker that exited without a result. */
+interface ExitContext {
+  stopRequested: boolean;
+  /** The rank torchrun blames. */
+  cause?: { rank: number; exitCode: number };
+  /** The last checkpoint the run wrote. */
+  checkpoint?: string;
+  /** The kernel's OOM kill count before the run and after it. */
+  oomKills: [OomKillCount | undefined, OomKillCount | undefined];
 }
+
+async function errorFromExit(done: { exitCode?: number; signal?: string }, opts: WorkerRunOptions, context: ExitContext): Promise<LlmkitError> {
+  const details = await stderrTail(opts.logFile);
+  const { cause, checkpoint } = context;
+  if (context.stopRequested) return new LlmkitError(`${opts.job} was stopped before it saved a checkpoint`, undefined, 130, details);
+  const signal = cause && cause.exitCode < 0 ? signalName(-cause.exitCode) : done.signal;
+  const who = cause ? `'s rank ${cause.rank}` : '';
+  const how = signal ? ` was ended by signal ${signal} (${signalNumber(signal)})` : ` exited with code ${cause?.exitCode ?? done.exitCode}`;
+  const saved = checkpoint ? `; last checkpoint: ${checkpoint}` : '';
+  const next = checkpoint ? 'continue with the same command and --resume' : `see ${opts.logFile}`;
+  if (signal !== 'SIGKILL') return new LlmkitError(`the ${opts.job} worker${who}${how}${saved}`, signal ? next : `see ${opts.logFile} (or run with --verbose)`, 1, details);
+  const [before, after] = context.oomKills;
+  const oom = oomKillVerdict(before, after);
+  // Memory is named only where the kernel's count says its OOM killer acted.
+  const sender = oom
+    ? `${oom}: lower --batch-size or --max-seq-len`
+    : after
+      ? `llmkit did not send it, and the OOM killer did not act (${after.source} stayed at ${after.count}): another process did`
+      : 'llmkit did not send it (another process or the system did)';
+  const hint = `${sender}; ${next}`;
+  return new LlmkitError(`the ${opts.job} worker${who}${how}${saved}`, hint, 1, details);
+}
+
+const signalNumber = (name: string) => osConstants.signals[name as keyof typeof osConstants.signals] ?? '?';
+const signalName = (n: number) => Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
 
 /** The rank torchrun names under "Root Cause (first observed failure)": "rank : 0 (local_rank: 0)", "exitcode : -11". */
 function rootCause(stderr: string): { rank: number; exitCode: number } | undefined {

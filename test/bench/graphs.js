@@ -5,7 +5,7 @@
 // tok/s and aggregate tok/s with their ranges over rounds, each round's ratio to the first export, and whether
 // the greedy tokens agree with the first export's.
 // Usage, in the repo root after `npm run build`:
-//   node test/bench/graphs.js <folder> <folder>... [--rounds 8] [--threads 2] [--prompt 256] [--new 128] [--batch 8]
+//   node test/bench/graphs.js <folder>[@onnxruntime-node] <folder>... [--rounds 8] [--threads 2] [--prompt 256] [--new 128] [--batch 8]
 import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,11 +20,14 @@ if (folders.length < 2) {
 }
 
 const runner = new URL('peers/llmkit-runner.js', import.meta.url).pathname;
-const contenders = folders.map((folder) => {
-  const child = spawn('node', [runner, folder, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+// `folder@onnxruntime-node` runs that export on onnxruntime-node instead of llmkit's own binding (LLMKIT_NATIVE=0).
+const contenders = folders.map((spec) => {
+  const [folder, binding] = spec.split('@');
+  const env = binding === 'onnxruntime-node' ? { ...process.env, LLMKIT_NATIVE: '0' } : process.env;
+  const child = spawn('node', [runner, folder, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'], env });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   return {
-    name: basename(folder),
+    name: basename(folder) + (binding ? `@${binding}` : ''),
     async run(request) {
       child.stdin.write(JSON.stringify(request) + '\n');
       const { value, done } = await lines.next();

@@ -4,8 +4,10 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
+import { chartSeries } from '../helpers/charts.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { tinyModel } from '../helpers/models.js';
+import { interruptedAtFirstCheckpoint, metrics } from '../helpers/training.js';
 
 // One thread for the Python processes the tests start (the worker picks one itself for the tiny model): on
 // two shared cores that is faster than two threads fighting, and it keeps CPU runs bit-identical.
@@ -16,13 +18,6 @@ function events(stderr: string): Record<string, any>[] {
   return stderr
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l));
-}
-
-function metrics(out: string): Record<string, any>[] {
-  return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
     .map((l) => JSON.parse(l));
 }
 
@@ -59,6 +54,12 @@ describe('llmkit finetune --lora on the bundled facts (tiny model, CPU)', () => 
     const steps = metrics(out).filter((m) => m.loss !== undefined);
     expect(steps).toHaveLength(100);
     expect(steps[0].loss).toBeCloseTo(summary.firstLoss!, 10);
+    // The chart beside the metrics draws the run's own numbers.
+    expect(summary.chart).toBe(join(out, 'metrics.svg'));
+    const chart = chartSeries(summary.chart!);
+    expect(chart['train loss']).toEqual(steps.map((m) => [m.step, m.loss]));
+    expect(chart.lr).toEqual(steps.map((m) => [m.step, m.lr]));
+    expect(chart['tokens/s']).toEqual(steps.map((m) => [m.step, m.tokens_per_s]));
     const config = JSON.parse(readFileSync(join(out, 'llmkit-config.json'), 'utf8'));
     expect(config).toMatchObject({ command: 'finetune', recipe: RECIPE, options: { lora: true, loraR: 16, lr: 0.005, epochs: 100, merge: true } });
     expect(config.data[0]).toMatchObject({ format: 'messages', examples: 20 });
@@ -137,15 +138,7 @@ describe('llmkit finetune resume', () => {
     expect(straight.exitCode, String(straight.stderr).slice(-2000)).toBe(0);
 
     const out = join(work, 'stopped');
-    const child = runCli(args(out), { env });
-    let seen = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      // Once: a second Ctrl-C means "quit at once", without a checkpoint.
-      if (seen.includes('"kind":"checkpoint"')) return;
-      seen += chunk.toString();
-      if (seen.includes('"kind":"checkpoint"')) child.kill('SIGINT');
-    });
-    const stopped = await child;
+    const stopped = await interruptedAtFirstCheckpoint(args(out), { env });
     expect(stopped.exitCode, String(stopped.stderr).slice(-2000)).toBe(130);
     const interrupted = events(String(stopped.stderr)).find((e) => e.event === 'interrupted')!;
     expect(interrupted.step).toBeGreaterThanOrEqual(10);

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 
@@ -23,6 +24,13 @@ describe('command line', () => {
     expect(r.stderr.trim().split('\n')).toEqual(["error: unknown command 'frobnicate'"]);
   });
 
+  it("keeps commander's suggestion for a misspelt command or flag on the one line", async () => {
+    const command = await runCli(['chta', 'x']);
+    expect([command.exitCode, command.stderr.trim()]).toEqual([2, "error: unknown command 'chta' (did you mean chat?)"]);
+    const flag = await runCli(['make-model', '--prest', 'tiny']);
+    expect([flag.exitCode, flag.stderr.trim()]).toEqual([2, "error: unknown option '--prest' (did you mean --preset?)"]);
+  });
+
   it('rejects an unknown flag with one line and exit code 2', async () => {
     const r = await runCli(['env', '--frobnicate']);
     expect(r.exitCode).toBe(2);
@@ -41,6 +49,26 @@ describe('command line', () => {
     expect(r.exitCode).toBe(2);
     expect(r.stderr.trim()).toBe('error: --seed must be an integer ≥ 0 (got -3)');
   });
+
+  it('exits 2 for a model folder that does not exist or is not a model, from every command that takes one', async () => {
+    const runs = [
+      ['chat', '/no/such/model'],
+      ['serve', '/no/such/model'],
+      ['bench', '/no/such/model'],
+      ['export', '/no/such/model', '--out', '/tmp/llmkit-never-written'],
+      ['inspect', '/no/such/model'],
+      ['quantize', '/no/such/model', '--int8', '--out', '/tmp/llmkit-never-written'],
+      ['finetune', '/no/such/model', '--data', 'd.jsonl', '--out', '/tmp/llmkit-never-written'],
+      ['lora', 'info', '/no/such/model'],
+      ['serve', tmpdir()],
+      ['inspect', tmpdir()],
+      ['export', tmpdir(), '--out', '/tmp/llmkit-never-written'],
+    ];
+    for (const argv of runs) {
+      const r = await runCli(argv);
+      expect([argv.join(' '), r.exitCode, r.stderr.trim().split('\n').length]).toEqual([argv.join(' '), 2, 1]);
+    }
+  }, 60_000);
 
   it('says --python needs --setup', async () => {
     const r = await runCli(['env', '--python', '/usr/bin/python3']);

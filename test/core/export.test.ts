@@ -188,17 +188,19 @@ describe('llmkit export', () => {
     mkdirSync(gpt2);
     writeFileSync(join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'] }));
     writeFileSync(join(gpt2, 'model.safetensors'), '');
-    const cases: [string, RegExp][] = [
-      [join(dir, 'missing'), /^error: model folder .*missing does not exist; pass a local Hugging Face model folder$/],
-      [dir, /^error: model folder .* has no config\.json; pass a Hugging Face model folder$/],
+    const hint = 'pass a Hugging Face model folder \\(config\\.json, weights, tokenizer\\)';
+    const cases: [string, RegExp, number][] = [
+      [join(dir, 'missing'), new RegExp(`^error: model folder .*missing does not exist; ${hint}$`), 2],
+      [dir, new RegExp(`^error: model folder .* has no config\\.json; ${hint}$`), 2],
       [
         gpt2,
         /^error: architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, SmolLM3ForCausalLM$/,
+        1,
       ],
     ];
     const results = await Promise.all(cases.map(([model]) => runCli(['export', model, '--out', join(dir, 'out')])));
-    for (const [i, [model, message]] of cases.entries()) {
-      expect(results[i].exitCode, model).toBe(1);
+    for (const [i, [model, message, exitCode]] of cases.entries()) {
+      expect(results[i].exitCode, model).toBe(exitCode);
       expect(String(results[i].stderr).trim().split('\n')).toHaveLength(1);
       expect(String(results[i].stderr).trim()).toMatch(message);
     }

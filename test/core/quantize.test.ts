@@ -9,6 +9,7 @@ import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { formatReportTable, type QuantizeReport } from '../../src/core/quantize/report.js';
 import { DEFAULT_EVAL_DATA } from '../../src/core/quantize/options.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
+import { chartBars } from '../helpers/charts.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { exportedTinyModel, tinyModel } from '../helpers/models.js';
 import { transformersJsGreedy } from '../helpers/transformersjs.js';
@@ -73,6 +74,10 @@ describe('llmkit quantize', () => {
   it('measures size, speed and accuracy rather than copying them: int8 and int4 differ from fp32 within sane ranges', () => {
     for (const [precision, report] of Object.entries(reports)) {
       expect(JSON.parse(readFileSync(join(dir, precision, 'quantize-report.json'), 'utf8'))).toEqual(report);
+      const bars = chartBars(join(dir, precision, 'quantize-report.svg'));
+      expect(bars['decode speed']).toEqual(report.models.map((m) => [m.name, m.decodeTokensPerSecond]));
+      expect(bars.perplexity).toEqual(report.models.map((m) => [m.name, m.perplexity]));
+      expect(bars.size).toEqual(report.models.map((m) => [m.name, m.bytes / 2 ** 20]));
       const [base, q] = report.models;
       expect(base).toMatchObject({ name: 'fp32', bits: 32, sizeRatio: 1, speedup: 1, perplexityChange: 0, top1Agreement: 1, meanKl: 0 });
       expect(q.name).toBe(precision);

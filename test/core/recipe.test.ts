@@ -55,9 +55,18 @@ describe('recipes', () => {
     const unknown = await usageError(() => loadRecipe(recipeFile('lora_rank: 8\n'), { keys: KEYS }));
     expect(unknown.message).toMatch(/recipe\.yaml: unknown key "lora_rank"$/);
     expect(unknown.hint).toMatch(/long flag names/);
-    expect((await usageError(() => loadRecipe(recipeFile('a: [1, 2\nb: 3\n'), { keys: KEYS }))).message).toMatch(/recipe\.yaml:\d+: /);
+    expect((await usageError(() => loadRecipe(recipeFile('a: [1, 2\nb: 3\n'), { keys: KEYS }))).message).toMatch(/recipe\.yaml:\d+:\d+: /);
     expect((await usageError(() => loadRecipe(recipeFile('- 1\n- 2\n'), { keys: KEYS }))).message).toMatch(/must be a YAML mapping/);
     expect((await usageError(() => loadRecipe('/no/such/recipe.yaml', { keys: KEYS }))).message).toBe('--recipe /no/such/recipe.yaml does not exist');
+  });
+
+  it("suggests the key a typo meant, and names a YAML error's line and column without yaml's trailing colon", async () => {
+    expect((await usageError(() => loadRecipe(recipeFile('lroa: true\n'), { keys: KEYS }))).message).toMatch(/unknown key "lroa" \(did you mean lora\?\)$/);
+    expect((await usageError(() => loadRecipe(recipeFile('max-setps: 3\n'), { keys: KEYS }))).message).toMatch(/\(did you mean max-steps\?\)$/);
+    expect((await usageError(() => loadRecipe(recipeFile('zzz: 1\n'), { keys: KEYS }))).message).toMatch(/unknown key "zzz"$/);
+    const yaml = await usageError(() => loadRecipe(recipeFile('lora: true\n  bad: [\n'), { keys: KEYS }));
+    expect(yaml.message).toMatch(/recipe\.yaml:1:\d+: \S.*[^:]$/);
+    expect(yaml.message).not.toMatch(/column/);
   });
 
   it('layers flag defaults < recipe < typed flags', () => {

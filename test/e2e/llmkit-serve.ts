@@ -6,6 +6,8 @@ export interface ServeProcess {
   /** What the server wrote to stderr so far (access log, Redis notices). */
   stderr(): string;
   stop(): Promise<void>;
+  /** Ends the process with `signal` (SIGKILL: no draining) and waits for it. */
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts the real `llmkit serve` on a free port with one model named `name` (and `args`: more models, flags), and waits until it listens. */
@@ -28,6 +30,10 @@ export async function startServe(model: string, name = 'tiny', args: string[] = 
     stderr: () => err,
     stop: async () => {
       child.kill('SIGTERM');
+      await child;
+    },
+    kill: async (signal) => {
+      child.kill(signal);
       await child;
     },
   };

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leftPaddedPrompts } from '../../src/engine/batch-inputs.js';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
 import { gatherRows, leftPaddedMask } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
@@ -39,17 +40,7 @@ describe.each(['traced', 'fused', 'fused-gqa'] as const)('the exported decoder (
   it('gives each row of a left-padded batch the logits it gets alone, in prefill and decode', async () => {
     const decodeTokens = [11, 22, 33];
     const width = Math.max(...rows.map((r) => r.length));
-    const ids = new BigInt64Array(rows.length * width);
-    const mask = new BigInt64Array(rows.length * width);
-    const pos = new BigInt64Array(rows.length * width);
-    rows.forEach((r, b) => {
-      const pad = width - r.length;
-      r.forEach((t, i) => {
-        ids[b * width + pad + i] = BigInt(t);
-        mask[b * width + pad + i] = 1n;
-        pos[b * width + pad + i] = BigInt(i);
-      });
-    });
+    const { ids, mask, positions: pos } = leftPaddedPrompts(rows, width);
     let step = await decoder.forward(ids, mask, pos, decoder.emptyCache(rows.length));
     let cache: BatchCache = step.cache;
     let fullMask = mask;

@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
-import { type EngineRejection, GenerationScheduler, type SchedulerLimits, type TokenSink } from '../../src/engine/generation-scheduler.js';
+import type { EngineRejection } from '../../src/engine/generation-engine.js';
+import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
+import type { TokenSink } from '../../src/engine/sequence.js';
 import { gatherRows } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { Random } from '../../src/engine/random.js';
 import { argmax, GREEDY, type SamplingParams } from '../../src/engine/sampling.js';
 import type { GenerationEnd } from '../../src/engine/streamer.js';
@@ -251,6 +254,70 @@ describe.each([
     expect(c.tokens.every((t) => allowed.includes(t))).toBe(true);
     expect(seen).toEqual(c.tokens);
     expect(prepared).toBe(10);
+  });
+
+  it('ends only the row whose processor fails (at prefill or mid-decode); the rows beside it get their solo greedy tokens', async () => {
+    const scheduler = new GenerationScheduler(decoder, limits);
+    const failing = (after: number) => {
+      const c = collector();
+      let steps = 0;
+      const processor = {
+        prepare: async () => {
+          if (steps++ === after) throw new Error(`grammar gone at step ${after}`);
+        },
+        apply: () => undefined,
+        accept: () => undefined,
+      };
+      scheduler.submit({ promptIds: prompt(7, 8 + after), maxTokens: 20, sampling: GREEDY, stopTokenIds: [], sink: c.sink, processor });
+      return c;
+    };
+    const plainIds = prompt(6, 7);
+    const plain = submit(scheduler, plainIds, 20);
+    const [atPrefill, midDecode] = [failing(0), failing(5)];
+    const [a, b, p] = await Promise.all([atPrefill.done, midDecode.done, plain.done]);
+    expect([a.reason, a.error?.message, atPrefill.tokens.length]).toEqual(['error', 'grammar gone at step 0', 0]);
+    expect([b.reason, b.error?.message, midDecode.tokens.length]).toEqual(['error', 'grammar gone at step 5', 5]);
+    expect(p.reason).toBe('length');
+    expect(plain.tokens).toEqual(await greedyAlone(plainIds, 20));
+  });
+
+  it('puts batch-lane requests behind interactive ones, and hands an interactive arrival a batch row at the next step', async () => {
+    const events: string[] = [];
+    const prefixes = new PrefixCache(64 * 2 ** 20, decoder.model.manifest.num_kv_heads, decoder.model.manifest.head_dim);
+    const scheduler = new GenerationScheduler(logged(events), { ...limits, maxBatch: 4 }, undefined, prefixes);
+    const lane = (promptIds: number[], maxTokens: number, batch: boolean, onToken?: (t: number[]) => void) => {
+      const c = collector(onToken);
+      scheduler.submit({ promptIds, maxTokens, sampling: GREEDY, stopTokenIds: [], sink: c.sink, lane: batch ? 'batch' : 'interactive' });
+      return c;
+    };
+    const batchIds = [0, 1, 2, 3, 4, 5].map((i) => prompt(20 + i, 60 + i));
+    let started!: () => void;
+    const decoding = new Promise<void>((r) => (started = r));
+    // Six batch lines for four rows: two wait in the batch lane.
+    const batch = batchIds.map((ids, i) => lane(ids, 30, true, i === 0 ? (t) => t.length === 5 && started() : undefined));
+    await decoding;
+    const submittedAt = events.length;
+    let firstTokenAt = -1;
+    const interactiveIds = prompt(9, 70);
+    const interactive = lane(interactiveIds, 6, false, (t) => t.length === 1 && (firstTokenAt = events.length));
+    await Promise.all([interactive.done, ...batch.map((b) => b.done)]);
+    // At most the decode step under way, then the interactive prompt's own prefill: no batch line finishes first.
+    expect(events.slice(submittedAt, firstTokenAt).filter((e) => e.startsWith('decode')).length).toBeLessThanOrEqual(1);
+    expect(events[firstTokenAt - 1]).toBe('prefill 1x9');
+    expect(scheduler.preempted).toBeGreaterThanOrEqual(1);
+    // The preempted line resumed from its prompt and tokens (its keys/values from the prefix cache) and lost nothing.
+    expect(prefixes.hits).toBeGreaterThanOrEqual(1);
+    expect(interactive.tokens).toEqual(await greedyAlone(interactiveIds, 6));
+    for (const [i, ids] of batchIds.entries()) expect(batch[i].tokens, `batch line ${i}`).toEqual(await greedyAlone(ids, 30));
+  });
+
+  it('does not count batch-lane requests against --max-queue', () => {
+    const scheduler = new GenerationScheduler(decoder, { ...limits, maxBatch: 1, maxQueue: 1 });
+    const sink = collector().sink;
+    for (let i = 0; i < 4; i++) scheduler.submit({ promptIds: prompt(4, 80 + i), maxTokens: 2, sampling: GREEDY, stopTokenIds: [], sink, lane: 'batch' });
+    scheduler.submit({ promptIds: prompt(4, 90), maxTokens: 2, sampling: GREEDY, stopTokenIds: [], sink });
+    expect(() => scheduler.submit({ promptIds: prompt(4, 91), maxTokens: 2, sampling: GREEDY, stopTokenIds: [], sink })).toThrow(/queue is full/);
+    return scheduler.idle();
   });
 
   it('refuses what cannot run, and holds newcomers back under --max-tokens-total', async () => {

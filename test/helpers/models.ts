@@ -6,10 +6,21 @@ import { exportModel } from '../../src/core/export.js';
 import { makeModel, type ModelPreset } from '../../src/core/model-maker.js';
 import { llmkitHome, pythonSourceDir, recipesDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
+import { runWorker } from '../../src/workers/worker-run.js';
 
 /** The built-in tiny model (cached under LLMKIT_HOME, made once). */
 export async function tinyModel(preset: ModelPreset = 'tiny', seed = 0): Promise<string> {
   return (await makeModel({ preset, seed })).path;
+}
+
+/** The tiny model with its output layer tied to the input embedding, as most small real models have (cached like tinyModel). */
+export async function tiedTinyModel(): Promise<string> {
+  const maker = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'make_model.py')));
+  const out = join(llmkitHome(), 'models', `tiny-tied-seed0-${maker.digest('hex').slice(0, 10)}`);
+  if (!existsSync(join(out, 'model.safetensors'))) {
+    await runWorker({ job: 'make_model', config: { out, preset: 'tiny', seed: 0, tie_word_embeddings: true }, logFile: join(llmkitHome(), 'logs', 'make_model.log') });
+  }
+  return out;
 }
 
 /**

@@ -2,10 +2,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/shared/errors.js';
-import { MemoryCounterStore } from '../../src/serve/counter-store.js';
+import { MemoryCounterStore } from '../../src/serve/access/counter-store.js';
 import type { ApiError } from '../../src/serve/openai/errors.js';
-import { emptyPolicy, loadQuotaFile } from '../../src/serve/quota-file.js';
-import { QuotaTracker, requestFeatures, type RequestFacts } from '../../src/serve/quotas.js';
+import { emptyPolicy, loadQuotaFile } from '../../src/serve/access/quota-file.js';
+import { requestFeatures } from '../../src/serve/access/features.js';
+import { QuotaTracker, type RequestFacts } from '../../src/serve/access/quotas.js';
+import { ChatRequestSchema, parseRequest } from '../../src/serve/openai/schemas.js';
+import { fromChatRequest } from '../../src/serve/openai/translate.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 
 async function refusal(p: Promise<unknown>): Promise<ApiError | undefined> {
@@ -17,6 +20,9 @@ async function refusal(p: Promise<unknown>): Promise<ApiError | undefined> {
 }
 
 const facts = (key: RequestFacts['key'], promptTokens = 5, features: RequestFacts['features'] = []): RequestFacts => ({ key, model: { id: 'm@1', name: 'm' }, features, promptTokens });
+
+const TOOL = { type: 'function', function: { name: 'f', parameters: { type: 'object' } } };
+const chat = (body: object) => fromChatRequest(parseRequest(ChatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }));
 
 describe('quotas over sliding windows (in memory)', () => {
   it('refuses the request over the limit until the oldest one leaves the window', async () => {
@@ -79,16 +85,33 @@ describe('quotas over sliding windows (in memory)', () => {
     expect((await refusal(quotas.admit(facts(y, 5, ['n']))))!.message).toBe('Feature n is not allowed for key y by the quota file');
   });
 
-  it('reads the features a request uses from its body', () => {
-    expect(requestFeatures({ n: 2, tools: [{}], logprobs: true }, { stream: true, websocket: true, promptTokens: 9, longContextTokens: 8 })).toEqual([
+  it('reads the features a request uses from the parsed request', () => {
+    const opts = { stream: true, websocket: true, promptTokens: 9, longContextTokens: 8 };
+    expect(requestFeatures(chat({ n: 2, tools: [TOOL], response_format: { type: 'json_object' }, logprobs: true }), opts)).toEqual([
       'stream',
       'websocket',
       'n',
       'tools',
+      'response_format',
       'logprobs',
       'long_context',
     ]);
-    expect(requestFeatures({ n: 1, tools: [] }, { stream: false, websocket: false, promptTokens: 8, longContextTokens: 8 })).toEqual([]);
+    const none = { stream: false, websocket: false, promptTokens: 8, longContextTokens: 8 };
+    expect(requestFeatures(chat({ n: 1, logprobs: false, response_format: null }), none)).toEqual([]);
+    expect(requestFeatures(chat({ top_logprobs: 0, logprobs: true }), none)).toEqual(['logprobs']);
+  });
+
+  it('deny: [tools] refuses tools but not response_format, and deny: [response_format] the reverse', async () => {
+    const quotas = new QuotaTracker(emptyPolicy(), new MemoryCounterStore(), { redisDown: 'open', now: () => 0 });
+    const noTools = { key: 'a', name: 'no-tools', deny: ['tools' as const] };
+    const noFormat = { key: 'b', name: 'no-format', deny: ['response_format' as const] };
+    const features = (body: object) => requestFeatures(chat(body), { stream: false, websocket: false, promptTokens: 5, longContextTokens: 8 });
+    const json = features({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } });
+    const tools = features({ tools: [TOOL] });
+    await quotas.admit(facts(noTools, 5, json));
+    expect((await refusal(quotas.admit(facts(noTools, 5, tools))))!.message).toBe('Feature tools is not allowed for key no-tools by the quota file');
+    await quotas.admit(facts(noFormat, 5, tools));
+    expect((await refusal(quotas.admit(facts(noFormat, 5, json))))!.message).toBe('Feature response_format is not allowed for key no-format by the quota file');
   });
 });
 

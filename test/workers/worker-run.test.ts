@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ProgressView } from '../../src/cli/progress.js';
 import { LlmkitError } from '../../src/shared/errors.js';
 import type { WorkerEvent } from '../../src/workers/protocol.js';
+import { readOomKills } from '../../src/workers/oom-kills.js';
 import { runWorker, WorkerInterrupted } from '../../src/workers/worker-run.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -58,10 +59,14 @@ describe('the worker runner against the real Python worker', () => {
     expect(e.details).toContain('selftest: failing on purpose');
   });
 
-  it('maps a killed worker to a clear error', async () => {
+  it('says which signal ended a killed worker, and mentions memory only where the OOM kill count moved', async () => {
     const e = await failure(selftest({ steps: 1, fail: 'kill' }).run);
-    expect(e.message).toBe('the selftest worker was killed by SIGKILL');
-    expect(e.hint).toMatch(/out of memory/);
+    expect(e.message).toBe('the selftest worker was ended by signal SIGKILL (9)');
+    // No OOM killer acted (the count is read before and after): memory is not mentioned.
+    const count = readOomKills();
+    expect(count).toBeDefined();
+    expect(e.hint).toContain(`llmkit did not send it, and the OOM killer did not act (${count!.source} stayed at ${count!.count}): another process did`);
+    expect(e.hint).not.toMatch(/out of memory/);
   });
 
   it('maps bad input to the file and line', async () => {

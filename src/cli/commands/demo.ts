@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { DemoSummary } from '../../core/demo.js';
 import { DEMO } from '../../core/options/demo.js';
 import { commandFrom } from '../command.js';
 import { stopOnCtrlC } from '../output.js';
@@ -18,9 +19,22 @@ export function demoCommand(): Command {
       });
       view.stop();
       if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else say(`\ndemo done: ${summary.steps.join(' → ')} (outputs in ${summary.workDir})`);
+      else say(demoEnding(summary));
     } finally {
       stop.dispose();
     }
   });
+}
+
+/** Where the demo put its models, and the commands that take them next: a newcomer's next step. */
+function demoEnding(summary: DemoSummary): string {
+  const { int8, finetuned } = summary.outputs;
+  const rows = [
+    `\ndemo done: ${summary.steps.join(' → ')}`,
+    `outputs in ${summary.workDir} (set LLMKIT_HOME to put them elsewhere):`,
+    `   built-in tiny model  ${summary.model}`,
+    ...(finetuned ? [`   fine-tuned model     ${finetuned}`] : []),
+    ...(int8 ? [`   int8 ONNX model      ${int8}`, '', 'try next:', `   llmkit chat ${int8}`, `   llmkit serve ${int8}    # then open http://127.0.0.1:8080/`] : []),
+  ];
+  return rows.join('\n');
 }

@@ -38,7 +38,14 @@ function formatSummary(s: DistillSummary): string {
     const teacher = s.teacher.exactMatch ? formatExact(s.teacher.exactMatch) : '-';
     rows.push(['exact match', `teacher ${teacher}; student ${t.exactMatch.before ? formatExact(t.exactMatch.before) : '-'} → ${t.exactMatch.after ? formatExact(t.exactMatch.after) : '-'}`]);
   }
-  rows.push(['time', `${t.trainSeconds.toFixed(1)} s training on ${t.device} (${t.precision})`], ['model', t.modelOut ?? '-'], ['metrics', t.metrics], ['config', t.config], ['log', t.log]);
+  rows.push(
+    ['time', `${t.trainSeconds.toFixed(1)} s training on ${t.device} (${t.precision})`],
+    ['model', t.modelOut ?? '-'],
+    ['metrics', t.metrics],
+    ['chart', t.chart ?? '-'],
+    ['config', t.config],
+    ['log', t.log],
+  );
   if (s.reportFile) rows.push(['report', s.reportFile]);
   const head = `distill done (${how}${t.resumedFrom ? `, resumed from ${t.resumedFrom}` : ''})\n${formatRows(rows)}`;
   return s.report ? `${head}\n\n${formatReport(s.report)}` : head;

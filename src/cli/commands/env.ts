@@ -49,6 +49,7 @@ function formatEnv(r: EnvReport): string {
     ['llmkit home', `${r.home} (${formatBytes(r.freeDiskBytes)} free)`],
     ['Node', r.node],
     ['onnxruntime-node', r.onnxruntimeNode],
+    ['ONNX binding', formatBinding(r)],
     ...providers.map((p, i): [string, string] => [i === 0 ? 'ONNX providers' : '', p]),
     ['CUDA provider', formatCudaProvider(r)],
     ['Python', r.python ? `${r.python.python} (${r.python.version ?? '?'}, from ${r.python.source})` : 'not set up'],
@@ -60,6 +61,12 @@ function formatEnv(r: EnvReport): string {
   ];
   const problems = r.problems.map((p) => `problem: ${p.what}; fix: ${p.fix}`);
   return [formatRows(rows), ...problems].join('\n');
+}
+
+function formatBinding(r: EnvReport): string {
+  const b = r.ortBinding;
+  if (b.binding === 'llmkit') return `llmkit's own (C API ${b.apiVersion}; I/O binding, runs off the event loop); WebGPU on onnxruntime-node`;
+  return `onnxruntime-node: ${b.reason}`;
 }
 
 function formatCudaProvider(r: EnvReport): string {

@@ -12,10 +12,12 @@ export function serveCommand(): Command {
       device: m.engine.device,
       skipped: m.engine.deviceNotes,
     }));
-    if (flags.json) process.stdout.write(JSON.stringify({ event: 'listening', url: server.url, authenticated: server.authenticated, models }) + '\n');
+    if (flags.json) process.stdout.write(JSON.stringify({ event: 'listening', url: server.url, authenticated: server.authenticated, models, batch: server.batch }) + '\n');
     else {
       for (const m of models) process.stdout.write(`model ${m.id} on ${m.device}${m.skipped.length ? ` (${m.skipped.join('; ')})` : ''}: ${m.path}\n`);
       process.stdout.write(`serving at ${server.url}/v1${server.authenticated ? ' (API key required)' : ''}; SIGTERM or Ctrl-C drains and stops\n`);
+      process.stdout.write(server.batch.unavailable ? `batch jobs off: ${server.batch.unavailable}\n` : `batch jobs and files: ${server.batch.dataDir}\n`);
+      if (options.ui) process.stdout.write(`web playground and dashboard: ${server.url}/\n`);
     }
     await untilStopped(server.drain);
   });

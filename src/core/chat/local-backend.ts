@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { Engine } from '../../engine/engine.js';
-import { EngineRejection } from '../../engine/generation-scheduler.js';
+import { EngineRejection } from '../../engine/generation-engine.js';
 import type { Device } from '../../engine/devices.js';
 import type { Streamer } from '../../engine/streamer.js';
 import { ChatBackendError, type BackendInfo, type ChatBackend, type ReplyRequest } from './backend.js';

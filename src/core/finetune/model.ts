@@ -1,9 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { isSupportedArchitecture, supportedArchitecturesHint } from '../architectures.js';
 import { LlmkitError, UsageError } from '../../shared/errors.js';
+import { resolveModelSource } from '../import/model-source.js';
 import { makeModel, parsePreset } from '../model-maker.js';
 
 export interface ModelFolder {
@@ -14,10 +15,10 @@ export interface ModelFolder {
   hasChatTemplate: boolean;
 }
 
-/** `builtin:tiny` (and the other presets) become llmkit's own cached model; anything else is a folder. */
+/** `builtin:tiny` (and the other presets) become llmkit's own cached model; a .gguf, `ollama:` name or Hugging Face id its imported folder. */
 export async function resolveModel(ref: string, onEvent?: (e: WorkerEvent) => void): Promise<string> {
   const builtin = /^builtin:(.*)$/.exec(ref);
-  if (!builtin) return resolve(ref);
+  if (!builtin) return resolveModelSource(ref, { onEvent });
   return (await makeModel({ preset: parsePreset(builtin[1]), seed: 0, onEvent })).path;
 }
 

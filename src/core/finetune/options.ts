@@ -100,7 +100,14 @@ export const FINETUNE = defineCommand({
       negate: 'keep activations even where the recipe checkpoints them',
     },
     evalEvery: { field: intField(1), value: '<n>', help: 'eval loss every N steps (it is always computed at the end when there is eval data)' },
-    saveEvery: { field: intField(1), value: '<n>', help: 'checkpoint every N steps (one is also saved on Ctrl-C and at the end)' },
+    saveEvery: {
+      field: intField(1),
+      value: '<n>',
+      default: 500,
+      help: 'checkpoint every N steps or every --save-minutes, whichever comes first (one is also saved on Ctrl-C and at the end)',
+    },
+    saveMinutes: { field: numberField({ above: 0 }), value: '<minutes>', default: 10, help: 'checkpoint at least this often, counted in minutes of training' },
+    keepCheckpoints: { field: intField(1), value: '<k>', default: 2, help: 'keep the newest K checkpoints in <out>/checkpoints' },
     resume: { field: booleanField(), default: false, help: 'continue from the newest checkpoint in --out (pass the same flags)' },
     merge: {
       field: booleanField(),

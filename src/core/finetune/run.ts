@@ -1,9 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { runWorker } from '../../workers/worker-run.js';
 import { writeFileAtomic } from '../../shared/atomic.js';
 import { UsageError } from '../../shared/errors.js';
+import { TRAINING_CHART, writeTrainingChart } from '../charts/training.js';
 import { validateDataFile, type DataFile } from './data.js';
 import { checkModelFolder, resolveModel, type ModelFolder } from './model.js';
 import { checkDistributedFlags, checkGpuCount, torchrunLauncher } from './launch.js';
@@ -57,6 +58,8 @@ export interface FinetuneSummary {
   modelOut: string | null;
   resumedFrom: string | null;
   metrics: string;
+  /** metrics.svg: loss, learning rate and tokens/s by step, drawn from metrics.jsonl. */
+  chart: string | null;
   config: string;
   log: string;
 }
@@ -126,7 +129,8 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
     onEvent: ctx.onEvent,
     stopSignal: ctx.stopSignal,
     launcher: await torchrunLauncher(o),
-  });
+    // Drawn whether the run finished, stopped or failed: the curves up to a Ctrl-C or a crash are the ones to look at.
+  }).finally(() => writeTrainingChart(o.out, `${job.job}: ${basename(o.model)}`).catch(() => null));
   const summary: FinetuneSummary = {
     out: o.out,
     method: r.method,
@@ -159,6 +163,7 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
     modelOut: r.model,
     resumedFrom: r.resumed_from,
     metrics: join(o.out, 'metrics.jsonl'),
+    chart: existsSync(join(o.out, TRAINING_CHART)) ? join(o.out, TRAINING_CHART) : null,
     config: configFile,
     log: logFile,
   };
@@ -222,7 +227,9 @@ function workerConfig(o: FinetuneOptions & { lr: number; maxSeqLen: number; epoc
     train_on_prompt: o.trainOnPrompt,
     gradient_checkpointing: o.gradientCheckpointing,
     eval_every: o.evalEvery ?? null,
-    save_every: o.saveEvery ?? null,
+    save_every: o.saveEvery,
+    save_minutes: o.saveMinutes,
+    keep_checkpoints: o.keepCheckpoints,
     resume: o.resume,
     merge: o.merge,
     precision: o.precision,

@@ -15,6 +15,7 @@ export const BENCH = defineCommand({
     threads: { field: intField(1), value: '<n>', help: 'ONNX Runtime intra-op threads', defaultHelp: 'one per physical core' },
     url: { field: textField(), value: '<url>', help: 'drive this running server (serving the model as "bench") instead of starting one' },
     apiKey: { field: textField(), value: '<key>', help: 'API key for --url' },
+    chart: { field: textField(), value: '<file>', path: true, help: 'also write the concurrency table as an SVG chart (tokens/s, TTFT, inter-token latency by concurrency)' },
     baseline: { field: booleanField(), default: true, help: 'compare with transformers.js on the same model', negate: 'skip the transformers.js comparison' },
   },
   finish: (o) => {

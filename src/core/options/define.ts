@@ -18,6 +18,8 @@ export interface OptionSpec {
   default?: string | number | boolean | readonly number[];
   /** What --help says the default is when it is not one value (`the model's context, at most 2048`). */
   defaultHelp?: string;
+  /** A one-letter form of the flag (`i` for `-i, --input`). */
+  short?: string;
   /** A value must be there once flags, recipe and defaults are merged. */
   required?: boolean;
   /** Help of the `--no-` form, for a switch that is on by default or that a recipe may turn on. */
@@ -91,7 +93,8 @@ export function positionalName(key: string, o: OptionSpec, optional: boolean): s
 
 /** `--lora-r <n>`, `--exclude <nodes...>`, `--packing`: the flag as commander reads it and --help shows it. */
 export function flagSyntax(key: string, o: OptionSpec): string {
-  return o.value ? `${flagName(key)} ${o.value.replace(/>$/, o.variadic ? '...>' : '>')}` : flagName(key);
+  const name = o.short ? `-${o.short}, ${flagName(key)}` : flagName(key);
+  return o.value ? `${name} ${o.value.replace(/>$/, o.variadic ? '...>' : '>')}` : name;
 }
 
 /** The help line of an option: its help, then the default (a fixed value, or words for one that depends on other things). */

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
+import { closestName } from '../../shared/closest.js';
 import { UsageError } from '../../shared/errors.js';
 
 /**
@@ -39,8 +40,13 @@ export async function loadRecipe(path: string, opts: LoadRecipeOptions): Promise
   const doc = parseDocument(await readFile(path, 'utf8'));
   if (doc.errors.length) {
     const e = doc.errors[0];
-    const line = e.linePos?.[0].line;
-    throw new UsageError(`--recipe ${path}${line ? `:${line}` : ''}: ${e.message.split('\n')[0]}`, 'fix the YAML');
+    const at = e.linePos?.[0];
+    // yaml's message ends with "at line L, column C:" before a picture of the line; the place goes after the path instead.
+    const what = e.message
+      .split('\n')[0]
+      .replace(/\s*at line \d+, column \d+:?$/, '')
+      .replace(/:$/, '');
+    throw new UsageError(`--recipe ${path}${at ? `:${at.line}:${at.col}` : ''}: ${what}`, 'fix the YAML');
   }
   const data: unknown = doc.toJS();
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
@@ -50,13 +56,12 @@ export async function loadRecipe(path: string, opts: LoadRecipeOptions): Promise
   for (const [rawKey, value] of Object.entries(data)) {
     const key = camelCase(rawKey);
     if (!opts.keys.includes(key)) {
-      throw new UsageError(
-        `--recipe ${path}: unknown key "${rawKey}"`,
-        `keys are the command's long flag names, e.g. ${opts.keys
-          .slice(0, 4)
-          .map((k) => flagName(k).slice(2))
-          .join(', ')}`,
-      );
+      const meant = closestName(key, opts.keys);
+      const examples = opts.keys
+        .slice(0, 4)
+        .map((k) => flagName(k).slice(2))
+        .join(', ');
+      throw new UsageError(`--recipe ${path}: unknown key "${rawKey}"${meant ? ` (did you mean ${flagName(meant).slice(2)}?)` : ''}`, `keys are the command's long flag names, e.g. ${examples}`);
     }
     values[key] = opts.pathKeys?.includes(key) ? resolvePaths(value, dirname(resolve(path))) : value;
   }

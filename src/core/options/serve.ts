@@ -27,6 +27,11 @@ export const SERVE = defineCommand({
       default: DEFAULT_PREFIX_CACHE_MB,
       help: "memory for finished requests' keys/values, reused by prompts that start with the same tokens (0: off)",
     },
+    draft: {
+      field: textField(),
+      value: '<ngram|dir>',
+      help: 'speculative decoding: ngram (prompt lookup: drafts copied from earlier in the context) or a draft model folder with the same tokenizer (`llmkit distill --for-draft`); greedy output is unchanged',
+    },
     apiKey: {
       field: textsField(),
       value: '<key>',
@@ -50,6 +55,9 @@ export const SERVE = defineCommand({
     filterMode: { field: enumField(FILTER_MODES), value: '<mode>', default: 'reject', help: `what the blocklist does: ${FILTER_MODES.join(' or ')}` },
     engine: { field: enumField(SERVE_ENGINES), value: '<engine>', default: 'onnx', help: 'where generation runs: onnx (in this process) or triton (a Triton server; docs/deploy.md)' },
     tritonUrl: { field: textField(), value: '<url>', help: "with --engine triton: Triton's HTTP endpoint, e.g. http://127.0.0.1:8000" },
+    dataDir: { field: textField(), value: '<dir>', help: 'where /v1/files and /v1/batches keep files and batch jobs (kept across restarts)', defaultHelp: '$LLMKIT_HOME/serve-data' },
+    batchFileMb: { field: intField(1), value: '<n>', default: 200, help: 'largest file /v1/files takes, in MB' },
+    ui: { field: booleanField(), default: true, help: 'the web page at / (chat playground and dashboard)', negate: 'do not serve the web page at /' },
     tritonModel: { field: textField(), value: '<name>', help: 'with --engine triton: the generate model', defaultHelp: '<model name>-generate' },
   },
   // The names core's startServer takes; the checks across flags (Triton, quota files) are its own.

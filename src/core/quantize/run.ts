@@ -8,8 +8,12 @@ import { llmkitHome } from '../../shared/paths.js';
 import { tritonNameFor, writeTritonRepository } from '../triton-repository.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 import { measureQuantization, type QuantizeReport } from './report.js';
+import { resolveModelSource } from '../import/model-source.js';
+import { quantizeChart } from '../charts/reports.js';
 
 export const REPORT_FILE = 'quantize-report.json';
+/** The same figures as bars, readable without a terminal. */
+export const REPORT_CHART = 'quantize-report.svg';
 
 /**
  * Quantizes a model and measures it against fp32: exports a Hugging Face folder first (into a
@@ -17,7 +21,7 @@ export const REPORT_FILE = 'quantize-report.json';
  * both models here and writes quantize-report.json into the quantized folder.
  */
 export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport> {
-  const o = resolveQuantizeOptions(opts);
+  const o = resolveQuantizeOptions({ ...opts, model: await resolveModelSource(opts.model, { onEvent: opts.onEvent }) });
   const stopped = () => {
     if (opts.stopSignal?.aborted) throw new LlmkitError(`stopped before ${REPORT_FILE} was written`, 'run the command again for the report', 130);
   };
@@ -48,10 +52,11 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
       threads: o.threads,
       progress: (message, step, total) => {
         stopped();
-        opts.onEvent?.({ event: 'progress', step, total, message });
+        opts.onEvent?.({ event: 'progress', step, total, message, phase: 'measure' });
       },
     });
     await writeFileAtomic(join(o.out, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');
+    await writeFileAtomic(join(o.out, REPORT_CHART), quantizeChart(report));
     const { triton } = opts;
     if (!triton) return report;
     return { ...report, triton: await writeTritonRepository({ ...triton, model: o.out, name: triton.name ?? tritonNameFor(o.out), onEvent: opts.onEvent, stopSignal: opts.stopSignal }) };

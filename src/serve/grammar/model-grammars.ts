@@ -1,23 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import type { LogitsProcessor } from '../../engine/logits-processor.js';
+import { CompileSandbox } from './compile-sandbox.js';
+import { checkGrammarLimits } from './grammar-limits.js';
+import { GrammarError, type GrammarSpec, type ThreadOptions, threadFile } from './grammar-spec.js';
 import { asciiTexts, readVocabulary, withoutControlCharacters, type Vocabulary } from './vocabulary.js';
-
-/** What the output must be. */
-export type GrammarSpec =
-  /** Any JSON value that is an object (`response_format: json_object`). */
-  | { kind: 'json_object' }
-  /** A JSON Schema; `strict` forbids properties and items the schema does not list. */
-  | { kind: 'json_schema'; schema: unknown; strict: boolean }
-  /** XGrammar's structural tag: text around JSON (a Hermes `<tool_call>` block). */
-  | { kind: 'structural_tag'; format: object };
-
-/** What the grammar thread (grammar-thread.ts) is started with. */
-export interface ThreadOptions {
-  dir: string;
-  /** Width of the model's logits (may exceed the tokenizer's vocabulary). */
-  vocabSize: number;
-  stopTokenIds: readonly number[];
-}
 
 /** Requests to the grammar thread, handled in order. */
 export type ToThread =
@@ -71,34 +57,65 @@ function tokenTables(vocab: Vocabulary, vocabSize: number, stopTokenIds: readonl
   return { allowed: withoutControlCharacters(vocab, vocabSize), texts, closers, quoteClosers };
 }
 
+/** A new spec's compile in the sandbox fails past this (CompileSandbox). */
+const COMPILE_TIME_LIMIT_MS = 10_000;
+
+/**
+ * A mask not computed within this is taken for a stuck grammar thread, which is then replaced: the
+ * thread may be compiling a spec ahead of it (no longer than the sandbox allowed), then takes milliseconds.
+ */
+const MASK_TIME_LIMIT_MS = 3 * COMPILE_TIME_LIMIT_MS;
+
+/** Tunes the limits (tests). */
+export interface GrammarTimeLimits {
+  compileMs: number;
+  maskMs: number;
+}
+
 /**
  * One model's grammars. XGrammar runs on a worker thread (grammar-thread.ts), started on first use: a
  * new schema compiles there without stalling the streams being decoded, and each step's masks are
  * computed there while the main thread runs the model. What the main thread keeps is cheap: the
  * vocabulary's tables and, per step, applying a mask to a row of logits.
+ *
+ * No client's schema can break it for the others: a spec over the limits (grammar-limits.ts) is refused
+ * before any compile, and a new spec reaches this thread only once it compiled in the sandbox
+ * (compile-sandbox.ts). Should the thread still fail or stop answering, its generations fail alone (their
+ * processors throw) and the next request starts a new thread.
  */
 export class ModelGrammars {
   private thread?: Worker;
   private tables?: TokenTables;
   private calls = 0;
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
-  private readonly masks = new Map<number, { resolve: (bits: Int32Array | undefined) => void; reject: (e: Error) => void }>();
+  private readonly masks = new Map<number, { resolve: (bits: Int32Array | undefined) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  /** Matchers that live on the current thread. */
+  private readonly live = new Set<number>();
+  private readonly sandbox: CompileSandbox;
 
-  constructor(private readonly options: ThreadOptions) {}
+  constructor(
+    private readonly options: ThreadOptions,
+    private readonly limits: GrammarTimeLimits = { compileMs: COMPILE_TIME_LIMIT_MS, maskMs: MASK_TIME_LIMIT_MS },
+  ) {
+    this.sandbox = new CompileSandbox(options, limits.compileMs);
+  }
 
-  /** Compiles (or finds) the grammar; throws GrammarError on a schema XGrammar cannot take. */
+  /** Compiles (or finds) the grammar; throws GrammarError on a schema over the limits or one XGrammar cannot take. */
   async compile(spec: GrammarSpec): Promise<void> {
+    const key = await this.checked(spec);
     const call = ++this.calls;
-    await this.request(call, { op: 'compile', call, key: JSON.stringify(spec), spec });
+    await this.request(call, { op: 'compile', call, key, spec });
   }
 
   /** A logits processor that keeps one generation inside the grammar. */
   async constraint(spec: GrammarSpec): Promise<GrammarConstraint> {
+    const key = await this.checked(spec);
     const call = ++this.calls;
     const first = this.nextMask(call);
     first.catch(() => undefined); // a failed creation is reported by the request below
     try {
-      await this.request(call, { op: 'matcher', call, matcher: call, key: JSON.stringify(spec), spec });
+      this.live.add(call);
+      await this.request(call, { op: 'matcher', call, matcher: call, key, spec });
     } catch (e) {
       this.dispose(call);
       throw e;
@@ -108,15 +125,29 @@ export class ModelGrammars {
 
   /** Sends a matcher its chosen token; resolves with its next mask. */
   accept(matcher: number, token: number): Promise<Int32Array | undefined> {
+    if (!this.live.has(matcher)) return Promise.reject(new Error('the grammar engine was restarted during this generation'));
     const next = this.nextMask(matcher);
     this.start().postMessage({ op: 'accept', matcher, token } satisfies ToThread);
     return next;
   }
 
   dispose(matcher: number): void {
-    this.masks.delete(matcher);
-    this.holdProcess();
-    this.thread?.postMessage({ op: 'dispose', matcher } satisfies ToThread);
+    this.settleMask(matcher);
+    if (this.live.delete(matcher)) this.thread?.postMessage({ op: 'dispose', matcher } satisfies ToThread);
+  }
+
+  /** Ends the threads (the server is closing). */
+  close(): void {
+    this.sandbox.close();
+    void this.thread?.terminate();
+  }
+
+  /** The spec's cache key, once the spec is within the limits and compiled in the sandbox. */
+  private async checked(spec: GrammarSpec): Promise<string> {
+    checkGrammarLimits(spec);
+    const key = JSON.stringify(spec);
+    await this.sandbox.check(key, spec);
+    return key;
   }
 
   private request(call: number, message: ToThread): Promise<void> {
@@ -127,9 +158,24 @@ export class ModelGrammars {
   }
 
   private nextMask(matcher: number): Promise<Int32Array | undefined> {
-    const next = new Promise<Int32Array | undefined>((resolve, reject) => this.masks.set(matcher, { resolve, reject }));
+    const next = new Promise<Int32Array | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // Nothing for this long: the thread is stuck; replacing it fails every generation on it.
+        void this.thread?.terminate();
+      }, this.limits.maskMs);
+      this.masks.set(matcher, { resolve, reject, timer });
+    });
     this.holdProcess();
     return next;
+  }
+
+  /** Removes a matcher's awaited mask and stops its timer; returns its waiter. */
+  private settleMask(matcher: number) {
+    const waiter = this.masks.get(matcher);
+    if (waiter) clearTimeout(waiter.timer);
+    this.masks.delete(matcher);
+    this.holdProcess();
+    return waiter;
   }
 
   /** The thread keeps the process alive only while an answer is awaited: an idle server exits when its sockets close. */
@@ -141,8 +187,8 @@ export class ModelGrammars {
   private start(): Worker {
     if (this.thread) return this.thread;
     const vocab = readVocabulary(this.options.dir);
-    this.tables = tokenTables(vocab, Math.max(this.options.vocabSize, vocab.tokens.length), this.options.stopTokenIds);
-    const thread = new Worker(threadFile(), { workerData: this.options });
+    this.tables ??= tokenTables(vocab, Math.max(this.options.vocabSize, vocab.tokens.length), this.options.stopTokenIds);
+    const thread = new Worker(threadFile('grammar-thread.js'), { workerData: this.options });
     thread.on('message', (m: FromThread) => {
       if (m.op === 'done') {
         const p = this.pending.get(m.call);
@@ -152,36 +198,25 @@ export class ModelGrammars {
         else p?.resolve();
         return;
       }
-      const waiter = this.masks.get(m.matcher);
-      this.masks.delete(m.matcher);
-      this.holdProcess();
+      const waiter = this.settleMask(m.matcher);
       if (m.error) waiter?.reject(new Error(m.error));
       else waiter?.resolve(m.bits);
     });
-    thread.on('error', (e) => {
-      for (const p of [...this.pending.values(), ...this.masks.values()]) p.reject(e);
-      this.pending.clear();
-      this.masks.clear();
-      this.thread = undefined;
-    });
+    thread.on('error', (e) => this.lost(thread, `the grammar engine failed: ${e.message}`));
+    thread.on('exit', (code) => this.lost(thread, `the grammar engine stopped (exit code ${code})`));
     return (this.thread = thread);
   }
-}
 
-/**
- * The thread's compiled file. Worker threads load JavaScript only, so when this module runs from its
- * TypeScript source (vitest), the thread comes from the build next to it (`npm test` builds first).
- */
-function threadFile(): URL {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new URL('./grammar-thread.js', here);
-  const at = here.lastIndexOf('/src/');
-  return new URL('./grammar-thread.js', `${here.slice(0, at)}/dist/${here.slice(at + '/src/'.length)}`);
-}
-
-/** A schema or format XGrammar refused. */
-export class GrammarError extends Error {
-  override name = 'GrammarError';
+  /** The thread is gone: everything awaited from it fails, and the next request starts a new one. */
+  private lost(thread: Worker, reason: string): void {
+    if (this.thread !== thread) return;
+    this.thread = undefined;
+    const error = new Error(reason);
+    for (const p of this.pending.values()) p.reject(error);
+    this.pending.clear();
+    for (const id of [...this.masks.keys()]) this.settleMask(id)?.reject(error);
+    this.live.clear();
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ToolSpec } from '../../engine/tokenizer.js';
-import type { GrammarSpec } from '../grammar/model-grammars.js';
+import type { GrammarSpec } from '../grammar/grammar-spec.js';
 
 /**
  * Tool calling through the model's own chat template. Templates that take `tools` tell the model how

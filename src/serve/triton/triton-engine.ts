@@ -1,8 +1,7 @@
 import { UsageError } from '../../shared/errors.js';
 import { IncrementalDetokenizer } from '../../engine/detokenizer.js';
-import { TextSink, type Choice, type TextRequest } from '../../engine/engine.js';
-import type { GenerationEngine } from '../../engine/generation-engine.js';
-import { EngineRejection } from '../../engine/generation-scheduler.js';
+import { TextSink } from '../../engine/engine.js';
+import { EngineRejection, type Choice, type GenerationEngine, type TextRequest } from '../../engine/generation-engine.js';
 import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
 import { GREEDY } from '../../engine/sampling.js';
 import type { FinishReason, Streamer } from '../../engine/streamer.js';

@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from .jobs import JOBS
-from .protocol import BadInput, emit, read_config
+from .protocol import BadInput, emit, first_line, read_config
 
 
 def main() -> int:
@@ -28,10 +28,11 @@ def main() -> int:
         return 4
     except Exception as e:  # noqa: BLE001 - every failure must reach llmkit as one event
         if type(e).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(e):
-            emit("error", kind="oom", message=str(e).splitlines()[0])
+            emit("error", kind="oom", message=first_line(str(e)))
             return 5
         traceback.print_exc()
-        emit("error", kind="crash", message=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        said = first_line(str(e))
+        emit("error", kind="crash", message=f"{type(e).__name__}: {said}" if said else type(e).__name__)
         return 1
 
 

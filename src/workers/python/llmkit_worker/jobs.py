@@ -120,7 +120,9 @@ class FinetuneConfig(TypedDict):
     train_on_prompt: bool
     gradient_checkpointing: bool
     eval_every: int | None
-    save_every: int | None
+    save_every: int
+    save_minutes: float
+    keep_checkpoints: int
     resume: bool
     merge: bool
     precision: str
@@ -237,6 +239,32 @@ class ExportGgufResult(TypedDict):
     tensor_types: dict[str, int]
 
 
+class ImportGgufConfig(TypedDict):
+    gguf: str
+    out: str
+    dtype: Literal["float32", "bfloat16", "float16"]
+
+
+class ImportGgufResult(TypedDict):
+    path: str
+    architecture: str
+    model_type: str
+    parameters: int
+    dtype: Literal["float32", "bfloat16", "float16"]
+    tensor_types: dict[str, int]
+    special_tokens: dict[str, str]
+    chat_template: bool
+
+
+class HfDownloadConfig(TypedDict):
+    repo: str
+    revision: str
+
+
+class HfDownloadResult(TypedDict):
+    path: str
+
+
 class ExportTritonConfig(TypedDict):
     model: str
     out: str
@@ -276,6 +304,8 @@ JOBS: dict[str, tuple[type, type]] = {
     "export_onnx": (ExportOnnxConfig, ExportOnnxResult),
     "quantize": (QuantizeConfig, QuantizeResult),
     "export_gguf": (ExportGgufConfig, ExportGgufResult),
+    "import_gguf": (ImportGgufConfig, ImportGgufResult),
+    "hf_download": (HfDownloadConfig, HfDownloadResult),
     "export_triton": (ExportTritonConfig, ExportTritonResult),
     "cuda_provider": (CudaProviderConfig, CudaProviderResult),
 }

@@ -35,6 +35,11 @@ def log(message: str, level: str = "info") -> None:
     emit("log", level=level, message=message)
 
 
+def first_line(text: str) -> str:
+    """The first line that says something: some messages (safetensors' shared-tensor error) begin with a newline."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 class BadInput(Exception):
     """Input the user must fix (a data line, a model folder); `where` is e.g. "train.jsonl:12"."""
 

@@ -64,6 +64,20 @@ def full_state_options(ctx: RunContext, **more):
     return StateDictOptions(full_state_dict=True, cpu_offload=offload, **more)
 
 
+def without_shared_tensors(weights: dict) -> tuple[dict, dict]:
+    """safetensors refuses tensors that share memory, as a tied output layer shares the input embedding's: each
+    shared tensor is written once, and the other names are kept as aliases of it ({alias: saved name})."""
+    saved, aliases, first_name = {}, {}, {}
+    for name, w in weights.items():
+        key = (w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), tuple(w.stride()))
+        if key in first_name and w.numel() > 0:
+            aliases[name] = first_name[key]
+        else:
+            first_name[key] = name
+            saved[name] = w.contiguous()
+    return saved, aliases
+
+
 def save_checkpoint(ctx: RunContext, training, step: int) -> str:
     """Written under a temporary name and renamed, so the newest checkpoint is always whole; older ones are removed.
 
@@ -78,7 +92,8 @@ def save_checkpoint(ctx: RunContext, training, step: int) -> str:
     if ctx.rank != 0:
         return folder
     tmp = temp_folder(folder)
-    save_file({n: w.contiguous() for n, w in weights.items()}, os.path.join(tmp, "trainable.safetensors"))
+    distinct, aliases = without_shared_tensors(weights)
+    save_file(distinct, os.path.join(tmp, "trainable.safetensors"), metadata={"aliases": json.dumps(aliases)})
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -86,17 +101,35 @@ def save_checkpoint(ctx: RunContext, training, step: int) -> str:
     with open(os.path.join(tmp, "llmkit_state.json"), "w") as f:
         json.dump({"step": step, "fingerprint": fingerprint(ctx.cfg), "state": training.state}, f, indent=2)
     move_into_place(tmp, folder)
-    for old in glob.glob(os.path.join(out, "checkpoints", "checkpoint-*")):
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    remove_old_checkpoints(out, keep=ctx.cfg["keep_checkpoints"], newest=folder)
     emit("artifact", kind="checkpoint", path=folder, step=step)
     return folder
+
+
+def remove_old_checkpoints(out: str, keep: int, newest: str) -> None:
+    """Keeps the newest `keep` checkpoints (the one just written among them), and drops leftovers of writes that a
+    kill interrupted (their temporary folders)."""
+    whole = sorted(glob.glob(os.path.join(out, "checkpoints", "checkpoint-*[0-9]")), key=lambda p: int(p.rsplit("-", 1)[1]))
+    kept = set(whole[-keep:]) | {newest}
+    for old in glob.glob(os.path.join(out, "checkpoints", "checkpoint-*")):
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_shared_tensors(path: str) -> dict:
+    """The weights save_checkpoint wrote, the aliases of a shared tensor pointing at it again."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    weights = load_file(path)
+    with safe_open(path, "pt") as f:
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    return {**weights, **{alias: weights[name] for alias, name in aliases.items()}}
 
 
 def load_checkpoint(ctx: RunContext, training) -> None:
     """Sets `training` back to the newest checkpoint: weights, optimizer, schedule, RNG, step and state. Every rank
     reads the checkpoint (on several machines, --out must be storage they all see)."""
-    from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     out = ctx.cfg["out"]
@@ -112,7 +145,7 @@ def load_checkpoint(ctx: RunContext, training) -> None:
                 f"--resume: {folder} was made with {flag} {json.dumps(saved['fingerprint'].get(key))}, this run has {json.dumps(value)}",
                 hint=f"resume with the same {flag}, or start a new --out",
             )
-    weights = load_file(os.path.join(folder, "trainable.safetensors"))
+    weights = load_shared_tensors(os.path.join(folder, "trainable.safetensors"))
     trainer = torch.load(os.path.join(folder, "trainer_state.pt"), weights_only=True)
     # strict=False: the checkpoint holds the trained weights only, not the frozen base.
     set_state_dict(

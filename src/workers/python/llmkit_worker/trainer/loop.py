@@ -1,5 +1,8 @@
 """The training loop: AdamW and its schedule, one optimizer step over its micro-batches, eval loss, and the run
-of steps with progress events, periodic evaluation and checkpoints, and a checkpoint on Ctrl-C (SIGINT)."""
+of steps with progress events, periodic evaluation and checkpoints, and a checkpoint on Ctrl-C (SIGINT).
+
+Checkpoints are written without being asked: every save_every steps or save_minutes of training, whichever comes
+first, so that a worker killed from outside (SIGKILL: an OOM killer, a pre-empted node) loses at most that."""
 
 import contextlib
 import math
@@ -76,7 +79,7 @@ def fit(ctx: RunContext, training: Training, stop: StopRequest) -> Timing | None
     cfg, objective, total = ctx.cfg, training.objective, len(training.plan)
     state, timing = training.state, Timing()
     objective.train()
-    started = time.time()
+    started = last_save = time.time()
     for index in range(training.start, total):
         step = index + 1
         if ctx.world > 1:
@@ -103,12 +106,20 @@ def fit(ctx: RunContext, training: Training, stop: StopRequest) -> Timing | None
         if ctx.any_rank(stop.requested):
             emit("interrupted", step=step, checkpoint=save_checkpoint(ctx, training, step))
             return None
-        if cfg.get("save_every") and step % cfg["save_every"] == 0 and step != total:
+        if step != total and checkpoint_due(ctx, step, time.time() - last_save):
             save_checkpoint(ctx, training, step)
+            last_save = time.time()
     timing.train_seconds = time.time() - started
     if total > training.start:
         save_checkpoint(ctx, training, total)
     return timing
+
+
+def checkpoint_due(ctx: RunContext, step: int, seconds_since_save: float) -> bool:
+    """Every save_every steps, or once save_minutes have passed since the last save. The ranks' clocks differ, and
+    all of them must save at the same step: it is due when it is due on any of them."""
+    cfg = ctx.cfg
+    return step % cfg["save_every"] == 0 or ctx.any_rank(seconds_since_save >= cfg["save_minutes"] * 60)
 
 
 def stopped_before_training(ctx: RunContext, training: Training, stop: StopRequest) -> bool:

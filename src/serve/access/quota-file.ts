@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { UsageError } from '../shared/errors.js';
+import { UsageError } from '../../shared/errors.js';
 import type { ApiKey } from './auth.js';
+import { FEATURES, type Feature } from './features.js';
+import { LimitsSchema, type Limits } from './limits.js';
 
 /**
  * The `--quota-file` (YAML, or JSON, which is YAML too), validated at start with the line of each mistake:
@@ -20,24 +22,12 @@ import type { ApiKey } from './auth.js';
  *   features:                             # every caller together
  *     websocket: { rpm: 20 }
  *     long_context: { rpm: 5 }            # prompts over long_context_tokens
+ *     batch: { tpm: 20000 }               # lines of batch jobs (/v1/batches); `deny: [batch]` refuses creating them
  *   long_context_tokens: 1024
  *   admin_keys: [acme-web]                # names of keys whose GET /v1/usage shows every key and account
  */
 
-/** Request kinds that can be limited (every caller together) or denied (per key or account). */
-export const FEATURES = ['stream', 'websocket', 'n', 'tools', 'logprobs', 'long_context'] as const;
-export type Feature = (typeof FEATURES)[number];
-
 const count = z.number().int().positive();
-const LimitsSchema = z.strictObject({
-  /** Requests per minute. */
-  rpm: count.optional(),
-  /** Prompt + generated tokens per minute. */
-  tpm: count.optional(),
-  /** Prompt + generated tokens per rolling day. */
-  tpd: count.optional(),
-});
-export type Limits = z.infer<typeof LimitsSchema>;
 
 const NAME = z.string().regex(/^[A-Za-z0-9._:/@-]+$/, 'names use letters, digits and . _ : / @ -');
 const deny = z.array(z.enum(FEATURES)).optional();

@@ -1,8 +1,10 @@
 import type { ApiKey } from './auth.js';
 import { DAY, MINUTE, type CounterStore } from './counter-store.js';
-import { ApiError } from './openai/errors.js';
-import type { Feature, Limits, QuotaPolicy } from './quota-file.js';
-import type { ServerMetrics } from './server-metrics.js';
+import { ApiError } from '../openai/errors.js';
+import type { Feature } from './features.js';
+import type { Limits } from './limits.js';
+import type { QuotaPolicy } from './quota-file.js';
+import type { ServerMetrics } from '../server-metrics.js';
 
 /** What happens to requests while the shared counter store (Redis) is unreachable. */
 export const REDIS_DOWN_POLICIES = ['open', 'closed'] as const;
@@ -60,13 +62,18 @@ export class QuotaTracker {
     return this.policy.longContextTokens;
   }
 
-  async admit(facts: RequestFacts): Promise<Admission> {
-    const { key } = facts;
+  /** Throws 403 when the key or its account may not use one of the features. */
+  allowFeatures(key: ApiKey, features: readonly Feature[]): void {
     const account = key.account ? this.policy.accounts.get(key.account) : undefined;
-    for (const feature of facts.features) {
+    for (const feature of features) {
       const by = key.deny?.includes(feature) ? `key ${key.name}` : account?.deny.includes(feature) ? `account ${key.account}` : undefined;
       if (by) throw new ApiError(403, `Feature ${feature} is not allowed for ${by} by the quota file`, 'feature_not_allowed');
     }
+  }
+
+  async admit(facts: RequestFacts): Promise<Admission> {
+    const { key } = facts;
+    this.allowFeatures(key, facts.features);
     const subjects = this.subjects(facts);
     const counters = subjects.flatMap((s) =>
       RULES.map((r) => ({
@@ -179,17 +186,4 @@ export class QuotaTracker {
   private now(): number {
     return (this.opts.now ?? Date.now)();
   }
-}
-
-/** The features a request uses, from the raw OpenAI body (so options other layers add are seen too). */
-export function requestFeatures(body: unknown, opts: { stream: boolean; websocket: boolean; promptTokens: number; longContextTokens: number }): Feature[] {
-  const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
-  const features: Feature[] = [];
-  if (opts.stream) features.push('stream');
-  if (opts.websocket) features.push('websocket');
-  if (typeof b.n === 'number' && b.n > 1) features.push('n');
-  if ((Array.isArray(b.tools) && b.tools.length) || (Array.isArray(b.functions) && b.functions.length) || b.response_format != null) features.push('tools');
-  if (b.logprobs === true || typeof b.logprobs === 'number' || b.top_logprobs != null) features.push('logprobs');
-  if (opts.promptTokens > opts.longContextTokens) features.push('long_context');
-  return features;
 }

@@ -1,8 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { UsageError } from '../shared/errors.js';
-import { ApiError } from './openai/errors.js';
-import type { Feature, Limits } from './quota-file.js';
+import { UsageError } from '../../shared/errors.js';
+import { ApiError } from '../openai/errors.js';
+import type { Feature } from './features.js';
+import type { Limits } from './limits.js';
 
 /** An API key, its account and its own limits (each falls back to the quota file's defaults, or --rpm / --tpm). */
 export interface ApiKey {

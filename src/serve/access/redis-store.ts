@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { UsageError } from '../shared/errors.js';
+import { UsageError } from '../../shared/errors.js';
 import type { CounterStore, CounterTake, TakeResult, Window } from './counter-store.js';
 
 /** Every key llmkit writes starts with this, so one Redis can hold other data too. */

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The device benchmark of issue 24 (docs/benchmarks.md, "llmkit's own binding on CUDA"): llmkit's fixed-cache
+# decode on its own ONNX Runtime binding (fixed-cache-graph.py, fixed-cache-decode.js) beside onnxruntime-genai
+# 0.18 CUDA (its CUDA graph on and off), Hugging Face generate and llmkit's engine on both bindings, same
+# Qwen2.5-0.5B-shaped random weights, interleaved rounds. What it needs does not fit one call's 64 MiB, so four
+# calls run back to back while the machine stays warm (files under /tmp stay while it is held). Packed here by
+# `bash test/bench/device/binding-pack.sh DIR` into DIR/{cuda130,cuda131,whl,node}; each call carries one:
+#   prep    (cuda130): ONNX Runtime 1.30's CUDA provider to /tmp/devcuda; the model; llmkit's --gqa fp16 export and
+#                      its fixed-cache graph
+#   ort131  (cuda131): onnxruntime-gpu 1.31.1's CUDA provider to /tmp/ort131 (onnxruntime-genai 0.18 needs 1.31)
+#   genai   (whl):     onnxruntime-genai-cuda 0.18 and onnxruntime-gpu 1.31.1 into /tmp/site; its builder's fp16 model
+#   run     (node):    Node, the CLI bundle and dist/ (the addon); the interleaved rounds
+# Usage on the device: bash test/bench/device/binding-run.sh DIR PHASE. Results in $OUT.
+set -uo pipefail
+dir=$1
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+source test/bench/device/qwen-shape.sh
+site=$(python3 -c 'import site; print(site.getsitepackages()[0])')
+cuda_libs="$site/nvidia/cu13/lib:$site/nvidia/cudnn/lib"
+gqa=$qwen-gqa16
+fixed=/tmp/gqa16-fixed.onnx
+genai=/tmp/genai16
+
+case $2 in
+  prep)
+    mkdir -p /tmp/devcuda
+    xz -dc "$dir/cuda130/libonnxruntime_providers_cuda.so.xz" > /tmp/devcuda/libonnxruntime_providers_cuda.so
+    cp "$dir"/cuda130/*.so /tmp/devcuda/
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+      [ -f $gqa/llmkit.json ] || echo "{\"model\": \"$qwen\", \"out\": \"$gqa\", \"dtype\": \"fp16\", \"fused\": true, \"gqa\": true}" |
+        PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"' | cut -c1-300
+      python3 test/bench/device/fixed-cache-graph.py $gqa $fixed; } 2>&1 | tee "$out/prep.txt" ;;
+  ort131)
+    mkdir -p /tmp/ort131
+    xz -dc "$dir/cuda131/libonnxruntime_providers_cuda.so.xz" > /tmp/ort131/libonnxruntime_providers_cuda.so
+    cp "$dir"/cuda131/*.so /tmp/ort131/ && ls -la /tmp/ort131 ;;
+  genai)
+    { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$dir"/whl/*.whl &&
+      cp /tmp/ort131/*.so /tmp/site/onnxruntime/capi/
+      export PYTHONPATH=/tmp/site LD_LIBRARY_PATH=$cuda_libs
+      [ -f $genai/genai_config.json ] || python3 -m onnxruntime_genai.models.builder -i $qwen -o $genai -p fp16 -e cuda -c /tmp/genai-cache 2>&1 | tail -3
+      python3 - $genai <<'PY'
+import json, shutil, sys
+src = sys.argv[1]
+shutil.copytree(src, src + "-graph", dirs_exist_ok=True)
+path = src + "-graph/genai_config.json"
+config = json.load(open(path))
+config["model"]["decoder"]["session_options"]["provider_options"] = [{"cuda": {"enable_cuda_graph": "1"}}]
+json.dump(config, open(path, "w"), indent=2)
+print("genai models:", src, src + "-graph")
+PY
+    } 2>&1 | tee "$out/genai.txt" ;;
+  run)
+    [ -x /tmp/node ] || { xz -dc "$dir/node/node.xz" > /tmp/node && chmod +x /tmp/node; }
+    export PATH=/tmp:$PATH LLMKIT_PYTHON=$(command -v python3) LLMKIT_HOME=/tmp/llmkit-home
+    tar -xJf "$dir/node/devpack.tar.xz" && tar -xJf "$dir/node/dist.tar.xz" && ln -sfn .devpack/node_modules node_modules
+    cli="node .devpack/llmkit.js"
+    { $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda > /dev/null && $cli env | grep -E "binding|CUDA provider|onnxruntime-node"
+      export LD_LIBRARY_PATH=$(node -p "require('/tmp/llmkit-home/cuda/provider.json').libraryDirs.join(':')")
+      node -e "const r=(n,s)=>{let x=s;return Array.from({length:n},()=>(x=(x*1103515245+12345)%2147483648,4+x%151000))};
+        for (const b of [1,8]) console.log(JSON.stringify({prompts:Array.from({length:b},(_,i)=>r(256,i+1)),newTokens:64}))" > /tmp/requests.jsonl
+      head -1 /tmp/requests.jsonl > /tmp/requests-b1.jsonl
+      for round in 1 2; do
+        echo "== round $round"
+        node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph /" | cut -c1-400
+        node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400
+        [ -f $genai/genai_config.json ] && for m in $genai $genai-graph; do
+          req=/tmp/requests.jsonl; [ $m = $genai-graph ] && req=/tmp/requests-b1.jsonl
+          PYTHONPATH=/tmp/site timeout 120 python3 test/bench/peers/genai_runner.py $m < $req | sed "s#^#genai-$(basename $m) #" | cut -c1-300
+        done
+        python3 test/bench/hf-generate.py $qwen --dtype bfloat16 | tail -1 | sed "s/^/hf-bf16 /"
+        node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 | tail -1 | sed "s/^/engine-llmkit /" | cut -c1-400
+        LLMKIT_NATIVE=0 node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 | tail -1 | sed "s/^/engine-ortnode /" | cut -c1-400
+      done
+    } 2>&1 | tee "$out/run.txt" ;;
+esac
