@@ -49,6 +49,7 @@ export default defineConfig({
       'test/serve/errors.test.ts',
       'test/serve/grammar-isolation.test.ts',
       'test/serve/grammar-sandbox.test.ts',
+      'test/serve/output-validity.test.ts',
       'test/serve/models.test.ts',
       'test/serve/openai-api.test.ts',
       'test/serve/python-sdk.test.ts',

@@ -5,7 +5,7 @@ import { reportError, type GlobalFlags } from './output.js';
 
 const RECIPE_HELP = "YAML recipe whose keys are these flags' names; flags you type override it";
 
-export interface RunContext {
+export interface CommandContext {
   flags: GlobalFlags;
   /** The --recipe file, when one was given. */
   recipe?: string;
@@ -16,7 +16,7 @@ export interface RunContext {
  * action that resolves typed flags over the recipe over the defaults, validates them, and hands `run` the
  * typed options. Every error is caught once, printed as one line, and sets the exit code; `run` returns its own.
  */
-export function commandFrom<O extends OptionSpecs, R>(def: CommandDefinition<O, R>, run: (options: R, context: RunContext) => Promise<number | void>): Command {
+export function commandFrom<O extends OptionSpecs, R>(def: CommandDefinition<O, R>, run: (options: R, context: CommandContext) => Promise<number | void>): Command {
   const command = new Command(def.name).description(def.description);
   const positionals = Object.entries(def.options).filter(([, o]) => o.positional);
   for (const [key, o] of positionals) {

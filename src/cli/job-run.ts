@@ -1,5 +1,5 @@
 import type { ExactMatch } from '../core/finetune/run.js';
-import type { WorkerEvent } from '../core/jobs.js';
+import { asMetric, type WorkerEvent } from '../core/worker-events.js';
 import { stopOnCtrlC, type GlobalFlags } from './output.js';
 import { ProgressView } from './progress.js';
 
@@ -23,7 +23,8 @@ export async function runJobCommand<S>(
   const onEvent = (e: WorkerEvent) => {
     view.onEvent(e);
     if (flags.json) return;
-    if (e.event === 'metric' && e.name === 'exact_match') view.print(`${label}: exact match ${exactMatchWho(String(e.when))}: ${formatExact(e as unknown as ExactMatch)}`);
+    const exact = asMetric(e, 'exact_match');
+    if (exact) view.print(`${label}: exact match ${exactMatchWho(exact.when)}: ${formatExact(exact)}`);
     if (e.event === 'artifact' && e.kind === 'checkpoint') view.print(`${label}: checkpoint ${e.path}`);
   };
   const stop = stopOnCtrlC();

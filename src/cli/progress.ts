@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { BatchProgress } from '../core/batch/run.js';
-import type { ProgressEvent, WorkerEvent } from '../core/jobs.js';
+import { asMetric, type ProgressEvent, type WorkerEvent } from '../core/worker-events.js';
 import type { GlobalFlags } from './output.js';
 
 /**
@@ -26,8 +26,13 @@ export class ProgressView {
     if (event.event === 'start') this.enterPhase(PHASE_NAMES[event.job] ?? event.job);
     else if (event.event === 'progress') this.progress(event);
     else if (event.event === 'log' && (this.flags.verbose || event.level === 'warning')) this.print(`${this.label}: ${event.message}`);
-    else if (event.event === 'metric' && event.name === 'eval_loss') this.print(`${this.label}: step ${event.step} eval loss ${Number(event.value).toFixed(4)}`);
+    else if (event.event === 'metric') this.evalLoss(event);
   };
+
+  private evalLoss(event: WorkerEvent): void {
+    const loss = asMetric(event, 'eval_loss');
+    if (loss) this.print(`${this.label}: step ${loss.step} eval loss ${loss.value.toFixed(4)}`);
+  }
 
   /** A job of several phases (quantize: export, quantize, measure) gets a bar, and a name in its lines, per phase. */
   private enterPhase(phase: string): void {

@@ -1,6 +1,6 @@
 import { DecoderSession } from './decoder-session.js';
 import { openDrafter } from './drafters.js';
-import type { Choice, GenerationEngine, TextRequest } from './generation-engine.js';
+import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
 import type { GenerationRequest, TokenSink } from './sequence.js';
@@ -85,7 +85,7 @@ export class Engine implements GenerationEngine {
 
   /** Queues several completions of one prompt (OpenAI's `n`), prefilled once and decoded side by side. */
   generateChoices(request: TextRequest, choices: readonly Choice[]): void {
-    const maxTokens = request.maxTokens ?? Math.max(1, this.contextLength - request.promptIds.length);
+    const maxTokens = maxNewTokens(request, this.contextLength);
     const group = choices.map(
       (choice): GenerationRequest => ({
         promptIds: request.promptIds,

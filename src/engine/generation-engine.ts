@@ -50,6 +50,22 @@ export class EngineRejection extends Error {
   }
 }
 
+/** `maxTokens`, or else whatever the context leaves after the prompt. */
+export function maxNewTokens(request: Pick<TextRequest, 'promptIds' | 'maxTokens'>, contextLength: number): number {
+  return request.maxTokens ?? Math.max(1, contextLength - request.promptIds.length);
+}
+
+/** What no engine runs, checked the same way by both: an empty prompt, or one that with its new tokens overflows the context. */
+export function checkFits(prompt: number, maxTokens: number, contextLength: number): void {
+  if (prompt === 0) throw new EngineRejection('empty_prompt', 'the prompt is empty');
+  if (prompt + maxTokens > contextLength) {
+    throw new EngineRejection(
+      'context_length_exceeded',
+      `this model's maximum context length is ${contextLength} tokens, but ${prompt + maxTokens} were requested (${prompt} in the prompt, ${maxTokens} to generate)`,
+    );
+  }
+}
+
 /**
  * What the server needs from whatever generates: llmkit's own engine (ONNX Runtime in this process) or a remote
  * one (Triton Inference Server, src/serve/triton/). Tokenizing stays on llmkit's side in both, so context checks,

@@ -2,7 +2,7 @@ import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from 
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
-import { EngineRejection } from './generation-engine.js';
+import { checkFits, EngineRejection } from './generation-engine.js';
 import { gatherRows, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { Sequence, type RequestGroup } from './sequence.js';
@@ -142,14 +142,7 @@ export class GenerationScheduler {
   submitGroup(group: RequestGroup): void {
     const [request] = group;
     if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
-    const prompt = request.promptIds.length;
-    if (prompt === 0) throw new EngineRejection('empty_prompt', 'the prompt is empty');
-    if (prompt + request.maxTokens > this.contextLength) {
-      throw new EngineRejection(
-        'context_length_exceeded',
-        `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + request.maxTokens} were requested (${prompt} in the prompt, ${request.maxTokens} to generate)`,
-      );
-    }
+    checkFits(request.promptIds.length, request.maxTokens, this.contextLength);
     const drafting = this.drafter !== undefined;
     const leader = new Sequence(
       request,

@@ -1,6 +1,9 @@
 /**
  * xoshiro128**: a small, fast generator with a 128-bit state. Each request owns one, seeded from its
  * `seed`, so its samples do not depend on what else shares the batch.
+ *
+ * Twin: `Random` in src/workers/python/llmkit_worker/assets/triton_generate.py is this generator bit for bit
+ * (Triton's engine samples in Python); change both, test/serve/triton.test.ts compares seeded answers.
  */
 export class Random {
   private s = new Uint32Array(4);

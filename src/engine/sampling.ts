@@ -23,7 +23,11 @@ export const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, repeti
 /** Candidates looked at first for top-p without top-k; grown ×4 in the rare case their mass falls short. */
 const FIRST_CANDIDATES = 64;
 
-/** Chooses one request's tokens: penalties, then greedy or temperature/top-k/top-p sampling. */
+/**
+ * Chooses one request's tokens: penalties, then greedy or temperature/top-k/top-p sampling.
+ * Twin: `Sampler` in src/workers/python/llmkit_worker/assets/triton_generate.py ports it for Triton's engine;
+ * change both, test/serve/triton.test.ts compares seeded answers.
+ */
 export class TokenSampler {
   private readonly random: Random;
   /** Output tokens and how often each appeared (frequency/presence penalties). */

@@ -7,6 +7,7 @@ import { ChoiceOutput } from './choice-output.js';
 import type { ContentFilter } from './content-filter.js';
 import type { ModelRegistry } from './model-registry.js';
 import { ApiError, invalidParam } from './openai/errors.js';
+import { OutputValidator } from './output-validation.js';
 import { chatCompletion, chunk, completion, usageChunk, type Endpoint } from './openai/translate.js';
 import { RequestPreparer, type PrepareOptions, type PreparedRequest } from './prepared-request.js';
 import { recordPieces, type CachedAnswer, type ResponseCache } from './response-cache.js';
@@ -52,6 +53,8 @@ const UNAVAILABLE_RETRY_AFTER_S = 5;
 export class CompletionService {
   private readonly preparer: RequestPreparer;
 
+  private readonly validator = new OutputValidator();
+
   constructor(private readonly deps: CompletionServiceDeps) {
     this.preparer = new RequestPreparer({ models: deps.models, longContextTokens: deps.quotas.longContextTokens, filter: deps.filter, cache: deps.cache });
   }
@@ -64,6 +67,11 @@ export class CompletionService {
       if (request.cacheKey) sink.cacheStatus?.(cached ? 'hit' : 'miss');
       const outputs = choiceOutputs(request, sink);
       const ends = cached ? await replay(request, cached, outputs[0], admission, sink) : await this.generate(request, outputs, admission, signal, sink);
+      this.validator.check(
+        request,
+        outputs.map((o) => o.text),
+        ends,
+      );
       respond(request, outputs, ends, sink);
       return { model: request.served.id, stream: request.stream, end: combined(ends), cache: request.cacheKey ? (cached ? 'hit' : 'miss') : undefined };
     } finally {

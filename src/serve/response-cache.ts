@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { FinishReason, Streamer } from '../engine/streamer.js';
 import type { ApiKey } from './access/auth.js';
 import type { ServedModel } from './model-registry.js';
@@ -9,12 +10,13 @@ import type { NativeRequest } from './openai/translate.js';
 import type { ServerMetrics } from './server-metrics.js';
 
 /** A finished answer as it was streamed: replayed piece by piece, so a cached stream still streams. */
-export interface CachedAnswer {
-  pieces: string[];
-  reason: FinishReason;
-  promptTokens: number;
-  completionTokens: number;
-}
+const CachedAnswerSchema = z.object({
+  pieces: z.array(z.string()),
+  reason: z.enum(['stop', 'length']),
+  promptTokens: z.number().int(),
+  completionTokens: z.number().int(),
+});
+export type CachedAnswer = Omit<z.infer<typeof CachedAnswerSchema>, 'reason'> & { reason: FinishReason };
 
 /** Request fields that change how an answer is framed, never what it says. */
 const FRAMING_FIELDS = new Set(['stream', 'stream_options', 'user', 'model']);
@@ -52,9 +54,9 @@ export class ResponseCache {
   async get(key: string): Promise<CachedAnswer | undefined> {
     let answer: CachedAnswer | undefined;
     if (this.opts.redis) {
-      // Redis away: a miss; the answer is generated as if there were no cache.
+      // Redis away, or an entry this version cannot read (another version wrote it): a miss, and the answer is generated.
       const text = await this.opts.redis.get(key).catch(() => null);
-      answer = text ? (JSON.parse(text) as CachedAnswer) : undefined;
+      answer = text ? readEntry(text) : undefined;
     } else {
       answer = this.memory.get(key);
       if (answer) {
@@ -72,6 +74,15 @@ export class ResponseCache {
     this.memory.delete(key);
     this.memory.set(key, answer);
     while (this.memory.size > this.opts.maxEntries) this.memory.delete(this.memory.keys().next().value!);
+  }
+}
+
+function readEntry(text: string): CachedAnswer | undefined {
+  try {
+    const parsed = CachedAnswerSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { LlmkitError } from '../shared/errors.js';
+import type { WorkerEvent } from './protocol.js';
 
 /**
  * The contract with the Python jobs: for each job, the schema of the config llmkit sends it and of
@@ -132,13 +134,19 @@ export const JOBS = {
   distill: {
     config: FinetuneConfig.extend({
       teacher: z.string(),
-      student_config: z.record(z.string(), z.unknown()).optional(),
-      student_layers: z.array(z.number().int()).optional(),
+      /** {config.json key: value} over the teacher's, for a student built from it; null for a given student folder. */
+      student_config: z.record(z.string(), z.unknown()).nullable(),
+      student_layers: z.array(z.number().int()).nullable(),
       mode: z.enum(['logits', 'sequence']),
-      temperature: z.number(),
-      alpha: z.number(),
+      /** Logits mode's; null in sequence mode. */
+      temperature: z.number().nullable(),
+      alpha: z.number().nullable(),
+      /** 0: every logit. */
       top_k: z.number().int(),
-      max_new_tokens: z.number().int().optional(),
+      /** Sequence mode's; null in logits mode. */
+      max_new_tokens: z.number().int().nullable(),
+    }).refine((c) => (c.mode === 'logits' ? c.temperature !== null && c.alpha !== null : c.max_new_tokens !== null), {
+      error: 'logits mode needs temperature and alpha, sequence mode max_new_tokens',
     }),
     result: FinetuneResult,
   },
@@ -207,6 +215,45 @@ export const JOBS = {
     result: z.object({ version: z.string(), source: z.string(), provider_files: z.array(z.string()), library_dirs: z.array(z.string()) }),
   },
 } as const;
+
+/** The metrics jobs report as `metric` events, by name (llmkit_worker: trainer/loop.py, trainer/exact_match.py, distill.py, selftest.py). */
+export const METRICS = {
+  eval_loss: z.object({ value: z.number(), step: z.number().int() }),
+  exact_match: ExactMatch.extend({ when: z.string(), step: z.number().int() }),
+  teacher: z.object({ parameters: z.number().int(), exact_match: ExactMatch.nullable() }),
+  student_init: z.object({
+    layers: z.array(z.number().int()),
+    copied_tensors: z.number().int(),
+    fresh_tensors: z.number().int(),
+    copied_parameters: z.number().int(),
+    parameters: z.number().int(),
+  }),
+  selftest_score: z.object({ value: z.number() }),
+} as const;
+
+export type MetricName = keyof typeof METRICS;
+export type Metric<N extends MetricName> = z.infer<(typeof METRICS)[N]>;
+
+/**
+ * The event as metric `name`'s schema reads it; undefined when it is another event (or, with `when`, another
+ * moment). A known metric in another shape is a broken contract: it fails in one line.
+ */
+export function asMetric<N extends MetricName>(event: WorkerEvent, name: N, when?: string): Metric<N> | undefined {
+  if (event.event !== 'metric' || event.name !== name || (when !== undefined && event.when !== when)) return undefined;
+  const parsed = METRICS[name].safeParse(event);
+  if (parsed.success) return parsed.data as Metric<N>;
+  const issue = parsed.error.issues[0];
+  throw new LlmkitError(`the worker's ${name} metric does not match its schema at ${issue.path.join('.') || 'the top'}: ${issue.message}`, 'this is a bug in llmkit: please report it');
+}
+
+/** The first metric `name` (at `when`) among a run's events. */
+export function findMetric<N extends MetricName>(events: readonly WorkerEvent[], name: N, when?: string): Metric<N> | undefined {
+  for (const e of events) {
+    const metric = asMetric(e, name, when);
+    if (metric) return metric;
+  }
+  return undefined;
+}
 
 export type JobName = keyof typeof JOBS;
 export type JobConfig<J extends JobName> = z.input<(typeof JOBS)[J]['config']>;

@@ -49,22 +49,35 @@ export class WorkerInterrupted extends LlmkitError {
 }
 
 /**
+ * The config as the job's schema reads it (jobs.ts), checked before any process starts: a config the
+ * worker would misread is llmkit's bug, and fails here in one line instead of deep inside the job.
+ */
+export function parseJobConfig<J extends JobName>(job: J, config: JobConfig<J>): JobConfig<J> {
+  const parsed = JOBS[job].config.safeParse(config);
+  if (parsed.success) return parsed.data as JobConfig<J>;
+  const issue = parsed.error.issues[0];
+  const at = issue.path.length ? ` at ${issue.path.join('.')}` : '';
+  throw new LlmkitError(`llmkit built a ${job} config its worker does not accept${at}: ${issue.message}`, 'this is a bug in llmkit: please report it with the command that failed');
+}
+
+/**
  * One run of a Python job: spawns it, streams its events, keeps its stderr in a log file and turns
  * every way it can fail into a one-line LlmkitError with a hint (the stderr tail goes in `details`).
  */
 export async function runWorker<J extends JobName>(opts: WorkerRunOptions<J>): Promise<WorkerOutcome<J>> {
+  const config = parseJobConfig(opts.job, opts.config);
   const env = await requirePythonEnv();
   await mkdir(dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   const command = opts.launcher?.command ?? env.python;
   const args = [...(opts.launcher?.args ?? []), '-m', 'llmkit_worker', opts.job];
   const configDir = opts.launcher ? await mkdtemp(join(tmpdir(), 'llmkit-worker-')) : undefined;
-  if (configDir) await writeFile(join(configDir, 'config.json'), JSON.stringify(opts.config));
+  if (configDir) await writeFile(join(configDir, 'config.json'), JSON.stringify(config));
   // execa takes ~80 ms to load, more than the rest of the CLI's start: loaded when a process is started.
   const { execa } = await import('execa');
   const oomKillsBefore = readOomKills();
   const child = execa(command, args, {
-    input: configDir ? '' : JSON.stringify(opts.config),
+    input: configDir ? '' : JSON.stringify(config),
     env: {
       PYTHONUNBUFFERED: '1',
       PYTHONPATH: pythonSourceDir,

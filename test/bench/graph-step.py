@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src", "workers", "python"))
-from llmkit_worker.export_onnx import prune_dead_nodes  # noqa: E402
+from llmkit_worker.onnx_graph import prune_dead_nodes  # noqa: E402
 
 
 def contender(folder: str, args):

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ProgressView } from '../../src/cli/progress.js';
-import type { WorkerEvent } from '../../src/core/jobs.js';
+import type { WorkerEvent } from '../../src/core/worker-events.js';
 
 /** A stream that keeps what is written; `tty` makes ProgressView draw cli-progress bars on it. */
 function capture(tty: boolean): { stream: NodeJS.WriteStream; text: () => string } {

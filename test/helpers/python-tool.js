@@ -1,4 +1,4 @@
-// Python developer tools (pytest, ruff) for tests and `npm run lint`, installed on first use by
+// Python developer tools (pytest, ruff, mypy) for tests and `npm run lint`, installed on first use by
 // `pip install --target` into $LLMKIT_HOME/tools/<name>-<version>: the worker environment stays as
 // requirements.txt makes it (its hash keys the venv) and nothing is installed by hand. pip runs from a
 // small venv of its own ($LLMKIT_HOME/tools/venv), since a system Python may refuse installs (PEP 668).
@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-export const TOOLS = { pytest: '9.2.0', ruff: '0.17.5' };
+export const TOOLS = { pytest: '9.2.0', ruff: '0.17.5', mypy: '2.4.1' };
 
 const toolsHome = () => join(resolve(process.env.LLMKIT_HOME ?? join(homedir(), '.cache', 'llmkit')), 'tools');
 

@@ -68,6 +68,14 @@ describe('grammar compile sandbox', () => {
       expect(await refusal(schema({ type: 'array', items: deep }))).toBe('it nests 65 levels of objects and arrays; this server compiles at most 64');
       expect(await refusal(schema({ enum: Array.from({ length: 9000 }, (_, i) => `value${i}`) }))).toMatch(/^it is \d+ bytes of JSON; this server compiles at most 65536$/);
       expect(await refusal(schema({ type: 'string', pattern: 'a'.repeat(1001) }))).toBe('a pattern is 1001 characters long; this server compiles at most 1000');
+      // Keywords XGrammar would take and not enforce are refused, with where they are; names that look like them are not.
+      expect(await refusal(schema({ type: 'object', properties: { n: { type: 'number', multipleOf: 0.5 } } }))).toBe(
+        "'multipleOf' (at /properties/n) is not enforced by this server's grammar engine: remove it",
+      );
+      expect(await refusal(schema({ type: 'array', items: { type: 'integer' }, uniqueItems: true }))).toMatch(/^'uniqueItems' \(at \/\) is not enforced/);
+      expect(await refusal(schema({ type: 'string', pattern: '^[a-z]+$', maxLength: 5 }))).toMatch(/^'pattern' with 'minLength' or 'maxLength' \(at \/\)/);
+      expect(await refusal(schema({ allOf: [{ type: 'object' }, { required: ['a'] }] }))).toMatch(/^'allOf' with 2 parts/);
+      expect(await refusal(schema({ type: 'object', properties: { not: { type: 'integer' }, if: { const: { uniqueItems: true } } }, required: ['not'] }))).toBeUndefined();
       const tool: GrammarSpec = { kind: 'structural_tag', format: { type: 'tag', begin: '<t>', content: { type: 'json_schema', json_schema: { type: 'array', items: deep } }, end: '</t>' } };
       expect(await refusal(tool)).toBe('it nests 65 levels of objects and arrays; this server compiles at most 64');
     } finally {

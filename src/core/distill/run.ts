@@ -5,9 +5,11 @@ import { writeFileAtomic } from '../../shared/atomic.js';
 import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { checkModelFolder, resolveModel } from '../finetune/model.js';
 import { FINETUNE } from '../finetune/options.js';
-import { checkTrainingInputs, runTrainingJob, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
+import { checkTrainingInputs, runTrainingJob, type DistillExtra, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
+import { toSnakeCase } from '../../shared/case.js';
+import { findMetric } from '../../workers/jobs.js';
 import { flagName } from '../options/recipe.js';
-import { DISTILL_DEFAULTS, planStudent, type DistillOptions } from './options.js';
+import { DISTILL_DEFAULTS, planStudent, type DistillOptions, type StudentPlan } from './options.js';
 import { measureDistillation, type DistillReport } from './report.js';
 
 export const REPORT_FILE = 'distill-report.json';
@@ -45,38 +47,17 @@ export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}
     throw new UsageError(`--mode sequence needs prompts for the teacher to answer, and ${text.path} holds plain text`, 'use messages, alpaca or prompt/completion data, or --mode logits');
   }
 
-  const sequence = opts.mode === 'sequence';
-  const settings = {
-    teacher: teacher.path,
-    student: student?.path ?? null,
-    studentConfig: plan?.config ?? null,
-    studentLayers: plan?.layers ?? null,
-    mode: opts.mode,
-    temperature: sequence ? null : (opts.temperature ?? DISTILL_DEFAULTS.temperature),
-    alpha: sequence ? null : (opts.alpha ?? DISTILL_DEFAULTS.alpha),
-    topK: sequence ? null : (opts.topK ?? null),
-    maxNewTokens: sequence ? (opts.maxNewTokens ?? DISTILL_DEFAULTS.maxNewTokens) : null,
-  };
+  const settings = distillSettings(opts, teacher.path, student?.path ?? null, plan);
   if (opts.resume) await checkSameSettings(inputs.options.out, settings);
-  const extra = {
-    teacher: settings.teacher,
-    student_config: settings.studentConfig,
-    student_layers: settings.studentLayers,
-    mode: settings.mode,
-    temperature: settings.temperature,
-    alpha: settings.alpha,
-    top_k: settings.topK ?? 0,
-    max_new_tokens: settings.maxNewTokens,
-  };
+  const extra = distillExtra(settings);
   const { summary: training, events } = await runTrainingJob(inputs, { job: 'distill', options: { ...inputs.options, ...settings, report: opts.report }, extra }, ctx);
 
-  const metric = (name: string, when?: string) => events.find((e) => e.event === 'metric' && e.name === name && (when === undefined || e.when === when)) as Record<string, unknown> | undefined;
-  const init = metric('student_init');
-  const teacherExact = (metric('exact_match', 'teacher') as unknown as ExactMatch | undefined) ?? null;
+  const init = findMetric(events, 'student_init');
+  const teacherExact = findMetric(events, 'exact_match', 'teacher') ?? null;
   const summary: DistillSummary = {
     mode: opts.mode,
-    teacher: { path: teacher.path, parameters: Number(metric('teacher')?.parameters), exactMatch: teacherExact },
-    studentInit: init ? { path: model.path, layers: init.layers as number[], copiedTensors: Number(init.copied_tensors), freshTensors: Number(init.fresh_tensors) } : null,
+    teacher: { path: teacher.path, parameters: Number(findMetric(events, 'teacher')?.parameters), exactMatch: teacherExact },
+    studentInit: init ? { path: model.path, layers: init.layers, copiedTensors: init.copied_tensors, freshTensors: init.fresh_tensors } : null,
     training,
     report: null,
     reportFile: null,
@@ -99,6 +80,28 @@ export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}
   summary.reportFile = join(training.out, REPORT_FILE);
   await writeFileAtomic(summary.reportFile, JSON.stringify(summary.report, null, 2) + '\n');
   return summary;
+}
+
+/** Distillation's own settings, saved with the run's options (a resume must have the same); the other mode's are null. */
+export function distillSettings(opts: DistillOptions, teacher: string, student: string | null, plan: StudentPlan | null) {
+  const sequence = opts.mode === 'sequence';
+  return {
+    teacher,
+    student,
+    studentConfig: plan?.config ?? null,
+    studentLayers: plan?.layers ?? null,
+    mode: opts.mode,
+    temperature: sequence ? null : (opts.temperature ?? DISTILL_DEFAULTS.temperature),
+    alpha: sequence ? null : (opts.alpha ?? DISTILL_DEFAULTS.alpha),
+    topK: sequence ? null : (opts.topK ?? null),
+    maxNewTokens: sequence ? (opts.maxNewTokens ?? DISTILL_DEFAULTS.maxNewTokens) : null,
+  };
+}
+
+/** What the distill job's config adds to finetune's (the student folder is finetune's `model`). */
+export function distillExtra(settings: ReturnType<typeof distillSettings>): DistillExtra {
+  const { student: _, topK, ...sent } = settings;
+  return toSnakeCase({ ...sent, topK: topK ?? 0 });
 }
 
 /** The finetune job refuses a checkpoint made with other training settings; these are distillation's. */

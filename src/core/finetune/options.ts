@@ -28,7 +28,8 @@ export const FINETUNE_DEFAULTS = {
 
 const D = FINETUNE_DEFAULTS;
 
-const DEVICES = ['auto', 'cpu', 'cuda'] as const;
+/** Where training runs (a subset of the engine's --device choices: no WebGPU for PyTorch). */
+const TRAINING_DEVICES = ['auto', 'cpu', 'cuda'] as const;
 
 /** Every option of `llmkit finetune`; recipe keys are these names (camelCase or kebab-case). */
 export const FINETUNE = defineCommand({
@@ -115,7 +116,7 @@ export const FINETUNE = defineCommand({
       help: 'with --lora: also write the base with the adapter merged in, to <out>/merged',
       negate: 'do not merge even where the recipe says so',
     },
-    device: { field: enumField(DEVICES), value: '<name>', default: D.device, help: 'where training runs: auto, cpu or cuda' },
+    device: { field: enumField(TRAINING_DEVICES), value: '<name>', default: D.device, help: 'where training runs: auto, cpu or cuda' },
     precision: {
       field: enumField(['auto', 'bf16', 'fp32']),
       value: '<name>',

@@ -9,7 +9,8 @@ import { validateDataFile, type DataFile } from './data.js';
 import { checkModelFolder, resolveModel, type ModelFolder } from './model.js';
 import { checkDistributedFlags, checkGpuCount, torchrunLauncher } from './launch.js';
 import { FINETUNE_DEFAULTS, type FinetuneOptions } from './options.js';
-import type { ExactMatch } from '../../workers/jobs.js';
+import type { ExactMatch, JobConfig } from '../../workers/jobs.js';
+import { toCamelCase, toSnakeCase } from '../../shared/case.js';
 
 export interface FinetuneContext {
   onEvent?: (event: WorkerEvent) => void;
@@ -106,14 +107,14 @@ export async function checkTrainingInputs(opts: FinetuneOptions, model: ModelFol
   return { options, data, evalData };
 }
 
-export interface TrainingJob {
-  /** The worker job: `finetune`, or `distill`, which takes the same config plus its own and trains through finetune's loop. */
-  job: 'finetune' | 'distill';
-  /** Saved as the options in llmkit-config.json. */
-  options: Record<string, unknown>;
-  /** Worker config beyond the finetune job's. */
-  extra?: Record<string, unknown>;
-}
+/** What the distill job's config adds to the finetune job's (jobs.ts). */
+export type DistillExtra = Omit<JobConfig<'distill'>, keyof JobConfig<'finetune'>>;
+
+/**
+ * The worker job: `finetune`, or `distill`, which takes the same config plus its own and trains through
+ * finetune's loop. `options` are saved as the options in llmkit-config.json.
+ */
+export type TrainingJob = { job: 'finetune'; options: Record<string, unknown> } | { job: 'distill'; options: Record<string, unknown>; extra: DistillExtra };
 
 /** Saves the resolved config next to the outputs, runs the training job and returns its summary and events. */
 export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, ctx: FinetuneContext): Promise<{ summary: FinetuneSummary; events: WorkerEvent[] }> {
@@ -122,46 +123,21 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
   await writeFileAtomic(configFile, JSON.stringify({ command: job.job, recipe: ctx.recipe ?? null, options: job.options, data, evalData }, null, 2) + '\n');
 
   const logFile = join(o.out, `${job.job}.log`);
-  const { result: r, events } = await runWorker({
-    job: job.job,
-    config: { ...workerConfig(o, data, evalData), ...job.extra },
-    logFile,
-    onEvent: ctx.onEvent,
-    stopSignal: ctx.stopSignal,
-    launcher: await torchrunLauncher(o),
+  const run = { logFile, onEvent: ctx.onEvent, stopSignal: ctx.stopSignal, launcher: await torchrunLauncher(o) };
+  const config = workerConfig(o, data, evalData);
+  const { result, events } = await (job.job === 'finetune' ? runWorker({ job: 'finetune', config, ...run }) : runWorker({ job: 'distill', config: { ...config, ...job.extra }, ...run }))
     // Drawn whether the run finished, stopped or failed: the curves up to a Ctrl-C or a crash are the ones to look at.
-  }).finally(() => writeTrainingChart(o.out, `${job.job}: ${basename(o.model)}`).catch(() => null));
+    .finally(() => writeTrainingChart(o.out, `${job.job}: ${basename(o.model)}`).catch(() => null));
+  // The result in llmkit's names; four fields are named for what they are here (model is the input, modelOut the output).
+  const { model: modelOut, tokens_per_s: tokensPerSecond, peak_memory_per_rank: peakMemoryPerProcess, ...same } = result;
   const summary: FinetuneSummary = {
+    ...toCamelCase(same),
     out: o.out,
-    method: r.method,
     model: o.model,
-    steps: r.steps,
-    epochs: r.epochs,
-    firstLoss: r.first_loss,
-    lastLoss: r.last_loss,
-    evalLoss: r.eval_loss,
-    tokensPerSecond: r.tokens_per_s,
-    trainTokens: r.train_tokens,
-    trainSeconds: r.train_seconds,
-    peakMemoryBytes: r.peak_memory_bytes,
-    peakMemoryPerProcess: r.peak_memory_per_rank,
-    processes: r.processes,
-    memoryKind: r.memory_kind,
-    examples: r.examples,
-    evalExamples: r.eval_examples,
-    truncated: r.truncated,
-    dropped: r.dropped,
     maxSeqLen: o.maxSeqLen,
-    trainableParameters: r.trainable_parameters,
-    totalParameters: r.total_parameters,
-    device: r.device,
-    precision: r.precision,
-    compiled: r.compiled,
-    exactMatch: r.exact_match,
-    adapter: r.adapter,
-    merged: r.merged,
-    modelOut: r.model,
-    resumedFrom: r.resumed_from,
+    tokensPerSecond,
+    peakMemoryPerProcess,
+    modelOut,
     metrics: join(o.out, 'metrics.jsonl'),
     chart: existsSync(join(o.out, TRAINING_CHART)) ? join(o.out, TRAINING_CHART) : null,
     config: configFile,
@@ -169,8 +145,6 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
   };
   return { summary, events };
 }
-
-/** What the worker's `result` event carries (llmkit_worker/finetune.py). */
 
 /** A finished or interrupted run is never overwritten by accident; a run that failed before its first checkpoint may be. */
 function checkOutFolder(out: string, resume: boolean): void {
@@ -199,44 +173,45 @@ function checkAgainstData(opts: FinetuneOptions, data: DataFile[], evalData: Dat
   }
 }
 
-function workerConfig(o: FinetuneOptions & { lr: number; maxSeqLen: number; epochs?: number }, data: DataFile[], evalData: DataFile[]) {
+/** The finetune job's config (jobs.ts): the resolved options in the worker's names, with null for "not set". */
+export function workerConfig(o: TrainingInputs['options'], data: DataFile[], evalData: DataFile[]): JobConfig<'finetune'> {
   const files = (list: DataFile[]) => list.map((f) => ({ path: f.path, format: f.format }));
-  return {
+  return toSnakeCase({
     model: o.model,
     data: files(data),
-    eval_data: evalData.length ? files(evalData) : null,
-    eval_split: o.evalSplit ?? null,
+    evalData: evalData.length ? files(evalData) : null,
+    evalSplit: o.evalSplit ?? null,
     out: o.out,
     lora: o.lora,
-    lora_r: o.loraR,
-    lora_alpha: o.loraAlpha,
-    lora_dropout: o.loraDropout,
-    lora_targets: o.loraTargets ?? null,
+    loraR: o.loraR,
+    loraAlpha: o.loraAlpha,
+    loraDropout: o.loraDropout,
+    loraTargets: o.loraTargets ?? null,
     epochs: o.epochs ?? null,
-    max_steps: o.maxSteps ?? null,
-    batch_size: o.batchSize,
-    grad_accum: o.gradAccum,
+    maxSteps: o.maxSteps ?? null,
+    batchSize: o.batchSize,
+    gradAccum: o.gradAccum,
     lr: o.lr,
     schedule: o.schedule,
-    warmup_ratio: o.warmupRatio,
-    weight_decay: o.weightDecay,
-    max_grad_norm: o.maxGradNorm,
+    warmupRatio: o.warmupRatio,
+    weightDecay: o.weightDecay,
+    maxGradNorm: o.maxGradNorm,
     seed: o.seed,
-    max_seq_len: o.maxSeqLen,
+    maxSeqLen: o.maxSeqLen,
     packing: o.packing,
-    train_on_prompt: o.trainOnPrompt,
-    gradient_checkpointing: o.gradientCheckpointing,
-    eval_every: o.evalEvery ?? null,
-    save_every: o.saveEvery,
-    save_minutes: o.saveMinutes,
-    keep_checkpoints: o.keepCheckpoints,
+    trainOnPrompt: o.trainOnPrompt,
+    gradientCheckpointing: o.gradientCheckpointing,
+    evalEvery: o.evalEvery ?? null,
+    saveEvery: o.saveEvery,
+    saveMinutes: o.saveMinutes,
+    keepCheckpoints: o.keepCheckpoints,
     resume: o.resume,
     merge: o.merge,
     precision: o.precision,
     compile: o.compile,
-    exact_match: o.exactMatch,
+    exactMatch: o.exactMatch,
     // --gpus means one CUDA device per process; each rank picks its own from LOCAL_RANK.
     device: o.gpus !== undefined ? 'cuda' : o.device,
     fsdp: o.fsdp,
-  };
+  });
 }

@@ -1,5 +1,6 @@
 import type { CompiledGrammar, GrammarCompiler } from '@mlc-ai/web-xgrammar';
 import type { GrammarSpec, ThreadOptions } from './grammar-spec.js';
+import { spliceNumberRanges, withoutNumberRanges } from './number-ranges.js';
 import { readVocabulary } from './vocabulary.js';
 import { explained, xgrammar } from './xgrammar.js';
 
@@ -23,9 +24,22 @@ export async function createCompiler({ dir, vocabSize, stopTokenIds }: ThreadOpt
 export async function compileSpec(c: GrammarCompiler, spec: GrammarSpec): Promise<CompiledGrammar> {
   // No free whitespace between JSON tokens: a model that likes spaces could otherwise emit them forever.
   if (spec.kind === 'json_object') return explained(() => c.compileJSONSchema(JSON.stringify(JSON_OBJECT_SCHEMA), false, -1, undefined, false));
-  if (spec.kind === 'json_schema') return explained(() => c.compileJSONSchema(JSON.stringify(spec.schema), false, -1, undefined, spec.strict));
+  if (spec.kind === 'json_schema') {
+    const ebnf = await explained(() => schemaGrammar(spec.schema, spec.strict));
+    return explained(() => c.compileGrammar(ebnf));
+  }
   const format = await explained(() => withoutFreeWhitespace(spec.format));
   return explained(() => c.compileStructuralTag({ type: 'structural_tag', format }));
+}
+
+/**
+ * A JSON Schema as EBNF: XGrammar's conversion, with llmkit's rules for bounded numbers (number-ranges.ts), and
+ * no free whitespace between JSON tokens.
+ */
+async function schemaGrammar(schema: unknown, strict: boolean): Promise<string> {
+  const { schema: rest, rules } = withoutNumberRanges(schema);
+  const ebnf = await xgrammar().Testings._jsonSchemaToEBNF(JSON.stringify(rest), false, -1, undefined, strict);
+  return spliceNumberRanges(ebnf, rules);
 }
 
 /**
@@ -35,7 +49,7 @@ export async function compileSpec(c: GrammarCompiler, spec: GrammarSpec): Promis
 async function withoutFreeWhitespace(format: object): Promise<object> {
   if (Array.isArray(format)) return Promise.all(format.map((f: object) => withoutFreeWhitespace(f)));
   const node = format as Record<string, unknown>;
-  if (node.type === 'json_schema') return { type: 'grammar', grammar: await xgrammar().Testings._jsonSchemaToEBNF(JSON.stringify(node.json_schema), false, -1, undefined, true) };
+  if (node.type === 'json_schema') return { type: 'grammar', grammar: await schemaGrammar(node.json_schema, true) };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(node)) out[k] = typeof v === 'object' && v !== null ? await withoutFreeWhitespace(v) : v;
   return out;

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * The few calls of Triton Inference Server's HTTP API (KServe v2 and its generate extension) that llmkit makes.
  *
@@ -8,8 +10,16 @@
  * through generate_stream too: Triton's /generate refuses decoupled models.
  */
 
-/** One event of generate_stream: the model's outputs by name, or an error. */
-export type TritonEvent = Record<string, unknown> & { error?: string };
+/**
+ * One event of generate_stream: the outputs of llmkit's Triton model (assets/triton_generate.py) by name, or an
+ * error. A 1-element output may come as a scalar or a list, depending on Triton's version.
+ */
+const TritonEventSchema = z.looseObject({
+  error: z.string().optional(),
+  token_id: z.union([z.number().int(), z.array(z.number().int()).min(1)]).optional(),
+  finish_reason: z.string().optional(),
+});
+export type TritonEvent = z.infer<typeof TritonEventSchema>;
 
 /** Milliseconds a health probe may take before Triton counts as unreachable. */
 const PROBE_TIMEOUT_MS = 2000;
@@ -67,7 +77,7 @@ export class TritonClient {
           .filter((l) => l.startsWith('data:'))
           .map((l) => l.slice(5).trim())
           .join('');
-        if (data) yield JSON.parse(data) as TritonEvent;
+        if (data) yield parseEvent(data);
       }
     }
   }
@@ -87,6 +97,19 @@ export class TritonClient {
 function reason(e: unknown): string {
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (e as Error).message;
+}
+
+function parseEvent(data: string): TritonEvent {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    throw new Error(`Triton sent an event that is not JSON: ${data.slice(0, 200)}`);
+  }
+  const parsed = TritonEventSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new Error(`Triton sent an event llmkit's model does not send (${issue.path.join('.') || 'event'}: ${issue.message}): is the repository made by this llmkit's export --triton?`);
 }
 
 function errorOf(text: string): string {

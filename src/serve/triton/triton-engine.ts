@@ -1,7 +1,7 @@
 import { UsageError } from '../../shared/errors.js';
 import { IncrementalDetokenizer } from '../../engine/detokenizer.js';
 import { TextSink } from '../../engine/engine.js';
-import { EngineRejection, type Choice, type GenerationEngine, type TextRequest } from '../../engine/generation-engine.js';
+import { checkFits, EngineRejection, maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from '../../engine/generation-engine.js';
 import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
 import { GREEDY } from '../../engine/sampling.js';
 import type { FinishReason, Streamer } from '../../engine/streamer.js';
@@ -84,12 +84,8 @@ export class TritonEngine implements GenerationEngine {
     // Grammar masks and log-probabilities are computed on the logits, which stay inside Triton's model.
     if (choices.some((c) => c.processor)) throw new EngineRejection('unsupported', 'structured outputs (response_format, forced tool calls) are not available with --engine triton');
     if (request.logprobs !== undefined) throw new EngineRejection('unsupported', 'logprobs are not available with --engine triton');
-    const prompt = request.promptIds.length;
-    if (prompt === 0) throw new EngineRejection('empty_prompt', 'the prompt is empty');
-    const maxTokens = request.maxTokens ?? Math.max(1, this.contextLength - prompt);
-    if (prompt + maxTokens > this.contextLength) {
-      throw new EngineRejection('context_length_exceeded', `this model's maximum context length is ${this.contextLength} tokens, but ${prompt + maxTokens} were requested`);
-    }
+    const maxTokens = maxNewTokens(request, this.contextLength);
+    checkFits(request.promptIds.length, maxTokens, this.contextLength);
     if (this.down) throw new EngineRejection('unavailable', `${this.down}: generation is done there, try again once it is back`);
     for (const choice of choices) {
       const run = this.stream(choice.seed === undefined ? request : { ...request, sampling: { ...request.sampling, seed: choice.seed } }, maxTokens, choice.streamer);

@@ -62,7 +62,7 @@ PY
       node -e "const r=(n,s)=>{let x=s;return Array.from({length:n},()=>(x=(x*1103515245+12345)%2147483648,4+x%151000))};
         for (const b of [1,8]) console.log(JSON.stringify({prompts:Array.from({length:b},(_,i)=>r(256,i+1)),newTokens:64}))" > /tmp/requests.jsonl
       head -1 /tmp/requests.jsonl > /tmp/requests-b1.jsonl
-      for round in 1 2; do
+      for round in $(seq ${ROUNDS:-2}); do
         echo "== round $round"
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph /" | cut -c1-400
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400

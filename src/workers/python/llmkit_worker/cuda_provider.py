@@ -46,15 +46,13 @@ WHEEL_NAME = re.compile(r"onnxruntime_gpu-(\d+\.\d+\.\d+)-.*\.whl$")
 def run(config: CudaProviderConfig) -> int:
     version, dest, cache = config["version"], config["dest"], config["cache"]
     source = config.get("source")
-    if source is None:
-        wheel = download_wheel(version, os.path.join(cache, "downloads"))
-    else:
-        wheel = find_wheel(source)
+    wheel = download_wheel(version, os.path.join(cache, "downloads")) if source is None else find_wheel(source)
     if wheel:
         check_wheel_version(wheel, version)
         emit("progress", message=f"unpacking the provider from {os.path.basename(wheel)}")
         files = install_from_wheel(wheel, dest)
     else:
+        assert source is not None, "a download that finds no wheel raises"
         files = install_from_folder(find_unpacked(source), version, dest)
     library_dirs = find_cuda_libraries(sys_paths(), config.get("offline", False), os.path.join(cache, "cuda-libs"))
     emit("result", version=version, source=wheel or source, provider_files=files, library_dirs=library_dirs)
@@ -69,7 +67,10 @@ def download_wheel(version: str, folder: str) -> str:
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BadInput(f"pip could not download onnxruntime-gpu=={version} ({tail})", hint="check access to PyPI, or pass a wheel or folder with --cuda-from")
-    return find_wheel(folder, version)
+    wheel = find_wheel(folder, version)
+    if wheel is None:
+        raise BadInput(f"pip downloaded no onnxruntime-gpu=={version} wheel into {folder}", hint="pass a wheel or folder with --cuda-from")
+    return wheel
 
 
 def find_wheel(source: str, version: str | None = None) -> str | None:
@@ -81,12 +82,17 @@ def find_wheel(source: str, version: str | None = None) -> str | None:
             raise BadInput(f"{source} is not an onnxruntime-gpu wheel", hint="pass onnxruntime_gpu-VERSION-...whl or its folder")
         return source
     wheels = sorted(p for p in glob.glob(os.path.join(source, "*.whl")) if WHEEL_NAME.search(os.path.basename(p)))
-    matching = [w for w in wheels if version is None or WHEEL_NAME.search(os.path.basename(w)).group(1) == version]
-    return (matching or wheels or [None])[-1]
+    found = [w for w in wheels if version is None or wheel_version(w) == version] or wheels
+    return found[-1] if found else None
+
+
+def wheel_version(wheel: str) -> str | None:
+    match = WHEEL_NAME.search(os.path.basename(wheel))
+    return match.group(1) if match else None
 
 
 def check_wheel_version(wheel: str, version: str) -> None:
-    found = WHEEL_NAME.search(os.path.basename(wheel)).group(1)
+    found = wheel_version(wheel)
     if found != version:
         raise BadInput(
             f"onnxruntime-gpu {found} does not match onnxruntime-node {version}: the provider must come from the same release",
@@ -133,7 +139,12 @@ def install_from_folder(folder: str, version: str, dest: str) -> list[str]:
 
 def place(write, dest: str, name: str) -> str:
     """Writes a library beside onnxruntime's core under a temporary name, then renames it into place."""
-    return write_file(os.path.join(dest, name), lambda out: (write(out), os.fchmod(out.fileno(), 0o755)), binary=True)
+
+    def executable(out) -> None:
+        write(out)
+        os.fchmod(out.fileno(), 0o755)
+
+    return write_file(os.path.join(dest, name), executable, binary=True)
 
 
 def sys_paths() -> list[str]:

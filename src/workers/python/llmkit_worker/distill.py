@@ -33,18 +33,28 @@ import dataclasses
 import json
 import os
 import re
+from typing import TypedDict
 
 import torch
 
 from .atomic import replace_folder, write_file
 from .finetune import train
-from .jobs import DistillConfig
-from .lora_tools import copy_tokenizer_files
+from .jobs import DataFile, DistillConfig
+from .lora_tools import with_tokenizer
 from .protocol import BadInput, emit, log
 from .trainer.context import Metrics, RunContext
 from .trainer.data import question_and_answer, read_rows, render, split_rows
 from .trainer.exact_match import exact_match, greedy_answers
 from .trainer.loss import DistillationLoss
+
+
+class SequenceData(TypedDict):
+    """What sequence-level distillation changes in the finetune job's config: the data it trains and evaluates on."""
+
+    data: list[DataFile]
+    eval_data: list[DataFile]
+    eval_split: None
+
 
 # A decoder layer's tensors are named `….layers.<index>.…` in every family llmkit trains.
 LAYER = re.compile(r"\.layers\.(\d+)\.")
@@ -71,9 +81,11 @@ def run(config: DistillConfig) -> int:
     emit("metric", name="teacher", parameters=teacher.num_parameters(), exact_match=exact)
 
     if cfg["mode"] == "sequence":
-        ctx.cfg = {**cfg, **sequence_data(ctx, teacher, tokenizer, train_rows, eval_rows)}
+        ctx.cfg = {**ctx.cfg, **sequence_data(ctx, teacher, tokenizer, train_rows, eval_rows, cfg["max_new_tokens"])}
         return ctx.finish(train(ctx))
-    loss = DistillationLoss(teacher, len(tokenizer), cfg["temperature"], cfg["alpha"], cfg["top_k"])
+    temperature, alpha = cfg["temperature"], cfg["alpha"]
+    assert temperature is not None and alpha is not None, "jobs.ts refuses a logits-mode config without them"
+    loss = DistillationLoss(teacher, len(tokenizer), temperature, alpha, cfg["top_k"])
     return ctx.finish(train(ctx, loss))
 
 
@@ -108,14 +120,16 @@ def check_vocabulary(teacher_tokenizer, student: str) -> None:
         )
 
 
-def build_student(teacher, cfg: dict) -> None:
+def build_student(teacher, cfg: DistillConfig) -> None:
     """Writes the student's starting point to cfg["model"]: the teacher's config with student_config over it, and
     every tensor whose shape matches copied from the teacher (student layer i from teacher layer
     student_layers[i]); tensors of another shape keep their fresh initialisation."""
     from transformers import AutoModelForCausalLM
 
+    changes, layers = cfg["student_config"], cfg["student_layers"]
+    assert changes is not None and layers is not None, "llmkit sends both for a student built from the teacher"
     config = copy.deepcopy(teacher.config)
-    for key, value in {**cfg["student_config"], "num_hidden_layers": len(cfg["student_layers"])}.items():
+    for key, value in {**changes, "num_hidden_layers": len(layers)}.items():
         setattr(config, key, value)
     torch.manual_seed(cfg["seed"])
     try:
@@ -129,34 +143,31 @@ def build_student(teacher, cfg: dict) -> None:
     copied, fresh = [], []
     with torch.no_grad():
         for name, param in student.named_parameters():
-            tensor = source.get(LAYER.sub(lambda m: f".layers.{cfg['student_layers'][int(m.group(1))]}.", name))
+            tensor = source.get(LAYER.sub(lambda m: f".layers.{layers[int(m.group(1))]}.", name))
             if tensor is not None and tensor.shape == param.shape:
                 param.copy_(tensor)
                 copied.append(param.numel())
             else:
                 fresh.append(param.numel())
     student.generation_config = copy.deepcopy(teacher.generation_config)
-    replace_folder(cfg["model"], lambda tmp: (student.save_pretrained(tmp), copy_tokenizer_files(cfg["teacher"], tmp)))
+    replace_folder(cfg["model"], with_tokenizer(student.save_pretrained, cfg["teacher"]))
     emit("artifact", kind="student_init", path=cfg["model"])
     emit(
         "metric",
         name="student_init",
-        layers=cfg["student_layers"],
+        layers=layers,
         copied_tensors=len(copied),
         fresh_tensors=len(fresh),
         copied_parameters=sum(copied),
         parameters=sum(copied) + sum(fresh),
     )
-    log(
-        f"student: {len(cfg['student_layers'])} layers from teacher layers {cfg['student_layers']}, {len(copied)} tensors "
-        f"copied from the teacher, {len(fresh)} freshly initialised"
-    )
+    log(f"student: {len(layers)} layers from teacher layers {layers}, {len(copied)} tensors copied from the teacher, {len(fresh)} freshly initialised")
 
 
 # ---- sequence-level distillation -------------------------------------------------------------------
 
 
-def sequence_data(ctx: RunContext, teacher, tokenizer, train_rows: list, eval_rows: list) -> dict:
+def sequence_data(ctx: RunContext, teacher, tokenizer, train_rows: list, eval_rows: list, max_new_tokens: int | None) -> SequenceData:
     """The finetune job's data for sequence-level distillation: the training rows with the teacher's greedy answers
     in place of theirs, and for evaluation the data's own answers (the eval rows, else the training rows), each
     as files of one format. A resumed run keeps the answers it trained on."""
@@ -165,7 +176,8 @@ def sequence_data(ctx: RunContext, teacher, tokenizer, train_rows: list, eval_ro
     answers = rows_files(train_rows, folder, "answers")
     if not (cfg["resume"] and all(os.path.exists(f["path"]) for f in answers)):
         prompts = [question_and_answer(row, fmt, tokenizer)[0] for row, fmt, _ in train_rows]
-        replies = greedy_answers(ctx, teacher, tokenizer, prompts, cfg["max_new_tokens"])
+        assert max_new_tokens is not None, "jobs.ts refuses a sequence-mode config without it"
+        replies = greedy_answers(ctx, teacher, tokenizer, prompts, max_new_tokens)
         write_rows([(with_answer(row, fmt, reply), fmt, where) for (row, fmt, where), reply in zip(train_rows, replies)], answers)
         log(f"the teacher answered {len(replies)} prompts")
     evals = rows_files(eval_rows or train_rows, folder, "eval")
@@ -183,7 +195,7 @@ def with_answer(row: dict, fmt: str, answer: str) -> dict:
     return {**row, "completion": answer}  # a completion's leading space is part of the answer
 
 
-def rows_files(rows: list, folder: str, name: str) -> list:
+def rows_files(rows: list, folder: str, name: str) -> list[DataFile]:
     return [{"path": os.path.join(folder, f"{name}-{fmt}.jsonl"), "format": fmt} for fmt in sorted({fmt for _, fmt, _ in rows})]
 
 

@@ -292,6 +292,8 @@ def write_parameters(writer: gguf.GGUFWriter, config: dict, file_type, name: str
         # As convert_hf_to_gguf.py's Phi3MiniModel: llama.cpp takes the short factors up to the original context and the
         # long ones past it (rope_factors_short/long tensors, written with the weights), both with this attention factor.
         original = rope.get("original_max_position_embeddings", config.get("original_max_position_embeddings"))
+        if not original:
+            raise BadInput("longrope scaling needs original_max_position_embeddings", hint="check config.json's rope_scaling")
         scale = config["max_position_embeddings"] / original
         writer.add_rope_scaling_orig_ctx_len(original)
         writer.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0)

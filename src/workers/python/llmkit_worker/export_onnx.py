@@ -33,6 +33,7 @@ import shutil
 from .architectures import check_architecture
 from .atomic import move_into_place, temp_folder
 from .jobs import ExportOnnxConfig
+from .onnx_graph import light_copy, prune_dead_nodes
 from .protocol import BadInput, emit, log
 
 TOKENIZER_FILES = (
@@ -370,7 +371,7 @@ def fold_static_shapes(model) -> int:
         values[name] = np.asarray(array)
         return name
 
-    renamed = {}
+    renamed: dict = {}
     shape_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Shape" and not n.attribute}
     for node in graph.node:
         node.input[:] = [renamed.get(i, i) for i in node.input]
@@ -422,26 +423,6 @@ def symbolic_dims(model) -> dict:
     return dims
 
 
-def light_copy(model):
-    """The model with its large weights turned into graph inputs, for inference passes that serialize it."""
-    import numpy as np
-    import onnx
-
-    light = onnx.ModelProto()
-    light.ir_version, light.producer_name = model.ir_version, model.producer_name
-    light.opset_import.extend(model.opset_import)
-    light.graph.name = model.graph.name
-    light.graph.node.extend(model.graph.node)
-    light.graph.input.extend(model.graph.input)
-    light.graph.output.extend(model.graph.output)
-    for t in model.graph.initializer:
-        if len(t.dims) and int(np.prod(t.dims)) > 64:
-            light.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-        else:
-            light.graph.initializer.append(t)
-    return light
-
-
 def constant_values(model) -> dict:
     """Name -> numpy value of every small initializer and Constant node output (the candidates for shape inputs)."""
     from onnx import numpy_helper
@@ -451,24 +432,6 @@ def constant_values(model) -> dict:
         if node.op_type == "Constant" and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return values
-
-
-def prune_dead_nodes(graph) -> int:
-    """Drops nodes (and initializers) nothing reads any more; returns how many nodes went."""
-    live = {o.name for o in graph.output}
-    dead = []
-    for i in reversed(range(len(graph.node))):
-        node = graph.node[i]
-        if any(o in live for o in node.output):
-            live.update(x for x in node.input if x)
-        else:
-            dead.append(i)
-    for i in dead:  # descending, so each index still points at its node
-        del graph.node[i]
-    for i in reversed(range(len(graph.initializer))):
-        if graph.initializer[i].name not in live:
-            del graph.initializer[i]
-    return len(dead)
 
 
 def to_float16(onnx_path: str) -> None:

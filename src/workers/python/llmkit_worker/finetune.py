@@ -135,7 +135,7 @@ def train(ctx: RunContext, loss=None) -> int:
     return 0
 
 
-def check_examples(examples: list, stats: dict, cfg: dict) -> None:
+def check_examples(examples: list, stats: dict, cfg: FinetuneConfig) -> None:
     """Fails when nothing is left to learn; warns about what truncation cut."""
     if not examples:
         raise BadInput(

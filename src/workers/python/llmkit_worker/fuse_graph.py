@@ -25,6 +25,8 @@ them to its cache buffers for in-place decode steps (src/engine/decoder-session.
 
 import numpy as np
 
+from .onnx_graph import light_copy, prune_dead_nodes
+
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -77,8 +79,6 @@ def attribute(node, name: str, default=None):
 def fuse_decoder(model, max_positions: int, attention_heads=None) -> dict:
     """Applies every rewrite to `model` in place; returns how many of each it made. `attention_heads`
     (num_heads, kv_num_heads) also fuses attention into GroupQueryAttention."""
-    from .export_onnx import prune_dead_nodes
-
     counts = {
         "no_ops_dropped": drop_no_ops(model),
         "simplified_layer_norm": fuse_rms_norms(model),
@@ -107,15 +107,14 @@ def drop_no_ops(model) -> int:
     the patterns below."""
     import onnx
 
-    from .export_onnx import light_copy
-
     types = {}
     inferred = onnx.shape_inference.infer_shapes(light_copy(model))
     for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         types[info.name] = info.type.tensor_type.elem_type
     types.update({t.name: t.data_type for t in model.graph.initializer})
     g = Graph(model)
-    renamed, kept = {}, []
+    renamed: dict[str, str] = {}
+    kept = []
     for node in model.graph.node:
         node.input[:] = [renamed.get(i, i) for i in node.input]
         float_cast = node.op_type == "Cast" and attribute(node, "to") == FLOAT and types.get(node.input[0]) == FLOAT
@@ -148,7 +147,7 @@ def fuse_rms_norms(model) -> int:
         eps = add and g.scalar(g.other_input(add, mean.output[0]))
         sqrt = eps is not None and add and g.only_reader(add.output[0], "Sqrt")
         div = sqrt and g.only_reader(sqrt.output[0], "Div")
-        if not div or div.input[1] != sqrt.output[0] or g.scalar(div.input[0]) != 1.0:
+        if not div or not sqrt or div.input[1] != sqrt.output[0] or g.scalar(div.input[0]) != 1.0:
             continue
         scale = g.only_reader(div.output[0], "Mul")
         if scale is None or g.other_input(scale, div.output[0]) != x:
@@ -229,7 +228,7 @@ def fuse_rotary(model, max_positions: int) -> int:
     tables = rotary_tables(model, {(cos, sin) for _, _, cos, sin in matches}, max_positions)
     if tables is None:
         return 0
-    caches = {}
+    caches: dict[tuple, list[str]] = {}
     for pair, (cos_table, sin_table) in tables.items():
         names = [f"rotary_{kind}_cache_{len(caches)}" for kind in ("cos", "sin")]
         model.graph.initializer.extend([onnx.numpy_helper.from_array(cos_table, names[0]), onnx.numpy_helper.from_array(sin_table, names[1])])
@@ -356,7 +355,8 @@ def fuse_attention(model, num_heads: int, kv_num_heads: int) -> int:
     g = Graph(model)
     layers = sorted({int(o.split(".")[1]) for o in g.outputs if o.startswith("present.")})
     common = attention_inputs(model)
-    fused, dropped = [], set()
+    fused = []
+    dropped: set[int] = set()
     for i in layers:
         prefix = f"/model/layers.{i}/gqa"
         parts = attention_parts(g, i, prefix)
@@ -416,7 +416,7 @@ def attention_parts(g: Graph, layer: int, prefix: str):
     from export_onnx.grouped_query_attention."""
     import onnx
 
-    merges = []
+    merges: list[onnx.NodeProto] = []
 
     def heads_of(tensor):
         """[batch, sequence, heads x head_dim] behind Transpose(y), y being [batch, sequence, heads, head_dim]:
@@ -444,7 +444,7 @@ def attention_parts(g: Graph, layer: int, prefix: str):
     scores = k_t and next((n for n in g.readers.get(k_t.output[0], []) if n.op_type == "MatMul"), None)
     q_reshape = scores and g.made_by(scores.input[0], "Reshape")
     q_rotary = q_reshape and g.made_by(q_reshape.input[0], "RotaryEmbedding")
-    if k_rotary is None or q_rotary is None:
+    if k_rotary is None or q_rotary is None or not scores:
         return None
     concat = g.only_reader(scores.output[0], "Concat")
     mul = concat and g.only_reader(concat.output[0], "Mul")
@@ -510,7 +510,9 @@ def scale_queries(model) -> int:
     import onnx
 
     g = Graph(model)
-    tables, dropped, renamed = {}, set(), {}
+    tables: dict[tuple, list[str]] = {}
+    dropped: set[int] = set()
+    renamed: dict[str, str] = {}
     for mul in [n for n in model.graph.node if n.op_type == "Mul"]:
         concat = g.made_by(mul.input[0], "Concat")
         scale = g.scalar(mul.input[1])
@@ -565,7 +567,9 @@ def dedupe_nodes(model) -> int:
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
         return 0
     outputs = {o.name for o in model.graph.output}
-    seen, renamed, kept = {}, {}, []
+    seen: dict = {}
+    renamed: dict[str, str] = {}
+    kept = []
     nodes = list(model.graph.node)
     for node in nodes:
         node.input[:] = [renamed.get(i, i) for i in node.input]
@@ -615,7 +619,8 @@ def split_probabilities(model) -> int:
         tail = next((n for n in slices if head is not None and n.input[1] == head.input[2] and (g.scalar(n.input[2]) or 0) >= 2**62), None)
         if len(slices) == 2 and head and tail and axis_of(head) == axis_of(tail) and tensor not in g.outputs:
             pairs.append((tensor, head, tail))
-    sizes, after = {}, {}
+    sizes: dict[str, str] = {}
+    after = {}
     for past in dict.fromkeys(head.input[2] for _, head, _ in pairs):
         p = f"/model/attention_split_{len(sizes)}"
         sizes[past] = f"{p}/sizes"

@@ -170,13 +170,15 @@ class FinetuneResult(TypedDict):
 
 class DistillConfig(FinetuneConfig):
     teacher: str
-    student_config: NotRequired[dict[str, Any]]
-    student_layers: NotRequired[list[int]]
+    student_config: dict[str, Any] | None
+    student_layers: list[int] | None
     mode: Literal["logits", "sequence"]
-    temperature: float
-    alpha: float
+    # Logits mode's; None in sequence mode.
+    temperature: float | None
+    alpha: float | None
     top_k: int
-    max_new_tokens: NotRequired[int]
+    # Sequence mode's; None in logits mode.
+    max_new_tokens: int | None
 
 
 class LoraToolsConfig(TypedDict):

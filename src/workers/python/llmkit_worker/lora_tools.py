@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 
 from .atomic import move_into_place, temp_folder
 from .jobs import LoraToolsConfig
@@ -67,6 +68,16 @@ def merge(base: str, adapter: str, out: str) -> str:
 
 
 TOKENIZER_FILE = re.compile(r"tokenizer|special_tokens_map|added_tokens|chat_template|vocab|merges")
+
+
+def with_tokenizer(save: Callable[[str], object], base: str) -> Callable[[str], None]:
+    """A folder writer (for replace_folder): saves a model with `save`, then copies the base's tokenizer files beside it."""
+
+    def write(folder: str) -> None:
+        save(folder)
+        copy_tokenizer_files(base, folder)
+
+    return write
 
 
 def copy_tokenizer_files(base: str, folder: str) -> None:

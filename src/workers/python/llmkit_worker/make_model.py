@@ -16,6 +16,7 @@ Raises BadInput for a missing corpus file or an unknown architecture.
 
 import json
 import os
+from typing import Any
 
 from .atomic import move_into_place, temp_folder
 from .jobs import MakeModelConfig
@@ -99,7 +100,7 @@ def run(config: MakeModelConfig) -> int:
     if architecture not in architectures:
         raise BadInput(f"unknown architecture {architecture!r}", hint=f"use one of {', '.join(architectures)}")
     config_class, model_class, tied = architectures[architecture]
-    dims = {**PRESETS[preset], **{k: v for k, v in config.items() if k in PRESETS["tiny"] and v is not None}}
+    dims: dict[str, Any] = {**PRESETS[preset], **{k: v for k, v in config.items() if k in PRESETS["tiny"] and v is not None}}
     corpus = config.get("corpus") or [DEFAULT_CORPUS]
     for path in corpus:
         if not os.path.isfile(path):

@@ -7,7 +7,7 @@ import importlib
 import platform
 import sys
 
-from .jobs import ProbeConfig
+from .jobs import CudaInfo, ProbeConfig
 from .protocol import emit
 
 PACKAGES = ("torch", "transformers", "peft", "onnx", "onnxruntime", "safetensors", "tokenizers", "numpy")
@@ -20,7 +20,7 @@ def run(config: ProbeConfig) -> int:
             packages[name] = {"version": importlib.import_module(name).__version__}
         except Exception as e:  # noqa: BLE001 - report, do not fail
             packages[name] = {"version": None, "error": f"{type(e).__name__}: {e}"}
-    cuda = {"available": False, "gpus": [], "nccl": False, "bf16": False}
+    cuda: CudaInfo = {"available": False, "gpus": [], "nccl": False, "bf16": False}
     if packages["torch"]["version"]:
         import torch
 

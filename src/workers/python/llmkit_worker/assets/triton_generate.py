@@ -33,7 +33,8 @@ M32 = 0xFFFFFFFF
 
 
 class Random:
-    """xoshiro128** seeded with splitmix32, as in src/engine/random.ts: same seed, same stream of floats."""
+    """xoshiro128** seeded with splitmix32: the twin of src/engine/random.ts (same seed, same stream of floats).
+    Change both; test/serve/triton.test.ts compares seeded answers with the in-process engine's."""
 
     def __init__(self, seed: int):
         x = (seed & M32) ^ (seed >> 32 & M32)
@@ -63,7 +64,8 @@ def _rotl(x: int, k: int) -> int:
 
 
 class Sampler:
-    """Penalties, then greedy or temperature/top-k/top-p sampling (src/engine/sampling.ts)."""
+    """Penalties, then greedy or temperature/top-k/top-p sampling: the twin of TokenSampler in src/engine/sampling.ts.
+    Change both; test/serve/triton.test.ts compares seeded answers with the in-process engine's."""
 
     def __init__(self, params: dict, prompt: np.ndarray):
         self.p = params
@@ -122,7 +124,7 @@ class TritonPythonModel:
         threads = int(params.get("intra_op_threads", "0"))
         if threads:
             options.intra_op_num_threads = threads
-        providers = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict]] = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args.get("model_instance_device_id", "0"))}))
         self.session = ort.InferenceSession(os.path.join(decoder_dir, "model.onnx"), options, providers=providers)

@@ -5,11 +5,12 @@ import glob
 import json
 import os
 import shutil
+from collections.abc import Mapping
 
 import torch
 
 from ..atomic import move_into_place, replace_folder, temp_folder
-from ..lora_tools import copy_tokenizer_files, merge
+from ..lora_tools import merge, with_tokenizer
 from ..protocol import BadInput, emit, log
 from .context import RunContext
 from .model import unwrapped
@@ -41,7 +42,7 @@ RESUME_KEYS = (
 )
 
 
-def fingerprint(cfg: dict) -> dict:
+def fingerprint(cfg: Mapping[str, object]) -> dict:
     return {k: cfg.get(k) for k in RESUME_KEYS}
 
 
@@ -67,7 +68,8 @@ def full_state_options(ctx: RunContext, **more):
 def without_shared_tensors(weights: dict) -> tuple[dict, dict]:
     """safetensors refuses tensors that share memory, as a tied output layer shares the input embedding's: each
     shared tensor is written once, and the other names are kept as aliases of it ({alias: saved name})."""
-    saved, aliases, first_name = {}, {}, {}
+    saved, aliases = {}, {}
+    first_name: dict[tuple, str] = {}
     for name, w in weights.items():
         key = (w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), tuple(w.stride()))
         if key in first_name and w.numel() > 0:
@@ -178,9 +180,7 @@ def save_outputs(ctx: RunContext, objective) -> dict:
     if ctx.rank != 0:
         return {}
     if cfg["lora"]:
-        adapter = replace_folder(
-            os.path.join(out, "adapter"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights), copy_tokenizer_files(cfg["model"], tmp))
-        )
+        adapter = replace_folder(os.path.join(out, "adapter"), with_tokenizer(lambda tmp: model.save_pretrained(tmp, state_dict=weights), cfg["model"]))
         emit("artifact", kind="adapter", path=adapter)
         merged = merge(cfg["model"], adapter, os.path.join(out, "merged")) if cfg["merge"] else None
         return {"adapter": adapter, "merged": merged, "model": None}
@@ -193,6 +193,6 @@ def save_outputs(ctx: RunContext, objective) -> dict:
         model.to(dtype)
     else:
         weights = {name: w.to(dtype) for name, w in weights.items()}
-    folder = replace_folder(os.path.join(out, "model"), lambda tmp: (model.save_pretrained(tmp, state_dict=weights), copy_tokenizer_files(cfg["model"], tmp)))
+    folder = replace_folder(os.path.join(out, "model"), with_tokenizer(lambda tmp: model.save_pretrained(tmp, state_dict=weights), cfg["model"]))
     emit("artifact", kind="model", path=folder)
     return {"adapter": None, "merged": None, "model": folder}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..atomic import write_file
+from ..jobs import FinetuneConfig
 from ..protocol import BadInput
 from .data import collate
 
@@ -41,7 +42,8 @@ class Metrics:
 
 @dataclass
 class RunContext:
-    cfg: dict
+    # The finetune job's config (distill's extends it), as llmkit sent it: jobs.py says what each field holds.
+    cfg: FinetuneConfig
     device: str
     precision: str
     # This process's place in a torchrun job (1 and 0 without torchrun).
@@ -53,7 +55,7 @@ class RunContext:
     metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
-    def start(cls, cfg: dict) -> "RunContext":
+    def start(cls, cfg: FinetuneConfig) -> "RunContext":
         """Picks the device and precision, and under torchrun (WORLD_SIZE > 1) joins the process group."""
         device, precision = pick_device(cfg)
         world, rank = init_distributed(device)
@@ -97,7 +99,7 @@ class RunContext:
         os._exit(code)
 
 
-def pick_device(cfg: dict) -> tuple[str, str]:
+def pick_device(cfg: FinetuneConfig) -> tuple[str, str]:
     cuda = torch.cuda.is_available()
     device = cfg["device"] if cfg["device"] != "auto" else ("cuda" if cuda else "cpu")
     if device == "cuda" and not cuda:

@@ -8,6 +8,7 @@ import json
 
 import torch
 
+from ..jobs import FinetuneConfig
 from ..protocol import BadInput
 
 # The target of a position that carries no loss (PyTorch's ignore_index).
@@ -24,11 +25,12 @@ def read_rows(files: list) -> list:
     return rows
 
 
-def split_rows(train: list, evals: list, cfg: dict) -> tuple[list, list]:
-    if not cfg.get("eval_split"):
+def split_rows(train: list, evals: list, cfg: FinetuneConfig) -> tuple[list, list]:
+    split = cfg["eval_split"]
+    if not split:
         return train, evals
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"])).tolist()
-    n_eval = max(1, round(len(train) * cfg["eval_split"]))
+    n_eval = max(1, round(len(train) * split))
     held = set(order[:n_eval])
     return [r for i, r in enumerate(train) if i not in held], [r for i, r in enumerate(train) if i in held]
 
@@ -98,7 +100,7 @@ def answer_span(tokenizer, messages: list, i: int, text: str):
     return None
 
 
-def tokenize_rows(rows: list, tokenizer, cfg: dict) -> tuple[list, dict]:
+def tokenize_rows(rows: list, tokenizer, cfg: FinetuneConfig) -> tuple[list, dict]:
     """Each example as (input_ids, targets): targets[j] is the token after j where that token carries the loss."""
     examples, truncated, dropped = [], 0, 0
     for row, fmt, where in rows:
@@ -117,7 +119,7 @@ def tokenize_rows(rows: list, tokenizer, cfg: dict) -> tuple[list, dict]:
     return examples, {"examples": len(rows), "truncated": truncated, "dropped": dropped}
 
 
-def epoch_rows(examples: list, cfg: dict, epoch: int) -> list:
+def epoch_rows(examples: list, cfg: FinetuneConfig, epoch: int) -> list:
     """One epoch in a seeded order, as rows of example indices: one example a row, or with packing as many as
     fit in max_seq_len tokens, placed best-fit-decreasing (longest first, each into the fullest row with room),
     which leaves rows nearly full where filling them in order leaves close to a third of each empty."""
@@ -125,7 +127,8 @@ def epoch_rows(examples: list, cfg: dict, epoch: int) -> list:
     order = torch.randperm(len(examples), generator=generator).tolist()
     if not cfg["packing"]:
         return [[i] for i in order]
-    rows, space = [], []  # space: sorted (tokens left, row index) of rows that are not full
+    rows: list[list[int]] = []
+    space: list[tuple[int, int]] = []  # sorted (tokens left, row index) of rows that are not full
     for i in sorted(order, key=lambda i: -len(examples[i][0])):
         n = len(examples[i][0])
         k = bisect.bisect_left(space, (n, -1))
@@ -140,14 +143,17 @@ def epoch_rows(examples: list, cfg: dict, epoch: int) -> list:
     return [rows[r] for r in torch.randperm(len(rows), generator=generator).tolist()]
 
 
-def training_plan(examples: list, cfg: dict) -> list:
+def training_plan(examples: list, cfg: FinetuneConfig) -> list:
     """Every optimizer step as its list of micro-batches (each a list of rows), with the epoch each came from.
 
     The plan is a pure function of the data and the seed, so a resumed run finds its data position by index.
     """
-    micro, epoch = [], 0
-    needed = cfg["max_steps"] * cfg["grad_accum"] if cfg.get("max_steps") else None
-    while (epoch < cfg["epochs"]) if needed is None else (len(micro) < needed):
+    micro: list[tuple[float, list]] = []
+    epoch = 0
+    # llmkit sends max_steps, or else epochs.
+    steps, epochs = cfg["max_steps"], cfg["epochs"] or 0
+    needed = steps * cfg["grad_accum"] if steps else None
+    while (epoch < epochs) if needed is None else (len(micro) < needed):
         rows = epoch_rows(examples, cfg, epoch)
         batches = [rows[i : i + cfg["batch_size"]] for i in range(0, len(rows), cfg["batch_size"])]
         micro += [(epoch + (k + 1) / len(batches), b) for k, b in enumerate(batches)]

@@ -3,6 +3,7 @@ measured before and after training (and of the distill job's teacher)."""
 
 import torch
 
+from ..jobs import ExactMatchSample
 from ..protocol import emit
 from .context import RunContext
 from .data import question_and_answer
@@ -36,7 +37,7 @@ def exact_match(ctx: RunContext, model, tokenizer, rows: list, *, when: str, ste
     items = [qa for qa in (question_and_answer(r, f, tokenizer) for r, f, _ in rows) if qa][: ctx.cfg["exact_match"]]
     longest = max((len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for _, _, answer in items), default=0)
     answers = greedy_answers(ctx, model, tokenizer, [ids for ids, _, _ in items], longest + 8)
-    correct, samples = 0, []
+    correct, samples = 0, list[ExactMatchSample]()
     for (_, question, expected), got in zip(items, answers):
         hit = got.strip() == expected.strip()
         correct += hit

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..jobs import FinetuneConfig
 from ..protocol import StopRequest, emit
 from .checkpoint import newest_checkpoint, save_checkpoint
 from .context import RunContext
@@ -31,7 +32,7 @@ class Training:
     loss: object
     eval_loss: object
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     plan: list
     examples: list
     evals: list
@@ -60,7 +61,7 @@ def make_optimizer(ctx: RunContext, model):
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=ctx.cfg["lr"], fused=ctx.device == "cuda")
 
 
-def make_scheduler(optimizer, cfg: dict, total: int):
+def make_scheduler(optimizer, cfg: FinetuneConfig, total: int):
     """Linear warm-up over warmup_ratio of the steps, then a linear or cosine decay to 0."""
     warmup = math.ceil(total * cfg["warmup_ratio"])
 
@@ -100,7 +101,7 @@ def fit(ctx: RunContext, training: Training, stop: StopRequest) -> Timing | None
         emit("progress", step=step, total=total, loss=loss, lr=lr, tokens_per_s=tps, message=f"epoch {epoch:.2f}")
         ctx.metrics.write({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps, "epoch": epoch})
 
-        if training.evals and cfg.get("eval_every") and step % cfg["eval_every"] == 0 and step != total:
+        if training.evals and (every := cfg["eval_every"]) and step % every == 0 and step != total:
             evaluate(ctx, training, step)
         # Every rank must stop after the same step: the checkpoint gathers from all of them.
         if ctx.any_rank(stop.requested):

@@ -84,7 +84,7 @@ class CausalLMLoss:
                 hs = h[s : s + rows]
                 loss, g = self.chunk(hs @ w.T, targets[s : s + rows], grads, cap)
                 total += loss
-                if grads:
+                if grad_h is not None:
                     grad_h[s : s + rows] = g @ w
                     if grad_w is not None:
                         grad_w += (g.T @ hs).float()
