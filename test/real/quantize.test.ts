@@ -82,7 +82,8 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
     const r = await runCli(['export', hf, '--out', exported, '--json'], { timeout: 900_000 });
     expect(r.exitCode, String(r.stderr)).toBe(0);
     reports.int8 = await quantize(exported, join(dir, 'int8'), ['--int8']);
-    reports.int4 = await quantize(exported, join(dir, 'int4'), ['--int4']);
+    // Level 1 (fp32 compute): the configuration whose answers do not depend on batching (the last test).
+    reports.int4 = await quantize(exported, join(dir, 'int4'), ['--int4', '--accuracy-level', '1']);
   }, 3_000_000);
 
   it('int8: the output layer and tied embedding stored once at 8 bits, ≤ 30% of fp32, within 1.2% perplexity and ≥ 96% top-1', () => {
@@ -106,7 +107,7 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
     expect(int4.perplexityChange).toBeLessThan(0.218);
   });
 
-  it('gives the same greedy answer alone, batched beside another request and after a cached prefix (int4, accuracy level 1); level 4 (int8) measured', async () => {
+  it('gives the same greedy answer alone, batched beside another request and after a cached prefix (int4, accuracy level 1); level 4 (int8) measured', { timeout: 1_800_000 }, async () => {
     const tokenizer = await ModelTokenizer.load(join(dir, 'int4'));
     const prompts = PROMPTS.map((p) => tokenizer.encodeChat([{ role: 'user', content: p }]));
     const differing: Record<string, number> = {};

@@ -17,12 +17,11 @@ export const BLOCK_SIZES = [32, 64, 128] as const;
 /** MatMulNBits' compute on the CPU: 4 quantizes activations to int8 per block (integer dot products), 1 multiplies in fp32. */
 export const ACCURACY_LEVELS = [1, 4] as const;
 /**
- * Without --accuracy-level: int8 computes with int8 activations (level 1 has no fast 8-bit kernel on AVX2 CPUs: 10×
- * slower than fp32); int4 in fp32, so that greedy answers do not depend on batching or prefix reuse (level 4's
- * activation rounding turns the last-bit differences of batched attention into different tokens) at 1.7× fp32's
- * decode speed rather than 2.1× (docs/quantize.md).
+ * Without --accuracy-level: int8 activations per block (integer dot products), the fast kernels. Level 1 (fp32
+ * compute) makes greedy answers independent of batching and prefix reuse, but 8-bit weights (int8, and the 8-bit
+ * output layer of int4) have no fast fp32 kernel on AVX2: int4 at level 1 decodes at 0.29× fp32 (docs/quantize.md).
  */
-export const DEFAULT_ACCURACY_LEVEL: Record<Precision, number> = { int8: 4, int4: 1 };
+export const DEFAULT_ACCURACY_LEVEL = 4;
 /** Eval tokens scored without --eval-tokens. */
 export const DEFAULT_EVAL_TOKENS = 8192;
 
@@ -120,7 +119,7 @@ export const QUANTIZE = defineCommand({
       field: intField(1),
       value: '<n>',
       help: 'MatMulNBits compute on the CPU: 4 = int8 activations and integer dot products (fastest), 1 = fp32 (answers independent of batching)',
-      defaultHelp: `${DEFAULT_ACCURACY_LEVEL.int8} for --int8, ${DEFAULT_ACCURACY_LEVEL.int4} for --int4`,
+      default: DEFAULT_ACCURACY_LEVEL,
     },
     evalData: { field: textField(), value: '<file>', help: 'text for perplexity, top-1 agreement and KL', defaultHelp: 'the bundled recipes/data/eval.txt' },
     evalTokens: { field: intField(64), value: '<n>', default: DEFAULT_EVAL_TOKENS, help: 'score at most this many tokens of the eval text' },
@@ -162,7 +161,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
   if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) {
     throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')} (got ${blockSize})`);
   }
-  const accuracyLevel = opts.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL[opts.precision];
+  const accuracyLevel = opts.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL;
   if (!(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel)) {
     throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')} (got ${accuracyLevel})`, '4 computes with int8 activations, 1 with fp32 ones');
   }
