@@ -1,4 +1,4 @@
-import type { TritonRepository } from '../core/triton-repository.js';
+import type { TritonRepository } from '../core/triton/repository.js';
 import { LlmkitError } from '../shared/errors.js';
 
 /** Global flags every command sees (set on the root program). */

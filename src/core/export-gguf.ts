@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { parseGgufType, type GgufType } from './choices.js';
 import { LlmkitError, UsageError } from '../shared/errors.js';
@@ -8,6 +8,7 @@ import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 import { requirePythonEnv } from '../workers/python-env.js';
 import { runWorker } from '../workers/worker-run.js';
 import { resolveModelSource } from './import/model-source.js';
+import { checkGgufLoads } from './llama-cpp.js';
 import type { JobResult } from '../workers/jobs.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 
@@ -41,15 +42,25 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufRep
   parseGgufType(opts.type);
   await mkdir(dirname(out), { recursive: true });
   const packages = await ggufPackageDir(opts.onEvent);
-  const { result } = await runWorker({
-    job: 'export_gguf',
-    config: { model, out, type: opts.type },
-    env: { PYTHONPATH: [pythonSourceDir, packages].join(':') },
-    logFile: join(llmkitHome(), 'logs', 'export.log'),
-    onEvent: opts.onEvent,
-    stopSignal: opts.stopSignal,
-  });
-  return result;
+  // Written under a temporary name, loaded back by llama.cpp, and only then renamed into place: a GGUF that its
+  // reader cannot load (or that aborts it) is never left where a user would take it for a model.
+  const written = join(dirname(out), `.${basename(out, '.gguf')}.tmp-${process.pid}.gguf`);
+  try {
+    const { result } = await runWorker({
+      job: 'export_gguf',
+      config: { model, out: written, type: opts.type },
+      env: { PYTHONPATH: [pythonSourceDir, packages].join(':') },
+      logFile: join(llmkitHome(), 'logs', 'export.log'),
+      onEvent: opts.onEvent,
+      stopSignal: opts.stopSignal,
+    });
+    opts.onEvent?.({ event: 'log', level: 'info', message: `loading ${out} back with llama.cpp` });
+    await checkGgufLoads(written);
+    await rename(written, out);
+    return { ...result, path: out };
+  } finally {
+    await rm(written, { force: true });
+  }
 }
 
 /**

@@ -4,7 +4,7 @@ import { UsageError } from '../shared/errors.js';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { llmkitHome } from '../shared/paths.js';
-import { tritonNameFor, writeTritonRepository, type TritonRepository, type TritonTarget } from './triton-repository.js';
+import { tritonNameFor, writeTritonRepository, type TritonRepository, type TritonTarget } from './triton/repository.js';
 import { resolveModelSource } from './import/model-source.js';
 
 export interface ExportOptions {

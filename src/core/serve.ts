@@ -10,7 +10,7 @@ import { RedisCounterStore, RedisLink, RedisValueStore } from '../serve/access/r
 import { ResponseCache } from '../serve/response-cache.js';
 import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
-import { TritonEngine } from '../serve/triton/triton-engine.js';
+import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
 import { llmkitHome } from '../shared/paths.js';
 import { DEFAULT_LIMITS } from '../engine/engine.js';

@@ -1,5 +1,5 @@
 /**
- * The contract of every engine (llmkit's own, engine.ts, and Triton's, src/serve/triton/): what a request is,
+ * The contract of every engine (llmkit's own, engine.ts, and Triton's, src/engine/triton/): what a request is,
  * how a refusal looks, what the server calls. Both import it; it imports neither.
  */
 import type { LogitsProcessor } from './logits-processor.js';
@@ -68,7 +68,7 @@ export function checkFits(prompt: number, maxTokens: number, contextLength: numb
 
 /**
  * What the server needs from whatever generates: llmkit's own engine (ONNX Runtime in this process) or a remote
- * one (Triton Inference Server, src/serve/triton/). Tokenizing stays on llmkit's side in both, so context checks,
+ * one (Triton Inference Server, src/engine/triton/). Tokenizing stays on llmkit's side in both, so context checks,
  * quotas and token counts do not depend on where the tokens are computed.
  */
 export interface GenerationEngine {

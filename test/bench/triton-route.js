@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { BENCH_PROMPTS } from '../../dist/core/bench.js';
 import { timedChatStream } from '../../dist/core/bench-client.js';
-import { findTritonEnv, tritonServerCommand } from '../../dist/core/triton-env.js';
+import { findTritonEnv, tritonServerCommand } from '../../dist/core/triton/env.js';
 
 const flag = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);

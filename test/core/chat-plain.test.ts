@@ -53,6 +53,17 @@ describe('llmkit chat through a pipe', () => {
     expect(local.stdout).toBe(remote.stdout);
   });
 
+  it('gives the same greedy reply with --draft ngram, and refuses --draft with --url', async () => {
+    const args = [model, '--device', 'cpu', '--temperature', '0', '--max-tokens', '24'];
+    const input = 'Say it again: the red foxes ran over the old bridges, the red foxes\n';
+    const plain = await chatThroughPipe(args, input);
+    const drafted = await chatThroughPipe([...args, '--draft', 'ngram'], input);
+    expect(drafted.exitCode, drafted.stderr).toBe(0);
+    expect(drafted.stdout).toBe(plain.stdout);
+    const refused = await chatThroughPipe(['--url', serve.apiUrl, '--draft', 'ngram'], 'hi\n');
+    expect([refused.exitCode, refused.stderr.trim()]).toEqual([2, 'error: --draft goes with a model folder: a server drafts with its own `serve --draft`']);
+  });
+
   it('joins lines that end in a backslash into one message', async () => {
     const r = await chatThroughPipe(['--url', serve.apiUrl, '--temperature', '0', '--max-tokens', '4'], 'first line\\\nsecond line\n', ['--json']);
     expect(r.exitCode, r.stderr).toBe(0);

@@ -92,6 +92,23 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     expect([r.exitCode, r.stderr.trim()]).toEqual([2, `error: --resume: ${out} was made with --temperature 2, this run has 4; resume with the same --temperature, or start a new --out`]);
   });
 
+  it('makes a draft for the teacher with --for-draft, measured as speculative decoding against the teacher', async () => {
+    const draft = join(work, 'draft');
+    const r = await runCli(['--json', 'distill', '--teacher', teacher, '--for-draft', ...TRAINING, '--out', draft], { env });
+    expect(r.exitCode, String(r.stderr).slice(-2000)).toBe(0);
+    const s = JSON.parse(String(r.stdout)) as DistillSummary;
+    // An eighth of the teacher's 2 layers, at least one.
+    expect(s.studentInit!.layers).toHaveLength(1);
+    const d = s.report!.draft!;
+    expect(d.draft).toBe(join(draft, 'onnx'));
+    expect(d.identicalOutputs).toBe(true);
+    expect(d.prompts).toBeGreaterThan(0);
+    // The distilled student agrees with its teacher on most tokens; an untrained one would not.
+    expect(d.acceptance).toBeGreaterThan(0.5);
+    expect(d.acceptance).toBeLessThanOrEqual(1);
+    expect(d.tokensPerPass).toBeGreaterThan(1.5);
+  }, 600_000);
+
   it('distills sequence-level: the student learns the teacher’s answers', async () => {
     const seq = join(work, 'sequence');
     const r = await runCli(['--json', 'distill', '--teacher', teacher, '--student-layers', '1', '--mode', 'sequence', ...TRAINING, '--out', seq, '--no-report'], { env });

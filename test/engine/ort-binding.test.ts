@@ -155,8 +155,11 @@ describe('the binding itself', () => {
     await decoder.release();
     expect(took).toBeGreaterThan(200); // long enough that a blocked loop would miss ~40 ticks
     expect(lateness.length).toBeGreaterThan(took / 30);
+    // A blocked loop would run one late tick (late by the whole run); on a free loop the ticks are late only by
+    // what the OS scheduler adds, a few ms on a busy 2-core machine (the p90 bound leaves room for its bursts).
     lateness.sort((a, b) => a - b);
-    expect(lateness[Math.floor(lateness.length * 0.9)]).toBeLessThan(15);
+    expect(lateness[Math.floor(lateness.length / 2)]).toBeLessThan(10);
+    expect(lateness[Math.floor(lateness.length * 0.9)]).toBeLessThan(50);
   }, 600_000);
 
   it('reports a bad model path, a wrong input name and a wrong shape in one line each', async () => {

@@ -28,7 +28,11 @@ export async function tiedTinyModel(): Promise<string> {
  * when the exporter changes.
  */
 export async function exportedTinyModel(preset: ModelPreset = 'tiny', seed = 0, graph: 'traced' | 'fused' | 'fused-gqa' = 'traced'): Promise<string> {
-  const model = await tinyModel(preset, seed);
+  return exportedOnce(await tinyModel(preset, seed), graph);
+}
+
+/** A Hugging Face folder's ONNX export, made once next to it and again when the exporter changes. */
+export async function exportedOnce(model: string, graph: 'traced' | 'fused' | 'fused-gqa' = 'traced'): Promise<string> {
   const hash = createHash('sha256');
   for (const file of ['export_onnx.py', 'fuse_graph.py']) hash.update(readFileSync(join(pythonSourceDir, 'llmkit_worker', file)));
   const out = `${model}-onnx${graph === 'traced' ? '' : `-${graph}`}-${hash.digest('hex').slice(0, 8)}`;

@@ -1,8 +1,10 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { exportModel } from '../../src/core/export.js';
 import { resolveModelSource } from '../../src/core/import/model-source.js';
-import { llmkitHome } from '../../src/shared/paths.js';
+import { llmkitHome, pythonSourceDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 
 /**
@@ -31,4 +33,13 @@ export async function smollm2Gguf(): Promise<string> {
 /** The GGUF imported into a Hugging Face folder (fp32) as commands given the .gguf import it: once, into LLMKIT_HOME/imported. */
 export async function smollm2(): Promise<string> {
   return resolveModelSource(await smollm2Gguf());
+}
+
+/** The imported model exported to ONNX (fp32, traced), cached beside it and re-exported when the exporter changes. */
+export async function exportedSmollm2(): Promise<string> {
+  const model = await smollm2();
+  const exporter = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py')));
+  const out = `${model}-onnx-${exporter.digest('hex').slice(0, 8)}`;
+  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out });
+  return out;
 }

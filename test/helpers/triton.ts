@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import { execa, type ResultPromise } from 'execa';
-import { findTritonEnv, tritonServerCommand } from '../../src/core/triton-env.js';
+import { findTritonEnv, tritonServerCommand } from '../../src/core/triton/env.js';
 
 export interface TritonProcess {
   url: string;

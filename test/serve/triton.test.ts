@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkDecoderConfig, parsePbtxt } from '../../src/core/triton-repository.js';
+import { checkDecoderConfig, parsePbtxt } from '../../src/core/triton/repository.js';
 import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { startServe, type ServeProcess } from '../e2e/llmkit-serve.js';
 import { runCli, tempDir } from '../helpers/cli.js';

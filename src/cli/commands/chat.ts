@@ -32,7 +32,7 @@ export function chatCommand(): Command {
 }
 
 /** Opens the server at --url, or the model folder in this process (CHAT's definition checked which one is given). */
-async function openBackend(o: { folder?: string; url?: string; model?: string; apiKey?: string; device: Device }, quiet: boolean): Promise<ChatBackend> {
+async function openBackend(o: { folder?: string; url?: string; model?: string; apiKey?: string; device: Device; draft?: string }, quiet: boolean): Promise<ChatBackend> {
   if (o.url) {
     const { RemoteChatBackend } = await import('../../core/chat/remote-backend.js');
     const backend = new RemoteChatBackend({ url: o.url, model: o.model, apiKey: o.apiKey ?? process.env.LLMKIT_API_KEY });
@@ -41,5 +41,5 @@ async function openBackend(o: { folder?: string; url?: string; model?: string; a
   }
   if (!quiet) process.stderr.write(`loading ${o.folder} …\n`);
   const { LocalChatBackend } = await import('../../core/chat/local-backend.js');
-  return LocalChatBackend.open(o.folder!, { device: o.device });
+  return LocalChatBackend.open(o.folder!, { device: o.device, draft: o.draft });
 }

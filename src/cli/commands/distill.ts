@@ -66,5 +66,13 @@ function formatReport(r: DistillReport): string {
     formatTable(['model', 'parameters', 'size (ONNX)', 'decode speed', 'perplexity', 'top-1 agreement', 'exact match'], rows),
     `perplexity and agreement with the teacher over ${r.eval.positions} positions of ${r.eval.file} (the eval data as the models read it); ` +
       `decode speed: batch 1, ${r.speed.prompts} prompts × ${r.speed.newTokens} tokens × ${r.speed.rounds} rounds, ${r.speed.threads} threads, CPU (${r.machine.cpu})`,
+    ...(r.draft ? [formatDraft(r.draft)] : []),
   ].join('\n');
+}
+
+function formatDraft(d: NonNullable<DistillReport['draft']>): string {
+  return (
+    `as the teacher's draft (serve --draft): ${d.speedup.toFixed(2)}× batch-1 decode (rounds ${d.speedupRange.map((x) => x.toFixed(2)).join('–')}), ` +
+    `${(100 * d.acceptance).toFixed(1)}% of drafted tokens accepted, ${d.tokensPerPass.toFixed(2)} tokens a pass, greedy output ${d.identicalOutputs ? 'identical' : 'DIFFERENT'}`
+  );
 }

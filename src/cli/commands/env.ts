@@ -17,7 +17,7 @@ export function envCommand(): Command {
       view.stop();
       if (!flags.json) process.stderr.write(env.created ? `created the worker environment: ${env.python}\n` : `worker environment ready: ${env.python}\n`);
       if (opts.triton) {
-        const { setupTritonEnv } = await import('../../core/triton-env.js');
+        const { setupTritonEnv } = await import('../../core/triton/env.js');
         const triton = await setupTritonEnv({}, (line) => flags.verbose && process.stderr.write(line + '\n'));
         if (!flags.json) process.stderr.write(`${triton.created ? 'created' : 'ready'}: Triton Inference Server ${triton.tritonserver}\n`);
       }

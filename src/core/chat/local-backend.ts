@@ -9,6 +9,8 @@ export interface LocalBackendOptions {
   device?: Device;
   /** Intra-op threads for ONNX Runtime (default: one per physical core). */
   threads?: number;
+  /** Speculative decoding: `ngram` or a draft model folder (serve --draft). */
+  draft?: string;
 }
 
 /** Replies from the engine in this process: the model's chat template, then the engine's own streamer. */

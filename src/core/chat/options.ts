@@ -13,6 +13,7 @@ export const CHAT = defineCommand({
     model: { field: textField(), value: '<name>', help: "with --url: the server's model", defaultHelp: 'the first it lists' },
     apiKey: { field: textField(), value: '<key>', help: 'with --url: API key sent as a bearer token', defaultHelp: '$LLMKIT_API_KEY' },
     device: { field: enumField(DEVICES), value: '<name>', default: 'auto', help: 'with a folder: auto, cpu, cuda or webgpu' },
+    draft: { field: textField(), value: '<ngram|dir>', help: 'with a folder: speculative decoding, as `serve --draft` (ngram: prompt lookup, or a draft model folder)' },
     system: { field: textField(), value: '<text>', help: 'system prompt (change it later with /system)' },
     temperature: { field: numberField({ min: 0, max: 2 }), value: '<x>', default: 0.7, help: 'sampling temperature; 0 = always the most likely token (/temp)' },
     topP: { field: numberField({ above: 0, max: 1 }), value: '<x>', default: 0.95, help: 'nucleus sampling mass, 0 < x ≤ 1 (/top_p)' },
@@ -30,6 +31,7 @@ export const CHAT = defineCommand({
     if (!o.folder && !o.url) throw new UsageError('pass a model folder (llmkit chat ./models/x-int8) or --url http://HOST:PORT/v1');
     if (o.url) {
       if (o.device !== 'auto') throw new UsageError('--device goes with a model folder: the server picks its own device');
+      if (o.draft) throw new UsageError('--draft goes with a model folder: a server drafts with its own `serve --draft`');
       const protocol = URL.canParse(o.url) ? new URL(o.url).protocol : '';
       if (protocol !== 'http:' && protocol !== 'https:') throw new UsageError(`--url must be an http(s) URL like http://localhost:8080/v1 (got ${o.url})`);
     } else {

@@ -15,6 +15,9 @@ export const DISTILL_DEFAULTS = {
   exactMatch: 32,
 } as const;
 
+/** `--for-draft` builds a student of one in this many of the teacher's layers. */
+export const DRAFT_LAYER_SHARE = 8;
+
 /** The teacher's config.json dimensions a built student may shrink. */
 export const STUDENT_CONFIG_KEYS = ['num_hidden_layers', 'hidden_size', 'intermediate_size', 'num_attention_heads', 'num_key_value_heads', 'head_dim'] as const;
 
@@ -80,6 +83,11 @@ export const DISTILL = defineCommand({
       help: 'the teacher layer each layer of a built student starts from',
       defaultHelp: 'evenly spaced, first and last kept',
     },
+    forDraft: {
+      field: booleanField(),
+      default: false,
+      help: "make a draft model for `llmkit serve --draft`: unless --student or --student-config say otherwise, a student of an eighth of the teacher's layers (at least 1), and the report measures speculative decoding with it against the teacher",
+    },
     mode: {
       field: enumField(['logits', 'sequence']),
       value: '<name>',
@@ -125,7 +133,7 @@ export const DISTILL = defineCommand({
     },
   },
   finish: (options, typed) => {
-    if (!options.student && !options.studentConfig && !options.studentLayers) {
+    if (!options.student && !options.studentConfig && !options.studentLayers && !options.forDraft) {
       throw new UsageError(
         '--student or --student-config is required',
         "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12",
@@ -157,9 +165,11 @@ export interface StudentPlan {
  * Checks --student-config and --student-layers against the teacher's config.json before anything runs: only
  * dimensions the teacher has, none larger than the teacher's, heads that divide, layers the teacher has.
  */
-export function planStudent(opts: Pick<DistillOptions, 'studentConfig' | 'studentLayers'>, teacher: Record<string, unknown>): StudentPlan {
+export function planStudent(opts: Pick<DistillOptions, 'studentConfig' | 'studentLayers'> & { forDraft?: boolean }, teacher: Record<string, unknown>): StudentPlan {
   const config = { ...opts.studentConfig };
   const teacherLayers = Number(teacher.num_hidden_layers);
+  // A draft runs k passes for each of the target's: it has to cost a small part of one.
+  if (opts.forDraft && !opts.studentConfig && !opts.studentLayers) config.num_hidden_layers = Math.max(1, Math.ceil(teacherLayers / DRAFT_LAYER_SHARE));
   const count = config.num_hidden_layers ?? opts.studentLayers?.length ?? teacherLayers;
   if (opts.studentLayers && opts.studentLayers.length !== count) {
     throw new UsageError(`--student-layers lists ${opts.studentLayers.length} layers but --student-config has num_hidden_layers=${count}`, 'give one teacher layer for each student layer');

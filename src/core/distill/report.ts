@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { loadExportedModel } from '../../engine/model-manifest.js';
@@ -6,6 +7,7 @@ import { removeIfExists } from '../../shared/atomic.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { exportModel } from '../export.js';
 import { measureQuantization, type MeasuredFigures, type QuantizeReport } from '../quantize/report.js';
+import { measureSpeculation, type SpeculationBenchResult } from '../speculation-bench.js';
 
 /** One model's row of the report; relative figures are against the teacher's row. */
 export interface DistilledModelFigures extends MeasuredFigures {
@@ -27,6 +29,8 @@ export interface DistillReport {
   eval: QuantizeReport['eval'];
   speed: QuantizeReport['speed'];
   models: DistilledModelFigures[];
+  /** `--for-draft`: the student drafting for the teacher (speculative decoding) against the teacher alone, greedy, batch 1. */
+  draft?: SpeculationBenchResult;
 }
 
 export interface MeasureDistillationInput {
@@ -37,6 +41,8 @@ export interface MeasureDistillationInput {
   /** Teacher's, then student's (counted by the worker). */
   parameters: [number, number];
   exactMatch: [number | null, number | null];
+  /** Also measure the student as the teacher's draft (`--for-draft`). */
+  draft?: boolean;
   onEvent?: (e: WorkerEvent) => void;
   stopSignal?: AbortSignal;
 }
@@ -81,8 +87,33 @@ export async function measureDistillation(input: MeasureDistillationInput): Prom
         exactMatch: input.exactMatch[i],
       }),
     );
-    return { version: 1, createdAt: measured.createdAt, machine: measured.machine, eval: measured.eval, speed: measured.speed, models };
+    const report: DistillReport = { version: 1, createdAt: measured.createdAt, machine: measured.machine, eval: measured.eval, speed: measured.speed, models };
+    if (input.draft) {
+      onEvent?.({ event: 'progress', step: 0, total: 1, message: 'speculative decoding: student drafting for the teacher' });
+      report.draft = await measureSpeculation({
+        model: teacherOnnx,
+        draft: studentOnnx,
+        prompts: await evalWindows(teacherOnnx, join(input.out, 'eval.txt')),
+        rounds: 2,
+        threads: availableParallelism(),
+        maxTokens: DRAFT_CHECK_TOKENS,
+      });
+    }
+    return report;
   } finally {
     await removeIfExists(teacherOnnx);
   }
+}
+
+/** Tokens each prompt generates when the report measures the student as a draft. */
+const DRAFT_CHECK_TOKENS = 48;
+
+/** Up to 8 prompts of 48 tokens taken evenly from the eval text as the models read it: the draft is judged in its domain. */
+async function evalWindows(model: string, evalText: string): Promise<number[][]> {
+  const { ModelTokenizer } = await import('../../engine/tokenizer.js');
+  const ids = (await ModelTokenizer.load(model)).encode(await readFile(evalText, 'utf8'));
+  const width = 48;
+  const count = Math.max(1, Math.min(8, Math.floor(ids.length / width)));
+  const step = Math.floor(ids.length / count);
+  return Array.from({ length: count }, (_, i) => ids.slice(i * step, i * step + width)).filter((w) => w.length > 0);
 }

@@ -70,6 +70,7 @@ export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}
       out: training.out,
       parameters: [summary.teacher.parameters, training.totalParameters],
       exactMatch: [teacherExact?.value ?? null, training.exactMatch?.after?.value ?? null],
+      draft: opts.forDraft,
       onEvent: ctx.onEvent,
       stopSignal: ctx.stopSignal,
     });

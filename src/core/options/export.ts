@@ -3,7 +3,7 @@ import { GGUF_TYPES, parseGgufType } from '../choices.js';
 import { defineCommand } from './define.js';
 import { booleanField, numberField, textField } from './fields.js';
 import { rejectOnnxFlags, type GgufTarget } from './gguf.js';
-import { TRITON_OPTIONS, tritonTarget } from './triton.js';
+import { TRITON_OPTIONS, tritonTarget } from '../triton/options.js';
 
 export const EXPORT = defineCommand({
   name: 'export',

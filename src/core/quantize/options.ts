@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import type { TritonTarget } from '../triton-repository.js';
+import type { TritonTarget } from '../triton/repository.js';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
@@ -9,7 +9,7 @@ import { recipesDir } from '../../shared/paths.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, intField, numberField, textField, textsField } from '../options/fields.js';
 import { rejectOnnxFlags, type GgufTarget } from '../options/gguf.js';
-import { TRITON_OPTIONS, tritonTarget } from '../options/triton.js';
+import { TRITON_OPTIONS, tritonTarget } from '../triton/options.js';
 
 export const PRECISIONS = ['int8', 'int4'] as const;
 export type Precision = (typeof PRECISIONS)[number];

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import type { TritonRepository } from '../triton-repository.js';
+import type { TritonRepository } from '../triton/repository.js';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { formatBytes, formatTable } from '../../shared/format.js';

@@ -5,7 +5,7 @@ import { removeIfExists, writeFileAtomic } from '../../shared/atomic.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { exportModel } from '../export.js';
 import { llmkitHome } from '../../shared/paths.js';
-import { tritonNameFor, writeTritonRepository } from '../triton-repository.js';
+import { tritonNameFor, writeTritonRepository } from '../triton/repository.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 import { measureQuantization, type QuantizeReport } from './report.js';
 import { resolveModelSource } from '../import/model-source.js';

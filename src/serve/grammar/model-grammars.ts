@@ -3,7 +3,7 @@ import type { LogitsProcessor } from '../../engine/logits-processor.js';
 import { CompileSandbox } from './compile-sandbox.js';
 import { checkGrammarLimits } from './grammar-limits.js';
 import { GrammarError, type GrammarSpec, type ThreadOptions, threadFile } from './grammar-spec.js';
-import { asciiTexts, readVocabulary, withoutControlCharacters, type Vocabulary } from './vocabulary.js';
+import { asciiTexts, readVocabulary, utf8Tables, withoutControlCharacters, type Vocabulary } from './vocabulary.js';
 
 /** Requests to the grammar thread, handled in order. */
 export type ToThread =
@@ -32,6 +32,8 @@ interface TokenTables {
   closers: Int32Array;
   /** The closers with a `"` (inside a string, the others would only make it longer). */
   quoteClosers: Int32Array;
+  /** Tokens allowed in each UTF-8 state, and the state each leaves (utf8Tables). */
+  utf8: { allowed: Int32Array[]; next: Int8Array[] };
 }
 
 /** Characters that end strings, objects and arrays, or make the shortest value and separator. */
@@ -54,7 +56,7 @@ function tokenTables(vocab: Vocabulary, vocabSize: number, stopTokenIds: readonl
     if (CLOSING.test(t) && t.includes('"')) quoteClosers[id >> 5] |= 1 << (id & 31);
   });
   for (const id of stopTokenIds) closers[id >> 5] |= 1 << (id & 31);
-  return { allowed: withoutControlCharacters(vocab, vocabSize), texts, closers, quoteClosers };
+  return { allowed: withoutControlCharacters(vocab, vocabSize), texts, closers, quoteClosers, utf8: utf8Tables(vocab, vocabSize) };
 }
 
 /** A new spec's compile in the sandbox fails past this (CompileSandbox). */
@@ -233,6 +235,8 @@ export class ModelGrammars {
 export class GrammarConstraint implements LogitsProcessor {
   private mask?: Int32Array;
   private disposed = false;
+  /** Where the output's bytes stand as UTF-8 (0: between characters). */
+  private utf8State = 0;
   private readonly json = new JsonNesting();
 
   constructor(
@@ -250,6 +254,10 @@ export class GrammarConstraint implements LogitsProcessor {
   apply(logits: Float32Array, remaining: number): void {
     if (!this.mask) return;
     const mask = this.mask.map((bits, word) => bits & (this.tables.allowed[word] ?? -1));
+    // Only bytes that continue valid UTF-8; should none be left, the grammar's mask alone (the output validator has the last word).
+    const utf8 = this.tables.utf8.allowed[this.utf8State];
+    const valid = mask.map((bits, word) => bits & (utf8[word] ?? 0));
+    if (valid.some((bits) => bits !== 0)) mask.set(valid);
     if (remaining <= this.json.depth * CLOSING_TOKENS_PER_LEVEL + CLOSING_SLACK) {
       const closers = this.json.inString ? this.tables.quoteClosers : this.tables.closers;
       const closing = mask.map((bits, word) => bits & (closers[word] ?? 0));
@@ -269,6 +277,7 @@ export class GrammarConstraint implements LogitsProcessor {
     if (this.disposed || !this.mask) return; // the grammar had ended (a stop token was accepted)
     this.mask = undefined;
     this.json.push(this.tables.texts[token] ?? '');
+    this.utf8State = Math.max(0, this.tables.utf8.next[this.utf8State][token] ?? 0);
     this.next = this.grammars.accept(this.id, token);
     this.next.catch(() => undefined); // seen by the next prepare, if there is one
   }

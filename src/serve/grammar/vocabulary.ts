@@ -103,3 +103,61 @@ const BYTE_OF_CHAR: Map<number, number> = (() => {
 function byteLevelByte(code: number): number | undefined {
   return BYTE_OF_CHAR.get(code);
 }
+
+/**
+ * States of a UTF-8 decoder between tokens: 0 when the bytes so far end a character, else what the next byte must
+ * be: any continuation byte, with 1, 2 or 3 to come (1-3), or the narrower second byte after E0 (no overlong
+ * forms), ED (no surrogates), F0 (no overlong forms), F4 (nothing past U+10FFFF) (4-7).
+ */
+export const UTF8_STATES = 8;
+
+/** The state after `byte` in `state`, or -1 when the byte cannot come there. */
+function utf8Step(state: number, byte: number): number {
+  const continuation = byte >= 0x80 && byte <= 0xbf;
+  switch (state) {
+    case 0:
+      if (byte < 0x80) return 0;
+      if (byte >= 0xc2 && byte <= 0xdf) return 1;
+      if (byte === 0xe0) return 4;
+      if (byte === 0xed) return 5;
+      if (byte >= 0xe1 && byte <= 0xef) return 2;
+      if (byte === 0xf0) return 6;
+      if (byte >= 0xf1 && byte <= 0xf3) return 3;
+      if (byte === 0xf4) return 7;
+      return -1;
+    case 1:
+    case 2:
+    case 3:
+      return continuation ? state - 1 : -1;
+    case 4:
+      return byte >= 0xa0 && byte <= 0xbf ? 1 : -1;
+    case 5:
+      return byte >= 0x80 && byte <= 0x9f ? 1 : -1;
+    case 6:
+      return byte >= 0x90 && byte <= 0xbf ? 2 : -1;
+    default:
+      return byte >= 0x80 && byte <= 0x8f ? 2 : -1;
+  }
+}
+
+/**
+ * Per UTF-8 state, the tokens whose bytes may come next (bits) and the state each leaves behind: a mask that lets a
+ * generation write only valid UTF-8. Grammars count characters after a lenient decoding (XGrammar took the overlong
+ * e0 9c 8c as one character, which decodes to three U+FFFD), so `maxLength` holds only if the bytes are valid.
+ */
+export function utf8Tables(vocab: Vocabulary, vocabSize: number): { allowed: Int32Array[]; next: Int8Array[] } {
+  const bytesOf = tokenBytes(vocab);
+  const allowed = Array.from({ length: UTF8_STATES }, () => new Int32Array(Math.ceil(vocabSize / 32)));
+  const next = Array.from({ length: UTF8_STATES }, () => new Int8Array(vocabSize).fill(-1));
+  for (let id = 0; id < vocab.tokens.length; id++) {
+    const bytes = bytesOf(id);
+    for (let start = 0; start < UTF8_STATES; start++) {
+      let state = start;
+      for (const byte of bytes) if ((state = utf8Step(state, byte)) < 0) break;
+      if (state < 0) continue;
+      allowed[start][id >> 5] |= 1 << (id & 31);
+      next[start][id] = state;
+    }
+  }
+  return { allowed, next };
+}

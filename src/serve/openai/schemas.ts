@@ -60,7 +60,8 @@ const tool = z.strictObject({
 const toolCall = z.strictObject({
   id: z.string(),
   type: z.literal('function'),
-  function: z.strictObject({ name: z.string(), arguments: z.string() }),
+  // parsed_arguments: what the SDKs' parse() adds to a call it returns; accepted and ignored, as OpenAI does.
+  function: z.strictObject({ name: z.string(), arguments: z.string(), parsed_arguments: z.unknown().optional() }),
 });
 
 const textPart = z.strictObject({ type: z.literal('text', { error: "only content parts of type 'text' are supported" }), text: z.string() });
@@ -75,21 +76,32 @@ const message = z
     /** A tool turn: which call this is the result of. */
     tool_call_id: z.string().optional(),
     refusal: z.string().nullish(),
+    // What the SDKs add to a message they return (parse()'s result, web-search citations, audio replies), sent back
+    // as the next turn's history: accepted and ignored, as OpenAI does.
+    parsed: z.unknown().optional(),
+    annotations: z.array(z.unknown()).nullish(),
+    audio: z.unknown().nullish(),
+    function_call: z.unknown().nullish(),
   })
   .refine((m) => m.role !== 'tool' || m.tool_call_id !== undefined, { error: "messages with role 'tool' need a tool_call_id", path: ['tool_call_id'] });
 
-export const ChatRequestSchema = z.strictObject({
-  ...sampling,
-  messages: z.array(message).min(1),
-  max_completion_tokens: z.number().int().min(1).nullish(),
-  logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
-  tools: z.array(tool).min(1).max(128).optional(),
-  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: functionName }) })]).optional(),
-  parallel_tool_calls: z.boolean().nullish(),
-  /** vLLM's extension: variables for the chat template; llmkit knows Qwen3's enable_thinking (default false). */
-  chat_template_kwargs: z.strictObject({ enable_thinking: z.boolean().optional() }).nullish(),
-});
+export const ChatRequestSchema = z
+  .strictObject({
+    ...sampling,
+    messages: z.array(message).min(1),
+    max_completion_tokens: z.number().int().min(1).nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+    tools: z.array(tool).min(1).max(128).optional(),
+    tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: functionName }) })]).optional(),
+    parallel_tool_calls: z.boolean().nullish(),
+    /** vLLM's extension: variables for the chat template; llmkit knows Qwen3's enable_thinking (default false). */
+    chat_template_kwargs: z.strictObject({ enable_thinking: z.boolean().optional() }).nullish(),
+  })
+  .refine((r) => r.tools?.length || r.tool_choice === undefined || r.tool_choice === 'none' || r.tool_choice === 'auto', {
+    error: "'tool_choice' is only allowed when 'tools' are specified.",
+    path: ['tool_choice'],
+  });
 
 export const CompletionRequestSchema = z.strictObject({
   ...sampling,

@@ -16,9 +16,9 @@ families listed with a `gguf` architecture in assets/architectures.json:
   rotary is the rope dimension count; longrope becomes rope_factors_short/long tensors and an attention factor.
 - Gemma 3: RMSNorm weights become 1 + w; soft-capping, the sliding window and its layer period are metadata.
 
-The tokenizer is a byte-level BPE whose pre-tokenizer llama.cpp knows (PRE_TOKENIZERS: GPT-2's, Llama 3's,
-Qwen2's), or a SentencePiece-style BPE with byte fallback (Llama 2, Phi-3, Gemma), written through gguf-py's
-LlamaHfVocab; others (SmolLM2's Digits step, Unigram) are refused, as is Mistral.
+The tokenizer is a byte-level BPE whose pre-tokenizer llama.cpp knows (gguf_pretokenizers.py: GPT-2's, SmolLM's,
+Llama 3's, Qwen2's), or a SentencePiece-style BPE with byte fallback and no byte-level step (Llama 2, Phi-3, Gemma),
+written through gguf-py's LlamaHfVocab; others (Unigram) are refused, as is Mistral.
 
 type: "f16" (2-D weights in float16, norms in float32), "q8_0" or "q4_0" (2-D weights in blocks of 32 with one
 scale each; with q4_0 the output layer stays Q8_0, as llama.cpp's llama-quantize keeps it at a higher precision).
@@ -42,6 +42,7 @@ from safetensors import safe_open
 
 from .architectures import SUPPORTED, check_architecture
 from .atomic import write_path
+from .gguf_pretokenizers import llama_cpp_name
 from .jobs import ExportGgufConfig
 from .protocol import BadInput, emit, log
 
@@ -50,12 +51,6 @@ TYPES = {
     "f16": (QUANT.F16, gguf.LlamaFileType.MOSTLY_F16),
     "q8_0": (QUANT.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
     "q4_0": (QUANT.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
-}
-# The Split regex of a tokenizer.json pre-tokenizer -> llama.cpp's name for it (src/llama-vocab.cpp holds the same
-# regexes). Byte-level BPE without a Split (ByteLevel with use_regex) is GPT-2's.
-PRE_TOKENIZERS = {
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
 }
 # Hugging Face architectures whose q/k rows are permuted for llama.cpp's rotary layout (see the docstring).
 PERMUTED_QK = {"llama", "smollm3"}
@@ -109,15 +104,13 @@ def pre_tokenizer(tokenizer: dict) -> str:
             "export --gguf writes BPE tokenizers only, byte-level (GPT-2, Llama 3, Qwen2/3) or SentencePiece-style with byte fallback (Llama 2, Phi-3); this one is neither",
             hint="export to ONNX without --gguf",
         )
-    # Exactly one known split, then the byte mapping: any other step (SmolLM2's Digits, say) splits differently.
-    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt-2"
-    if kinds == ["Split", "ByteLevel"] and steps[0]["pattern"].get("Regex") in PRE_TOKENIZERS and not steps[1].get("use_regex", True):
-        return PRE_TOKENIZERS[steps[0]["pattern"]["Regex"]]
-    raise BadInput(
-        f"export --gguf does not know this tokenizer's pre-tokenizer ({' + '.join(kinds)}), which llama.cpp needs by name",
-        hint="it knows GPT-2's, Llama 3's and Qwen2's",
-    )
+    name = llama_cpp_name(steps)
+    if name is None:
+        raise BadInput(
+            f"export --gguf does not know this tokenizer's pre-tokenizer ({' + '.join(kinds)}), which llama.cpp needs by name",
+            hint="it knows GPT-2's, SmolLM's, Llama 3's and Qwen2's",
+        )
+    return name
 
 
 def byte_level_tokens(tokenizer: dict) -> dict[int, tuple[str, gguf.TokenType, float]]:
@@ -171,7 +164,10 @@ def write_tokenizer(writer: gguf.GGUFWriter, folder: str, vocab_size: int) -> No
         raise BadInput(f"model folder {folder} has no tokenizer.json", hint="save the model's tokenizer beside it (tokenizer.save_pretrained)")
     with open(path, encoding="utf-8") as f:
         tokenizer = json.load(f)
-    sentencepiece = tokenizer.get("model", {}).get("type") == "BPE" and tokenizer["model"].get("byte_fallback", False)
+    # Byte fallback alone does not make a SentencePiece vocabulary: transformers' GGUF reader sets it on byte-level BPE
+    # tokenizers too (SmolLM2's), and llama.cpp aborts on such a vocabulary written as SentencePiece (no <0x0A> token).
+    byte_level = "ByteLevel" in json.dumps(tokenizer.get("pre_tokenizer"))
+    sentencepiece = tokenizer.get("model", {}).get("type") == "BPE" and tokenizer["model"].get("byte_fallback", False) and not byte_level
     if sentencepiece:
         writer.add_tokenizer_model("llama")
         writer.add_tokenizer_pre("default")

@@ -9,7 +9,7 @@
 
 The decoder's config is read from the ONNX graph itself (names, element types, dimensions; a symbolic or missing
 dimension becomes -1), with max_batch_size 0 since the batch is an explicit dimension of every input. llmkit checks
-it again afterwards against ONNX Runtime's own view of the file (src/core/triton-repository.ts).
+it again afterwards against ONNX Runtime's own view of the file (src/core/triton/repository.ts).
 
 Config: model (exported folder), out, name, device ("cpu" or "gpu": the instance group's kind).
 Raises BadInput for a folder that is not an llmkit export or a name Triton would not accept.

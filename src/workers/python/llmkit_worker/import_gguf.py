@@ -12,7 +12,8 @@ import os
 from collections import Counter
 
 from .atomic import move_into_place, temp_folder
-from .protocol import BadInput, emit
+from .gguf_pretokenizers import tokenizer_json_steps
+from .protocol import BadInput, emit, log
 
 # Tensor types held unquantized; the quantized ones gguf-py's de-quantizer knows are added at run time.
 PLAIN_TYPES = {"F32", "F16", "BF16"}
@@ -85,7 +86,25 @@ def write_tokenizer(folder: str, file: str, ids: dict, meta: dict, tmp: str) -> 
     if "tokenizer.ggml.add_bos_token" in meta and hasattr(tokenizer, "add_bos_token"):
         tokenizer.add_bos_token = bool(meta["tokenizer.ggml.add_bos_token"])
     tokenizer.save_pretrained(tmp)
+    if meta.get("tokenizer.ggml.model") == "gpt2":
+        restore_byte_level(os.path.join(tmp, "tokenizer.json"), meta.get("tokenizer.ggml.pre", "gpt-2"))
     return named
+
+
+def restore_byte_level(path: str, pre: str) -> None:
+    """transformers builds a GGUF's byte-level BPE as SentencePiece-like (byte fallback, a ▁ decoder) with GPT-2's
+    splitting whatever the GGUF's pre-tokenizer: rebuilt here as the byte-level tokenizer llama.cpp runs."""
+    steps = tokenizer_json_steps(pre)
+    if steps is None:
+        log(f"the GGUF's pre-tokenizer {pre!r} is not one llmkit rebuilds: text may split differently than in llama.cpp", level="warn")
+        return
+    with open(path, encoding="utf-8") as f:
+        tokenizer = json.load(f)
+    tokenizer["model"]["byte_fallback"] = False
+    tokenizer["pre_tokenizer"] = steps
+    tokenizer["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(tokenizer, f, ensure_ascii=False, indent=2)
 
 
 def run(config: dict) -> int:

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { readSignature, type TensorSignature } from '../engine/onnx-runtime.js';
-import { runWorker } from '../workers/worker-run.js';
-import type { WorkerEvent } from '../workers/protocol.js';
-import type { TritonDevice } from './choices.js';
-import { LlmkitError } from '../shared/errors.js';
-import { llmkitHome } from '../shared/paths.js';
+import { readSignature, type TensorSignature } from '../../engine/onnx-runtime.js';
+import { runWorker } from '../../workers/worker-run.js';
+import type { WorkerEvent } from '../../workers/protocol.js';
+import type { TritonDevice } from '../choices.js';
+import { LlmkitError } from '../../shared/errors.js';
+import { llmkitHome } from '../../shared/paths.js';
 
 /** Where `export --triton` / `quantize --triton` put the repository (validated by the command before any work). */
 export interface TritonTarget {

@@ -1,12 +1,12 @@
 import { UsageError } from '../../shared/errors.js';
-import { IncrementalDetokenizer } from '../../engine/detokenizer.js';
-import { TextSink } from '../../engine/engine.js';
-import { checkFits, EngineRejection, maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from '../../engine/generation-engine.js';
-import { loadExportedModel, type ExportedModel } from '../../engine/model-manifest.js';
-import { GREEDY } from '../../engine/sampling.js';
-import type { FinishReason, Streamer } from '../../engine/streamer.js';
-import { StreamingTextMatcher } from '../../engine/text-matcher.js';
-import { ModelTokenizer } from '../../engine/tokenizer.js';
+import { IncrementalDetokenizer } from '../detokenizer.js';
+import { TextSink } from '../engine.js';
+import { checkFits, EngineRejection, maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from '../generation-engine.js';
+import { loadExportedModel, type ExportedModel } from '../model-manifest.js';
+import { GREEDY } from '../sampling.js';
+import type { FinishReason, Streamer } from '../streamer.js';
+import { StreamingTextMatcher } from '../text-matcher.js';
+import { ModelTokenizer } from '../tokenizer.js';
 import { TritonClient, TritonUnreachable } from './triton-client.js';
 
 export interface TritonEngineOptions {

@@ -1,8 +1,8 @@
 import { UsageError } from '../../shared/errors.js';
 import { TRITON_DEVICES, TRITON_NAME, type TritonDevice } from '../choices.js';
-import type { TritonTarget } from '../triton-repository.js';
-import type { OptionSpec } from './define.js';
-import { textField } from './fields.js';
+import type { TritonTarget } from './repository.js';
+import type { OptionSpec } from '../options/define.js';
+import { textField } from '../options/fields.js';
 
 /** `--triton DIR` and its companions, shared by `export` and `quantize` (last in their --help). */
 export const TRITON_OPTIONS = {

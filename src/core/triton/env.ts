@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { copyFile, chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LlmkitError } from '../shared/errors.js';
-import { llmkitHome } from '../shared/paths.js';
+import { LlmkitError } from '../../shared/errors.js';
+import { llmkitHome } from '../../shared/paths.js';
 
 /**
  * A Triton Inference Server for tests and local use, from PyPI: nvidia-pytriton ships `tritonserver` and its Python
