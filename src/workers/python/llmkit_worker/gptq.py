@@ -60,7 +60,7 @@ def gptq(rows: np.ndarray, hessian: np.ndarray, bits: int, block_size: int, symm
             if offset == 0:
                 s, z = block_scales(batch[:, i : i + block_size].numpy()[:, None, :], bits, symmetric)
                 scales[:, block] = s[:, 0]
-                if z is not None:
+                if zero_points is not None and z is not None:
                     zero_points[:, block] = z[:, 0]
             s, z = scales[:, block], None if zero_points is None else zero_points[:, block]
             code = encode(batch[:, i].numpy()[:, None], s, z, bits)

@@ -216,7 +216,8 @@ def run(config: QuantizeConfig) -> int:
     head = output_layer(graph, candidates, initializers, int(manifest["vocab_size"]))
     head_name, head_weight = (head.name, head.input[1]) if head is not None else (None, None)
 
-    hessians, positions = {}, 0
+    hessians: dict = {}
+    positions = 0
     if calibration:
         feeds = calibration_feeds(src, manifest, calibration, int(config.get("calibration_tokens") or 8192))
         hessians, positions = calibrate(model, matmuls, feeds)
@@ -244,10 +245,12 @@ def run(config: QuantizeConfig) -> int:
     shared = []
     for node in embeddings:
         table = initializers[node.input[0]]
-        share = quantized_head is not None and symmetric and table.dims[1] % block_size == 0 and tied(node, head_weight, initializers)
-        ops, tensors = shared_table(node, quantized_head, head_bits, block_size) if share else quantized_table(node, table, head_bits, block_size, symmetric)
-        if share:
+        share = symmetric and table.dims[1] % block_size == 0 and head_weight is not None and tied(node, head_weight, initializers)
+        if quantized_head is not None and share:
+            ops, tensors = shared_table(node, quantized_head, head_bits, block_size)
             shared.append(node.name)
+        else:
+            ops, tensors = quantized_table(node, table, head_bits, block_size, symmetric)
         graph.initializer.extend(tensors)
         index = list(graph.node).index(node)
         for offset, op in enumerate(ops):
