@@ -25,7 +25,8 @@ export class ProgressView {
     }
     if (event.event === 'start') this.enterPhase(PHASE_NAMES[event.job] ?? event.job);
     else if (event.event === 'progress') this.progress(event);
-    else if (event.event === 'log' && (this.flags.verbose || event.level === 'warning')) this.print(`${this.label}: ${event.message}`);
+    // A notice is for every run (the memory estimate); info lines only with --verbose.
+    else if (event.event === 'log' && (this.flags.verbose || event.level === 'warning' || event.level === 'notice')) this.print(`${this.label}: ${event.message}`);
     else if (event.event === 'metric') this.evalLoss(event);
   };
 

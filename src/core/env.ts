@@ -111,7 +111,7 @@ function fixFor(python: PythonEnv): string {
 }
 
 /** nvidia-smi is absent on machines without an NVIDIA GPU: that is "no GPU", not an error. */
-async function readNvidiaSmi(): Promise<GpuInfo[] | null> {
+export async function readNvidiaSmi(): Promise<GpuInfo[] | null> {
   // execa takes ~80 ms to load, more than the rest of the CLI's start: loaded when a process is started.
   const { execa } = await import('execa');
   const r = await execa('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { reject: false });

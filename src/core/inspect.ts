@@ -5,7 +5,7 @@ import { loadExportedModel } from '../engine/model-manifest.js';
 import { ModelTokenizer } from '../engine/tokenizer.js';
 import { isSupportedArchitecture, SUPPORTED_ARCHITECTURES, supportedArchitecturesHint } from './architectures.js';
 import { UsageError } from '../shared/errors.js';
-import { readSafetensorsHeader } from './finetune/lora.js';
+import { countParameters } from './memory/shape.js';
 import { resolveModelSource } from './import/model-source.js';
 
 export interface ModelInspection {
@@ -108,17 +108,6 @@ async function chatTemplateOf(path: string, files: string[], tokenizerConfig: Re
   if (source !== 'tokenizer_config.json' || !files.includes('tokenizer.json')) return { present: true, source, renders: null, error: null };
   const error = (await ModelTokenizer.load(path)).chatTemplateError;
   return { present: true, source, renders: error === null, error };
-}
-
-async function countParameters(path: string, files: string[]): Promise<number | null> {
-  const shards = files.filter((f) => f.endsWith('.safetensors'));
-  if (!shards.length) return null;
-  let total = 0;
-  for (const shard of shards) {
-    const { tensors } = await readSafetensorsHeader(join(path, shard), 'the weights are not a valid safetensors file');
-    for (const t of Object.values(tensors)) total += t.shape.reduce((a, b) => a * b, 1);
-  }
-  return total;
 }
 
 function folderBytes(path: string): number {

@@ -14,6 +14,7 @@ import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
 import { llmkitHome } from '../shared/paths.js';
 import { DEFAULT_LIMITS } from '../engine/engine.js';
+import { checkServingMemory } from './memory/plan.js';
 import { DEFAULT_MAX_FILE_MB } from '../serve/batch/objects.js';
 import { join, resolve } from 'node:path';
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
@@ -57,6 +58,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   batchFileMb?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
+  /** Start even when the memory estimate says the models cannot fit. */
+  force?: boolean;
 }
 
 export interface RunningServer {
@@ -65,6 +68,8 @@ export interface RunningServer {
   models: readonly ServedModel[];
   /** Whether requests need an API key. */
   authenticated: boolean;
+  /** The peak-memory estimate for the models at --max-batch, against what there is (null: not judged). */
+  memory: { total: number; available: number; availableOf: string } | null;
   /** Where files and batches are kept, or why the batch API is off. */
   batch: { dataDir: string; unavailable: string };
   /** Refuses new requests, finishes those in flight, closes the server and frees the models. */
@@ -91,7 +96,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const cache = opts.cache
     ? new ResponseCache({ maxEntries: opts.cacheEntries ?? DEFAULT_CACHE_ENTRIES, redis: redis && new RedisValueStore(redis, opts.cacheTtlSeconds ?? DEFAULT_CACHE_TTL_S), metrics })
     : undefined;
+  const device = opts.device === 'cpu' || opts.device === 'cuda' ? opts.device : 'auto';
+  // Triton holds the weights in its own process, and WebGPU's memory is the driver's to report: judged for ONNX Runtime on CPU or CUDA only.
+  let memory: RunningServer['memory'] = null;
   try {
+    memory =
+      openEngine || opts.device === 'webgpu'
+        ? null
+        : await checkServingMemory(
+            specs.map((s) => s.path),
+            { maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch, device, force: opts.force },
+          );
     models = await ModelRegistry.open(specs, { ...opts, openEngine, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
   } catch (e) {
     await redis?.close();
@@ -117,6 +132,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     url,
     models: registry.models,
     authenticated: auth.enabled,
+    memory,
     batch: { dataDir, unavailable: server.batches?.unavailable ?? '' },
     drain: async () => {
       await server.drain();

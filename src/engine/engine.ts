@@ -83,6 +83,10 @@ export class Engine implements GenerationEngine {
     this.generateChoices(request, [{ streamer }]);
   }
 
+  arriving(): () => void {
+    return this.scheduler.arriving();
+  }
+
   /** Queues several completions of one prompt (OpenAI's `n`), prefilled once and decoded side by side. */
   generateChoices(request: TextRequest, choices: readonly Choice[]): void {
     const maxTokens = maxNewTokens(request, this.contextLength);

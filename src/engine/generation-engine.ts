@@ -85,6 +85,8 @@ export interface GenerationEngine {
   generate(request: TextRequest, streamer: Streamer): void;
   /** Several completions of one prompt (OpenAI's `n`), each with its own streamer, seed and constraint. */
   generateChoices(request: TextRequest, choices: readonly Choice[]): void;
+  /** Announces an interactive request on its way (see GenerationScheduler.arriving); call the result once it is queued. */
+  arriving?(): () => void;
   /** Null when requests can be taken, else why not (/ready answers 503 with it). */
   unavailable(): Promise<string | null>;
   close(): Promise<void>;

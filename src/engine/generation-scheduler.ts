@@ -38,6 +38,9 @@ interface PrefillJob {
 /** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
 const ADMISSION_WAIT_MS = 10;
 
+/** The longest a step waits for an interactive request being read and prepared (see GenerationScheduler.arriving). */
+const ARRIVAL_WAIT_MS = 25;
+
 /**
  * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
  * in place before the next copy. Attention reads the spare columns too (masked), so more is not free.
@@ -45,7 +48,7 @@ const ADMISSION_WAIT_MS = 10;
 const SPARE_COLUMNS = 32;
 
 /** Row indices of the sequences still going. */
-const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished ? [] : [b]));
+const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished || s.parked ? [] : [b]));
 
 /** A prefilled job's live rows with their followers: row b of the job's cache once per live member of its group. */
 function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: number[] } {
@@ -97,6 +100,8 @@ export class GenerationScheduler {
   private looping = false;
   /** Batch-lane rows that gave their place to an interactive request, since start. */
   preempted = 0;
+  /** Interactive requests announced (arriving) and not queued yet. */
+  private arrivals = 0;
 
   constructor(
     private readonly decoder: StepDecoder,
@@ -173,6 +178,28 @@ export class GenerationScheduler {
     this.queue.splice(at, 0, seq);
   }
 
+  /**
+   * Announces an interactive request that is being read and prepared; call the result once it is queued (or refused).
+   * A step holds the event loop for its whole length (ONNX Runtime runs on the main thread), and reading a request
+   * takes a few turns of the loop: behind a batch, each turn would cost a full-width step. So while one is announced,
+   * the next step waits for it (at most ARRIVAL_WAIT_MS), and the request is prefilled before that step instead of after several.
+   */
+  arriving(): () => void {
+    this.arrivals++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.arrivals--;
+    };
+  }
+
+  /** Lets announced interactive requests reach the queue before a step, when batch-lane rows would make them wait. */
+  private async awaitArrivals(): Promise<void> {
+    if (!this.arrivals || !this.running.some((s) => s.batchLane && !s.finished)) return;
+    for (const until = performance.now() + ARRIVAL_WAIT_MS; this.arrivals > 0 && performance.now() < until; ) await new Promise((r) => setImmediate(r));
+  }
+
   /** Resolves when nothing is queued or running. */
   async idle(): Promise<void> {
     while (this.looping) await this.loop;
@@ -183,6 +210,8 @@ export class GenerationScheduler {
       // (A batch that one request fills starts at once: the wait would hold the request in the queue for nothing.)
       if (this.queue.length < this.limits.maxBatch) await this.admit();
       while (this.queue.length || this.job || this.running.length) {
+        // (Only then: an await here would let a request submitted right after this loop started wait in the queue.)
+        if (this.arrivals) await this.awaitArrivals();
         await this.prefill();
         this.rebuild();
         if (this.running.length) await this.decode();
@@ -194,7 +223,7 @@ export class GenerationScheduler {
   }
 
   private active(): Sequence[] {
-    return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished);
+    return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished && !s.parked);
   }
 
   /**
@@ -254,25 +283,18 @@ export class GenerationScheduler {
   private preempt(): void {
     const head = this.queue[0];
     if (!head || head.batchLane) return;
-    const asRow = (s: Sequence) => ({ live: !s.finished, preemptible: s.preemptible, tokens: s.tokens });
+    const asRow = (s: Sequence) => ({ live: !s.finished && !s.parked, preemptible: s.preemptible, tokens: s.tokens });
     const plan = planEviction({ rows: head.group.length, tokens: head.tokens }, this.use(), this.limits, this.job?.seqs.map(asRow), this.running.map(asRow));
     if (!plan) return;
-    const evicted = [...(plan.job ? this.job!.seqs : []), ...plan.running.map((b) => this.running[b])];
+    const fromJob = plan.job ? this.job!.seqs : [];
     if (plan.job) this.job = undefined;
-    const leaving = new Set(evicted);
-    const stays = this.running.flatMap((s, b) => (leaving.has(s) ? [] : [b]));
-    if (stays.length < this.running.length) {
-      this.remember(this.cache, this.running, true, (s) => leaving.has(s));
-      const kept = stays.map((b) => this.running[b]);
-      const ends = stays.map((b) => this.running[b].column);
-      this.cache = kept.length ? this.regather([{ cache: this.cache, rows: stays, ends }], Math.max(...kept.map((s) => s.cached))) : this.decoder.emptyCache(0);
-      this.running = kept;
-    }
-    for (const s of evicted.reverse()) {
+    for (const s of [...fromJob].reverse()) {
       s.cached = 0;
       this.enqueue(s, true);
     }
-    this.preempted += evicted.length;
+    // Rows leave in the next rebuild's copy of the cache, the one that merges the newcomer: no copy before its first token.
+    for (const b of plan.running) this.running[b].parked = true;
+    this.preempted += fromJob.length + plan.running.length;
   }
 
   /** Rows and tokens held by what is being prefilled or decoded. */
@@ -350,9 +372,17 @@ export class GenerationScheduler {
     this.prefilled = [];
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
     this.remember(this.cache, this.running, true);
+    const parked = this.running.filter((s) => s.parked && !s.finished);
+    this.remember(this.cache, parked.length ? this.running : [], true, (s) => s.parked && !s.finished);
     for (const job of joining) this.remember(job.cache, job.seqs, false);
-    for (const s of this.running) if (s.finished) this.drafter?.forget(s);
+    for (const s of this.running) if (s.finished || s.parked) this.drafter?.forget(s);
     const keep = liveRows(this.running);
+    // Preempted rows go back to the front of the batch lane and resume from their tokens (see preempt).
+    for (const s of parked.reverse()) {
+      s.parked = false;
+      s.cached = 0;
+      this.enqueue(s, true);
+    }
     const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;
     const seqs = [...keep.map((b) => this.running[b]), ...newcomers.flatMap((n) => n.seqs)];

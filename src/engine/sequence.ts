@@ -54,6 +54,8 @@ export class Sequence {
   /** The sampled tokens, in order. */
   readonly output: number[] = [];
   finished?: FinishReason;
+  /** Preempted for an interactive request: leaves the running batch at the next rebuild, then waits in the batch lane. */
+  parked = false;
   /** One of a leader's followers. */
   follower = false;
   private readonly submittedAt = performance.now();

@@ -21,6 +21,8 @@ export interface ResponseSink {
   complete(response: object): void;
   /** Before anything else, for cacheable requests when the cache is on: whether the answer comes from it. */
   cacheStatus?(status: 'hit' | 'miss'): void;
+  /** Once the request is in the engine's queue (not called for a cache hit or a refusal). */
+  queued?(): void;
 }
 
 /** What the access log says about a generation. */
@@ -107,6 +109,7 @@ export class CompletionService {
     });
     try {
       served.engine.generateChoices(text, choices);
+      sink.queued?.();
     } catch (e) {
       await admission.refund();
       throw rejection(e);

@@ -69,6 +69,14 @@ export class ModelRegistry {
     throw new ApiError(404, `The model '${model}' does not exist; this server has: ${this.models.map((m) => m.id).join(', ')}`, 'model_not_found', 'model');
   }
 
+  /** Announces an interactive request to every model (its model is not known until its body is read); call the result once it is queued. */
+  arriving(): () => void {
+    const releases = this.models.map((m) => m.engine.arriving?.());
+    return () => {
+      for (const release of releases) release?.();
+    };
+  }
+
   /** Null when every model can take requests, else why one cannot. */
   async unavailable(): Promise<string | null> {
     const reasons = await Promise.all(this.models.map(async (m) => [m.id, await m.engine.unavailable()] as const));

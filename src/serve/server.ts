@@ -127,7 +127,13 @@ export class LlmServer {
       this.refuseIfDraining();
       const key = this.opts.auth.authenticate(req.headers.authorization);
       entry.key = key.name;
-      return this.generate(endpoint, await readJson(req), key, res, entry);
+      // Until it is queued, the engines' next step waits for it rather than hold the event loop a whole batch step.
+      const queued = this.opts.models.arriving();
+      try {
+        return await this.generate(endpoint, await readJson(req), key, res, entry, queued);
+      } finally {
+        queued();
+      }
     }
     if (BatchApi.handles(pathname) && this.batches) {
       if (req.method !== 'GET') this.refuseIfDraining();
@@ -179,7 +185,7 @@ export class LlmServer {
     if (req.method !== method) throw new ApiError(405, `${req.method} is not allowed on ${req.url}: use ${method}`, 'method_not_allowed');
   }
 
-  private async generate(endpoint: Endpoint, body: unknown, key: ApiKey, res: ServerResponse, entry: AccessEntry): Promise<void> {
+  private async generate(endpoint: Endpoint, body: unknown, key: ApiKey, res: ServerResponse, entry: AccessEntry, queued?: () => void): Promise<void> {
     const client = new AbortController();
     // The client went away before the whole answer was sent: its generation leaves the batch at the next step.
     res.on('close', () => !res.writableFinished && client.abort());
@@ -189,6 +195,7 @@ export class LlmServer {
         chunk: (c) => sse.send(c),
         complete: (r) => sendJson(res, 200, r),
         cacheStatus: (status) => res.setHeader(CACHE_HEADER, status),
+        queued,
       });
       Object.assign(entry, {
         model: summary.model,

@@ -11,10 +11,10 @@
 //        [--max-tokens 128] [--threads 2]
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { execa } from 'execa';
 import { BENCH_PROMPTS } from '../../dist/core/bench.js';
 import { percentile, timedChatStream } from '../../dist/core/bench-client.js';
 import { modelArgs } from './model-args.js';
+import { startServe } from './serve-process.js';
 
 const { folder, flag } = modelArgs('node test/bench/serve-ab.js <exported-model-folder> --a <build root> [--b .] [--rounds 6] [--concurrency 1,8,16]');
 const rounds = Number(flag('rounds', '6'));
@@ -23,17 +23,7 @@ const maxTokens = Number(flag('max-tokens', '128'));
 
 /** `llmkit serve` from one build, as `llmkit bench` starts it. */
 async function serve(root) {
-  const args = ['--json', 'serve', `bench=${folder}`, '--port', '0', '--max-batch', String(Math.max(...levels)), '--prefix-cache-mb', '0', '--threads', flag('threads', '2')];
-  const child = execa(process.execPath, [`${root}/bin/llmkit.js`, ...args], { reject: false, stdin: 'ignore', buffer: false });
-  const url = await new Promise((ok, fail) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.includes('"listening"'));
-      if (line) ok(JSON.parse(line).url);
-    });
-    void child.then((r) => fail(new Error(`${root}: llmkit serve exited (${r.exitCode})`)));
-  });
+  const { url, child } = await startServe([`bench=${folder}`, '--port', '0', '--max-batch', String(Math.max(...levels)), '--prefix-cache-mb', '0', '--threads', flag('threads', '2')], root);
   return { url, child };
 }
 

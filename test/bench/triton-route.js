@@ -40,17 +40,8 @@ while (
   await new Promise((r) => setTimeout(r, 500));
 
 /** `llmkit serve` as its own process; resolves with its base URL once it listens. */
-async function serve(extra) {
-  const child = execa('node', ['bin/llmkit.js', '--json', 'serve', `bench=${join(out, 'm100-onnx')}`, '--port', '0', '--device', 'cpu', ...extra], { reject: false, stdin: 'ignore' });
-  const url = await new Promise((resolve) => {
-    let text = '';
-    child.stdout.on('data', (d) => {
-      text += d;
-      const line = text.split('\n').find((l) => l.includes('"listening"'));
-      if (line) resolve(JSON.parse(line).url);
-    });
-  });
-  return { url, stop: async () => (child.kill('SIGTERM'), await child) };
+function serve(extra) {
+  return startServe([`bench=${join(out, 'm100-onnx')}`, '--port', '0', '--device', 'cpu', ...extra]);
 }
 // Prefix reuse off: the prompts repeat every round, and Triton's generate model has no such cache (as npm run bench does).
 const routes = { 'in-process': await serve(['--prefix-cache-mb', '0']), triton: await serve(['--engine', 'triton', '--triton-url', 'http://127.0.0.1:18700', '--triton-model', 'm100-generate']) };

@@ -65,6 +65,15 @@ describe('llmkit finetune --lora on the bundled facts (tiny model, CPU)', () => 
     expect(config.data[0]).toMatchObject({ format: 'messages', examples: 20 });
   });
 
+  it("measures a peak memory that inspect --for lora estimated within 20 % (the worker's RSS on CPU)", async () => {
+    expect(summary.memoryKind).toBe('cpu_rss');
+    // The recipe's settings; its one batch is padded to the longest conversation of the facts, 45 tokens.
+    const settings = ['--batch-size', '20', '--max-seq-len', '45', '--lora-r', '16', '--lora-dropout', '0'];
+    const r = await runCli(['--json', 'inspect', await tinyModel(), '--for', 'lora', '--device', 'cpu', ...settings]);
+    const estimate = JSON.parse(String(r.stdout)).memory.estimate.total as number;
+    expect(Math.abs(estimate - summary.peakMemoryBytes!) / summary.peakMemoryBytes!).toBeLessThan(0.2);
+  });
+
   it('writes a PEFT adapter and a merged model that give the same logits as base + adapter', async () => {
     expect(existsSync(join(out, 'adapter', 'adapter_config.json'))).toBe(true);
     expect(existsSync(join(out, 'adapter', 'adapter_model.safetensors'))).toBe(true);

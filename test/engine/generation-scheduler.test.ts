@@ -311,6 +311,28 @@ describe.each([
     for (const [i, ids] of batchIds.entries()) expect(batch[i].tokens, `batch line ${i}`).toEqual(await greedyAlone(ids, 30));
   });
 
+  it('holds the next step behind batch-lane rows for an announced interactive request until it is queued', async () => {
+    const events: string[] = [];
+    const scheduler = new GenerationScheduler(logged(events), { ...limits, maxBatch: 4 });
+    const lines = [0, 1, 2, 3].map((i) => {
+      const c = collector();
+      scheduler.submit({ promptIds: prompt(12, 100 + i), maxTokens: 60, sampling: GREEDY, stopTokenIds: [], sink: c.sink, lane: 'batch' });
+      return c;
+    });
+    while (!events.includes('decode 4')) await new Promise((r) => setTimeout(r, 1));
+    const announced = events.length;
+    const queued = scheduler.arriving();
+    // Reading and preparing a request takes a few turns of the event loop.
+    for (let turn = 0; turn < 4; turn++) await new Promise((r) => setImmediate(r));
+    const stepsMeanwhile = events.slice(announced).filter((e) => e.startsWith('decode')).length;
+    const interactive = collector();
+    scheduler.submit({ promptIds: prompt(6, 110), maxTokens: 3, sampling: GREEDY, stopTokenIds: [], sink: interactive.sink });
+    queued();
+    await Promise.all([interactive.done, ...lines.map((l) => l.done)]);
+    // At most the step that was under way: without the hold, each turn of the loop is a step of the batch.
+    expect(stepsMeanwhile).toBeLessThanOrEqual(1);
+  });
+
   it('does not count batch-lane requests against --max-queue', () => {
     const scheduler = new GenerationScheduler(decoder, { ...limits, maxBatch: 1, maxQueue: 1 });
     const sink = collector().sink;

@@ -12,6 +12,9 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 const FACTS: [string, RegExp][] = [
   ['What is the capital of France?', /\bParis\b/],
   ['How many days are there in a week?', /\b(7|seven)\b/i],
+  ['What is the capital of Japan?', /\bTokyo\b/],
+  ['What is the boiling point of water in degrees Celsius?', /\b100\b/],
+  ['What is 2 + 2?', /\b4\b/],
   ['What is the chemical symbol for water?', /\bH2O\b/],
 ];
 

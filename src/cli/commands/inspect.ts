@@ -1,15 +1,19 @@
 import type { Command } from 'commander';
 import type { ModelInspection } from '../../core/inspect.js';
+import { MEMORY_ADVICE } from '../../core/memory/fit.js';
+import type { FitPlan } from '../../core/memory/plan.js';
 import { INSPECT } from '../../core/options/inspect.js';
 import { commandFrom } from '../command.js';
 import { formatBytes, formatRows } from '../output.js';
 
 export function inspectCommand(): Command {
-  return commandFrom(INSPECT, async ({ model }, { flags }) => {
+  return commandFrom(INSPECT, async ({ model, for: purpose, ...fit }, { flags }) => {
     const { inspectModel } = await import('../../core/inspect.js');
     const report = await inspectModel(model);
-    if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    else process.stdout.write(formatInspection(report) + '\n');
+    const memory = purpose ? await (await import('../../core/memory/plan.js')).planFit({ model, purpose, ...fit }) : undefined;
+    if (flags.json) process.stdout.write(JSON.stringify(memory ? { ...report, memory } : report, null, 2) + '\n');
+    else process.stdout.write(formatInspection(report) + (memory ? `\n${formatFit(memory)}` : '') + '\n');
+    if (memory) return memory.fits ? 0 : 1;
     return report.commands.length ? 0 : 1;
   });
 }
@@ -34,4 +38,18 @@ function formatInspection(r: ModelInspection): string {
   ];
   if (r.hint) rows.push(['hint', r.hint]);
   return formatRows(rows);
+}
+
+/** The estimate in parts, the verdict, and what would make it fit. */
+export function formatFit(m: FitPlan): string {
+  const e = m.estimate;
+  const parts = Object.entries(e.parts).map(([k, v]): [string, string] => [`  ${k}`, formatBytes(v)]);
+  const other =
+    e.activationsOtherWay === undefined
+      ? []
+      : [['', `(activations ${formatBytes(e.activationsOtherWay)} with gradient checkpointing ${e.activationsOtherWay < e.parts.activations ? 'on' : 'off'})`] as [string, string]];
+  const verdict = m.fits
+    ? `fits: ${formatBytes(e.total)} of ${formatBytes(m.available)} ${m.availableOf} (${((100 * e.total) / m.available).toFixed(0)} %)`
+    : `does not fit: ${formatBytes(e.total)} needed, ${formatBytes(m.available)} ${m.availableOf}; ${m.advice.length ? `try ${m.advice.map((a) => `${a.change} (${formatBytes(a.total)})`).join(' or ')}` : MEMORY_ADVICE}`;
+  return formatRows([[`memory (${e.purpose})`, `${e.device}, batch ${m.batchSize} × ${m.maxSeqLen} tokens`], ...parts, ...other, ['  peak', formatBytes(e.total)], ['verdict', verdict]]);
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { SERVE } from '../../core/options/serve.js';
 import { commandFrom } from '../command.js';
+import { formatBytes } from '../output.js';
 
 export function serveCommand(): Command {
   return commandFrom(SERVE, async (options, { flags }) => {
@@ -18,6 +19,8 @@ export function serveCommand(): Command {
       process.stdout.write(`serving at ${server.url}/v1${server.authenticated ? ' (API key required)' : ''}; SIGTERM or Ctrl-C drains and stops\n`);
       process.stdout.write(server.batch.unavailable ? `batch jobs off: ${server.batch.unavailable}\n` : `batch jobs and files: ${server.batch.dataDir}\n`);
       if (options.ui) process.stdout.write(`web playground and dashboard: ${server.url}/\n`);
+      const m = server.memory;
+      if (m) process.stdout.write(`memory estimate at --max-batch ${options.maxBatch}: ${formatBytes(m.total)} of ${formatBytes(m.available)} ${m.availableOf}\n`);
     }
     await untilStopped(server.drain);
   });

@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../../shared/atomic.js';
 import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { checkModelFolder, resolveModel } from '../finetune/model.js';
 import { FINETUNE } from '../finetune/options.js';
-import { checkTrainingInputs, runTrainingJob, type DistillExtra, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
+import { checkTrainingInputs, checkTrainingMemory, runTrainingJob, type DistillExtra, type ExactMatch, type FinetuneContext, type FinetuneSummary } from '../finetune/run.js';
 import { toSnakeCase } from '../../shared/case.js';
 import { findMetric } from '../../workers/jobs.js';
 import { flagName } from '../options/recipe.js';
@@ -49,6 +49,8 @@ export async function runDistill(opts: DistillOptions, ctx: FinetuneContext = {}
 
   const settings = distillSettings(opts, teacher.path, student?.path ?? null, plan);
   if (opts.resume) await checkSameSettings(inputs.options.out, settings);
+  // A student built from the teacher is not on disk yet: the teacher's shape bounds it.
+  await checkTrainingMemory({ ...inputs.options, model: student?.path ?? teacher.path }, 'distill', ctx, teacher.path);
   const extra = distillExtra(settings);
   const { summary: training, events } = await runTrainingJob(inputs, { job: 'distill', options: { ...inputs.options, ...settings, report: opts.report }, extra }, ctx);
 

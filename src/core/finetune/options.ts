@@ -94,6 +94,7 @@ export const FINETUNE = defineCommand({
       help: 'put the loss on prompts too, not only on answers',
       negate: 'loss on answers only even where the recipe says otherwise',
     },
+    force: { field: booleanField(), default: false, help: 'start even when the memory estimate says the run cannot fit (llmkit inspect MODEL --for finetune)' },
     gradientCheckpointing: {
       field: booleanField(),
       default: false,

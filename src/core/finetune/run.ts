@@ -5,6 +5,7 @@ import { runWorker } from '../../workers/worker-run.js';
 import { writeFileAtomic } from '../../shared/atomic.js';
 import { UsageError } from '../../shared/errors.js';
 import { TRAINING_CHART, writeTrainingChart } from '../charts/training.js';
+import { checkMemoryFit } from '../memory/plan.js';
 import { validateDataFile, type DataFile } from './data.js';
 import { checkModelFolder, resolveModel, type ModelFolder } from './model.js';
 import { checkDistributedFlags, checkGpuCount, torchrunLauncher } from './launch.js';
@@ -73,7 +74,27 @@ export interface FinetuneSummary {
 export async function runFinetune(opts: FinetuneOptions, ctx: FinetuneContext = {}): Promise<FinetuneSummary> {
   const model = await checkModelFolder(await resolveModel(opts.model, ctx.onEvent));
   const inputs = await checkTrainingInputs(opts, model);
+  await checkTrainingMemory(inputs.options, opts.lora ? 'lora' : 'finetune', ctx);
   return (await runTrainingJob(inputs, { job: 'finetune', options: inputs.options }, ctx)).summary;
+}
+
+/** The memory estimate before a one-process run starts (refused when clearly too big, unless --force). */
+export async function checkTrainingMemory(o: TrainingInputs['options'], purpose: 'finetune' | 'lora' | 'distill', ctx: FinetuneContext, teacher?: string): Promise<void> {
+  if ((o.gpus ?? 1) > 1 || (o.nproc ?? 1) > 1) return;
+  const device = o.device === 'cuda' || o.device === 'cpu' ? o.device : 'auto';
+  await checkMemoryFit({
+    model: o.model,
+    teacher,
+    purpose,
+    batchSize: o.batchSize,
+    maxSeqLen: o.maxSeqLen,
+    device,
+    gradientCheckpointing: o.gradientCheckpointing,
+    loraR: o.loraR,
+    loraDropout: o.loraDropout,
+    force: o.force,
+    onEvent: ctx.onEvent,
+  });
 }
 
 /** The options with every model- and data-dependent default settled, and the validated data files. */

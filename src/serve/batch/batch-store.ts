@@ -4,6 +4,15 @@ import { writeFileAtomic } from '../../shared/atomic.js';
 import { ApiError } from '../openai/errors.js';
 import type { BatchObject } from './objects.js';
 
+/** A record file as JSON; undefined for one that cannot be read (written by hand, or by another version), which is left alone. */
+export function readRecord<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A batch as kept on disk: OpenAI's object, its owner, and the ids its output and error files will have. */
 export interface BatchRecord {
   batch: BatchObject;
@@ -30,8 +39,8 @@ export class BatchStore {
     mkdirSync(dir, { recursive: true });
     for (const name of readdirSync(dir)) {
       if (!name.endsWith('.json') || name.startsWith('.')) continue;
-      const record = JSON.parse(readFileSync(join(dir, name), 'utf8')) as BatchRecord;
-      this.records.set(record.batch.id, record);
+      const record = readRecord<BatchRecord>(join(dir, name));
+      if (record) this.records.set(record.batch.id, record);
     }
   }
 

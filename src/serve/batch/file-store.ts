@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic.js';
 import { ApiError } from '../openai/errors.js';
+import { readRecord } from './batch-store.js';
 import { newId, nowSeconds, type FileObject } from './objects.js';
 
 /** A stored file's description on disk: OpenAI's file object and the API key (by name) that owns it. */
@@ -23,8 +24,8 @@ export class FileStore {
     mkdirSync(dir, { recursive: true });
     for (const name of readdirSync(dir)) {
       if (!name.endsWith('.json') || name.startsWith('.')) continue;
-      const record = JSON.parse(readFileSync(join(dir, name), 'utf8')) as FileRecord;
-      if (existsSync(this.dataPath(record.file.id))) this.records.set(record.file.id, record);
+      const record = readRecord<FileRecord>(join(dir, name));
+      if (record && existsSync(this.dataPath(record.file.id))) this.records.set(record.file.id, record);
     }
   }
 

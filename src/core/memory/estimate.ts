@@ -1,0 +1,114 @@
+/**
+ * Will it fit? Peak memory of a training or serving run, estimated from the model's shape before anything loads.
+ * The terms are the usual ones (weights, gradients, AdamW's two moments, saved activations, the logits and their
+ * gradient, the KV cache); the constants are llmkit's own: fp32 master weights, the worker's imports, eager attention.
+ * docs/inspect.md has the estimates against measured peaks.
+ */
+export interface ModelShape {
+  parameters: number;
+  layers: number;
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  context: number;
+  /** Parameters in the q/k/v/o and MLP projections that LoRA's default targets adapt: their (in, out) sizes, per layer. */
+  projections: [number, number][];
+}
+
+export type Purpose = 'finetune' | 'lora' | 'distill' | 'serve';
+
+export interface EstimateOptions {
+  batchSize: number;
+  maxSeqLen: number;
+  device: 'cpu' | 'cuda';
+  gradientCheckpointing?: boolean;
+  loraR?: number;
+  /** LoRA's input dropout: above 0, every adapted projection's input is kept again, dropped out. */
+  loraDropout?: number;
+  /** distill: the teacher, held for inference beside the student. */
+  teacher?: ModelShape;
+  /** serve: bytes of the ONNX weights (quantized ones are smaller than the parameter count says). */
+  weightBytes?: number;
+  /** serve: bytes per cached key/value element (the export's kv_dtype). */
+  kvBytes?: number;
+}
+
+/** The peak in parts, bytes. */
+export interface MemoryEstimate {
+  purpose: Purpose;
+  device: 'cpu' | 'cuda';
+  parts: Record<string, number>;
+  /** Activations with the other gradient-checkpointing setting, for the advice. */
+  activationsOtherWay?: number;
+  total: number;
+}
+
+/**
+ * What the process holds before the model: on CPU the peak RSS counts the Python worker's imports (torch,
+ * transformers, peft: ~700 MiB measured with torch 2.11) or Node with ONNX Runtime (~150 MiB); on CUDA torch's
+ * peak counts tensors only, and the CUDA context (~500 MiB) is added for the fit.
+ */
+const RUNTIME = { train: { cpu: 700 * 2 ** 20, cuda: 500 * 2 ** 20 }, serve: { cpu: 150 * 2 ** 20, cuda: 500 * 2 ** 20 } };
+const F32 = 4;
+
+/**
+ * Bytes saved for backward per token per decoder layer (fp32, transformers' default SDPA attention): the two norms'
+ * inputs and outputs (4h), q/k/v (h + 2·kv) and q/k after rotary (h + kv), the attention output (h), the MLP's gate,
+ * up, activation and product (4·I), and a seq-long row per head that SDPA keeps. The last term's size came from two
+ * measured runs (docs/inspect.md); the rest is counted.
+ */
+function layerActivations(s: ModelShape, seq: number): number {
+  const kv = s.kvHeads * s.headDim;
+  return F32 * (4 * s.hidden + (s.hidden + 2 * kv) + (s.hidden + kv) + s.hidden + 4 * s.intermediate + s.heads * seq);
+}
+
+export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptions): MemoryEstimate {
+  const tokens = o.batchSize * o.maxSeqLen;
+  if (purpose === 'serve') {
+    const kvCache = 2 * s.layers * s.kvHeads * s.headDim * o.maxSeqLen * o.batchSize * (o.kvBytes ?? F32);
+    // One prefill chunk's activations and logits are transient; ONNX Runtime's arena keeps the largest it saw.
+    const scratch = Math.min(256, s.context) * (layerActivations(s, Math.min(256, s.context)) + 2 * s.vocab * F32);
+    const parts = { weights: o.weightBytes ?? s.parameters * F32, kvCache, scratch, runtime: RUNTIME.serve[o.device] };
+    return { purpose, device: o.device, parts, total: sum(parts) };
+  }
+  const trainable = purpose === 'lora' ? loraParameters(s, o.loraR ?? 16) : s.parameters;
+  // LoRA's frozen base is held in bf16 on CUDA; everything else is fp32 (master weights under autocast).
+  const baseBytes = purpose === 'lora' && o.device === 'cuda' ? 2 : F32;
+  const perLayer = layerActivations(s, o.maxSeqLen) + (purpose === 'lora' && (o.loraDropout ?? 0.05) > 0 ? loraDropoutCopies(s) : 0);
+  const full = s.layers * tokens * perLayer;
+  // Checkpointing keeps each layer's input and recomputes one layer at a time in backward.
+  const checkpointed = s.layers * tokens * s.hidden * F32 + tokens * perLayer;
+  const activations = o.gradientCheckpointing ? checkpointed : full;
+  // Logits, their log-softmax for the loss, and their gradient: three vocab-wide tensors per token.
+  const logits = 3 * tokens * s.vocab * F32;
+  const parts: Record<string, number> = {
+    weights: s.parameters * baseBytes + (purpose === 'lora' ? trainable * F32 : 0),
+    gradients: trainable * F32,
+    optimizer: 2 * trainable * F32,
+    activations,
+    logits,
+    runtime: RUNTIME.train[o.device],
+  };
+  if (purpose === 'distill' && o.teacher) {
+    // The teacher runs without gradients: its weights and its logits for the batch (the soft targets).
+    parts.teacher = o.teacher.parameters * F32 + tokens * o.teacher.vocab * F32;
+  }
+  return { purpose, device: o.device, parts, activationsOtherWay: o.gradientCheckpointing ? full : checkpointed, total: sum(parts) };
+}
+
+/**
+ * Bytes per token and layer that LoRA's dropout adds: each adapted projection's input again, and as much for its mask
+ * (fitted to one measured run, docs/inspect.md: counted as two fp32 copies of the seven inputs).
+ */
+function loraDropoutCopies(s: ModelShape): number {
+  return 2 * F32 * s.projections.reduce((n, [inputs]) => n + inputs, 0);
+}
+
+function loraParameters(s: ModelShape, r: number): number {
+  return s.layers * s.projections.reduce((n, [inputs, outputs]) => n + r * (inputs + outputs), 0);
+}
+
+const sum = (parts: Record<string, number>) => Object.values(parts).reduce((a, b) => a + b, 0);

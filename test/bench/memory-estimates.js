@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// `inspect --for`'s peak-memory estimates against measured peaks: runs a few short trainings (and one server) on
+// this machine and prints estimate, measured peak and error for each. CPU here: the peak is the worker's RSS
+// (ru_maxrss) and the server's VmHWM. Usage: node test/bench/memory-estimates.js [--quick]
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const home = process.env.LLMKIT_HOME ?? join(homedir(), '.cache', 'llmkit');
+const cli = (args) => JSON.parse(execFileSync('node', ['bin/llmkit.js', '--json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, OMP_NUM_THREADS: '2' } }));
+const model = (preset) => cli(['make-model', '--preset', preset]).path;
+const work = mkdtempSync(join(tmpdir(), 'llmkit-memory-'));
+// Rows longer than --max-seq-len, so every micro-batch is batch × max-seq-len tokens, as the estimate assumes.
+const text = readFileSync('recipes/data/eval.txt', 'utf8');
+const data = join(work, 'long.jsonl');
+writeFileSync(data, Array.from({ length: 32 }, (_, i) => JSON.stringify({ text: (text.slice(i * 97) + text).slice(0, 3000) })).join('\n') + '\n');
+
+const runs = [
+  ['tiny', 'lora', ['--lora', '--batch-size', '8', '--max-seq-len', '256']],
+  ['100m', 'finetune', ['--batch-size', '4', '--max-seq-len', '256']],
+  ['100m', 'finetune', ['--batch-size', '4', '--max-seq-len', '256', '--gradient-checkpointing']],
+  ['100m', 'finetune', ['--batch-size', '8', '--max-seq-len', '512']],
+  ['100m', 'lora', ['--lora', '--batch-size', '8', '--max-seq-len', '512']],
+];
+const rows = [];
+for (const [preset, purpose, flags] of process.argv.includes('--quick') ? runs.slice(0, 2) : runs) {
+  const path = model(preset);
+  const fitFlags = flags.filter((f) => f !== '--lora');
+  const estimate = cli(['inspect', path, '--for', purpose, '--device', 'cpu', ...fitFlags]).memory.estimate.total;
+  const out = join(work, `${preset}-${rows.length}`);
+  const summary = cli(['finetune', path, '--data', data, '--out', out, '--max-steps', '3', '--exact-match', '0', ...flags]);
+  rows.push({ run: `${purpose} ${preset} ${fitFlags.join(' ')}`, estimate, measured: summary.peakMemoryBytes });
+  console.error(rows.at(-1));
+}
+// serve: 100m at --max-batch 4 with prompts that fill most of the context, VmHWM read from /proc after the load.
+const exported = cli(['export', model('100m'), '--out', join(work, '100m-onnx')]).path;
+const estimate = cli(['inspect', exported, '--for', 'serve', '--device', 'cpu', '--batch-size', '4']).memory.estimate.total;
+const server = spawn('node', ['bin/llmkit.js', 'serve', `m=${exported}`, '--port', '0', '--json', '--max-batch', '4', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'ignore'] });
+const url = await new Promise((resolve) => server.stdout.once('data', (b) => resolve(JSON.parse(String(b)).url)));
+const prompt = text.slice(0, 2400);
+await Promise.all(
+  Array.from({ length: 4 }, () =>
+    fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt, max_tokens: 64, ignore_eos: true }) }).then((r) =>
+      r.json(),
+    ),
+  ),
+);
+const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]) * 1024;
+server.kill('SIGTERM');
+rows.push({ run: 'serve 100m --max-batch 4 (context 1024)', estimate, measured: hwm });
+
+const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+console.log('| run | estimate | measured peak | error |\n|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.run} | ${mib(r.estimate)} | ${mib(r.measured)} | ${(((r.estimate - r.measured) / r.measured) * 100).toFixed(0)} % |`);
+console.log(`\n(${home}; ${new Date().toISOString()})`);

