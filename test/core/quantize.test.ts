@@ -213,6 +213,9 @@ describe('llmkit quantize', () => {
       [['quantize', fp32, '--int4', '--accuracy-level', '2', '--out', join(dir, 'x')], 2, /--accuracy-level must be one of 1, 4 \(got 2\)/],
       [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
       [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
+      [['quantize', fp32, '--int4', '--output-bits', '6', '--out', join(dir, 'x')], 2, /--output-bits must be one of 4, 8 \(got 6\)/],
+      [['quantize', fp32, '--int4', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--calibration-data .*none\.txt does not exist/],
+      [['quantize', fp32, '--int4', '--gguf', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x.gguf')], 2, /--calibration-data/],
       [['quantize', fp32, '--int8', '--exclude', 'lm_head', '--out', join(dir, 'x')], 1, /--exclude lm_head: no MatMul or Gather weight node has that name; names look like \/model/],
       [['quantize', gpt2, '--int8', '--out', join(dir, 'x')], 1, /architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM/],
     ];

@@ -16,12 +16,22 @@ export type Precision = (typeof PRECISIONS)[number];
 export const BLOCK_SIZES = [32, 64, 128] as const;
 /** MatMulNBits' compute on the CPU: 4 quantizes activations to int8 per block (integer dot products), 1 multiplies in fp32. */
 export const ACCURACY_LEVELS = [1, 4] as const;
+/**
+ * Without --accuracy-level: int8 activations per block (integer dot products), the fast kernels. Level 1 (fp32
+ * compute) makes greedy answers independent of batching and prefix reuse, but 8-bit weights (int8, and the 8-bit
+ * output layer of int4) have no fast fp32 kernel on AVX2: int4 at level 1 decodes at 0.29× fp32 (docs/quantize.md).
+ */
 export const DEFAULT_ACCURACY_LEVEL = 4;
 /** Eval tokens scored without --eval-tokens. */
 export const DEFAULT_EVAL_TOKENS = 8192;
 
-/** Without --block-size: int8 at 128 stays ≤ 27% of fp32, int4 at 32 (its most accurate) ≤ 16% (docs/quantize.md). */
-export const DEFAULT_BLOCK_SIZE: Record<Precision, number> = { int8: 128, int4: 32 };
+/** Without --block-size: 32 for both, the most accurate, measured on a real model (docs/quantize.md). */
+export const DEFAULT_BLOCK_SIZE: Record<Precision, number> = { int8: 32, int4: 32 };
+/** Bits of the output layer and the token embedding (one shared copy when tied): 8 unless --output-bits says otherwise. */
+export const OUTPUT_BITS = [4, 8] as const;
+export const DEFAULT_OUTPUT_BITS = 8;
+/** Calibration tokens read without --calibration-tokens. */
+export const DEFAULT_CALIBRATION_TOKENS = 8192;
 /** The GGUF block type of each precision: llama.cpp's Q8_0 and Q4_0 are blocks of 32 weights with one scale, as --int8/--int4 are. */
 const GGUF_TYPE = { int8: 'q8_0', int4: 'q4_0' } as const;
 export const DEFAULT_EVAL_DATA = join(recipesDir, 'data', 'eval.txt');
@@ -38,6 +48,12 @@ export interface QuantizeOptions {
   symmetric?: boolean;
   /** ONNX node names (MatMul or Gather) whose weights stay in fp32. */
   exclude?: string[];
+  /** Bits of the output layer and token embedding (OUTPUT_BITS, default 8; never more than the model's). */
+  outputBits?: number;
+  /** Text whose activations GPTQ calibrates the rounding with; without it, weights are rounded to nearest. */
+  calibrationData?: string;
+  /** At most this many calibration tokens (default DEFAULT_CALIBRATION_TOKENS). */
+  calibrationTokens?: number;
   /** MatMulNBits accuracy level (ACCURACY_LEVELS; default 4). */
   accuracyLevel?: number;
   /** Text for perplexity, agreement and KL (default: recipes/data/eval.txt). */
@@ -65,6 +81,9 @@ export interface ResolvedQuantizeOptions {
   blockSize: number;
   symmetric: boolean;
   exclude: string[];
+  outputBits: number;
+  calibrationData?: string;
+  calibrationTokens: number;
   accuracyLevel: number;
   evalData: string;
   evalTokens: number;
@@ -88,11 +107,19 @@ export const QUANTIZE = defineCommand({
     },
     asymmetric: { field: booleanField(), default: false, help: 'blocks with a zero point as well as a scale (default: symmetric, which is smaller)' },
     exclude: { field: textsField(), value: '<nodes>', variadic: true, help: 'ONNX node names to keep in fp32, e.g. /model/lm_head/MatMul' },
+    outputBits: {
+      field: intField(1),
+      value: '<n>',
+      default: DEFAULT_OUTPUT_BITS,
+      help: 'bits of the output layer (lm_head) and token embedding, one copy when tied: 8, or 4 for the smallest int4 file',
+    },
+    calibrationData: { field: textField(), value: '<file>', help: 'text to calibrate with (GPTQ): rounding chosen so layer outputs on it move least', defaultHelp: 'none: round to nearest' },
+    calibrationTokens: { field: intField(256), value: '<n>', default: DEFAULT_CALIBRATION_TOKENS, help: 'read at most this many tokens of the calibration text' },
     accuracyLevel: {
       field: intField(1),
       value: '<n>',
+      help: 'MatMulNBits compute on the CPU: 4 = int8 activations and integer dot products (fastest), 1 = fp32 (answers independent of batching)',
       default: DEFAULT_ACCURACY_LEVEL,
-      help: 'MatMulNBits compute on the CPU: 4 = int8 activations and integer dot products, 1 = fp32',
     },
     evalData: { field: textField(), value: '<file>', help: 'text for perplexity, top-1 agreement and KL', defaultHelp: 'the bundled recipes/data/eval.txt' },
     evalTokens: { field: intField(64), value: '<n>', default: DEFAULT_EVAL_TOKENS, help: 'score at most this many tokens of the eval text' },
@@ -106,7 +133,7 @@ export const QUANTIZE = defineCommand({
     if (!int8 && !int4) throw new UsageError('pass --int8 or --int4', 'e.g. `llmkit quantize ./model --int8 --out ./model-int8`');
     const precision = int8 ? 'int8' : 'int4';
     if (gguf) {
-      const onnxOnly = ['blockSize', 'asymmetric', 'exclude', 'accuracyLevel', 'evalData', 'threads', 'tolerance', 'triton'];
+      const onnxOnly = ['blockSize', 'asymmetric', 'exclude', 'outputBits', 'calibrationData', 'calibrationTokens', 'accuracyLevel', 'evalData', 'threads', 'tolerance', 'triton'];
       rejectOnnxFlags(onnxOnly, typed, 'GGUF blocks are 32 weights with one scale each: drop those flags');
       return { gguf: true, model: rest.model, out: rest.out, type: GGUF_TYPE[precision] };
     }
@@ -138,6 +165,14 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
   if (!(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel)) {
     throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')} (got ${accuracyLevel})`, '4 computes with int8 activations, 1 with fp32 ones');
   }
+  const outputBits = opts.outputBits ?? DEFAULT_OUTPUT_BITS;
+  if (!(OUTPUT_BITS as readonly number[]).includes(outputBits)) {
+    throw new UsageError(`--output-bits must be one of ${OUTPUT_BITS.join(', ')} (got ${outputBits})`, '8 keeps the output layer accurate, 4 makes the smallest int4 file');
+  }
+  const calibrationData = opts.calibrationData === undefined ? undefined : resolve(opts.calibrationData);
+  if (calibrationData && (!existsSync(calibrationData) || !statSync(calibrationData).isFile())) {
+    throw new UsageError(`--calibration-data ${opts.calibrationData} does not exist`, 'pass a plain text file of the kind the model will see (not the eval text)');
+  }
   const evalData = resolve(opts.evalData ?? DEFAULT_EVAL_DATA);
   if (!existsSync(evalData) || !statSync(evalData).isFile()) {
     throw new UsageError(`--eval-data ${opts.evalData ?? evalData} does not exist`, 'pass a plain text file');
@@ -151,6 +186,9 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
     blockSize,
     symmetric: opts.symmetric ?? true,
     exclude: opts.exclude ?? [],
+    outputBits,
+    calibrationData,
+    calibrationTokens: opts.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS,
     accuracyLevel,
     evalData,
     evalTokens: opts.evalTokens ?? DEFAULT_EVAL_TOKENS,

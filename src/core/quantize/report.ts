@@ -139,13 +139,20 @@ async function withDecoders<T>(models: ExportedModel[], threads: number | undefi
   }
 }
 
+/** e.g. `4-bit (output 8-bit), GPTQ, int8 compute`. */
+function precisionLabel(bits: number, q: Record<string, unknown>): string {
+  const output = q.head_bits !== undefined && q.head_bits !== bits ? ` (output ${q.head_bits}-bit)` : '';
+  const calibrated = q.calibration ? ', GPTQ' : '';
+  return `${bits}-bit${output}${calibrated}, ${q.accuracy_level === 4 ? 'int8' : 'fp32'} compute`;
+}
+
 const percent = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
 
 /** The report as the table the CLI and the demo print. */
 export function formatReportTable(report: QuantizeReport): string {
   const rows = report.models.map((m, i) => [
     m.name,
-    i === 0 ? `${m.bits}-bit` : `${m.bits}-bit, ${report.quantization.accuracy_level === 4 ? 'int8' : 'fp32'} compute`,
+    i === 0 ? `${m.bits}-bit` : precisionLabel(m.bits, report.quantization),
     `${formatBytes(m.bytes)} (${percent(m.sizeRatio)})`,
     `${m.decodeTokensPerSecond.toFixed(1)} tok/s (${m.speedup.toFixed(2)}×)`,
     i === 0 ? m.perplexity.toFixed(3) : `${m.perplexity.toFixed(3)} (${m.perplexityChange >= 0 ? '+' : ''}${percent(m.perplexityChange, 2)})`,

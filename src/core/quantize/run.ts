@@ -31,7 +31,17 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
     stopped();
     await runWorker({
       job: 'quantize',
-      config: { model: fp32.dir, out: o.out, bits: o.bits, block_size: o.blockSize, symmetric: o.symmetric, exclude: o.exclude, accuracy_level: o.accuracyLevel },
+      config: {
+        model: fp32.dir,
+        out: o.out,
+        bits: o.bits,
+        block_size: o.blockSize,
+        symmetric: o.symmetric,
+        exclude: o.exclude,
+        accuracy_level: o.accuracyLevel,
+        head_bits: o.outputBits,
+        ...(o.calibrationData ? { calibration_data: o.calibrationData, calibration_tokens: o.calibrationTokens } : {}),
+      },
       logFile: join(llmkitHome(), 'logs', 'quantize.log'),
       onEvent: opts.onEvent,
       stopSignal: opts.stopSignal,

@@ -216,6 +216,9 @@ class QuantizeConfig(TypedDict):
     symmetric: bool
     exclude: list[str]
     accuracy_level: int
+    head_bits: NotRequired[int]
+    calibration_data: NotRequired[str]
+    calibration_tokens: NotRequired[int]
 
 
 class QuantizeResult(TypedDict):

@@ -1,36 +1,43 @@
 """Quantizes an exported fp32 decoder (a folder made by `export_onnx`) to int8 or int4 weights.
 
-Every MatMul with a constant weight (attention, MLP, lm_head) becomes onnxruntime's MatMulNBits:
-weights in blocks of `block_size` along the input dimension, one scale per block (plus a zero point
-when asymmetric), and accuracy_level 4, which lets the CPU kernels quantize the activations to int8 on
-the fly and use integer dot products. Measured on a 2-core AVX2 CPU, this 8-bit path decodes as fast
-as quantize_dynamic's per-channel int8 at the same size and is 15x closer to fp32 by KL, and it is the
-same operator for int8 and int4 (docs/quantize.md has the numbers). The token embedding (a Gather, which
-the MatMulNBits quantizer only handles at 4 bits and by raising the model to opset 21) becomes a
-GatherBlockQuantized with the same bits and blocks, written here.
+Every MatMul with a constant weight (attention, MLP, lm_head) becomes onnxruntime's MatMulNBits: weights in
+blocks of `block_size` along the input dimension, one scale per block (plus a zero point when asymmetric), and
+accuracy_level 4 by default, at which the CPU kernels quantize the activations to int8 per block and use integer
+dot products (docs/quantize.md has what each choice costs). The token embedding (a Gather) becomes a
+GatherBlockQuantized. The output layer and the embedding get `head_bits` (8 unless asked otherwise: on a real
+model they are the most sensitive weights, and llama.cpp keeps them at 8 bits too); when the model ties them,
+the export wrote the weight twice and the quantized file holds it once, read by both operators.
+
+Weights are rounded to nearest, or, given `calibration_data`, with GPTQ over the activations the fp32 model
+produces on that text (gptq.py). The codes are written here (nbits.py), not by onnxruntime's
+MatMulNBitsQuantizer, which can neither give one layer other bits nor take GPTQ's rounding.
 
 The inputs and outputs are untouched (fp32 activations and KV cache), so DecoderSession and
 transformers.js load the result like the fp32 export.
 
 Config: model (exported fp32 folder), out, bits (8 or 4), block_size (32, 64, 128; capped at the hidden
-size), symmetric (bool), exclude (node names kept in fp32), accuracy_level (4, or 1 for fp32 activations).
+size), symmetric (bool), exclude (node names kept in fp32), accuracy_level (4, or 1 for fp32 activations),
+head_bits, calibration_data (a text file) and calibration_tokens.
 Raises BadInput for a folder that is not an fp32 export, or an --exclude name that is not a weight node.
 """
 
 import json
-import logging
 import os
 import shutil
 
 from .architectures import check_architecture
 from .atomic import move_into_place, temp_folder
 from .export_onnx import TOKENIZER_FILES, save_onnx
+from .gptq import gptq, input_hessians
 from .jobs import QuantizeConfig
+from .nbits import pack, round_to_nearest
 from .protocol import BadInput, emit, log
 
 # MatMulNBits' CPU kernels quantize activations to int8 per block at level 4 (see the docstring); at 1 they
 # dequantize the weights and multiply in fp32 (levels 2 and 3, fp16 and bf16, are GPU choices).
 ACCURACY_LEVELS = (1, 4)
+# Tokens of calibration text per prefill.
+CALIBRATION_WINDOW = 256
 
 
 def weight_nodes(graph, initializers: dict) -> dict:
@@ -44,64 +51,77 @@ def weight_nodes(graph, initializers: dict) -> dict:
     return nodes
 
 
-def quantize_blocks(weight, bits: int, block_size: int, symmetric: bool):
-    """Row-wise blocks of `block_size` along the last axis -> (uint8 codes, fp32 scales, uint8 zero points or None)."""
+def matmul_nbits(node, codes, scales, zero_points, bits: int, block_size: int, accuracy_level: int, rows: int, cols: int):
+    """A MatMul over a constant weight [cols, rows] as MatMulNBits over its codes (N = rows, K = cols)."""
     import numpy as np
+    import onnx
 
-    rows, cols = weight.shape
-    blocks = np.pad(weight, ((0, 0), (0, -cols % block_size))).reshape(rows, -1, block_size)
-    if symmetric:
-        # Codes are stored unsigned around GatherBlockQuantized's default zero point 2^(bits-1).
-        qmax = 2 ** (bits - 1) - 1
-        scales = np.abs(blocks).max(-1) / qmax
-        scales[scales == 0] = 1.0
-        codes = np.clip(np.rint(blocks / scales[..., None]), -qmax, qmax) + 2 ** (bits - 1)
-        zero_points = None
-    else:
-        low, high = np.minimum(blocks.min(-1), 0), np.maximum(blocks.max(-1), 0)
-        scales = (high - low) / (2**bits - 1)
-        scales[scales == 0] = 1.0
-        zero_points = np.clip(np.rint(-low / scales), 0, 2**bits - 1)
-        codes = np.clip(np.rint(blocks / scales[..., None]) + zero_points[..., None], 0, 2**bits - 1)
-    codes = codes.reshape(rows, -1)[:, :cols].astype(np.uint8)
-    return codes, scales.astype(np.float32), None if zero_points is None else zero_points.astype(np.uint8)
+    weight = node.input[1]
+    tensors = [onnx.numpy_helper.from_array(pack(codes, bits), f"{weight}_q{bits}"), onnx.numpy_helper.from_array(scales, f"{weight}_scales")]
+    if zero_points is not None:
+        tensors.append(onnx.numpy_helper.from_array(pack(zero_points, bits).reshape(-1).astype(np.uint8), f"{weight}_zero_points"))
+    attributes = {"K": cols, "N": rows, "bits": bits, "block_size": block_size, "accuracy_level": accuracy_level}
+    op = onnx.helper.make_node(
+        "MatMulNBits", [node.input[0]] + [t.name for t in tensors], list(node.output), name=f"{node.name}_Q{bits}", domain="com.microsoft", **attributes
+    )
+    return op, tensors
 
 
-def pack(codes, bits: int):
-    """GatherBlockQuantized packs sub-byte codes along the last axis, low-order bits first."""
-    if bits == 8:
-        return codes
-    import numpy as np
-
-    codes = np.pad(codes, ((0, 0), (0, codes.shape[1] % 2)))
-    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-
-
-def quantize_embedding(graph, node, initializers: dict, bits: int, block_size: int, symmetric: bool):
-    """Replaces a Gather over a 2-D weight by GatherBlockQuantized (the unused fp32 table is dropped later)."""
+def gather_block_quantized(node, data: str, scales: str, zero_points: str | None, bits: int, block_size: int):
+    """A Gather over an embedding table as GatherBlockQuantized over its codes (rows of the table, blocks along them)."""
     import onnx
 
     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
     if axis != 0:
         raise BadInput(f"embedding {node.name} gathers along axis {axis}; only axis 0 can be quantized", hint=f"keep it in fp32 with --exclude {node.name}")
-    table = initializers[node.input[0]]
-    codes, scales, zero_points = quantize_blocks(onnx.numpy_helper.to_array(table), bits, block_size, symmetric)
+    inputs = [data, node.input[1], scales] + ([zero_points] if zero_points else [])
+    attributes = {"bits": bits, "block_size": block_size, "gather_axis": 0, "quantize_axis": 1}
+    return onnx.helper.make_node("GatherBlockQuantized", inputs, list(node.output), name=f"{node.name}_Q{bits}", domain="com.microsoft", **attributes)
+
+
+def quantized_table(node, table, bits: int, block_size: int, symmetric: bool):
+    """An embedding of its own (not tied to the output layer): its codes trimmed to the row length GatherBlockQuantized expects."""
+    import onnx
+
+    weight = onnx.numpy_helper.to_array(table)
+    codes, scales, zero_points = round_to_nearest(weight, bits, block_size, symmetric)
+    codes = codes.reshape(weight.shape[0], -1)[:, : weight.shape[1]]
     tensors = [onnx.numpy_helper.from_array(pack(codes, bits), f"{table.name}_q{bits}"), onnx.numpy_helper.from_array(scales, f"{table.name}_scales")]
     if zero_points is not None:
         tensors.append(onnx.numpy_helper.from_array(pack(zero_points, bits), f"{table.name}_zero_points"))
-    graph.initializer.extend(tensors)
-    inputs = [tensors[0].name, node.input[1], tensors[1].name] + [t.name for t in tensors[2:]]
-    return onnx.helper.make_node(
-        "GatherBlockQuantized",
-        inputs,
-        list(node.output),
-        name=f"{node.name}_Q{bits}",
-        domain="com.microsoft",
-        bits=bits,
-        block_size=block_size,
-        gather_axis=0,
-        quantize_axis=1,
-    )
+    op = gather_block_quantized(node, tensors[0].name, tensors[1].name, tensors[2].name if zero_points is not None else None, bits, block_size)
+    return [op], tensors
+
+
+def shared_table(node, head: dict, bits: int, block_size: int):
+    """The embedding read from the output layer's codes (a tied model's two weights are one): MatMulNBits keeps
+    the weight as [vocab, blocks, bytes], GatherBlockQuantized takes it as [vocab, bytes] through a Reshape that
+    onnxruntime folds when the session loads, so the file holds one copy."""
+    import numpy as np
+    import onnx
+
+    codes, scales = head["tensors"][0], head["tensors"][1]
+    vocab = codes.dims[0]
+    shape = onnx.numpy_helper.from_array(np.array([vocab, -1], np.int64), f"{codes.name}_table_shape")
+    reshape = onnx.helper.make_node("Reshape", [codes.name, shape.name], [f"{codes.name}_table"], name=f"{node.name}_table")
+    return [reshape, gather_block_quantized(node, reshape.output[0], scales.name, None, bits, block_size)], [shape]
+
+
+def output_layer(graph, candidates: dict, initializers: dict, vocab: int):
+    """The MatMul that computes the logits: the one whose weight maps the hidden size onto the vocabulary."""
+    heads = [n for n in graph.node if candidates.get(n.name) == "MatMul" and initializers[n.input[1]].dims[-1] == vocab]
+    return heads[-1] if heads else None
+
+
+def tied(embedding, head_weight: str, initializers: dict) -> bool:
+    """Whether the embedding table is the output layer's weight, transposed (the export writes a tied weight twice)."""
+    import numpy as np
+    import onnx
+
+    table, weight = initializers[embedding.input[0]], initializers[head_weight]
+    if list(table.dims) != list(weight.dims)[::-1]:
+        return False
+    return bool(np.array_equal(onnx.numpy_helper.to_array(table), onnx.numpy_helper.to_array(weight).T))
 
 
 def read_fp32_export(folder: str) -> dict:
@@ -119,15 +139,56 @@ def read_fp32_export(folder: str) -> dict:
     return manifest
 
 
+def calibration_feeds(src: str, manifest: dict, text_file: str, max_tokens: int) -> list:
+    """The calibration text as prefills of up to CALIBRATION_WINDOW tokens, each from an empty cache."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    if not os.path.isfile(os.path.join(src, "tokenizer.json")):
+        raise BadInput(f"{src} has no tokenizer.json to read the calibration text with", hint="export the model again with `llmkit export`")
+    with open(text_file, encoding="utf-8") as f:
+        tokens = Tokenizer.from_file(os.path.join(src, "tokenizer.json")).encode(f.read(), add_special_tokens=False).ids[:max_tokens]
+    window = min(CALIBRATION_WINDOW, int(manifest["max_position_embeddings"]), len(tokens))
+    if len(tokens) < 64:
+        raise BadInput(
+            f"--calibration-data {text_file} has only {len(tokens)} tokens", hint="pass a longer text (a few thousand tokens of the kind the model will see)"
+        )
+    empty = np.zeros((1, int(manifest["num_kv_heads"]), 0, int(manifest["head_dim"])), np.float32)
+    feeds = []
+    for start in range(0, len(tokens) - window + 1, window):
+        ids = np.array([tokens[start : start + window]], np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(window, dtype=np.int64)[None]}
+        feed.update({name: empty for name in manifest["inputs"] if name.startswith("past_key_values.")})
+        feeds.append(feed)
+    return feeds
+
+
+def calibrate(model, matmuls: list, feeds: list) -> tuple[dict, int]:
+    """Runs the fp32 model over the calibration windows with every quantized MatMul's input as an extra output."""
+    import onnx
+    import onnxruntime
+
+    names = list(dict.fromkeys(node.input[0] for node in matmuls))
+    extra = [onnx.ValueInfoProto(name=name) for name in names]
+    model.graph.output.extend(extra)
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    finally:
+        for value in extra:
+            model.graph.output.remove(value)
+    return input_hessians(session, feeds, names)
+
+
 def run(config: QuantizeConfig) -> int:
     import onnx
     import onnxruntime
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     src, out = os.path.abspath(config["model"]), os.path.abspath(config["out"])
     bits, block_size = int(config["bits"]), int(config.get("block_size", 32))
+    head_bits = int(config.get("head_bits") or bits)
     symmetric, exclude = bool(config.get("symmetric", True)), list(config.get("exclude") or [])
     accuracy_level = int(config.get("accuracy_level", 4))
+    calibration = config.get("calibration_data")
     if accuracy_level not in ACCURACY_LEVELS:
         raise BadInput(f"accuracy level {accuracy_level} is not one the CPU kernels use", hint="use 4 (int8 activations) or 1 (fp32 activations)")
     manifest = read_fp32_export(src)
@@ -137,11 +198,12 @@ def run(config: QuantizeConfig) -> int:
     if block_size > largest:
         log(f"block size {block_size} is longer than the hidden size {manifest['hidden_size']}; using {largest}")
         block_size = largest
-    emit("start", job="quantize", total_steps=3)
+    emit("start", job="quantize", total_steps=4)
 
     model = onnx.load(os.path.join(src, manifest["onnx"]))
-    initializers = {t.name: t for t in model.graph.initializer}
-    candidates = weight_nodes(model.graph, initializers)
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    candidates = weight_nodes(graph, initializers)
     for name in exclude:
         if name not in candidates:
             names = list(candidates)
@@ -149,27 +211,53 @@ def run(config: QuantizeConfig) -> int:
             raise BadInput(
                 f"--exclude {name}: no MatMul or Gather weight node has that name", hint=f"names look like {examples} ({len(names)} weight nodes in all)"
             )
-    embeddings = [n for n in model.graph.node if candidates.get(n.name) == "Gather" and n.name not in exclude]
-    for node in embeddings:
-        index = list(model.graph.node).index(node)
-        model.graph.node.remove(node)
-        model.graph.node.insert(index, quantize_embedding(model.graph, node, initializers, bits, block_size, symmetric))
-    emit("progress", step=1, total=3, message="embedding quantized")
+    matmuls = [n for n in graph.node if candidates.get(n.name) == "MatMul" and n.name not in exclude]
+    embeddings = [n for n in graph.node if candidates.get(n.name) == "Gather" and n.name not in exclude]
+    head = output_layer(graph, candidates, initializers, int(manifest["vocab_size"]))
+    head_name, head_weight = (head.name, head.input[1]) if head is not None else (None, None)
 
-    # The quantizer logs every node it visits at INFO; its warnings still reach the log file.
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
-    quantizer = MatMulNBitsQuantizer(
-        model,
-        bits=bits,
-        block_size=block_size,
-        is_symmetric=symmetric,
-        accuracy_level=accuracy_level,
-        nodes_to_exclude=exclude,
-        op_types_to_quantize=("MatMul",),
-    )
-    quantizer.process()  # also drops the fp32 initializers nothing uses any more
-    model = quantizer.model.model
-    emit("progress", step=2, total=3, message="matmuls quantized")
+    hessians: dict = {}
+    positions = 0
+    if calibration:
+        feeds = calibration_feeds(src, manifest, calibration, int(config.get("calibration_tokens") or 8192))
+        hessians, positions = calibrate(model, matmuls, feeds)
+    emit("progress", step=1, total=4, message=f"calibrated on {positions} tokens" if calibration else "round-to-nearest (no calibration)")
+
+    quantized_head = None
+    for index, node in enumerate(matmuls):
+        node_bits = head_bits if node.name == head_name else bits
+        weight = onnx.numpy_helper.to_array(initializers[node.input[1]])
+        rows = weight.T
+        if hessians:
+            codes, scales, zero_points = gptq(rows, hessians[node.input[0]], node_bits, block_size, symmetric)
+        else:
+            codes, scales, zero_points = round_to_nearest(rows, node_bits, block_size, symmetric)
+        op, tensors = matmul_nbits(node, codes, scales, zero_points, node_bits, block_size, accuracy_level, rows.shape[0], rows.shape[1])
+        graph.initializer.extend(tensors)
+        graph.node.insert(list(graph.node).index(node), op)
+        graph.node.remove(node)
+        if node.name == head_name:
+            quantized_head = {"bits": node_bits, "tensors": tensors}
+        if index % 10 == 9:
+            emit("progress", step=2, total=4, message=f"{index + 1}/{len(matmuls)} matmuls quantized")
+    emit("progress", step=2, total=4, message="matmuls quantized")
+
+    shared = []
+    for node in embeddings:
+        table = initializers[node.input[0]]
+        share = symmetric and table.dims[1] % block_size == 0 and head_weight is not None and tied(node, head_weight, initializers)
+        if quantized_head is not None and share:
+            ops, tensors = shared_table(node, quantized_head, head_bits, block_size)
+            shared.append(node.name)
+        else:
+            ops, tensors = quantized_table(node, table, head_bits, block_size, symmetric)
+        graph.initializer.extend(tensors)
+        index = list(graph.node).index(node)
+        for offset, op in enumerate(ops):
+            graph.node.insert(index + offset, op)
+        graph.node.remove(node)
+    drop_unused_initializers(graph)
+    emit("progress", step=3, total=4, message="embedding quantized")
 
     tmp = temp_folder(out)
     os.makedirs(os.path.join(tmp, "onnx"))
@@ -178,20 +266,29 @@ def run(config: QuantizeConfig) -> int:
         if os.path.isfile(os.path.join(src, name)):
             shutil.copy(os.path.join(src, name), os.path.join(tmp, name))
     details = {
-        "method": "MatMulNBits + GatherBlockQuantized (weight-only, block-wise)",
-        "tool": f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer",
+        "method": f"MatMulNBits + GatherBlockQuantized (weight-only, block-wise, {'GPTQ' if calibration else 'round-to-nearest'})",
+        "tool": f"llmkit quantize (onnxruntime {onnxruntime.__version__} operators)",
         "bits": bits,
+        "head_bits": head_bits,
         "block_size": block_size,
         "symmetric": symmetric,
         "accuracy_level": accuracy_level,
-        "quantized_nodes": sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in model.graph.node),
+        "calibration": {"algorithm": "gptq", "file": os.path.abspath(calibration), "tokens": positions} if calibration else None,
+        "quantized_nodes": sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in graph.node),
+        "shared_embedding": shared,
         "excluded": exclude,
     }
     manifest.update(precision=f"int{bits}", onnx="onnx/model.onnx", quantization=details)
     with open(os.path.join(tmp, "llmkit.json"), "w") as f:
         json.dump(manifest, f, indent=2)
     move_into_place(tmp, out)
-    emit("progress", step=3, total=3, message="written")
+    emit("progress", step=4, total=4, message="written")
     emit("artifact", kind="onnx_model", path=out)
     emit("result", path=out, quantization=details)
     return 0
+
+
+def drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
