@@ -40,6 +40,7 @@ export default defineConfig({
       'test/engine/generation-scheduler.test.ts',
       'test/engine/graph-pruning.test.ts',
       'test/engine/last-position-logits.test.ts',
+      'test/engine/ort-binding.test.ts',
       'test/engine/prefix-cache.test.ts',
       'test/engine/speculative-decoding.test.ts',
       'test/real/**',

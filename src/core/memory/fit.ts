@@ -9,7 +9,7 @@ export interface FitVerdict {
   /** What `available` is: "RAM" or the GPU's name. */
   availableOf: string;
   fits: boolean;
-  /** Far past what there is: commands refuse to start (unless --force). */
+  /** Far past what there is even with short rows (weights, optimizer state): commands refuse to start (unless --force). */
   clearlyNot: boolean;
   /** Changes that would bring it under, each with its estimate. */
   advice: { change: string; total: number }[];
@@ -35,5 +35,5 @@ export function judgeFit(purpose: Purpose, shape: ModelShape, o: EstimateOptions
     if (purpose === 'finetune') tryWith('--lora', 'lora', {});
     if (purpose !== 'serve' && o.maxSeqLen > 256) tryWith(`--max-seq-len ${Math.floor(o.maxSeqLen / 2)}`, purpose, { maxSeqLen: Math.floor(o.maxSeqLen / 2) });
   }
-  return { estimate, available, availableOf, fits, clearlyNot: estimate.total > CLEARLY_PAST * available, advice };
+  return { estimate, available, availableOf, fits, clearlyNot: estimate.lengthIndependent > CLEARLY_PAST * available, advice };
 }

@@ -82,9 +82,11 @@ export async function checkServingMemory(
 ): Promise<{ total: number; available: number; availableOf: string }> {
   const plans = await Promise.all(paths.map((model) => planFit({ model, purpose: 'serve', batchSize: o.maxBatch, device: o.device })));
   // One process: the runtime is counted once, not per model.
-  const total = plans.reduce((n, p) => n + p.estimate.total - p.estimate.parts.runtime, plans[0].estimate.parts.runtime);
+  const oneRuntime = (key: 'total' | 'lengthIndependent') => plans.reduce((n, p) => n + p.estimate[key] - p.estimate.parts.runtime, plans[0].estimate.parts.runtime);
+  const total = oneRuntime('total');
   const { available, availableOf } = plans[0];
-  if (total > CLEARLY_PAST * available && !o.force) {
+  // The KV cache grows with the chats really served; refused only when the weights alone are far past what there is.
+  if (oneRuntime('lengthIndependent') > CLEARLY_PAST * available && !o.force) {
     throw new UsageError(
       `estimated peak memory ${formatBytes(total)} of ${formatBytes(available)} ${availableOf} (--max-batch ${o.maxBatch} at each model's full context) cannot fit`,
       'lower --max-batch or --max-tokens-total, serve fewer models, or a quantized export; --force starts anyway',
