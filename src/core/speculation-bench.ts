@@ -33,10 +33,10 @@ export interface SpeculationBenchResult {
   /** Median over rounds of a round's geometric-mean per-prompt ratio, and the rounds' range. */
   speedup: number;
   speedupRange: [number, number];
-  /** Drafted tokens the target accepted. */
-  acceptance: number;
-  /** Tokens a verification pass yields on average (accepted drafts + the target's own). */
-  tokensPerPass: number;
+  /** Drafted tokens the target accepted; null when the scheduler drafted none (a draft too costly to pay, see DraftLength). */
+  acceptance: number | null;
+  /** Tokens a verification pass yields on average (accepted drafts + the target's own); null as acceptance. */
+  tokensPerPass: number | null;
   /** Greedy output with the draft equals the output without, prompt for prompt. */
   identicalOutputs: boolean;
   /** /proc/loadavg when it ended: how busy the machine was. */
@@ -105,8 +105,8 @@ export async function measureSpeculation(opts: SpeculationBenchOptions): Promise
       draftedTokensPerSecond: median(speeds.drafted),
       speedup: median(ratios),
       speedupRange: [Math.min(...ratios), Math.max(...ratios)],
-      acceptance: proposed ? accepted / proposed : 0,
-      tokensPerPass: passes ? (accepted + passes) / passes : 0,
+      acceptance: proposed ? accepted / proposed : null,
+      tokensPerPass: passes ? (accepted + passes) / passes : null,
       identicalOutputs: mismatches === 0,
       load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };

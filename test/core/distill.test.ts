@@ -103,10 +103,11 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     expect(d.draft).toBe(join(draft, 'onnx'));
     expect(d.identicalOutputs).toBe(true);
     expect(d.prompts).toBeGreaterThan(0);
-    // The distilled student agrees with its teacher on most tokens; an untrained one would not.
-    expect(d.acceptance).toBeGreaterThan(0.5);
-    expect(d.acceptance).toBeLessThanOrEqual(1);
-    expect(d.tokensPerPass).toBeGreaterThan(1.5);
+    // The tiny teacher's weights are mostly its embeddings, so a one-layer draft's file is most of the teacher's: the
+    // scheduler's cost model (DraftLength) drafts nothing, and the report says so rather than a 0 % acceptance.
+    // (Acceptance of a draft that pays is tested in test/engine/speculative-decoding.test.ts and on SmolLM2.)
+    expect(d.acceptance).toBeNull();
+    expect(d.tokensPerPass).toBeNull();
   }, 600_000);
 
   it('distills sequence-level: the student learns the teacher’s answers', async () => {

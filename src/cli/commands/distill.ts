@@ -73,6 +73,9 @@ function formatReport(r: DistillReport): string {
 function formatDraft(d: NonNullable<DistillReport['draft']>): string {
   return (
     `as the teacher's draft (serve --draft): ${d.speedup.toFixed(2)}× batch-1 decode (rounds ${d.speedupRange.map((x) => x.toFixed(2)).join('–')}), ` +
-    `${(100 * d.acceptance).toFixed(1)}% of drafted tokens accepted, ${d.tokensPerPass.toFixed(2)} tokens a pass, greedy output ${d.identicalOutputs ? 'identical' : 'DIFFERENT'}`
+    (d.acceptance === null || d.tokensPerPass === null
+      ? 'no tokens drafted (the draft costs too much of a target step to pay), '
+      : `${(100 * d.acceptance).toFixed(1)}% of drafted tokens accepted, ${d.tokensPerPass.toFixed(2)} tokens a pass, `) +
+    `greedy output ${d.identicalOutputs ? 'identical' : 'DIFFERENT'}`
   );
 }
