@@ -19,15 +19,15 @@ import {
   varintField,
   wireFields,
   withGraph,
+  INT64,
+  TENSOR_DIMS,
+  TENSOR_NAME,
   type NodeInfo,
   type WireField,
 } from './onnx-wire.js';
 
-const TENSOR_DIMS = 1;
 const TENSOR_DATA_TYPE = 2;
-const TENSOR_NAME = 8;
 const TENSOR_RAW_DATA = 9;
-const INT64 = 7;
 /** The input that says how many last positions get logits. */
 export const LAST_POSITIONS_INPUT = 'last_positions';
 const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);

@@ -41,16 +41,9 @@ export class LoraAdapter {
   }
 
   static async load(path: string): Promise<LoraAdapter> {
-    const folder = resolve(path);
-    const configFile = join(folder, 'adapter_config.json');
-    const weightsFile = join(folder, 'adapter_model.safetensors');
-    if (!existsSync(folder)) throw new UsageError(`adapter folder ${path} does not exist`, HINT);
-    if (!existsSync(configFile)) throw new UsageError(`adapter folder ${path} has no adapter_config.json`, HINT);
-    if (!existsSync(weightsFile)) throw new UsageError(`adapter folder ${path} has no adapter_model.safetensors`, HINT);
-    const config = parseJson(await readFile(configFile, 'utf8'), configFile);
+    const { folder, config, weightsFile } = await readLoraConfig(path);
     const r = Number(config.r);
     const alpha = Number(config.lora_alpha ?? r);
-    if (config.peft_type !== 'LORA') throw new UsageError(`adapter ${path} is a ${String(config.peft_type)} adapter, not LoRA`, HINT);
     if (!(r >= 1)) throw new UsageError(`adapter ${path} has no rank r in adapter_config.json`, HINT);
     const unsupported = (['use_dora', 'modules_to_save', 'rank_pattern', 'alpha_pattern'] as const).find((k) => isSet(config[k]));
     if (unsupported || (config.bias ?? 'none') !== 'none') {
@@ -60,6 +53,19 @@ export class LoraAdapter {
     const tensors = readSafetensors(await readFile(weightsFile), weightsFile);
     return new LoraAdapter(folder, r, pairModules(tensors, scale, path));
   }
+}
+
+/** A PEFT LoRA folder's files and parsed adapter_config.json; a one-line UsageError for anything else. */
+export async function readLoraConfig(path: string, hint = HINT): Promise<{ folder: string; config: Record<string, unknown>; weightsFile: string }> {
+  const folder = resolve(path);
+  const configFile = join(folder, 'adapter_config.json');
+  const weightsFile = join(folder, 'adapter_model.safetensors');
+  if (!existsSync(folder)) throw new UsageError(`adapter folder ${path} does not exist`, hint);
+  if (!existsSync(configFile)) throw new UsageError(`adapter folder ${path} has no adapter_config.json`, hint);
+  if (!existsSync(weightsFile)) throw new UsageError(`adapter folder ${path} has no adapter_model.safetensors`, hint);
+  const config = parseJson(await readFile(configFile, 'utf8'), configFile);
+  if (config.peft_type !== 'LORA') throw new UsageError(`adapter ${path} is a ${String(config.peft_type)} adapter, not LoRA`, hint);
+  return { folder, config, weightsFile };
 }
 
 const isSet = (v: unknown) => v === true || (Array.isArray(v) && v.length > 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length > 0);

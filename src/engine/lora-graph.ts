@@ -13,6 +13,7 @@
  * adapter to a whole run, so rows with different adapters could not share a batch (docs/architecture.md).
  */
 import {
+  FLOAT,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
@@ -27,14 +28,13 @@ import {
   text,
   wireFields,
   withGraph,
+  INT64,
+  TENSOR_DIMS,
+  TENSOR_NAME,
   type NodeInfo,
   type WireField,
 } from './onnx-wire.js';
 
-const TENSOR_DIMS = 1;
-const TENSOR_NAME = 8;
-const FLOAT = 1;
-const INT64 = 7;
 const PROJECTION_OPS = new Set(['MatMul', 'MatMulNBits']);
 
 export const LORA_INDEX_INPUT = 'lora_index';

@@ -24,6 +24,11 @@ export const NODE_OUTPUT = 2;
 export const NODE_NAME = 3;
 export const NODE_OP_TYPE = 4;
 export const VALUE_INFO_NAME = 1;
+export const TENSOR_DIMS = 1;
+export const TENSOR_NAME = 8;
+/** TensorProto data types. */
+export const FLOAT = 1;
+export const INT64 = 7;
 /** Ops whose subgraphs may read outer names that a plain walk of node inputs would not see. */
 export const SUBGRAPH_OPS = new Set(['If', 'Loop', 'Scan']);
 
