@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
-import { parseGgufType, type GgufType } from './choices.js';
+import { parseGgufType, type GgufType } from './options/flag-values.js';
 import { LlmkitError, UsageError } from '../shared/errors.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 import { requirePythonEnv } from '../workers/python-env.js';

@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { DEVICES } from '../choices.js';
+import { DEVICES } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, intListField, textField } from './fields.js';
 

@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { GGUF_TYPES, parseGgufType } from '../choices.js';
+import { GGUF_TYPES, parseGgufType } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, numberField, textField } from './fields.js';
 import { rejectOnnxFlags, type GgufTarget } from './gguf.js';

@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import type { GgufType } from '../choices.js';
+import type { GgufType } from './flag-values.js';
 import { flagName } from './recipe.js';
 
 /** `export --gguf` and `quantize --gguf`: one GGUF file instead of an ONNX folder. */
