@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { openDrafter } from '../engine/drafters.js';
-import { LocalEngine } from '../engine/local-engine.js';
-import { GenerationScheduler } from '../engine/generation-scheduler.js';
-import { GREEDY } from '../engine/sampling.js';
+import { openDrafter } from '../../engine/drafters.js';
+import { LocalEngine } from '../../engine/local-engine.js';
+import { GenerationScheduler } from '../../engine/generation-scheduler.js';
+import { GREEDY } from '../../engine/sampling.js';
 
 export interface SpeculationBenchOptions {
   /** The target's exported folder. */

@@ -1,14 +1,14 @@
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { LocalEngine } from '../engine/local-engine.js';
-import type { Device } from '../engine/devices.js';
-import type { ChatMessage } from '../engine/tokenizer.js';
-import { TransformersJsBaseline, type SingleRun } from './bench-baseline.js';
-import { percentile, timedChatStream, type StreamTiming } from './bench-client.js';
-import { LlmkitError } from '../shared/errors.js';
-import { packageRoot } from '../shared/paths.js';
-import { writeFileAtomic } from '../shared/atomic.js';
-import { benchChart } from './charts/reports.js';
+import { LocalEngine } from '../../engine/local-engine.js';
+import type { Device } from '../../engine/devices.js';
+import type { ChatMessage } from '../../engine/tokenizer.js';
+import { TransformersJsBaseline, type SingleRun } from './baseline.js';
+import { percentile, timedChatStream, type StreamTiming } from './client.js';
+import { LlmkitError } from '../../shared/errors.js';
+import { packageRoot } from '../../shared/paths.js';
+import { writeFileAtomic } from '../../shared/atomic.js';
+import { benchChart } from '../charts/reports.js';
 
 /** The fixed prompt set: questions of very different lengths, so batches mix short and long prompts. */
 export const BENCH_PROMPTS: string[] = [
