@@ -1,4 +1,4 @@
-import type { EngineOptions } from '../engine/engine.js';
+import type { EngineOptions } from '../engine/local-engine.js';
 import type { WatchdogEvent } from '../engine/step-watchdog.js';
 import type { Device } from '../engine/devices.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
@@ -14,11 +14,11 @@ import { ServerMetrics } from '../serve/server-metrics.js';
 import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
 import { llmkitHome } from '../shared/paths.js';
-import { DEFAULT_LIMITS } from '../engine/engine.js';
+import { DEFAULT_LIMITS } from '../engine/local-engine.js';
 import { checkServingMemory } from './memory/plan.js';
 import { DEFAULT_MAX_FILE_MB } from '../serve/batch/objects.js';
 import { join, resolve } from 'node:path';
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './options/flag-values.js';
 
 export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWatchdog'> {
   /** Model folders: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH`. */

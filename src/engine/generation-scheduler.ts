@@ -2,7 +2,7 @@ import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from 
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
-import { checkFits, EngineRejection } from './generation-engine.js';
+import { checkFits, EngineRejection } from './engine-contract.js';
 import { gatherRows, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { Sequence, type RequestGroup } from './sequence.js';

@@ -1,4 +1,4 @@
-import { EngineRejection } from './generation-engine.js';
+import { EngineRejection } from './engine-contract.js';
 
 /** How long one step (a prefill pass, a decode step, a draft) may take before its requests are failed. */
 export const DEFAULT_STEP_TIMEOUT_MS = 60_000;

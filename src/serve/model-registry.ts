@@ -1,7 +1,7 @@
 import { basename, resolve } from 'node:path';
 import { UsageError } from '../shared/errors.js';
-import { Engine, type EngineOptions } from '../engine/engine.js';
-import type { GenerationEngine } from '../engine/generation-engine.js';
+import { LocalEngine, type EngineOptions } from '../engine/local-engine.js';
+import type { GenerationEngine } from '../engine/engine-contract.js';
 import type { WatchdogEvent } from '../engine/step-watchdog.js';
 import { ApiError } from './openai/errors.js';
 
@@ -59,7 +59,7 @@ export class ModelRegistry {
       for (const [i, spec] of specs.entries()) {
         const engine = opts.openEngine
           ? await opts.openEngine(spec)
-          : await Engine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows), onWatchdog: (event) => opts.onWatchdog?.(ids[i], event) });
+          : await LocalEngine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows), onWatchdog: (event) => opts.onWatchdog?.(ids[i], event) });
         models.push({ id: ids[i], name: spec.name, version: spec.version, engine, created: Math.floor(Date.now() / 1000) });
       }
     } catch (e) {

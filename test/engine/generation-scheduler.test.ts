@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
-import type { EngineRejection } from '../../src/engine/generation-engine.js';
+import type { EngineRejection } from '../../src/engine/engine-contract.js';
 import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
 import type { TokenSink } from '../../src/engine/sequence.js';
 import { gatherRows } from '../../src/engine/kv-cache.js';

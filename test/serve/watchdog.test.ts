@@ -1,12 +1,12 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../../src/engine/engine.js';
+import type { LocalEngine } from '../../src/engine/local-engine.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const ask = (content: string) => [{ role: 'user' as const, content }];
 
 /** Makes the engine's next decode step wait for the returned release (a step stuck in ONNX Runtime until then). */
-function hangNextDecode(engine: Engine): () => void {
+function hangNextDecode(engine: LocalEngine): () => void {
   const decoder = engine.decoder;
   const original = decoder.decodeInPlace;
   let release!: () => void;
@@ -49,7 +49,7 @@ describe('watchdog on the server', () => {
   afterAll(async () => server?.drain());
 
   it('fails the streams of a stuck decode step with an error event, turns /ready to 503 until a step completes, and serves the next request', async () => {
-    const engine = server.models[0].engine as Engine;
+    const engine = server.models[0].engine as LocalEngine;
     let release: (() => void) | undefined;
     const streams = await Promise.all(
       [1, 2, 3].map((seed) =>
@@ -79,7 +79,7 @@ describe('watchdog on the server', () => {
 
   it('drains on a deadline: a stream held by a stuck engine is cut off and the drain returns', async () => {
     const stuck = await startTestServer({ stepTimeoutMs: 60_000, drainTimeoutMs: 300 });
-    const engine = stuck.models[0].engine as Engine;
+    const engine = stuck.models[0].engine as LocalEngine;
     const sdk = new OpenAI({ baseURL: `${stuck.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     let release: (() => void) | undefined;
     let drained: Promise<Awaited<ReturnType<TestServer['drain']>>> | undefined;

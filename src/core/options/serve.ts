@@ -1,4 +1,4 @@
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from '../choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, textField, textsField } from './fields.js';
 

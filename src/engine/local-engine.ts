@@ -1,17 +1,17 @@
 import { DecoderSession } from './decoder-session.js';
 import { openDrafter } from './drafters.js';
-import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './generation-engine.js';
+import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './engine-contract.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
 import type { WatchdogEvent } from './step-watchdog.js';
-import type { GenerationRequest, TokenSink } from './sequence.js';
-import type { TokenLogprob } from './logits-processor.js';
+import type { GenerationRequest } from './sequence.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './devices.js';
 import { GREEDY } from './sampling.js';
 import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
 import { StreamingTextMatcher } from './text-matcher.js';
+import { TextSink } from './text-sink.js';
 import { ModelTokenizer } from './tokenizer.js';
 
 export interface EngineOptions extends Partial<SchedulerLimits> {
@@ -34,7 +34,7 @@ export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatc
  * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.
  * `serve`, `chat`, `bench` and tests all generate through it.
  */
-export class Engine implements GenerationEngine {
+export class LocalEngine implements GenerationEngine {
   private constructor(
     readonly model: ExportedModel,
     readonly decoder: DecoderSession,
@@ -42,7 +42,7 @@ export class Engine implements GenerationEngine {
     readonly scheduler: GenerationScheduler,
   ) {}
 
-  static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+  static async open(dir: string, opts: EngineOptions = {}): Promise<LocalEngine> {
     const model = loadExportedModel(dir);
     const tokenizer = await ModelTokenizer.load(model.dir);
     const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
@@ -62,7 +62,7 @@ export class Engine implements GenerationEngine {
       await decoder.release();
       throw e;
     }
-    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter, opts.onWatchdog));
+    return new LocalEngine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter, opts.onWatchdog));
   }
 
   get contextLength(): number {
@@ -124,48 +124,5 @@ export class Engine implements GenerationEngine {
     if (this.scheduler.watchdog.abandonedSteps) return;
     await this.scheduler.drafter?.release();
     await this.decoder.release();
-  }
-}
-
-/** Tokens → complete text → stop strings → the streamer (also used by engines that get tokens from elsewhere). */
-export class TextSink implements TokenSink {
-  private stopped = false;
-  /** Logprobs of tokens whose text has not been sent yet. */
-  private logprobs: TokenLogprob[] = [];
-
-  constructor(
-    private readonly detokenizer: IncrementalDetokenizer,
-    private readonly stops: StreamingTextMatcher,
-    private readonly streamer: Streamer,
-  ) {}
-
-  token(id: number, logprob?: TokenLogprob): boolean {
-    if (logprob) this.logprobs.push(logprob);
-    return this.emit(this.detokenizer.push(id));
-  }
-
-  end(end: GenerationEnd): void {
-    // A stop token or max_tokens leaves text held back (an unfinished character, a partial stop string): send it.
-    if (!this.stopped && (end.reason === 'stop' || end.reason === 'length')) {
-      if (this.emit(this.detokenizer.flush())) end = { ...end, reason: 'stop' };
-      else this.put(this.stops.flush());
-    }
-    if (this.logprobs.length) this.put('');
-    this.streamer.end(end);
-  }
-
-  private emit(text: string): boolean {
-    if (!text) return false;
-    const { text: out, match } = this.stops.push(text);
-    this.put(out);
-    this.stopped = match !== undefined;
-    return this.stopped;
-  }
-
-  private put(text: string): void {
-    if (!text && !this.logprobs.length) return;
-    if (!this.logprobs.length) return this.streamer.put(text);
-    this.streamer.put(text, this.logprobs);
-    this.logprobs = [];
   }
 }
