@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
-import type { TokenSink } from '../../src/engine/sequence.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { Random } from '../../src/engine/random.js';
 import { GREEDY } from '../../src/engine/sampling.js';
 import { StepTimeout, type WatchdogEvent } from '../../src/engine/step-watchdog.js';
-import type { GenerationEnd } from '../../src/engine/streamer.js';
 import { exportedTinyModel } from '../helpers/models.js';
+import { collector } from '../helpers/token-sink.js';
 
 const STEP_MS = 400;
 const limits: SchedulerLimits = { maxBatch: 8, maxQueue: 16, maxTokensTotal: 8 * 512, prefillChunk: 256, stepTimeoutMs: STEP_MS };
@@ -16,22 +15,6 @@ const prompt = (length: number, seed: number) => {
   const random = new Random(seed);
   return Array.from({ length }, () => 4 + Math.floor(random.next() * 700));
 };
-
-/** A sink that keeps the tokens, resolves when the request ends, and runs `onToken` (which may throw) on each token. */
-function collector(onToken?: (tokens: number[]) => void) {
-  const tokens: number[] = [];
-  let resolve!: (end: GenerationEnd) => void;
-  const done = new Promise<GenerationEnd>((r) => (resolve = r));
-  const sink: TokenSink = {
-    token: (id) => {
-      tokens.push(id);
-      onToken?.(tokens);
-      return false;
-    },
-    end: resolve,
-  };
-  return { tokens, done, sink };
-}
 
 /** A promise that settles when `release` is called: a step stuck in ONNX Runtime until then. */
 function stuck() {
