@@ -1,5 +1,5 @@
-import type { Engine } from './engine.js';
-import type { Choice, GenerationEngine, TextRequest } from './generation-engine.js';
+import type { LocalEngine } from './local-engine.js';
+import type { Choice, GenerationEngine, TextRequest } from './engine-contract.js';
 import type { LoraAdapter } from './lora-adapter.js';
 import type { Streamer } from './streamer.js';
 
@@ -10,7 +10,7 @@ import type { Streamer } from './streamer.js';
  */
 export class AdapterEngine implements GenerationEngine {
   constructor(
-    readonly base: Engine,
+    readonly base: LocalEngine,
     readonly adapter: LoraAdapter,
   ) {}
 

@@ -1,7 +1,8 @@
 import { basename, resolve } from 'node:path';
 import { UsageError } from '../shared/errors.js';
-import { Engine, type EngineOptions } from '../engine/engine.js';
-import type { GenerationEngine } from '../engine/generation-engine.js';
+import { LocalEngine, type EngineOptions } from '../engine/local-engine.js';
+import type { GenerationEngine } from '../engine/engine-contract.js';
+import type { WatchdogEvent } from '../engine/step-watchdog.js';
 import { AdapterEngine } from '../engine/adapter-engine.js';
 import { ApiError } from './openai/errors.js';
 
@@ -55,7 +56,11 @@ export class ModelRegistry {
   /** `openEngine` replaces llmkit's own engine (ONNX Runtime in this process) with another, e.g. Triton's. */
   static async open(
     specs: ModelSpec[],
-    opts: Omit<EngineOptions, 'onDecodeStep'> & { onDecodeStep?: (model: string, rows: number) => void; openEngine?: (spec: ModelSpec) => Promise<GenerationEngine> },
+    opts: Omit<EngineOptions, 'onDecodeStep' | 'onWatchdog'> & {
+      onDecodeStep?: (model: string, rows: number) => void;
+      onWatchdog?: (model: string, event: WatchdogEvent) => void;
+      openEngine?: (spec: ModelSpec) => Promise<GenerationEngine>;
+    },
   ): Promise<ModelRegistry> {
     const ids = specs.map(specId);
     const twice = ids.find((id, i) => ids.indexOf(id) !== i);
@@ -63,7 +68,9 @@ export class ModelRegistry {
     const models: ServedModel[] = [];
     try {
       for (const [i, spec] of specs.entries()) {
-        const engine = opts.openEngine ? await opts.openEngine(spec) : await Engine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows) });
+        const engine = opts.openEngine
+          ? await opts.openEngine(spec)
+          : await LocalEngine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows), onWatchdog: (event) => opts.onWatchdog?.(ids[i], event) });
         models.push({ id: ids[i], name: spec.name, version: spec.version, engine, created: Math.floor(Date.now() / 1000) });
       }
     } catch (e) {
@@ -100,7 +107,7 @@ export class ModelRegistry {
    * its requests share the base's batch and weights. Throws a UsageError (one line) when it cannot.
    */
   async addAdapter(spec: ModelSpec): Promise<ServedModel> {
-    const base = this.list.find((m): m is ServedModel & { engine: Engine } => m.engine instanceof Engine && m.engine.decoder.lora !== undefined);
+    const base = this.list.find((m): m is ServedModel & { engine: LocalEngine } => m.engine instanceof LocalEngine && m.engine.decoder.lora !== undefined);
     if (!base) throw new UsageError('no served model takes LoRA adapters', 'start the server with --adapter NAME=PATH or --lora-targets q_proj,v_proj,…');
     const id = specId(spec);
     this.refuseTaken(id);

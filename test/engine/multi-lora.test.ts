@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type RowAdapters } from '../../src/engine/decoder-session.js';
-import { Engine } from '../../src/engine/engine.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
 import type { LoraAdapter } from '../../src/engine/lora-adapter.js';
 import { leftPaddedPrompts } from '../../src/engine/batch-inputs.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
@@ -38,7 +38,7 @@ function maxDiffOfRow(a: Float32Array, b: Float32Array, row: number, rowSize: nu
 describe('multi-LoRA: adapters as per-row graph inputs over one base', () => {
   let base: string;
   let merged: string[];
-  let engine: Engine;
+  let engine: LocalEngine;
   let adapters: LoraAdapter[];
   beforeAll(async () => {
     const hf = await tinyModel();
@@ -46,7 +46,7 @@ describe('multi-LoRA: adapters as per-row graph inputs over one base', () => {
     const folders = await Promise.all(SPECS.map((s) => randomAdapter(hf, s)));
     merged = [];
     for (const f of folders) merged.push(await mergedExport(hf, f));
-    engine = await Engine.open(base, { device: 'cpu', threads: 1, loraTargets: TARGETS, maxBatch: 8 });
+    engine = await LocalEngine.open(base, { device: 'cpu', threads: 1, loraTargets: TARGETS, maxBatch: 8 });
     adapters = await Promise.all(folders.map((f, i) => engine.loadAdapter(f, `a${i}`)));
   }, 600_000);
 
@@ -74,11 +74,11 @@ describe('multi-LoRA: adapters as per-row graph inputs over one base', () => {
 
   it("generates the merged models' greedy tokens for rows of different adapters (and none) decoded in one batch", async () => {
     const requests = Array.from({ length: 12 }, (_, i) => ({ ids: prompt(4 + (i % 5) * 3, 10 + i), adapter: [adapters[0], undefined, adapters[1]][i % 3] }));
-    const run = (e: Engine, rs: typeof requests, withAdapter: boolean) =>
+    const run = (e: LocalEngine, rs: typeof requests, withAdapter: boolean) =>
       Promise.all(rs.map((r) => e.complete({ promptIds: r.ids, maxTokens: 24, ignoreEos: true, adapter: withAdapter ? r.adapter : undefined })));
     const together = await run(engine, requests, true);
     for (const [i, dir] of [base, ...merged].entries()) {
-      const reference = await Engine.open(dir, { device: 'cpu', threads: 1 });
+      const reference = await LocalEngine.open(dir, { device: 'cpu', threads: 1 });
       const mine = requests.flatMap((r, j) => ((r.adapter ? adapters.indexOf(r.adapter) + 1 : 0) === i ? [j] : []));
       const alone = await run(
         reference,
@@ -95,7 +95,7 @@ describe('multi-LoRA: adapters as per-row graph inputs over one base', () => {
   }, 300_000);
 
   it('refuses an adapter whose projections the graph does not take, or a folder that is not a PEFT adapter, in one line', async () => {
-    const narrow = await Engine.open(base, { device: 'cpu', threads: 1, loraTargets: ['q_proj'] });
+    const narrow = await LocalEngine.open(base, { device: 'cpu', threads: 1, loraTargets: ['q_proj'] });
     const folder = await randomAdapter(await tinyModel(), SPECS[0]);
     await expect(narrow.loadAdapter(folder, 'a0')).rejects.toThrow(/adapts layers\.\d+\.(v_proj|down_proj), which this server's graph does not take \(it takes q_proj\)/);
     await expect(narrow.loadAdapter('/nonexistent/adapter', 'x')).rejects.toThrow(/adapter folder \/nonexistent\/adapter does not exist/);
