@@ -3,6 +3,7 @@ import { openDrafter } from './drafters.js';
 import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './engine-contract.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
+import type { WatchdogEvent } from './step-watchdog.js';
 import type { GenerationRequest } from './sequence.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
@@ -19,6 +20,8 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   threads?: number;
   /** Called after each decode step with the number of rows it advanced. */
   onDecodeStep?: (rows: number) => void;
+  /** Hears of a step or batch that got stuck (its requests failed) and of the recovery. */
+  onWatchdog?: (event: WatchdogEvent) => void;
   /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
   prefixCacheMb?: number;
   /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
@@ -48,6 +51,7 @@ export class LocalEngine implements GenerationEngine {
       maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,
       prefillChunk: opts.prefillChunk ?? DEFAULT_LIMITS.prefillChunk,
       maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
+      stepTimeoutMs: opts.stepTimeoutMs,
     };
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
     const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
@@ -58,7 +62,7 @@ export class LocalEngine implements GenerationEngine {
       await decoder.release();
       throw e;
     }
-    return new LocalEngine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter));
+    return new LocalEngine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter, opts.onWatchdog));
   }
 
   get contextLength(): number {
@@ -73,9 +77,9 @@ export class LocalEngine implements GenerationEngine {
     return this.decoder.skipped.map((s) => `${s.provider}: ${s.reason}`);
   }
 
-  /** In this process: ready once loaded. */
+  /** In this process: ready once loaded, unless a step got stuck and none has completed since (see StepWatchdog). */
   async unavailable(): Promise<string | null> {
-    return null;
+    return this.scheduler.watchdog.unavailable;
   }
 
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
@@ -114,9 +118,10 @@ export class LocalEngine implements GenerationEngine {
     return { text: collector.text, end };
   }
 
-  /** Waits for running requests to finish, then frees the session. */
+  /** Waits for running requests to finish, then frees the session (not under a step the watchdog gave up on: the process's exit frees it). */
   async close(): Promise<void> {
     await this.scheduler.idle();
+    if (this.scheduler.watchdog.abandonedSteps) return;
     await this.scheduler.drafter?.release();
     await this.decoder.release();
   }
