@@ -3,6 +3,7 @@ import { openDrafter } from '../../engine/drafters.js';
 import { LocalEngine } from '../../engine/local-engine.js';
 import { GenerationScheduler } from '../../engine/generation-scheduler.js';
 import { GREEDY } from '../../engine/sampling.js';
+import type { Device } from '../../engine/devices.js';
 
 export interface SpeculationBenchOptions {
   /** The target's exported folder. */
@@ -14,6 +15,8 @@ export interface SpeculationBenchOptions {
   rounds: number;
   threads: number;
   maxTokens: number;
+  /** Where both run (default cpu). */
+  device?: Device;
   /** Called after each prompt of the first round with the plain run's text (to show what the prompts make). */
   onAnswer?: (index: number, text: string) => void;
   onRound?: (round: number, speedup: number) => void;
@@ -23,6 +26,8 @@ export interface SpeculationBenchResult {
   model: string;
   draft: string;
   threads: number;
+  /** The provider the target ran on. */
+  device: string;
   prompts: number;
   rounds: number;
   maxTokens: number;
@@ -51,8 +56,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * on a shared machine hits both. Batch 1, greedy; the outputs must be identical.
  */
 export async function measureSpeculation(opts: SpeculationBenchOptions): Promise<SpeculationBenchResult> {
-  const engine = await LocalEngine.open(opts.model, { device: 'cpu', threads: opts.threads, prefixCacheMb: 0 });
-  const drafter = await openDrafter(opts.draft, engine.decoder, { device: 'cpu', threads: opts.threads });
+  const device = opts.device ?? 'cpu';
+  const engine = await LocalEngine.open(opts.model, { device, threads: opts.threads, prefixCacheMb: 0 });
+  const drafter = await openDrafter(opts.draft, engine.decoder, { device, threads: opts.threads });
   try {
     const plain = new GenerationScheduler(engine.decoder, engine.scheduler.limits);
     const drafted = new GenerationScheduler(engine.decoder, engine.scheduler.limits, undefined, undefined, drafter);
@@ -97,6 +103,7 @@ export async function measureSpeculation(opts: SpeculationBenchOptions): Promise
       model: opts.model,
       draft: opts.draft,
       threads: opts.threads,
+      device: engine.device,
       prompts: inputs.length,
       rounds: opts.rounds,
       maxTokens: opts.maxTokens,
