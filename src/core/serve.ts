@@ -1,4 +1,5 @@
 import type { EngineOptions } from '../engine/engine.js';
+import { runChartsIn } from './charts/runs.js';
 import type { Device } from '../engine/devices.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
@@ -58,6 +59,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   batchFileMb?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
+  /** A folder of runs whose charts the dashboard shows (`--runs`). */
+  runs?: string;
   /** Start even when the memory estimate says the models cannot fit. */
   force?: boolean;
 }
@@ -80,6 +83,7 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
   const specs = opts.models.map(parseModelSpec);
+  const runs = opts.runs ? runChartsIn(resolve(opts.runs)) : undefined;
   const openEngine = tritonEngines(opts, specs.length);
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
@@ -115,7 +119,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
   const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch });
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, runs });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);

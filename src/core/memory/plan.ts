@@ -51,6 +51,7 @@ export async function planFit(r: FitRequest): Promise<FitPlan> {
       teacher,
       weightBytes: shape.weightBytes ?? undefined,
       kvBytes: shape.kvBytes,
+      openCopies: shape.openCopies,
     },
     device === 'cuda' ? (gpu?.memoryBytes ?? 0) : totalmem(),
     device === 'cuda' ? (gpu?.name ?? 'GPU (none found)') : 'RAM',
