@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { FAST_TIER_BIN } from './test/helpers/fast-tier-build.js';
 
 /**
  * The fast tier (`npm run test:unit`): every test file but those that need Python or a model, for
@@ -72,7 +73,9 @@ export default defineConfig({
       'test/workers/tiny-model.test.ts',
       'test/workers/worker-run.test.ts',
     ],
-    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier' },
+    // No `npm run build`: the CLI tests start a copy of bin/llmkit.js over a one-second esbuild of src/.
+    globalSetup: ['test/helpers/fast-tier-build.ts'],
+    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier', LLMKIT_TEST_BIN: FAST_TIER_BIN },
     testTimeout: 20_000,
   },
 });
