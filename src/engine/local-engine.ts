@@ -1,4 +1,6 @@
 import { DecoderSession } from './decoder-session.js';
+import { LoraAdapter } from './lora-adapter.js';
+import { UsageError } from '../shared/errors.js';
 import { openDrafter } from './drafters.js';
 import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './engine-contract.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
@@ -26,6 +28,8 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   prefixCacheMb?: number;
   /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
   draft?: string;
+  /** Projections (q_proj, v_proj, …) that take LoRA adapters per row (lora-graph.ts); none: no adapters. */
+  loraTargets?: readonly string[];
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
@@ -45,7 +49,7 @@ export class LocalEngine implements GenerationEngine {
   static async open(dir: string, opts: EngineOptions = {}): Promise<LocalEngine> {
     const model = loadExportedModel(dir);
     const tokenizer = await ModelTokenizer.load(model.dir);
-    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
+    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last', lora: opts.loraTargets });
     const limits: SchedulerLimits = {
       maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch,
       maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,
@@ -105,9 +109,19 @@ export class LocalEngine implements GenerationEngine {
         processor: choice.processor,
         logprobs: request.logprobs,
         lane: request.lane,
+        adapter: request.adapter,
       }),
     );
     this.scheduler.submitGroup(group);
+  }
+
+  /** Reads a PEFT adapter for this engine's LoRA inputs; throws a one-line UsageError when it cannot serve it. */
+  async loadAdapter(path: string, name: string): Promise<LoraAdapter> {
+    const lora = this.decoder.lora;
+    if (!lora) throw new UsageError(`${this.model.dir} was opened without LoRA inputs, so adapter ${name} cannot be served on it`, 'start the server with --adapter or --lora-targets');
+    const adapter = await LoraAdapter.load(path);
+    lora.check(adapter, name, `restart the server with --lora-targets ${[...new Set([...lora.modules.map((m) => m.target), ...adapter.targets])].sort().join(',')}`);
+    return adapter;
   }
 
   /** Generates and waits for the whole text. */
