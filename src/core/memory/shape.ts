@@ -19,7 +19,7 @@ export async function countParameters(path: string, files: string[]): Promise<nu
 }
 
 /** The shape the estimate needs, from a Hugging Face folder's config.json (text_config for multimodal ones) or an export's llmkit.json. */
-export async function readModelShape(dir: string): Promise<ModelShape & { weightBytes: number | null; kvBytes: number; openCopies: number }> {
+export async function readModelShape(dir: string): Promise<ModelShape & { weightBytes: number | null; kvBytes: number; openCopies: (lora: boolean) => number }> {
   // Without a config.json it can only be an export: the loader's errors say what is wrong with it.
   if (existsSync(join(dir, 'llmkit.json')) || !existsSync(join(dir, 'config.json'))) {
     const { manifest: m, onnxPath } = loadExportedModel(dir);
@@ -40,10 +40,12 @@ export async function readModelShape(dir: string): Promise<ModelShape & { weight
       projections: [],
       weightBytes,
       kvBytes: m.kv_dtype === 'float16' ? 2 : 4,
-      openCopies: hostCopiesAtOpen(
-        m.graph,
-        onnxFiles.some((f) => f !== basename(onnxPath)),
-      ),
+      openCopies: (lora: boolean) =>
+        hostCopiesAtOpen(
+          m.graph,
+          onnxFiles.some((f) => f !== basename(onnxPath)),
+          lora,
+        ),
     };
   }
   const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -79,6 +81,6 @@ export async function readModelShape(dir: string): Promise<ModelShape & { weight
     ],
     weightBytes: null,
     kvBytes: 4,
-    openCopies: hostCopiesAtOpen(),
+    openCopies: (lora: boolean) => hostCopiesAtOpen(null, false, lora),
   };
 }
