@@ -1,4 +1,9 @@
 import { DecoderSession } from './decoder-session.js';
+import { FixedCacheDecoder } from './fixed-cache/fixed-cache-decoder.js';
+import { FixedCacheScheduler } from './fixed-cache/fixed-cache-scheduler.js';
+import { bindingStatus } from './native/ort-binding.js';
+import { providerUnavailable } from './onnx-runtime.js';
+import { LlmkitError } from '../shared/errors.js';
 import { openDrafter } from './drafters.js';
 import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './generation-engine.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
@@ -23,6 +28,37 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   prefixCacheMb?: number;
   /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
   draft?: string;
+  /**
+   * `fixed-cache`: the KV cache in place on the device, a CUDA graph per batch bucket (src/engine/fixed-cache/);
+   * `dynamic`: DecoderSession's cache on the host; default: fixed-cache on CUDA for a `--gqa` export on llmkit's
+   * own binding without a draft, else dynamic. LLMKIT_FIXED_CACHE=0 or 1 overrides the default.
+   */
+  decodePath?: DecodePath;
+}
+
+export type DecodePath = 'fixed-cache' | 'dynamic';
+
+/** Columns of a row's cache on the fixed-cache path at most: what a request's prompt and new tokens may take. */
+export const FIXED_CACHE_COLUMNS = 4096;
+
+/** Why a model cannot take the fixed-cache path on `device`, or null when it can. */
+function fixedCacheRefusal(model: ExportedModel, opts: EngineOptions): string | null {
+  if (model.manifest.graph !== 'fused-gqa') return 'it needs an export with GroupQueryAttention (`llmkit export --gqa`)';
+  if (opts.draft) return 'speculative decoding runs on the dynamic path';
+  if (opts.device !== 'cpu' && opts.device !== 'cuda') return 'it runs on --device cpu or cuda';
+  const status = bindingStatus();
+  if (status.binding !== 'llmkit') return `it needs llmkit's own ONNX Runtime binding (${status.reason})`;
+  return providerUnavailable(opts.device);
+}
+
+/** Which decode path an engine takes (see EngineOptions.decodePath); throws when fixed-cache is asked for and cannot run. */
+export function chooseDecodePath(model: ExportedModel, opts: EngineOptions): DecodePath {
+  const env = process.env.LLMKIT_FIXED_CACHE;
+  const wanted = opts.decodePath ?? (env === '1' ? 'fixed-cache' : env === '0' ? 'dynamic' : undefined);
+  if (wanted === 'dynamic') return 'dynamic';
+  const refusal = fixedCacheRefusal(model, opts);
+  if (wanted === 'fixed-cache' && refusal) throw new LlmkitError(`the fixed-cache decode path cannot run: ${refusal}`, 'leave the decode path to llmkit (LLMKIT_FIXED_CACHE unset)');
+  return wanted === 'fixed-cache' || (!refusal && opts.device === 'cuda') ? 'fixed-cache' : 'dynamic';
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
@@ -34,21 +70,32 @@ export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatc
 export class Engine implements GenerationEngine {
   private constructor(
     readonly model: ExportedModel,
-    readonly decoder: DecoderSession,
+    readonly decoder: DecoderSession | FixedCacheDecoder,
     readonly tokenizer: ModelTokenizer,
-    readonly scheduler: GenerationScheduler,
+    readonly scheduler: GenerationScheduler | FixedCacheScheduler,
   ) {}
 
   static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
     const model = loadExportedModel(dir);
     const tokenizer = await ModelTokenizer.load(model.dir);
-    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
     const limits: SchedulerLimits = {
       maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch,
       maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,
       prefillChunk: opts.prefillChunk ?? DEFAULT_LIMITS.prefillChunk,
       maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
     };
+    if (chooseDecodePath(model, opts) === 'fixed-cache') {
+      const capacity = Math.min(model.manifest.max_position_embeddings, FIXED_CACHE_COLUMNS);
+      const fixed = await FixedCacheDecoder.open(model, {
+        provider: opts.device as 'cpu' | 'cuda',
+        threads: opts.threads,
+        rows: limits.maxBatch,
+        capacity,
+        cudaGraphs: process.env.LLMKIT_CUDA_GRAPH !== '0',
+      });
+      return new Engine(model, fixed, tokenizer, new FixedCacheScheduler(fixed, limits, opts.onDecodeStep));
+    }
+    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
     const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
     let drafter;
@@ -67,6 +114,11 @@ export class Engine implements GenerationEngine {
 
   get device(): string {
     return this.decoder.provider;
+  }
+
+  /** The decode path this engine runs (see EngineOptions.decodePath). */
+  get decodePath(): DecodePath {
+    return this.decoder instanceof FixedCacheDecoder ? 'fixed-cache' : 'dynamic';
   }
 
   get deviceNotes(): string[] {

@@ -26,7 +26,8 @@ export const SUBGRAPH_OPS = new Set(['If', 'Loop', 'Scan']);
 
 const utf8 = new TextDecoder();
 
-function readVarint(buf: Uint8Array, pos: number): [number, number] {
+/** The varint at `pos`: its value and the position after it. */
+export function readVarint(buf: Uint8Array, pos: number): [number, number] {
   let value = 0;
   let scale = 1;
   for (;;) {
