@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { FAST_TIER_BIN } from './test/helpers/fast-tier-build.js';
 
 /**
  * The fast tier (`npm run test:unit`): every test file but those that need Python or a model, for
@@ -39,6 +40,7 @@ export default defineConfig({
       'test/engine/detokenizer.test.ts',
       'test/engine/fixed-cache.test.ts',
       'test/engine/generation-scheduler.test.ts',
+      'test/engine/step-watchdog.test.ts',
       'test/engine/graph-pruning.test.ts',
       'test/engine/last-position-logits.test.ts',
       'test/engine/ort-binding.test.ts',
@@ -63,6 +65,7 @@ export default defineConfig({
       'test/serve/structured-outputs.test.ts',
       'test/serve/tool-calls.test.ts',
       'test/serve/triton.test.ts',
+      'test/serve/watchdog.test.ts',
       'test/serve/web-ui.test.ts',
       'test/serve/websocket-plain.test.ts',
       'test/serve/websocket.test.ts',
@@ -71,7 +74,9 @@ export default defineConfig({
       'test/workers/tiny-model.test.ts',
       'test/workers/worker-run.test.ts',
     ],
-    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier' },
+    // No `npm run build`: the CLI tests start a copy of bin/llmkit.js over a one-second esbuild of src/.
+    globalSetup: ['test/helpers/fast-tier-build.ts'],
+    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier', LLMKIT_TEST_BIN: FAST_TIER_BIN },
     testTimeout: 20_000,
   },
 });

@@ -1,4 +1,5 @@
-import type { EngineOptions } from '../engine/engine.js';
+import type { EngineOptions } from '../engine/local-engine.js';
+import type { WatchdogEvent } from '../engine/step-watchdog.js';
 import type { Device } from '../engine/devices.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
@@ -13,13 +14,13 @@ import { ServerMetrics } from '../serve/server-metrics.js';
 import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
 import { llmkitHome } from '../shared/paths.js';
-import { DEFAULT_LIMITS } from '../engine/engine.js';
+import { DEFAULT_LIMITS } from '../engine/local-engine.js';
 import { checkServingMemory } from './memory/plan.js';
 import { DEFAULT_MAX_FILE_MB } from '../serve/batch/objects.js';
 import { join, resolve } from 'node:path';
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './options/flag-values.js';
 
-export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
+export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWatchdog'> {
   /** Model folders: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH`. */
   models: string[];
   host: string;
@@ -60,7 +61,21 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   ui?: boolean;
   /** Start even when the memory estimate says the models cannot fit. */
   force?: boolean;
+  /** How long a drain waits for requests in flight before it cuts them off (default 30 s). */
+  drainTimeoutMs?: number;
 }
+
+/** What a drain left: requests cut off at its deadline, and models whose engine was still busy when it gave up. */
+export interface DrainResult {
+  cutOff: number;
+  modelsLeftBusy: number;
+}
+
+/** Kubernetes' default grace period between SIGTERM and SIGKILL is 30 s: a drain ends inside it. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
+
+/** After the deadline, how long the engines get to drop the cut-off requests (they leave at the next step). */
+const ENGINE_CLOSE_GRACE_MS = 3_000;
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 (the OpenAI API is under /v1). */
@@ -72,8 +87,8 @@ export interface RunningServer {
   memory: { total: number; available: number; availableOf: string } | null;
   /** Where files and batches are kept, or why the batch API is off. */
   batch: { dataDir: string; unavailable: string };
-  /** Refuses new requests, finishes those in flight, closes the server and frees the models. */
-  drain(): Promise<void>;
+  /** Refuses new requests, finishes those in flight (until the drain deadline), closes the server and frees the models. */
+  drain(): Promise<DrainResult>;
 }
 
 /** Loads the models and starts the OpenAI-compatible server; everything is checked before the models load. */
@@ -107,7 +122,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
             specs.map((s) => s.path),
             { maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch, device, force: opts.force },
           );
-    models = await ModelRegistry.open(specs, { ...opts, openEngine, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
+    models = await ModelRegistry.open(specs, {
+      ...opts,
+      openEngine,
+      onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }),
+      onWatchdog: (model, event) => opts.log(watchdogLine(model, event)),
+    });
   } catch (e) {
     await redis?.close();
     throw e;
@@ -135,11 +155,33 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     memory,
     batch: { dataDir, unavailable: server.batches?.unavailable ?? '' },
     drain: async () => {
-      await server.drain();
-      await registry.close();
+      const cutOff = await server.drain(opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
+      // An engine stuck in a step would hold the drain forever: past the grace its session is left to the process's exit.
+      const closes = registry.models.map((m) => withinMs(m.engine.close(), ENGINE_CLOSE_GRACE_MS));
+      const modelsLeftBusy = (await Promise.all(closes)).filter((closed) => !closed).length;
       await redis?.close();
+      return { cutOff, modelsLeftBusy };
     },
   };
+}
+
+/** Whether `p` settled within `ms`. */
+async function withinMs(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The server log's line for a stuck step or batch, a scheduler fault, or the recovery. */
+function watchdogLine(model: string, event: WatchdogEvent): string {
+  if (event.kind === 'recovered') return `watchdog: model ${model} recovered (${event.message}); /ready is 200 again`;
+  const failed = `${event.failed} request${event.failed === 1 ? '' : 's'} failed`;
+  if (event.kind === 'failed') return `watchdog: model ${model}: the scheduler failed (${event.message}); ${failed}, it goes on with new ones`;
+  return `watchdog: model ${model}: ${event.message}; ${failed}, /ready is 503 until a step completes`;
 }
 
 /** With --engine triton, how each model's engine opens; undefined for llmkit's own engine. Flags are checked first. */

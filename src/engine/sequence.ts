@@ -1,5 +1,5 @@
 import { DRAFT_LENGTH_DEFAULTS, DraftLength } from './draft-length.js';
-import type { Lane } from './generation-engine.js';
+import type { Lane } from './engine-contract.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { tokenLogprob } from './logprobs.js';
 import { TokenSampler, type SamplingParams } from './sampling.js';

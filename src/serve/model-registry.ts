@@ -1,7 +1,8 @@
 import { basename, resolve } from 'node:path';
 import { UsageError } from '../shared/errors.js';
-import { Engine, type EngineOptions } from '../engine/engine.js';
-import type { GenerationEngine } from '../engine/generation-engine.js';
+import { LocalEngine, type EngineOptions } from '../engine/local-engine.js';
+import type { GenerationEngine } from '../engine/engine-contract.js';
+import type { WatchdogEvent } from '../engine/step-watchdog.js';
 import { ApiError } from './openai/errors.js';
 
 /** One model folder to serve, as given on the command line: `path`, `name=path` or `name@version=path`. */
@@ -44,7 +45,11 @@ export class ModelRegistry {
   /** `openEngine` replaces llmkit's own engine (ONNX Runtime in this process) with another, e.g. Triton's. */
   static async open(
     specs: ModelSpec[],
-    opts: Omit<EngineOptions, 'onDecodeStep'> & { onDecodeStep?: (model: string, rows: number) => void; openEngine?: (spec: ModelSpec) => Promise<GenerationEngine> },
+    opts: Omit<EngineOptions, 'onDecodeStep' | 'onWatchdog'> & {
+      onDecodeStep?: (model: string, rows: number) => void;
+      onWatchdog?: (model: string, event: WatchdogEvent) => void;
+      openEngine?: (spec: ModelSpec) => Promise<GenerationEngine>;
+    },
   ): Promise<ModelRegistry> {
     const ids = specs.map((s) => (s.version ? `${s.name}@${s.version}` : s.name));
     const twice = ids.find((id, i) => ids.indexOf(id) !== i);
@@ -52,7 +57,9 @@ export class ModelRegistry {
     const models: ServedModel[] = [];
     try {
       for (const [i, spec] of specs.entries()) {
-        const engine = opts.openEngine ? await opts.openEngine(spec) : await Engine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows) });
+        const engine = opts.openEngine
+          ? await opts.openEngine(spec)
+          : await LocalEngine.open(spec.path, { ...opts, onDecodeStep: (rows) => opts.onDecodeStep?.(ids[i], rows), onWatchdog: (event) => opts.onWatchdog?.(ids[i], event) });
         models.push({ id: ids[i], name: spec.name, version: spec.version, engine, created: Math.floor(Date.now() / 1000) });
       }
     } catch (e) {

@@ -80,15 +80,27 @@ export class LlmServer {
     return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   }
 
-  /** Refuses new requests (503), waits for those in flight, then closes every connection. */
-  async drain(): Promise<void> {
+  /**
+   * Refuses new requests (503), waits for those in flight (at most `deadlineMs`), then closes every connection:
+   * a request still going at the deadline loses its connection, and its generation leaves the batch.
+   * Returns how many requests were cut off.
+   */
+  async drain(deadlineMs = Infinity): Promise<number> {
     this.draining = true;
-    await this.batches?.close();
-    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    const finished = (async () => {
+      await this.batches?.close();
+      while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(deadlineMs, 2 ** 31 - 1))));
+    await Promise.race([finished, deadline]);
+    clearTimeout(timer);
+    const cutOff = this.inFlight.size;
     this.ws.closeAll();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeAllConnections();
     await closed;
+    return cutOff;
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

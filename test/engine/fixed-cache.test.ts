@@ -3,7 +3,7 @@
 // specifics (graph capture and replay per bucket) run only on a GPU: test/bench/device/binding-run.sh.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
 import { DeviceSampler } from '../../src/engine/fixed-cache/device-sampler.js';
 import { fixedCacheGraph } from '../../src/engine/fixed-cache/fixed-cache-graph.js';
 import { FixedCacheDecoder } from '../../src/engine/fixed-cache/fixed-cache-decoder.js';
@@ -118,7 +118,7 @@ describe.each(['tiny', '100m'] as const)('the fixed-cache path on the CPU (%s)',
 
 describe('the engine on the fixed-cache path', () => {
   it('serves a --gqa export on --device cpu when asked, and refuses a plain export with one line', async () => {
-    const engine = await Engine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, decodePath: 'fixed-cache', maxBatch: 2 });
+    const engine = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, decodePath: 'fixed-cache', maxBatch: 2 });
     try {
       expect(engine.decodePath).toBe('fixed-cache');
       const { end } = await engine.complete({ promptIds: prompt(12, 4), maxTokens: 5, ignoreEos: true });
@@ -126,10 +126,10 @@ describe('the engine on the fixed-cache path', () => {
     } finally {
       await engine.close();
     }
-    await expect(Engine.open(await exportedTinyModel('tiny', 0, 'traced'), { device: 'cpu', decodePath: 'fixed-cache' })).rejects.toThrow(
+    await expect(LocalEngine.open(await exportedTinyModel('tiny', 0, 'traced'), { device: 'cpu', decodePath: 'fixed-cache' })).rejects.toThrow(
       /^the fixed-cache decode path cannot run: it needs an export with GroupQueryAttention/,
     );
-    const plain = await Engine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2 });
+    const plain = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2 });
     expect(plain.decodePath).toBe('dynamic');
     await plain.close();
   }, 300_000);

@@ -1,4 +1,4 @@
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from '../choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, textField, textsField } from './fields.js';
 
@@ -21,6 +21,18 @@ export const SERVE = defineCommand({
     maxQueue: { field: intField(0), value: '<n>', default: 256, help: 'requests waiting for a batch row; past it, 503 with Retry-After' },
     maxTokensTotal: { field: intField(1), value: '<n>', help: 'prompt + max_tokens summed over running requests', defaultHelp: 'max-batch × context' },
     prefillChunk: { field: intField(1), value: '<n>', default: 256, help: 'prompt tokens prefilled between two decode steps (keeps running streams steady)' },
+    stepTimeout: {
+      field: intField(1),
+      value: '<seconds>',
+      default: 60,
+      help: 'watchdog: a prefill pass or decode step that takes longer fails its requests (503) and /ready says 503 until a step completes',
+    },
+    drainTimeout: {
+      field: intField(0),
+      value: '<seconds>',
+      default: 25,
+      help: 'on SIGTERM, how long requests in flight may finish before their connections are closed (inside Kubernetes’ 30 s grace)',
+    },
     prefixCacheMb: {
       field: intField(0),
       value: '<n>',
@@ -62,5 +74,13 @@ export const SERVE = defineCommand({
     tritonModel: { field: textField(), value: '<name>', help: 'with --engine triton: the generate model', defaultHelp: '<model name>-generate' },
   },
   // The names core's startServer takes; the checks across flags (Triton, quota files) are its own.
-  finish: ({ apiKey, rpm, tpm, cacheTtl, ...rest }) => ({ ...rest, apiKeys: apiKey, requestsPerMinute: rpm, tokensPerMinute: tpm, cacheTtlSeconds: cacheTtl }),
+  finish: ({ apiKey, rpm, tpm, cacheTtl, stepTimeout, drainTimeout, ...rest }) => ({
+    ...rest,
+    apiKeys: apiKey,
+    requestsPerMinute: rpm,
+    tokensPerMinute: tpm,
+    cacheTtlSeconds: cacheTtl,
+    stepTimeoutMs: stepTimeout * 1000,
+    drainTimeoutMs: drainTimeout * 1000,
+  }),
 });

@@ -1,8 +1,9 @@
 import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
-import { checkFits } from '../generation-engine.js';
+import { checkFits } from '../engine-contract.js';
 import { awaitBurst, checkAdmission, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
 import type { DeviceDraw } from '../sampling.js';
 import { type RequestGroup, Sequence } from '../sequence.js';
+import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
 import { bucketFor, type FixedCacheDecoder, type StepFeeds } from './fixed-cache-decoder.js';
 
 /** A cache row's sequence, what its prefill feeds, and how many of those tokens are in the row. */
@@ -30,14 +31,21 @@ export class FixedCacheScheduler {
   readonly preempted = 0;
   readonly drafter = undefined;
   readonly speculation = undefined;
+  /**
+   * Bounds every pass (StepWatchdog). A pass it gives up on keeps writing into the shared cache until it returns,
+   * so its requests fail and no request takes a row until it has returned.
+   */
+  readonly watchdog: StepWatchdog;
 
   constructor(
     private readonly decoder: FixedCacheDecoder,
     readonly limits: SchedulerLimits,
     /** Called after each decode step with the number of rows it advanced (for metrics). */
     private readonly onDecodeStep?: (rows: number) => void,
+    onWatchdog?: (event: WatchdogEvent) => void,
   ) {
     this.slots = new Array(Math.min(limits.maxBatch, decoder.rows)).fill(undefined);
+    this.watchdog = new StepWatchdog(limits.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, onWatchdog);
   }
 
   /** A row holds its prompt and new tokens in `capacity` columns. */
@@ -129,7 +137,7 @@ export class FixedCacheScheduler {
 
   /** Gives waiting groups free rows, first come first served, while they fit the batch and the token limit. */
   private seat(): void {
-    while (this.queue.length) {
+    while (this.queue.length && !this.watchdog.abandonedSteps) {
       const head = this.queue[0];
       const members = head.group.filter((s) => !s.finished);
       const use: BatchUse = { rows: this.occupied().length, tokens: this.occupied().reduce((n, [, s]) => n + s.seq.tokens, 0) };
@@ -155,9 +163,9 @@ export class FixedCacheScheduler {
         const pass = this.decoder.prefill(slot, ids.slice(row.done, row.done + columns), row.done);
         let logits: Float32Array;
         try {
-          logits = last ? await withProcessors(pass, [row.seq]) : await pass;
+          logits = await this.watchdog.guard('prefill pass', last ? withProcessors(pass, [row.seq]) : pass);
         } catch (e) {
-          row.seq.finish('error', e as Error);
+          this.fail([row.seq], e as Error);
           break;
         }
         row.done += columns;
@@ -166,6 +174,12 @@ export class FixedCacheScheduler {
         if (!row.seq.finished) row.seq.advance(logits);
       }
     }
+  }
+
+  /** Ends the requests of a pass that failed, or that the watchdog gave up on (then the engine says it is unavailable). */
+  private fail(seqs: readonly Sequence[], error: Error): void {
+    for (const s of seqs) s.finish('error', error);
+    if (error instanceof StepTimeout) this.watchdog.stuckOn(error, seqs.length);
   }
 
   /** Rows whose prompt is in their cache and that are still going. */
@@ -199,9 +213,9 @@ export class FixedCacheScheduler {
     const seqs = rows.map(([, slot]) => slot.seq);
     let tokens: BigInt64Array;
     try {
-      tokens = await withProcessors(this.decoder.step(bucket, feeds, draws), seqs);
+      tokens = await this.watchdog.guard('decode step', withProcessors(this.decoder.step(bucket, feeds, draws), seqs));
     } catch (e) {
-      for (const s of seqs) s.finish('error', e as Error);
+      this.fail(seqs, e as Error);
       return;
     }
     for (const [slot, { seq }] of rows) {

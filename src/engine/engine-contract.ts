@@ -1,5 +1,5 @@
 /**
- * The contract of every engine (llmkit's own, engine.ts, and Triton's, src/engine/triton/): what a request is,
+ * The contract of every engine (llmkit's own, local-engine.ts, and Triton's, src/engine/triton/): what a request is,
  * how a refusal looks, what the server calls. Both import it; it imports neither.
  */
 import type { LogitsProcessor } from './logits-processor.js';

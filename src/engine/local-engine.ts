@@ -5,17 +5,18 @@ import { bindingStatus } from './native/ort-binding.js';
 import { providerUnavailable } from './onnx-runtime.js';
 import { LlmkitError } from '../shared/errors.js';
 import { openDrafter } from './drafters.js';
-import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './generation-engine.js';
+import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './engine-contract.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
-import type { GenerationRequest, TokenSink } from './sequence.js';
-import type { TokenLogprob } from './logits-processor.js';
+import type { WatchdogEvent } from './step-watchdog.js';
+import type { GenerationRequest } from './sequence.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './devices.js';
 import { GREEDY } from './sampling.js';
 import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
 import { StreamingTextMatcher } from './text-matcher.js';
+import { TextSink } from './text-sink.js';
 import { ModelTokenizer } from './tokenizer.js';
 
 export interface EngineOptions extends Partial<SchedulerLimits> {
@@ -24,6 +25,8 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   threads?: number;
   /** Called after each decode step with the number of rows it advanced. */
   onDecodeStep?: (rows: number) => void;
+  /** Hears of a step or batch that got stuck (its requests failed) and of the recovery. */
+  onWatchdog?: (event: WatchdogEvent) => void;
   /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
   prefixCacheMb?: number;
   /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
@@ -67,7 +70,7 @@ export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatc
  * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.
  * `serve`, `chat`, `bench` and tests all generate through it.
  */
-export class Engine implements GenerationEngine {
+export class LocalEngine implements GenerationEngine {
   private constructor(
     readonly model: ExportedModel,
     readonly decoder: DecoderSession | FixedCacheDecoder,
@@ -75,7 +78,7 @@ export class Engine implements GenerationEngine {
     readonly scheduler: GenerationScheduler | FixedCacheScheduler,
   ) {}
 
-  static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+  static async open(dir: string, opts: EngineOptions = {}): Promise<LocalEngine> {
     const model = loadExportedModel(dir);
     const tokenizer = await ModelTokenizer.load(model.dir);
     const limits: SchedulerLimits = {
@@ -83,6 +86,7 @@ export class Engine implements GenerationEngine {
       maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,
       prefillChunk: opts.prefillChunk ?? DEFAULT_LIMITS.prefillChunk,
       maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
+      stepTimeoutMs: opts.stepTimeoutMs,
     };
     if (chooseDecodePath(model, opts) === 'fixed-cache') {
       const capacity = Math.min(model.manifest.max_position_embeddings, FIXED_CACHE_COLUMNS);
@@ -93,7 +97,7 @@ export class Engine implements GenerationEngine {
         capacity,
         cudaGraphs: process.env.LLMKIT_CUDA_GRAPH !== '0',
       });
-      return new Engine(model, fixed, tokenizer, new FixedCacheScheduler(fixed, limits, opts.onDecodeStep));
+      return new LocalEngine(model, fixed, tokenizer, new FixedCacheScheduler(fixed, limits, opts.onDecodeStep, opts.onWatchdog));
     }
     const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
@@ -105,7 +109,7 @@ export class Engine implements GenerationEngine {
       await decoder.release();
       throw e;
     }
-    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter));
+    return new LocalEngine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter, opts.onWatchdog));
   }
 
   get contextLength(): number {
@@ -125,9 +129,9 @@ export class Engine implements GenerationEngine {
     return this.decoder.skipped.map((s) => `${s.provider}: ${s.reason}`);
   }
 
-  /** In this process: ready once loaded. */
+  /** In this process: ready once loaded, unless a step got stuck and none has completed since (see StepWatchdog). */
   async unavailable(): Promise<string | null> {
-    return null;
+    return this.scheduler.watchdog.unavailable;
   }
 
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
@@ -166,53 +170,11 @@ export class Engine implements GenerationEngine {
     return { text: collector.text, end };
   }
 
-  /** Waits for running requests to finish, then frees the session. */
+  /** Waits for running requests to finish, then frees the session (not under a step the watchdog gave up on: the process's exit frees it). */
   async close(): Promise<void> {
     await this.scheduler.idle();
+    if (this.scheduler.watchdog.abandonedSteps) return;
     await this.scheduler.drafter?.release();
     await this.decoder.release();
-  }
-}
-
-/** Tokens → complete text → stop strings → the streamer (also used by engines that get tokens from elsewhere). */
-export class TextSink implements TokenSink {
-  private stopped = false;
-  /** Logprobs of tokens whose text has not been sent yet. */
-  private logprobs: TokenLogprob[] = [];
-
-  constructor(
-    private readonly detokenizer: IncrementalDetokenizer,
-    private readonly stops: StreamingTextMatcher,
-    private readonly streamer: Streamer,
-  ) {}
-
-  token(id: number, logprob?: TokenLogprob): boolean {
-    if (logprob) this.logprobs.push(logprob);
-    return this.emit(this.detokenizer.push(id));
-  }
-
-  end(end: GenerationEnd): void {
-    // A stop token or max_tokens leaves text held back (an unfinished character, a partial stop string): send it.
-    if (!this.stopped && (end.reason === 'stop' || end.reason === 'length')) {
-      if (this.emit(this.detokenizer.flush())) end = { ...end, reason: 'stop' };
-      else this.put(this.stops.flush());
-    }
-    if (this.logprobs.length) this.put('');
-    this.streamer.end(end);
-  }
-
-  private emit(text: string): boolean {
-    if (!text) return false;
-    const { text: out, match } = this.stops.push(text);
-    this.put(out);
-    this.stopped = match !== undefined;
-    return this.stopped;
-  }
-
-  private put(text: string): void {
-    if (!text && !this.logprobs.length) return;
-    if (!this.logprobs.length) return this.streamer.put(text);
-    this.streamer.put(text, this.logprobs);
-    this.logprobs = [];
   }
 }
