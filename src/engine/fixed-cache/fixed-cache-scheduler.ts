@@ -110,6 +110,11 @@ export class FixedCacheScheduler {
       while (this.queue.length || this.occupied().length) {
         this.dropCancelled();
         this.seat();
+        // Nothing seated while an abandoned pass runs on (see watchdog): wait for it without holding the event loop.
+        if (!this.occupied().length) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          continue;
+        }
         await this.prefill();
         this.free();
         await this.decode();
