@@ -19,6 +19,8 @@ export default defineConfig({
       'test/cli/finetune.test.ts',
       'test/cli/tied-checkpoint.test.ts',
       'test/core/batch-offline.test.ts',
+      'test/engine/multi-lora.test.ts',
+      'test/serve/multi-lora.test.ts',
       'test/core/bench.test.ts',
       'test/core/chat-local-backend.test.ts',
       'test/core/chat-plain.test.ts',

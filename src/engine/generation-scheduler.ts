@@ -1,6 +1,6 @@
 import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
-import type { BatchCache, DecoderSession } from './decoder-session.js';
+import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
 import { checkFits, EngineRejection } from './engine-contract.js';
 import { gatherRows, type RowSelection } from './kv-cache.js';
@@ -49,6 +49,11 @@ const ARRIVAL_WAIT_MS = 25;
  * in place before the next copy. Attention reads the spare columns too (masked), so more is not free.
  */
 const SPARE_COLUMNS = 32;
+
+/** Each row's LoRA adapter, or undefined when no row has one. */
+function adaptersOf(seqs: readonly Sequence[]): RowAdapters | undefined {
+  return seqs.some((s) => s.request.adapter) ? seqs.map((s) => s.request.adapter) : undefined;
+}
 
 /** Row indices of the sequences still going. */
 const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished || s.parked ? [] : [b]));
@@ -406,7 +411,7 @@ export class GenerationScheduler {
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
     const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
-    const forward = this.decoder.forward(ids, mask, positions, job.cache);
+    const forward = this.decoder.forward(ids, mask, positions, job.cache, adaptersOf(job.seqs));
     const step = await this.watchdog.guard(
       'prefill pass',
       last
@@ -435,7 +440,7 @@ export class GenerationScheduler {
     const use = this.use();
     const head = this.queue[0];
     if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
-      const reused = this.prefixes?.lookup(head.prefillIds);
+      const reused = this.prefixes?.lookup(head.prefillIds, head.request.adapter);
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
     const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
@@ -496,7 +501,7 @@ export class GenerationScheduler {
     seqs.forEach((s, b) => {
       if (!chosen(s) || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim));
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim), s.request.adapter);
     });
   }
 
@@ -533,7 +538,7 @@ export class GenerationScheduler {
     const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
-      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows));
+      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns, adaptersOf(rows)), rows));
     } catch (e) {
       return this.failRunning(e as Error);
     }

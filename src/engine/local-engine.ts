@@ -3,7 +3,8 @@ import { FixedCacheDecoder } from './fixed-cache/fixed-cache-decoder.js';
 import { FixedCacheScheduler } from './fixed-cache/fixed-cache-scheduler.js';
 import { bindingStatus } from './native/ort-binding.js';
 import { providerUnavailable } from './onnx-runtime.js';
-import { LlmkitError } from '../shared/errors.js';
+import { LoraAdapter } from './lora-adapter.js';
+import { LlmkitError, UsageError } from '../shared/errors.js';
 import { openDrafter } from './drafters.js';
 import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './engine-contract.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
@@ -31,6 +32,8 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   prefixCacheMb?: number;
   /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
   draft?: string;
+  /** Projections (q_proj, v_proj, …) that take LoRA adapters per row (lora-graph.ts); none: no adapters. */
+  loraTargets?: readonly string[];
   /**
    * `fixed-cache`: the KV cache in place on the device, a CUDA graph per batch bucket (src/engine/fixed-cache/);
    * `dynamic`: DecoderSession's cache on the host; default: fixed-cache on CUDA for a `--gqa` export on llmkit's
@@ -48,6 +51,7 @@ export const FIXED_CACHE_COLUMNS = 4096;
 function fixedCacheRefusal(model: ExportedModel, opts: EngineOptions): string | null {
   if (model.manifest.graph !== 'fused-gqa') return 'it needs an export with GroupQueryAttention (`llmkit export --gqa`)';
   if (opts.draft) return 'speculative decoding runs on the dynamic path';
+  if (opts.loraTargets?.length) return 'LoRA adapters run on the dynamic path';
   if (opts.device !== 'cpu' && opts.device !== 'cuda') return 'it runs on --device cpu or cuda';
   const status = bindingStatus();
   if (status.binding !== 'llmkit') return `it needs llmkit's own ONNX Runtime binding (${status.reason})`;
@@ -99,7 +103,7 @@ export class LocalEngine implements GenerationEngine {
       });
       return new LocalEngine(model, fixed, tokenizer, new FixedCacheScheduler(fixed, limits, opts.onDecodeStep, opts.onWatchdog));
     }
-    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
+    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last', lora: opts.loraTargets });
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
     const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
     let drafter;
@@ -157,9 +161,19 @@ export class LocalEngine implements GenerationEngine {
         processor: choice.processor,
         logprobs: request.logprobs,
         lane: request.lane,
+        adapter: request.adapter,
       }),
     );
     this.scheduler.submitGroup(group);
+  }
+
+  /** Reads a PEFT adapter for this engine's LoRA inputs; throws a one-line UsageError when it cannot serve it. */
+  async loadAdapter(path: string, name: string): Promise<LoraAdapter> {
+    const lora = this.decoder.lora;
+    if (!lora) throw new UsageError(`${this.model.dir} was opened without LoRA inputs, so adapter ${name} cannot be served on it`, 'start the server with --adapter or --lora-targets');
+    const adapter = await LoraAdapter.load(path);
+    lora.check(adapter, name, `restart the server with --lora-targets ${[...new Set([...lora.modules.map((m) => m.target), ...adapter.targets])].sort().join(',')}`);
+    return adapter;
   }
 
   /** Generates and waits for the whole text. */

@@ -1,5 +1,6 @@
 import { DRAFT_LENGTH_DEFAULTS, DraftLength } from './draft-length.js';
 import type { Lane } from './engine-contract.js';
+import type { LoraAdapter } from './lora-adapter.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { tokenLogprob } from './logprobs.js';
 import { TokenSampler, type SamplingParams } from './sampling.js';
@@ -32,6 +33,8 @@ export interface GenerationRequest {
   logprobs?: number;
   /** `batch`: waits behind interactive requests and gives its row up to them (see GenerationScheduler.preempt). */
   lane?: Lane;
+  /** The LoRA adapter this row runs with (a session opened with LoRA inputs); none: the base model. */
+  adapter?: LoraAdapter;
 }
 
 /**

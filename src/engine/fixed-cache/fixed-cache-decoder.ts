@@ -68,6 +68,8 @@ const ARRAYS: Record<ElementType, new (n: number) => HostArray> = {
 export class FixedCacheDecoder {
   readonly vocabSize: number;
   readonly skipped: ProviderProbe[] = [];
+  /** No LoRA inputs on this path (LocalEngine keeps adapters on the dynamic one). */
+  readonly lora = undefined;
   private readonly buckets = new Map<number, Bucket>();
   private readonly rowElements: number;
   private sampler?: DeviceSampler;

@@ -15,10 +15,14 @@
  */
 import { withLastPositionLogits } from '../last-position-logits.js';
 import {
+  GRAPH_INPUT,
   GRAPH_NODE,
   GRAPH_OUTPUT,
+  INT64,
   lengthDelimited,
   NODE_INPUT,
+  NODE_NAME,
+  NODE_OP_TYPE,
   NODE_OUTPUT,
   outputName,
   readNode,
@@ -27,6 +31,7 @@ import {
   text,
   varintField,
   type NodeInfo,
+  valueInfoField,
   type WireField,
   wireFields,
   withGraph,
@@ -36,9 +41,6 @@ export const SEQLENS_INPUT = 'seqlens_k';
 export const TOTAL_LENGTH_INPUT = 'total_sequence_length';
 export const NEXT_TOKEN_OUTPUT = 'next_token';
 
-const GRAPH_INPUT = 11;
-const NODE_NAME = 3;
-const NODE_OP_TYPE = 4;
 const NODE_ATTRIBUTE = 5;
 const ATTRIBUTE_NAME = 1;
 const ATTRIBUTE_INT = 3;
@@ -46,7 +48,6 @@ const ATTRIBUTE_TYPE = 20;
 const ATTRIBUTE_TYPE_INT = 2;
 const ELEM_FLOAT = 1;
 const ELEM_INT32 = 6;
-const ELEM_INT64 = 7;
 const ELEM_FLOAT16 = 10;
 /** The nodes the export adds to compute GroupQueryAttention's lengths and bias from the attention mask. */
 const MASK_NODES = '/model/gqa_inputs/';
@@ -93,14 +94,6 @@ function withElementType(buf: Uint8Array, value: WireField, elementType: number)
     ),
   );
   return lengthDelimited(value.field, body);
-}
-
-/** A tensor ValueInfoProto as graph field `field`; dims are sizes or symbolic names. */
-function tensorValue(field: number, name: string, elementType: number, dims: readonly (number | string)[]): Uint8Array {
-  const dim = (d: number | string) => lengthDelimited(1, typeof d === 'number' ? varintField(1, d) : stringField(2, d));
-  const shape = lengthDelimited(2, Buffer.concat(dims.map(dim)));
-  const tensorType = lengthDelimited(1, Buffer.concat([varintField(1, elementType), shape]));
-  return lengthDelimited(field, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
 }
 
 /** ArgMax over the vocabulary of logits [batch, 1, vocab] (keepdims: [batch, 1, 1]). */
@@ -154,10 +147,10 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: 
   });
   return [
     ...kept,
-    tensorValue(GRAPH_INPUT, SEQLENS_INPUT, ELEM_INT32, ['batch_size']),
-    tensorValue(GRAPH_INPUT, TOTAL_LENGTH_INPUT, ELEM_INT32, []),
+    valueInfoField(GRAPH_INPUT, SEQLENS_INPUT, ELEM_INT32, ['batch_size']),
+    valueInfoField(GRAPH_INPUT, TOTAL_LENGTH_INPUT, ELEM_INT32, []),
     argMaxNode('logits', NEXT_TOKEN_OUTPUT),
-    tensorValue(GRAPH_OUTPUT, NEXT_TOKEN_OUTPUT, ELEM_INT64, ['batch_size', 1, 1]),
+    valueInfoField(GRAPH_OUTPUT, NEXT_TOKEN_OUTPUT, INT64, ['batch_size', 1, 1]),
   ];
 }
 

@@ -9,13 +9,8 @@
  * Inputs: logits float [batch, 1, vocab], temperature float [batch, 1], top_k int64 [batch, 1] (≤ candidates),
  * top_p float [batch, 1], uniform float [batch, 1] in [0, 1), candidates int64 [1]. Output: token int64 [batch, 1].
  */
-import { GRAPH_NODE, lengthDelimited, MODEL_GRAPH, stringField, varintField } from '../onnx-wire.js';
+import { FLOAT, GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_NODE, GRAPH_OUTPUT, INT64, lengthDelimited, MODEL_GRAPH, stringField, valueInfoField, varintField } from '../onnx-wire.js';
 
-const FLOAT = 1;
-const INT64 = 7;
-const GRAPH_INITIALIZER = 5;
-const GRAPH_INPUT = 11;
-const GRAPH_OUTPUT = 12;
 export const SAMPLED_TOKEN = 'token';
 
 function node(op: string, inputs: string[], outputs: string[], attributes: Record<string, number> = {}): Uint8Array {
@@ -29,15 +24,9 @@ function constant(name: string, values: readonly number[], type: typeof FLOAT | 
   return lengthDelimited(GRAPH_INITIALIZER, Buffer.concat([...dims.map((d) => varintField(1, d)), varintField(2, type), stringField(8, name), lengthDelimited(9, raw)]));
 }
 
-function value(field: number, name: string, type: number, dims: readonly (number | string)[]): Uint8Array {
-  const dim = (d: number | string) => lengthDelimited(1, typeof d === 'number' ? varintField(1, d) : stringField(2, d));
-  const tensorType = lengthDelimited(1, Buffer.concat([varintField(1, type), lengthDelimited(2, Buffer.concat(dims.map(dim)))]));
-  return lengthDelimited(field, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
-}
-
 /** The serialized sampler model (opset 17). */
 export function samplerGraph(): Uint8Array {
-  const perRow = (name: string, type: number) => value(GRAPH_INPUT, name, type, ['batch', 1]);
+  const perRow = (name: string, type: number) => valueInfoField(GRAPH_INPUT, name, type, ['batch', 1]);
   const graph = [
     constant('axis1', [1], INT64, [1]),
     constant('axis0', [0], INT64, [1]),
@@ -77,13 +66,13 @@ export function samplerGraph(): Uint8Array {
     node('Min', ['passed_count', 'last_kept'], ['chosen_float']),
     node('Cast', ['chosen_float'], ['chosen'], { to: INT64 }),
     node('GatherElements', ['indices', 'chosen'], [SAMPLED_TOKEN], { axis: 1 }),
-    value(GRAPH_INPUT, 'logits', FLOAT, ['batch', 1, 'vocab']),
+    valueInfoField(GRAPH_INPUT, 'logits', FLOAT, ['batch', 1, 'vocab']),
     perRow('temperature', FLOAT),
     perRow('top_k', INT64),
     perRow('top_p', FLOAT),
     perRow('uniform', FLOAT),
-    value(GRAPH_INPUT, 'candidates', INT64, [1]),
-    value(GRAPH_OUTPUT, SAMPLED_TOKEN, INT64, ['batch', 1]),
+    valueInfoField(GRAPH_INPUT, 'candidates', INT64, [1]),
+    valueInfoField(GRAPH_OUTPUT, SAMPLED_TOKEN, INT64, ['batch', 1]),
     stringField(2, 'llmkit_sampler'),
   ];
   const opset = lengthDelimited(8, Buffer.concat([stringField(1, ''), varintField(2, 17)]));
