@@ -98,6 +98,18 @@ export async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequenc
   return out;
 }
 
+/** The sequence that stands for a group (its first request, the others its followers), once the group fits the context. */
+export function groupLeader(group: RequestGroup, contextLength: number, draftCost?: number): Sequence {
+  const [request] = group;
+  if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
+  checkFits(request.promptIds.length, request.maxTokens, contextLength);
+  return new Sequence(
+    request,
+    group.slice(1).map((r) => Object.assign(new Sequence(r, [], draftCost), { follower: true })),
+    draftCost,
+  );
+}
+
 /**
  * Refuses a group the limits can never take, or that finds the interactive queue full (`leader` stands for the
  * group: its tokens count every member).
@@ -202,15 +214,7 @@ export class GenerationScheduler {
 
   /** Queues several completions of one prompt, prefilled once (see RequestGroup). */
   submitGroup(group: RequestGroup): void {
-    const [request] = group;
-    if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
-    checkFits(request.promptIds.length, request.maxTokens, this.contextLength);
-    const drafting = this.drafter?.costPerToken;
-    const leader = new Sequence(
-      request,
-      group.slice(1).map((r) => Object.assign(new Sequence(r, [], drafting), { follower: true })),
-      drafting,
-    );
+    const leader = groupLeader(group, this.contextLength, this.drafter?.costPerToken);
     checkAdmission(leader, this.queue, this.limits);
     this.enqueue(leader);
     this.startLoop();

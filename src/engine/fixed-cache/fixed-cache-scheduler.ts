@@ -1,8 +1,7 @@
 import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
-import { checkFits } from '../engine-contract.js';
-import { awaitBurst, checkAdmission, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
+import { awaitBurst, checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
 import type { DeviceDraw } from '../sampling.js';
-import { type RequestGroup, Sequence } from '../sequence.js';
+import type { RequestGroup, Sequence } from '../sequence.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
 import { bucketFor, type FixedCacheDecoder, type StepFeeds } from './fixed-cache-decoder.js';
 
@@ -67,13 +66,7 @@ export class FixedCacheScheduler {
 
   /** Queues several completions of one prompt; each member gets its own row and its own prefill. */
   submitGroup(group: RequestGroup): void {
-    const [request] = group;
-    if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
-    checkFits(request.promptIds.length, request.maxTokens, this.contextLength);
-    const leader = new Sequence(
-      request,
-      group.slice(1).map((r) => Object.assign(new Sequence(r), { follower: true })),
-    );
+    const leader = groupLeader(group, this.contextLength);
     checkAdmission(leader, this.queue, this.limits);
     const at = queuePosition(
       this.queue.map((s) => s.batchLane),
