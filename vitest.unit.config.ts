@@ -58,6 +58,7 @@ export default defineConfig({
       'test/serve/grammar-sandbox.test.ts',
       'test/serve/output-validity.test.ts',
       'test/serve/sdk-followups.test.ts',
+      'test/serve/soak.test.ts',
       'test/serve/models.test.ts',
       'test/serve/openai-api.test.ts',
       'test/serve/python-sdk.test.ts',

@@ -160,11 +160,12 @@ export class Sequence {
     this.output.push(token);
     this.next = token;
     const { request } = this;
-    if (request.stopTokenIds.includes(token) || request.sink.token(token, logprob)) this.finish('stop');
+    if (request.stopTokenIds.includes(token)) this.finish('stop', undefined, logprob);
+    else if (request.sink.token(token, logprob)) this.finish('stop');
     else if (this.generated >= request.maxTokens) this.finish('length');
   }
 
-  finish(reason: FinishReason, error?: Error): void {
+  finish(reason: FinishReason, error?: Error, stopLogprob?: TokenLogprob): void {
     if (this.finished) return;
     this.finished = reason;
     this.request.sink.end({
@@ -174,6 +175,7 @@ export class Sequence {
       timeToFirstTokenMs: this.firstTokenMs,
       interTokenMs: this.gaps,
       error,
+      stopLogprob,
     });
   }
 }
