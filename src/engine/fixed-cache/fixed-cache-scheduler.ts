@@ -1,5 +1,5 @@
 import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
-import { awaitBurst, checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
+import { checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
 import type { DeviceDraw } from '../sampling.js';
 import type { RequestGroup, Sequence } from '../sequence.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
@@ -94,12 +94,8 @@ export class FixedCacheScheduler {
 
   private async run(): Promise<void> {
     try {
-      if (this.queue.length < this.limits.maxBatch) {
-        await awaitBurst(
-          () => this.queue.length,
-          () => this.slots.length,
-        );
-      }
+      // No wait for a burst's companions (GenerationScheduler's admission): rows prefill one at a time here anyway,
+      // and each joins the decode steps as soon as its prompt is in, so a lone request starts at once.
       while (this.queue.length || this.occupied().length) {
         this.dropCancelled();
         this.seat();

@@ -10,7 +10,8 @@
 #   ort131  (cuda131): onnxruntime-gpu 1.31.1's CUDA provider to /tmp/ort131 (onnxruntime-genai 0.18 needs 1.31)
 #   genai   (whl):     onnxruntime-genai-cuda 0.18 and onnxruntime-gpu 1.31.1 into /tmp/site; its builder's fp16 model
 #   run     (node):    Node, the CLI bundle and dist/ (the addon); the interleaved rounds (fixed-cache decode graph on/off,
-#                      genai graph on/off, HF generate, PyTorch static cache + CUDA graph, the engine on both bindings),
+#                      genai graph on/off, HF generate, PyTorch static cache + CUDA graph, the engine's fixed-cache path
+#                      (graph on/off) and its dynamic path on both bindings),
 #                      then torch.compile reduce-overhead once, then greedy agreement against fp32 on the CPU
 #   table   (node):    `llmkit bench --device cuda` (the concurrency table, 100m model) on the engine's fixed-cache path
 #                      and on its dynamic path (LLMKIT_FIXED_CACHE=0), plain export and --gqa
@@ -93,6 +94,8 @@ PY
         done
         python3 test/bench/hf-generate.py $qwen --dtype bfloat16 | tail -1 | sed "s/^/hf-bf16 /"
         python3 test/bench/device/torch-static.py $qwen --engines graph --rounds 1 | sed "s/^/torch /" | cut -c1-300
+        node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 --path fixed-cache | tail -2 | sed "s/^/engine-fixed /" | cut -c1-400
+        LLMKIT_CUDA_GRAPH=0 node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 --path fixed-cache | tail -2 | sed "s/^/engine-fixed-nograph /" | cut -c1-400
         node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 | tail -1 | sed "s/^/engine-llmkit /" | cut -c1-400
         LLMKIT_NATIVE=0 node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 | tail -1 | sed "s/^/engine-ortnode /" | cut -c1-400
       done
