@@ -1,11 +1,12 @@
 import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
-import type { BatchCache, DecoderSession } from './decoder-session.js';
+import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
-import { checkFits, EngineRejection } from './generation-engine.js';
+import { checkFits, EngineRejection } from './engine-contract.js';
 import { gatherRows, regroupInPlace, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { Sequence, type RequestGroup } from './sequence.js';
+import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from './step-watchdog.js';
 
 export interface SchedulerLimits {
   /** Rows decoded together. */
@@ -16,6 +17,8 @@ export interface SchedulerLimits {
   maxTokensTotal: number;
   /** Prompt tokens (padding included) prefilled between two decode steps, so running streams keep a steady pace. */
   prefillChunk: number;
+  /** A step (prefill pass, decode step, draft) that takes longer fails its requests (see StepWatchdog); default 60 s. */
+  stepTimeoutMs?: number;
 }
 
 /**
@@ -47,6 +50,11 @@ const ARRIVAL_WAIT_MS = 25;
  */
 const SPARE_COLUMNS = 32;
 
+/** Each row's LoRA adapter, or undefined when no row has one. */
+function adaptersOf(seqs: readonly Sequence[]): RowAdapters | undefined {
+  return seqs.some((s) => s.request.adapter) ? seqs.map((s) => s.request.adapter) : undefined;
+}
+
 /** Row indices of the sequences still going. */
 const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished || s.parked ? [] : [b]));
 
@@ -62,6 +70,15 @@ function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: numb
     }
   });
   return { seqs: out, rows };
+}
+
+/** Runs one row's part of a step; a throw there (sampling, the row's processor, its client's sink) ends that row alone. */
+function alone(s: Sequence, part: () => void): void {
+  try {
+    part();
+  } catch (e) {
+    s.finish('error', e as Error);
+  }
 }
 
 /**
@@ -114,9 +131,18 @@ export class GenerationScheduler {
     readonly prefixes?: PrefixCache,
     /** Proposes tokens that each decode step verifies along with its own (speculative decoding). */
     readonly drafter?: Drafter,
+    /** Hears of steps or batches that got stuck, and of the recovery (for the server's log). */
+    onWatchdog?: (event: WatchdogEvent) => void,
   ) {
     this.cache = decoder.emptyCache(0);
+    this.watchdog = new StepWatchdog(limits.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, onWatchdog);
   }
+
+  /** Bounds each step; says whether the engine is stuck (see StepWatchdog). */
+  readonly watchdog: StepWatchdog;
+  /** When the loop last went round (or started): a batch with work that does not go round for long is stuck. */
+  private progressAt = performance.now();
+  private progressCheck?: NodeJS.Timeout;
 
   /** Tokens drafted and accepted since start, and the passes that verified any (all 0 without a drafter). */
   readonly drafts = { proposed: 0, accepted: 0, passes: 0 };
@@ -165,10 +191,48 @@ export class GenerationScheduler {
     const waiting = interactive < 0 ? this.queue.length : interactive;
     if (!leader.batchLane && waiting >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
     this.enqueue(leader);
+    this.startLoop();
+  }
+
+  private startLoop(): void {
+    if (this.looping) return;
+    this.looping = true;
+    this.progressAt = performance.now();
+    this.loop = this.run();
+    this.progressCheck ??= setInterval(() => this.checkProgress(), this.watchdog.limitMs / 4).unref();
+  }
+
+  /**
+   * The backstop behind the steps' own bounds: a loop that has not gone round for twice the step limit while
+   * requests wait is stuck somewhere no step bound covers. Everything it holds is failed (the loop, if it ever
+   * comes back, drops finished rows), so no client waits forever, and /ready says so until a step completes.
+   */
+  private checkProgress(): void {
     if (!this.looping) {
-      this.looping = true;
-      this.loop = this.run();
+      clearInterval(this.progressCheck);
+      this.progressCheck = undefined;
+      return;
     }
+    const stalledMs = performance.now() - this.progressAt;
+    if (stalledMs < 2 * this.watchdog.limitMs) return;
+    this.progressAt = performance.now();
+    const error = this.watchdog.timeout(`the batch made no progress for ${Math.round(stalledMs / 1000)} s`);
+    this.watchdog.stuckOn(error, this.failEverything(error));
+  }
+
+  /** Ends every queued, prefilling and running request with `error`; returns how many. */
+  private failEverything(error: Error): number {
+    const all = [...this.queue.splice(0).flatMap((s) => s.group), ...this.active()];
+    for (const s of all) s.finish('error', error);
+    return all.length;
+  }
+
+  /** After a fault: no job, no rows, an empty cache (queued requests were failed with the rest). */
+  private reset(): void {
+    this.job = undefined;
+    this.prefilled = [];
+    this.running = [];
+    this.cache = this.decoder.emptyCache(0);
   }
 
   private enqueue(seq: Sequence, front = false): void {
@@ -212,12 +276,19 @@ export class GenerationScheduler {
       // (A batch that one request fills starts at once: the wait would hold the request in the queue for nothing.)
       if (this.queue.length < this.limits.maxBatch) await this.admit();
       while (this.queue.length || this.job || this.running.length) {
+        this.progressAt = performance.now();
         // (Only then: an await here would let a request submitted right after this loop started wait in the queue.)
         if (this.arrivals) await this.awaitArrivals();
         await this.prefill();
         this.rebuild();
         if (this.running.length) await this.decode();
       }
+    } catch (e) {
+      // A fault outside any one row (a bug in a step's bookkeeping): every request here ends with it, and the
+      // scheduler starts afresh, rather than leave them waiting with no loop to serve them.
+      const failed = this.failEverything(e as Error);
+      this.reset();
+      this.watchdog.failed(e as Error, failed);
     } finally {
       // Cleared in the same turn as the last check of the queue, so a request submitted after it starts a new loop.
       this.looping = false;
@@ -267,7 +338,9 @@ export class GenerationScheduler {
     try {
       await this.prefillChunk(job, columns);
     } catch (e) {
-      for (const s of job.seqs.flatMap((l) => l.group)) s.finish('error', e as Error);
+      const members = job.seqs.flatMap((l) => l.group);
+      for (const s of members) s.finish('error', e as Error);
+      if (e instanceof StepTimeout) this.watchdog.stuckOn(e, members.length);
       this.job = undefined;
       return;
     }
@@ -323,13 +396,16 @@ export class GenerationScheduler {
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
     const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
-    const forward = this.decoder.forward(ids, mask, positions, job.cache);
-    const step = last
-      ? await withProcessors(
-          forward,
-          job.seqs.flatMap((s) => s.group),
-        )
-      : await forward;
+    const forward = this.decoder.forward(ids, mask, positions, job.cache, adaptersOf(job.seqs));
+    const step = await this.watchdog.guard(
+      'prefill pass',
+      last
+        ? withProcessors(
+            forward,
+            job.seqs.flatMap((s) => s.group),
+          )
+        : forward,
+    );
     job.cache = step.cache;
     job.done += columns;
     if (!last) return;
@@ -339,7 +415,7 @@ export class GenerationScheduler {
       for (const s of leader.group) {
         s.cached = s.prefillIds.length;
         // Each member of a group samples from its own copy: sampling edits the logits in place.
-        if (!s.cancelled && !s.finished) s.advance(s === leader ? row : row.slice());
+        if (!s.cancelled && !s.finished) alone(s, () => s.advance(s === leader ? row : row.slice()));
       }
     });
   }
@@ -349,7 +425,7 @@ export class GenerationScheduler {
     const use = this.use();
     const head = this.queue[0];
     if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
-      const reused = this.prefixes?.lookup(head.prefillIds);
+      const reused = this.prefixes?.lookup(head.prefillIds, head.request.adapter);
       if (reused && this.rejoin(head, reused)) return this.nextJob();
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
@@ -443,7 +519,7 @@ export class GenerationScheduler {
     seqs.forEach((s, b) => {
       if (!chosen(s) || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim));
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim), s.request.adapter);
     });
   }
 
@@ -466,7 +542,12 @@ export class GenerationScheduler {
    */
   private async decode(): Promise<void> {
     const rows = this.running;
-    const drafts = await this.proposals(rows);
+    let drafts;
+    try {
+      drafts = await this.proposals(rows);
+    } catch (e) {
+      return this.failRunning(e as Error);
+    }
     const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
     if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) {
       const ends = rows.map((s) => s.column);
@@ -476,25 +557,32 @@ export class GenerationScheduler {
     const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
-      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows);
+      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns, adaptersOf(rows)), rows));
     } catch (e) {
-      for (const s of rows) s.finish('error', e as Error);
-      this.running = [];
-      this.cache = this.decoder.emptyCache(0);
-      return;
+      return this.failRunning(e as Error);
     }
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
       const logits = step.logits.subarray(b * width * vocab, (b + 1) * width * vocab);
       let kept = 1;
-      if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
-      else if (!s.finished) s.advance(logits.subarray(0, vocab));
+      alone(s, () => {
+        if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
+        else if (!s.finished) s.advance(logits.subarray(0, vocab));
+      });
       this.drafts.accepted += kept - 1;
       s.cached += kept;
       s.column += kept;
     });
     this.cache = { ...step.cache, length: Math.max(...rows.map((s) => s.column)) };
     this.onDecodeStep?.(rows.length);
+  }
+
+  /** A decode step that failed or got stuck ends every running row; their cache goes with them. */
+  private failRunning(error: Error): void {
+    for (const s of this.running) s.finish('error', error);
+    if (error instanceof StepTimeout) this.watchdog.stuckOn(error, this.running.length);
+    this.running = [];
+    this.cache = this.decoder.emptyCache(0);
   }
 
   /** Each row's drafted tokens for this step (none without a drafter, under a grammar, or with one token to go). */
@@ -506,7 +594,7 @@ export class GenerationScheduler {
       return k > 0 && !s.finished ? [{ b, request: { row: s, context: [...s.request.promptIds, ...s.output], k } }] : [];
     });
     if (!asking.length) return drafts;
-    const proposed = await this.drafter.propose(asking.map((a) => a.request));
+    const proposed = await this.watchdog.guard('draft', this.drafter.propose(asking.map((a) => a.request)));
     asking.forEach((a, i) => (drafts[a.b] = proposed[i].slice(0, a.request.k)));
     const count = drafts.reduce((n, d) => n + d.length, 0);
     if (count) this.drafts.passes++;

@@ -1,5 +1,6 @@
 import { DRAFT_LENGTH_DEFAULTS, DraftLength } from './draft-length.js';
-import type { Lane } from './generation-engine.js';
+import type { Lane } from './engine-contract.js';
+import type { LoraAdapter } from './lora-adapter.js';
 import type { LogitsProcessor, TokenLogprob } from './logits-processor.js';
 import { tokenLogprob } from './logprobs.js';
 import { TokenSampler, type SamplingParams } from './sampling.js';
@@ -32,6 +33,8 @@ export interface GenerationRequest {
   logprobs?: number;
   /** `batch`: waits behind interactive requests and gives its row up to them (see GenerationScheduler.preempt). */
   lane?: Lane;
+  /** The LoRA adapter this row runs with (a session opened with LoRA inputs); none: the base model. */
+  adapter?: LoraAdapter;
 }
 
 /**
@@ -152,11 +155,12 @@ export class Sequence {
     this.output.push(token);
     this.next = token;
     const { request } = this;
-    if (request.stopTokenIds.includes(token) || request.sink.token(token, logprob)) this.finish('stop');
+    if (request.stopTokenIds.includes(token)) this.finish('stop', undefined, logprob);
+    else if (request.sink.token(token, logprob)) this.finish('stop');
     else if (this.generated >= request.maxTokens) this.finish('length');
   }
 
-  finish(reason: FinishReason, error?: Error): void {
+  finish(reason: FinishReason, error?: Error, stopLogprob?: TokenLogprob): void {
     if (this.finished) return;
     this.finished = reason;
     this.request.sink.end({
@@ -166,6 +170,7 @@ export class Sequence {
       timeToFirstTokenMs: this.firstTokenMs,
       interTokenMs: this.gaps,
       error,
+      stopLogprob,
     });
   }
 }

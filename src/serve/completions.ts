@@ -1,5 +1,5 @@
-import type { Choice, TextRequest } from '../engine/generation-engine.js';
-import { EngineRejection } from '../engine/generation-engine.js';
+import type { Choice, TextRequest } from '../engine/engine-contract.js';
+import { EngineRejection } from '../engine/engine-contract.js';
 import type { GenerationEnd } from '../engine/streamer.js';
 import type { ApiKey } from './access/auth.js';
 import type { Admission, QuotaTracker } from './access/quotas.js';

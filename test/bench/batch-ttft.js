@@ -6,8 +6,8 @@
 //
 //   node test/bench/batch-ttft.js <exported-model-folder> [--rounds 4] [--requests 8] [--max-batch 16] [--threads 2]
 import OpenAI, { toFile } from 'openai';
-import { BENCH_PROMPTS } from '../../dist/core/bench.js';
-import { percentile } from '../../dist/core/bench-client.js';
+import { BENCH_PROMPTS } from '../../dist/core/bench/run.js';
+import { percentile } from '../../dist/core/bench/client.js';
 import { modelArgs } from './model-args.js';
 import { startServe } from './serve-process.js';
 

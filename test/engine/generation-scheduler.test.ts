@@ -1,31 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
-import type { EngineRejection } from '../../src/engine/generation-engine.js';
+import type { EngineRejection } from '../../src/engine/engine-contract.js';
 import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
-import type { TokenSink } from '../../src/engine/sequence.js';
 import { gatherRows, regroupInPlace } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { Random } from '../../src/engine/random.js';
 import { argmax, GREEDY, type SamplingParams } from '../../src/engine/sampling.js';
-import type { GenerationEnd } from '../../src/engine/streamer.js';
 import { exportedTinyModel } from '../helpers/models.js';
-
-/** A sink that keeps the tokens and resolves when the request ends. */
-function collector(onToken?: (tokens: number[]) => void) {
-  const tokens: number[] = [];
-  let resolve!: (end: GenerationEnd) => void;
-  const done = new Promise<GenerationEnd>((r) => (resolve = r));
-  const sink: TokenSink = {
-    token: (id) => {
-      tokens.push(id);
-      onToken?.(tokens);
-      return false;
-    },
-    end: resolve,
-  };
-  return { tokens, done, sink };
-}
+import { collector } from '../helpers/token-sink.js';
 
 const prompt = (length: number, seed: number) => {
   const random = new Random(seed);

@@ -1,5 +1,5 @@
-import type { Choice, EngineRejection, TextRequest } from '../../src/engine/generation-engine.js';
-import type { GenerationEngine } from '../../src/engine/generation-engine.js';
+import type { Choice, EngineRejection, TextRequest } from '../../src/engine/engine-contract.js';
+import type { GenerationEngine } from '../../src/engine/engine-contract.js';
 import type { ExportedModel } from '../../src/engine/model-manifest.js';
 import type { Streamer } from '../../src/engine/streamer.js';
 import type { ModelTokenizer } from '../../src/engine/tokenizer.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EngineRejection } from '../../src/engine/generation-engine.js';
+import { EngineRejection } from '../../src/engine/engine-contract.js';
 import type { ApiKey } from '../../src/serve/access/auth.js';
 import { MemoryCounterStore } from '../../src/serve/access/counter-store.js';
 import { emptyPolicy } from '../../src/serve/access/quota-file.js';

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import type { BenchReport } from '../../core/bench.js';
-import { BENCH } from '../../core/options/bench.js';
+import type { BenchReport } from '../../core/bench/run.js';
+import { BENCH } from '../../core/bench/options.js';
 import { commandFrom } from '../command.js';
 import { formatTable } from '../output.js';
 
 export function benchCommand(): Command {
   return commandFrom(BENCH, async (options, { flags }) => {
-    const { runBench } = await import('../../core/bench.js');
+    const { runBench } = await import('../../core/bench/run.js');
     const report = await runBench({ ...options, onStage: (text) => process.stderr.write(`bench: ${text}\n`), cli: process.argv[1] });
     process.stdout.write((flags.json ? JSON.stringify(report) : formatReport(report)) + '\n');
   });

@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { DEVICES } from '../choices.js';
+import { DEVICES } from '../options/flag-values.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, enumField, intField, numberField, textField } from '../options/fields.js';
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { openDrafter } from '../engine/drafters.js';
-import { Engine } from '../engine/engine.js';
-import { GenerationScheduler } from '../engine/generation-scheduler.js';
-import { GREEDY } from '../engine/sampling.js';
+import { openDrafter } from '../../engine/drafters.js';
+import { LocalEngine } from '../../engine/local-engine.js';
+import { GenerationScheduler } from '../../engine/generation-scheduler.js';
+import { GREEDY } from '../../engine/sampling.js';
 
 export interface SpeculationBenchOptions {
   /** The target's exported folder. */
@@ -51,7 +51,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * on a shared machine hits both. Batch 1, greedy; the outputs must be identical.
  */
 export async function measureSpeculation(opts: SpeculationBenchOptions): Promise<SpeculationBenchResult> {
-  const engine = await Engine.open(opts.model, { device: 'cpu', threads: opts.threads, prefixCacheMb: 0 });
+  const engine = await LocalEngine.open(opts.model, { device: 'cpu', threads: opts.threads, prefixCacheMb: 0 });
   const drafter = await openDrafter(opts.draft, engine.decoder, { device: 'cpu', threads: opts.threads });
   try {
     const plain = new GenerationScheduler(engine.decoder, engine.scheduler.limits);

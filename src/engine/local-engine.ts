@@ -1,16 +1,19 @@
 import { DecoderSession } from './decoder-session.js';
+import { LoraAdapter } from './lora-adapter.js';
+import { UsageError } from '../shared/errors.js';
 import { openDrafter } from './drafters.js';
-import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './generation-engine.js';
+import { maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from './engine-contract.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { GenerationScheduler, type SchedulerLimits } from './generation-scheduler.js';
-import type { GenerationRequest, TokenSink } from './sequence.js';
-import type { TokenLogprob } from './logits-processor.js';
+import type { WatchdogEvent } from './step-watchdog.js';
+import type { GenerationRequest } from './sequence.js';
 import { DEFAULT_PREFIX_CACHE_MB, PrefixCache } from './prefix-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import type { Device } from './devices.js';
 import { GREEDY } from './sampling.js';
 import { TextCollector, type GenerationEnd, type Streamer } from './streamer.js';
 import { StreamingTextMatcher } from './text-matcher.js';
+import { TextSink } from './text-sink.js';
 import { ModelTokenizer } from './tokenizer.js';
 
 export interface EngineOptions extends Partial<SchedulerLimits> {
@@ -19,10 +22,14 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   threads?: number;
   /** Called after each decode step with the number of rows it advanced. */
   onDecodeStep?: (rows: number) => void;
+  /** Hears of a step or batch that got stuck (its requests failed) and of the recovery. */
+  onWatchdog?: (event: WatchdogEvent) => void;
   /** Memory for finished requests' keys/values that later prompts starting with the same tokens reuse (0: off). */
   prefixCacheMb?: number;
   /** Speculative decoding: `ngram` (prompt lookup) or a draft model's exported folder. */
   draft?: string;
+  /** Projections (q_proj, v_proj, …) that take LoRA adapters per row (lora-graph.ts); none: no adapters. */
+  loraTargets?: readonly string[];
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
@@ -31,7 +38,7 @@ export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatc
  * One loaded model: the decoder session, its tokenizer and the scheduler that batches its requests.
  * `serve`, `chat`, `bench` and tests all generate through it.
  */
-export class Engine implements GenerationEngine {
+export class LocalEngine implements GenerationEngine {
   private constructor(
     readonly model: ExportedModel,
     readonly decoder: DecoderSession,
@@ -39,15 +46,16 @@ export class Engine implements GenerationEngine {
     readonly scheduler: GenerationScheduler,
   ) {}
 
-  static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+  static async open(dir: string, opts: EngineOptions = {}): Promise<LocalEngine> {
     const model = loadExportedModel(dir);
     const tokenizer = await ModelTokenizer.load(model.dir);
-    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last' });
+    const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last', lora: opts.loraTargets });
     const limits: SchedulerLimits = {
       maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch,
       maxQueue: opts.maxQueue ?? DEFAULT_LIMITS.maxQueue,
       prefillChunk: opts.prefillChunk ?? DEFAULT_LIMITS.prefillChunk,
       maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
+      stepTimeoutMs: opts.stepTimeoutMs,
     };
     const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
     const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
@@ -58,7 +66,7 @@ export class Engine implements GenerationEngine {
       await decoder.release();
       throw e;
     }
-    return new Engine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter));
+    return new LocalEngine(model, decoder, tokenizer, new GenerationScheduler(decoder, limits, opts.onDecodeStep, prefixes, drafter, opts.onWatchdog));
   }
 
   get contextLength(): number {
@@ -73,9 +81,9 @@ export class Engine implements GenerationEngine {
     return this.decoder.skipped.map((s) => `${s.provider}: ${s.reason}`);
   }
 
-  /** In this process: ready once loaded. */
+  /** In this process: ready once loaded, unless a step got stuck and none has completed since (see StepWatchdog). */
   async unavailable(): Promise<string | null> {
-    return null;
+    return this.scheduler.watchdog.unavailable;
   }
 
   /** Queues a request; text goes to the streamer as it is generated. Throws EngineRejection when refused. */
@@ -101,9 +109,19 @@ export class Engine implements GenerationEngine {
         processor: choice.processor,
         logprobs: request.logprobs,
         lane: request.lane,
+        adapter: request.adapter,
       }),
     );
     this.scheduler.submitGroup(group);
+  }
+
+  /** Reads a PEFT adapter for this engine's LoRA inputs; throws a one-line UsageError when it cannot serve it. */
+  async loadAdapter(path: string, name: string): Promise<LoraAdapter> {
+    const lora = this.decoder.lora;
+    if (!lora) throw new UsageError(`${this.model.dir} was opened without LoRA inputs, so adapter ${name} cannot be served on it`, 'start the server with --adapter or --lora-targets');
+    const adapter = await LoraAdapter.load(path);
+    lora.check(adapter, name, `restart the server with --lora-targets ${[...new Set([...lora.modules.map((m) => m.target), ...adapter.targets])].sort().join(',')}`);
+    return adapter;
   }
 
   /** Generates and waits for the whole text. */
@@ -114,53 +132,11 @@ export class Engine implements GenerationEngine {
     return { text: collector.text, end };
   }
 
-  /** Waits for running requests to finish, then frees the session. */
+  /** Waits for running requests to finish, then frees the session (not under a step the watchdog gave up on: the process's exit frees it). */
   async close(): Promise<void> {
     await this.scheduler.idle();
+    if (this.scheduler.watchdog.abandonedSteps) return;
     await this.scheduler.drafter?.release();
     await this.decoder.release();
-  }
-}
-
-/** Tokens → complete text → stop strings → the streamer (also used by engines that get tokens from elsewhere). */
-export class TextSink implements TokenSink {
-  private stopped = false;
-  /** Logprobs of tokens whose text has not been sent yet. */
-  private logprobs: TokenLogprob[] = [];
-
-  constructor(
-    private readonly detokenizer: IncrementalDetokenizer,
-    private readonly stops: StreamingTextMatcher,
-    private readonly streamer: Streamer,
-  ) {}
-
-  token(id: number, logprob?: TokenLogprob): boolean {
-    if (logprob) this.logprobs.push(logprob);
-    return this.emit(this.detokenizer.push(id));
-  }
-
-  end(end: GenerationEnd): void {
-    // A stop token or max_tokens leaves text held back (an unfinished character, a partial stop string): send it.
-    if (!this.stopped && (end.reason === 'stop' || end.reason === 'length')) {
-      if (this.emit(this.detokenizer.flush())) end = { ...end, reason: 'stop' };
-      else this.put(this.stops.flush());
-    }
-    if (this.logprobs.length) this.put('');
-    this.streamer.end(end);
-  }
-
-  private emit(text: string): boolean {
-    if (!text) return false;
-    const { text: out, match } = this.stops.push(text);
-    this.put(out);
-    this.stopped = match !== undefined;
-    return this.stopped;
-  }
-
-  private put(text: string): void {
-    if (!text && !this.logprobs.length) return;
-    if (!this.logprobs.length) return this.streamer.put(text);
-    this.streamer.put(text, this.logprobs);
-    this.logprobs = [];
   }
 }
