@@ -68,7 +68,10 @@ export function regroupInPlace(
   if (batch > slots || length >= capacity || !keep.length || joining.some((s) => s.cached.some((n) => n > length))) return undefined;
   const rowFloats = kvHeads * capacity * headDim;
   if (cache.layers.some((l) => l.key.buffer.byteLength - l.key.byteOffset < slots * rowFloats * 4)) return undefined;
-  const layers = cache.layers.map((l) => ({ key: new Float32Array(l.key.buffer, l.key.byteOffset, slots * rowFloats), value: new Float32Array(l.value.buffer, l.value.byteOffset, slots * rowFloats) }));
+  const layers = cache.layers.map((l) => ({
+    key: new Float32Array(l.key.buffer, l.key.byteOffset, slots * rowFloats),
+    value: new Float32Array(l.value.buffer, l.value.byteOffset, slots * rowFloats),
+  }));
   const copyRow = (from: number, to: number) => {
     for (const l of layers) for (const a of [l.key, l.value]) a.copyWithin(to * rowFloats, from * rowFloats, (from + 1) * rowFloats);
   };
