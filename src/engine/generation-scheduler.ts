@@ -85,7 +85,7 @@ function alone(s: Sequence, part: () => void): void {
  * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
  * that fails ends its own row with the error; the other rows go on.
  */
-async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
+export async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
   const ready = seqs.map(async (s) => {
     if (s.finished || !s.request.processor) return;
     try {
@@ -96,6 +96,49 @@ async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): P
   });
   const [out] = await Promise.all([step, ...ready]);
   return out;
+}
+
+/** The sequence that stands for a group (its first request, the others its followers), once the group fits the context. */
+export function groupLeader(group: RequestGroup, contextLength: number, draftCost?: number): Sequence {
+  const [request] = group;
+  if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
+  checkFits(request.promptIds.length, request.maxTokens, contextLength);
+  return new Sequence(
+    request,
+    group.slice(1).map((r) => Object.assign(new Sequence(r, [], draftCost), { follower: true })),
+    draftCost,
+  );
+}
+
+/**
+ * Refuses a group the limits can never take, or that finds the interactive queue full (`leader` stands for the
+ * group: its tokens count every member).
+ */
+export function checkAdmission(leader: Sequence, queue: readonly Sequence[], limits: SchedulerLimits): void {
+  if (leader.tokens > limits.maxTokensTotal) {
+    throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${limits.maxTokensTotal})`);
+  }
+  const n = leader.group.length;
+  if (n > limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${n}) is over this server's --max-batch (${limits.maxBatch})`);
+  // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
+  const interactive = queue.findIndex((s) => s.batchLane);
+  const waiting = interactive < 0 ? queue.length : interactive;
+  if (!leader.batchLane && waiting >= limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${limits.maxQueue} requests waiting)`);
+}
+
+/**
+ * Waits while requests keep arriving, each within ADMISSION_WAIT_MS of the last, while `queued()` is below
+ * `room()`; says whether any did. Requests sent together reach the queue milliseconds apart (and not at all while
+ * a pass holds the event loop): waiting for them before a batch's first pass prefills them together and starts
+ * the batch at full width.
+ */
+export async function awaitBurst(queued: () => number, room: () => number): Promise<boolean> {
+  const before = queued();
+  for (let seen = -1; seen !== queued() && queued() < room(); ) {
+    seen = queued();
+    await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
+  }
+  return queued() > before;
 }
 
 /**
@@ -173,23 +216,8 @@ export class GenerationScheduler {
 
   /** Queues several completions of one prompt, prefilled once (see RequestGroup). */
   submitGroup(group: RequestGroup): void {
-    const [request] = group;
-    if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
-    checkFits(request.promptIds.length, request.maxTokens, this.contextLength);
-    const drafting = this.drafter?.costPerToken;
-    const leader = new Sequence(
-      request,
-      group.slice(1).map((r) => Object.assign(new Sequence(r, [], drafting), { follower: true })),
-      drafting,
-    );
-    if (leader.tokens > this.limits.maxTokensTotal) {
-      throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
-    }
-    if (group.length > this.limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${group.length}) is over this server's --max-batch (${this.limits.maxBatch})`);
-    // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
-    const interactive = this.queue.findIndex((s) => s.batchLane);
-    const waiting = interactive < 0 ? this.queue.length : interactive;
-    if (!leader.batchLane && waiting >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
+    const leader = groupLeader(group, this.contextLength, this.drafter?.costPerToken);
+    checkAdmission(leader, this.queue, this.limits);
     this.enqueue(leader);
     this.startLoop();
   }
@@ -378,19 +406,12 @@ export class GenerationScheduler {
     return { rows: active.length, tokens: active.reduce((n, s) => n + s.tokens, 0) };
   }
 
-  /**
-   * Waits while requests keep arriving, each within ADMISSION_WAIT_MS of the last, up to a full batch; says
-   * whether any did. Requests sent together reach the queue milliseconds apart (and not at all while a pass
-   * holds the event loop): waiting for them before a batch's first pass and first decode step prefills them
-   * together and starts the batch at full width.
-   */
-  private async admit(): Promise<boolean> {
-    const before = this.queue.length;
-    for (let seen = -1; seen !== this.queue.length && this.queue.length + this.active().length < this.limits.maxBatch; ) {
-      seen = this.queue.length;
-      await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
-    }
-    return this.queue.length > before;
+  /** Waits for a burst of requests, up to a full batch (awaitBurst). */
+  private admit(): Promise<boolean> {
+    return awaitBurst(
+      () => this.queue.length,
+      () => this.limits.maxBatch - this.active().length,
+    );
   }
 
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
