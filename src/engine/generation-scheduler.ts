@@ -3,7 +3,7 @@ import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type
 import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
 import { checkFits, EngineRejection } from './engine-contract.js';
-import { gatherRows, type RowSelection } from './kv-cache.js';
+import { gatherRows, regroupInPlace, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { Sequence, type RequestGroup } from './sequence.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from './step-watchdog.js';
@@ -160,6 +160,8 @@ export class GenerationScheduler {
   private looping = false;
   /** Batch-lane rows that gave their place to an interactive request, since start. */
   preempted = 0;
+  /** Changes of the running batch made in its cache's own arrays, and full copies of it (regather), since start. */
+  readonly cacheChanges = { inPlace: 0, copies: 0 };
   /** Interactive requests announced (arriving) and not queued yet. */
   private arrivals = 0;
 
@@ -445,6 +447,7 @@ export class GenerationScheduler {
     const head = this.queue[0];
     if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
       const reused = this.prefixes?.lookup(head.prefillIds, head.request.adapter);
+      if (reused && this.rejoin(head, reused)) return this.nextJob();
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
     const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
@@ -452,6 +455,20 @@ export class GenerationScheduler {
     const seqs = picked.map((i) => this.queue[i]);
     for (const i of [...picked].reverse()) this.queue.splice(i, 1);
     return seqs.length ? this.newJob(seqs, width) : undefined;
+  }
+
+  /**
+   * A preempted row whose keys/values come back whole from the prefix cache (all but its last sampled token, which
+   * was never fed) goes straight to `prefilled`: the next decode step feeds that token, as if the row had never left,
+   * instead of a prefill pass of one column for it alone (behind a large batch, a quarter to half a step that an
+   * arriving request would wait through).
+   */
+  private rejoin(head: Sequence, reused: { length: number; cache: BatchCache }): boolean {
+    if (!head.output.length || head.followers.length || reused.length !== head.prefillIds.length - 1) return false;
+    this.queue.shift();
+    head.cached = reused.length;
+    this.prefilled.push({ seqs: [head], width: reused.length, prompts: leftPaddedPrompts([], 0), done: reused.length, cache: reused.cache });
+    return true;
   }
 
   /** A prefill job for prompts left-padded to `width`; a reused prefix (one row) is already in its cache. */
@@ -488,12 +505,30 @@ export class GenerationScheduler {
       this.cache = this.decoder.emptyCache(0);
       return;
     }
+    if (this.regroup(keep, newcomers)) return;
     const selections = [{ cache: this.cache, rows: keep, ends: keep.map((b) => this.running[b].column) }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
     this.running = seqs;
     this.cache = this.regather(
       selections.filter((s) => s.rows.length),
       Math.max(...seqs.map((s) => s.cached)),
     );
+  }
+
+  /**
+   * Rows leave and join in the running cache's own arrays when it has room (see regroupInPlace): the rows that stay
+   * are not copied and keep their columns; newcomers end at the cache's length. Says whether it could.
+   */
+  private regroup(keep: readonly number[], newcomers: readonly { job: PrefillJob; seqs: Sequence[]; rows: number[] }[]): boolean {
+    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    const joining = newcomers.filter((n) => n.rows.length).map(({ job, seqs, rows }) => ({ cache: job.cache, rows, cached: seqs.map((s) => s.cached) }));
+    const regrouped = regroupInPlace(this.cache, keep, joining, kvHeads, headDim);
+    if (!regrouped) return false;
+    const joined = newcomers.flatMap((n) => n.seqs);
+    for (const s of joined) s.column = this.cache.length;
+    this.running = [...regrouped.kept.map((b) => this.running[b]), ...joined];
+    this.cache = regrouped.cache;
+    this.cacheChanges.inPlace++;
+    return true;
   }
 
   /**
@@ -516,7 +551,8 @@ export class GenerationScheduler {
   private regather(selections: RowSelection[], length: number): BatchCache {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
     for (const s of this.running) s.column = length;
-    return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS);
+    this.cacheChanges.copies++;
+    return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS, this.limits.maxBatch);
   }
 
   /**

@@ -90,7 +90,9 @@ PY
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400
         [ -f $genai/genai_config.json ] && for m in $genai $genai-graph; do
           req=/tmp/requests.jsonl; [ $m = $genai-graph ] && req=/tmp/requests-b1.jsonl
-          PYTHONPATH=/tmp/site timeout 120 python3 test/bench/peers/genai_runner.py $m < $req | sed "s#^#genai-$(basename $m) #" | cut -c1-300
+          # Each request twice in one process: the first pays graph capture and cuBLAS set-up, the second is the figure.
+          cat $req $req | PYTHONPATH=/tmp/site timeout 180 python3 test/bench/peers/genai_runner.py $m |
+            awk -v n=$(wc -l < $req) '{print (NR <= n ? "cold " : "warm ") $0}' | sed "s#^#genai-$(basename $m) #" | cut -c1-300
         done
         python3 test/bench/hf-generate.py $qwen --dtype bfloat16 | tail -1 | sed "s/^/hf-bf16 /"
         python3 test/bench/device/torch-static.py $qwen --engines graph --rounds 1 | sed "s/^/torch /" | cut -c1-300
@@ -103,7 +105,8 @@ PY
       [ "${TORCH_COMPILE:-1}" = 1 ] && timeout 300 python3 test/bench/device/torch-static.py $qwen --engines compile --rounds 2 | sed "s/^/torch /" | cut -c1-300
       echo "== greedy agreement: the fixed-cache path at batch 1 against fp32 on the CPU (same prompt)"
       node test/bench/device/fixed-cache-decode.js $fixed32 $gqa32 --device cpu --batches 1 --rounds 1 > /tmp/cpu32.txt
-      node test/bench/device/fixed-cache-decode.js $fixed32 $gqa32 --device cuda --graph 1 --batches 1 --rounds 1 > /tmp/cuda32.txt
+      # fp32 cannot be captured: ONNX Runtime leaves some of its nodes on the CPU.
+      node test/bench/device/fixed-cache-decode.js $fixed32 $gqa32 --device cuda --graph 0 --batches 1 --rounds 1 > /tmp/cuda32.txt
       node test/bench/device/fixed-cache-decode.js $fixed $gqa --device cuda --graph 1 --batches 1 --rounds 1 > /tmp/cuda16.txt
       for other in cuda32 cuda16; do node test/bench/device/token-agreement.js /tmp/cpu32.txt /tmp/$other.txt; done
     } 2>&1 | tee "$out/run.txt" ;;
