@@ -91,18 +91,32 @@ export class FixedCacheDecoder {
 
   static async open(model: ExportedModel, opts: FixedCacheOptions): Promise<FixedCacheDecoder> {
     const { bytes, cacheType } = fixedCacheGraph(await readFile(model.onnxPath));
-    const cudaGraphs = opts.provider === 'cuda' && opts.cudaGraphs !== false;
-    const session = Session.open(bytes, {
-      provider: opts.provider,
-      threads: opts.threads,
-      cuda: cudaGraphs ? { enable_cuda_graph: '1' } : {},
-      config: { 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
-    });
+    const open = (graphs: boolean) =>
+      Session.open(bytes, {
+        provider: opts.provider,
+        threads: opts.threads,
+        cuda: graphs ? { enable_cuda_graph: '1' } : {},
+        config: { 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
+      });
+    let cudaGraphs = opts.provider === 'cuda' && opts.cudaGraphs !== false;
+    let session: NativeSession;
+    const skipped: ProviderProbe[] = [];
+    try {
+      session = open(cudaGraphs);
+    } catch (e) {
+      // ONNX Runtime captures only a graph whose every node runs on CUDA: an fp32 export leaves some on the CPU.
+      if (!cudaGraphs || !/CUDA ?Graph/i.test((e as Error).message)) throw e;
+      cudaGraphs = false;
+      session = open(false);
+      skipped.push({ provider: 'cuda', loaded: true, reason: `decode steps run without CUDA graphs: ${(e as Error).message}` });
+    }
     const rows = bucketFor(opts.rows);
     const shape = cacheShape(model.manifest, rows, opts.capacity);
     const allocate = () => deviceBuffer(session, opts.provider, cacheType, shape);
     const caches = Array.from({ length: model.manifest.num_layers }, (): [NativeTensor, NativeTensor] => [allocate(), allocate()]);
-    return new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
+    const decoder = new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
+    decoder.skipped.push(...skipped);
+    return decoder;
   }
 
   /** Which ONNX Runtime binding runs the passes: always llmkit's own (it alone binds outputs in place). */
