@@ -145,11 +145,16 @@ export function nodeField(opType: string, inputs: string[], output: string): Uin
   );
 }
 
-/** A graph input (ValueInfoProto: name, TypeProto.tensor_type{elem_type, shape{dim}}) whose dims are symbols (strings) or sizes. */
-export function graphInputField(name: string, elemType: number, dims: readonly (string | number)[]): Uint8Array {
+/** A graph input or output (`field`: GRAPH_INPUT or GRAPH_OUTPUT; a ValueInfoProto: name, TypeProto.tensor_type{elem_type, shape{dim}}) whose dims are symbols (strings) or sizes. */
+export function valueInfoField(field: number, name: string, elemType: number, dims: readonly (string | number)[]): Uint8Array {
   const dimFields = dims.map((d) => lengthDelimited(1, typeof d === 'number' ? varintField(1, d) : stringField(2, d)));
   const tensorType = lengthDelimited(1, Buffer.concat([varintField(1, elemType), lengthDelimited(2, Buffer.concat(dimFields))]));
-  return lengthDelimited(GRAPH_INPUT, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
+  return lengthDelimited(field, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
+}
+
+/** A graph input whose dims are symbols (strings) or sizes. */
+export function graphInputField(name: string, elemType: number, dims: readonly (string | number)[]): Uint8Array {
+  return valueInfoField(GRAPH_INPUT, name, elemType, dims);
 }
 
 const byteLength = (parts: Uint8Array[]) => parts.reduce((n, p) => n + p.length, 0);
