@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { DecoderSession } from '../../engine/decoder-session.js';
 import { openDrafter } from '../../engine/drafters.js';
 import { LocalEngine } from '../../engine/local-engine.js';
 import { GenerationScheduler } from '../../engine/generation-scheduler.js';
@@ -57,11 +58,12 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  */
 export async function measureSpeculation(opts: SpeculationBenchOptions): Promise<SpeculationBenchResult> {
   const device = opts.device ?? 'cpu';
-  const engine = await LocalEngine.open(opts.model, { device, threads: opts.threads, prefixCacheMb: 0 });
-  const drafter = await openDrafter(opts.draft, engine.decoder, { device, threads: opts.threads });
+  const engine = await LocalEngine.open(opts.model, { device, threads: opts.threads, prefixCacheMb: 0, decodePath: 'dynamic' });
+  const decoder = engine.decoder as DecoderSession;
+  const drafter = await openDrafter(opts.draft, decoder, { device, threads: opts.threads });
   try {
-    const plain = new GenerationScheduler(engine.decoder, engine.scheduler.limits);
-    const drafted = new GenerationScheduler(engine.decoder, engine.scheduler.limits, undefined, undefined, drafter);
+    const plain = new GenerationScheduler(decoder, engine.scheduler.limits);
+    const drafted = new GenerationScheduler(decoder, engine.scheduler.limits, undefined, undefined, drafter);
     const inputs = opts.prompts.map((p) => (typeof p === 'string' ? engine.tokenizer.encodeChat([{ role: 'user', content: p }]) : p));
     const run = (scheduler: GenerationScheduler, promptIds: readonly number[]) =>
       new Promise<{ tokens: number[]; tokensPerSecond: number }>((resolve, reject) => {
