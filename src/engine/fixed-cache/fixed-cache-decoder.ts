@@ -201,7 +201,10 @@ export class FixedCacheDecoder {
     };
     // The cache's width, at every step: a captured graph stays valid; each row's own length is its seqlens_k.
     bucket.binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(this.capacity), 'int32', []));
-    bucket.binding.input('input_ids', tokenInputs.view(0, [size, 1])).input('position_ids', tokenInputs.view(size, [size, 1])).input(SEQLENS_INPUT, bucket.seqlens);
+    bucket.binding
+      .input('input_ids', tokenInputs.view(0, [size, 1]))
+      .input('position_ids', tokenInputs.view(size, [size, 1]))
+      .input(SEQLENS_INPUT, bucket.seqlens);
     bucket.binding.output('logits', bucket.logits).output(NEXT_TOKEN_OUTPUT, bucket.next);
     this.bindCache(bucket.binding, 0, size);
     // Graph ids from 1: a bucket's graph is captured at its first runs and replayed after.
