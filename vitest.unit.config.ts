@@ -40,6 +40,7 @@ export default defineConfig({
       'test/e2e/gguf.test.ts',
       'test/engine/decoder-session.test.ts',
       'test/engine/detokenizer.test.ts',
+      'test/engine/fixed-cache.test.ts',
       'test/engine/generation-scheduler.test.ts',
       'test/engine/step-watchdog.test.ts',
       'test/engine/graph-pruning.test.ts',

@@ -24,6 +24,8 @@ export interface BatchCache {
   batch: number;
   length: number;
   capacity?: number;
+  /** Rows the arrays have room for (default: `batch`): see regroupInPlace. */
+  slots?: number;
   layers: LayerCache[];
 }
 

@@ -57,7 +57,7 @@ function withFirstInput(buf: Uint8Array, node: NodeInfo, input: string): Uint8Ar
   return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
 }
 
-function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint8Array[] | undefined {
+function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string, positions: LastPositions): Uint8Array[] | undefined {
   const fields = [...wireFields(buf, graph.valueStart, graph.end)];
   const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
   const layer = outputLayer(nodes, output);
@@ -69,17 +69,21 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint
     [`${last}/axes`, 1n],
   ];
   const starts = `${last}/starts`;
-  const negate = nodeField('Neg', [LAST_POSITIONS_INPUT], starts);
-  const slice = nodeField('Slice', [hidden, starts, ...constants.map(([name]) => name)], last);
-  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), negate, slice, withFirstInput(buf, layer, last)];
-  const firstInput = fields.find((f) => f.field === GRAPH_INPUT);
+  if (positions === 1) constants.push([starts, -1n]);
+  const negate = positions === 1 ? [] : [nodeField('Neg', [LAST_POSITIONS_INPUT], starts)];
+  const slice = nodeField('Slice', [hidden, starts, ...constants.slice(0, 2).map(([name]) => name)], last);
+  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), ...negate, slice, withFirstInput(buf, layer, last)];
+  const firstInput = positions === 1 ? undefined : fields.find((f) => f.field === GRAPH_INPUT);
   return fields.flatMap((f) => [...(f === firstInput ? [graphInputField(LAST_POSITIONS_INPUT, INT64, [1])] : []), ...(f === layer.range ? added : [buf.subarray(f.start, f.end)])]);
 }
+
+/** How many last positions get logits: the `last_positions` input, or always 1 (no input: a captured CUDA graph replays it unchanged). */
+export type LastPositions = 'input' | 1;
 
 /**
  * `model` with `output` ([batch, positions, vocab]) computed for the last `last_positions` positions only,
  * or undefined when the output layer is not where this expects it.
  */
-export function withLastPositionLogits(model: Uint8Array, output = 'logits'): Uint8Array | undefined {
-  return withGraph(model, (graph) => rewrittenGraph(model, graph, output));
+export function withLastPositionLogits(model: Uint8Array, output = 'logits', positions: LastPositions = 'input'): Uint8Array | undefined {
+  return withGraph(model, (graph) => rewrittenGraph(model, graph, output, positions));
 }

@@ -123,6 +123,11 @@ export class Sequence {
     this.take(token, logits);
   }
 
+  /** Takes the token the device chose (see TokenSampler.deviceChoice): no logits crossed, so no grammar and no logprobs. */
+  advanceWith(token: number): void {
+    this.take(this.sampler.record(token));
+  }
+
   /**
    * Goes through a verification pass's logits for this row (`logits`: one row per fed token: the last token,
    * then `draft`): each drafted token is accepted or replaced by the rejection rule, and the first replaced
@@ -144,9 +149,9 @@ export class Sequence {
   }
 
   /** Emits a chosen token; `logits` is the row it was chosen from (for its log-probability). */
-  private take(token: number, logits: Float32Array): void {
+  private take(token: number, logits?: Float32Array): void {
     const { logprobs } = this.request;
-    const logprob = logprobs === undefined ? undefined : tokenLogprob(logits, token, logprobs);
+    const logprob = logprobs === undefined || !logits ? undefined : tokenLogprob(logits, token, logprobs);
     const now = performance.now();
     if (this.generated === 0) this.firstTokenMs = now - this.submittedAt;
     else this.gaps.push(now - this.lastTokenAt);
