@@ -1,5 +1,5 @@
 import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
-import { awaitBurst, checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
+import { checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
 import type { DeviceDraw } from '../sampling.js';
 import type { RequestGroup, Sequence } from '../sequence.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
@@ -94,12 +94,8 @@ export class FixedCacheScheduler {
 
   private async run(): Promise<void> {
     try {
-      if (this.queue.length < this.limits.maxBatch) {
-        await awaitBurst(
-          () => this.queue.length,
-          () => this.slots.length,
-        );
-      }
+      // No wait for a burst's companions (GenerationScheduler's admission): rows prefill one at a time here anyway,
+      // and each joins the decode steps as soon as its prompt is in, so a lone request starts at once.
       while (this.queue.length || this.occupied().length) {
         this.dropCancelled();
         this.seat();
@@ -204,14 +200,14 @@ export class FixedCacheScheduler {
     const onHost = new Set<number>();
     for (const [slot, { seq }] of rows) {
       feeds.ids[slot] = BigInt(seq.next);
-      const choice = seq.request.processor || seq.request.logprobs !== undefined ? undefined : seq.sampler.deviceChoice();
+      const choice = seq.request.processor || seq.request.logprobs !== undefined ? undefined : seq.sampler.deviceChoice(this.decoder.samplesOnDevice);
       if (choice === undefined) onHost.add(slot);
       else if (choice !== 'greedy') draws[slot] = choice;
     }
     const seqs = rows.map(([, slot]) => slot.seq);
-    let tokens: BigInt64Array;
+    let step: { tokens: BigInt64Array; drawn: boolean };
     try {
-      tokens = await this.watchdog.guard('decode step', withProcessors(this.decoder.step(bucket, feeds, draws), seqs));
+      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.step(bucket, feeds, draws), seqs));
     } catch (e) {
       this.fail(seqs, e as Error);
       return;
@@ -219,8 +215,10 @@ export class FixedCacheScheduler {
     for (const [slot, { seq }] of rows) {
       seq.cached++;
       if (seq.finished) continue;
+      const draw = draws[slot];
       if (onHost.has(slot)) seq.advance(this.decoder.logitsOf(bucket, slot));
-      else seq.advanceWith(Number(tokens[slot]));
+      else if (draw && !step.drawn) seq.advanceWith(seq.sampler.drawOnHost(this.decoder.logitsOf(bucket, slot), draw));
+      else seq.advanceWith(Number(step.tokens[slot]));
     }
     this.onDecodeStep?.(rows.length);
   }
