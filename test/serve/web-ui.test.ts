@@ -4,7 +4,8 @@ import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, publishScreenshot, screenshotPath } from '../helpers/browser.js';
-import { exportedTinyModel } from '../helpers/models.js';
+import { randomAdapter } from '../helpers/lora.js';
+import { exportedTinyModel, tinyModel } from '../helpers/models.js';
 import { svgDocument } from '../../src/core/charts/svg.js';
 import { chartSeriesOf } from '../helpers/charts.js';
 import { tempDir } from '../helpers/cli.js';
@@ -123,6 +124,8 @@ describe('the web page, without API keys', () => {
 
   it("shows the dashboard's numbers moving while a load runs", async () => {
     await page.goto(`${server.url}/`);
+    // No adapters: a flat list, no groups.
+    expect(await page.locator('#model optgroup').count()).toBe(0);
     await page.click('#tab-dashboard');
     await page.waitForSelector('#tps-tiny');
     const cell = async (column: number) => Number(await page.locator(`#model-tiny td:nth-child(${column})`).textContent());
@@ -259,6 +262,36 @@ describe('the web page, with an API key', () => {
     const shownBefore = await page.getAttribute('#run-chart', 'src');
     await page.waitForFunction((before) => document.getElementById('run-chart')?.getAttribute('src') !== before, shownBefore, { timeout: 15_000 });
   }, 60_000);
+});
+
+describe('the web page, with a LoRA adapter', () => {
+  let server: TestServer;
+  let page: Page;
+
+  beforeAll(async () => {
+    // The adapter test/serve/multi-lora.test.ts serves (made once under LLMKIT_HOME).
+    const targets = ['q_proj', 'v_proj', 'down_proj'];
+    const adapter = await randomAdapter(await tinyModel(), { seed: 1, rank: 4, targets });
+    server = await startTestServer({ adapters: [`fr=${adapter}`], loraTargets: targets });
+    page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  }, 300_000);
+
+  afterAll(async () => {
+    await page?.close();
+    await server?.drain();
+  });
+
+  it('groups the adapter under its base in the model picker, and chats with it', async () => {
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('#model optgroup', { state: 'attached' });
+    const groups = await page.$$eval('#model optgroup', (gs) => gs.map((g) => [(g as HTMLOptGroupElement).label, [...g.querySelectorAll('option')].map((o) => o.value)]));
+    expect(groups).toEqual([['tiny', ['tiny', 'fr']]]);
+    await page.selectOption('#model', 'fr');
+    const answer = await ask(page, 'Bonjour?');
+    expect(answer.error).toBeNull();
+    expect(answer.who).toBe('fr');
+    expect(server.log.filter((l) => /model=fr\b/.test(l))).toHaveLength(1);
+  }, 120_000);
 });
 
 describe('serve --no-ui', () => {
