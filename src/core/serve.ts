@@ -13,6 +13,8 @@ import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
 import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
+import { LoraAdapter } from '../engine/lora-adapter.js';
+import { ADMIN_KEY_ENV } from '../serve/lora-admin.js';
 import { llmkitHome } from '../shared/paths.js';
 import { DEFAULT_LIMITS } from '../engine/local-engine.js';
 import { checkServingMemory } from './memory/plan.js';
@@ -59,6 +61,10 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWa
   batchFileMb?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
+  /** LoRA adapters served over the one model: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH` (PEFT folders). */
+  adapters?: string[];
+  /** The key of the runtime adapter API (/v1/load_lora_adapter, /v1/unload_lora_adapter); default $LLMKIT_ADMIN_KEY. */
+  adminKey?: string;
   /** Start even when the memory estimate says the models cannot fit. */
   force?: boolean;
   /** How long a drain waits for requests in flight before it cuts them off (default 30 s). */
@@ -96,6 +102,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
   const specs = opts.models.map(parseModelSpec);
   const openEngine = tritonEngines(opts, specs.length);
+  const adapters = (opts.adapters ?? []).map(parseModelSpec);
+  const loraTargets = await adapterTargets(opts, adapters, specs.length, openEngine !== undefined);
+  const adminKey = opts.adminKey ?? process.env[ADMIN_KEY_ENV];
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
   const filter = opts.blocklist ? BlocklistFilter.load(opts.blocklist, opts.filterMode ?? 'reject') : undefined;
@@ -124,18 +133,22 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           );
     models = await ModelRegistry.open(specs, {
       ...opts,
+      loraTargets,
       openEngine,
       onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }),
       onWatchdog: (model, event) => opts.log(watchdogLine(model, event)),
     });
+    for (const adapter of adapters) await models.addAdapter(adapter);
   } catch (e) {
+    await models?.close();
     await redis?.close();
     throw e;
   }
   const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
   const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch });
+  const admin = adminKey ? new Authenticator([{ key: adminKey, name: 'admin' }]) : undefined;
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);
@@ -163,6 +176,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       return { cutOff, modelsLeftBusy };
     },
   };
+}
+
+/**
+ * The projections the base takes LoRA adapters on: --lora-targets, else every projection the --adapter folders
+ * adapt; undefined without adapters (the graph stays as exported). Adapters need one base, run by llmkit's engine.
+ */
+async function adapterTargets(opts: ServeOptions, adapters: ModelSpec[], models: number, triton: boolean): Promise<string[] | undefined> {
+  if (!adapters.length && !opts.loraTargets?.length) return undefined;
+  const hint = 'serve one exported base model with its adapters: llmkit serve BASE --adapter NAME=PATH …';
+  if (models !== 1) throw new UsageError(`--adapter and --lora-targets serve adapters over one base model, but ${models} models are listed`, hint);
+  if (triton) throw new UsageError('--adapter and --lora-targets need --engine onnx (Triton runs the model as exported)', hint);
+  if (opts.loraTargets?.length) return [...opts.loraTargets];
+  const loaded = await Promise.all(adapters.map((a) => LoraAdapter.load(a.path)));
+  return [...new Set(loaded.flatMap((a) => a.targets))].sort();
 }
 
 /** Whether `p` settled within `ms`. */

@@ -27,6 +27,7 @@ export class TextSink implements TokenSink {
       if (this.emit(this.detokenizer.flush())) end = { ...end, reason: 'stop' };
       else this.put(this.stops.flush());
     }
+    if (end.stopLogprob) this.logprobs.push(end.stopLogprob);
     if (this.logprobs.length) this.put('');
     this.streamer.end(end);
   }

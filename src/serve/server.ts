@@ -14,6 +14,7 @@ import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
+import { adapterCard, handleLoraAdmin, LORA_ADMIN_ROUTES } from './lora-admin.js';
 import { BatchService, type BatchOptions } from './batch/batch-service.js';
 import { BatchApi } from './batch/routes.js';
 
@@ -30,6 +31,8 @@ export interface ServerOptions {
   batch?: BatchOptions;
   /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
   ui?: boolean;
+  /** The admin key's check, for loading and unloading LoRA adapters at run time (lora-admin.ts); none: that API is off. */
+  admin?: Authenticator;
 }
 
 /** Seconds a client is asked to wait while the server drains. */
@@ -159,6 +162,10 @@ export class LlmServer {
       entry.key = key.name;
       return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
     }
+    if (LORA_ADMIN_ROUTES.has(pathname)) {
+      this.allow(req, 'POST');
+      return sendJson(res, 200, await handleLoraAdmin(pathname, req.headers.authorization, await readJson(req), this.opts.models, this.opts.admin));
+    }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
     if (this.opts.ui !== false && req.method === 'GET' && (await serveWebUi(pathname, res))) return;
     if (pathname === '/ready') {
@@ -174,14 +181,7 @@ export class LlmServer {
     if (pathname === '/v1/models' || pathname.startsWith('/v1/models/')) {
       this.allow(req, 'GET');
       entry.key = this.opts.auth.authenticate(req.headers.authorization).name;
-      const models = this.opts.models.models.map((m) => ({
-        id: m.id,
-        object: 'model',
-        created: m.created,
-        owned_by: 'llmkit',
-        context_length: m.engine.contextLength,
-        device: m.engine.device,
-      }));
+      const models = this.opts.models.models.map((m) => ({ ...adapterCard(m), context_length: m.engine.contextLength, device: m.engine.device }));
       if (pathname === '/v1/models') return sendJson(res, 200, { object: 'list', data: models });
       const id = decodeURIComponent(pathname.slice('/v1/models/'.length));
       return sendJson(

@@ -72,7 +72,9 @@ async function phase(withBatch, round, results) {
   for (let i = 0; i < requests; i++) {
     // At a random moment, so arrivals do not line up with the decode steps.
     await sleep(50 + Math.random() * 150);
-    const t = await timedTokens({ model: 'bench', messages: [{ role: 'user', content: BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length] }], max_tokens: 16, ignore_eos: true });
+    // Each prompt made unique by a leading tag: no request's first token comes from a prefix-cache hit, in either phase.
+    const content = `(${round}${withBatch ? 'b' : 'i'}${i}) ${BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length]}`;
+    const t = await timedTokens({ model: 'bench', messages: [{ role: 'user', content }], max_tokens: 16, ignore_eos: true });
     results.ttft.push(t.ttftMs);
     results.gaps.push(...t.gapsMs);
   }

@@ -159,6 +159,19 @@ describe('CompletionService.handle', () => {
     expect(texts).toEqual(['Hello world', 'Hello world', 'Hello world']);
   });
 
+  it('announces an interactive request to the engine until it is queued or refused (any transport); batch lines never', async () => {
+    const { engine, service } = await setup();
+    const { sink } = recordingSink();
+    const handled = service.handle('chat', { ...CHAT, stream: true }, KEY, new AbortController().signal, sink, { websocket: true, forceStream: true });
+    expect(engine.arrivals).toBe(1);
+    await handled;
+    await service.handle('chat', CHAT, KEY, new AbortController().signal, sink, { lane: 'batch' });
+    expect(await refusal(service.handle('chat', { ...CHAT, model: 'nope' }, KEY, new AbortController().signal, sink))).toMatchObject({ status: 404 });
+    // Announced while prepared, released once in the queue: the count is 1 at the first submit, 0 for the batch line.
+    expect(engine.arrivalsAtSubmit).toEqual([1, 0]);
+    expect(engine.arrivals).toBe(0);
+  });
+
   it('gives back what admission took when the engine refuses, as a 503 with Retry-After; disposes every prepared request once', async () => {
     const { service, engine, quotas } = await setup();
     const disposed: number[] = [];

@@ -15,7 +15,7 @@ export function benchCommand(): Command {
 function formatReport(r: BenchReport): string {
   const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
   const lines = [
-    `${r.model} on ${r.device}, ${r.maxTokens} new tokens per request, ${r.rounds} rounds`,
+    `${r.model} on ${r.device} (${r.decodePath} decode path), ${r.maxTokens} new tokens per request, ${r.rounds} rounds`,
     `bare engine loop: ${f(r.engine.tokensPerSecond)} tokens/s (decode ${f(r.engine.decodeTokensPerSecond)} tokens/s)`,
   ];
   if (r.baseline) {

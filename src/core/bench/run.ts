@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { LocalEngine } from '../../engine/local-engine.js';
 import type { Device } from '../../engine/devices.js';
+import type { DecodePath } from '../../engine/local-engine.js';
 import type { ChatMessage } from '../../engine/tokenizer.js';
 import { TransformersJsBaseline, type SingleRun } from './baseline.js';
 import { percentile, timedChatStream, type StreamTiming } from './client.js';
@@ -68,6 +69,8 @@ export interface LevelResult {
 export interface BenchReport {
   model: string;
   device: string;
+  /** The engine's decode path: the KV cache in place on the device with a CUDA graph per bucket, or the dynamic one. */
+  decodePath: DecodePath;
   maxTokens: number;
   rounds: number;
   engine: SingleStream;
@@ -129,6 +132,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const report: BenchReport = {
       model: opts.model,
       device: engine.decoder.provider,
+      decodePath: engine.decodePath,
       maxTokens: opts.maxTokens,
       rounds: opts.rounds,
       engine: engineStats,

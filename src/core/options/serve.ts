@@ -1,6 +1,6 @@
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from './flag-values.js';
 import { defineCommand } from './define.js';
-import { booleanField, enumField, intField, textField, textsField } from './fields.js';
+import { booleanField, enumField, intField, listField, textField, textsField } from './fields.js';
 
 export const SERVE = defineCommand({
   name: 'serve',
@@ -44,6 +44,23 @@ export const SERVE = defineCommand({
       value: '<ngram|dir>',
       help: 'speculative decoding: ngram (prompt lookup: drafts copied from earlier in the context) or a draft model folder with the same tokenizer (`llmkit distill --for-draft`); greedy output is unchanged',
     },
+    adapter: {
+      field: textsField(),
+      value: '<name=path>',
+      variadic: true,
+      help: 'LoRA adapters (PEFT folders, e.g. from `llmkit finetune --lora`) served over the one model without merging: NAME=PATH or NAME@VERSION=PATH; a request picks one by name, the model by its own',
+    },
+    loraTargets: {
+      field: listField(),
+      value: '<names>',
+      help: 'projections that take LoRA adapters (comma-separated, e.g. q_proj,v_proj); adapters loaded at run time may adapt these only',
+      defaultHelp: "the --adapter folders' adapted projections",
+    },
+    adminKey: {
+      field: textField(),
+      value: '<key>',
+      help: 'key for POST /v1/load_lora_adapter and /v1/unload_lora_adapter, sent as "Authorization: Bearer <key>" (also $LLMKIT_ADMIN_KEY); without one, that API is off',
+    },
     apiKey: {
       field: textsField(),
       value: '<key>',
@@ -74,9 +91,10 @@ export const SERVE = defineCommand({
     tritonModel: { field: textField(), value: '<name>', help: 'with --engine triton: the generate model', defaultHelp: '<model name>-generate' },
   },
   // The names core's startServer takes; the checks across flags (Triton, quota files) are its own.
-  finish: ({ apiKey, rpm, tpm, cacheTtl, stepTimeout, drainTimeout, ...rest }) => ({
+  finish: ({ apiKey, adapter, rpm, tpm, cacheTtl, stepTimeout, drainTimeout, ...rest }) => ({
     ...rest,
     apiKeys: apiKey,
+    adapters: adapter,
     requestsPerMinute: rpm,
     tokensPerMinute: tpm,
     cacheTtlSeconds: cacheTtl,
