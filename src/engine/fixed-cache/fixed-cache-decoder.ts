@@ -26,19 +26,21 @@ export function bucketFor(rows: number): number {
   return bucket;
 }
 
-/** One decode step's inputs per slot of a bucket: the token fed, its position, and the row's cached tokens (the column it is written to). */
+/**
+ * One decode step's inputs per slot of a bucket: the token fed, and its position, which is also the row's cached
+ * tokens (`seqlens_k`: the column its keys are written to): rows start at column 0 of their own cache row.
+ */
 export interface StepFeeds {
   ids: BigInt64Array;
   positions: BigInt64Array;
-  seqlens: Int32Array;
 }
 
 /** A batch bucket: its view of the cache, its step's inputs and outputs in device memory, the binding its CUDA graph replays. */
 interface Bucket {
   size: number;
-  ids: NativeTensor;
-  positions: NativeTensor;
-  seqlens: NativeTensor;
+  /** input_ids then position_ids (= seqlens_k), one int64 buffer: one host-to-device copy a step. */
+  tokenInputs: NativeTensor;
+  tokenArray: BigInt64Array;
   next: NativeTensor;
   logits: NativeTensor;
   binding: NativeBinding;
@@ -73,6 +75,7 @@ export class FixedCacheDecoder {
   private readonly buckets = new Map<number, Bucket>();
   private readonly rowElements: number;
   private sampler?: DeviceSampler;
+  private samplerError?: string;
 
   private constructor(
     readonly model: ExportedModel,
@@ -141,7 +144,7 @@ export class FixedCacheDecoder {
         [1, n],
       ),
     );
-    binding.input(SEQLENS_INPUT, this.session.hostTensor(Int32Array.of(start + n - 1), 'int32', [1]));
+    binding.input(SEQLENS_INPUT, this.session.hostTensor(BigInt64Array.of(BigInt(start + n - 1)), 'int64', [1]));
     binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(start + n), 'int32', []));
     const logits = new Float32Array(this.vocabSize);
     binding.output('logits', this.session.hostTensor(logits, 'float32', [1, 1, this.vocabSize]));
@@ -155,23 +158,36 @@ export class FixedCacheDecoder {
    * One decode step over slots 0 .. bucket - 1: each reads its token, position and cached length from `feeds`
    * (a slot nobody decodes still runs: it writes one column its owner overwrites or never reads). Returns each
    * slot's next token: its argmax, or where `draws[slot]` is given, a draw from its temperature/top-k/top-p
-   * distribution made on the device (device-sampler.ts).
+   * distribution made on the device (device-sampler.ts); `drawn` false when the device sampler could not run
+   * (those slots' tokens are then the caller's to draw on the host).
    */
-  async step(bucketSize: number, feeds: StepFeeds, draws?: readonly (DeviceDraw | undefined)[]): Promise<BigInt64Array> {
+  async step(bucketSize: number, feeds: StepFeeds, draws?: readonly (DeviceDraw | undefined)[]): Promise<{ tokens: BigInt64Array; drawn: boolean }> {
     const bucket = this.bucket(bucketSize);
-    bucket.ids.write(feeds.ids);
-    bucket.positions.write(feeds.positions);
-    bucket.seqlens.write(feeds.seqlens);
+    bucket.tokenArray.set(feeds.ids);
+    bucket.tokenArray.set(feeds.positions, bucketSize);
+    bucket.tokenInputs.write(bucket.tokenArray);
     await bucket.binding.run(bucket.runConfig);
     bucket.next.read(bucket.tokens);
-    if (draws?.some((d) => d)) {
+    if (!draws?.some((d) => d)) return { tokens: bucket.tokens, drawn: true };
+    if (this.samplerError) return { tokens: bucket.tokens, drawn: false };
+    try {
       this.sampler ??= DeviceSampler.open(this.provider, this.threads);
       const sampled = await this.sampler.draw(bucket.logits, bucketSize, this.vocabSize, draws);
       draws.forEach((d, slot) => {
         if (d) bucket.tokens[slot] = sampled[slot];
       });
+      return { tokens: bucket.tokens, drawn: true };
+    } catch (e) {
+      // The draws still happen, on the host from each row's logits (TokenSampler.drawOnHost), from now on.
+      this.samplerError = (e as Error).message;
+      this.skipped.push({ provider: this.provider, loaded: true, reason: `top-k/top-p sampling runs on the host: ${this.samplerError}` });
+      return { tokens: bucket.tokens, drawn: false };
     }
-    return bucket.tokens;
+  }
+
+  /** Whether temperature/top-k/top-p draws run on the device (until the device sampler fails once). */
+  get samplesOnDevice(): boolean {
+    return this.samplerError === undefined;
   }
 
   /** A slot's logits from the bucket's last step: for rows whose token is chosen on the host (a grammar, logprobs, penalties). */
@@ -186,11 +202,11 @@ export class FixedCacheDecoder {
     if (known) return known;
     if (size > this.rows) throw new Error(`bucket ${size} is larger than the cache's ${this.rows} rows`);
     const buffer = (type: ElementType, shape: number[]) => deviceBuffer(this.session, this.provider, type, shape);
+    const tokenInputs = buffer('int64', [2 * size]);
     const bucket: Bucket = {
       size,
-      ids: buffer('int64', [size, 1]),
-      positions: buffer('int64', [size, 1]),
-      seqlens: buffer('int32', [size]),
+      tokenInputs,
+      tokenArray: new BigInt64Array(2 * size),
       next: buffer('int64', [size, 1, 1]),
       logits: buffer('float32', [size, 1, this.vocabSize]),
       binding: this.session.binding(),
@@ -198,7 +214,10 @@ export class FixedCacheDecoder {
     };
     // The cache's width, at every step: a captured graph stays valid; each row's own length is its seqlens_k.
     bucket.binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(this.capacity), 'int32', []));
-    bucket.binding.input('input_ids', bucket.ids).input('position_ids', bucket.positions).input(SEQLENS_INPUT, bucket.seqlens);
+    bucket.binding
+      .input('input_ids', tokenInputs.view(0, [size, 1]))
+      .input('position_ids', tokenInputs.view(size, [size, 1]))
+      .input(SEQLENS_INPUT, tokenInputs.view(size, [size]));
     bucket.binding.output('logits', bucket.logits).output(NEXT_TOKEN_OUTPUT, bucket.next);
     this.bindCache(bucket.binding, 0, size);
     // Graph ids from 1: a bucket's graph is captured at its first runs and replayed after.
