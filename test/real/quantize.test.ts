@@ -113,7 +113,7 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
       `${name} ${(m.bytes / 2 ** 20).toFixed(1)} MiB, perplexity ${(100 * m.perplexityChange).toFixed(2)}%, top-1 ${(100 * m.top1Agreement).toFixed(1)}%`;
     console.log([row('int8', int8), row('GGUF Q8_0', q8), row('int4', int4), row('GGUF Q4_0', q4)].join('\n'));
     // Both runs score the same fp32 export on the same windows, so their rows compare directly.
-    expect(reports.int4.models[0].perplexity).toBe(reports.int8.models[0].perplexity);
+    expect(reports.int4.models[0].perplexity).toBeCloseTo(reports.int8.models[0].perplexity, 4);
     expect(q4.tensorTypes.Q8_0).toBe(1);
     expect(q8.perplexityChange).toBeGreaterThan(0);
     expect(q8.perplexityChange).toBeLessThan(0.015);

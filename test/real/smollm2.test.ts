@@ -61,7 +61,7 @@ describe('SmolLM2-135M-Instruct served by llmkit', () => {
     });
     expect(chat.exitCode, chat.stderr.slice(-2000)).toBe(0);
     expect(chat.stdout).toMatch(FACTS[0][1]);
-  });
+  }, 600_000);
 
   it('exports to ONNX within 1e-3 of PyTorch’s logits (prefill and 3 decode steps)', () => {
     const check = JSON.parse(readFileSync(join(exported, 'llmkit.json'), 'utf8')).export_check as Record<string, number>;
