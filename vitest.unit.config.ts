@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { FAST_TIER_BIN } from './test/helpers/fast-tier-build.js';
 
 /**
  * The fast tier (`npm run test:unit`): every test file but those that need Python or a model, for
@@ -18,6 +19,8 @@ export default defineConfig({
       'test/cli/finetune.test.ts',
       'test/cli/tied-checkpoint.test.ts',
       'test/core/batch-offline.test.ts',
+      'test/engine/multi-lora.test.ts',
+      'test/serve/multi-lora.test.ts',
       'test/core/bench.test.ts',
       'test/core/chat-local-backend.test.ts',
       'test/core/chat-plain.test.ts',
@@ -37,7 +40,9 @@ export default defineConfig({
       'test/e2e/gguf.test.ts',
       'test/engine/decoder-session.test.ts',
       'test/engine/detokenizer.test.ts',
+      'test/engine/fixed-cache.test.ts',
       'test/engine/generation-scheduler.test.ts',
+      'test/engine/step-watchdog.test.ts',
       'test/engine/graph-pruning.test.ts',
       'test/engine/last-position-logits.test.ts',
       'test/engine/ort-binding.test.ts',
@@ -53,6 +58,7 @@ export default defineConfig({
       'test/serve/grammar-sandbox.test.ts',
       'test/serve/output-validity.test.ts',
       'test/serve/sdk-followups.test.ts',
+      'test/serve/soak.test.ts',
       'test/serve/models.test.ts',
       'test/serve/openai-api.test.ts',
       'test/serve/python-sdk.test.ts',
@@ -62,6 +68,7 @@ export default defineConfig({
       'test/serve/structured-outputs.test.ts',
       'test/serve/tool-calls.test.ts',
       'test/serve/triton.test.ts',
+      'test/serve/watchdog.test.ts',
       'test/serve/web-ui.test.ts',
       'test/serve/websocket-plain.test.ts',
       'test/serve/websocket.test.ts',
@@ -70,7 +77,9 @@ export default defineConfig({
       'test/workers/tiny-model.test.ts',
       'test/workers/worker-run.test.ts',
     ],
-    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier' },
+    // No `npm run build`: the CLI tests start a copy of bin/llmkit.js over a one-second esbuild of src/.
+    globalSetup: ['test/helpers/fast-tier-build.ts'],
+    env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier', LLMKIT_TEST_BIN: FAST_TIER_BIN },
     testTimeout: 20_000,
   },
 });

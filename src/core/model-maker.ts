@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { runWorker } from '../workers/worker-run.js';
 import type { WorkerEvent } from '../workers/protocol.js';
 import { UsageError } from '../shared/errors.js';
-import { MODEL_PRESETS, type ModelPreset } from './choices.js';
+import { MODEL_PRESETS, type ModelPreset } from './options/flag-values.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
 
 export interface MakeModelOptions {

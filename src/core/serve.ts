@@ -1,4 +1,5 @@
-import type { EngineOptions } from '../engine/engine.js';
+import type { EngineOptions } from '../engine/local-engine.js';
+import type { WatchdogEvent } from '../engine/step-watchdog.js';
 import type { Device } from '../engine/devices.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
@@ -12,16 +13,18 @@ import { LlmServer } from '../serve/server.js';
 import { ServerMetrics } from '../serve/server-metrics.js';
 import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
+import { LoraAdapter } from '../engine/lora-adapter.js';
+import { ADMIN_KEY_ENV } from '../serve/lora-admin.js';
 import { llmkitHome } from '../shared/paths.js';
-import { DEFAULT_LIMITS } from '../engine/engine.js';
+import { DEFAULT_LIMITS } from '../engine/local-engine.js';
 import { checkServingMemory } from './memory/plan.js';
 import { DEFAULT_MAX_FILE_MB } from '../serve/batch/objects.js';
 import { join, resolve } from 'node:path';
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './options/flag-values.js';
 import { runnableModelFolder } from './import/runnable-model.js';
 import type { WorkerEvent } from './worker-events.js';
 
-export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
+export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWatchdog'> {
   /** Model folders: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH`. */
   models: string[];
   host: string;
@@ -62,9 +65,27 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep'> {
   batchFileMb?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
+  /** LoRA adapters served over the one model: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH` (PEFT folders). */
+  adapters?: string[];
+  /** The key of the runtime adapter API (/v1/load_lora_adapter, /v1/unload_lora_adapter); default $LLMKIT_ADMIN_KEY. */
+  adminKey?: string;
   /** Start even when the memory estimate says the models cannot fit. */
   force?: boolean;
+  /** How long a drain waits for requests in flight before it cuts them off (default 30 s). */
+  drainTimeoutMs?: number;
 }
+
+/** What a drain left: requests cut off at its deadline, and models whose engine was still busy when it gave up. */
+export interface DrainResult {
+  cutOff: number;
+  modelsLeftBusy: number;
+}
+
+/** Kubernetes' default grace period between SIGTERM and SIGKILL is 30 s: a drain ends inside it. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
+
+/** After the deadline, how long the engines get to drop the cut-off requests (they leave at the next step). */
+const ENGINE_CLOSE_GRACE_MS = 3_000;
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 (the OpenAI API is under /v1). */
@@ -76,15 +97,18 @@ export interface RunningServer {
   memory: { total: number; available: number; availableOf: string } | null;
   /** Where files and batches are kept, or why the batch API is off. */
   batch: { dataDir: string; unavailable: string };
-  /** Refuses new requests, finishes those in flight, closes the server and frees the models. */
-  drain(): Promise<void>;
+  /** Refuses new requests, finishes those in flight (until the drain deadline), closes the server and frees the models. */
+  drain(): Promise<DrainResult>;
 }
 
 /** Loads the models and starts the OpenAI-compatible server; everything is checked before the models load. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
-  const specs = await runnableSpecs(opts.models.map(parseModelSpec), opts.onEvent);
-  const openEngine = tritonEngines(opts, specs.length);
+  const named = opts.models.map(parseModelSpec);
+  const openEngine = tritonEngines(opts, named.length);
+  const adapters = (opts.adapters ?? []).map(parseModelSpec);
+  const loraTargets = await adapterTargets(opts, adapters, named.length, openEngine !== undefined);
+  const adminKey = opts.adminKey ?? process.env[ADMIN_KEY_ENV];
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
   const filter = opts.blocklist ? BlocklistFilter.load(opts.blocklist, opts.filterMode ?? 'reject') : undefined;
@@ -92,6 +116,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // --rpm / --tpm fill what the quota file's defaults leave open.
   if (opts.requestsPerMinute) policy.defaults.rpm ??= opts.requestsPerMinute;
   if (opts.tokensPerMinute) policy.defaults.tpm ??= opts.tokensPerMinute;
+  const specs = await runnableSpecs(named, opts.onEvent);
 
   let models: ModelRegistry | undefined;
   const metrics = new ServerMetrics(() => models?.models ?? []);
@@ -111,15 +136,24 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
             specs.map((s) => s.path),
             { maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch, device, force: opts.force },
           );
-    models = await ModelRegistry.open(specs, { ...opts, openEngine, onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }) });
+    models = await ModelRegistry.open(specs, {
+      ...opts,
+      loraTargets,
+      openEngine,
+      onDecodeStep: (model, rows) => metrics.decodeBatch.observe(rows, { model }),
+      onWatchdog: (model, event) => opts.log(watchdogLine(model, event)),
+    });
+    for (const adapter of adapters) await models.addAdapter(adapter);
   } catch (e) {
+    await models?.close();
     await redis?.close();
     throw e;
   }
   const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
   const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch });
+  const admin = adminKey ? new Authenticator([{ key: adminKey, name: 'admin' }]) : undefined;
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);
@@ -139,9 +173,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     memory,
     batch: { dataDir, unavailable: server.batches?.unavailable ?? '' },
     drain: async () => {
-      await server.drain();
-      await registry.close();
+      const cutOff = await server.drain(opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
+      // An engine stuck in a step would hold the drain forever: past the grace its session is left to the process's exit.
+      const closes = registry.models.map((m) => withinMs(m.engine.close(), ENGINE_CLOSE_GRACE_MS));
+      const modelsLeftBusy = (await Promise.all(closes)).filter((closed) => !closed).length;
       await redis?.close();
+      return { cutOff, modelsLeftBusy };
     },
   };
 }
@@ -151,6 +188,39 @@ async function runnableSpecs(specs: ModelSpec[], onEvent?: (e: WorkerEvent) => v
   const runnable: ModelSpec[] = [];
   for (const spec of specs) runnable.push({ ...spec, path: await runnableModelFolder(spec.path, { onEvent }) });
   return runnable;
+}
+
+/**
+ * The projections the base takes LoRA adapters on: --lora-targets, else every projection the --adapter folders
+ * adapt; undefined without adapters (the graph stays as exported). Adapters need one base, run by llmkit's engine.
+ */
+async function adapterTargets(opts: ServeOptions, adapters: ModelSpec[], models: number, triton: boolean): Promise<string[] | undefined> {
+  if (!adapters.length && !opts.loraTargets?.length) return undefined;
+  const hint = 'serve one exported base model with its adapters: llmkit serve BASE --adapter NAME=PATH …';
+  if (models !== 1) throw new UsageError(`--adapter and --lora-targets serve adapters over one base model, but ${models} models are listed`, hint);
+  if (triton) throw new UsageError('--adapter and --lora-targets need --engine onnx (Triton runs the model as exported)', hint);
+  if (opts.loraTargets?.length) return [...opts.loraTargets];
+  const loaded = await Promise.all(adapters.map((a) => LoraAdapter.load(a.path)));
+  return [...new Set(loaded.flatMap((a) => a.targets))].sort();
+}
+
+/** Whether `p` settled within `ms`. */
+async function withinMs(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The server log's line for a stuck step or batch, a scheduler fault, or the recovery. */
+function watchdogLine(model: string, event: WatchdogEvent): string {
+  if (event.kind === 'recovered') return `watchdog: model ${model} recovered (${event.message}); /ready is 200 again`;
+  const failed = `${event.failed} request${event.failed === 1 ? '' : 's'} failed`;
+  if (event.kind === 'failed') return `watchdog: model ${model}: the scheduler failed (${event.message}); ${failed}, it goes on with new ones`;
+  return `watchdog: model ${model}: ${event.message}; ${failed}, /ready is 503 until a step completes`;
 }
 
 /** With --engine triton, how each model's engine opens; undefined for llmkit's own engine. Flags are checked first. */

@@ -1,6 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
 import { LAST_POSITIONS_INPUT, withLastPositionLogits } from './last-position-logits.js';
+import type { LoraAdapter } from './lora-adapter.js';
+import { LoraFeeds } from './lora-feeds.js';
+import { withLoraInputs } from './lora-graph.js';
+import { UsageError } from '../shared/errors.js';
 import type { ExportedModel } from './model-manifest.js';
 import type { Provider } from './devices.js';
 import { type ModelRunner, openSession, type OutputSpec, type ProviderProbe, type SessionOptions, Tensor } from './onnx-runtime.js';
@@ -20,8 +24,13 @@ export interface BatchCache {
   batch: number;
   length: number;
   capacity?: number;
+  /** Rows the arrays have room for (default: `batch`): see regroupInPlace. */
+  slots?: number;
   layers: LayerCache[];
 }
+
+/** Each row's LoRA adapter (undefined: the base model), for a session opened with `lora` targets. */
+export type RowAdapters = readonly (LoraAdapter | undefined)[];
 
 /** Which positions' logits a pass returns: every new token's (to score text) or each row's last (to generate). */
 export type LogitsPositions = 'all' | 'last';
@@ -56,6 +65,8 @@ export class DecoderSession {
     readonly skipped: ProviderProbe[],
     /** Whether `logits` covers each row's last `last_positions` positions only (last-position-logits.ts). */
     private readonly lastOnly: boolean,
+    /** The LoRA inputs of a session opened with `lora` targets (lora-graph.ts). */
+    readonly lora?: LoraFeeds,
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
@@ -74,13 +85,14 @@ export class DecoderSession {
    * generating reads; scoring text needs every position, the default. A "fused-gqa" graph keeps `present.*`:
    * GroupQueryAttention writes them in any case, and they are its cache.
    */
-  static async open(model: ExportedModel, opts: SessionOptions & { logits?: LogitsPositions } = {}): Promise<DecoderSession> {
+  static async open(model: ExportedModel, opts: SessionOptions & { logits?: LogitsPositions; lora?: readonly string[] } = {}): Promise<DecoderSession> {
     const bytes = await readFile(model.onnxPath);
     const pruned = model.manifest.graph === 'fused-gqa' ? bytes : withoutOutputs(bytes, (name) => name.startsWith('present.'));
     // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
     const lastOnly = opts.logits === 'last' ? withLastPositionLogits(pruned) : undefined;
-    const { runner, provider, skipped } = await openSession({ bytes: lastOnly ?? pruned, path: model.onnxPath }, opts);
-    return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined);
+    const lora = opts.lora?.length ? loraGraph(model, lastOnly ?? pruned, opts.lora) : undefined;
+    const { runner, provider, skipped } = await openSession({ bytes: lora?.bytes ?? lastOnly ?? pruned, path: model.onnxPath }, opts);
+    return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined, lora && new LoraFeeds(lora.modules));
   }
 
   /** Whether a pass can verify several drafted tokens a row (speculative decoding): in-place steps of several tokens with logits for each. */
@@ -107,7 +119,7 @@ export class DecoderSession {
   }
 
   /** A forward pass whose cache comes back as a new, longer copy (past + new). The cache must have no spare columns. */
-  async forward(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+  async forward(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, adapters?: RowAdapters): Promise<DecoderStep> {
     if ((cache.capacity ?? cache.length) !== cache.length) throw new Error('forward() takes a cache without spare columns; use decodeInPlace');
     const { batch } = cache;
     const newTokens = inputIds.length / batch;
@@ -115,7 +127,7 @@ export class DecoderSession {
     // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
     const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
-    const out = await this.runner.run(this.feeds(inputIds, mask, positionIds, fed), this.packedOutputs(batch, newTokens));
+    const out = await this.runner.run(this.feeds(inputIds, mask, positionIds, fed, 1, adapters), this.packedOutputs(batch, newTokens));
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, part: Float32Array) => appendColumns(past, part, rowHeads, cache.length, newTokens, this.kvShape[1]);
@@ -166,7 +178,7 @@ export class DecoderSession {
    * the furthest row's end. A row that does not keep its later new columns simply ends before them: the next
    * pass masks them and writes over them.
    */
-  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, ends?: readonly number[]): Promise<DecoderStep> {
+  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, ends?: readonly number[], adapters?: RowAdapters): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
     const newTokens = inputIds.length / cache.batch;
     const at = ends ?? Array.from({ length: cache.batch }, () => cache.length);
@@ -176,7 +188,7 @@ export class DecoderSession {
       return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
     }
     if (newTokens > 1 && !this.lastOnly) throw new Error('verifying several tokens needs a decoder opened with logits: "last"');
-    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens), this.packedOutputs(cache.batch, newTokens, newTokens));
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens, adapters), this.packedOutputs(cache.batch, newTokens, newTokens));
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const span = newTokens * headDim;
@@ -236,7 +248,7 @@ export class DecoderSession {
   }
 
   /** The inputs of one pass; the past is each layer's whole buffer (spare columns included), passed without a copy. */
-  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, lastPositions = 1): Record<string, Tensor> {
+  private feeds(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, lastPositions = 1, adapters?: RowAdapters): Record<string, Tensor> {
     const { batch } = cache;
     const columns = cache.capacity ?? cache.length;
     const newTokens = inputIds.length / batch;
@@ -247,6 +259,7 @@ export class DecoderSession {
       position_ids: new Tensor('int64', positionIds, [batch, newTokens]),
     };
     if (this.lastOnly) feeds[LAST_POSITIONS_INPUT] = new Tensor('int64', BigInt64Array.of(BigInt(lastPositions)), [1]);
+    if (this.lora) Object.assign(feeds, this.lora.feeds(adapters ?? new Array<undefined>(batch)));
     cache.layers.forEach((layer, i) => {
       feeds[`past_key_values.${i}.key`] = new Tensor('float32', layer.key, [batch, kvHeads, columns, headDim]);
       feeds[`past_key_values.${i}.value`] = new Tensor('float32', layer.value, [batch, kvHeads, columns, headDim]);
@@ -257,6 +270,18 @@ export class DecoderSession {
   async release(): Promise<void> {
     await this.runner.release();
   }
+}
+
+/** The export rewritten with LoRA inputs on its `targets` projections; refuses graphs it cannot adapt. */
+function loraGraph(model: ExportedModel, bytes: Uint8Array, targets: readonly string[]) {
+  const hint = 'serve LoRA adapters over an fp32 export made without --gqa (llmkit export MODEL), or merge them: llmkit lora merge';
+  if (model.manifest.graph === 'fused-gqa') throw new UsageError(`${model.dir} is a --gqa export, whose attention cannot take LoRA inputs per row`, hint);
+  if (model.manifest.dtype !== 'float32') throw new UsageError(`${model.dir} computes in ${model.manifest.dtype}; LoRA inputs are served over float32 exports`, hint);
+  const lora = withLoraInputs(bytes, targets);
+  const found = new Set(lora?.modules.map((m) => m.target));
+  const missing = targets.filter((t) => !found.has(t));
+  if (!lora || missing.length) throw new UsageError(`${model.dir} has no ${missing.join(', ')} projections (nodes named /layers.N/…/<target>/MatMul) to adapt`, hint);
+  return lora;
 }
 
 function presentNames(layers: number): string[] {

@@ -1,11 +1,12 @@
 import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
-import type { BatchCache, DecoderSession } from './decoder-session.js';
+import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
-import { checkFits, EngineRejection } from './generation-engine.js';
-import { gatherRows, type RowSelection } from './kv-cache.js';
+import { checkFits, EngineRejection } from './engine-contract.js';
+import { gatherRows, regroupInPlace, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { Sequence, type RequestGroup } from './sequence.js';
+import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from './step-watchdog.js';
 
 export interface SchedulerLimits {
   /** Rows decoded together. */
@@ -16,6 +17,8 @@ export interface SchedulerLimits {
   maxTokensTotal: number;
   /** Prompt tokens (padding included) prefilled between two decode steps, so running streams keep a steady pace. */
   prefillChunk: number;
+  /** A step (prefill pass, decode step, draft) that takes longer fails its requests (see StepWatchdog); default 60 s. */
+  stepTimeoutMs?: number;
 }
 
 /**
@@ -47,6 +50,11 @@ const ARRIVAL_WAIT_MS = 25;
  */
 const SPARE_COLUMNS = 32;
 
+/** Each row's LoRA adapter, or undefined when no row has one. */
+function adaptersOf(seqs: readonly Sequence[]): RowAdapters | undefined {
+  return seqs.some((s) => s.request.adapter) ? seqs.map((s) => s.request.adapter) : undefined;
+}
+
 /** Row indices of the sequences still going. */
 const liveRows = (seqs: readonly Sequence[]) => seqs.flatMap((s, b) => (s.finished || s.parked ? [] : [b]));
 
@@ -64,11 +72,20 @@ function expandGroups(seqs: readonly Sequence[]): { seqs: Sequence[]; rows: numb
   return { seqs: out, rows };
 }
 
+/** Runs one row's part of a step; a throw there (sampling, the row's processor, its client's sink) ends that row alone. */
+function alone(s: Sequence, part: () => void): void {
+  try {
+    part();
+  } catch (e) {
+    s.finish('error', e as Error);
+  }
+}
+
 /**
  * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
  * that fails ends its own row with the error; the other rows go on.
  */
-async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
+export async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
   const ready = seqs.map(async (s) => {
     if (s.finished || !s.request.processor) return;
     try {
@@ -79,6 +96,49 @@ async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): P
   });
   const [out] = await Promise.all([step, ...ready]);
   return out;
+}
+
+/** The sequence that stands for a group (its first request, the others its followers), once the group fits the context. */
+export function groupLeader(group: RequestGroup, contextLength: number, draftCost?: number): Sequence {
+  const [request] = group;
+  if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
+  checkFits(request.promptIds.length, request.maxTokens, contextLength);
+  return new Sequence(
+    request,
+    group.slice(1).map((r) => Object.assign(new Sequence(r, [], draftCost), { follower: true })),
+    draftCost,
+  );
+}
+
+/**
+ * Refuses a group the limits can never take, or that finds the interactive queue full (`leader` stands for the
+ * group: its tokens count every member).
+ */
+export function checkAdmission(leader: Sequence, queue: readonly Sequence[], limits: SchedulerLimits): void {
+  if (leader.tokens > limits.maxTokensTotal) {
+    throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${limits.maxTokensTotal})`);
+  }
+  const n = leader.group.length;
+  if (n > limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${n}) is over this server's --max-batch (${limits.maxBatch})`);
+  // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
+  const interactive = queue.findIndex((s) => s.batchLane);
+  const waiting = interactive < 0 ? queue.length : interactive;
+  if (!leader.batchLane && waiting >= limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${limits.maxQueue} requests waiting)`);
+}
+
+/**
+ * Waits while requests keep arriving, each within ADMISSION_WAIT_MS of the last, while `queued()` is below
+ * `room()`; says whether any did. Requests sent together reach the queue milliseconds apart (and not at all while
+ * a pass holds the event loop): waiting for them before a batch's first pass prefills them together and starts
+ * the batch at full width.
+ */
+export async function awaitBurst(queued: () => number, room: () => number): Promise<boolean> {
+  const before = queued();
+  for (let seen = -1; seen !== queued() && queued() < room(); ) {
+    seen = queued();
+    await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
+  }
+  return queued() > before;
 }
 
 /**
@@ -100,6 +160,8 @@ export class GenerationScheduler {
   private looping = false;
   /** Batch-lane rows that gave their place to an interactive request, since start. */
   preempted = 0;
+  /** Changes of the running batch made in its cache's own arrays, and full copies of it (regather), since start. */
+  readonly cacheChanges = { inPlace: 0, copies: 0 };
   /** Interactive requests announced (arriving) and not queued yet. */
   private arrivals = 0;
 
@@ -112,9 +174,18 @@ export class GenerationScheduler {
     readonly prefixes?: PrefixCache,
     /** Proposes tokens that each decode step verifies along with its own (speculative decoding). */
     readonly drafter?: Drafter,
+    /** Hears of steps or batches that got stuck, and of the recovery (for the server's log). */
+    onWatchdog?: (event: WatchdogEvent) => void,
   ) {
     this.cache = decoder.emptyCache(0);
+    this.watchdog = new StepWatchdog(limits.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, onWatchdog);
   }
+
+  /** Bounds each step; says whether the engine is stuck (see StepWatchdog). */
+  readonly watchdog: StepWatchdog;
+  /** When the loop last went round (or started): a batch with work that does not go round for long is stuck. */
+  private progressAt = performance.now();
+  private progressCheck?: NodeJS.Timeout;
 
   /** Tokens drafted and accepted since start, and the passes that verified any (all 0 without a drafter). */
   readonly drafts = { proposed: 0, accepted: 0, passes: 0 };
@@ -145,28 +216,51 @@ export class GenerationScheduler {
 
   /** Queues several completions of one prompt, prefilled once (see RequestGroup). */
   submitGroup(group: RequestGroup): void {
-    const [request] = group;
-    if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
-    checkFits(request.promptIds.length, request.maxTokens, this.contextLength);
-    const drafting = this.drafter?.costPerToken;
-    const leader = new Sequence(
-      request,
-      group.slice(1).map((r) => Object.assign(new Sequence(r, [], drafting), { follower: true })),
-      drafting,
-    );
-    if (leader.tokens > this.limits.maxTokensTotal) {
-      throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${this.limits.maxTokensTotal})`);
-    }
-    if (group.length > this.limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${group.length}) is over this server's --max-batch (${this.limits.maxBatch})`);
-    // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
-    const interactive = this.queue.findIndex((s) => s.batchLane);
-    const waiting = interactive < 0 ? this.queue.length : interactive;
-    if (!leader.batchLane && waiting >= this.limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${this.limits.maxQueue} requests waiting)`);
+    const leader = groupLeader(group, this.contextLength, this.drafter?.costPerToken);
+    checkAdmission(leader, this.queue, this.limits);
     this.enqueue(leader);
+    this.startLoop();
+  }
+
+  private startLoop(): void {
+    if (this.looping) return;
+    this.looping = true;
+    this.progressAt = performance.now();
+    this.loop = this.run();
+    this.progressCheck ??= setInterval(() => this.checkProgress(), this.watchdog.limitMs / 4).unref();
+  }
+
+  /**
+   * The backstop behind the steps' own bounds: a loop that has not gone round for twice the step limit while
+   * requests wait is stuck somewhere no step bound covers. Everything it holds is failed (the loop, if it ever
+   * comes back, drops finished rows), so no client waits forever, and /ready says so until a step completes.
+   */
+  private checkProgress(): void {
     if (!this.looping) {
-      this.looping = true;
-      this.loop = this.run();
+      clearInterval(this.progressCheck);
+      this.progressCheck = undefined;
+      return;
     }
+    const stalledMs = performance.now() - this.progressAt;
+    if (stalledMs < 2 * this.watchdog.limitMs) return;
+    this.progressAt = performance.now();
+    const error = this.watchdog.timeout(`the batch made no progress for ${Math.round(stalledMs / 1000)} s`);
+    this.watchdog.stuckOn(error, this.failEverything(error));
+  }
+
+  /** Ends every queued, prefilling and running request with `error`; returns how many. */
+  private failEverything(error: Error): number {
+    const all = [...this.queue.splice(0).flatMap((s) => s.group), ...this.active()];
+    for (const s of all) s.finish('error', error);
+    return all.length;
+  }
+
+  /** After a fault: no job, no rows, an empty cache (queued requests were failed with the rest). */
+  private reset(): void {
+    this.job = undefined;
+    this.prefilled = [];
+    this.running = [];
+    this.cache = this.decoder.emptyCache(0);
   }
 
   private enqueue(seq: Sequence, front = false): void {
@@ -210,12 +304,19 @@ export class GenerationScheduler {
       // (A batch that one request fills starts at once: the wait would hold the request in the queue for nothing.)
       if (this.queue.length < this.limits.maxBatch) await this.admit();
       while (this.queue.length || this.job || this.running.length) {
+        this.progressAt = performance.now();
         // (Only then: an await here would let a request submitted right after this loop started wait in the queue.)
         if (this.arrivals) await this.awaitArrivals();
         await this.prefill();
         this.rebuild();
         if (this.running.length) await this.decode();
       }
+    } catch (e) {
+      // A fault outside any one row (a bug in a step's bookkeeping): every request here ends with it, and the
+      // scheduler starts afresh, rather than leave them waiting with no loop to serve them.
+      const failed = this.failEverything(e as Error);
+      this.reset();
+      this.watchdog.failed(e as Error, failed);
     } finally {
       // Cleared in the same turn as the last check of the queue, so a request submitted after it starts a new loop.
       this.looping = false;
@@ -265,7 +366,9 @@ export class GenerationScheduler {
     try {
       await this.prefillChunk(job, columns);
     } catch (e) {
-      for (const s of job.seqs.flatMap((l) => l.group)) s.finish('error', e as Error);
+      const members = job.seqs.flatMap((l) => l.group);
+      for (const s of members) s.finish('error', e as Error);
+      if (e instanceof StepTimeout) this.watchdog.stuckOn(e, members.length);
       this.job = undefined;
       return;
     }
@@ -303,31 +406,27 @@ export class GenerationScheduler {
     return { rows: active.length, tokens: active.reduce((n, s) => n + s.tokens, 0) };
   }
 
-  /**
-   * Waits while requests keep arriving, each within ADMISSION_WAIT_MS of the last, up to a full batch; says
-   * whether any did. Requests sent together reach the queue milliseconds apart (and not at all while a pass
-   * holds the event loop): waiting for them before a batch's first pass and first decode step prefills them
-   * together and starts the batch at full width.
-   */
-  private async admit(): Promise<boolean> {
-    const before = this.queue.length;
-    for (let seen = -1; seen !== this.queue.length && this.queue.length + this.active().length < this.limits.maxBatch; ) {
-      seen = this.queue.length;
-      await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
-    }
-    return this.queue.length > before;
+  /** Waits for a burst of requests, up to a full batch (awaitBurst). */
+  private admit(): Promise<boolean> {
+    return awaitBurst(
+      () => this.queue.length,
+      () => this.limits.maxBatch - this.active().length,
+    );
   }
 
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
     const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
-    const forward = this.decoder.forward(ids, mask, positions, job.cache);
-    const step = last
-      ? await withProcessors(
-          forward,
-          job.seqs.flatMap((s) => s.group),
-        )
-      : await forward;
+    const forward = this.decoder.forward(ids, mask, positions, job.cache, adaptersOf(job.seqs));
+    const step = await this.watchdog.guard(
+      'prefill pass',
+      last
+        ? withProcessors(
+            forward,
+            job.seqs.flatMap((s) => s.group),
+          )
+        : forward,
+    );
     job.cache = step.cache;
     job.done += columns;
     if (!last) return;
@@ -337,7 +436,7 @@ export class GenerationScheduler {
       for (const s of leader.group) {
         s.cached = s.prefillIds.length;
         // Each member of a group samples from its own copy: sampling edits the logits in place.
-        if (!s.cancelled && !s.finished) s.advance(s === leader ? row : row.slice());
+        if (!s.cancelled && !s.finished) alone(s, () => s.advance(s === leader ? row : row.slice()));
       }
     });
   }
@@ -347,7 +446,8 @@ export class GenerationScheduler {
     const use = this.use();
     const head = this.queue[0];
     if (head && fits({ rows: head.group.length, tokens: head.tokens }, use, this.limits)) {
-      const reused = this.prefixes?.lookup(head.prefillIds);
+      const reused = this.prefixes?.lookup(head.prefillIds, head.request.adapter);
+      if (reused && this.rejoin(head, reused)) return this.nextJob();
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
     const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
@@ -355,6 +455,20 @@ export class GenerationScheduler {
     const seqs = picked.map((i) => this.queue[i]);
     for (const i of [...picked].reverse()) this.queue.splice(i, 1);
     return seqs.length ? this.newJob(seqs, width) : undefined;
+  }
+
+  /**
+   * A preempted row whose keys/values come back whole from the prefix cache (all but its last sampled token, which
+   * was never fed) goes straight to `prefilled`: the next decode step feeds that token, as if the row had never left,
+   * instead of a prefill pass of one column for it alone (behind a large batch, a quarter to half a step that an
+   * arriving request would wait through).
+   */
+  private rejoin(head: Sequence, reused: { length: number; cache: BatchCache }): boolean {
+    if (!head.output.length || head.followers.length || reused.length !== head.prefillIds.length - 1) return false;
+    this.queue.shift();
+    head.cached = reused.length;
+    this.prefilled.push({ seqs: [head], width: reused.length, prompts: leftPaddedPrompts([], 0), done: reused.length, cache: reused.cache });
+    return true;
   }
 
   /** A prefill job for prompts left-padded to `width`; a reused prefix (one row) is already in its cache. */
@@ -391,12 +505,30 @@ export class GenerationScheduler {
       this.cache = this.decoder.emptyCache(0);
       return;
     }
+    if (this.regroup(keep, newcomers)) return;
     const selections = [{ cache: this.cache, rows: keep, ends: keep.map((b) => this.running[b].column) }, ...newcomers.map(({ job, rows }) => ({ cache: job.cache, rows }))];
     this.running = seqs;
     this.cache = this.regather(
       selections.filter((s) => s.rows.length),
       Math.max(...seqs.map((s) => s.cached)),
     );
+  }
+
+  /**
+   * Rows leave and join in the running cache's own arrays when it has room (see regroupInPlace): the rows that stay
+   * are not copied and keep their columns; newcomers end at the cache's length. Says whether it could.
+   */
+  private regroup(keep: readonly number[], newcomers: readonly { job: PrefillJob; seqs: Sequence[]; rows: number[] }[]): boolean {
+    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    const joining = newcomers.filter((n) => n.rows.length).map(({ job, seqs, rows }) => ({ cache: job.cache, rows, cached: seqs.map((s) => s.cached) }));
+    const regrouped = regroupInPlace(this.cache, keep, joining, kvHeads, headDim);
+    if (!regrouped) return false;
+    const joined = newcomers.flatMap((n) => n.seqs);
+    for (const s of joined) s.column = this.cache.length;
+    this.running = [...regrouped.kept.map((b) => this.running[b]), ...joined];
+    this.cache = regrouped.cache;
+    this.cacheChanges.inPlace++;
+    return true;
   }
 
   /**
@@ -408,7 +540,7 @@ export class GenerationScheduler {
     seqs.forEach((s, b) => {
       if (!chosen(s) || !s.cached) return;
       const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
-      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim));
+      this.prefixes!.store(s.cachedIds, gatherRows([{ cache, rows: [b], ends: running ? [s.column] : undefined }], s.cached, kvHeads, headDim), s.request.adapter);
     });
   }
 
@@ -419,7 +551,8 @@ export class GenerationScheduler {
   private regather(selections: RowSelection[], length: number): BatchCache {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
     for (const s of this.running) s.column = length;
-    return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS);
+    this.cacheChanges.copies++;
+    return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS, this.limits.maxBatch);
   }
 
   /**
@@ -430,7 +563,12 @@ export class GenerationScheduler {
    */
   private async decode(): Promise<void> {
     const rows = this.running;
-    const drafts = await this.proposals(rows);
+    let drafts;
+    try {
+      drafts = await this.proposals(rows);
+    } catch (e) {
+      return this.failRunning(e as Error);
+    }
     const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
     if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) {
       const ends = rows.map((s) => s.column);
@@ -440,25 +578,32 @@ export class GenerationScheduler {
     const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
-      step = await withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns), rows);
+      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns, adaptersOf(rows)), rows));
     } catch (e) {
-      for (const s of rows) s.finish('error', e as Error);
-      this.running = [];
-      this.cache = this.decoder.emptyCache(0);
-      return;
+      return this.failRunning(e as Error);
     }
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {
       const logits = step.logits.subarray(b * width * vocab, (b + 1) * width * vocab);
       let kept = 1;
-      if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
-      else if (!s.finished) s.advance(logits.subarray(0, vocab));
+      alone(s, () => {
+        if (drafts[b].length) kept = s.acceptDraft(logits, vocab, drafts[b]);
+        else if (!s.finished) s.advance(logits.subarray(0, vocab));
+      });
       this.drafts.accepted += kept - 1;
       s.cached += kept;
       s.column += kept;
     });
     this.cache = { ...step.cache, length: Math.max(...rows.map((s) => s.column)) };
     this.onDecodeStep?.(rows.length);
+  }
+
+  /** A decode step that failed or got stuck ends every running row; their cache goes with them. */
+  private failRunning(error: Error): void {
+    for (const s of this.running) s.finish('error', error);
+    if (error instanceof StepTimeout) this.watchdog.stuckOn(error, this.running.length);
+    this.running = [];
+    this.cache = this.decoder.emptyCache(0);
   }
 
   /** Each row's drafted tokens for this step (none without a drafter, under a grammar, or with one token to go). */
@@ -470,7 +615,7 @@ export class GenerationScheduler {
       return k > 0 && !s.finished ? [{ b, request: { row: s, context: [...s.request.promptIds, ...s.output], k } }] : [];
     });
     if (!asking.length) return drafts;
-    const proposed = await this.drafter.propose(asking.map((a) => a.request));
+    const proposed = await this.watchdog.guard('draft', this.drafter.propose(asking.map((a) => a.request)));
     asking.forEach((a, i) => (drafts[a.b] = proposed[i].slice(0, a.request.k)));
     const count = drafts.reduce((n, d) => n + d.length, 0);
     if (count) this.drafts.passes++;

@@ -6,16 +6,28 @@
  * and 155 MB of logits, next to ~250 GFLOP for the rest of the model. How many last positions is an input,
  * `last_positions` ([1], int64): 1 to generate, k + 1 to verify k drafted tokens (speculative decoding).
  */
-import { GRAPH_NODE, lengthDelimited, NODE_INPUT, NODE_OP_TYPE, NODE_OUTPUT, readNode, stringField, varintField, wireFields, withGraph, type NodeInfo, type WireField } from './onnx-wire.js';
+import {
+  GRAPH_INITIALIZER,
+  GRAPH_INPUT,
+  GRAPH_NODE,
+  graphInputField,
+  lengthDelimited,
+  NODE_INPUT,
+  nodeField,
+  readNode,
+  stringField,
+  varintField,
+  wireFields,
+  withGraph,
+  INT64,
+  TENSOR_DIMS,
+  TENSOR_NAME,
+  type NodeInfo,
+  type WireField,
+} from './onnx-wire.js';
 
-const GRAPH_INITIALIZER = 5;
-const GRAPH_INPUT = 11;
-const NODE_NAME = 3;
-const TENSOR_DIMS = 1;
 const TENSOR_DATA_TYPE = 2;
-const TENSOR_NAME = 8;
 const TENSOR_RAW_DATA = 9;
-const INT64 = 7;
 /** The input that says how many last positions get logits. */
 export const LAST_POSITIONS_INPUT = 'last_positions';
 const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);
@@ -24,20 +36,6 @@ const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);
 function int64Initializer(name: string, value: bigint): Uint8Array {
   const raw = new Uint8Array(BigInt64Array.of(value).buffer);
   return lengthDelimited(GRAPH_INITIALIZER, Buffer.concat([varintField(TENSOR_DIMS, 1), varintField(TENSOR_DATA_TYPE, INT64), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)]));
-}
-
-function node(opType: string, inputs: string[], output: string): Uint8Array {
-  return lengthDelimited(
-    GRAPH_NODE,
-    Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, output), stringField(NODE_OP_TYPE, opType)]),
-  );
-}
-
-/** A graph input of type int64 and shape [1] (a ValueInfoProto: name, TypeProto.tensor_type{elem_type, shape{dim{dim_value}}}). */
-function int64VectorInput(name: string): Uint8Array {
-  const shape = lengthDelimited(2, lengthDelimited(1, varintField(1, 1)));
-  const tensorType = lengthDelimited(1, Buffer.concat([varintField(1, INT64), shape]));
-  return lengthDelimited(GRAPH_INPUT, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
 }
 
 /** The node that computes `output` through any Casts: the output layer, if the graph is the usual shape. */
@@ -59,7 +57,7 @@ function withFirstInput(buf: Uint8Array, node: NodeInfo, input: string): Uint8Ar
   return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
 }
 
-function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint8Array[] | undefined {
+function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string, positions: LastPositions): Uint8Array[] | undefined {
   const fields = [...wireFields(buf, graph.valueStart, graph.end)];
   const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
   const layer = outputLayer(nodes, output);
@@ -71,17 +69,21 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string): Uint
     [`${last}/axes`, 1n],
   ];
   const starts = `${last}/starts`;
-  const negate = node('Neg', [LAST_POSITIONS_INPUT], starts);
-  const slice = node('Slice', [hidden, starts, ...constants.map(([name]) => name)], last);
-  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), negate, slice, withFirstInput(buf, layer, last)];
-  const firstInput = fields.find((f) => f.field === GRAPH_INPUT);
-  return fields.flatMap((f) => [...(f === firstInput ? [int64VectorInput(LAST_POSITIONS_INPUT)] : []), ...(f === layer.range ? added : [buf.subarray(f.start, f.end)])]);
+  if (positions === 1) constants.push([starts, -1n]);
+  const negate = positions === 1 ? [] : [nodeField('Neg', [LAST_POSITIONS_INPUT], starts)];
+  const slice = nodeField('Slice', [hidden, starts, ...constants.slice(0, 2).map(([name]) => name)], last);
+  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), ...negate, slice, withFirstInput(buf, layer, last)];
+  const firstInput = positions === 1 ? undefined : fields.find((f) => f.field === GRAPH_INPUT);
+  return fields.flatMap((f) => [...(f === firstInput ? [graphInputField(LAST_POSITIONS_INPUT, INT64, [1])] : []), ...(f === layer.range ? added : [buf.subarray(f.start, f.end)])]);
 }
+
+/** How many last positions get logits: the `last_positions` input, or always 1 (no input: a captured CUDA graph replays it unchanged). */
+export type LastPositions = 'input' | 1;
 
 /**
  * `model` with `output` ([batch, positions, vocab]) computed for the last `last_positions` positions only,
  * or undefined when the output layer is not where this expects it.
  */
-export function withLastPositionLogits(model: Uint8Array, output = 'logits'): Uint8Array | undefined {
-  return withGraph(model, (graph) => rewrittenGraph(model, graph, output));
+export function withLastPositionLogits(model: Uint8Array, output = 'logits', positions: LastPositions = 'input'): Uint8Array | undefined {
+  return withGraph(model, (graph) => rewrittenGraph(model, graph, output, positions));
 }

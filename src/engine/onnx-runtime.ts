@@ -154,6 +154,16 @@ function keepFp32Exact(): void {
   process.env.NVIDIA_TF32_OVERRIDE ??= '0';
 }
 
+/**
+ * Null when sessions can open on `provider` as far as llmkit can see without asking ONNX Runtime, else why not;
+ * for CUDA it also keeps fp32 exact (keepFp32Exact). For code that opens llmkit's own sessions directly.
+ */
+export function providerUnavailable(provider: 'cpu' | 'cuda'): string | null {
+  const unavailable = knownUnavailable(provider);
+  if (!unavailable && provider === 'cuda') keepFp32Exact();
+  return unavailable ?? null;
+}
+
 /** A model in memory, and the file it came from (where its external data, if any, lies beside it). */
 export interface ModelBytes {
   bytes: Uint8Array;

@@ -16,17 +16,26 @@ export interface WireField {
 
 export const MODEL_GRAPH = 7;
 export const GRAPH_NODE = 1;
+export const GRAPH_INITIALIZER = 5;
+export const GRAPH_INPUT = 11;
 export const GRAPH_OUTPUT = 12;
 export const NODE_INPUT = 1;
 export const NODE_OUTPUT = 2;
+export const NODE_NAME = 3;
 export const NODE_OP_TYPE = 4;
 export const VALUE_INFO_NAME = 1;
+export const TENSOR_DIMS = 1;
+export const TENSOR_NAME = 8;
+/** TensorProto data types. */
+export const FLOAT = 1;
+export const INT64 = 7;
 /** Ops whose subgraphs may read outer names that a plain walk of node inputs would not see. */
 export const SUBGRAPH_OPS = new Set(['If', 'Loop', 'Scan']);
 
 const utf8 = new TextDecoder();
 
-function readVarint(buf: Uint8Array, pos: number): [number, number] {
+/** A varint's value and the position after it. */
+export function readVarint(buf: Uint8Array, pos: number): [number, number] {
   let value = 0;
   let scale = 1;
   for (;;) {
@@ -116,4 +125,24 @@ export function withGraph(model: Uint8Array, rewrite: (graph: WireField) => Uint
     parts.push(graph ? lengthDelimited(MODEL_GRAPH, Buffer.concat(graph)) : model.subarray(f.start, f.end));
   }
   return rewritten ? Buffer.concat(parts) : undefined;
+}
+
+/** A graph node (named after its one output). */
+export function nodeField(opType: string, inputs: string[], output: string): Uint8Array {
+  return lengthDelimited(
+    GRAPH_NODE,
+    Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, output), stringField(NODE_OP_TYPE, opType)]),
+  );
+}
+
+/** A graph input or output (`field`: GRAPH_INPUT or GRAPH_OUTPUT; a ValueInfoProto: name, TypeProto.tensor_type{elem_type, shape{dim}}) whose dims are symbols (strings) or sizes. */
+export function valueInfoField(field: number, name: string, elemType: number, dims: readonly (string | number)[]): Uint8Array {
+  const dimFields = dims.map((d) => lengthDelimited(1, typeof d === 'number' ? varintField(1, d) : stringField(2, d)));
+  const tensorType = lengthDelimited(1, Buffer.concat([varintField(1, elemType), lengthDelimited(2, Buffer.concat(dimFields))]));
+  return lengthDelimited(field, Buffer.concat([stringField(1, name), lengthDelimited(2, tensorType)]));
+}
+
+/** A graph input whose dims are symbols (strings) or sizes. */
+export function graphInputField(name: string, elemType: number, dims: readonly (string | number)[]): Uint8Array {
+  return valueInfoField(GRAPH_INPUT, name, elemType, dims);
 }

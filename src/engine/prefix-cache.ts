@@ -11,6 +11,8 @@ interface Entry {
   /** One row, `ids.length` positions, no padding, no spare columns. */
   cache: BatchCache;
   bytes: number;
+  /** The LoRA adapter the keys/values were computed with (they differ per adapter); none: the base model. */
+  adapter?: object;
 }
 
 /**
@@ -36,15 +38,15 @@ export class PrefixCache {
   ) {}
 
   /** Keeps one row's cache (its `ids.length` real positions, right-aligned in `cache` as in a running batch). */
-  store(ids: readonly number[], row: BatchCache): void {
+  store(ids: readonly number[], row: BatchCache, adapter?: object): void {
     if (ids.length < MIN_REUSED_TOKENS) return;
     const bytes = row.layers.reduce((n, l) => n + l.key.byteLength + l.value.byteLength, 0);
     if (bytes > this.maxBytes) return;
     // An entry that is a prefix of the new one says nothing the new one does not.
     for (let i = this.entries.length - 1; i >= 0; i--) {
-      if (commonPrefix(this.entries[i].ids, ids) === this.entries[i].ids.length) this.drop(i);
+      if (this.entries[i].adapter === adapter && commonPrefix(this.entries[i].ids, ids) === this.entries[i].ids.length) this.drop(i);
     }
-    this.entries.push({ ids: [...ids], cache: row, bytes });
+    this.entries.push({ ids: [...ids], cache: row, bytes, adapter });
     this.bytes += bytes;
     while (this.bytes > this.maxBytes) this.drop(0);
   }
@@ -53,11 +55,11 @@ export class PrefixCache {
    * The longest stored prefix of `ids`, leaving at least one token to prefill (its logits give the first
    * new token): a one-row cache of that many positions, a copy the caller may extend.
    */
-  lookup(ids: readonly number[]): { length: number; cache: BatchCache } | undefined {
+  lookup(ids: readonly number[], adapter?: object): { length: number; cache: BatchCache } | undefined {
     let best = -1;
     let length = 0;
     this.entries.forEach((e, i) => {
-      const n = Math.min(commonPrefix(e.ids, ids), ids.length - 1);
+      const n = e.adapter === adapter ? Math.min(commonPrefix(e.ids, ids), ids.length - 1) : 0;
       if (n > length) [best, length] = [i, n];
     });
     if (length < MIN_REUSED_TOKENS) return undefined;

@@ -20,6 +20,14 @@ export interface SamplingParams {
 
 export const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1, frequencyPenalty: 0, presencePenalty: 0 };
 
+/** What a row's draw on the device needs (src/engine/fixed-cache/device-sampler.ts): its filters and the uniform number this sampler drew. */
+export interface DeviceDraw {
+  temperature: number;
+  topK: number;
+  topP: number;
+  uniform: number;
+}
+
 /** Candidates looked at first for top-p without top-k; grown ×4 in the rare case their mass falls short. */
 const FIRST_CANDIDATES = 64;
 
@@ -72,6 +80,22 @@ export class TokenSampler {
     residual.total = residual.weights.reduce((a, w) => a + w, 0);
     // p ≤ q everywhere means p = q, where the draft is always accepted: only rounding gets here.
     return this.chosen(drawFrom(residual.total > 0 ? residual : p, this.random.next()));
+  }
+
+  /**
+   * How the device picks this row's next token: `greedy` (its argmax), or a draw with this sampler's next uniform
+   * number, as `sample` would make it; undefined when penalties need the logits on the host. Call `record` with
+   * the token the device chose.
+   */
+  deviceChoice(): DeviceDraw | 'greedy' | undefined {
+    const { repetitionPenalty, frequencyPenalty, presencePenalty, temperature, topK, topP } = this.params;
+    if (repetitionPenalty !== 1 || frequencyPenalty !== 0 || presencePenalty !== 0) return undefined;
+    return this.greedy ? 'greedy' : { temperature, topK, topP, uniform: this.random.next() };
+  }
+
+  /** Counts a token chosen on the device, as `sample` counts its own. */
+  record(token: number): number {
+    return this.chosen(token);
   }
 
   private get greedy(): boolean {

@@ -12,6 +12,11 @@ export interface GenerationEnd {
   /** Milliseconds between consecutive sampled tokens. */
   interTokenMs: number[];
   error?: Error;
+  /**
+   * The stop token's log-probability when the request asked for logprobs and ended on one (EOS): it counts in
+   * completionTokens, so it is the last logprobs entry, as vLLM gives it.
+   */
+  stopLogprob?: TokenLogprob;
 }
 
 /**

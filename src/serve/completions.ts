@@ -1,5 +1,5 @@
-import type { Choice, TextRequest } from '../engine/generation-engine.js';
-import { EngineRejection } from '../engine/generation-engine.js';
+import type { Choice, TextRequest } from '../engine/engine-contract.js';
+import { EngineRejection } from '../engine/engine-contract.js';
 import type { GenerationEnd } from '../engine/streamer.js';
 import type { ApiKey } from './access/auth.js';
 import type { Admission, QuotaTracker } from './access/quotas.js';
@@ -61,7 +61,19 @@ export class CompletionService {
     this.preparer = new RequestPreparer({ models: deps.models, longContextTokens: deps.quotas.longContextTokens, filter: deps.filter, cache: deps.cache });
   }
 
-  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: PrepareOptions = {}): Promise<GenerationSummary> {
+  async handle(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, given: ResponseSink, opts: PrepareOptions = {}): Promise<GenerationSummary> {
+    // An interactive request is announced to the engines while it is prepared (see GenerationScheduler.arriving), on
+    // every transport: a WebSocket message arrives whole, and HTTP has announced it since its headers already.
+    const announced = opts.lane === 'batch' ? undefined : this.deps.models.arriving();
+    const sink: ResponseSink = { ...given, queued: () => (announced?.(), given.queued?.()) };
+    try {
+      return await this.handlePrepared(endpoint, body, key, signal, sink, opts);
+    } finally {
+      announced?.();
+    }
+  }
+
+  private async handlePrepared(endpoint: Endpoint, body: unknown, key: ApiKey, signal: AbortSignal, sink: ResponseSink, opts: PrepareOptions): Promise<GenerationSummary> {
     const request = await this.preparer.prepare(endpoint, body, key, opts);
     try {
       const admission = await this.deps.quotas.admit({ key, model: request.served, features: request.features, promptTokens: request.promptIds.length });

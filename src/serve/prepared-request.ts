@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Lane } from '../engine/generation-engine.js';
+import type { Lane } from '../engine/engine-contract.js';
 import type { ApiKey } from './access/auth.js';
 import { requestFeatures, type Feature } from './access/features.js';
 import type { ToolParsing } from './choice-output.js';

@@ -47,7 +47,17 @@ export class ResponseCache {
     if (r.features.some((f) => UNCACHEABLE.includes(f))) return undefined;
     const fields = Object.entries(r.request).filter(([k]) => !FRAMING_FIELDS.has(k));
     const hash = createHash('sha256');
-    hash.update(JSON.stringify([r.key.account ? `account:${r.key.account}` : `key:${r.key.name}`, r.served.id, r.served.engine.model.manifest, r.native.endpoint, r.promptIds, fields.sort()]));
+    hash.update(
+      JSON.stringify([
+        r.key.account ? `account:${r.key.account}` : `key:${r.key.name}`,
+        r.served.id,
+        r.served.adapterPath ?? null,
+        r.served.engine.model.manifest,
+        r.native.endpoint,
+        r.promptIds,
+        fields.sort(),
+      ]),
+    );
     return hash.digest('hex');
   }
 

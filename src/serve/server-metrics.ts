@@ -1,5 +1,5 @@
 import type { GenerationEnd } from '../engine/streamer.js';
-import { Counter, Gauge, Histogram, Registry } from './metrics.js';
+import { Counter, Gauge, Histogram, Registry } from './prometheus.js';
 import type { ServedModel } from './model-registry.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

@@ -14,6 +14,7 @@ import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
 import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
+import { adapterCard, handleLoraAdmin, LORA_ADMIN_ROUTES } from './lora-admin.js';
 import { BatchService, type BatchOptions } from './batch/batch-service.js';
 import { BatchApi } from './batch/routes.js';
 
@@ -30,6 +31,8 @@ export interface ServerOptions {
   batch?: BatchOptions;
   /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
   ui?: boolean;
+  /** The admin key's check, for loading and unloading LoRA adapters at run time (lora-admin.ts); none: that API is off. */
+  admin?: Authenticator;
 }
 
 /** Seconds a client is asked to wait while the server drains. */
@@ -80,15 +83,27 @@ export class LlmServer {
     return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   }
 
-  /** Refuses new requests (503), waits for those in flight, then closes every connection. */
-  async drain(): Promise<void> {
+  /**
+   * Refuses new requests (503), waits for those in flight (at most `deadlineMs`), then closes every connection:
+   * a request still going at the deadline loses its connection, and its generation leaves the batch.
+   * Returns how many requests were cut off.
+   */
+  async drain(deadlineMs = Infinity): Promise<number> {
     this.draining = true;
-    await this.batches?.close();
-    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    const finished = (async () => {
+      await this.batches?.close();
+      while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(deadlineMs, 2 ** 31 - 1))));
+    await Promise.race([finished, deadline]);
+    clearTimeout(timer);
+    const cutOff = this.inFlight.size;
     this.ws.closeAll();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeAllConnections();
     await closed;
+    return cutOff;
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -147,6 +162,10 @@ export class LlmServer {
       entry.key = key.name;
       return sendJson(res, 200, await this.opts.quotas.usage(key, this.opts.auth.apiKeys));
     }
+    if (LORA_ADMIN_ROUTES.has(pathname)) {
+      this.allow(req, 'POST');
+      return sendJson(res, 200, await handleLoraAdmin(pathname, req.headers.authorization, await readJson(req), this.opts.models, this.opts.admin));
+    }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
     if (this.opts.ui !== false && req.method === 'GET' && (await serveWebUi(pathname, res))) return;
     if (pathname === '/ready') {
@@ -162,14 +181,7 @@ export class LlmServer {
     if (pathname === '/v1/models' || pathname.startsWith('/v1/models/')) {
       this.allow(req, 'GET');
       entry.key = this.opts.auth.authenticate(req.headers.authorization).name;
-      const models = this.opts.models.models.map((m) => ({
-        id: m.id,
-        object: 'model',
-        created: m.created,
-        owned_by: 'llmkit',
-        context_length: m.engine.contextLength,
-        device: m.engine.device,
-      }));
+      const models = this.opts.models.models.map((m) => ({ ...adapterCard(m), context_length: m.engine.contextLength, device: m.engine.device }));
       if (pathname === '/v1/models') return sendJson(res, 200, { object: 'list', data: models });
       const id = decodeURIComponent(pathname.slice('/v1/models/'.length));
       return sendJson(

@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { BENCH_PROMPTS } from '../../dist/core/bench.js';
+import { BENCH_PROMPTS } from '../../dist/core/bench/run.js';
 import { modelArgs } from './model-args.js';
 import { startServe } from './serve-process.js';
 

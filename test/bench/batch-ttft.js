@@ -6,8 +6,8 @@
 //
 //   node test/bench/batch-ttft.js <exported-model-folder> [--rounds 4] [--requests 8] [--max-batch 16] [--threads 2]
 import OpenAI, { toFile } from 'openai';
-import { BENCH_PROMPTS } from '../../dist/core/bench.js';
-import { percentile } from '../../dist/core/bench-client.js';
+import { BENCH_PROMPTS } from '../../dist/core/bench/run.js';
+import { percentile } from '../../dist/core/bench/client.js';
 import { modelArgs } from './model-args.js';
 import { startServe } from './serve-process.js';
 
@@ -72,7 +72,9 @@ async function phase(withBatch, round, results) {
   for (let i = 0; i < requests; i++) {
     // At a random moment, so arrivals do not line up with the decode steps.
     await sleep(50 + Math.random() * 150);
-    const t = await timedTokens({ model: 'bench', messages: [{ role: 'user', content: BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length] }], max_tokens: 16, ignore_eos: true });
+    // Each prompt made unique by a leading tag: no request's first token comes from a prefix-cache hit, in either phase.
+    const content = `(${round}${withBatch ? 'b' : 'i'}${i}) ${BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length]}`;
+    const t = await timedTokens({ model: 'bench', messages: [{ role: 'user', content }], max_tokens: 16, ignore_eos: true });
     results.ttft.push(t.ttftMs);
     results.gaps.push(...t.gapsMs);
   }

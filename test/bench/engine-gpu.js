@@ -5,8 +5,12 @@
 //
 // Usage, in the repo root after `npm run build`:
 //   node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8] [--logits last]
+//        [--path dynamic|fixed-cache]
 // --logits all computes the output layer at every prompt position, as the engine did before 2026-11-29.
+// --path fixed-cache: the engine's fixed-cache decode path (a --gqa export; FixedCacheDecoder + FixedCacheScheduler).
 import { DecoderSession } from '../../dist/engine/decoder-session.js';
+import { FixedCacheDecoder } from '../../dist/engine/fixed-cache/fixed-cache-decoder.js';
+import { FixedCacheScheduler } from '../../dist/engine/fixed-cache/fixed-cache-scheduler.js';
 import { GenerationScheduler } from '../../dist/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../dist/engine/model-manifest.js';
 import { Random } from '../../dist/engine/random.js';
@@ -19,6 +23,7 @@ const promptLength = Number(flag('prompt', '256'));
 const tokens = Number(flag('tokens', '64'));
 const batch = Number(flag('batch', '8'));
 const logits = flag('logits', 'last');
+const path = flag('path', 'dynamic');
 const model = loadExportedModel(folder);
 const vocab = model.manifest.vocab_size;
 const ids = (length, seed) => {
@@ -42,8 +47,11 @@ function generate(scheduler, prompts, maxTokens) {
 
 const results = [];
 for (const device of devices) {
-  const decoder = await DecoderSession.open(model, { device, logits });
-  const scheduler = new GenerationScheduler(decoder, { maxBatch: batch, maxQueue: batch, maxTokensTotal: batch * model.manifest.max_position_embeddings, prefillChunk: promptLength * batch });
+  const limits = { maxBatch: batch, maxQueue: batch, maxTokensTotal: batch * model.manifest.max_position_embeddings, prefillChunk: promptLength * batch };
+  const fixed = path === 'fixed-cache';
+  const capacity = Math.min(model.manifest.max_position_embeddings, 4096);
+  const decoder = fixed ? await FixedCacheDecoder.open(model, { provider: device, rows: batch, capacity }) : await DecoderSession.open(model, { device, logits });
+  const scheduler = fixed ? new FixedCacheScheduler(decoder, limits) : new GenerationScheduler(decoder, limits);
   await generate(scheduler, [ids(promptLength, 1)], 4); // warm-up: kernels compiled, buffers allocated
   // Prefill: a lone request with one new token; its time to first token is the prefill.
   const prefills = [];
@@ -58,14 +66,17 @@ for (const device of devices) {
   const batchMs = performance.now() - started;
   // Logits of one prefill, to see how close the providers are when tokens differ.
   const probe = ids(32, 99);
-  const step = await decoder.forward(
-    BigInt64Array.from(probe, BigInt),
-    new BigInt64Array(probe.length).fill(1n),
-    BigInt64Array.from(probe, (_, i) => BigInt(i)),
-    decoder.emptyCache(1),
-  );
+  const step = fixed
+    ? { logits: await decoder.prefill(0, probe, 0) }
+    : await decoder.forward(
+        BigInt64Array.from(probe, BigInt),
+        new BigInt64Array(probe.length).fill(1n),
+        BigInt64Array.from(probe, (_, i) => BigInt(i)),
+        decoder.emptyCache(1),
+      );
   results.push({
     device,
+    path,
     provider: decoder.provider,
     skipped: decoder.skipped,
     prefillTokensPerSecond: (promptLength / median(prefills)) * 1000,

@@ -11,7 +11,7 @@
 import { readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Engine } from '../../dist/engine/engine.js';
+import { LocalEngine } from '../../dist/engine/local-engine.js';
 import { ModelGrammars } from '../../dist/serve/grammar/model-grammars.js';
 
 const models = join(process.env.LLMKIT_HOME ?? join(homedir(), '.cache', 'llmkit'), 'models');
@@ -75,7 +75,7 @@ async function grammarAlone(name, dir, vocab, stops) {
 }
 
 async function batch8(tokens = 48, rounds = 5) {
-  const engine = await Engine.open(tiny, { device: 'cpu' });
+  const engine = await LocalEngine.open(tiny, { device: 'cpu' });
   const grammars = new ModelGrammars({ dir: tiny, vocabSize: engine.model.manifest.vocab_size, stopTokenIds: engine.model.manifest.eos_token_ids });
   await grammars.compile(spec);
   const run = async (constrained) => {

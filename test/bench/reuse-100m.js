@@ -11,7 +11,7 @@
 //   node test/bench/reuse-100m.js <exported-model-folder> [--rounds 5]
 import { performance } from 'node:perf_hooks';
 import { startServer } from '../../dist/core/serve.js';
-import { Engine } from '../../dist/engine/engine.js';
+import { LocalEngine } from '../../dist/engine/local-engine.js';
 import { Random } from '../../dist/engine/random.js';
 import { modelArgs } from './model-args.js';
 
@@ -26,7 +26,7 @@ const range = (xs) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed
 const WORDS = 'the a river stone light market winter garden letter north quiet engine paper silver answer window'.split(' ');
 const words = (random, n) => Array.from({ length: n }, () => WORDS[Math.floor(random.next() * WORDS.length)]).join(' ');
 
-const engines = { reuse: await Engine.open(folder, { device: 'cpu', prefixCacheMb: 256 }), fresh: await Engine.open(folder, { device: 'cpu', prefixCacheMb: 0 }) };
+const engines = { reuse: await LocalEngine.open(folder, { device: 'cpu', prefixCacheMb: 256 }), fresh: await LocalEngine.open(folder, { device: 'cpu', prefixCacheMb: 0 }) };
 const { tokenizer } = engines.reuse;
 
 /** A system prompt of exactly SYSTEM_TOKENS tokens. */

@@ -6,6 +6,7 @@
 #
 #   test/bench/serve-100m.sh                         # what `npm run bench` runs
 #   test/bench/serve-100m.sh --concurrency 1,8 --max-tokens 128
+#   npm run bench -- --device cuda                   # the --gqa export on the fixed-cache decode path
 #
 # Outputs in $OUT (default runs/bench-serve): the model folders and bench.txt (the printed report).
 set -euo pipefail
@@ -16,8 +17,11 @@ npm run build --silent
 mkdir -p "$OUT"
 [ -f "$OUT/m100/config.json" ] || $LLMKIT make-model --preset 100m --out "$OUT/m100"
 # Exported again whenever the exporter changed since: the engine reads what the current one writes.
-if [ src/workers/python/llmkit_worker/export_onnx.py -nt "$OUT/m100-onnx/llmkit.json" ]; then
-  $LLMKIT export "$OUT/m100" --out "$OUT/m100-onnx"
+# On CUDA, the --gqa export: the engine's fixed-cache decode path (KV cache in place, a CUDA graph per bucket) takes it.
+folder=m100-onnx; export_flags=()
+if [[ " $* " == *" --device cuda "* ]]; then folder=m100-gqa; export_flags=(--gqa); fi
+if [ src/workers/python/llmkit_worker/export_onnx.py -nt "$OUT/$folder/llmkit.json" ]; then
+  $LLMKIT export "$OUT/m100" --out "$OUT/$folder" "${export_flags[@]}"
 fi
 # 8 rounds: ratios between levels move by several percent from run to run on a small shared machine with 4.
-$LLMKIT bench "$OUT/m100-onnx" --rounds 8 "$@" | tee "$OUT/bench.txt"
+$LLMKIT bench "$OUT/$folder" --rounds 8 "$@" | tee "$OUT/bench.txt"

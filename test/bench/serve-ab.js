@@ -11,8 +11,8 @@
 //        [--max-tokens 128] [--threads 2]
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BENCH_PROMPTS } from '../../dist/core/bench.js';
-import { percentile, timedChatStream } from '../../dist/core/bench-client.js';
+import { BENCH_PROMPTS } from '../../dist/core/bench/run.js';
+import { percentile, timedChatStream } from '../../dist/core/bench/client.js';
 import { modelArgs } from './model-args.js';
 import { startServe } from './serve-process.js';
 

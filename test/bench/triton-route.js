@@ -8,8 +8,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { BENCH_PROMPTS } from '../../dist/core/bench.js';
-import { timedChatStream } from '../../dist/core/bench-client.js';
+import { BENCH_PROMPTS } from '../../dist/core/bench/run.js';
+import { timedChatStream } from '../../dist/core/bench/client.js';
 import { findTritonEnv, tritonServerCommand } from '../../dist/core/triton/env.js';
 
 const flag = (name, fallback) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { percentile } from '../../src/core/bench-client.js';
+import { percentile } from '../../src/core/bench/client.js';
 
 describe('percentile', () => {
   it('takes the nearest rank and leaves out requests that produced no text (NaN)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BenchReport } from '../../src/core/bench.js';
+import type { BenchReport } from '../../src/core/bench/run.js';
 import { join } from 'node:path';
 import { chartSeries } from '../helpers/charts.js';
 import { runCli, tempDir } from '../helpers/cli.js';

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { BenchReport } from '../../src/core/bench.js';
+import type { BenchReport } from '../../src/core/bench/run.js';
 import { benchChart, quantizeChart } from '../../src/core/charts/reports.js';
 import { writeTrainingChart } from '../../src/core/charts/training.js';
 import type { QuantizeReport } from '../../src/core/quantize/report.js';

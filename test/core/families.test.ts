@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
-import { Engine } from '../../src/engine/engine.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
 import { greedyDecode } from '../../src/engine/greedy.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { ModelTokenizer, type ChatMessage } from '../../src/engine/tokenizer.js';
@@ -130,7 +130,7 @@ describe.each(['qwen3', 'llama3', 'gemma3', 'phi3', 'smollm3'] as Family[])('the
     // not columns, or Gemma 3's local layers lose their context here.
     const prompts = [python.conversations[0].prompt_ids, python.conversations[1].prompt_ids];
     const expected = [python.greedy, (await greedyDecode(decoder, prompts[1], GREEDY)).tokens].map((ids) => tokenizer.decode(ids));
-    const engine = await Engine.open(exported, { device: 'cpu' });
+    const engine = await LocalEngine.open(exported, { device: 'cpu' });
     try {
       const replies = await Promise.all(prompts.map((promptIds) => engine.complete({ promptIds, maxTokens: GREEDY, ignoreEos: true, sampling: { temperature: 0 } })));
       // Llama 2's SentencePiece decodes a first word-start token without its space; streamed after the prompt it keeps it.

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { ggufPackageDir } from '../../src/core/export-gguf.js';
-import { checkGgufLoads } from '../../src/core/llama-cpp.js';
+import { ggufPackageDir } from '../../src/core/gguf/export.js';
+import { checkGgufLoads } from '../../src/core/gguf/llama-cpp.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { tempDir } from '../helpers/cli.js';
 

@@ -1,31 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
-import type { EngineRejection } from '../../src/engine/generation-engine.js';
+import type { EngineRejection } from '../../src/engine/engine-contract.js';
 import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
-import type { TokenSink } from '../../src/engine/sequence.js';
-import { gatherRows } from '../../src/engine/kv-cache.js';
+import { gatherRows, regroupInPlace } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { Random } from '../../src/engine/random.js';
 import { argmax, GREEDY, type SamplingParams } from '../../src/engine/sampling.js';
-import type { GenerationEnd } from '../../src/engine/streamer.js';
 import { exportedTinyModel } from '../helpers/models.js';
-
-/** A sink that keeps the tokens and resolves when the request ends. */
-function collector(onToken?: (tokens: number[]) => void) {
-  const tokens: number[] = [];
-  let resolve!: (end: GenerationEnd) => void;
-  const done = new Promise<GenerationEnd>((r) => (resolve = r));
-  const sink: TokenSink = {
-    token: (id) => {
-      tokens.push(id);
-      onToken?.(tokens);
-      return false;
-    },
-    end: resolve,
-  };
-  return { tokens, done, sink };
-}
+import { collector } from '../helpers/token-sink.js';
 
 const prompt = (length: number, seed: number) => {
   const random = new Random(seed);
@@ -96,6 +79,8 @@ describe.each([
     }
     expect(Math.max(...batchSizes)).toBeGreaterThan(2);
     expect(scheduler.batchSize).toBe(0);
+    // Rows that fit the running cache joined and left without a copy of the rows beside them.
+    expect(scheduler.cacheChanges.inPlace).toBeGreaterThanOrEqual(2);
   });
 
   it('prefills a long prompt in chunks under the budget, with the same tokens', async () => {
@@ -305,8 +290,11 @@ describe.each([
     expect(events.slice(submittedAt, firstTokenAt).filter((e) => e.startsWith('decode')).length).toBeLessThanOrEqual(1);
     expect(events[firstTokenAt - 1]).toBe('prefill 1x9');
     expect(scheduler.preempted).toBeGreaterThanOrEqual(1);
+    expect(scheduler.cacheChanges.inPlace).toBeGreaterThanOrEqual(1);
     // The preempted line resumed from its prompt and tokens (its keys/values from the prefix cache) and lost nothing.
     expect(prefixes.hits).toBeGreaterThanOrEqual(1);
+    // ...and rejoined at a decode step, without a prefill pass of its own (one column for one row).
+    expect(events.filter((e) => e === 'prefill 1x1')).toEqual([]);
     expect(interactive.tokens).toEqual(await greedyAlone(interactiveIds, 6));
     for (const [i, ids] of batchIds.entries()) expect(batch[i].tokens, `batch line ${i}`).toEqual(await greedyAlone(ids, 30));
   });
@@ -394,5 +382,27 @@ describe('batch cache rows', () => {
     expect([0, 1, 2].map((p) => at(0, 1, p))).toEqual([0, 101, 102]);
     expect([0, 1, 2].map((p) => at(1, 0, p))).toEqual([1001, 1002, 1003]);
     expect(merged.layers[0].value[((1 * 2 + 0) * 3 + 2) * 3]).toBe(-1003);
+  });
+
+  it('lets rows leave and join in place: a kept row fills each hole, newcomers end at the cache length', () => {
+    const running = gatherRows([{ cache: cache(4, 4, [4, 2, 3, 1], 0), rows: [0, 1, 2, 3] }], 4, 2, 3, 6, 5);
+    expect([running.slots, running.capacity, running.layers[0].key.length]).toEqual([5, 6, 4 * 2 * 6 * 3]);
+    const buffer = running.layers[0].key.buffer;
+    const newcomers = cache(2, 3, [3, 2], 1000);
+    // Rows 0 and 2 leave; row 3 takes slot 0, and both newcomers join behind the kept rows.
+    const regrouped = regroupInPlace(running, [1, 3], [{ cache: newcomers, rows: [0, 1], cached: [3, 2] }], 2, 3)!;
+    expect(regrouped.kept).toEqual([3, 1]);
+    expect(regrouped.cache.layers[0].key.buffer).toBe(buffer);
+    expect([regrouped.cache.batch, regrouped.cache.length]).toEqual([4, 4]);
+    const at = (b: number, h: number, p: number) => regrouped.cache.layers[0].key[((b * 2 + h) * 6 + p) * 3];
+    const row = (b: number) => [0, 1, 2, 3, 4, 5].map((p) => at(b, 1, p));
+    expect(row(0)).toEqual([0, 0, 0, 301, 0, 0]);
+    expect(row(1)).toEqual([0, 0, 101, 102, 0, 0]);
+    expect(row(2)).toEqual([0, 1001, 1002, 1003, 0, 0]);
+    expect(row(3)).toEqual([0, 0, 1101, 1102, 0, 0]);
+    expect(regrouped.cache.layers[0].value[((2 * 2 + 1) * 6 + 3) * 3]).toBe(-1003);
+    // No room: more rows than slots, or a newcomer longer than the cache.
+    expect(regroupInPlace(running, [0, 1, 2, 3], [{ cache: newcomers, rows: [0, 1], cached: [3, 2] }], 2, 3)).toBeUndefined();
+    expect(regroupInPlace(running, [0], [{ cache: cache(1, 5, [5], 0), rows: [0], cached: [5] }], 2, 3)).toBeUndefined();
   });
 });

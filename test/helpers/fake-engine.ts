@@ -1,5 +1,5 @@
-import type { Choice, EngineRejection, TextRequest } from '../../src/engine/generation-engine.js';
-import type { GenerationEngine } from '../../src/engine/generation-engine.js';
+import type { Choice, EngineRejection, TextRequest } from '../../src/engine/engine-contract.js';
+import type { GenerationEngine } from '../../src/engine/engine-contract.js';
 import type { ExportedModel } from '../../src/engine/model-manifest.js';
 import type { Streamer } from '../../src/engine/streamer.js';
 import type { ModelTokenizer } from '../../src/engine/tokenizer.js';
@@ -18,6 +18,9 @@ export class FakeEngine implements GenerationEngine {
   readonly tokenizer: ModelTokenizer;
   /** Every request the engine took, with its choices. */
   readonly requests: { request: TextRequest; choices: readonly Choice[] }[] = [];
+  /** Interactive requests announced and not queued yet (see GenerationScheduler.arriving), and that count at each request taken. */
+  arrivals = 0;
+  readonly arrivalsAtSubmit: number[] = [];
   /** Set to refuse the next requests as a full queue would. */
   refuse?: EngineRejection;
 
@@ -46,12 +49,19 @@ export class FakeEngine implements GenerationEngine {
   generateChoices(request: TextRequest, choices: readonly Choice[]): void {
     if (this.refuse) throw this.refuse;
     this.requests.push({ request, choices });
+    this.arrivalsAtSubmit.push(this.arrivals);
     setImmediate(() => {
       for (const { streamer } of choices) {
         for (const piece of this.pieces) streamer.put(piece);
         streamer.end({ reason: 'stop', promptTokens: request.promptIds.length, completionTokens: this.pieces.length, interTokenMs: [] });
       }
     });
+  }
+
+  arriving(): () => void {
+    this.arrivals++;
+    let done = false;
+    return () => void (!done && ((done = true), this.arrivals--));
   }
 
   async unavailable(): Promise<string | null> {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NgramDrafter } from '../../src/engine/drafter.js';
-import { Engine } from '../../src/engine/engine.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
 import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
 import { GREEDY } from '../../src/engine/sampling.js';
 import { exportedOnce } from '../helpers/models.js';
@@ -11,9 +11,9 @@ const COPYING = JSON.parse(readFileSync('test/bench/speculative-prompts.json', '
 const PROSE = ['Write a short poem about the sea.', 'Why is the sky blue? Answer in two sentences.', 'Give three tips for sleeping better.', 'What is a prime number?'];
 
 describe('speculative decoding on SmolLM2-135M-Instruct (--draft ngram)', () => {
-  let engine: Engine;
+  let engine: LocalEngine;
   beforeAll(async () => {
-    engine = await Engine.open(await exportedOnce(await smollm2()), { device: 'cpu', prefixCacheMb: 0 });
+    engine = await LocalEngine.open(await exportedOnce(await smollm2()), { device: 'cpu', prefixCacheMb: 0 });
   }, 600_000);
   afterAll(() => engine.close());
 

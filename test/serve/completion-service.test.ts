@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EngineRejection } from '../../src/engine/generation-engine.js';
+import { EngineRejection } from '../../src/engine/engine-contract.js';
 import type { ApiKey } from '../../src/serve/access/auth.js';
 import { MemoryCounterStore } from '../../src/serve/access/counter-store.js';
 import { emptyPolicy } from '../../src/serve/access/quota-file.js';
@@ -157,6 +157,19 @@ describe('CompletionService.handle', () => {
         .join(''),
     );
     expect(texts).toEqual(['Hello world', 'Hello world', 'Hello world']);
+  });
+
+  it('announces an interactive request to the engine until it is queued or refused (any transport); batch lines never', async () => {
+    const { engine, service } = await setup();
+    const { sink } = recordingSink();
+    const handled = service.handle('chat', { ...CHAT, stream: true }, KEY, new AbortController().signal, sink, { websocket: true, forceStream: true });
+    expect(engine.arrivals).toBe(1);
+    await handled;
+    await service.handle('chat', CHAT, KEY, new AbortController().signal, sink, { lane: 'batch' });
+    expect(await refusal(service.handle('chat', { ...CHAT, model: 'nope' }, KEY, new AbortController().signal, sink))).toMatchObject({ status: 404 });
+    // Announced while prepared, released once in the queue: the count is 1 at the first submit, 0 for the batch line.
+    expect(engine.arrivalsAtSubmit).toEqual([1, 0]);
+    expect(engine.arrivals).toBe(0);
   });
 
   it('gives back what admission took when the engine refuses, as a 503 with Retry-After; disposes every prepared request once', async () => {

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
 import { exportedTinyModel } from '../helpers/models.js';
 import { metric, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -13,12 +13,12 @@ const ask = (content: string) => [{ role: 'user' as const, content }];
 describe('the OpenAI-compatible API', () => {
   let server: TestServer;
   let client: OpenAI;
-  let engine: Engine;
+  let engine: LocalEngine;
 
   beforeAll(async () => {
     server = await startTestServer();
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-    engine = await Engine.open(await exportedTinyModel(), { device: 'cpu' });
+    engine = await LocalEngine.open(await exportedTinyModel(), { device: 'cpu' });
   });
   afterAll(async () => {
     await server.drain();

@@ -139,6 +139,47 @@ describe('structured outputs, logprobs and n', () => {
     expect([top.status, top.body.error!.param]).toEqual([400, 'top_logprobs']);
   });
 
+  // The grammar allows only EOS once the object is closed: the answer ends on the stop token, which counts in
+  // completion_tokens and so is the last logprobs entry (vLLM's choice), in a response and in a stream.
+  it('reports the final EOS token in logprobs.content, one entry per completion token', async () => {
+    const params = {
+      model: 'tiny',
+      messages: ask('Flag?'),
+      max_tokens: 40,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+      response_format: {
+        type: 'json_schema' as const,
+        json_schema: { name: 'flag', schema: { type: 'object', properties: { a: { type: 'boolean' } }, required: ['a'], additionalProperties: false }, strict: true },
+      },
+    };
+    const { engine } = server.models[0];
+    const stops = engine.model.manifest.eos_token_ids.map((id) => engine.tokenizer.tokenText(id));
+    const r = await client.chat.completions.create(params);
+    const content = r.choices[0].logprobs!.content!;
+    expect(r.choices[0].finish_reason).toBe('stop');
+    expect(content).toHaveLength(r.usage!.completion_tokens);
+    expect(stops).toContain(content.at(-1)!.token);
+    expect(content.at(-1)!.logprob).toBeLessThanOrEqual(0);
+    expect(
+      content
+        .slice(0, -1)
+        .map((t) => t.token)
+        .join(''),
+    ).toBe(r.choices[0].message.content);
+
+    const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+    const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+      usage = chunk.usage ?? usage;
+    }
+    expect(streamed).toEqual(content);
+    expect(usage!.completion_tokens).toBe(streamed.length);
+  });
+
   it('reports logprobs that match a log-softmax of the engine’s own logits within 1e-4', async () => {
     const messages = ask('Where do rivers go?');
     const r = await client.chat.completions.create({

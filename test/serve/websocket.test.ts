@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { Engine } from '../../src/engine/engine.js';
+import { LocalEngine } from '../../src/engine/local-engine.js';
 import { exportedTinyModel } from '../helpers/models.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -41,10 +41,10 @@ const body = (content: string, extra: object = {}) => ({ model: 'tiny', messages
 
 describe('streaming over WebSocket', () => {
   let server: TestServer;
-  let engine: Engine;
+  let engine: LocalEngine;
   beforeAll(async () => {
     server = await startTestServer({ apiKeys: ['sk-ws'] });
-    engine = await Engine.open(await exportedTinyModel(), { device: 'cpu' });
+    engine = await LocalEngine.open(await exportedTinyModel(), { device: 'cpu' });
   });
   afterAll(async () => {
     await server.drain();

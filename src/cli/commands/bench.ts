@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import type { BenchReport } from '../../core/bench.js';
-import { BENCH } from '../../core/options/bench.js';
+import type { BenchReport } from '../../core/bench/run.js';
+import { BENCH } from '../../core/bench/options.js';
 import { commandFrom } from '../command.js';
 import { formatTable } from '../output.js';
 import { runnableModel } from '../runnable-model.js';
 
 export function benchCommand(): Command {
   return commandFrom(BENCH, async (options, { flags }) => {
-    const { runBench } = await import('../../core/bench.js');
+    const { runBench } = await import('../../core/bench/run.js');
     const model = await runnableModel(flags, options.model);
     const report = await runBench({ ...options, model, onStage: (text) => process.stderr.write(`bench: ${text}\n`), cli: process.argv[1] });
     process.stdout.write((flags.json ? JSON.stringify(report) : formatReport(report)) + '\n');
@@ -17,7 +17,7 @@ export function benchCommand(): Command {
 function formatReport(r: BenchReport): string {
   const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
   const lines = [
-    `${r.model} on ${r.device}, ${r.maxTokens} new tokens per request, ${r.rounds} rounds`,
+    `${r.model} on ${r.device} (${r.decodePath} decode path), ${r.maxTokens} new tokens per request, ${r.rounds} rounds`,
     `bare engine loop: ${f(r.engine.tokensPerSecond)} tokens/s (decode ${f(r.engine.decodeTokensPerSecond)} tokens/s)`,
   ];
   if (r.baseline) {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ChatBackend } from '../../core/chat/backend.js';
 import { CHAT } from '../../core/chat/options.js';
-import type { Device } from '../../core/choices.js';
+import type { Device } from '../../core/options/flag-values.js';
 import { commandFrom } from '../command.js';
 import { runnableModel } from '../runnable-model.js';
 

@@ -3,6 +3,7 @@ import { SERVE } from '../../core/options/serve.js';
 import { commandFrom } from '../command.js';
 import { formatBytes } from '../output.js';
 import { withImportProgress } from '../runnable-model.js';
+import type { DrainResult } from '../../core/serve.js';
 
 export function serveCommand(): Command {
   return commandFrom(SERVE, async (options, { flags }) => {
@@ -27,14 +28,22 @@ export function serveCommand(): Command {
   });
 }
 
-/** The first SIGTERM/SIGINT drains (new requests get 503, running ones finish); a second one exits at once. */
-function untilStopped(drain: () => Promise<void>): Promise<void> {
+/**
+ * The first SIGTERM/SIGINT drains (new requests get 503, running ones finish until --drain-timeout); a second one
+ * exits at once. An engine still stuck in a step after the drain is left to the exit (exit code 1).
+ */
+function untilStopped(drain: () => Promise<DrainResult>): Promise<void> {
   return new Promise((resolve, reject) => {
     const stop = (signal: string) => {
       process.off('SIGTERM', stop).off('SIGINT', stop);
       process.once('SIGTERM', () => process.exit(143)).once('SIGINT', () => process.exit(130));
       process.stderr.write(`${signal}: draining (finishing requests in flight; again to quit at once)\n`);
-      drain().then(resolve, reject);
+      drain().then(({ cutOff, modelsLeftBusy }) => {
+        if (cutOff) process.stderr.write(`drain: ${cutOff} request${cutOff === 1 ? '' : 's'} still going at --drain-timeout; their connections were closed\n`);
+        if (!modelsLeftBusy) return resolve();
+        process.stderr.write(`drain: ${modelsLeftBusy} model${modelsLeftBusy === 1 ? '' : 's'} still in a step after the drain; exiting without waiting for it\n`);
+        process.exit(1);
+      }, reject);
     };
     process.on('SIGTERM', stop).on('SIGINT', stop);
   });

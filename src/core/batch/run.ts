@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { Device } from '../../engine/devices.js';
-import { DEFAULT_LIMITS } from '../../engine/engine.js';
+import { DEFAULT_LIMITS } from '../../engine/local-engine.js';
 import { ANONYMOUS } from '../../serve/access/auth.js';
 import { MemoryCounterStore } from '../../serve/access/counter-store.js';
 import { emptyPolicy } from '../../serve/access/quota-file.js';

@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import type { BenchReport } from '../bench.js';
+import type { BenchReport } from '../bench/run.js';
 import type { QuantizeReport } from '../quantize/report.js';
 import { svgDocument } from './svg.js';
 

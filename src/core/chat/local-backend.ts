@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
-import { Engine } from '../../engine/engine.js';
-import { EngineRejection } from '../../engine/generation-engine.js';
+import { LocalEngine } from '../../engine/local-engine.js';
+import { EngineRejection } from '../../engine/engine-contract.js';
 import type { Device } from '../../engine/devices.js';
 import type { Streamer } from '../../engine/streamer.js';
 import { ChatBackendError, type BackendInfo, type ChatBackend, type ReplyRequest } from './backend.js';
@@ -18,7 +18,7 @@ export class LocalChatBackend implements ChatBackend {
   info: BackendInfo;
 
   private constructor(
-    private engine: Engine,
+    private engine: LocalEngine,
     private readonly opts: LocalBackendOptions,
   ) {
     this.info = describe(engine);
@@ -97,10 +97,10 @@ export class LocalChatBackend implements ChatBackend {
 }
 
 /** One conversation needs one batch row, and no more KV-cache room than one context. */
-function openEngine(dir: string, opts: LocalBackendOptions): Promise<Engine> {
-  return Engine.open(dir, { ...opts, maxBatch: 1 });
+function openEngine(dir: string, opts: LocalBackendOptions): Promise<LocalEngine> {
+  return LocalEngine.open(dir, { ...opts, maxBatch: 1 });
 }
 
-function describe(engine: Engine): BackendInfo {
+function describe(engine: LocalEngine): BackendInfo {
   return { model: basename(engine.model.dir), device: engine.decoder.provider, contextWindow: engine.contextLength };
 }

@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { DEVICES, IMPORTABLE_MODELS } from '../choices.js';
+import { DEVICES, IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, enumField, intField, numberField, textField } from '../options/fields.js';
 

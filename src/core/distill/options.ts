@@ -1,4 +1,4 @@
-import { IMPORTABLE_MODELS } from '../choices.js';
+import { IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { z } from 'zod';
 import { UsageError } from '../../shared/errors.js';
 import { FINETUNE, FINETUNE_DEFAULTS } from '../finetune/options.js';

@@ -7,7 +7,7 @@ import { removeIfExists } from '../../shared/atomic.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { exportModel } from '../export.js';
 import { measureQuantization, type MeasuredFigures, type QuantizeReport } from '../quantize/report.js';
-import { measureSpeculation, type SpeculationBenchResult } from '../speculation-bench.js';
+import { measureSpeculation, type SpeculationBenchResult } from '../bench/speculation.js';
 
 /** One model's row of the report; relative figures are against the teacher's row. */
 export interface DistilledModelFigures extends MeasuredFigures {

@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { runWorker } from '../../workers/worker-run.js';
 import { LlmkitError, UsageError } from '../../shared/errors.js';
 import { llmkitHome } from '../../shared/paths.js';
+import { readLoraConfig } from '../../engine/lora-adapter.js';
 import { checkModelFolder, resolveModel } from './model.js';
 
 export interface AdapterInfo {
@@ -24,14 +25,7 @@ const ADAPTER_HINT = 'pass a PEFT adapter folder (adapter_config.json + adapter_
 
 /** Reads an adapter's config and counts its parameters from the safetensors header, without loading any weights. */
 export async function readAdapterInfo(path: string): Promise<AdapterInfo> {
-  const folder = resolve(path);
-  const configFile = join(folder, 'adapter_config.json');
-  const weightsFile = join(folder, 'adapter_model.safetensors');
-  if (!existsSync(folder)) throw new UsageError(`adapter folder ${path} does not exist`, ADAPTER_HINT);
-  if (!existsSync(configFile)) throw new UsageError(`adapter folder ${path} has no adapter_config.json`, ADAPTER_HINT);
-  if (!existsSync(weightsFile)) throw new UsageError(`adapter folder ${path} has no adapter_model.safetensors`, ADAPTER_HINT);
-  const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-  if (config.peft_type !== 'LORA') throw new UsageError(`adapter ${path} is a ${String(config.peft_type)} adapter, not LoRA`, ADAPTER_HINT);
+  const { folder, config, weightsFile } = await readLoraConfig(path, ADAPTER_HINT);
   const { tensors, bytes } = await readSafetensorsHeader(weightsFile);
   const targets = config.target_modules;
   return {

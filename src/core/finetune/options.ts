@@ -1,4 +1,4 @@
-import { IMPORTABLE_MODELS } from '../choices.js';
+import { IMPORTABLE_MODELS } from '../options/flag-values.js';
 import type { z } from 'zod';
 import { defineCommand, resolveOptions } from '../options/define.js';
 import { booleanField, enumField, intField, listField, numberField, pathsField, textField } from '../options/fields.js';

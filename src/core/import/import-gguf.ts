@@ -5,7 +5,7 @@ import { llmkitHome, pythonSourceDir } from '../../shared/paths.js';
 import type { JobResult } from '../../workers/jobs.js';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { runWorker } from '../../workers/worker-run.js';
-import { ggufPackageDir } from '../export-gguf.js';
+import { ggufPackageDir } from '../gguf/export.js';
 
 export const IMPORT_DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 export type ImportDtype = (typeof IMPORT_DTYPES)[number];

@@ -1,4 +1,4 @@
-import { DEVICES, IMPORTABLE_MODELS } from '../choices.js';
+import { DEVICES, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, textField } from './fields.js';
 

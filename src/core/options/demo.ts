@@ -1,4 +1,4 @@
-import { DEVICES } from '../choices.js';
+import { DEVICES } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { enumField, textField } from './fields.js';
 

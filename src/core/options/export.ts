@@ -1,8 +1,8 @@
 import { UsageError } from '../../shared/errors.js';
-import { GGUF_TYPES, parseGgufType, IMPORTABLE_MODELS } from '../choices.js';
+import { GGUF_TYPES, parseGgufType, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, numberField, textField } from './fields.js';
-import { rejectOnnxFlags, type GgufTarget } from './gguf.js';
+import { rejectOnnxFlags, type GgufTarget } from '../gguf/options.js';
 import { TRITON_OPTIONS, tritonTarget } from '../triton/options.js';
 
 export const EXPORT = defineCommand({

@@ -1,4 +1,4 @@
-import { IMPORTABLE_MODELS } from '../choices.js';
+import { IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, numberField, textField } from './fields.js';
 

@@ -1,4 +1,4 @@
-import { MODEL_PRESETS } from '../choices.js';
+import { MODEL_PRESETS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { enumField, intField, textField, textsField } from './fields.js';
 

@@ -1,6 +1,6 @@
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES, IMPORTABLE_MODELS } from '../choices.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
-import { booleanField, enumField, intField, textField, textsField } from './fields.js';
+import { booleanField, enumField, intField, listField, textField, textsField } from './fields.js';
 
 export const SERVE = defineCommand({
   name: 'serve',
@@ -21,6 +21,18 @@ export const SERVE = defineCommand({
     maxQueue: { field: intField(0), value: '<n>', default: 256, help: 'requests waiting for a batch row; past it, 503 with Retry-After' },
     maxTokensTotal: { field: intField(1), value: '<n>', help: 'prompt + max_tokens summed over running requests', defaultHelp: 'max-batch × context' },
     prefillChunk: { field: intField(1), value: '<n>', default: 256, help: 'prompt tokens prefilled between two decode steps (keeps running streams steady)' },
+    stepTimeout: {
+      field: intField(1),
+      value: '<seconds>',
+      default: 60,
+      help: 'watchdog: a prefill pass or decode step that takes longer fails its requests (503) and /ready says 503 until a step completes',
+    },
+    drainTimeout: {
+      field: intField(0),
+      value: '<seconds>',
+      default: 25,
+      help: 'on SIGTERM, how long requests in flight may finish before their connections are closed (inside Kubernetes’ 30 s grace)',
+    },
     prefixCacheMb: {
       field: intField(0),
       value: '<n>',
@@ -31,6 +43,23 @@ export const SERVE = defineCommand({
       field: textField(),
       value: '<ngram|dir>',
       help: 'speculative decoding: ngram (prompt lookup: drafts copied from earlier in the context) or a draft model folder with the same tokenizer (`llmkit distill --for-draft`); greedy output is unchanged',
+    },
+    adapter: {
+      field: textsField(),
+      value: '<name=path>',
+      variadic: true,
+      help: 'LoRA adapters (PEFT folders, e.g. from `llmkit finetune --lora`) served over the one model without merging: NAME=PATH or NAME@VERSION=PATH; a request picks one by name, the model by its own',
+    },
+    loraTargets: {
+      field: listField(),
+      value: '<names>',
+      help: 'projections that take LoRA adapters (comma-separated, e.g. q_proj,v_proj); adapters loaded at run time may adapt these only',
+      defaultHelp: "the --adapter folders' adapted projections",
+    },
+    adminKey: {
+      field: textField(),
+      value: '<key>',
+      help: 'key for POST /v1/load_lora_adapter and /v1/unload_lora_adapter, sent as "Authorization: Bearer <key>" (also $LLMKIT_ADMIN_KEY); without one, that API is off',
     },
     apiKey: {
       field: textsField(),
@@ -62,5 +91,14 @@ export const SERVE = defineCommand({
     tritonModel: { field: textField(), value: '<name>', help: 'with --engine triton: the generate model', defaultHelp: '<model name>-generate' },
   },
   // The names core's startServer takes; the checks across flags (Triton, quota files) are its own.
-  finish: ({ apiKey, rpm, tpm, cacheTtl, ...rest }) => ({ ...rest, apiKeys: apiKey, requestsPerMinute: rpm, tokensPerMinute: tpm, cacheTtlSeconds: cacheTtl }),
+  finish: ({ apiKey, adapter, rpm, tpm, cacheTtl, stepTimeout, drainTimeout, ...rest }) => ({
+    ...rest,
+    apiKeys: apiKey,
+    adapters: adapter,
+    requestsPerMinute: rpm,
+    tokensPerMinute: tpm,
+    cacheTtlSeconds: cacheTtl,
+    stepTimeoutMs: stepTimeout * 1000,
+    drainTimeoutMs: drainTimeout * 1000,
+  }),
 });

@@ -5,8 +5,8 @@ import { execa } from 'execa';
 import { LlmkitError } from '../../shared/errors.js';
 import { packageRoot } from '../../shared/paths.js';
 import type { WorkerEvent } from '../../workers/protocol.js';
-import { exportGguf } from '../export-gguf.js';
-import { NODE_LLAMA_CPP, nodeLlamaCppEntry } from '../llama-cpp.js';
+import { exportGguf } from '../gguf/export.js';
+import { NODE_LLAMA_CPP, nodeLlamaCppEntry } from '../gguf/llama-cpp.js';
 
 /** The token windows the report scored, and the fp32 model's most likely next token at each of their positions. */
 export interface ScoringWindows {

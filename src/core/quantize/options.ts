@@ -1,4 +1,4 @@
-import { IMPORTABLE_MODELS } from '../choices.js';
+import { IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { existsSync, statSync } from 'node:fs';
 import type { TritonTarget } from '../triton/repository.js';
 import { availableParallelism } from 'node:os';
@@ -9,7 +9,7 @@ import { UsageError } from '../../shared/errors.js';
 import { recipesDir } from '../../shared/paths.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, intField, numberField, textField, textsField } from '../options/fields.js';
-import { rejectOnnxFlags, type GgufTarget } from '../options/gguf.js';
+import { rejectOnnxFlags, type GgufTarget } from '../gguf/options.js';
 import { TRITON_OPTIONS, tritonTarget } from '../triton/options.js';
 
 export const PRECISIONS = ['int8', 'int4'] as const;

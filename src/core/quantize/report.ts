@@ -10,7 +10,7 @@ import { ModelTokenizer } from '../../engine/tokenizer.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { compareNextTokenDistributions } from './accuracy.js';
 import type { GgufScore, ScoringWindows } from './gguf-compare.js';
-import { NODE_LLAMA_CPP } from '../llama-cpp.js';
+import { NODE_LLAMA_CPP } from '../gguf/llama-cpp.js';
 import { measureDecodeSpeed, type SpeedPlan } from './speed.js';
 
 /** What one run measures of a model, relative figures against a reference model (fp32, or the teacher). */

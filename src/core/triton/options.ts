@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { TRITON_DEVICES, TRITON_NAME, type TritonDevice } from '../choices.js';
+import { TRITON_DEVICES, TRITON_NAME, type TritonDevice } from '../options/flag-values.js';
 import type { TritonTarget } from './repository.js';
 import type { OptionSpec } from '../options/define.js';
 import { textField } from '../options/fields.js';

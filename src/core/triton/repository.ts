@@ -3,7 +3,7 @@ import { basename, join, resolve } from 'node:path';
 import { readSignature, type TensorSignature } from '../../engine/onnx-runtime.js';
 import { runWorker } from '../../workers/worker-run.js';
 import type { WorkerEvent } from '../../workers/protocol.js';
-import type { TritonDevice } from '../choices.js';
+import type { TritonDevice } from '../options/flag-values.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { llmkitHome } from '../../shared/paths.js';
 

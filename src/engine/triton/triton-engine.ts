@@ -1,7 +1,7 @@
 import { UsageError } from '../../shared/errors.js';
 import { IncrementalDetokenizer } from '../detokenizer.js';
-import { TextSink } from '../engine.js';
-import { checkFits, EngineRejection, maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from '../generation-engine.js';
+import { TextSink } from '../text-sink.js';
+import { checkFits, EngineRejection, maxNewTokens, type Choice, type GenerationEngine, type TextRequest } from '../engine-contract.js';
 import { loadExportedModel, type ExportedModel } from '../model-manifest.js';
 import { GREEDY } from '../sampling.js';
 import type { FinishReason, Streamer } from '../streamer.js';

@@ -1,6 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { FromCompileThread } from './compile-thread.js';
-import { GrammarError, type GrammarSpec, type ThreadOptions, threadFile } from './grammar-spec.js';
+import { GrammarError, type GrammarSpec, type ThreadOptions, startThread } from './grammar-spec.js';
 
 /** Specs remembered as compiled or refused, so that a repeated spec costs no thread. */
 const REMEMBERED = 1024;
@@ -75,7 +75,7 @@ export class CompileSandbox {
 
   /** A new thread, once its compiler is made (that time does not count against the limit). */
   private start(): Promise<Worker> {
-    const thread = new Worker(threadFile('compile-thread.js'), { workerData: this.options });
+    const thread = startThread('compile-thread', this.options);
     return new Promise<Worker>((resolve, reject) => {
       thread.once('message', () => resolve(thread));
       thread.once('error', (e) => reject(new Error(`the grammar compiler could not start: ${e.message}`)));

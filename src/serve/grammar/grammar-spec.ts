@@ -1,4 +1,5 @@
 /** What a grammar constraint is asked for, and what its threads start with. */
+import { Worker } from 'node:worker_threads';
 
 /** What the output must be. */
 export type GrammarSpec =
@@ -23,12 +24,14 @@ export class GrammarError extends Error {
 }
 
 /**
- * A thread's compiled file. Worker threads load JavaScript only, so when this module runs from its
- * TypeScript source (vitest), the thread comes from the build next to it (`npm test` builds first).
+ * Starts one of this folder's threads (`grammar-thread`, `compile-thread`). Worker threads load JavaScript
+ * only: from the build, the compiled file beside this one; from the TypeScript source (tests), the source
+ * file through tsx's loader (a devDependency), so a test runs the thread it is testing, never a stale build.
  */
-export function threadFile(name: string): URL {
+export function startThread(name: string, options: ThreadOptions): Worker {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new URL(`./${name}`, here);
-  const at = here.lastIndexOf('/src/');
-  return new URL(`./${name}`, `${here.slice(0, at)}/dist/${here.slice(at + '/src/'.length)}`);
+  if (!here.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, here), { workerData: options });
+  const source = JSON.stringify(new URL(`./${name}.ts`, here).href);
+  const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${source}); })`;
+  return new Worker(boot, { eval: true, workerData: options });
 }

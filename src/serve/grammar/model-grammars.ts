@@ -1,8 +1,8 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { LogitsProcessor } from '../../engine/logits-processor.js';
 import { CompileSandbox } from './compile-sandbox.js';
 import { checkGrammarLimits } from './grammar-limits.js';
-import { GrammarError, type GrammarSpec, type ThreadOptions, threadFile } from './grammar-spec.js';
+import { GrammarError, type GrammarSpec, type ThreadOptions, startThread } from './grammar-spec.js';
 import { asciiTexts, readVocabulary, utf8Tables, withoutControlCharacters, type Vocabulary } from './vocabulary.js';
 
 /** Requests to the grammar thread, handled in order. */
@@ -190,7 +190,7 @@ export class ModelGrammars {
     if (this.thread) return this.thread;
     const vocab = readVocabulary(this.options.dir);
     this.tables ??= tokenTables(vocab, Math.max(this.options.vocabSize, vocab.tokens.length), this.options.stopTokenIds);
-    const thread = new Worker(threadFile('grammar-thread.js'), { workerData: this.options });
+    const thread = startThread('grammar-thread', this.options);
     thread.on('message', (m: FromThread) => {
       if (m.op === 'done') {
         const p = this.pending.get(m.call);

@@ -9,8 +9,14 @@
 #                      its fixed-cache graph
 #   ort131  (cuda131): onnxruntime-gpu 1.31.1's CUDA provider to /tmp/ort131 (onnxruntime-genai 0.18 needs 1.31)
 #   genai   (whl):     onnxruntime-genai-cuda 0.18 and onnxruntime-gpu 1.31.1 into /tmp/site; its builder's fp16 model
-#   run     (node):    Node, the CLI bundle and dist/ (the addon); the interleaved rounds
+#   run     (node):    Node, the CLI bundle and dist/ (the addon); the interleaved rounds (fixed-cache decode graph on/off,
+#                      genai graph on/off, HF generate, PyTorch static cache + CUDA graph, the engine's fixed-cache path
+#                      (graph on/off) and its dynamic path on both bindings),
+#                      then torch.compile reduce-overhead once, then greedy agreement against fp32 on the CPU
+#   table   (node):    `llmkit bench --device cuda` (the concurrency table, 100m model) on the engine's fixed-cache path
+#                      and on its dynamic path (LLMKIT_FIXED_CACHE=0), plain export and --gqa
 # Usage on the device: bash test/bench/device/binding-run.sh DIR PHASE. Results in $OUT.
+# Device time: prep ~3 min, ort131 <1, genai ~3, run ~7, table ~5 (estimates: never run whole on a GPU yet).
 set -uo pipefail
 dir=$1
 out=${OUT:-gpu-results}
@@ -21,6 +27,8 @@ site=$(python3 -c 'import site; print(site.getsitepackages()[0])')
 cuda_libs="$site/nvidia/cu13/lib:$site/nvidia/cudnn/lib"
 gqa=$qwen-gqa16
 fixed=/tmp/gqa16-fixed.onnx
+gqa32=$qwen-gqa32
+fixed32=/tmp/gqa32-fixed.onnx
 genai=/tmp/genai16
 
 case $2 in
@@ -29,9 +37,12 @@ case $2 in
     xz -dc "$dir/cuda130/libonnxruntime_providers_cuda.so.xz" > /tmp/devcuda/libonnxruntime_providers_cuda.so
     cp "$dir"/cuda130/*.so /tmp/devcuda/
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-      [ -f $gqa/llmkit.json ] || echo "{\"model\": \"$qwen\", \"out\": \"$gqa\", \"dtype\": \"fp16\", \"fused\": true, \"gqa\": true}" |
-        PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"' | cut -c1-300
-      python3 test/bench/device/fixed-cache-graph.py $gqa $fixed; } 2>&1 | tee "$out/prep.txt" ;;
+      for pair in "fp16 $gqa" "fp32 $gqa32"; do set -- $pair
+        [ -f $2/llmkit.json ] || echo "{\"model\": \"$qwen\", \"out\": \"$2\", \"dtype\": \"$1\", \"fused\": true, \"gqa\": true}" |
+          PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"' | cut -c1-300
+      done
+      python3 test/bench/device/fixed-cache-graph.py $gqa $fixed
+      python3 test/bench/device/fixed-cache-graph.py $gqa32 $fixed32; } 2>&1 | tee "$out/prep.txt" ;;
   ort131)
     mkdir -p /tmp/ort131
     xz -dc "$dir/cuda131/libonnxruntime_providers_cuda.so.xz" > /tmp/ort131/libonnxruntime_providers_cuda.so
@@ -52,13 +63,24 @@ json.dump(config, open(path, "w"), indent=2)
 print("genai models:", src, src + "-graph")
 PY
     } 2>&1 | tee "$out/genai.txt" ;;
-  run)
+  run|table)
     [ -x /tmp/node ] || { xz -dc "$dir/node/node.xz" > /tmp/node && chmod +x /tmp/node; }
     export PATH=/tmp:$PATH LLMKIT_PYTHON=$(command -v python3) LLMKIT_HOME=/tmp/llmkit-home
     tar -xJf "$dir/node/devpack.tar.xz" && tar -xJf "$dir/node/dist.tar.xz" && ln -sfn .devpack/node_modules node_modules
     cli="node .devpack/llmkit.js"
-    { $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda > /dev/null && $cli env | grep -E "binding|CUDA provider|onnxruntime-node"
-      export LD_LIBRARY_PATH=$(node -p "require('/tmp/llmkit-home/cuda/provider.json').libraryDirs.join(':')")
+    $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda > /dev/null
+    export LD_LIBRARY_PATH=$(node -p "require('/tmp/llmkit-home/cuda/provider.json').libraryDirs.join(':')")
+    if [ $2 = table ]; then
+      { [ -f /tmp/m100/config.json ] || $cli make-model --preset 100m --out /tmp/m100
+        [ -f /tmp/m100-onnx/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-onnx
+        [ -f /tmp/m100-gqa/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-gqa --gqa
+        for m in m100-gqa m100-onnx; do
+          echo "== $m, the engine's default path on CUDA"; $cli bench /tmp/$m --device cuda --rounds 2 --no-baseline
+          echo "== $m, dynamic path (LLMKIT_FIXED_CACHE=0)"; LLMKIT_FIXED_CACHE=0 $cli bench /tmp/$m --device cuda --rounds 2 --no-baseline
+        done; } 2>&1 | tee "$out/table.txt"
+      exit 0
+    fi
+    { $cli env | grep -E "binding|CUDA provider|onnxruntime-node"
       node -e "const r=(n,s)=>{let x=s;return Array.from({length:n},()=>(x=(x*1103515245+12345)%2147483648,4+x%151000))};
         for (const b of [1,8]) console.log(JSON.stringify({prompts:Array.from({length:b},(_,i)=>r(256,i+1)),newTokens:64}))" > /tmp/requests.jsonl
       head -1 /tmp/requests.jsonl > /tmp/requests-b1.jsonl
@@ -68,11 +90,24 @@ PY
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400
         [ -f $genai/genai_config.json ] && for m in $genai $genai-graph; do
           req=/tmp/requests.jsonl; [ $m = $genai-graph ] && req=/tmp/requests-b1.jsonl
-          PYTHONPATH=/tmp/site timeout 120 python3 test/bench/peers/genai_runner.py $m < $req | sed "s#^#genai-$(basename $m) #" | cut -c1-300
+          # Each request twice in one process: the first pays graph capture and cuBLAS set-up, the second is the figure.
+          cat $req $req | PYTHONPATH=/tmp/site timeout 180 python3 test/bench/peers/genai_runner.py $m |
+            awk -v n=$(wc -l < $req) '{print (NR <= n ? "cold " : "warm ") $0}' | sed "s#^#genai-$(basename $m) #" | cut -c1-300
         done
         python3 test/bench/hf-generate.py $qwen --dtype bfloat16 | tail -1 | sed "s/^/hf-bf16 /"
+        python3 test/bench/device/torch-static.py $qwen --engines graph --rounds 1 | sed "s/^/torch /" | cut -c1-300
+        node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 --path fixed-cache | tail -2 | sed "s/^/engine-fixed /" | cut -c1-400
+        LLMKIT_CUDA_GRAPH=0 node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 --path fixed-cache | tail -2 | sed "s/^/engine-fixed-nograph /" | cut -c1-400
         node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 | tail -1 | sed "s/^/engine-llmkit /" | cut -c1-400
         LLMKIT_NATIVE=0 node .devpack/engine-gpu.mjs $gqa --devices cuda --tokens 64 | tail -1 | sed "s/^/engine-ortnode /" | cut -c1-400
       done
+      echo "== torch.compile reduce-overhead (once: it compiles for a minute or more)"
+      [ "${TORCH_COMPILE:-1}" = 1 ] && timeout 300 python3 test/bench/device/torch-static.py $qwen --engines compile --rounds 2 | sed "s/^/torch /" | cut -c1-300
+      echo "== greedy agreement: the fixed-cache path at batch 1 against fp32 on the CPU (same prompt)"
+      node test/bench/device/fixed-cache-decode.js $fixed32 $gqa32 --device cpu --batches 1 --rounds 1 > /tmp/cpu32.txt
+      # fp32 cannot be captured: ONNX Runtime leaves some of its nodes on the CPU.
+      node test/bench/device/fixed-cache-decode.js $fixed32 $gqa32 --device cuda --graph 0 --batches 1 --rounds 1 > /tmp/cuda32.txt
+      node test/bench/device/fixed-cache-decode.js $fixed $gqa --device cuda --graph 1 --batches 1 --rounds 1 > /tmp/cuda16.txt
+      for other in cuda32 cuda16; do node test/bench/device/token-agreement.js /tmp/cpu32.txt /tmp/$other.txt; done
     } 2>&1 | tee "$out/run.txt" ;;
 esac

@@ -1,8 +1,9 @@
 /**
- * The contract of every engine (llmkit's own, engine.ts, and Triton's, src/engine/triton/): what a request is,
+ * The contract of every engine (llmkit's own, local-engine.ts, and Triton's, src/engine/triton/): what a request is,
  * how a refusal looks, what the server calls. Both import it; it imports neither.
  */
 import type { LogitsProcessor } from './logits-processor.js';
+import type { LoraAdapter } from './lora-adapter.js';
 import type { ModelTokenizer } from './tokenizer.js';
 import type { ExportedModel } from './model-manifest.js';
 import type { SamplingParams } from './sampling.js';
@@ -23,6 +24,8 @@ export interface TextRequest {
   logprobs?: number;
   /** `batch`: behind interactive requests, in the capacity they leave (batch jobs). */
   lane?: Lane;
+  /** A LoRA adapter over the engine's model (engines opened with LoRA inputs); none: the model itself. */
+  adapter?: LoraAdapter;
 }
 
 /** One of several completions of a request (`generateChoices`). */

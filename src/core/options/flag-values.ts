@@ -3,12 +3,12 @@
  * with the layer that owns them (engine, serve); commands reach them here, through core, like
  * everything else below core. Only light modules are imported: commands load this for --help.
  */
-import { UsageError } from '../shared/errors.js';
+import { UsageError } from '../../shared/errors.js';
 
-export { DEVICES, type Device } from '../engine/devices.js';
-export { DEFAULT_PREFIX_CACHE_MB } from '../engine/prefix-cache.js';
-export { FILTER_MODES, type FilterMode } from '../serve/content-filter.js';
-export { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../serve/access/quotas.js';
+export { DEVICES, type Device } from '../../engine/devices.js';
+export { DEFAULT_PREFIX_CACHE_MB } from '../../engine/prefix-cache.js';
+export { FILTER_MODES, type FilterMode } from '../../serve/content-filter.js';
+export { REDIS_DOWN_POLICIES, type RedisDownPolicy } from '../../serve/access/quotas.js';
 
 /** The response cache: entries kept in memory, and how long an answer lives in Redis. */
 export const DEFAULT_CACHE_ENTRIES = 1024;

@@ -1,4 +1,4 @@
-// Run by checkGgufLoads (llama-cpp.ts) as its own process: `node gguf-load-check.js NODE_LLAMA_CPP_ENTRY FILE.gguf`.
+// Run by checkGgufLoads (llama-cpp.ts) as its own process: `node load-check.js NODE_LLAMA_CPP_ENTRY FILE.gguf`.
 // Exit 0 when llama.cpp loads the file and tokenizes a newline; llama.cpp's warnings and errors go to stderr.
 import { pathToFileURL } from 'node:url';
 

@@ -1,7 +1,7 @@
 import { UsageError } from '../../shared/errors.js';
-import { DEVICES, IMPORTABLE_MODELS } from '../choices.js';
-import { defineCommand } from './define.js';
-import { booleanField, enumField, intField, intListField, textField } from './fields.js';
+import { DEVICES, IMPORTABLE_MODELS } from '../options/flag-values.js';
+import { defineCommand } from '../options/define.js';
+import { booleanField, enumField, intField, intListField, textField } from '../options/fields.js';
 
 export const BENCH = defineCommand({
   name: 'bench',

@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LlmkitError } from '../shared/errors.js';
-import { llmkitHome, packageRoot } from '../shared/paths.js';
+import { LlmkitError } from '../../shared/errors.js';
+import { llmkitHome, packageRoot } from '../../shared/paths.js';
 
-/** llama.cpp, as node-llama-cpp ships it (the release whose gguf-py export-gguf.ts writes with). */
+/** llama.cpp, as node-llama-cpp ships it (the release whose gguf-py gguf/export.ts writes with). */
 export const NODE_LLAMA_CPP = '3.21.1';
 
 /**
@@ -42,7 +42,7 @@ export async function nodeLlamaCppEntry(): Promise<string> {
  */
 export async function checkGgufLoads(path: string): Promise<void> {
   // The built script (tests run this module from src/, where there is only its TypeScript).
-  const script = join(packageRoot, 'dist', 'core', 'gguf-load-check.js');
+  const script = join(packageRoot, 'dist', 'core', 'gguf', 'load-check.js');
   const r = await execa(process.execPath, [script, await nodeLlamaCppEntry(), path], { reject: false, stdin: 'ignore', all: true });
   if (r.exitCode === 0) return;
   const lines = String(r.all ?? '')

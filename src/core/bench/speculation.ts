@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { openDrafter } from '../engine/drafters.js';
-import { Engine } from '../engine/engine.js';
-import { GenerationScheduler } from '../engine/generation-scheduler.js';
-import { GREEDY } from '../engine/sampling.js';
+import type { DecoderSession } from '../../engine/decoder-session.js';
+import { openDrafter } from '../../engine/drafters.js';
+import { LocalEngine } from '../../engine/local-engine.js';
+import { GenerationScheduler } from '../../engine/generation-scheduler.js';
+import { GREEDY } from '../../engine/sampling.js';
 
 export interface SpeculationBenchOptions {
   /** The target's exported folder. */
@@ -51,11 +52,12 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * on a shared machine hits both. Batch 1, greedy; the outputs must be identical.
  */
 export async function measureSpeculation(opts: SpeculationBenchOptions): Promise<SpeculationBenchResult> {
-  const engine = await Engine.open(opts.model, { device: 'cpu', threads: opts.threads, prefixCacheMb: 0 });
-  const drafter = await openDrafter(opts.draft, engine.decoder, { device: 'cpu', threads: opts.threads });
+  const engine = await LocalEngine.open(opts.model, { device: 'cpu', threads: opts.threads, prefixCacheMb: 0, decodePath: 'dynamic' });
+  const decoder = engine.decoder as DecoderSession;
+  const drafter = await openDrafter(opts.draft, decoder, { device: 'cpu', threads: opts.threads });
   try {
-    const plain = new GenerationScheduler(engine.decoder, engine.scheduler.limits);
-    const drafted = new GenerationScheduler(engine.decoder, engine.scheduler.limits, undefined, undefined, drafter);
+    const plain = new GenerationScheduler(decoder, engine.scheduler.limits);
+    const drafted = new GenerationScheduler(decoder, engine.scheduler.limits, undefined, undefined, drafter);
     const inputs = opts.prompts.map((p) => (typeof p === 'string' ? engine.tokenizer.encodeChat([{ role: 'user', content: p }]) : p));
     const run = (scheduler: GenerationScheduler, promptIds: readonly number[]) =>
       new Promise<{ tokens: number[]; tokensPerSecond: number }>((resolve, reject) => {

@@ -1,5 +1,5 @@
-import type { Provider } from '../engine/devices.js';
-import type { ChatMessage } from '../engine/tokenizer.js';
+import type { Provider } from '../../engine/devices.js';
+import type { ChatMessage } from '../../engine/tokenizer.js';
 
 /** One request's timings, the same for every contender. */
 export interface SingleRun {

@@ -2,15 +2,15 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
-import { parseGgufType, type GgufType } from './choices.js';
-import { LlmkitError, UsageError } from '../shared/errors.js';
-import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
-import { requirePythonEnv } from '../workers/python-env.js';
-import { runWorker } from '../workers/worker-run.js';
-import { resolveModelSource } from './import/model-source.js';
+import { parseGgufType, type GgufType } from '../options/flag-values.js';
+import { LlmkitError, UsageError } from '../../shared/errors.js';
+import { llmkitHome, pythonSourceDir } from '../../shared/paths.js';
+import { requirePythonEnv } from '../../workers/python-env.js';
+import { runWorker } from '../../workers/worker-run.js';
+import { resolveModelSource } from '../import/model-source.js';
 import { checkGgufLoads } from './llama-cpp.js';
-import type { JobResult } from '../workers/jobs.js';
-import type { WorkerEvent } from '../workers/protocol.js';
+import type { JobResult } from '../../workers/jobs.js';
+import type { WorkerEvent } from '../../workers/protocol.js';
 
 /**
  * gguf-py, the writer llama.cpp keeps, at the release of the llama.cpp that node-llama-cpp 3.21.1 bundles (which

@@ -1,14 +1,15 @@
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { Engine } from '../engine/engine.js';
-import type { Device } from '../engine/devices.js';
-import type { ChatMessage } from '../engine/tokenizer.js';
-import { TransformersJsBaseline, type SingleRun } from './bench-baseline.js';
-import { percentile, timedChatStream, type StreamTiming } from './bench-client.js';
-import { LlmkitError } from '../shared/errors.js';
-import { packageRoot } from '../shared/paths.js';
-import { writeFileAtomic } from '../shared/atomic.js';
-import { benchChart } from './charts/reports.js';
+import { LocalEngine } from '../../engine/local-engine.js';
+import type { Device } from '../../engine/devices.js';
+import type { DecodePath } from '../../engine/local-engine.js';
+import type { ChatMessage } from '../../engine/tokenizer.js';
+import { TransformersJsBaseline, type SingleRun } from './baseline.js';
+import { percentile, timedChatStream, type StreamTiming } from './client.js';
+import { LlmkitError } from '../../shared/errors.js';
+import { packageRoot } from '../../shared/paths.js';
+import { writeFileAtomic } from '../../shared/atomic.js';
+import { benchChart } from '../charts/reports.js';
 
 /** The fixed prompt set: questions of very different lengths, so batches mix short and long prompts. */
 export const BENCH_PROMPTS: string[] = [
@@ -68,6 +69,8 @@ export interface LevelResult {
 export interface BenchReport {
   model: string;
   device: string;
+  /** The engine's decode path: the KV cache in place on the device with a CUDA graph per bucket, or the dynamic one. */
+  decodePath: DecodePath;
   maxTokens: number;
   rounds: number;
   engine: SingleStream;
@@ -90,7 +93,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const say = opts.onStage ?? (() => {});
   // Prefix reuse off, here and in the server: the eight prompts repeat, and every request must pay its
   // prefill as transformers.js does (test/bench/reuse-100m.js measures reuse).
-  const engine = await Engine.open(opts.model, { device: opts.device, threads: opts.threads, prefixCacheMb: 0 });
+  const engine = await LocalEngine.open(opts.model, { device: opts.device, threads: opts.threads, prefixCacheMb: 0 });
   let baselineModel: TransformersJsBaseline | undefined;
   let server: { url: string; stop: () => Promise<void> } | undefined;
   try {
@@ -129,6 +132,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const report: BenchReport = {
       model: opts.model,
       device: engine.decoder.provider,
+      decodePath: engine.decodePath,
       maxTokens: opts.maxTokens,
       rounds: opts.rounds,
       engine: engineStats,

@@ -1,6 +1,6 @@
 import { UsageError } from '../../shared/errors.js';
-import type { GgufType } from '../choices.js';
-import { flagName } from './recipe.js';
+import type { GgufType } from '../options/flag-values.js';
+import { flagName } from '../options/recipe.js';
 
 /** `export --gguf` and `quantize --gguf`: one GGUF file instead of an ONNX folder. */
 export interface GgufTarget {

@@ -1,0 +1,226 @@
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { ModelManifest, ExportedModel } from '../model-manifest.js';
+import type { ElementType, HostArray, NativeBinding, NativeSession, NativeTensor } from '../native/ort-binding.js';
+import { NativeSession as Session } from '../native/ort-binding.js';
+import type { ProviderProbe } from '../onnx-runtime.js';
+import type { DeviceDraw } from '../sampling.js';
+import { type CacheType, fixedCacheGraph, NEXT_TOKEN_OUTPUT, SEQLENS_INPUT, TOTAL_LENGTH_INPUT } from './fixed-cache-graph.js';
+import { DeviceSampler } from './device-sampler.js';
+
+export interface FixedCacheOptions {
+  provider: 'cpu' | 'cuda';
+  threads?: number;
+  /** Cache rows: the largest batch bucket (rounded up to a power of two). */
+  rows: number;
+  /** Columns of each row's cache: its prompt and every token it generates. */
+  capacity: number;
+  /** CUDA: capture each bucket's decode step as a CUDA graph and replay it (default on). */
+  cudaGraphs?: boolean;
+}
+
+/** The smallest power of two that holds `rows`: the batch buckets are 1, 2, 4, 8, 16, … */
+export function bucketFor(rows: number): number {
+  let bucket = 1;
+  while (bucket < rows) bucket *= 2;
+  return bucket;
+}
+
+/** One decode step's inputs per slot of a bucket: the token fed, its position, and the row's cached tokens (the column it is written to). */
+export interface StepFeeds {
+  ids: BigInt64Array;
+  positions: BigInt64Array;
+  seqlens: Int32Array;
+}
+
+/** A batch bucket: its view of the cache, its step's inputs and outputs in device memory, the binding its CUDA graph replays. */
+interface Bucket {
+  size: number;
+  ids: NativeTensor;
+  positions: NativeTensor;
+  seqlens: NativeTensor;
+  next: NativeTensor;
+  logits: NativeTensor;
+  binding: NativeBinding;
+  runConfig?: Record<string, string>;
+  tokens: BigInt64Array;
+}
+
+const ARRAYS: Record<ElementType, new (n: number) => HostArray> = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+/**
+ * The decode path with the KV cache in place on the device (llmkit's own binding; issue 24): one cache buffer per
+ * layer of `rows` × `capacity` columns, each slot (a row) owned by one sequence while it runs, written in place by
+ * GroupQueryAttention (past and present are the same tensor). A decode step runs the smallest bucket (1, 2, 4, …)
+ * that holds every live slot, over a view of the cache's first rows, with only token ids, positions and lengths
+ * written to the device and token ids read back; on CUDA each bucket's step is captured once as a CUDA graph
+ * (`gpu_graph_id`) and replayed. A prefill runs one row outside the graphs, into that slot's own cache row, so
+ * rows join and leave between steps without copying any cache.
+ */
+export class FixedCacheDecoder {
+  readonly vocabSize: number;
+  readonly skipped: ProviderProbe[] = [];
+  /** No LoRA inputs on this path (LocalEngine keeps adapters on the dynamic one). */
+  readonly lora = undefined;
+  private readonly buckets = new Map<number, Bucket>();
+  private readonly rowElements: number;
+  private sampler?: DeviceSampler;
+
+  private constructor(
+    readonly model: ExportedModel,
+    private readonly session: NativeSession,
+    readonly provider: 'cpu' | 'cuda',
+    readonly rows: number,
+    readonly capacity: number,
+    private readonly cacheType: CacheType,
+    private readonly caches: readonly [NativeTensor, NativeTensor][],
+    private readonly cudaGraphs: boolean,
+    private readonly threads?: number,
+  ) {
+    this.vocabSize = model.manifest.vocab_size;
+    this.rowElements = model.manifest.num_kv_heads * capacity * model.manifest.head_dim;
+  }
+
+  static async open(model: ExportedModel, opts: FixedCacheOptions): Promise<FixedCacheDecoder> {
+    const { bytes, cacheType } = fixedCacheGraph(await readFile(model.onnxPath));
+    const cudaGraphs = opts.provider === 'cuda' && opts.cudaGraphs !== false;
+    const session = Session.open(bytes, {
+      provider: opts.provider,
+      threads: opts.threads,
+      cuda: cudaGraphs ? { enable_cuda_graph: '1' } : {},
+      config: { 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
+    });
+    const rows = bucketFor(opts.rows);
+    const shape = cacheShape(model.manifest, rows, opts.capacity);
+    const allocate = () => deviceBuffer(session, opts.provider, cacheType, shape);
+    const caches = Array.from({ length: model.manifest.num_layers }, (): [NativeTensor, NativeTensor] => [allocate(), allocate()]);
+    return new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
+  }
+
+  /** Which ONNX Runtime binding runs the passes: always llmkit's own (it alone binds outputs in place). */
+  get binding(): 'llmkit' {
+    return 'llmkit';
+  }
+
+  /**
+   * Runs tokens `start ..` of a sequence (a prompt, or a chunk of it) through `slot`'s cache row, which holds its
+   * first `start` tokens: a pass of batch 1 outside the CUDA graphs. Returns the last position's logits.
+   */
+  async prefill(slot: number, ids: readonly number[], start: number): Promise<Float32Array> {
+    const n = ids.length;
+    if (start + n > this.capacity) throw new Error(`a row holds ${this.capacity} tokens; this one would need ${start + n}`);
+    const binding = this.session.binding();
+    binding.input('input_ids', this.session.hostTensor(BigInt64Array.from(ids, BigInt), 'int64', [1, n]));
+    binding.input(
+      'position_ids',
+      this.session.hostTensor(
+        BigInt64Array.from({ length: n }, (_, i) => BigInt(start + i)),
+        'int64',
+        [1, n],
+      ),
+    );
+    binding.input(SEQLENS_INPUT, this.session.hostTensor(Int32Array.of(start + n - 1), 'int32', [1]));
+    binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(start + n), 'int32', []));
+    const logits = new Float32Array(this.vocabSize);
+    binding.output('logits', this.session.hostTensor(logits, 'float32', [1, 1, this.vocabSize]));
+    binding.output(NEXT_TOKEN_OUTPUT, this.session.hostTensor(new BigInt64Array(1), 'int64', [1, 1, 1]));
+    this.bindCache(binding, slot, 1);
+    await binding.run(this.provider === 'cuda' ? { gpu_graph_id: '-1' } : undefined);
+    return logits;
+  }
+
+  /**
+   * One decode step over slots 0 .. bucket - 1: each reads its token, position and cached length from `feeds`
+   * (a slot nobody decodes still runs: it writes one column its owner overwrites or never reads). Returns each
+   * slot's next token: its argmax, or where `draws[slot]` is given, a draw from its temperature/top-k/top-p
+   * distribution made on the device (device-sampler.ts).
+   */
+  async step(bucketSize: number, feeds: StepFeeds, draws?: readonly (DeviceDraw | undefined)[]): Promise<BigInt64Array> {
+    const bucket = this.bucket(bucketSize);
+    bucket.ids.write(feeds.ids);
+    bucket.positions.write(feeds.positions);
+    bucket.seqlens.write(feeds.seqlens);
+    await bucket.binding.run(bucket.runConfig);
+    bucket.next.read(bucket.tokens);
+    if (draws?.some((d) => d)) {
+      this.sampler ??= DeviceSampler.open(this.provider, this.threads);
+      const sampled = await this.sampler.draw(bucket.logits, bucketSize, this.vocabSize, draws);
+      draws.forEach((d, slot) => {
+        if (d) bucket.tokens[slot] = sampled[slot];
+      });
+    }
+    return bucket.tokens;
+  }
+
+  /** A slot's logits from the bucket's last step: for rows whose token is chosen on the host (a grammar, logprobs, penalties). */
+  logitsOf(bucketSize: number, slot: number): Float32Array {
+    const row = new Float32Array(this.vocabSize);
+    this.bucket(bucketSize).logits.read(row, slot * this.vocabSize * 4);
+    return row;
+  }
+
+  private bucket(size: number): Bucket {
+    const known = this.buckets.get(size);
+    if (known) return known;
+    if (size > this.rows) throw new Error(`bucket ${size} is larger than the cache's ${this.rows} rows`);
+    const buffer = (type: ElementType, shape: number[]) => deviceBuffer(this.session, this.provider, type, shape);
+    const bucket: Bucket = {
+      size,
+      ids: buffer('int64', [size, 1]),
+      positions: buffer('int64', [size, 1]),
+      seqlens: buffer('int32', [size]),
+      next: buffer('int64', [size, 1, 1]),
+      logits: buffer('float32', [size, 1, this.vocabSize]),
+      binding: this.session.binding(),
+      tokens: new BigInt64Array(size),
+    };
+    // The cache's width, at every step: a captured graph stays valid; each row's own length is its seqlens_k.
+    bucket.binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(this.capacity), 'int32', []));
+    bucket.binding.input('input_ids', bucket.ids).input('position_ids', bucket.positions).input(SEQLENS_INPUT, bucket.seqlens);
+    bucket.binding.output('logits', bucket.logits).output(NEXT_TOKEN_OUTPUT, bucket.next);
+    this.bindCache(bucket.binding, 0, size);
+    // Graph ids from 1: a bucket's graph is captured at its first runs and replayed after.
+    if (this.provider === 'cuda') bucket.runConfig = { gpu_graph_id: this.cudaGraphs ? String(Math.log2(size) + 1) : '-1' };
+    this.buckets.set(size, bucket);
+    return bucket;
+  }
+
+  /** Binds `count` cache rows from `first` on as every layer's past and present: one buffer, written in place. */
+  private bindCache(binding: NativeBinding, first: number, count: number): void {
+    const shape = cacheShape(this.model.manifest, count, this.capacity);
+    this.caches.forEach(([key, value], i) => {
+      const k = key.view(first * this.rowElements, shape);
+      const v = value.view(first * this.rowElements, shape);
+      binding.input(`past_key_values.${i}.key`, k).input(`past_key_values.${i}.value`, v);
+      binding.output(`present.${i}.key`, k).output(`present.${i}.value`, v);
+    });
+  }
+
+  /** The element type of the cache (float16 for a float16 export on any device). */
+  get kvType(): CacheType {
+    return this.cacheType;
+  }
+
+  async release(): Promise<void> {
+    this.sampler?.release();
+    this.session.release();
+  }
+}
+
+function cacheShape(manifest: ModelManifest, rows: number, capacity: number): number[] {
+  return [rows, manifest.num_kv_heads, capacity, manifest.head_dim];
+}
+
+/** A tensor in the session's device memory (CUDA), or over a host array of its own (CPU). */
+export function deviceBuffer(session: NativeSession, provider: 'cpu' | 'cuda', type: ElementType, shape: readonly number[]): NativeTensor {
+  if (provider === 'cuda') return session.deviceTensor(type, shape);
+  return session.hostTensor(new ARRAYS[type](shape.reduce((n, d) => n * d, 1)), type, shape);
+}

@@ -1,0 +1,223 @@
+import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
+import { checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
+import type { DeviceDraw } from '../sampling.js';
+import type { RequestGroup, Sequence } from '../sequence.js';
+import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
+import { bucketFor, type FixedCacheDecoder, type StepFeeds } from './fixed-cache-decoder.js';
+
+/** A cache row's sequence, what its prefill feeds, and how many of those tokens are in the row. */
+interface Slot {
+  seq: Sequence;
+  ids: readonly number[];
+  done: number;
+}
+
+/**
+ * Continuous batching over FixedCacheDecoder's slots: each request (each member of an `n` group) takes a free cache
+ * row when it fits the limits, is prefilled into it in chunks between decode steps (the prefill budget of
+ * batch-plan.ts), decodes in the bucket that holds the live rows, and frees the row the step it ends; nothing
+ * is copied when rows join or leave. Tokens are chosen on the device (greedy, or top-k/top-p with the row's own
+ * uniform numbers), or on the host from the row's logits where a grammar, logprobs or penalties need them.
+ *
+ * Not here (GenerationScheduler has them, on the dynamic path): prefix reuse, speculative decoding, and batch-lane
+ * preemption (batch-lane requests still queue behind interactive ones).
+ */
+export class FixedCacheScheduler {
+  private readonly queue: Sequence[] = [];
+  private readonly slots: (Slot | undefined)[];
+  private loop: Promise<void> = Promise.resolve();
+  private looping = false;
+  readonly preempted = 0;
+  readonly drafter = undefined;
+  readonly speculation = undefined;
+  /**
+   * Bounds every pass (StepWatchdog). A pass it gives up on keeps writing into the shared cache until it returns,
+   * so its requests fail and no request takes a row until it has returned.
+   */
+  readonly watchdog: StepWatchdog;
+
+  constructor(
+    private readonly decoder: FixedCacheDecoder,
+    readonly limits: SchedulerLimits,
+    /** Called after each decode step with the number of rows it advanced (for metrics). */
+    private readonly onDecodeStep?: (rows: number) => void,
+    onWatchdog?: (event: WatchdogEvent) => void,
+  ) {
+    this.slots = new Array(Math.min(limits.maxBatch, decoder.rows)).fill(undefined);
+    this.watchdog = new StepWatchdog(limits.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, onWatchdog);
+  }
+
+  /** A row holds its prompt and new tokens in `capacity` columns. */
+  get contextLength(): number {
+    return Math.min(this.decoder.model.manifest.max_position_embeddings, this.decoder.capacity);
+  }
+
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get batchSize(): number {
+    return this.occupied().length;
+  }
+
+  submit(request: RequestGroup[number]): void {
+    this.submitGroup([request]);
+  }
+
+  /** Queues several completions of one prompt; each member gets its own row and its own prefill. */
+  submitGroup(group: RequestGroup): void {
+    const leader = groupLeader(group, this.contextLength);
+    checkAdmission(leader, this.queue, this.limits);
+    const at = queuePosition(
+      this.queue.map((s) => s.batchLane),
+      leader.batchLane,
+    );
+    this.queue.splice(at, 0, leader);
+    if (!this.looping) {
+      this.looping = true;
+      this.loop = this.run();
+    }
+  }
+
+  /** No batch-lane row gives way here, so an announced request has nothing to wait for. */
+  arriving(): () => void {
+    return () => {};
+  }
+
+  async idle(): Promise<void> {
+    while (this.looping) await this.loop;
+  }
+
+  private occupied(): [number, Slot][] {
+    return this.slots.flatMap((slot, i): [number, Slot][] => (slot && !slot.seq.finished ? [[i, slot]] : []));
+  }
+
+  private async run(): Promise<void> {
+    try {
+      // No wait for a burst's companions (GenerationScheduler's admission): rows prefill one at a time here anyway,
+      // and each joins the decode steps as soon as its prompt is in, so a lone request starts at once.
+      while (this.queue.length || this.occupied().length) {
+        this.dropCancelled();
+        this.seat();
+        // Nothing seated while an abandoned pass runs on (see watchdog): wait for it without holding the event loop.
+        if (!this.occupied().length) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          continue;
+        }
+        await this.prefill();
+        this.free();
+        await this.decode();
+        this.free();
+      }
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  private dropCancelled(): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.queue[i].group.every((s) => s.cancelled || s.finished)) for (const s of this.queue.splice(i, 1)[0].group) s.finish('cancelled');
+    }
+    for (const [, slot] of this.occupied()) if (slot.seq.cancelled) slot.seq.finish('cancelled');
+    this.free();
+  }
+
+  /** Frees the rows of finished sequences. */
+  private free(): void {
+    this.slots.forEach((slot, i) => {
+      if (slot?.seq.finished) this.slots[i] = undefined;
+    });
+  }
+
+  /** Gives waiting groups free rows, first come first served, while they fit the batch and the token limit. */
+  private seat(): void {
+    while (this.queue.length && !this.watchdog.abandonedSteps) {
+      const head = this.queue[0];
+      const members = head.group.filter((s) => !s.finished);
+      const use: BatchUse = { rows: this.occupied().length, tokens: this.occupied().reduce((n, [, s]) => n + s.seq.tokens, 0) };
+      const free = this.slots.flatMap((slot, i) => (slot ? [] : [i]));
+      if (members.length > free.length || !fits({ rows: members.length, tokens: head.tokens }, use, this.limits)) return;
+      this.queue.shift();
+      members.forEach((seq, i) => (this.slots[free[i]] = { seq, ids: seq.prefillIds, done: 0 }));
+    }
+  }
+
+  /**
+   * Prefills rows in slot order, a chunk a pass, within one step's budget (all of it when no row is decoding, so
+   * requests sent together start together). A row whose prompt is all in its cache samples its first token.
+   */
+  private async prefill(): Promise<void> {
+    const budget = new PrefillBudget(this.limits.prefillChunk, this.decoding().length > 0);
+    for (const [slot, row] of this.occupied()) {
+      const { ids } = row;
+      while (row.done < ids.length) {
+        const columns = budget.take(ids.length - row.done, 1);
+        if (!columns) return;
+        const last = row.done + columns === ids.length;
+        const pass = this.decoder.prefill(slot, ids.slice(row.done, row.done + columns), row.done);
+        let logits: Float32Array;
+        try {
+          logits = await this.watchdog.guard('prefill pass', last ? withProcessors(pass, [row.seq]) : pass);
+        } catch (e) {
+          this.fail([row.seq], e as Error);
+          break;
+        }
+        row.done += columns;
+        if (!last) continue;
+        row.seq.cached = ids.length;
+        if (!row.seq.finished) row.seq.advance(logits);
+      }
+    }
+  }
+
+  /** Ends the requests of a pass that failed, or that the watchdog gave up on (then the engine says it is unavailable). */
+  private fail(seqs: readonly Sequence[], error: Error): void {
+    for (const s of seqs) s.finish('error', error);
+    if (error instanceof StepTimeout) this.watchdog.stuckOn(error, seqs.length);
+  }
+
+  /** Rows whose prompt is in their cache and that are still going. */
+  private decoding(): [number, Slot][] {
+    return this.occupied().filter(([, slot]) => slot.done === slot.ids.length);
+  }
+
+  /**
+   * One decode step in the smallest bucket that holds every decoding row. Rows still being prefilled in the bucket
+   * feed a dummy token at their next prefill column (which their next chunk overwrites); free rows at column 0.
+   */
+  private async decode(): Promise<void> {
+    const rows = this.decoding();
+    if (!rows.length) return;
+    const bucket = bucketFor(Math.max(...rows.map(([slot]) => slot)) + 1);
+    const feeds: StepFeeds = { ids: new BigInt64Array(bucket), positions: new BigInt64Array(bucket), seqlens: new Int32Array(bucket) };
+    for (let slot = 0; slot < bucket; slot++) {
+      const row = this.slots[slot];
+      const column = row ? (row.done === row.ids.length ? row.seq.cached : row.done) : 0;
+      feeds.positions[slot] = BigInt(column);
+      feeds.seqlens[slot] = column;
+    }
+    const draws: (DeviceDraw | undefined)[] = new Array(bucket).fill(undefined);
+    const onHost = new Set<number>();
+    for (const [slot, { seq }] of rows) {
+      feeds.ids[slot] = BigInt(seq.next);
+      const choice = seq.request.processor || seq.request.logprobs !== undefined ? undefined : seq.sampler.deviceChoice();
+      if (choice === undefined) onHost.add(slot);
+      else if (choice !== 'greedy') draws[slot] = choice;
+    }
+    const seqs = rows.map(([, slot]) => slot.seq);
+    let tokens: BigInt64Array;
+    try {
+      tokens = await this.watchdog.guard('decode step', withProcessors(this.decoder.step(bucket, feeds, draws), seqs));
+    } catch (e) {
+      this.fail(seqs, e as Error);
+      return;
+    }
+    for (const [slot, { seq }] of rows) {
+      seq.cached++;
+      if (seq.finished) continue;
+      if (onHost.has(slot)) seq.advance(this.decoder.logitsOf(bucket, slot));
+      else seq.advanceWith(Number(tokens[slot]));
+    }
+    this.onDecodeStep?.(rows.length);
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Rewrites a serialized decoder so that LoRA adapters are graph inputs, chosen per row: many adapters over one
+ * copy of the base weights, mixed in one batch (multi-LoRA serving). Each adapted projection
+ * (`/layers.<i>/…/<target>/MatMul`, as the exporter names it; MatMul or MatMulNBits) gains
+ *
+ *     y = x·W  +  (x · A[lora_index]) · B[lora_index]
+ *
+ * with two inputs per projection, the tables of every loaded adapter: `lora.<i>.<target>.a` [slots, in, rank] and
+ * `lora.<i>.<target>.b` [slots, rank, out] (B already times the adapter's scale), and one for the batch,
+ * `lora_index` [batch] (int64): which slot each row reads; slot 0 is all zeros, the base model. Slots and rank
+ * are free dims, so adapters of any rank load at run time without a new session (lora-adapters.ts pads them).
+ * Why not ONNX Runtime's LoRA adapter API (`.onnx_adapter` files bound through RunOptions): it binds one
+ * adapter to a whole run, so rows with different adapters could not share a batch (docs/architecture.md).
+ */
+import {
+  FLOAT,
+  GRAPH_INITIALIZER,
+  GRAPH_INPUT,
+  GRAPH_NODE,
+  graphInputField,
+  lengthDelimited,
+  NODE_NAME,
+  NODE_OUTPUT,
+  nodeField,
+  readNode,
+  readVarint,
+  stringField,
+  text,
+  wireFields,
+  withGraph,
+  INT64,
+  TENSOR_DIMS,
+  TENSOR_NAME,
+  type NodeInfo,
+  type WireField,
+} from './onnx-wire.js';
+
+const PROJECTION_OPS = new Set(['MatMul', 'MatMulNBits']);
+
+export const LORA_INDEX_INPUT = 'lora_index';
+
+/** One adapted projection of the rewritten graph: its layer, its module name (q_proj…) and its weight's shape. */
+export interface LoraModule {
+  layer: number;
+  target: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** The input names of its tables. */
+  a: string;
+  b: string;
+}
+
+export const loraInputNames = (layer: number, target: string) => ({ a: `lora.${layer}.${target}.a`, b: `lora.${layer}.${target}.b` });
+
+/** A TensorProto's name and dims (repeated int64: packed or not, as writers choose). */
+function tensorDims(buf: Uint8Array, range: WireField): { name: string; dims: number[] } {
+  let name = '';
+  const dims: number[] = [];
+  for (const f of wireFields(buf, range.valueStart, range.end)) {
+    if (f.field === TENSOR_NAME) name = text(buf, f);
+    else if (f.field === TENSOR_DIMS && f.wire === 0) dims.push(readVarint(buf, f.valueStart)[0]);
+    else if (f.field === TENSOR_DIMS && f.wire === 2) for (let p = f.valueStart; p < f.end; ) [dims[dims.length], p] = readVarint(buf, p);
+  }
+  return { name, dims };
+}
+
+function nodeName(buf: Uint8Array, range: WireField): string {
+  for (const f of wireFields(buf, range.valueStart, range.end)) if (f.field === NODE_NAME) return text(buf, f);
+  return '';
+}
+
+/** The node's fields with its (first) output renamed. */
+function withOutput(buf: Uint8Array, n: NodeInfo, output: string): Uint8Array {
+  const fields = [...wireFields(buf, n.range.valueStart, n.range.end)].map((f) => (f.field === NODE_OUTPUT ? stringField(NODE_OUTPUT, output) : buf.subarray(f.start, f.end)));
+  return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
+}
+
+/** The weight shape [in, out] of a projection: MatMul's second input is its [in, out] initializer; MatMulNBits says K and N. */
+function projectionShape(n: NodeInfo, initializers: Map<string, number[]>, attributes: Map<string, number>): [number, number] | undefined {
+  if (n.opType === 'MatMul') {
+    const dims = initializers.get(n.inputs[1]);
+    return dims?.length === 2 ? [dims[0], dims[1]] : undefined;
+  }
+  const k = attributes.get('K');
+  const out = attributes.get('N');
+  return k && out ? [k, out] : undefined;
+}
+
+/** A node's integer attributes (AttributeProto: name = 1, i = 3). */
+function intAttributes(buf: Uint8Array, range: WireField): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const f of wireFields(buf, range.valueStart, range.end)) {
+    if (f.field !== 5) continue;
+    let name = '';
+    let value: number | undefined;
+    for (const a of wireFields(buf, f.valueStart, f.end)) {
+      if (a.field === 1) name = text(buf, a);
+      else if (a.field === 3) value = readVarint(buf, a.valueStart)[0];
+    }
+    if (value !== undefined) out.set(name, value);
+  }
+  return out;
+}
+
+function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<string>, modules: LoraModule[]): Uint8Array[] | undefined {
+  const fields = [...wireFields(buf, graph.valueStart, graph.end)];
+  const initializers = new Map(
+    fields
+      .filter((f) => f.field === GRAPH_INITIALIZER)
+      .map((f) => tensorDims(buf, f))
+      .map((t) => [t.name, t.dims]),
+  );
+  const added = new Map<WireField, Uint8Array[]>();
+  const inputs: Uint8Array[] = [graphInputField(LORA_INDEX_INPUT, INT64, ['batch_size'])];
+  for (const f of fields) {
+    if (f.field !== GRAPH_NODE) continue;
+    const n = readNode(buf, f);
+    const match = PROJECTION_OPS.has(n.opType) ? /\/layers\.(\d+)\/(?:.*\/)?([A-Za-z0-9_]+)\/MatMul(?:NBits)?$/.exec(nodeName(buf, f)) : null;
+    if (!match || !targets.has(match[2])) continue;
+    const shape = projectionShape(n, initializers, intAttributes(buf, f));
+    if (!shape) continue;
+    const [layer, target] = [Number(match[1]), match[2]];
+    const names = loraInputNames(layer, target);
+    modules.push({ layer, target, inFeatures: shape[0], outFeatures: shape[1], ...names });
+    inputs.push(graphInputField(names.a, FLOAT, ['lora_slots', shape[0], 'lora_rank']), graphInputField(names.b, FLOAT, ['lora_slots', 'lora_rank', shape[1]]));
+    const y = n.outputs[0];
+    const p = `${names.a}/`;
+    added.set(f, [
+      withOutput(buf, n, `${p}base`),
+      nodeField('Gather', [names.a, LORA_INDEX_INPUT], `${p}rows_a`),
+      nodeField('Gather', [names.b, LORA_INDEX_INPUT], `${p}rows_b`),
+      nodeField('MatMul', [n.inputs[0], `${p}rows_a`], `${p}down`),
+      nodeField('MatMul', [`${p}down`, `${p}rows_b`], `${p}up`),
+      nodeField('Add', [`${p}base`, `${p}up`], y),
+    ]);
+  }
+  if (!added.size) return undefined;
+  const firstInput = fields.find((f) => f.field === GRAPH_INPUT);
+  return fields.flatMap((f) => [...(f === firstInput ? inputs : []), ...(added.get(f) ?? [buf.subarray(f.start, f.end)])]);
+}
+
+/**
+ * `model` with LoRA inputs on every projection whose module name is in `targets` (q_proj, v_proj, …), and those
+ * projections; undefined when the graph has none of them (its nodes are not named the way the exporter names them).
+ */
+export function withLoraInputs(model: Uint8Array, targets: readonly string[]): { bytes: Uint8Array; modules: LoraModule[] } | undefined {
+  const modules: LoraModule[] = [];
+  const bytes = withGraph(model, (graph) => rewrittenGraph(model, graph, new Set(targets), modules));
+  return bytes && { bytes, modules };
+}

@@ -1,0 +1,206 @@
+// The fixed-cache decode path (src/engine/fixed-cache/) on the CPU, on llmkit's own binding: the same greedy tokens
+// as the engine's dynamic path with rows joining and leaving, and its device sampler against TokenSampler. The CUDA
+// specifics (graph capture and replay per bucket) run only on a GPU: test/bench/device/binding-run.sh.
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalEngine } from '../../src/engine/local-engine.js';
+import { DeviceSampler } from '../../src/engine/fixed-cache/device-sampler.js';
+import { fixedCacheGraph } from '../../src/engine/fixed-cache/fixed-cache-graph.js';
+import { FixedCacheDecoder } from '../../src/engine/fixed-cache/fixed-cache-decoder.js';
+import { FixedCacheScheduler } from '../../src/engine/fixed-cache/fixed-cache-scheduler.js';
+import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
+import type { SchedulerLimits } from '../../src/engine/generation-scheduler.js';
+import { DecoderSession } from '../../src/engine/decoder-session.js';
+import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { NativeSession } from '../../src/engine/native/ort-binding.js';
+import { Random } from '../../src/engine/random.js';
+import { GREEDY, type SamplingParams, TokenSampler } from '../../src/engine/sampling.js';
+import type { GenerationRequest } from '../../src/engine/sequence.js';
+import type { GenerationEnd } from '../../src/engine/streamer.js';
+import { exportedTinyModel } from '../helpers/models.js';
+
+const prompt = (length: number, seed: number) => {
+  const random = new Random(seed);
+  return Array.from({ length }, () => 4 + Math.floor(random.next() * 700));
+};
+
+/** Submits each request after `delays[i]` decode steps of the scheduler; resolves with each one's tokens. */
+function generate(scheduler: Pick<GenerationScheduler, 'submit'>, requests: { promptIds: number[]; maxTokens: number; sampling?: SamplingParams; after?: Promise<unknown> }[]) {
+  return Promise.all(
+    requests.map(async (r) => {
+      await r.after;
+      return new Promise<{ tokens: number[]; end: GenerationEnd }>((resolve) => {
+        const tokens: number[] = [];
+        const request: GenerationRequest = {
+          promptIds: r.promptIds,
+          maxTokens: r.maxTokens,
+          sampling: r.sampling ?? GREEDY,
+          stopTokenIds: [],
+          sink: { token: (t) => (tokens.push(t), false), end: (end) => resolve({ tokens, end }) },
+        };
+        scheduler.submit(request);
+      });
+    }),
+  );
+}
+
+/** Resolves once the counter has seen `n` decode steps. */
+function stepper() {
+  let steps = 0;
+  const waiting: [number, () => void][] = [];
+  return {
+    onStep: () => {
+      steps++;
+      for (const w of waiting.filter(([n]) => n <= steps)) w[1]();
+    },
+    after: (n: number) => new Promise<void>((resolve) => (n <= steps ? resolve() : waiting.push([n, resolve]))),
+  };
+}
+
+describe.each(['tiny', '100m'] as const)('the fixed-cache path on the CPU (%s)', (preset) => {
+  let folder: string;
+  let dynamic: DecoderSession;
+  let fixed: FixedCacheDecoder;
+  const limits: SchedulerLimits = { maxBatch: 4, maxQueue: 16, maxTokensTotal: 4 * 256, prefillChunk: 24 };
+
+  beforeAll(async () => {
+    folder = await exportedTinyModel(preset, 0, 'fused-gqa');
+    const model = loadExportedModel(folder);
+    dynamic = await DecoderSession.open(model, { device: 'cpu', threads: 2, logits: 'last' });
+    fixed = await FixedCacheDecoder.open(model, { provider: 'cpu', threads: 2, rows: limits.maxBatch, capacity: 256 });
+  }, 600_000);
+  afterAll(async () => {
+    await dynamic?.release();
+    await fixed?.release();
+  });
+
+  it('gives the dynamic path greedy tokens while rows join and leave inside a bucket (prefill in chunks between steps)', async () => {
+    // Six requests of different lengths through four rows: two start together, others join after some steps,
+    // short ones leave early and their rows are taken again; prompts of 30-60 tokens take 2-3 chunks of 24.
+    const shape = [
+      [30, 12, 0],
+      [45, 4, 0],
+      [37, 9, 2],
+      [60, 6, 3],
+      [33, 10, 5],
+      [41, 3, 6],
+    ];
+    const run = (scheduler: FixedCacheScheduler | GenerationScheduler, steps: ReturnType<typeof stepper>) =>
+      generate(
+        scheduler,
+        shape.map(([length, maxTokens, after], i) => ({ promptIds: prompt(length, 10 + i), maxTokens, after: after ? steps.after(after) : undefined })),
+      );
+    const fixedSteps = stepper();
+    const dynamicSteps = stepper();
+    const [got, want] = [await run(new FixedCacheScheduler(fixed, limits, fixedSteps.onStep), fixedSteps), await run(new GenerationScheduler(dynamic, limits, dynamicSteps.onStep), dynamicSteps)];
+    expect(got.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
+    expect(got.map((r) => r.tokens.length)).toEqual(shape.map(([, n]) => n));
+    expect(got.every((r) => r.end.reason === 'length')).toBe(true);
+  }, 300_000);
+
+  // (On tiny only: the draw is the same code whatever the model; 100m's check above is what its size adds.)
+  it.runIf(preset === 'tiny')(
+    'samples seeded top-k/top-p requests as the dynamic path does, next to greedy ones',
+    async () => {
+      const sampled: SamplingParams = { ...GREEDY, temperature: 0.8, topK: 20, topP: 0.9, seed: 7 };
+      const requests = [
+        { promptIds: prompt(20, 1), maxTokens: 8, sampling: sampled },
+        { promptIds: prompt(28, 2), maxTokens: 8 },
+        { promptIds: prompt(25, 3), maxTokens: 8, sampling: { ...sampled, topK: 0, seed: 11 } },
+      ];
+      const got = await generate(new FixedCacheScheduler(fixed, limits), requests);
+      const want = await generate(new GenerationScheduler(dynamic, limits), requests);
+      expect(got.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
+    },
+    300_000,
+  );
+});
+
+describe('the engine on the fixed-cache path', () => {
+  it('serves a --gqa export on --device cpu when asked, and refuses a plain export with one line', async () => {
+    const engine = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, decodePath: 'fixed-cache', maxBatch: 2 });
+    try {
+      expect(engine.decodePath).toBe('fixed-cache');
+      const { end } = await engine.complete({ promptIds: prompt(12, 4), maxTokens: 5, ignoreEos: true });
+      expect(end.completionTokens).toBe(5);
+    } finally {
+      await engine.close();
+    }
+    await expect(LocalEngine.open(await exportedTinyModel('tiny', 0, 'traced'), { device: 'cpu', decodePath: 'fixed-cache' })).rejects.toThrow(
+      /^the fixed-cache decode path cannot run: it needs an export with GroupQueryAttention/,
+    );
+    const plain = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2 });
+    expect(plain.decodePath).toBe('dynamic');
+    await plain.close();
+  }, 300_000);
+});
+
+describe('the device sampler against TokenSampler', () => {
+  let sampler: DeviceSampler;
+  let session: NativeSession;
+  const vocab = 300;
+  const random = new Random(99);
+  // Peaked enough that top-p cuts somewhere in the middle.
+  const logits = Float32Array.from({ length: vocab }, () => 4 * (random.next() - 0.5) ** 3 * 8);
+
+  beforeAll(async () => {
+    sampler = DeviceSampler.open('cpu');
+    session = NativeSession.open(fixedCacheGraph(readFileSync(loadExportedModel(await exportedTinyModel('tiny', 0, 'fused-gqa')).onnxPath)).bytes, { provider: 'cpu' });
+  }, 300_000);
+  afterAll(() => {
+    sampler?.release();
+    session?.release();
+  });
+
+  /** `draws` samples of one row from TokenSampler (seeded) and from the device sampler fed the same uniform numbers. */
+  async function both(params: SamplingParams, draws: number) {
+    const host = new TokenSampler(params, []);
+    const twin = new TokenSampler(params, []);
+    const rows = draws;
+    const batch = new Float32Array(rows * vocab);
+    for (let r = 0; r < rows; r++) batch.set(logits, r * vocab);
+    const choices = Array.from({ length: rows }, () => twin.deviceChoice()).map((c) => (c === 'greedy' ? undefined : c));
+    const tensor = session.hostTensor(batch, 'float32', [rows, 1, vocab]);
+    const device = await sampler.draw(tensor, rows, vocab, choices);
+    const hostTokens = Array.from({ length: rows }, () => host.sample(logits.slice()));
+    return { host: hostTokens, device: Array.from(device, Number) };
+  }
+
+  it.each([
+    ['top-k 20', { temperature: 0.7, topK: 20, topP: 1 }],
+    ['top-p 0.8', { temperature: 1, topK: 0, topP: 0.8 }],
+    ['top-k 50 and top-p 0.6', { temperature: 1.3, topK: 50, topP: 0.6 }],
+  ])('draws the token TokenSampler draws from the same uniform number (%s)', async (_, filters) => {
+    const { host, device } = await both({ ...GREEDY, ...filters, seed: 5 }, 2000);
+    const same = host.filter((t, i) => t === device[i]).length;
+    // float32 on the device against float64 on the host: only a draw right on a boundary may differ.
+    expect(same / host.length).toBeGreaterThan(0.995);
+    expect(new Set(device).size).toBeGreaterThan(3);
+  });
+
+  it('matches the whole-vocabulary distribution (temperature only), whose host draw walks the vocabulary unsorted', async () => {
+    const n = 4000;
+    const temperature = 0.9;
+    const weights = Array.from(logits, (l) => Math.exp(l / temperature));
+    const total = weights.reduce((a, b) => a + b, 0);
+    const p = weights.map((w) => w / total);
+    // Evenly spread uniform numbers: the device's counts are then the distribution's quantiles, within 1/n each.
+    const draws = Array.from({ length: n }, (_, i) => ({ temperature, topK: 0, topP: 1, uniform: (i + 0.5) / n }));
+    const batch = new Float32Array(n * vocab);
+    for (let r = 0; r < n; r++) batch.set(logits, r * vocab);
+    const device = await sampler.draw(session.hostTensor(batch, 'float32', [n, 1, vocab]), n, vocab, draws);
+    const counts = new Array(vocab).fill(0);
+    for (const t of device) counts[Number(t)]++;
+    expect(Math.max(...counts.map((c, j) => Math.abs(c / n - p[j])))).toBeLessThan(2.5 / n);
+    // TokenSampler's own draws (seeded) follow the same distribution: total variation of 4,000 draws.
+    const host = new TokenSampler({ ...GREEDY, temperature, seed: 3 }, []);
+    const hostCounts = new Array(vocab).fill(0);
+    for (let i = 0; i < n; i++) hostCounts[host.sample(logits.slice())]++;
+    expect(hostCounts.reduce((sum, c, j) => sum + Math.abs(c / n - p[j]), 0) / 2).toBeLessThan(0.08);
+  });
+
+  it('gives greedy rows their argmax', async () => {
+    const { host, device } = await both({ ...GREEDY, topK: 1, temperature: 1 }, 3);
+    expect(device).toEqual(host);
+  });
+});
