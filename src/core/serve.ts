@@ -1,5 +1,6 @@
 import type { EngineOptions } from '../engine/local-engine.js';
 import type { WatchdogEvent } from '../engine/step-watchdog.js';
+import { runChartsIn } from './charts/runs.js';
 import type { Device } from '../engine/devices.js';
 import { API_KEYS_ENV, Authenticator, loadApiKeys } from '../serve/access/auth.js';
 import { BlocklistFilter, type FilterMode } from '../serve/content-filter.js';
@@ -65,6 +66,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWa
   batchFileMb?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
+  /** A folder of runs whose charts the dashboard shows (`--runs`). */
+  runs?: string;
   /** LoRA adapters served over the one model: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH` (PEFT folders). */
   adapters?: string[];
   /** The key of the runtime adapter API (/v1/load_lora_adapter, /v1/unload_lora_adapter); default $LLMKIT_ADMIN_KEY. */
@@ -105,6 +108,7 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
   const named = opts.models.map(parseModelSpec);
+  const runs = opts.runs ? runChartsIn(resolve(opts.runs)) : undefined;
   const openEngine = tritonEngines(opts, named.length);
   const adapters = (opts.adapters ?? []).map(parseModelSpec);
   const loraTargets = await adapterTargets(opts, adapters, named.length, openEngine !== undefined);
@@ -134,7 +138,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         ? null
         : await checkServingMemory(
             specs.map((s) => s.path),
-            { maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch, device, force: opts.force },
+            { maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch, device, force: opts.force, loraAdapters: Boolean(opts.adapters?.length) },
           );
     models = await ModelRegistry.open(specs, {
       ...opts,
@@ -153,7 +157,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
   const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
   const admin = adminKey ? new Authenticator([{ key: adminKey, name: 'admin' }]) : undefined;
-  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin });
+  const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin, runs });
   let url: string;
   try {
     url = await server.listen(opts.port, opts.host);

@@ -73,3 +73,15 @@ export function loadExportedModel(dir: string): ExportedModel {
   if (!existsSync(onnxPath)) throw new LlmkitError(`${onnxPath} is missing`, 'export the model again with `llmkit export`');
   return { dir: folder, manifest: parsed.data, onnxPath };
 }
+
+/**
+ * Copies of the weights in host memory while DecoderSession.open runs, besides the ones ONNX Runtime keeps: the file
+ * as read, one per rewrite (`present.*` pruned, last-position logits, LoRA adapters' inputs when serving adapters; a
+ * "fused-gqa" graph keeps its outputs) and ONNX Runtime's parsed model. The rewrites' buffers stay resident until a
+ * later GC; serve's memory estimate counts them. Weights in an external data file (exports past 2 GB) are read by
+ * ONNX Runtime alone: none (measured, docs/inspect.md).
+ */
+export function hostCopiesAtOpen(graph?: ModelManifest['graph'] | null, externalData = false, lora = false): number {
+  if (externalData) return 0;
+  return (graph === 'fused-gqa' ? 3 : 4) + (lora ? 1 : 0);
+}

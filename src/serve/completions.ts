@@ -77,7 +77,7 @@ export class CompletionService {
     const request = await this.preparer.prepare(endpoint, body, key, opts);
     try {
       const admission = await this.deps.quotas.admit({ key, model: request.served, features: request.features, promptTokens: request.promptIds.length });
-      const cached = request.cacheKey ? await this.deps.cache!.get(request.cacheKey) : undefined;
+      const cached = request.cacheKey ? await this.deps.cache!.get(request.cacheKey, request.served.id) : undefined;
       if (request.cacheKey) sink.cacheStatus?.(cached ? 'hit' : 'miss');
       const outputs = choiceOutputs(request, sink);
       const ends = cached ? await replay(request, cached, outputs[0], admission, sink) : await this.generate(request, outputs, admission, signal, sink);

@@ -61,7 +61,8 @@ export class ResponseCache {
     return hash.digest('hex');
   }
 
-  async get(key: string): Promise<CachedAnswer | undefined> {
+  /** The answer cached under `key`, counted as a hit or miss of `model` (the served model's id). */
+  async get(key: string, model: string): Promise<CachedAnswer | undefined> {
     let answer: CachedAnswer | undefined;
     if (this.opts.redis) {
       // Redis away, or an entry this version cannot read (another version wrote it): a miss, and the answer is generated.
@@ -74,7 +75,7 @@ export class ResponseCache {
         this.memory.set(key, answer);
       }
     }
-    this.opts.metrics.cacheRequests.inc({ result: answer ? 'hit' : 'miss' });
+    this.opts.metrics.cacheRequests.inc({ model, result: answer ? 'hit' : 'miss' });
     return answer;
   }
 

@@ -22,7 +22,7 @@ export class ServerMetrics {
   readonly quotaStoreErrors = this.registry.add(
     new Counter('llmkit_quota_store_errors_total', 'quota checks that could not reach the counter store (Redis); --redis-down says what happened to the request'),
   );
-  readonly cacheRequests = this.registry.add(new Counter('llmkit_cache_requests_total', 'cacheable (deterministic) requests, by result: hit or miss'));
+  readonly cacheRequests = this.registry.add(new Counter('llmkit_cache_requests_total', 'cacheable (deterministic) requests, by model and result: hit or miss'));
   readonly decodeBatch = this.registry.add(new Histogram('llmkit_decode_batch_size', 'rows advanced by each decode step', BATCH_BUCKETS));
 
   /** `models` is read at scrape time, so the metrics can exist before the models are loaded. */

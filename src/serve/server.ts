@@ -12,6 +12,7 @@ import type { Endpoint } from './openai/translate.js';
 import type { QuotaTracker } from './access/quotas.js';
 import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './server-metrics.js';
+import { type RunCharts, sendChart } from './run-charts.js';
 import { serveWebUi } from './web-ui.js';
 import { WebSocketGateway } from './websocket.js';
 import { adapterCard, handleLoraAdmin, LORA_ADMIN_ROUTES } from './lora-admin.js';
@@ -31,6 +32,8 @@ export interface ServerOptions {
   batch?: BatchOptions;
   /** Serve the web page (chat playground and dashboard) at `/` (default true; `--no-ui` turns it off). */
   ui?: boolean;
+  /** `--runs DIR`: run folders whose charts the dashboard lists and shows (behind the API key when keys are on). */
+  runs?: RunCharts;
   /** The admin key's check, for loading and unloading LoRA adapters at run time (lora-admin.ts); none: that API is off. */
   admin?: Authenticator;
 }
@@ -167,6 +170,7 @@ export class LlmServer {
       return sendJson(res, 200, await handleLoraAdmin(pathname, req.headers.authorization, await readJson(req), this.opts.models, this.opts.admin));
     }
     if (pathname === '/health') return sendJson(res, 200, { status: 'ok' });
+    if (this.opts.runs && (pathname === '/runs' || pathname.startsWith('/runs/'))) return this.runCharts(this.opts.runs, req, res, pathname, entry);
     if (this.opts.ui !== false && req.method === 'GET' && (await serveWebUi(pathname, res))) return;
     if (pathname === '/ready') {
       if (this.draining) return sendJson(res, 503, { status: 'draining' });
@@ -191,6 +195,17 @@ export class LlmServer {
       );
     }
     throw new ApiError(404, `Unknown request URL: ${req.method} ${pathname}`, 'unknown_url');
+  }
+
+  /** GET /runs: the runs and their charts; GET /runs/<run>/<chart>.svg: one chart. Data like the API's: a key when keys are on. */
+  private async runCharts(runs: RunCharts, req: IncomingMessage, res: ServerResponse, pathname: string, entry: AccessEntry): Promise<void> {
+    this.allow(req, 'GET');
+    entry.key = this.opts.auth.authenticate(req.headers.authorization).name;
+    if (pathname === '/runs') return sendJson(res, 200, { object: 'list', data: await runs.list() });
+    const [run, file, ...rest] = pathname.slice('/runs/'.length).split('/').map(decodedOrEmpty);
+    const svg = run && file && !rest.length ? await runs.chart(run, file) : null;
+    if (svg === null) throw new ApiError(404, `No chart ${pathname.slice('/runs/'.length)} under --runs: GET /runs lists them`, 'unknown_chart');
+    sendChart(res, svg);
   }
 
   private allow(req: IncomingMessage, method: string): void {
@@ -226,5 +241,14 @@ export class LlmServer {
       sse.send(error.body);
       sse.done();
     }
+  }
+}
+
+/** A path segment decoded, or '' when its escapes are malformed (a 404 then, not an error of ours). */
+function decodedOrEmpty(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return '';
   }
 }

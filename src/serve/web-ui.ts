@@ -10,7 +10,7 @@ import { packageRoot } from '../shared/paths.js';
  */
 const SOURCE = join(packageRoot, 'src', 'serve', 'ui');
 const COMPILED = join(packageRoot, 'dist', 'serve', 'ui');
-const MODULES = ['app', 'api', 'chat', 'dashboard', 'prometheus', 'sse'];
+const MODULES = ['app', 'api', 'chat', 'dashboard', 'prometheus', 'runs', 'sse'];
 
 const FILES: Record<string, { path: string; type: string }> = {
   '/': { path: join(SOURCE, 'index.html'), type: 'text/html; charset=utf-8' },
@@ -18,7 +18,8 @@ const FILES: Record<string, { path: string; type: string }> = {
   ...Object.fromEntries(MODULES.map((m) => [`/ui/${m}.js`, { path: join(COMPILED, `${m}.js`), type: 'text/javascript; charset=utf-8' }])),
 };
 
-const POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
+// blob: for the run charts, fetched with the API key and shown as images.
+const POLICY = "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'";
 
 /** Serves one of the page's files, or says it is not one (false). */
 export async function serveWebUi(pathname: string, res: ServerResponse): Promise<boolean> {

@@ -56,6 +56,7 @@ const FinetuneConfig = z.object({
   exact_match: z.number().int(),
   device: z.string(),
   fsdp: z.boolean(),
+  report_to: z.enum(['none', 'tensorboard']),
 });
 
 const FinetuneResult = z.object({

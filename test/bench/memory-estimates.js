@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `inspect --for`'s peak-memory estimates against measured peaks: runs a few short trainings (and one server) on
 // this machine and prints estimate, measured peak and error for each. CPU here: the peak is the worker's RSS
-// (ru_maxrss) and the server's VmHWM. Usage: node test/bench/memory-estimates.js [--quick]
+// (ru_maxrss) and the server's VmHWM. Usage: node test/bench/memory-estimates.js [--quick | --serve]
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -24,7 +24,8 @@ const runs = [
   ['100m', 'lora', ['--lora', '--batch-size', '8', '--max-seq-len', '512']],
 ];
 const rows = [];
-for (const [preset, purpose, flags] of process.argv.includes('--quick') ? runs.slice(0, 2) : runs) {
+const trainings = process.argv.includes('--serve') ? [] : process.argv.includes('--quick') ? runs.slice(0, 2) : runs;
+for (const [preset, purpose, flags] of trainings) {
   const path = model(preset);
   const fitFlags = flags.filter((f) => f !== '--lora');
   const estimate = cli(['inspect', path, '--for', purpose, '--device', 'cpu', ...fitFlags]).memory.estimate.total;
@@ -33,22 +34,42 @@ for (const [preset, purpose, flags] of process.argv.includes('--quick') ? runs.s
   rows.push({ run: `${purpose} ${preset} ${fitFlags.join(' ')}`, estimate, measured: summary.peakMemoryBytes });
   console.error(rows.at(-1));
 }
-// serve: 100m at --max-batch 4 with prompts that fill most of the context, VmHWM read from /proc after the load.
-const exported = cli(['export', model('100m'), '--out', join(work, '100m-onnx')]).path;
-const estimate = cli(['inspect', exported, '--for', 'serve', '--device', 'cpu', '--batch-size', '4']).memory.estimate.total;
-const server = spawn('node', ['bin/llmkit.js', 'serve', `m=${exported}`, '--port', '0', '--json', '--max-batch', '4', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'ignore'] });
-const url = await new Promise((resolve) => server.stdout.once('data', (b) => resolve(JSON.parse(String(b)).url)));
+// serve: the 100m export at each precision, on llmkit's binding and on onnxruntime-node (LLMKIT_NATIVE=0), at
+// --max-batch 4 with prompts that fill most of the context; VmHWM read from /proc after the load.
 const prompt = text.slice(0, 2400);
-await Promise.all(
-  Array.from({ length: 4 }, () =>
-    fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt, max_tokens: 64, ignore_eos: true }) }).then((r) =>
-      r.json(),
-    ),
-  ),
-);
-const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]) * 1024;
-server.kill('SIGTERM');
-rows.push({ run: 'serve 100m --max-batch 4 (context 1024)', estimate, measured: hwm });
+async function servePeak(path, env) {
+  const server = spawn('node', ['bin/llmkit.js', 'serve', `m=${path}`, '--port', '0', '--json', '--max-batch', '4', '--device', 'cpu'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, ...env },
+  });
+  const url = await new Promise((resolve) => server.stdout.once('data', (b) => resolve(JSON.parse(String(b)).url)));
+  const body = JSON.stringify({ model: 'm', prompt, max_tokens: 64, ignore_eos: true });
+  await Promise.all(Array.from({ length: 4 }, () => fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body }).then((r) => r.json())));
+  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]) * 1024;
+  server.kill('SIGTERM');
+  return hwm;
+}
+const fp32 = cli(['export', model('100m'), '--out', join(work, '100m-onnx')]).path;
+const exports = [
+  ['fp32', fp32],
+  ['tiny fp32', cli(['export', model('tiny'), '--out', join(work, 'tiny-onnx')]).path],
+];
+if (!process.argv.includes('--quick')) {
+  for (const bits of ['int8', 'int4']) {
+    cli(['quantize', fp32, `--${bits}`, '--out', join(work, `100m-${bits}`), '--eval-tokens', '256']);
+    exports.push([bits, join(work, `100m-${bits}`)]);
+  }
+}
+for (const [precision, path] of exports) {
+  const estimate = cli(['inspect', path, '--for', 'serve', '--device', 'cpu', '--batch-size', '4']).memory.estimate.total;
+  for (const [binding, env] of [
+    ['llmkit binding', {}],
+    ['onnxruntime-node', { LLMKIT_NATIVE: '0' }],
+  ]) {
+    rows.push({ run: `serve ${precision.startsWith('tiny') ? precision : `100m ${precision}`}, ${binding}, --max-batch 4 (context 1024)`, estimate, measured: await servePeak(path, env) });
+    console.error(rows.at(-1));
+  }
+}
 
 const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 console.log('| run | estimate | measured peak | error |\n|---|---|---|---|');

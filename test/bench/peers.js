@@ -6,7 +6,8 @@
 // and the figures are medians over rounds with their ranges, plus each round's ratio to llmkit.
 // test/bench/peers.sh builds the models and calls this; run it directly with the folders it lists:
 //   node test/bench/peers.js --models <peers.sh output folder> [--rounds 6] [--threads 2] [--llama-threads 1]
-//        [--prompt 256] [--new 128] [--batch 8]
+//        [--prompt 256] [--new 128] [--batch 8] [--only NAME,…] [--precisions fp32,int8,int4] [--reference NAME]
+// --only keeps the contenders whose name starts with one of the NAMEs; --reference is the one the ratios divide by.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,22 +39,35 @@ function contender(name, command, argv) {
   };
 }
 
-const PRECISIONS = { fp32: ['fp32', 'f32'], int8: ['int8', 'q8_0'], int4: ['int4', 'q4_0'] };
+const ALL_PRECISIONS = { fp32: ['fp32', 'f32'], int8: ['int8', 'q8_0'], int4: ['int4', 'q4_0'] };
+const PRECISIONS = Object.fromEntries(
+  flag('precisions', 'fp32,int8,int4')
+    .split(',')
+    .map((p) => [p, ALL_PRECISIONS[p]]),
+);
+const only = flag('only')?.split(',');
+const reference = flag('reference', 'llmkit --fused');
+const llmkitRunner = (folder, ...rest) => ['node', [join(here, 'peers', 'llmkit-runner.js'), join(models, folder), String(threads), ...rest]];
+/** A contender's name and command, spawned only if --only keeps it. */
+const spec = (name, command, argv) => ({ name, command, argv });
 const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]]) =>
   [
-    contender('llmkit', 'node', [join(here, 'peers', 'llmkit-runner.js'), join(models, `llmkit-${precision}`), String(threads)]),
-    contender('llmkit --fused', 'node', [join(here, 'peers', 'llmkit-runner.js'), join(models, `llmkit-fused-${precision}`), String(threads)]),
-    contender('onnxruntime-genai', genaiPython, [join(here, 'peers', 'genai_runner.py'), join(models, `genai-${genai}`)]),
+    spec('llmkit', ...llmkitRunner(`llmkit-${precision}`)),
+    spec('llmkit --fused', ...llmkitRunner(`llmkit-fused-${precision}`)),
+    // --gqa on llmkit's binding: the dynamic path (present bound to the past's buffer) and the fixed-cache path.
+    existsSync(join(models, `llmkit-gqa-${precision}`)) && spec('llmkit --gqa', ...llmkitRunner(`llmkit-gqa-${precision}`)),
+    existsSync(join(models, `llmkit-gqa-${precision}`)) && spec('llmkit --gqa fixed-cache', ...llmkitRunner(`llmkit-gqa-${precision}`, 'fixed-cache')),
+    spec('onnxruntime-genai', genaiPython, [join(here, 'peers', 'genai_runner.py'), join(models, `genai-${genai}`)]),
     existsSync(join(models, `${gguf}.gguf`)) &&
-      contender(`llama.cpp ${gguf.toUpperCase()} (node-llama-cpp, ${llamaThreads} thread${llamaThreads > 1 ? 's' : ''})`, 'node', [
+      spec(`llama.cpp ${gguf.toUpperCase()} (node-llama-cpp, ${llamaThreads} thread${llamaThreads > 1 ? 's' : ''})`, 'node', [
         join(here, 'peers', 'llama-runner.js'),
         join(scratch, 'llama'),
         join(models, `${gguf}.gguf`),
         String(llamaThreads),
       ]),
   ]
-    .filter(Boolean)
-    .map((c) => ({ ...c, precision })),
+    .filter((c) => c && (!only || only.some((name) => c.name.startsWith(name))))
+    .map((c) => ({ ...contender(c.name, c.command, c.argv), precision })),
 );
 
 // Token ids from a fixed generator: every contender gets the same prompts.
@@ -93,23 +107,23 @@ const ratio = (xs) => `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}
 console.log(`${rounds} interleaved rounds, ${promptLength}-token prompt, ${newTokens} greedy tokens, ${threads} threads (llama.cpp: ${llamaThreads})`);
 for (const workload of workloads) {
   console.log(
-    `\n${workload.name}: ${workload.batched ? 'aggregate tok/s (prefill + decode of every row)' : 'decode tok/s after the first token, prefill tok/s'}; ratios: llmkit --fused ÷ contender, round by round`,
+    `\n${workload.name}: ${workload.batched ? 'aggregate tok/s (prefill + decode of every row)' : 'decode tok/s after the first token, prefill tok/s'}; ratios: ${reference} ÷ contender, round by round`,
   );
-  console.log('| precision | contender | ' + (workload.batched ? 'aggregate tok/s' : 'decode tok/s | prefill tok/s') + ' | llmkit --fused ÷ it |');
+  console.log('| precision | contender | ' + (workload.batched ? 'aggregate tok/s' : 'decode tok/s | prefill tok/s') + ` | ${reference} ÷ it |`);
   console.log('|---|---|---|' + (workload.batched ? '' : '---|') + '---|');
   for (const precision of Object.keys(PRECISIONS)) {
-    const fused = results.get(`${workload.name}|llmkit --fused|${precision}`);
+    const fused = results.get(`${workload.name}|${reference}|${precision}`);
     for (const c of contenders.filter((x) => x.precision === precision)) {
       const rows = results.get(`${workload.name}|${c.name}|${precision}`);
       if (!rows) continue;
       const pick = (m) => rows.map((r) => r[m]);
       const perRound = (m) => fused.map((f, i) => f[m] / rows[i][m]);
       const cells = workload.batched
-        ? [`${median(pick('total')).toFixed(0)} (${range(pick('total'))})`, c.name === 'llmkit --fused' ? '' : ratio(perRound('total'))]
+        ? [`${median(pick('total')).toFixed(0)} (${range(pick('total'))})`, c.name === reference ? '' : ratio(perRound('total'))]
         : [
             `${median(pick('decode')).toFixed(0)} (${range(pick('decode'))})`,
             `${median(pick('prefill')).toFixed(0)} (${range(pick('prefill'))})`,
-            c.name === 'llmkit --fused' ? '' : `decode ${ratio(perRound('decode'))}, prefill ${ratio(perRound('prefill'))}`,
+            c.name === reference ? '' : `decode ${ratio(perRound('decode'))}, prefill ${ratio(perRound('prefill'))}`,
           ];
       console.log(`| ${precision} | ${c.name} | ${cells.join(' | ')} |`);
     }

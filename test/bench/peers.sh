@@ -10,6 +10,7 @@
 #     (test/bench/peers/convert_gguf.py says how).
 # Then test/bench/peers.js runs the interleaved rounds. Extra arguments go to peers.js:
 #   test/bench/peers.sh --rounds 8 --threads 2 --llama-threads 1
+#   LLAMA=0 test/bench/peers.sh --only 'llmkit --gqa,llmkit --fused,onnxruntime-genai' --reference 'llmkit --gqa'
 # Outputs in $OUT (default runs/bench-peers): the model folders and peers.txt (the printed report).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -28,18 +29,19 @@ if [ ! -f "$PEERS/genai-venv/.ready" ]; then
   "$PEERS/genai-venv/bin/python" -m pip install -q onnxruntime-genai==0.18.0 sentencepiece
   touch "$PEERS/genai-venv/.ready"
 fi
-if [ ! -f "$PEERS/llama/node_modules/node-llama-cpp/package.json" ]; then
+# LLAMA=0: no llama.cpp (its set-up and GGUF files are the slow part); peers.js then leaves it out.
+if [ "${LLAMA:-1}" = 1 ] && [ ! -f "$PEERS/llama/node_modules/node-llama-cpp/package.json" ]; then
   mkdir -p "$PEERS/llama"
   (cd "$PEERS/llama" && echo '{"private":true}' > package.json && npm install --no-audit --no-fund node-llama-cpp@3.21.1)
 fi
-[ -d "$PEERS/llama.cpp" ] || git clone -q "$PEERS/llama/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$PEERS/llama.cpp"
+[ "${LLAMA:-1}" = 0 ] || [ -d "$PEERS/llama.cpp" ] || git clone -q "$PEERS/llama/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$PEERS/llama.cpp"
 
 [ -f "$OUT/m100/config.json" ] || $LLMKIT make-model --preset 100m --out "$OUT/m100"
 # Models are remade whenever the exporter or the quantizer changed since.
-for fused in "" --fused; do
-  dir="$OUT/llmkit-${fused:+fused-}fp32"
+for graph in "" fused gqa; do
+  dir="$OUT/llmkit-${graph:+$graph-}fp32"
   if [ ! -f "$dir/llmkit.json" ] || [ src/workers/python/llmkit_worker/export_onnx.py -nt "$dir/llmkit.json" ] || [ src/workers/python/llmkit_worker/fuse_graph.py -nt "$dir/llmkit.json" ]; then
-    $LLMKIT export "$OUT/m100" --out "$dir" $fused
+    $LLMKIT export "$OUT/m100" --out "$dir" ${graph:+--$graph}
   fi
   for bits in 8 4; do
     q="${dir%fp32}int$bits"
@@ -67,7 +69,7 @@ json.dump(config, open(path, "w"), indent=2)
 PY
 done
 for type in f32 q8_0 q4_0; do
-  [ -f "$OUT/$type.gguf" ] || "$PEERS/genai-venv/bin/python" test/bench/peers/convert_gguf.py "$PEERS/llama.cpp" "$OUT/m100" \
+  [ "${LLAMA:-1}" = 0 ] || [ -f "$OUT/$type.gguf" ] || "$PEERS/genai-venv/bin/python" test/bench/peers/convert_gguf.py "$PEERS/llama.cpp" "$OUT/m100" \
     --outtype $type --outfile "$OUT/$type.gguf" > "$OUT/gguf-$type.log" 2>&1
 done
 

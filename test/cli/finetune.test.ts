@@ -6,6 +6,7 @@ import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { chartSeries } from '../helpers/charts.js';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { tensorboardScalars } from '../helpers/tensorboard.js';
 import { tinyModel } from '../helpers/models.js';
 import { interruptedAtFirstCheckpoint, metrics } from '../helpers/training.js';
 
@@ -28,7 +29,7 @@ describe('llmkit finetune --lora on the bundled facts (tiny model, CPU)', () => 
   let stderr: string;
 
   beforeAll(async () => {
-    const r = await runCli(['--json', 'finetune', '--recipe', RECIPE, '--out', out, '--merge'], { env });
+    const r = await runCli(['--json', 'finetune', '--recipe', RECIPE, '--out', out, '--merge', '--report-to', 'tensorboard'], { env });
     stderr = String(r.stderr);
     expect(r.exitCode, stderr.slice(-2000)).toBe(0);
     summary = JSON.parse(String(r.stdout));
@@ -60,6 +61,14 @@ describe('llmkit finetune --lora on the bundled facts (tiny model, CPU)', () => 
     expect(chart['train loss']).toEqual(steps.map((m) => [m.step, m.loss]));
     expect(chart.lr).toEqual(steps.map((m) => [m.step, m.lr]));
     expect(chart['tokens/s']).toEqual(steps.map((m) => [m.step, m.tokens_per_s]));
+    // --report-to tensorboard: the same series in TensorBoard's event files (float32, as TensorBoard stores scalars).
+    expect(summary.tensorboard).toBe(join(out, 'tensorboard'));
+    const board = tensorboardScalars(summary.tensorboard!);
+    expect(board['train/loss']).toEqual(steps.map((m) => [m.step, Math.fround(m.loss)]));
+    expect(board['train/lr']).toEqual(steps.map((m) => [m.step, Math.fround(m.lr)]));
+    expect(board['train/tokens_per_s']).toEqual(steps.map((m) => [m.step, Math.fround(m.tokens_per_s)]));
+    const exact = metrics(out).filter((m) => m.exact_match !== undefined);
+    expect(board['eval/exact_match']).toEqual(exact.map((m) => [m.step, Math.fround(m.exact_match)]));
     const config = JSON.parse(readFileSync(join(out, 'llmkit-config.json'), 'utf8'));
     expect(config).toMatchObject({ command: 'finetune', recipe: RECIPE, options: { lora: true, loraR: 16, lr: 0.005, epochs: 100, merge: true } });
     expect(config.data[0]).toMatchObject({ format: 'messages', examples: 20 });

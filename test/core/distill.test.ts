@@ -5,6 +5,7 @@ import type { DistillReport } from '../../src/core/distill/report.js';
 import type { DistillSummary } from '../../src/core/distill/run.js';
 import type { FinetuneSummary } from '../../src/core/finetune/run.js';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { tensorboardScalars } from '../helpers/tensorboard.js';
 
 // Two shared cores: one thread per worker is faster than two fighting, and keeps CPU runs bit-identical.
 const env = { OMP_NUM_THREADS: '1' };
@@ -34,7 +35,7 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     expect(t.exitCode, String(t.stderr).slice(-2000)).toBe(0);
     // The student keeps the teacher's last layer (of 2): it starts far from the teacher (the first layer alone
     // already answers most facts), so the comparison below measures learning.
-    const d = await runCli(['--json', 'distill', '--teacher', teacher, '--student-layers', '1', ...TRAINING, '--out', out], { env });
+    const d = await runCli(['--json', 'distill', '--teacher', teacher, '--student-layers', '1', ...TRAINING, '--out', out, '--report-to', 'tensorboard'], { env });
     expect(d.exitCode, String(d.stderr).slice(-2000)).toBe(0);
     summary = JSON.parse(String(d.stdout));
     // Plain fine-tuning of the same starting student on the same data, steps and schedule.
@@ -85,6 +86,14 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     const config = JSON.parse(readFileSync(join(out, 'llmkit-config.json'), 'utf8'));
     expect(config).toMatchObject({ command: 'distill', options: { teacher, studentLayers: [1], mode: 'logits', temperature: 2, alpha: 0.5, maxSteps: 10 } });
     expect(existsSync(join(out, 'checkpoints', 'checkpoint-10'))).toBe(true);
+  });
+
+  it('logs the run to TensorBoard with --report-to tensorboard: the eval and train curves of metrics.jsonl', () => {
+    expect(summary.training.tensorboard).toBe(join(out, 'tensorboard'));
+    const board = tensorboardScalars(summary.training.tensorboard!);
+    expect(board['eval/loss']).toEqual(evalCurve(out).map(([step, loss]) => [step, Math.fround(loss)]));
+    expect(board['train/loss']?.map(([step]) => step)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(board['train/loss']![9][1]).toBe(Math.fround(summary.training.lastLoss!));
   });
 
   it('refuses to resume with other distillation settings', async () => {

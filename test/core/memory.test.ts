@@ -52,6 +52,20 @@ describe('memory estimates', () => {
     expect(serve.parts.weights).toBe(100 * MiB);
   });
 
+  it("counts serve's copies of the weights while the model opens, or the KV cache, whichever is larger (CPU)", () => {
+    const at = (batchSize: number, openCopies?: number) => estimateMemory('serve', shape100m, { batchSize, maxSeqLen: 1024, device: 'cpu', weightBytes: 100 * MiB, openCopies });
+    const small = at(1);
+    expect(small.parts.loading).toBe(4 * 100 * MiB);
+    expect(small.total).toBe(small.parts.weights + small.parts.loading + small.parts.runtime);
+    expect(at(1, 3).parts.loading).toBe(300 * MiB);
+    // 64 rows of 1,024 tokens: 3 GiB of fp32 KV cache, past the load's copies.
+    const large = at(64);
+    expect(large.parts.kvCache).toBeGreaterThan(large.parts.loading);
+    expect(large.total).toBe(large.parts.weights + large.parts.kvCache + large.parts.scratch + large.parts.runtime);
+    // On a GPU the copies are host memory.
+    expect(estimateMemory('serve', shape100m, { batchSize: 1, maxSeqLen: 1024, device: 'cuda', weightBytes: 100 * MiB }).parts.loading).toBe(0);
+  });
+
   it('advises the changes that bring a run under what there is', () => {
     const verdict = judgeFit('finetune', shape100m, { batchSize: 64, maxSeqLen: 1024, device: 'cpu' }, 16 * 2 ** 30, 'RAM');
     expect(verdict.fits).toBe(false);

@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 
 /** The numbers an llmkit SVG chart carries: each line's x and y (data-series), each bar's value (data-group). */
 export function chartSeries(path: string): Record<string, [number, number][]> {
-  const svg = readFileSync(path, 'utf8');
+  return chartSeriesOf(readFileSync(path, 'utf8'));
+}
+
+export function chartSeriesOf(svg: string): Record<string, [number, number][]> {
   const out: Record<string, [number, number][]> = {};
   for (const m of svg.matchAll(/data-series="([^"]*)" data-x="([^"]*)" data-y="([^"]*)"/g)) {
     const xs = m[2].split(' ').filter(Boolean).map(Number);

@@ -82,7 +82,7 @@ describe('response cache in memory (--cache)', () => {
     expect(second.text).toBe(first.text);
     expect(second.body.usage).toEqual(first.body.usage);
     expect(second.body.id).not.toBe(first.body.id);
-    expect(await metric(server.url, 'llmkit_cache_requests_total{result="hit"}')).toBe(1);
+    expect(await metric(server.url, 'llmkit_cache_requests_total{model="tiny@1",result="hit"}')).toBe(1);
 
     const variants = [
       { ...base, messages: [{ role: 'system', content: 'You answer in two lines.' }, base.messages[1]] },
@@ -100,7 +100,10 @@ describe('response cache in memory (--cache)', () => {
     expect((await ask(server, base, 'sk-other-3333')).cache).toBe('miss');
     // Sampled without a seed: not deterministic, not cached (no header).
     expect((await ask(server, { ...base, temperature: 0.7 })).cache).toBeNull();
-    expect(await metric(server.url, 'llmkit_cache_requests_total{result="hit"}')).toBe(2);
+    expect(await metric(server.url, 'llmkit_cache_requests_total{model="tiny@1",result="hit"}')).toBe(2);
+    // Per model: tiny@2 was asked once (a miss), none of its lookups hit.
+    expect(await metric(server.url, 'llmkit_cache_requests_total{model="tiny@2",result="miss"}')).toBe(1);
+    expect(await metric(server.url, 'llmkit_cache_requests_total{model="tiny@2",result="hit"}')).toBe(0);
   });
 
   it('streams an answer served from the cache, chunk by chunk, like the generated one', async () => {

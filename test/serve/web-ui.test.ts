@@ -1,10 +1,14 @@
-import { readFileSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, publishScreenshot, screenshotPath } from '../helpers/browser.js';
 import { exportedTinyModel } from '../helpers/models.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { svgDocument } from '../../src/core/charts/svg.js';
+import { chartSeriesOf } from '../helpers/charts.js';
+import { tempDir } from '../helpers/cli.js';
+import { metric, startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
  * The page `llmkit serve` serves at `/`, driven in a real headless Chromium against the real server with the tiny
@@ -156,15 +160,26 @@ describe('the web page, without API keys', () => {
     expect(busiest).toBeGreaterThan(1);
     expect(await page.locator('#model-tiny td:nth-child(7)').textContent()).toMatch(/since start \d+ \/ \d+\)/);
     expect(await page.locator('#quota-table').textContent()).toMatch(/key anonymous/);
+    // No --runs: the server has no /runs and the page no runs section.
+    expect(await page.locator('#runs').isHidden()).toBe(true);
   }, 180_000);
 });
 
 describe('the web page, with an API key', () => {
   let server: TestServer;
   let page: Page;
+  const runs = tempDir('llmkit-runs-');
+  const training = join(runs, 'lora-run');
+  const step = (n: number) => JSON.stringify({ step: n, loss: 3 - n / 4, lr: 1e-3, tokens_per_s: 500 + n }) + '\n';
 
   beforeAll(async () => {
-    server = await startTestServer({ apiKeys: ['sk-page-test'] });
+    // A training still going (metrics.jsonl, no chart yet) and a finished quantize run with its chart.
+    mkdirSync(training);
+    writeFileSync(join(training, 'metrics.jsonl'), step(1) + step(2));
+    writeFileSync(join(training, 'llmkit-config.json'), JSON.stringify({ command: 'finetune', options: { model: '/models/tiny' } }));
+    mkdirSync(join(runs, 'tiny-int8'));
+    writeFileSync(join(runs, 'tiny-int8', 'quantize-report.svg'), svgDocument('quantize: tiny-int8', [{ title: 'size', unit: 'MiB', groups: ['fp32', 'int8'], values: [0.82, 0.28] }]));
+    server = await startTestServer({ apiKeys: ['sk-page-test'], cache: true, runs });
     page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   }, 300_000);
 
@@ -194,6 +209,56 @@ describe('the web page, with an API key', () => {
     await page.waitForFunction(() => document.querySelectorAll('#model option').length === 1);
     expect(await page.inputValue('#api-key')).toBe('sk-page-test');
   }, 120_000);
+
+  it("shows each model's response-cache hits on the dashboard", async () => {
+    const series = (result: string) => metric(server.url, `llmkit_cache_requests_total{model="tiny",result="${result}"}`);
+    const [hits, misses] = [await series('hit'), await series('miss')];
+    const body = JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'cached?' }], max_tokens: 8, temperature: 0 });
+    const headers = { Authorization: 'Bearer sk-page-test', 'Content-Type': 'application/json' };
+    for (const expected of ['miss', 'hit']) {
+      const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers, body });
+      expect([res.status, res.headers.get('x-llmkit-cache')]).toEqual([200, expected]);
+    }
+    await page.click('#tab-dashboard');
+    const shown = `${hits + 1} of ${hits + misses + 2} (${Math.round((100 * (hits + 1)) / (hits + misses + 2))} %)`;
+    await page.waitForFunction((text) => document.querySelector('#model-tiny td:nth-child(9)')?.textContent === text, shown, { timeout: 10_000 });
+    expect(await page.textContent('#cache-hits')).toBe(shown);
+  }, 60_000);
+
+  it("lists --runs' charts behind the key, shows one, and draws a training's new steps as they come", async () => {
+    const auth = { headers: { Authorization: 'Bearer sk-page-test' } };
+    expect((await fetch(`${server.url}/runs`)).status).toBe(401);
+    const list = (await (await fetch(`${server.url}/runs`, auth)).json()) as { data: { id: string; charts: string[] }[] };
+    expect(list.data.map((r) => [r.id, r.charts])).toEqual(
+      expect.arrayContaining([
+        ['lora-run', ['metrics.svg']],
+        ['tiny-int8', ['quantize-report.svg']],
+      ]),
+    );
+    // Only the charts the list names: no other file, no way out of the folder.
+    for (const path of ['lora-run/metrics.jsonl', 'lora-run/llmkit-config.json', '..%2F..%2Fetc/passwd', 'lora-run/..%2F..%2Fetc%2Fpasswd', '%E0/x.svg']) {
+      expect((await fetch(`${server.url}/runs/${path}`, auth)).status, path).toBe(404);
+    }
+    const chart = await fetch(`${server.url}/runs/lora-run/metrics.svg`, auth);
+    expect(chart.headers.get('content-security-policy')).toMatch(/sandbox/);
+    const points = async () => chartSeriesOf(await (await fetch(`${server.url}/runs/lora-run/metrics.svg`, auth)).text())['train loss'];
+    expect(await points()).toEqual([
+      [1, 2.75],
+      [2, 2.5],
+    ]);
+
+    await page.click('#tab-dashboard');
+    await page.waitForSelector('#run-lora-run button');
+    await page.click('#run-lora-run button');
+    await page.waitForFunction(() => ((document.getElementById('run-chart') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0);
+    expect(await page.textContent('#run-caption')).toBe('lora-run: metrics.svg');
+    await shot(page, 'serve-runs.png');
+    // The run goes on: the next refresh of the list fetches the chart again, drawn from the longer metrics.jsonl.
+    appendFileSync(join(training, 'metrics.jsonl'), step(3));
+    expect((await points()).at(-1)).toEqual([3, 2.25]);
+    const shownBefore = await page.getAttribute('#run-chart', 'src');
+    await page.waitForFunction((before) => document.getElementById('run-chart')?.getAttribute('src') !== before, shownBefore, { timeout: 15_000 });
+  }, 60_000);
 });
 
 describe('serve --no-ui', () => {
@@ -211,7 +276,7 @@ describe('serve --no-ui', () => {
 
 describe('the page is small', () => {
   it('weighs under 40 kB, HTML, CSS and scripts together', () => {
-    const files = ['src/serve/ui/index.html', 'src/serve/ui/style.css', ...['app', 'api', 'chat', 'dashboard', 'prometheus', 'sse'].map((m) => `dist/serve/ui/${m}.js`)];
+    const files = ['src/serve/ui/index.html', 'src/serve/ui/style.css', ...['app', 'api', 'chat', 'dashboard', 'prometheus', 'runs', 'sse'].map((m) => `dist/serve/ui/${m}.js`)];
     const bytes = files.reduce((sum, f) => sum + readFileSync(f).length, 0);
     expect(bytes).toBeLessThan(40_000);
   });

@@ -43,6 +43,7 @@ function formatSummary(s: DistillSummary): string {
     ['model', t.modelOut ?? '-'],
     ['metrics', t.metrics],
     ['chart', t.chart ?? '-'],
+    ...(t.tensorboard ? [['tensorboard', t.tensorboard] as [string, string]] : []),
     ['config', t.config],
     ['log', t.log],
   );

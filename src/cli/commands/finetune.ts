@@ -30,7 +30,9 @@ function formatSummary(s: FinetuneSummary): string {
   if (s.adapter) rows.push(['adapter', s.adapter]);
   if (s.merged) rows.push(['merged model', s.merged]);
   if (s.modelOut) rows.push(['model', s.modelOut]);
-  rows.push(['metrics', s.metrics], ['chart', s.chart ?? '-'], ['config', s.config], ['log', s.log]);
+  rows.push(['metrics', s.metrics], ['chart', s.chart ?? '-']);
+  if (s.tensorboard) rows.push(['tensorboard', s.tensorboard]);
+  rows.push(['config', s.config], ['log', s.log]);
   const kind = s.method === 'lora' ? 'LoRA' : 'full';
   return `finetune done (${kind}${s.resumedFrom ? `, resumed from ${s.resumedFrom}` : ''})\n${formatRows(rows)}`;
 }

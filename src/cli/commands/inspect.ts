@@ -43,7 +43,9 @@ function formatInspection(r: ModelInspection): string {
 /** The estimate in parts, the verdict, and what would make it fit. */
 export function formatFit(m: FitPlan): string {
   const e = m.estimate;
-  const parts = Object.entries(e.parts).map(([k, v]): [string, string] => [`  ${k}`, formatBytes(v)]);
+  const parts = Object.entries(e.parts)
+    .filter(([k, v]) => k !== 'loading' || v > 0)
+    .map(([k, v]): [string, string] => [`  ${k}`, k === 'loading' ? `${formatBytes(v)} (while the model opens; the peak counts the larger of this and the KV cache)` : formatBytes(v)]);
   const other =
     e.activationsOtherWay === undefined
       ? []

@@ -19,6 +19,15 @@ interface MetricRecord {
  * step. Returns its path, or null when the run wrote no metrics (it stopped before its first step).
  */
 export async function writeTrainingChart(runDir: string, title: string): Promise<string | null> {
+  const svg = await trainingChart(runDir, title);
+  if (svg === null) return null;
+  const path = join(runDir, TRAINING_CHART);
+  await writeFileAtomic(path, svg);
+  return path;
+}
+
+/** The chart of metrics.jsonl as it is now (a run still training included), or null before its first step. */
+export async function trainingChart(runDir: string, title: string): Promise<string | null> {
   const source = join(runDir, 'metrics.jsonl');
   if (!existsSync(source)) return null;
   const records = (await readFile(source, 'utf8'))
@@ -37,7 +46,5 @@ export async function writeTrainingChart(runDir: string, title: string): Promise
     { title: 'learning rate', xLabel: 'step', yLabel: 'lr', series: [{ name: 'lr', points: series('lr') }] },
     { title: 'tokens per second', xLabel: 'step', yLabel: 'tokens/s', series: [{ name: 'tokens/s', points: series('tokens_per_s') }] },
   ];
-  const path = join(runDir, TRAINING_CHART);
-  await writeFileAtomic(path, svgDocument(title, panels));
-  return path;
+  return svgDocument(title, panels);
 }

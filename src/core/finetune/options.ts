@@ -137,6 +137,12 @@ export const FINETUNE = defineCommand({
       default: D.exactMatch,
       help: 'greedy-answer the first N eval (else training) examples before and after training and count exact matches; 0 = off',
     },
+    reportTo: {
+      field: enumField(['none', 'tensorboard']),
+      value: '<where>',
+      default: 'none',
+      help: 'also log the metrics as TensorBoard event files in --out/tensorboard/, live (`tensorboard --logdir OUT/tensorboard`)',
+    },
     // Several processes through torchrun (docs/deploy.md). batchSize and gradAccum stay global: each process takes
     // its share of every micro-batch, so the loss curve and learning-rate schedule do not depend on the count.
     gpus: { field: intField(1), value: '<n>', help: 'train on N CUDA GPUs of this machine, one process each, through torchrun (DDP, or --fsdp)' },

@@ -62,6 +62,8 @@ export interface FinetuneSummary {
   metrics: string;
   /** metrics.svg: loss, learning rate and tokens/s by step, drawn from metrics.jsonl. */
   chart: string | null;
+  /** --report-to tensorboard: the folder of the run's event files (`tensorboard --logdir` it). */
+  tensorboard: string | null;
   config: string;
   log: string;
 }
@@ -161,6 +163,7 @@ export async function runTrainingJob(inputs: TrainingInputs, job: TrainingJob, c
     modelOut,
     metrics: join(o.out, 'metrics.jsonl'),
     chart: existsSync(join(o.out, TRAINING_CHART)) ? join(o.out, TRAINING_CHART) : null,
+    tensorboard: o.reportTo === 'tensorboard' ? join(o.out, 'tensorboard') : null,
     config: configFile,
     log: logFile,
   };
@@ -234,5 +237,6 @@ export function workerConfig(o: TrainingInputs['options'], data: DataFile[], eva
     // --gpus means one CUDA device per process; each rank picks its own from LOCAL_RANK.
     device: o.gpus !== undefined ? 'cuda' : o.device,
     fsdp: o.fsdp,
+    reportTo: o.reportTo,
   });
 }

@@ -4,6 +4,8 @@
  * gradient, the KV cache); the constants are llmkit's own: fp32 master weights, the worker's imports, eager attention.
  * docs/inspect.md has the estimates against measured peaks.
  */
+import { hostCopiesAtOpen } from '../../engine/model-manifest.js';
+
 export interface ModelShape {
   parameters: number;
   layers: number;
@@ -34,6 +36,8 @@ export interface EstimateOptions {
   weightBytes?: number;
   /** serve: bytes per cached key/value element (the export's kv_dtype). */
   kvBytes?: number;
+  /** serve: copies of the ONNX bytes in host memory while the session opens, besides the weights ONNX Runtime keeps. */
+  openCopies?: number;
 }
 
 /** The peak in parts, bytes. */
@@ -80,8 +84,13 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
     const kvCache = 2 * s.layers * s.kvHeads * s.headDim * o.maxSeqLen * o.batchSize * (o.kvBytes ?? F32);
     // One prefill chunk's activations and logits are transient; ONNX Runtime's arena keeps the largest it saw.
     const scratch = Math.min(256, s.context) * (layerActivations(s, Math.min(256, s.context)) + 2 * s.vocab * F32);
-    const parts = { weights: o.weightBytes ?? s.parameters * F32, kvCache, scratch, runtime: RUNTIME.serve[o.device] };
-    return { purpose, device: o.device, parts, total: sum(parts), lengthIndependent: lengthIndependent(parts) };
+    const weights = o.weightBytes ?? s.parameters * F32;
+    // The copies at load are gone (ONNX Runtime's parse freed, the JS buffers collected) before the KV cache fills:
+    // the peak is the larger of the two, measured per precision in docs/inspect.md. On CUDA they are host memory.
+    const loading = o.device === 'cpu' ? (o.openCopies ?? hostCopiesAtOpen()) * weights : 0;
+    const parts = { weights, loading, kvCache, scratch, runtime: RUNTIME.serve[o.device] };
+    const total = sum(parts) - Math.min(loading, kvCache + scratch);
+    return { purpose, device: o.device, parts, total, lengthIndependent: lengthIndependent(parts) };
   }
   const trainable = purpose === 'lora' ? loraParameters(s, o.loraR ?? 16) : s.parameters;
   // LoRA's frozen base is held in bf16 on CUDA; everything else is fp32 (master weights under autocast).

@@ -18,6 +18,8 @@ export interface FitRequest {
   gradientCheckpointing?: boolean;
   loraR?: number;
   loraDropout?: number;
+  /** serve: LoRA adapters over the model (one more rewrite of the graph while it opens). */
+  loraAdapters?: boolean;
 }
 
 export interface FitPlan extends FitVerdict {
@@ -51,6 +53,7 @@ export async function planFit(r: FitRequest): Promise<FitPlan> {
       teacher,
       weightBytes: shape.weightBytes ?? undefined,
       kvBytes: shape.kvBytes,
+      openCopies: shape.openCopies(r.loraAdapters ?? false),
     },
     device === 'cuda' ? (gpu?.memoryBytes ?? 0) : totalmem(),
     device === 'cuda' ? (gpu?.name ?? 'GPU (none found)') : 'RAM',
@@ -78,9 +81,9 @@ export async function checkMemoryFit(r: FitRequest & { force?: boolean; onEvent?
 /** serve's estimate: every model's weights, KV cache at --max-batch × its context, and one runtime; refused like training's. */
 export async function checkServingMemory(
   paths: string[],
-  o: { maxBatch: number; device: 'auto' | 'cpu' | 'cuda'; force?: boolean },
+  o: { maxBatch: number; device: 'auto' | 'cpu' | 'cuda'; force?: boolean; loraAdapters?: boolean },
 ): Promise<{ total: number; available: number; availableOf: string }> {
-  const plans = await Promise.all(paths.map((model) => planFit({ model, purpose: 'serve', batchSize: o.maxBatch, device: o.device })));
+  const plans = await Promise.all(paths.map((model) => planFit({ model, purpose: 'serve', batchSize: o.maxBatch, device: o.device, loraAdapters: o.loraAdapters })));
   // One process: the runtime is counted once, not per model.
   const oneRuntime = (key: 'total' | 'lengthIndependent') => plans.reduce((n, p) => n + p.estimate[key] - p.estimate.parts.runtime, plans[0].estimate.parts.runtime);
   const total = oneRuntime('total');

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { loadExportedModel } from '../../engine/model-manifest.js';
+import { basename, join } from 'node:path';
+import { hostCopiesAtOpen, loadExportedModel } from '../../engine/model-manifest.js';
 import { UsageError } from '../../shared/errors.js';
 import { readSafetensorsHeader } from '../finetune/lora.js';
 import type { ModelShape } from './estimate.js';
@@ -19,7 +19,7 @@ export async function countParameters(path: string, files: string[]): Promise<nu
 }
 
 /** The shape the estimate needs, from a Hugging Face folder's config.json (text_config for multimodal ones) or an export's llmkit.json. */
-export async function readModelShape(dir: string): Promise<ModelShape & { weightBytes: number | null; kvBytes: number }> {
+export async function readModelShape(dir: string): Promise<ModelShape & { weightBytes: number | null; kvBytes: number; openCopies: (lora: boolean) => number }> {
   // Without a config.json it can only be an export: the loader's errors say what is wrong with it.
   if (existsSync(join(dir, 'llmkit.json')) || !existsSync(join(dir, 'config.json'))) {
     const { manifest: m, onnxPath } = loadExportedModel(dir);
@@ -40,6 +40,12 @@ export async function readModelShape(dir: string): Promise<ModelShape & { weight
       projections: [],
       weightBytes,
       kvBytes: m.kv_dtype === 'float16' ? 2 : 4,
+      openCopies: (lora: boolean) =>
+        hostCopiesAtOpen(
+          m.graph,
+          onnxFiles.some((f) => f !== basename(onnxPath)),
+          lora,
+        ),
     };
   }
   const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -75,5 +81,6 @@ export async function readModelShape(dir: string): Promise<ModelShape & { weight
     ],
     weightBytes: null,
     kvBytes: 4,
+    openCopies: (lora: boolean) => hostCopiesAtOpen(null, false, lora),
   };
 }

@@ -88,6 +88,12 @@ export const SERVE = defineCommand({
     batchFileMb: { field: intField(1), value: '<n>', default: 200, help: 'largest file /v1/files takes, in MB' },
     force: { field: booleanField(), default: false, help: 'start even when the memory estimate says the models cannot fit (llmkit inspect MODEL --for serve)' },
     ui: { field: booleanField(), default: true, help: 'the web page at / (chat playground and dashboard)', negate: 'do not serve the web page at /' },
+    runs: {
+      field: textField(),
+      value: '<dir>',
+      path: true,
+      help: "a folder of finetune, distill, quantize and bench runs (or one run): the dashboard lists their charts and draws a training's curves as it goes",
+    },
     tritonModel: { field: textField(), value: '<name>', help: 'with --engine triton: the generate model', defaultHelp: '<model name>-generate' },
   },
   // The names core's startServer takes; the checks across flags (Triton, quota files) are its own.

@@ -36,8 +36,9 @@ export interface StepFeeds {
 /** A batch bucket: its view of the cache, its step's inputs and outputs in device memory, the binding its CUDA graph replays. */
 interface Bucket {
   size: number;
-  ids: NativeTensor;
-  positions: NativeTensor;
+  /** input_ids then position_ids, one int64 buffer: one host-to-device copy a step for both. */
+  tokenInputs: NativeTensor;
+  tokenArray: BigInt64Array;
   seqlens: NativeTensor;
   next: NativeTensor;
   logits: NativeTensor;
@@ -91,18 +92,32 @@ export class FixedCacheDecoder {
 
   static async open(model: ExportedModel, opts: FixedCacheOptions): Promise<FixedCacheDecoder> {
     const { bytes, cacheType } = fixedCacheGraph(await readFile(model.onnxPath));
-    const cudaGraphs = opts.provider === 'cuda' && opts.cudaGraphs !== false;
-    const session = Session.open(bytes, {
-      provider: opts.provider,
-      threads: opts.threads,
-      cuda: cudaGraphs ? { enable_cuda_graph: '1' } : {},
-      config: { 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
-    });
+    const open = (graphs: boolean) =>
+      Session.open(bytes, {
+        provider: opts.provider,
+        threads: opts.threads,
+        cuda: graphs ? { enable_cuda_graph: '1' } : {},
+        config: { 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
+      });
+    let cudaGraphs = opts.provider === 'cuda' && opts.cudaGraphs !== false;
+    let session: NativeSession;
+    const skipped: ProviderProbe[] = [];
+    try {
+      session = open(cudaGraphs);
+    } catch (e) {
+      // ONNX Runtime captures only a graph whose every node runs on CUDA: an fp32 export leaves some on the CPU.
+      if (!cudaGraphs || !/CUDA ?Graph/i.test((e as Error).message)) throw e;
+      cudaGraphs = false;
+      session = open(false);
+      skipped.push({ provider: 'cuda', loaded: true, reason: `decode steps run without CUDA graphs: ${(e as Error).message}` });
+    }
     const rows = bucketFor(opts.rows);
     const shape = cacheShape(model.manifest, rows, opts.capacity);
     const allocate = () => deviceBuffer(session, opts.provider, cacheType, shape);
     const caches = Array.from({ length: model.manifest.num_layers }, (): [NativeTensor, NativeTensor] => [allocate(), allocate()]);
-    return new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
+    const decoder = new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
+    decoder.skipped.push(...skipped);
+    return decoder;
   }
 
   /** Which ONNX Runtime binding runs the passes: always llmkit's own (it alone binds outputs in place). */
@@ -145,8 +160,9 @@ export class FixedCacheDecoder {
    */
   async step(bucketSize: number, feeds: StepFeeds, draws?: readonly (DeviceDraw | undefined)[]): Promise<BigInt64Array> {
     const bucket = this.bucket(bucketSize);
-    bucket.ids.write(feeds.ids);
-    bucket.positions.write(feeds.positions);
+    bucket.tokenArray.set(feeds.ids);
+    bucket.tokenArray.set(feeds.positions, bucketSize);
+    bucket.tokenInputs.write(bucket.tokenArray);
     bucket.seqlens.write(feeds.seqlens);
     await bucket.binding.run(bucket.runConfig);
     bucket.next.read(bucket.tokens);
@@ -172,10 +188,11 @@ export class FixedCacheDecoder {
     if (known) return known;
     if (size > this.rows) throw new Error(`bucket ${size} is larger than the cache's ${this.rows} rows`);
     const buffer = (type: ElementType, shape: number[]) => deviceBuffer(this.session, this.provider, type, shape);
+    const tokenInputs = buffer('int64', [2 * size]);
     const bucket: Bucket = {
       size,
-      ids: buffer('int64', [size, 1]),
-      positions: buffer('int64', [size, 1]),
+      tokenInputs,
+      tokenArray: new BigInt64Array(2 * size),
       seqlens: buffer('int32', [size]),
       next: buffer('int64', [size, 1, 1]),
       logits: buffer('float32', [size, 1, this.vocabSize]),
@@ -184,7 +201,7 @@ export class FixedCacheDecoder {
     };
     // The cache's width, at every step: a captured graph stays valid; each row's own length is its seqlens_k.
     bucket.binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(this.capacity), 'int32', []));
-    bucket.binding.input('input_ids', bucket.ids).input('position_ids', bucket.positions).input(SEQLENS_INPUT, bucket.seqlens);
+    bucket.binding.input('input_ids', tokenInputs.view(0, [size, 1])).input('position_ids', tokenInputs.view(size, [size, 1])).input(SEQLENS_INPUT, bucket.seqlens);
     bucket.binding.output('logits', bucket.logits).output(NEXT_TOKEN_OUTPUT, bucket.next);
     this.bindCache(bucket.binding, 0, size);
     // Graph ids from 1: a bucket's graph is captured at its first runs and replayed after.

@@ -1,8 +1,11 @@
 import { describeFailure, getJson } from './api.js';
 import { bucketDelta, buckets, labelValues, parseMetrics, quantile, type Sample, total } from './prometheus.js';
+import { RunsView } from './runs.js';
 
 const $ = (id: string) => document.getElementById(id) as HTMLElement;
 const HISTORY = 60;
+/** Run charts are read from disk: every this many refreshes, not every second. */
+const RUNS_EVERY = 5;
 
 interface Scrape {
   at: number;
@@ -20,15 +23,18 @@ interface QuotaRow {
 /**
  * The dashboard: per model, tokens/s between two scrapes of /metrics (public, like the endpoint itself), the queue
  * and batch now, TTFT and inter-token percentiles over the last window and since start, and the response cache's
- * hits; quota use from /v1/usage (which needs a key when keys are on).
+ * hits per model; quota use from /v1/usage (which needs a key when keys are on); the charts of `--runs`.
  */
 export class DashboardView {
   private previous?: Scrape;
   private readonly rates = new Map<string, number[]>();
   private timer?: number;
+  private ticks = 0;
+  private readonly runs = new RunsView();
 
   start(intervalMs = 1000): void {
     this.stop();
+    this.ticks = 0;
     void this.refresh();
     this.timer = window.setInterval(() => void this.refresh(), intervalMs);
   }
@@ -51,14 +57,13 @@ export class DashboardView {
       $('dash-status').className = 'error';
     }
     await this.renderQuotas();
+    if (this.ticks++ % RUNS_EVERY === 0) await this.runs.refresh();
   }
 
   private renderModels(now: Scrape, before: Scrape | undefined): void {
     const s = now.samples;
     const models = [...new Set([...labelValues(s, 'llmkit_queue_depth', 'model'), ...labelValues(s, 'llmkit_completion_tokens_total', 'model')])];
-    const hits = total(s, 'llmkit_cache_requests_total', { result: 'hit' });
-    const lookups = total(s, 'llmkit_cache_requests_total');
-    $('cache-hits').textContent = lookups ? `${hits} of ${lookups} (${((100 * hits) / lookups).toFixed(0)} %)` : 'no cacheable requests yet (--cache)';
+    $('cache-hits').textContent = cacheHits(s, {}, 'no cacheable requests yet (--cache)');
     $('models-table').replaceChildren(
       ...models.map((model) => {
         const m = { model };
@@ -85,6 +90,7 @@ export class DashboardView {
           String(generated),
           latency('llmkit_time_to_first_token_seconds'),
           latency('llmkit_inter_token_latency_seconds'),
+          cacheHits(s, m),
         ]);
       }),
     );
@@ -103,6 +109,13 @@ export class DashboardView {
       $('quota-status').className = 'error';
     }
   }
+}
+
+/** Response-cache hits of the lookups that match `labels` (one model's, or all). */
+function cacheHits(s: Sample[], labels: Record<string, string>, none = '–'): string {
+  const hits = total(s, 'llmkit_cache_requests_total', { ...labels, result: 'hit' });
+  const lookups = total(s, 'llmkit_cache_requests_total', labels);
+  return lookups ? `${hits} of ${lookups} (${((100 * hits) / lookups).toFixed(0)} %)` : none;
 }
 
 type Cell = string | { text: string; id: string; chart: SVGElement };

@@ -1,17 +1,25 @@
 // One contender of test/bench/peers.js: llmkit's engine (DecoderSession + GenerationScheduler, as `serve`
 // runs it) on an exported folder. Reads one JSON request a line on stdin ({prompts: [[ids]], newTokens}) and
 // answers one JSON line: prefill time (submit to every row's first token), decode tokens/s per row (after its
-// first token), aggregate tokens/s, and the tokens. Usage: node llmkit-runner.js <folder> <threads>
+// first token), aggregate tokens/s, and the tokens. Usage: node llmkit-runner.js <folder> <threads> [fixed-cache]
+// (fixed-cache: the engine's fixed-cache decode path, FixedCacheDecoder + FixedCacheScheduler, on a --gqa export).
 import { createInterface } from 'node:readline';
 import { DecoderSession } from '../../../dist/engine/decoder-session.js';
+import { FixedCacheDecoder } from '../../../dist/engine/fixed-cache/fixed-cache-decoder.js';
+import { FixedCacheScheduler } from '../../../dist/engine/fixed-cache/fixed-cache-scheduler.js';
 import { GenerationScheduler } from '../../../dist/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../../dist/engine/model-manifest.js';
 import { GREEDY } from '../../../dist/engine/sampling.js';
 
-const [folder, threads] = process.argv.slice(2);
-const decoder = await DecoderSession.open(loadExportedModel(folder), { device: 'cpu', threads: Number(threads), logits: 'last' });
-const contextLength = decoder.model.manifest.max_position_embeddings;
-const scheduler = new GenerationScheduler(decoder, { maxBatch: 16, maxQueue: 64, maxTokensTotal: 16 * contextLength, prefillChunk: 4096 });
+const [folder, threads, path] = process.argv.slice(2);
+const model = loadExportedModel(folder);
+const contextLength = model.manifest.max_position_embeddings;
+const limits = { maxBatch: 16, maxQueue: 64, maxTokensTotal: 16 * contextLength, prefillChunk: 4096 };
+const decoder =
+  path === 'fixed-cache'
+    ? await FixedCacheDecoder.open(model, { provider: 'cpu', threads: Number(threads), rows: limits.maxBatch, capacity: contextLength })
+    : await DecoderSession.open(model, { device: 'cpu', threads: Number(threads), logits: 'last' });
+const scheduler = path === 'fixed-cache' ? new FixedCacheScheduler(decoder, limits) : new GenerationScheduler(decoder, limits);
 
 async function generate({ prompts, newTokens }) {
   const started = performance.now();

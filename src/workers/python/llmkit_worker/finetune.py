@@ -78,7 +78,7 @@ def train(ctx: RunContext, loss=None) -> int:
     training = Training(objective, loss or cross_entropy, cross_entropy, optimizer, scheduler, plan, examples, evals)
     if cfg["resume"]:
         load_checkpoint(ctx, training)
-    ctx.metrics = Metrics.open(cfg["out"], training.start, ctx.rank)
+    ctx.metrics = Metrics.open(cfg["out"], training.start, ctx.rank, cfg["report_to"] == "tensorboard")
     emit("start", job="finetune", total_steps=len(plan))
     processes = f" × {ctx.world} processes ({'FSDP' if cfg.get('fsdp') else 'DDP'})" if ctx.world > 1 else ""
     log(

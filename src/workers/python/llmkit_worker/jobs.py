@@ -130,6 +130,8 @@ class FinetuneConfig(TypedDict):
     exact_match: int
     device: str
     fsdp: bool
+    # Where metrics go besides metrics.jsonl: "tensorboard" (event files in out/tensorboard/).
+    report_to: Literal["none", "tensorboard"]
 
 
 class ExactMatchBeforeAfter(TypedDict):

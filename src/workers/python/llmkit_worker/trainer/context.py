@@ -14,16 +14,19 @@ from ..atomic import write_file
 from ..jobs import FinetuneConfig
 from ..protocol import BadInput
 from .data import collate
+from .tensorboard import EventWriter
 
 
 class Metrics:
-    """metrics.jsonl, one JSON record a line, written by rank 0 only; records go nowhere until it is opened."""
+    """metrics.jsonl, one JSON record a line, written by rank 0 only; records go nowhere until it is opened. With
+    `tensorboard`, the same numbers also go to TensorBoard event files in the folder's tensorboard/."""
 
-    def __init__(self, file=None):
+    def __init__(self, file=None, events: EventWriter | None = None):
         self.file = file
+        self.events = events
 
     @classmethod
-    def open(cls, folder: str, keep_until: int, rank: int) -> "Metrics":
+    def open(cls, folder: str, keep_until: int, rank: int, tensorboard: bool = False) -> "Metrics":
         """The file holds one curve: a resumed run drops what came after its checkpoint, then appends."""
         if rank != 0:
             return cls()
@@ -33,11 +36,14 @@ class Metrics:
             with open(path) as f:
                 kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= keep_until]
         write_file(path, lambda f: f.writelines(kept))
-        return cls(open(path, "a", buffering=1))
+        events = EventWriter(os.path.join(folder, "tensorboard"), keep_until) if tensorboard else None
+        return cls(open(path, "a", buffering=1), events)
 
     def write(self, record: dict) -> None:
         if self.file is not None:
             self.file.write(json.dumps(record) + "\n")
+        if self.events is not None:
+            self.events.write(record)
 
 
 @dataclass
