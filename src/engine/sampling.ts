@@ -84,13 +84,19 @@ export class TokenSampler {
 
   /**
    * How the device picks this row's next token: `greedy` (its argmax), or a draw with this sampler's next uniform
-   * number, as `sample` would make it; undefined when penalties need the logits on the host. Call `record` with
-   * the token the device chose.
+   * number, as `sample` would make it; undefined when penalties need the logits on the host, or when the device
+   * does not draw (`draws` false) and this row is not greedy. Call `record` with the token the device chose.
    */
-  deviceChoice(): DeviceDraw | 'greedy' | undefined {
+  deviceChoice(draws = true): DeviceDraw | 'greedy' | undefined {
     const { repetitionPenalty, frequencyPenalty, presencePenalty, temperature, topK, topP } = this.params;
     if (repetitionPenalty !== 1 || frequencyPenalty !== 0 || presencePenalty !== 0) return undefined;
+    if (!draws && !this.greedy) return undefined;
     return this.greedy ? 'greedy' : { temperature, topK, topP, uniform: this.random.next() };
+  }
+
+  /** The token a draw of `deviceChoice` picks, chosen on the host from the row's logits (where the device sampler failed). */
+  drawOnHost(logits: Float32Array, draw: DeviceDraw): number {
+    return drawFrom(this.distribution(logits), draw.uniform);
   }
 
   /** Counts a token chosen on the device, as `sample` counts its own. */

@@ -20,18 +20,19 @@ export async function freePort(): Promise<number> {
 }
 
 /** The tritonserver of `llmkit env --setup --triton` on loopback, serving `models` of `repository`; resolves once they are ready. */
-export async function startTriton(repository: string, models: string[], httpPort?: number): Promise<TritonProcess> {
+export async function startTriton(repository: string, models: string[], httpPort?: number, exitTimeoutS = 3): Promise<TritonProcess> {
   const env = await findTritonEnv();
   if (!env) throw new Error('the Triton environment is not set up: run `llmkit env --setup --triton`');
   const port = httpPort ?? (await freePort());
-  const command = tritonServerCommand(env, { repository, httpPort: port, grpcPort: await freePort(), models, exitTimeoutS: 3 });
+  const command = tritonServerCommand(env, { repository, httpPort: port, grpcPort: await freePort(), models, exitTimeoutS });
   let log = '';
   const child: ResultPromise = execa(command.file, command.args, { env: command.env, reject: false, stdin: 'ignore', all: true });
   child.all!.on('data', (d) => (log += d));
   const url = `http://127.0.0.1:${port}`;
   const exited = child.then(() => true);
   for (const started = Date.now(); ; ) {
-    const ready = await fetch(`${url}/v2/health/ready`).then(
+    // (Connection: close: a pooled connection of this process would hold Triton's shutdown, see triton-client.ts.)
+    const ready = await fetch(`${url}/v2/health/ready`, { headers: { Connection: 'close' } }).then(
       (r) => r.ok,
       () => false,
     );

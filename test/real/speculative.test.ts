@@ -4,8 +4,7 @@ import { NgramDrafter } from '../../src/engine/drafter.js';
 import { LocalEngine } from '../../src/engine/local-engine.js';
 import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
 import { GREEDY } from '../../src/engine/sampling.js';
-import { exportedOnce } from '../helpers/models.js';
-import { smollm2 } from '../helpers/real-model.js';
+import { exportedSmollm2 } from '../helpers/real-model.js';
 
 const COPYING = JSON.parse(readFileSync('test/bench/speculative-prompts.json', 'utf8')) as string[];
 const PROSE = ['Write a short poem about the sea.', 'Why is the sky blue? Answer in two sentences.', 'Give three tips for sleeping better.', 'What is a prime number?'];
@@ -13,7 +12,7 @@ const PROSE = ['Write a short poem about the sea.', 'Why is the sky blue? Answer
 describe('speculative decoding on SmolLM2-135M-Instruct (--draft ngram)', () => {
   let engine: LocalEngine;
   beforeAll(async () => {
-    engine = await LocalEngine.open(await exportedOnce(await smollm2()), { device: 'cpu', prefixCacheMb: 0 });
+    engine = await LocalEngine.open(await exportedSmollm2(), { device: 'cpu', prefixCacheMb: 0 });
   }, 600_000);
   afterAll(() => engine.close());
 

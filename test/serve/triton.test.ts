@@ -1,4 +1,4 @@
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
@@ -182,7 +182,41 @@ describe('llmkit serve --engine triton in front of a real Triton server (fine-tu
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200 || null);
     expect((await ask(viaTriton)).choices[0].message.content).toBe('Velmora.');
   });
+
+  // Triton's graceful shutdown waits for open connections, keep-alive ones included (finding 6 of issue 27).
+  it('holds no connection to Triton between requests, and /ready turns 503 as soon as Triton starts shutting down', async () => {
+    await ask(viaTriton);
+    await askStreamed(viaTriton);
+    // Sampled over 1.2 s (the probe runs each second): none open between probes. Before, fetch's pool kept one.
+    const open: number[] = [];
+    for (let i = 0; i < 6; i++, await new Promise((r) => setTimeout(r, 200))) open.push(connectionsTo(triton.httpPort));
+    expect(Math.min(...open)).toBe(0);
+
+    // On SIGTERM Triton refuses new connections at once and exits once the open ones are done: with none held
+    // here, /ready is 503 while Triton is still shutting down (before, a pooled connection still got answers).
+    const base = front.apiUrl.replace(/\/v1$/, '');
+    let exited = false;
+    const stopped = triton.stop().then(() => (exited = true));
+    const ready = await waitFor(async () => {
+      const r = await fetch(`${base}/ready`);
+      return r.status === 503 ? ((await r.json()) as { reason: string }) : null;
+    }, 10_000);
+    expect(exited).toBe(false);
+    expect(ready.reason).toMatch(/^tiny: Triton at http:\S+ is not (reachable|ready)/);
+    await stopped;
+  });
 });
+
+/** Established TCP connections to `port` on this machine, from any process (/proc/net/tcp and tcp6). */
+function connectionsTo(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return ['/proc/net/tcp', '/proc/net/tcp6']
+    .flatMap((file) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(1) : []))
+    .filter((line) => {
+      const [, , remote, state] = line.trim().split(/\s+/);
+      return state === '01' && remote?.endsWith(`:${hex}`);
+    }).length;
+}
 
 describe('the decoder config.pbtxt against the exported ONNX file', () => {
   const work = tempDir();

@@ -74,6 +74,7 @@ export class FixedCacheDecoder {
   private readonly buckets = new Map<number, Bucket>();
   private readonly rowElements: number;
   private sampler?: DeviceSampler;
+  private samplerError?: string;
 
   private constructor(
     readonly model: ExportedModel,
@@ -156,9 +157,10 @@ export class FixedCacheDecoder {
    * One decode step over slots 0 .. bucket - 1: each reads its token, position and cached length from `feeds`
    * (a slot nobody decodes still runs: it writes one column its owner overwrites or never reads). Returns each
    * slot's next token: its argmax, or where `draws[slot]` is given, a draw from its temperature/top-k/top-p
-   * distribution made on the device (device-sampler.ts).
+   * distribution made on the device (device-sampler.ts); `drawn` false when the device sampler could not run
+   * (those slots' tokens are then the caller's to draw on the host).
    */
-  async step(bucketSize: number, feeds: StepFeeds, draws?: readonly (DeviceDraw | undefined)[]): Promise<BigInt64Array> {
+  async step(bucketSize: number, feeds: StepFeeds, draws?: readonly (DeviceDraw | undefined)[]): Promise<{ tokens: BigInt64Array; drawn: boolean }> {
     const bucket = this.bucket(bucketSize);
     bucket.tokenArray.set(feeds.ids);
     bucket.tokenArray.set(feeds.positions, bucketSize);
@@ -166,14 +168,26 @@ export class FixedCacheDecoder {
     bucket.seqlens.write(feeds.seqlens);
     await bucket.binding.run(bucket.runConfig);
     bucket.next.read(bucket.tokens);
-    if (draws?.some((d) => d)) {
+    if (!draws?.some((d) => d)) return { tokens: bucket.tokens, drawn: true };
+    if (this.samplerError) return { tokens: bucket.tokens, drawn: false };
+    try {
       this.sampler ??= DeviceSampler.open(this.provider, this.threads);
       const sampled = await this.sampler.draw(bucket.logits, bucketSize, this.vocabSize, draws);
       draws.forEach((d, slot) => {
         if (d) bucket.tokens[slot] = sampled[slot];
       });
+      return { tokens: bucket.tokens, drawn: true };
+    } catch (e) {
+      // The draws still happen, on the host from each row's logits (TokenSampler.drawOnHost), from now on.
+      this.samplerError = (e as Error).message;
+      this.skipped.push({ provider: this.provider, loaded: true, reason: `top-k/top-p sampling runs on the host: ${this.samplerError}` });
+      return { tokens: bucket.tokens, drawn: false };
     }
-    return bucket.tokens;
+  }
+
+  /** Whether temperature/top-k/top-p draws run on the device (until the device sampler fails once). */
+  get samplesOnDevice(): boolean {
+    return this.samplerError === undefined;
   }
 
   /** A slot's logits from the bucket's last step: for rows whose token is chosen on the host (a grammar, logprobs, penalties). */
@@ -201,7 +215,10 @@ export class FixedCacheDecoder {
     };
     // The cache's width, at every step: a captured graph stays valid; each row's own length is its seqlens_k.
     bucket.binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(this.capacity), 'int32', []));
-    bucket.binding.input('input_ids', tokenInputs.view(0, [size, 1])).input('position_ids', tokenInputs.view(size, [size, 1])).input(SEQLENS_INPUT, bucket.seqlens);
+    bucket.binding
+      .input('input_ids', tokenInputs.view(0, [size, 1]))
+      .input('position_ids', tokenInputs.view(size, [size, 1]))
+      .input(SEQLENS_INPUT, bucket.seqlens);
     bucket.binding.output('logits', bucket.logits).output(NEXT_TOKEN_OUTPUT, bucket.next);
     this.bindCache(bucket.binding, 0, size);
     // Graph ids from 1: a bucket's graph is captured at its first runs and replayed after.

@@ -200,14 +200,14 @@ export class FixedCacheScheduler {
     const onHost = new Set<number>();
     for (const [slot, { seq }] of rows) {
       feeds.ids[slot] = BigInt(seq.next);
-      const choice = seq.request.processor || seq.request.logprobs !== undefined ? undefined : seq.sampler.deviceChoice();
+      const choice = seq.request.processor || seq.request.logprobs !== undefined ? undefined : seq.sampler.deviceChoice(this.decoder.samplesOnDevice);
       if (choice === undefined) onHost.add(slot);
       else if (choice !== 'greedy') draws[slot] = choice;
     }
     const seqs = rows.map(([, slot]) => slot.seq);
-    let tokens: BigInt64Array;
+    let step: { tokens: BigInt64Array; drawn: boolean };
     try {
-      tokens = await this.watchdog.guard('decode step', withProcessors(this.decoder.step(bucket, feeds, draws), seqs));
+      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.step(bucket, feeds, draws), seqs));
     } catch (e) {
       this.fail(seqs, e as Error);
       return;
@@ -215,8 +215,10 @@ export class FixedCacheScheduler {
     for (const [slot, { seq }] of rows) {
       seq.cached++;
       if (seq.finished) continue;
+      const draw = draws[slot];
       if (onHost.has(slot)) seq.advance(this.decoder.logitsOf(bucket, slot));
-      else seq.advanceWith(Number(tokens[slot]));
+      else if (draw && !step.drawn) seq.advanceWith(seq.sampler.drawOnHost(this.decoder.logitsOf(bucket, slot), draw));
+      else seq.advanceWith(Number(step.tokens[slot]));
     }
     this.onDecodeStep?.(rows.length);
   }

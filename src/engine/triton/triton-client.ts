@@ -24,6 +24,13 @@ export type TritonEvent = z.infer<typeof TritonEventSchema>;
 /** Milliseconds a health probe may take before Triton counts as unreachable. */
 const PROBE_TIMEOUT_MS = 2000;
 
+/**
+ * Every request to Triton asks for its connection to be closed after it: Triton's graceful shutdown waits for
+ * open connections, keep-alive ones included, and fetch keeps them pooled. A generation is one long request
+ * anyway, and a probe a second costs one loopback or LAN handshake.
+ */
+const CLOSE = { Connection: 'close' };
+
 export class TritonUnreachable extends Error {}
 
 export class TritonClient {
@@ -33,13 +40,16 @@ export class TritonClient {
     this.url = url.replace(/\/+$/, '');
   }
 
-  /** Null when the model is loaded and ready, else why not, in words. */
+  /**
+   * Null when the model is loaded and ready, else why not, in words. The server's readiness is asked first: on
+   * SIGTERM Triton turns it off at once, while its models stay ready until they are unloaded.
+   */
   async modelUnavailable(model: string): Promise<string | null> {
     try {
-      const res = await fetch(`${this.url}/v2/models/${encodeURIComponent(model)}/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-      if (res.ok) return null;
-      const server = await fetch(`${this.url}/v2/health/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-      return server.ok ? `Triton at ${this.url} has no ready model ${model}` : `Triton at ${this.url} is not ready (HTTP ${server.status})`;
+      const server = await fetch(`${this.url}/v2/health/ready`, { headers: CLOSE, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      if (!server.ok) return `Triton at ${this.url} is not ready (HTTP ${server.status}: shutting down or starting)`;
+      const res = await fetch(`${this.url}/v2/models/${encodeURIComponent(model)}/ready`, { headers: CLOSE, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      return res.ok ? null : `Triton at ${this.url} has no ready model ${model}`;
     } catch (e) {
       return `Triton at ${this.url} is not reachable (${reason(e)})`;
     }
@@ -47,7 +57,7 @@ export class TritonClient {
 
   /** The models in Triton's repository and their states; throws TritonUnreachable when it does not answer. */
   async models(): Promise<{ name: string; state?: string }[]> {
-    const res = await this.call(`${this.url}/v2/repository/index`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    const res = await this.call(`${this.url}/v2/repository/index`, { method: 'POST', headers: CLOSE, body: '{}', signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
     if (!res.ok) throw new Error(`Triton's repository index answered HTTP ${res.status}`);
     return (await res.json()) as { name: string; state?: string }[];
   }
@@ -56,7 +66,7 @@ export class TritonClient {
   async *generateStream(model: string, inputs: Record<string, unknown>, signal: AbortSignal): AsyncGenerator<TritonEvent> {
     const res = await this.call(`${this.url}/v2/models/${encodeURIComponent(model)}/generate_stream`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...CLOSE },
       body: JSON.stringify(inputs),
       signal,
     });
