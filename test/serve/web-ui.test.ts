@@ -4,10 +4,12 @@ import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, publishScreenshot, screenshotPath } from '../helpers/browser.js';
-import { exportedTinyModel } from '../helpers/models.js';
+import { randomAdapter } from '../helpers/lora.js';
+import { exportedTinyModel, tinyModel } from '../helpers/models.js';
 import { svgDocument } from '../../src/core/charts/svg.js';
 import { chartSeriesOf } from '../helpers/charts.js';
 import { tempDir } from '../helpers/cli.js';
+import type { ServeOptions } from '../../src/core/serve.js';
 import { metric, startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
@@ -24,6 +26,20 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
 });
+
+/** A real server started with `options()` before the block's tests and a fresh page on it, both closed after them. */
+function servedPage(options: () => Promise<Partial<ServeOptions>>): { server: TestServer; page: Page } {
+  const held = {} as { server: TestServer; page: Page };
+  beforeAll(async () => {
+    held.server = await startTestServer(await options());
+    held.page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  }, 300_000);
+  afterAll(async () => {
+    await held.page?.close();
+    await held.server?.drain();
+  });
+  return held;
+}
 
 async function shot(page: Page, name: string): Promise<void> {
   const path = screenshotPath(name);
@@ -123,6 +139,8 @@ describe('the web page, without API keys', () => {
 
   it("shows the dashboard's numbers moving while a load runs", async () => {
     await page.goto(`${server.url}/`);
+    // No adapters: a flat list, no groups.
+    expect(await page.locator('#model optgroup').count()).toBe(0);
     await page.click('#tab-dashboard');
     await page.waitForSelector('#tps-tiny');
     const cell = async (column: number) => Number(await page.locator(`#model-tiny td:nth-child(${column})`).textContent());
@@ -166,29 +184,21 @@ describe('the web page, without API keys', () => {
 });
 
 describe('the web page, with an API key', () => {
-  let server: TestServer;
-  let page: Page;
   const runs = tempDir('llmkit-runs-');
   const training = join(runs, 'lora-run');
   const step = (n: number) => JSON.stringify({ step: n, loss: 3 - n / 4, lr: 1e-3, tokens_per_s: 500 + n }) + '\n';
-
-  beforeAll(async () => {
+  const served = servedPage(async () => {
     // A training still going (metrics.jsonl, no chart yet) and a finished quantize run with its chart.
     mkdirSync(training);
     writeFileSync(join(training, 'metrics.jsonl'), step(1) + step(2));
     writeFileSync(join(training, 'llmkit-config.json'), JSON.stringify({ command: 'finetune', options: { model: '/models/tiny' } }));
     mkdirSync(join(runs, 'tiny-int8'));
     writeFileSync(join(runs, 'tiny-int8', 'quantize-report.svg'), svgDocument('quantize: tiny-int8', [{ title: 'size', unit: 'MiB', groups: ['fp32', 'int8'], values: [0.82, 0.28] }]));
-    server = await startTestServer({ apiKeys: ['sk-page-test'], cache: true, runs });
-    page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-  }, 300_000);
-
-  afterAll(async () => {
-    await page?.close();
-    await server?.drain();
+    return { apiKeys: ['sk-page-test'], cache: true, runs };
   });
 
   it('is public itself, shows a missing or wrong key as an authentication error, and works once the key is entered', async () => {
+    const { server, page } = served;
     await page.goto(`${server.url}/`);
     await page.waitForSelector('#chat-status.error');
     expect(await page.textContent('#chat-status')).toMatch(/^authentication failed \(missing_api_key\): You did not provide an API key/);
@@ -211,6 +221,7 @@ describe('the web page, with an API key', () => {
   }, 120_000);
 
   it("shows each model's response-cache hits on the dashboard", async () => {
+    const { server, page } = served;
     const series = (result: string) => metric(server.url, `llmkit_cache_requests_total{model="tiny",result="${result}"}`);
     const [hits, misses] = [await series('hit'), await series('miss')];
     const body = JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'cached?' }], max_tokens: 8, temperature: 0 });
@@ -226,6 +237,7 @@ describe('the web page, with an API key', () => {
   }, 60_000);
 
   it("lists --runs' charts behind the key, shows one, and draws a training's new steps as they come", async () => {
+    const { server, page } = served;
     const auth = { headers: { Authorization: 'Bearer sk-page-test' } };
     expect((await fetch(`${server.url}/runs`)).status).toBe(401);
     const list = (await (await fetch(`${server.url}/runs`, auth)).json()) as { data: { id: string; charts: string[] }[] };
@@ -259,6 +271,28 @@ describe('the web page, with an API key', () => {
     const shownBefore = await page.getAttribute('#run-chart', 'src');
     await page.waitForFunction((before) => document.getElementById('run-chart')?.getAttribute('src') !== before, shownBefore, { timeout: 15_000 });
   }, 60_000);
+});
+
+describe('the web page, with a LoRA adapter', () => {
+  const served = servedPage(async () => {
+    // The adapter test/serve/multi-lora.test.ts serves (made once under LLMKIT_HOME).
+    const targets = ['q_proj', 'v_proj', 'down_proj'];
+    const adapter = await randomAdapter(await tinyModel(), { seed: 1, rank: 4, targets });
+    return { adapters: [`fr=${adapter}`], loraTargets: targets };
+  });
+
+  it('groups the adapter under its base in the model picker, and chats with it', async () => {
+    const { server, page } = served;
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('#model optgroup', { state: 'attached' });
+    const groups = await page.$$eval('#model optgroup', (gs) => gs.map((g) => [(g as HTMLOptGroupElement).label, [...g.querySelectorAll('option')].map((o) => o.value)]));
+    expect(groups).toEqual([['tiny', ['tiny', 'fr']]]);
+    await page.selectOption('#model', 'fr');
+    const answer = await ask(page, 'Bonjour?');
+    expect(answer.error).toBeNull();
+    expect(answer.who).toBe('fr');
+    expect(server.log.filter((l) => /model=fr\b/.test(l))).toHaveLength(1);
+  }, 120_000);
 });
 
 describe('serve --no-ui', () => {

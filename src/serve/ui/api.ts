@@ -58,6 +58,26 @@ export interface ModelInfo {
   id: string;
   context_length: number;
   device: string;
+  /** A LoRA adapter's base model id (null or absent for a base). */
+  parent?: string | null;
+}
+
+export interface ModelGroup {
+  base: string;
+  /** The base itself when it is listed (an adapter's base may not be, e.g. hidden by a key's model list). */
+  model?: ModelInfo;
+  adapters: ModelInfo[];
+}
+
+/** The picker's groups: each base with the adapters that run over it, in /v1/models' order. */
+export function groupByBase(models: ModelInfo[]): ModelGroup[] {
+  const groups = new Map<string, ModelGroup>();
+  const group = (base: string) => groups.get(base) ?? groups.set(base, { base, adapters: [] }).get(base)!;
+  for (const m of models) {
+    if (m.parent) group(m.parent).adapters.push(m);
+    else group(m.id).model = m;
+  }
+  return [...groups.values()];
 }
 
 export async function listModels(): Promise<ModelInfo[]> {

@@ -1,4 +1,4 @@
-import { ApiFailure, checked, describeFailure, headers, listModels } from './api.js';
+import { ApiFailure, checked, describeFailure, groupByBase, headers, listModels, type ModelGroup, type ModelInfo } from './api.js';
 import { readEvents } from './sse.js';
 
 /** One exchange as kept in the browser: what was said, and how fast the answer came. */
@@ -51,7 +51,7 @@ export class ChatView {
     try {
       const models = await listModels();
       const chosen = picker.value;
-      picker.replaceChildren(...models.map((m) => new Option(`${m.id} (${m.device}, ${m.context_length} ctx)`, m.id)));
+      picker.replaceChildren(...pickerEntries(groupByBase(models)));
       if (models.some((m) => m.id === chosen)) picker.value = chosen;
       this.setStatus('');
     } catch (e) {
@@ -208,4 +208,21 @@ export function speedLine(tokens: number, started: number, firstToken: number | 
   const decodeSeconds = (ended - firstToken) / 1000;
   const rate = tokens > 1 && decodeSeconds > 0 ? `${((tokens - 1) / decodeSeconds).toFixed(1)} tok/s` : '– tok/s';
   return `${tokens} tokens · ${rate} · TTFT ${Math.round(firstToken - started)} ms`;
+}
+
+const label = (m: ModelInfo) => `${m.id} (${m.device}, ${m.context_length} ctx)`;
+
+/**
+ * Options for the model picker: one per model while no LoRA adapters are served; with adapters, each base heads a
+ * group holding itself and the adapters that run over it (/v1/models' `parent`).
+ */
+function pickerEntries(groups: ModelGroup[]): (HTMLOptionElement | HTMLOptGroupElement)[] {
+  if (groups.every((g) => !g.adapters.length)) return groups.flatMap((g) => (g.model ? [new Option(label(g.model), g.model.id)] : []));
+  return groups.map((g) => {
+    const optgroup = document.createElement('optgroup');
+    optgroup.label = g.base;
+    if (g.model) optgroup.append(new Option(`${label(g.model)}, no adapter`, g.model.id));
+    optgroup.append(...g.adapters.map((a) => new Option(`${a.id}: LoRA adapter on ${g.base}`, a.id)));
+    return optgroup;
+  });
 }
