@@ -60,6 +60,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWa
   dataDir?: string;
   /** Largest upload to /v1/files, in MB (default 200, as OpenAI's). */
   batchFileMb?: number;
+  /** How long a batch's lease lasts unless renewed, in seconds: how soon a server sharing the data folder takes over a dead one's batch (default 10). */
+  batchLeaseS?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
   /** A folder of runs whose charts the dashboard shows (`--runs`). */
@@ -94,8 +96,8 @@ export interface RunningServer {
   authenticated: boolean;
   /** The peak-memory estimate for the models at --max-batch, against what there is (null: not judged). */
   memory: { total: number; available: number; availableOf: string } | null;
-  /** Where files and batches are kept, or why the batch API is off. */
-  batch: { dataDir: string; unavailable: string };
+  /** Where files and batches are kept. */
+  batch: { dataDir: string };
   /** Refuses new requests, finishes those in flight (until the drain deadline), closes the server and frees the models. */
   drain(): Promise<DrainResult>;
 }
@@ -150,7 +152,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
   const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
-  const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
+  const batch = {
+    dataDir,
+    maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20,
+    concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch),
+    leaseMs: opts.batchLeaseS && opts.batchLeaseS * 1000,
+  };
   const admin = adminKey ? new Authenticator([{ key: adminKey, name: 'admin' }]) : undefined;
   const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin, runs });
   let url: string;
@@ -170,7 +177,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     models: registry.models,
     authenticated: auth.enabled,
     memory,
-    batch: { dataDir, unavailable: server.batches?.unavailable ?? '' },
+    batch: { dataDir },
     drain: async () => {
       const cutOff = await server.drain(opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
       // An engine stuck in a step would hold the drain forever: past the grace its session is left to the process's exit.

@@ -86,6 +86,7 @@ export const SERVE = defineCommand({
     tritonUrl: { field: textField(), value: '<url>', help: "with --engine triton: Triton's HTTP endpoint, e.g. http://127.0.0.1:8000" },
     dataDir: { field: textField(), value: '<dir>', help: 'where /v1/files and /v1/batches keep files and batch jobs (kept across restarts)', defaultHelp: '$LLMKIT_HOME/serve-data' },
     batchFileMb: { field: intField(1), value: '<n>', default: 200, help: 'largest file /v1/files takes, in MB' },
+    batchLeaseS: { field: intField(1), value: '<seconds>', default: 10, help: 'servers sharing --data-dir: how long a batch stays with a server that stopped renewing its lease' },
     force: { field: booleanField(), default: false, help: 'start even when the memory estimate says the models cannot fit (llmkit inspect MODEL --for serve)' },
     ui: { field: booleanField(), default: true, help: 'the web page at / (chat playground and dashboard)', negate: 'do not serve the web page at /' },
     runs: {
