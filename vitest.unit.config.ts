@@ -74,6 +74,7 @@ export default defineConfig({
       'test/serve/websocket.test.ts',
       'test/workers/job-contract.test.ts',
       'test/workers/python-units.test.ts',
+      'test/workers/tensorboard.test.ts',
       'test/workers/tiny-model.test.ts',
       'test/workers/worker-run.test.ts',
     ],

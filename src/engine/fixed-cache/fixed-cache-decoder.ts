@@ -26,20 +26,21 @@ export function bucketFor(rows: number): number {
   return bucket;
 }
 
-/** One decode step's inputs per slot of a bucket: the token fed, its position, and the row's cached tokens (the column it is written to). */
+/**
+ * One decode step's inputs per slot of a bucket: the token fed, and its position, which is also the row's cached
+ * tokens (`seqlens_k`: the column its keys are written to): rows start at column 0 of their own cache row.
+ */
 export interface StepFeeds {
   ids: BigInt64Array;
   positions: BigInt64Array;
-  seqlens: Int32Array;
 }
 
 /** A batch bucket: its view of the cache, its step's inputs and outputs in device memory, the binding its CUDA graph replays. */
 interface Bucket {
   size: number;
-  /** input_ids then position_ids, one int64 buffer: one host-to-device copy a step for both. */
+  /** input_ids then position_ids (= seqlens_k), one int64 buffer: one host-to-device copy a step. */
   tokenInputs: NativeTensor;
   tokenArray: BigInt64Array;
-  seqlens: NativeTensor;
   next: NativeTensor;
   logits: NativeTensor;
   binding: NativeBinding;
@@ -143,7 +144,7 @@ export class FixedCacheDecoder {
         [1, n],
       ),
     );
-    binding.input(SEQLENS_INPUT, this.session.hostTensor(Int32Array.of(start + n - 1), 'int32', [1]));
+    binding.input(SEQLENS_INPUT, this.session.hostTensor(BigInt64Array.of(BigInt(start + n - 1)), 'int64', [1]));
     binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(start + n), 'int32', []));
     const logits = new Float32Array(this.vocabSize);
     binding.output('logits', this.session.hostTensor(logits, 'float32', [1, 1, this.vocabSize]));
@@ -165,7 +166,6 @@ export class FixedCacheDecoder {
     bucket.tokenArray.set(feeds.ids);
     bucket.tokenArray.set(feeds.positions, bucketSize);
     bucket.tokenInputs.write(bucket.tokenArray);
-    bucket.seqlens.write(feeds.seqlens);
     await bucket.binding.run(bucket.runConfig);
     bucket.next.read(bucket.tokens);
     if (!draws?.some((d) => d)) return { tokens: bucket.tokens, drawn: true };
@@ -207,7 +207,6 @@ export class FixedCacheDecoder {
       size,
       tokenInputs,
       tokenArray: new BigInt64Array(2 * size),
-      seqlens: buffer('int32', [size]),
       next: buffer('int64', [size, 1, 1]),
       logits: buffer('float32', [size, 1, this.vocabSize]),
       binding: this.session.binding(),
@@ -218,7 +217,7 @@ export class FixedCacheDecoder {
     bucket.binding
       .input('input_ids', tokenInputs.view(0, [size, 1]))
       .input('position_ids', tokenInputs.view(size, [size, 1]))
-      .input(SEQLENS_INPUT, bucket.seqlens);
+      .input(SEQLENS_INPUT, tokenInputs.view(size, [size]));
     bucket.binding.output('logits', bucket.logits).output(NEXT_TOKEN_OUTPUT, bucket.next);
     this.bindCache(bucket.binding, 0, size);
     // Graph ids from 1: a bucket's graph is captured at its first runs and replayed after.

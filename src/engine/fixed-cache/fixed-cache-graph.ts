@@ -2,7 +2,7 @@
  * Derives the fixed-cache decode graph from an `llmkit export --gqa` graph ("fused-gqa"), in memory: every shape
  * of a decode step is then fixed, so ONNX Runtime can capture the step as one CUDA graph and replay it.
  *
- * - GroupQueryAttention reads `seqlens_k` (int32 [batch]: each row's cached tokens, the new one's column) and
+ * - GroupQueryAttention reads `seqlens_k` (int64 [batch]: each row's cached tokens, the new one's column) and
  *   `total_sequence_length` (int32 scalar: the cache's columns) from inputs, instead of computing them from an
  *   attention mask whose width grows every step; its attention bias goes: each row's tokens start at column 0 of
  *   its own cache row and `seqlens_k` bounds them, so there is no padding to mask.
@@ -37,7 +37,9 @@ import {
   withGraph,
 } from '../onnx-wire.js';
 
+/** int64 [batch], cast to GroupQueryAttention's int32 inside: a decode step's positions are its lengths, one buffer serves both. */
 export const SEQLENS_INPUT = 'seqlens_k';
+const SEQLENS_INT32 = 'seqlens_k/int32';
 export const TOTAL_LENGTH_INPUT = 'total_sequence_length';
 export const NEXT_TOKEN_OUTPUT = 'next_token';
 
@@ -96,12 +98,12 @@ function withElementType(buf: Uint8Array, value: WireField, elementType: number)
   return lengthDelimited(value.field, body);
 }
 
-/** ArgMax over the vocabulary of logits [batch, 1, vocab] (keepdims: [batch, 1, 1]). */
-function argMaxNode(input: string, output: string): Uint8Array {
-  const axis = lengthDelimited(NODE_ATTRIBUTE, Buffer.concat([stringField(ATTRIBUTE_NAME, 'axis'), varintField(ATTRIBUTE_INT, 2), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
+/** A node of one input and one output with one integer attribute. */
+function unaryNode(opType: string, input: string, output: string, attribute: string, value: number): Uint8Array {
+  const attr = lengthDelimited(NODE_ATTRIBUTE, Buffer.concat([stringField(ATTRIBUTE_NAME, attribute), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
   return lengthDelimited(
     GRAPH_NODE,
-    Buffer.concat([stringField(NODE_INPUT, input), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, `${output}/ArgMax`), stringField(NODE_OP_TYPE, 'ArgMax'), axis]),
+    Buffer.concat([stringField(NODE_INPUT, input), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, `${output}/${opType}`), stringField(NODE_OP_TYPE, opType), attr]),
   );
 }
 
@@ -132,7 +134,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: 
       dropped.add(cast.range);
       outputs[slot] = cast.outputs[0];
     }
-    replaced.set(node.range, nodeWith(buf, node, [...inputs.slice(0, 5), SEQLENS_INPUT, TOTAL_LENGTH_INPUT], outputs));
+    replaced.set(node.range, nodeWith(buf, node, [...inputs.slice(0, 5), SEQLENS_INT32, TOTAL_LENGTH_INPUT], outputs));
   }
   const cacheType = found.cacheType;
   const kept = fields.flatMap((f) => {
@@ -147,9 +149,11 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: 
   });
   return [
     ...kept,
-    valueInfoField(GRAPH_INPUT, SEQLENS_INPUT, ELEM_INT32, ['batch_size']),
+    valueInfoField(GRAPH_INPUT, SEQLENS_INPUT, INT64, ['batch_size']),
     valueInfoField(GRAPH_INPUT, TOTAL_LENGTH_INPUT, ELEM_INT32, []),
-    argMaxNode('logits', NEXT_TOKEN_OUTPUT),
+    unaryNode('Cast', SEQLENS_INPUT, SEQLENS_INT32, 'to', ELEM_INT32),
+    // Axis 2 of logits [batch, 1, vocab], kept: [batch, 1, 1].
+    unaryNode('ArgMax', 'logits', NEXT_TOKEN_OUTPUT, 'axis', 2),
     valueInfoField(GRAPH_OUTPUT, NEXT_TOKEN_OUTPUT, INT64, ['batch_size', 1, 1]),
   ];
 }

@@ -189,12 +189,11 @@ export class FixedCacheScheduler {
     const rows = this.decoding();
     if (!rows.length) return;
     const bucket = bucketFor(Math.max(...rows.map(([slot]) => slot)) + 1);
-    const feeds: StepFeeds = { ids: new BigInt64Array(bucket), positions: new BigInt64Array(bucket), seqlens: new Int32Array(bucket) };
+    const feeds: StepFeeds = { ids: new BigInt64Array(bucket), positions: new BigInt64Array(bucket) };
     for (let slot = 0; slot < bucket; slot++) {
       const row = this.slots[slot];
       const column = row ? (row.done === row.ids.length ? row.seq.cached : row.done) : 0;
       feeds.positions[slot] = BigInt(column);
-      feeds.seqlens[slot] = column;
     }
     const draws: (DeviceDraw | undefined)[] = new Array(bucket).fill(undefined);
     const onHost = new Set<number>();
