@@ -2,12 +2,13 @@ import type { Command } from 'commander';
 import { SERVE } from '../../core/options/serve.js';
 import { commandFrom } from '../command.js';
 import { formatBytes } from '../output.js';
+import { withImportProgress } from '../runnable-model.js';
 import type { DrainResult } from '../../core/serve.js';
 
 export function serveCommand(): Command {
   return commandFrom(SERVE, async (options, { flags }) => {
     const { startServer } = await import('../../core/serve.js');
-    const server = await startServer({ ...options, log: (line) => process.stderr.write(line + '\n') });
+    const server = await withImportProgress(flags, (onEvent) => startServer({ ...options, onEvent, log: (line) => process.stderr.write(line + '\n') }));
     const models = server.models.map((m) => ({
       id: m.id,
       path: m.engine.model.dir,

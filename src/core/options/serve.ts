@@ -1,4 +1,4 @@
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from './flag-values.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, listField, textField, textsField } from './fields.js';
 
@@ -11,7 +11,7 @@ export const SERVE = defineCommand({
       positional: true,
       required: true,
       variadic: true,
-      help: 'model folders from `llmkit export`/`quantize`: PATH, NAME=PATH or NAME@VERSION=PATH',
+      help: `model folders from \`llmkit export\`/\`quantize\` (or ${IMPORTABLE_MODELS}, exported once): PATH, NAME=PATH or NAME@VERSION=PATH`,
     },
     host: { field: textField(), value: '<host>', default: '127.0.0.1', help: 'address to listen on' },
     port: { field: intField(0), value: '<n>', default: 8080, help: 'port to listen on (0 picks a free one)' },
