@@ -6,11 +6,12 @@
 //        [--new 128] [--prompts test/bench/speculative-prompts.json] [--show] [--device cpu|cuda|webgpu]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+// Static, so that test/bench/device/pack.sh's esbuild bundle carries it to the GPU machine.
+import { measureSpeculation } from '../../dist/core/bench/speculation.js';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
 const here = new URL('.', import.meta.url).pathname;
-const { measureSpeculation } = await import(join(here, '..', '..', 'dist', 'core', 'bench', 'speculation.js'));
 
 const result = await measureSpeculation({
   model: flag('model'),
