@@ -22,6 +22,8 @@ import { checkServingMemory } from './memory/plan.js';
 import { DEFAULT_MAX_FILE_MB } from '../serve/batch/objects.js';
 import { join, resolve } from 'node:path';
 import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S } from './options/flag-values.js';
+import { runnableModelFolder } from './import/runnable-model.js';
+import type { WorkerEvent } from './worker-events.js';
 
 export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWatchdog'> {
   /** Model folders: `PATH`, `NAME=PATH` or `NAME@VERSION=PATH`. */
@@ -50,6 +52,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWa
   filterMode?: FilterMode;
   /** The access log: one line per request. */
   log: (line: string) => void;
+  /** Progress of the import and export a model given as a .gguf file, an `ollama:` name or a Hugging Face id needs once. */
+  onEvent?: (e: WorkerEvent) => void;
   /** Where generation runs: llmkit's engine in this process (default), or a Triton server (docs/deploy.md). */
   engine?: 'onnx' | 'triton';
   /** With engine 'triton': its HTTP endpoint, e.g. http://127.0.0.1:8000. */
@@ -60,6 +64,8 @@ export interface ServeOptions extends Omit<EngineOptions, 'onDecodeStep' | 'onWa
   dataDir?: string;
   /** Largest upload to /v1/files, in MB (default 200, as OpenAI's). */
   batchFileMb?: number;
+  /** How long a batch's lease lasts unless renewed, in seconds: how soon a server sharing the data folder takes over a dead one's batch (default 10). */
+  batchLeaseS?: number;
   /** The web page at `/` (default true). */
   ui?: boolean;
   /** A folder of runs whose charts the dashboard shows (`--runs`). */
@@ -94,8 +100,8 @@ export interface RunningServer {
   authenticated: boolean;
   /** The peak-memory estimate for the models at --max-batch, against what there is (null: not judged). */
   memory: { total: number; available: number; availableOf: string } | null;
-  /** Where files and batches are kept, or why the batch API is off. */
-  batch: { dataDir: string; unavailable: string };
+  /** Where files and batches are kept. */
+  batch: { dataDir: string };
   /** Refuses new requests, finishes those in flight (until the drain deadline), closes the server and frees the models. */
   drain(): Promise<DrainResult>;
 }
@@ -103,11 +109,11 @@ export interface RunningServer {
 /** Loads the models and starts the OpenAI-compatible server; everything is checked before the models load. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!opts.models.length) throw new UsageError('serve needs at least one model folder', 'llmkit serve ./models/x-int8 [NAME@VERSION=./other …]');
-  const specs = opts.models.map(parseModelSpec);
+  const named = opts.models.map(parseModelSpec);
   const runs = opts.runs ? runChartsIn(resolve(opts.runs)) : undefined;
-  const openEngine = tritonEngines(opts, specs.length);
+  const openEngine = tritonEngines(opts, named.length);
   const adapters = (opts.adapters ?? []).map(parseModelSpec);
-  const loraTargets = await adapterTargets(opts, adapters, specs.length, openEngine !== undefined);
+  const loraTargets = await adapterTargets(opts, adapters, named.length, openEngine !== undefined);
   const adminKey = opts.adminKey ?? process.env[ADMIN_KEY_ENV];
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
@@ -116,6 +122,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // --rpm / --tpm fill what the quota file's defaults leave open.
   if (opts.requestsPerMinute) policy.defaults.rpm ??= opts.requestsPerMinute;
   if (opts.tokensPerMinute) policy.defaults.tpm ??= opts.tokensPerMinute;
+  const specs = await runnableSpecs(named, opts.onEvent);
 
   let models: ModelRegistry | undefined;
   const metrics = new ServerMetrics(() => models?.models ?? []);
@@ -150,7 +157,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
   const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
   // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
-  const batch = { dataDir, maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20, concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) };
+  const batch = {
+    dataDir,
+    maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20,
+    concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch),
+    leaseMs: opts.batchLeaseS && opts.batchLeaseS * 1000,
+  };
   const admin = adminKey ? new Authenticator([{ key: adminKey, name: 'admin' }]) : undefined;
   const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin, runs });
   let url: string;
@@ -170,7 +182,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     models: registry.models,
     authenticated: auth.enabled,
     memory,
-    batch: { dataDir, unavailable: server.batches?.unavailable ?? '' },
+    batch: { dataDir },
     drain: async () => {
       const cutOff = await server.drain(opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
       // An engine stuck in a step would hold the drain forever: past the grace its session is left to the process's exit.
@@ -180,6 +192,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       return { cutOff, modelsLeftBusy };
     },
   };
+}
+
+/** Each model's folder as the engine opens it: exported first (once) where the spec names a GGUF file, an Ollama model or a Hugging Face id. */
+async function runnableSpecs(specs: ModelSpec[], onEvent?: (e: WorkerEvent) => void): Promise<ModelSpec[]> {
+  const runnable: ModelSpec[] = [];
+  for (const spec of specs) runnable.push({ ...spec, path: await runnableModelFolder(spec.path, { onEvent }) });
+  return runnable;
 }
 
 /**

@@ -32,13 +32,19 @@ const specId = (s: ModelSpec) => (s.version ? `${s.name}@${s.version}` : s.name)
 
 export function parseModelSpec(arg: string): ModelSpec {
   const eq = arg.indexOf('=');
-  if (eq < 0) return { name: basename(resolve(arg)), path: arg };
+  if (eq < 0) return { name: defaultName(arg), path: arg };
   const [name, version] = arg.slice(0, eq).split('@');
   const path = arg.slice(eq + 1);
   if (!NAME.test(name) || (version !== undefined && !NAME.test(version)) || !path) {
     throw new UsageError(`model ${arg} is not PATH, NAME=PATH or NAME@VERSION=PATH`, 'names and versions use letters, digits and . _ : / -');
   }
   return { name, version, path };
+}
+
+/** A model's name where the spec gives none: its folder's or GGUF file's name, or the Ollama model's. */
+function defaultName(arg: string): string {
+  if (arg.startsWith('ollama:')) return arg.slice('ollama:'.length);
+  return basename(resolve(arg)).replace(/\.gguf$/i, '');
 }
 
 /**

@@ -11,7 +11,7 @@ import { DEFAULT_EVAL_DATA } from '../../src/core/quantize/options.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { chartBars } from '../helpers/charts.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { exportedTinyModel, tinyModel } from '../helpers/models.js';
+import { exportedTinyModel, tiedTinyModel, tinyModel } from '../helpers/models.js';
 import { transformersJsGreedy } from '../helpers/transformersjs.js';
 
 /** The perplexity of the Hugging Face model in PyTorch, over the same windows the report scores. */
@@ -200,6 +200,25 @@ describe('llmkit quantize', () => {
     expect(tokens[1][0]).toBe(tokens[0][0]);
   });
 
+  it("--compare-gguf scores llama.cpp's Q8_0 and Q4_0 of the same weights on the same windows; Q4_0 keeps the tied embedding at Q8_0", async () => {
+    const r = await runCli(['quantize', await tiedTinyModel(), '--int4', '--compare-gguf', '--eval-tokens', '512', '--out', join(dir, 'tied-int4'), '--json']);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const report: QuantizeReport = JSON.parse(String(r.stdout));
+    const [q8, q4] = report.gguf!;
+    expect([q8.type, q4.type]).toEqual(['Q8_0', 'Q4_0']);
+    // The tied model has one 2-D tensor that is both embedding and output layer: Q8_0 in the Q4_0 file too.
+    expect(q4.tensorTypes.Q8_0).toBe(1);
+    expect(q8.tensorTypes.Q4_0).toBeUndefined();
+    // Scored on the fp32 row's windows: 8-bit weights keep its perplexity and its top token; 4-bit ones stay near.
+    expect(Math.abs(q8.perplexityChange)).toBeLessThan(0.005);
+    expect(q8.top1Agreement).toBeGreaterThan(0.95);
+    expect(Math.abs(q4.perplexityChange)).toBeLessThan(0.05);
+    expect(q4.bytes).toBeLessThan(q8.bytes);
+    expect(q8.sizeRatio).toBeCloseTo(q8.bytes / report.models[0].bytes, 6);
+    expect(formatReportTable(report)).toMatch(/\| GGUF Q4_0 +\| llama\.cpp \(node-llama-cpp [\d.]+\)/);
+    expect(existsSync(join(dir, 'tied-int4.compare-gguf'))).toBe(false);
+  }, 600_000);
+
   it('rejects bad input with one line before any long work', async () => {
     const gpt2 = join(dir, 'gpt2');
     mkdirSync(gpt2);
@@ -216,6 +235,7 @@ describe('llmkit quantize', () => {
       [['quantize', fp32, '--int4', '--output-bits', '6', '--out', join(dir, 'x')], 2, /--output-bits must be one of 4, 8 \(got 6\)/],
       [['quantize', fp32, '--int4', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--calibration-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int4', '--gguf', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x.gguf')], 2, /--calibration-data/],
+      [['quantize', fp32, '--int4', '--gguf', '--compare-gguf', '--out', join(dir, 'x.gguf')], 2, /--compare-gguf/],
       [['quantize', fp32, '--int8', '--exclude', 'lm_head', '--out', join(dir, 'x')], 1, /--exclude lm_head: no MatMul or Gather weight node has that name; names look like \/model/],
       [['quantize', gpt2, '--int8', '--out', join(dir, 'x')], 1, /architecture GPT2LMHeadModel is not supported for export; supported: Gemma3ForCausalLM, LlamaForCausalLM/],
     ];

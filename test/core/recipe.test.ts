@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -49,6 +49,18 @@ describe('recipes', () => {
     const path = recipeFile('# a comment\nmodel: builtin:tiny\ndata: [../d.jsonl, /abs/e.jsonl]\nlora-r: 8\nmaxSteps: 3\n');
     const recipe = await loadRecipe(path, { keys: KEYS, pathKeys: ['model', 'data'] });
     expect(recipe.values).toEqual({ model: 'builtin:tiny', data: [join(path, '..', '..', 'd.jsonl'), '/abs/e.jsonl'], loraR: 8, maxSteps: 3 });
+  });
+
+  it("keeps a model's Hugging Face id or ollama: name as it is, unless a folder of that name is beside the recipe", async () => {
+    const path = recipeFile('model: HuggingFaceTB/SmolLM2-135M-Instruct\ndata: org/d.jsonl\n');
+    const recipe = await loadRecipe(path, { keys: KEYS, pathKeys: ['model', 'data'] });
+    // A data file is always a path, even one shaped like an id.
+    expect(recipe.values).toEqual({ model: 'HuggingFaceTB/SmolLM2-135M-Instruct', data: join(path, '..', 'org', 'd.jsonl') });
+    const ollama = await loadRecipe(recipeFile('model: ollama:smollm2:135m\n'), { keys: KEYS, pathKeys: ['model'] });
+    expect(ollama.values.model).toBe('ollama:smollm2:135m');
+    mkdirSync(join(path, '..', 'HuggingFaceTB', 'SmolLM2-135M-Instruct'), { recursive: true });
+    const local = await loadRecipe(path, { keys: KEYS, pathKeys: ['model'] });
+    expect(local.values.model).toBe(join(path, '..', 'HuggingFaceTB', 'SmolLM2-135M-Instruct'));
   });
 
   it('rejects unknown keys, YAML errors, non-mappings and missing files with the file named', async () => {

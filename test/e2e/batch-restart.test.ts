@@ -1,21 +1,14 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readResults } from '../../src/serve/batch/result-log.js';
 import { tempDir } from '../helpers/cli.js';
 import { exportedTinyModel } from '../helpers/models.js';
+import { generations, outputOnce } from './batch-lines.js';
 import { startServe, type ServeProcess } from './llmkit-serve.js';
-
-type Line = { id: string; custom_id: string; response: { status_code: number; body: OpenAI.ChatCompletion } };
 
 const LINES = 24;
 const request = (i: number) => ({ model: 'tiny', messages: [{ role: 'user' as const, content: `Tell me story number ${i}` }], max_tokens: 40, ignore_eos: true, temperature: 0 });
-
-/** Generations the server ran, from /metrics (finish reason length: every batch line runs to max_tokens). */
-async function generations(apiUrl: string): Promise<number> {
-  const text = await (await fetch(apiUrl.replace(/\/v1$/, '/metrics'))).text();
-  return Number(text.match(/^llmkit_generations_total\{model="tiny",finish_reason="length"\} (\d+)/m)?.[1] ?? 0);
-}
 
 describe('a batch survives SIGKILL of the server', () => {
   const servers: ServeProcess[] = [];
@@ -37,12 +30,7 @@ describe('a batch survives SIGKILL of the server', () => {
     await first.kill('SIGKILL');
 
     // What the killed server had written: whole lines only (a torn last line is dropped on restart).
-    const log = readFileSync(join(dataDir, 'batches', id, 'output.jsonl'), 'utf8');
-    const before = log
-      .slice(0, log.lastIndexOf('\n') + 1)
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Line);
+    const { results: before } = readResults(join(dataDir, 'batches', id, 'output.jsonl'));
     expect(before.length).toBeGreaterThanOrEqual(6);
     expect(before.length).toBeLessThan(LINES);
 
@@ -59,15 +47,7 @@ describe('a batch survives SIGKILL of the server', () => {
     // The restarted server ran exactly the lines that were not on disk: none twice.
     expect(await generations(second.apiUrl)).toBe(LINES - before.length);
 
-    const output = (await (await client.files.content(batch.output_file_id!)).text())
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Line);
-    expect(output).toHaveLength(LINES);
-    expect(new Set(output.map((l) => l.custom_id)).size).toBe(LINES);
-    // The lines finished before the kill are the same records, not runs made again.
-    const byCustomId = new Map(output.map((l) => [l.custom_id, l]));
-    for (const line of before) expect(byCustomId.get(line.custom_id)!.id).toBe(line.id);
+    const byCustomId = await outputOnce(client, batch, LINES, before);
     // And every answer is the one an interactive request gets (greedy), whichever server ran it.
     for (const i of [0, 1, LINES - 2, LINES - 1]) {
       const interactive = await client.chat.completions.create(request(i) as OpenAI.ChatCompletionCreateParamsNonStreaming);

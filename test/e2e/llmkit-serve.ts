@@ -3,6 +3,7 @@ import { execa } from 'execa';
 export interface ServeProcess {
   /** The OpenAI API's base URL, e.g. http://127.0.0.1:41967/v1. */
   apiUrl: string;
+  pid: number;
   /** What the server wrote to stderr so far (access log, Redis notices). */
   stderr(): string;
   stop(): Promise<void>;
@@ -27,6 +28,7 @@ export async function startServe(model: string, name = 'tiny', args: string[] = 
   });
   return {
     apiUrl: `${url}/v1`,
+    pid: child.pid!,
     stderr: () => err,
     stop: async () => {
       child.kill('SIGTERM');

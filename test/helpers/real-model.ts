@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { exportModel } from '../../src/core/export.js';
 import { resolveModelSource } from '../../src/core/import/model-source.js';
-import { llmkitHome, pythonSourceDir } from '../../src/shared/paths.js';
+import { runnableModelFolder } from '../../src/core/import/runnable-model.js';
+import { llmkitHome } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 
 /**
@@ -35,11 +34,7 @@ export async function smollm2(): Promise<string> {
   return resolveModelSource(await smollm2Gguf());
 }
 
-/** The imported model exported to ONNX (fp32, traced), cached beside it and re-exported when the exporter changes. */
+/** The imported model exported to ONNX (fp32, traced), cached beside it as chat/serve/bench given the .gguf cache it. */
 export async function exportedSmollm2(): Promise<string> {
-  const model = await smollm2();
-  const exporter = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py')));
-  const out = `${model}-onnx-${exporter.digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out });
-  return out;
+  return runnableModelFolder(await smollm2Gguf());
 }

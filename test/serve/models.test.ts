@@ -9,6 +9,10 @@ describe('several models in one server', () => {
     expect(parseModelSpec('chat=./m')).toEqual({ name: 'chat', version: undefined, path: './m' });
     expect(parseModelSpec('chat@2=./m')).toEqual({ name: 'chat', version: '2', path: './m' });
     expect(() => parseModelSpec('bad name=./m')).toThrow(/NAME@VERSION=PATH/);
+    // Named, without NAME=, as the model is called: the GGUF file without .gguf, the Ollama name, the id's last part.
+    expect(parseModelSpec('/m/SmolLM2-135M-Instruct.Q4_1.gguf').name).toBe('SmolLM2-135M-Instruct.Q4_1');
+    expect(parseModelSpec('ollama:smollm2:135m')).toEqual({ name: 'smollm2:135m', path: 'ollama:smollm2:135m' });
+    expect(parseModelSpec('HuggingFaceTB/SmolLM2-135M-Instruct').name).toBe('SmolLM2-135M-Instruct');
   });
 
   it('routes by name@version, by name to the last version listed, and 404s the rest', async () => {

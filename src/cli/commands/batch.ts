@@ -3,6 +3,7 @@ import type { OfflineBatchSummary } from '../../core/batch/run.js';
 import { BATCH } from '../../core/options/batch.js';
 import { commandFrom } from '../command.js';
 import { BatchProgressView } from '../progress.js';
+import { withImportProgress } from '../runnable-model.js';
 
 export function batchCommand(): Command {
   return commandFrom(BATCH, async (options, { flags }) => {
@@ -17,7 +18,7 @@ export function batchCommand(): Command {
     };
     process.on('SIGINT', onSigint);
     try {
-      const summary = await runOfflineBatch({ ...options, onProgress: view.update, signal: stop.signal });
+      const summary = await withImportProgress(flags, (onEvent) => runOfflineBatch({ ...options, onEvent, onProgress: view.update, signal: stop.signal }));
       view.stop();
       process.stdout.write((flags.json ? JSON.stringify(summary) : formatSummary(summary)) + '\n');
       // Failed lines are results too (in the output, with their status): only a run that stopped early is not a success.

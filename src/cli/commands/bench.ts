@@ -3,11 +3,13 @@ import type { BenchReport } from '../../core/bench/run.js';
 import { BENCH } from '../../core/bench/options.js';
 import { commandFrom } from '../command.js';
 import { formatTable } from '../output.js';
+import { runnableModel } from '../runnable-model.js';
 
 export function benchCommand(): Command {
   return commandFrom(BENCH, async (options, { flags }) => {
     const { runBench } = await import('../../core/bench/run.js');
-    const report = await runBench({ ...options, onStage: (text) => process.stderr.write(`bench: ${text}\n`), cli: process.argv[1] });
+    const model = await runnableModel(flags, options.model);
+    const report = await runBench({ ...options, model, onStage: (text) => process.stderr.write(`bench: ${text}\n`), cli: process.argv[1] });
     process.stdout.write((flags.json ? JSON.stringify(report) : formatReport(report)) + '\n');
   });
 }

@@ -3,11 +3,13 @@ import type { ChatBackend } from '../../core/chat/backend.js';
 import { CHAT } from '../../core/chat/options.js';
 import type { Device } from '../../core/options/flag-values.js';
 import { commandFrom } from '../command.js';
+import { runnableModel } from '../runnable-model.js';
 
 export function chatCommand(): Command {
   return commandFrom(CHAT, async (options, { flags }) => {
     const plain = options.plain || Boolean(flags.json) || !process.stdin.isTTY || !process.stdout.isTTY;
-    const backend = await openBackend(options, plain);
+    const folder = options.folder && (await runnableModel(flags, options.folder));
+    const backend = await openBackend({ ...options, folder }, plain);
     const { ChatSession } = await import('../../core/chat/session.js');
     const session = new ChatSession(backend, { system: options.system ?? null, settings: options.settings });
     try {

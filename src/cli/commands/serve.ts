@@ -2,12 +2,13 @@ import type { Command } from 'commander';
 import { SERVE } from '../../core/options/serve.js';
 import { commandFrom } from '../command.js';
 import { formatBytes } from '../output.js';
+import { withImportProgress } from '../runnable-model.js';
 import type { DrainResult } from '../../core/serve.js';
 
 export function serveCommand(): Command {
   return commandFrom(SERVE, async (options, { flags }) => {
     const { startServer } = await import('../../core/serve.js');
-    const server = await startServer({ ...options, log: (line) => process.stderr.write(line + '\n') });
+    const server = await withImportProgress(flags, (onEvent) => startServer({ ...options, onEvent, log: (line) => process.stderr.write(line + '\n') }));
     const models = server.models.map((m) => ({
       id: m.id,
       path: m.engine.model.dir,
@@ -18,7 +19,7 @@ export function serveCommand(): Command {
     else {
       for (const m of models) process.stdout.write(`model ${m.id} on ${m.device}${m.skipped.length ? ` (${m.skipped.join('; ')})` : ''}: ${m.path}\n`);
       process.stdout.write(`serving at ${server.url}/v1${server.authenticated ? ' (API key required)' : ''}; SIGTERM or Ctrl-C drains and stops\n`);
-      process.stdout.write(server.batch.unavailable ? `batch jobs off: ${server.batch.unavailable}\n` : `batch jobs and files: ${server.batch.dataDir}\n`);
+      process.stdout.write(`batch jobs and files: ${server.batch.dataDir}\n`);
       if (options.ui) process.stdout.write(`web playground and dashboard: ${server.url}/${options.runs ? ` (with the charts of the runs in ${options.runs})` : ''}\n`);
       const m = server.memory;
       if (m) process.stdout.write(`memory estimate at --max-batch ${options.maxBatch}: ${formatBytes(m.total)} of ${formatBytes(m.available)} ${m.availableOf}\n`);

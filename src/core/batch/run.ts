@@ -15,6 +15,8 @@ import { toApiError } from '../../serve/openai/errors.js';
 import { ServerMetrics } from '../../serve/server-metrics.js';
 import { UsageError } from '../../shared/errors.js';
 import { remoteExecutor, remoteModels } from './remote.js';
+import { runnableModelFolder } from '../import/runnable-model.js';
+import type { WorkerEvent } from '../worker-events.js';
 
 export interface OfflineBatchOptions {
   /** A model folder (`PATH` or `NAME=PATH`), run in this process; or `url`. */
@@ -33,6 +35,8 @@ export interface OfflineBatchOptions {
   maxBatch?: number;
   prefillChunk?: number;
   onProgress?: (p: BatchProgress) => void;
+  /** Progress of the import and export a model given as a .gguf file, an `ollama:` name or a Hugging Face id needs once. */
+  onEvent?: (e: WorkerEvent) => void;
   /** Aborted (Ctrl-C): the requests in flight are dropped; the output keeps every finished line. */
   signal?: AbortSignal;
 }
@@ -173,7 +177,8 @@ async function openTarget(opts: OfflineBatchOptions): Promise<Target> {
       close: async () => {},
     };
   }
-  const spec = parseModelSpec(opts.model!);
+  const named = parseModelSpec(opts.model!);
+  const spec = { ...named, path: await runnableModelFolder(named.path, { onEvent: opts.onEvent }) };
   if (!existsSync(spec.path)) throw new UsageError(`model folder ${spec.path} does not exist`, 'pass a folder from `llmkit export` or `llmkit quantize`');
   const maxBatch = opts.maxBatch ?? DEFAULT_LIMITS.maxBatch;
   const metrics = new ServerMetrics(() => registry.models);

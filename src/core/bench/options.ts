@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { DEVICES } from '../options/flag-values.js';
+import { DEVICES, IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, enumField, intField, intListField, textField } from '../options/fields.js';
 
@@ -7,7 +7,7 @@ export const BENCH = defineCommand({
   name: 'bench',
   description: 'benchmark serving: bare engine loop, transformers.js on the same model, then the server at several concurrency levels',
   options: {
-    model: { field: textField(), positional: true, required: true, help: 'exported model folder (from `llmkit export` or `quantize`)' },
+    model: { field: textField(), positional: true, required: true, help: `exported model folder (from \`llmkit export\` or \`quantize\`), or ${IMPORTABLE_MODELS} (exported once)` },
     concurrency: { field: intListField(1), value: '<list>', default: [1, 4, 8, 16], help: 'concurrent streaming clients per level, comma-separated' },
     maxTokens: { field: intField(1), value: '<n>', default: 128, help: 'new tokens per request (EOS ignored, so every request makes exactly this many)' },
     rounds: { field: intField(1), value: '<n>', default: 4, help: 'measured rounds (after a warm-up); each visits every contender and level, each client sending one request' },

@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { DEVICES } from '../options/flag-values.js';
+import { DEVICES, IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { defineCommand } from '../options/define.js';
 import { booleanField, enumField, intField, numberField, textField } from '../options/fields.js';
 
@@ -8,7 +8,12 @@ export const CHAT = defineCommand({
   description: 'talk to a model in the terminal: an exported model folder in-process, or any OpenAI-compatible server with --url',
   options: {
     // `folder`, not `model`: --model names the server's model. --help shows it as [model].
-    folder: { field: textField(), positional: true, display: '[model]', help: 'exported model folder (from `llmkit export` or `llmkit quantize`), run in this process' },
+    folder: {
+      field: textField(),
+      positional: true,
+      display: '[model]',
+      help: `exported model folder (from \`llmkit export\` or \`llmkit quantize\`), or ${IMPORTABLE_MODELS} (exported once), run in this process`,
+    },
     url: { field: textField(), value: '<url>', help: 'base URL of an OpenAI-compatible API instead of a folder, e.g. http://localhost:8080/v1' },
     model: { field: textField(), value: '<name>', help: "with --url: the server's model", defaultHelp: 'the first it lists' },
     apiKey: { field: textField(), value: '<key>', help: 'with --url: API key sent as a bearer token', defaultHelp: '$LLMKIT_API_KEY' },

@@ -1,3 +1,4 @@
+import { IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { z } from 'zod';
 import { UsageError } from '../../shared/errors.js';
 import { FINETUNE, FINETUNE_DEFAULTS } from '../finetune/options.js';
@@ -69,7 +70,7 @@ export const DISTILL = defineCommand({
       value: '<model>',
       required: true,
       path: true,
-      help: 'the model to learn from: a Hugging Face folder (e.g. runs/x/merged, a fine-tuned or merged model), or builtin:tiny',
+      help: `the model to learn from: a Hugging Face folder (e.g. runs/x/merged, a fine-tuned or merged model), builtin:tiny, or ${IMPORTABLE_MODELS}`,
     },
     student: { field: textField(), value: '<model>', path: true, help: "a smaller existing model with the teacher's tokenizer, to train" },
     studentConfig: {

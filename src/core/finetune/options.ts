@@ -1,3 +1,4 @@
+import { IMPORTABLE_MODELS } from '../options/flag-values.js';
 import type { z } from 'zod';
 import { defineCommand, resolveOptions } from '../options/define.js';
 import { booleanField, enumField, intField, listField, numberField, pathsField, textField } from '../options/fields.js';
@@ -42,7 +43,7 @@ export const FINETUNE = defineCommand({
       positional: true,
       required: true,
       path: true,
-      help: 'Hugging Face model folder, or builtin:tiny|small|100m (made by `llmkit make-model`)',
+      help: `Hugging Face model folder, builtin:tiny|small|100m (made by \`llmkit make-model\`), or ${IMPORTABLE_MODELS}`,
       defaultHelp: "the recipe's model",
     },
     data: {

@@ -1,4 +1,4 @@
-import { DEVICES } from './flag-values.js';
+import { DEVICES, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, textField } from './fields.js';
 
@@ -6,7 +6,7 @@ export const BATCH = defineCommand({
   name: 'batch',
   description: 'run an OpenAI batch input file (JSONL of /v1/chat/completions and /v1/completions requests) to an output file, in this process or against a server; resumes where it stopped',
   options: {
-    model: { field: textField(), positional: true, help: "exported model folder, PATH or NAME=PATH (NAME is what the lines' model says; default: the folder's name)" },
+    model: { field: textField(), positional: true, help: `exported model folder (or ${IMPORTABLE_MODELS}), PATH or NAME=PATH (NAME is what the lines' model says; default: the folder's name)` },
     input: { field: textField(), short: 'i', value: '<file>', required: true, help: 'batch input: one {custom_id, method, url, body} request a line, as for OpenAI' },
     output: {
       field: textField(),

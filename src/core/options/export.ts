@@ -1,5 +1,5 @@
 import { UsageError } from '../../shared/errors.js';
-import { GGUF_TYPES, parseGgufType } from './flag-values.js';
+import { GGUF_TYPES, parseGgufType, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, numberField, textField } from './fields.js';
 import { rejectOnnxFlags, type GgufTarget } from '../gguf/options.js';
@@ -9,7 +9,7 @@ export const EXPORT = defineCommand({
   name: 'export',
   description: 'export a Hugging Face causal LM folder to an ONNX decoder with KV cache, checked against PyTorch',
   options: {
-    model: { field: textField(), positional: true, required: true, help: 'Hugging Face model folder (config.json + weights + tokenizer)' },
+    model: { field: textField(), positional: true, required: true, help: `Hugging Face model folder (config.json + weights + tokenizer), or ${IMPORTABLE_MODELS}` },
     out: { field: textField(), value: '<dir>', required: true, help: 'output folder (ONNX model, tokenizer, llmkit.json manifest), or the .gguf file with --gguf' },
     fp16: { field: booleanField(), default: false, help: 'float16 weights and compute, for GPUs (inputs, outputs and the KV cache stay float32)' },
     fused: {

@@ -35,3 +35,6 @@ export function parseGgufType(type: string, flag = '--type'): GgufType {
 /** The sizes of llmkit's own models (`llmkit make-model --preset`, `builtin:<preset>`). */
 export const MODEL_PRESETS = ['tiny', 'small', '100m'] as const;
 export type ModelPreset = (typeof MODEL_PRESETS)[number];
+
+/** What a MODEL argument takes besides a folder (src/core/import): said in each command's help. */
+export const IMPORTABLE_MODELS = 'a .gguf file, ollama:NAME[:TAG] or a Hugging Face id';

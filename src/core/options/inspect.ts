@@ -1,3 +1,4 @@
+import { IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, numberField, textField } from './fields.js';
 
@@ -7,7 +8,7 @@ export const INSPECT = defineCommand({
   name: 'inspect',
   description: 'show what a model folder is (architecture, size, context, tokenizer, chat template) and which commands take it; --for estimates peak memory',
   options: {
-    model: { field: textField(), positional: true, required: true, help: 'Hugging Face model folder or a folder made by `llmkit export`' },
+    model: { field: textField(), positional: true, required: true, help: `Hugging Face model folder, a folder made by \`llmkit export\`, or ${IMPORTABLE_MODELS}` },
     for: {
       field: enumField(INSPECT_PURPOSES),
       value: '<purpose>',

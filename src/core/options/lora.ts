@@ -1,3 +1,4 @@
+import { IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { textField } from './fields.js';
 
@@ -15,7 +16,7 @@ export const LORA_MERGE = defineCommand({
   name: 'merge',
   description: 'fold an adapter into its base model and write a whole Hugging Face model folder with the tokenizer',
   options: {
-    base: { field: textField(), positional: true, required: true, help: 'the base model folder the adapter was trained on (or builtin:tiny)' },
+    base: { field: textField(), positional: true, required: true, help: `the base model folder the adapter was trained on (or builtin:tiny, ${IMPORTABLE_MODELS})` },
     adapter: ADAPTER,
     out: { field: textField(), value: '<dir>', required: true, help: 'folder to write the merged model to (must not exist)' },
   },

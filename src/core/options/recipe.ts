@@ -4,6 +4,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { closestName } from '../../shared/closest.js';
 import { UsageError } from '../../shared/errors.js';
+import { isHfModelId } from '../import/hf-cache.js';
 
 /**
  * Recipes: a YAML mapping whose keys are a command's long flag names (camelCase `loraR` or kebab-case
@@ -63,16 +64,23 @@ export async function loadRecipe(path: string, opts: LoadRecipeOptions): Promise
         .join(', ');
       throw new UsageError(`--recipe ${path}: unknown key "${rawKey}"${meant ? ` (did you mean ${flagName(meant).slice(2)}?)` : ''}`, `keys are the command's long flag names, e.g. ${examples}`);
     }
-    values[key] = opts.pathKeys?.includes(key) ? resolvePaths(value, dirname(resolve(path))) : value;
+    values[key] = opts.pathKeys?.includes(key) ? resolvePaths(value, dirname(resolve(path)), MODEL_KEYS.has(key)) : value;
   }
   return { path, values };
 }
 
-/** `builtin:tiny`-style references are not paths and stay as they are. */
-function resolvePaths(value: unknown, base: string): unknown {
-  if (Array.isArray(value)) return value.map((v) => resolvePaths(v, base));
+/** The keys that name a model, which may be a Hugging Face id. */
+const MODEL_KEYS = new Set(['model', 'teacher']);
+
+/**
+ * `builtin:tiny`- and `ollama:name`-style references are not paths and stay as they are; so does a model's Hugging Face
+ * id (`org/name`) unless a folder of that name is beside the recipe.
+ */
+function resolvePaths(value: unknown, base: string, model: boolean): unknown {
+  if (Array.isArray(value)) return value.map((v) => resolvePaths(v, base, model));
   if (typeof value !== 'string' || isAbsolute(value) || /^[a-z][a-z0-9+.-]+:/i.test(value)) return value;
-  return resolve(base, value);
+  const beside = resolve(base, value);
+  return model && !existsSync(beside) && isHfModelId(value) ? value : beside;
 }
 
 /** What the command line gave: values by camelCase name, and whether the user typed each one. */

@@ -1,4 +1,4 @@
-import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES } from './flag-values.js';
+import { DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL_S, DEFAULT_PREFIX_CACHE_MB, DEVICES, FILTER_MODES, REDIS_DOWN_POLICIES, SERVE_ENGINES, IMPORTABLE_MODELS } from './flag-values.js';
 import { defineCommand } from './define.js';
 import { booleanField, enumField, intField, listField, textField, textsField } from './fields.js';
 
@@ -11,7 +11,7 @@ export const SERVE = defineCommand({
       positional: true,
       required: true,
       variadic: true,
-      help: 'model folders from `llmkit export`/`quantize`: PATH, NAME=PATH or NAME@VERSION=PATH',
+      help: `model folders from \`llmkit export\`/\`quantize\` (or ${IMPORTABLE_MODELS}, exported once): PATH, NAME=PATH or NAME@VERSION=PATH`,
     },
     host: { field: textField(), value: '<host>', default: '127.0.0.1', help: 'address to listen on' },
     port: { field: intField(0), value: '<n>', default: 8080, help: 'port to listen on (0 picks a free one)' },
@@ -86,6 +86,7 @@ export const SERVE = defineCommand({
     tritonUrl: { field: textField(), value: '<url>', help: "with --engine triton: Triton's HTTP endpoint, e.g. http://127.0.0.1:8000" },
     dataDir: { field: textField(), value: '<dir>', help: 'where /v1/files and /v1/batches keep files and batch jobs (kept across restarts)', defaultHelp: '$LLMKIT_HOME/serve-data' },
     batchFileMb: { field: intField(1), value: '<n>', default: 200, help: 'largest file /v1/files takes, in MB' },
+    batchLeaseS: { field: intField(1), value: '<seconds>', default: 10, help: 'servers sharing --data-dir: how long a batch stays with a server that stopped renewing its lease' },
     force: { field: booleanField(), default: false, help: 'start even when the memory estimate says the models cannot fit (llmkit inspect MODEL --for serve)' },
     ui: { field: booleanField(), default: true, help: 'the web page at / (chat playground and dashboard)', negate: 'do not serve the web page at /' },
     runs: {

@@ -17,6 +17,8 @@ export interface AccuracyComparison {
   window: number;
   reference: ScoredModel;
   candidate: ScoredModel;
+  /** The reference's most likely next token at each position, window after window (what other scorers agree with). */
+  referenceTop1: number[];
 }
 
 /** log Σ exp(logits) of one position, shifted by the max so that it cannot overflow. */
@@ -49,6 +51,7 @@ export async function compareNextTokenDistributions(
   let agree = 0;
   let kl = 0;
   let positions = 0;
+  const referenceTop1: number[] = [];
   for (let first = 0; first < windows; first += perPass) {
     const batch = Math.min(perPass, windows - first);
     const ids = BigInt64Array.from(tokens.slice(first * window, (first + batch) * window), BigInt);
@@ -65,7 +68,9 @@ export async function compareNextTokenDistributions(
         const zCand = logPartition(cand, offset, vocab);
         nllRef += zRef - ref[offset + next];
         nllCand += zCand - cand[offset + next];
-        if (argmax(ref.subarray(offset, offset + vocab)) === argmax(cand.subarray(offset, offset + vocab))) agree += 1;
+        const top1 = argmax(ref.subarray(offset, offset + vocab));
+        referenceTop1.push(top1);
+        if (top1 === argmax(cand.subarray(offset, offset + vocab))) agree += 1;
         for (let v = 0; v < vocab; v++) {
           const logRef = ref[offset + v] - zRef;
           kl += Math.exp(logRef) * (logRef - (cand[offset + v] - zCand));
@@ -81,5 +86,6 @@ export async function compareNextTokenDistributions(
     window,
     reference: { perplexity: Math.exp(nllRef / positions), top1Agreement: 1, meanKl: 0 },
     candidate: { perplexity: Math.exp(nllCand / positions), top1Agreement: agree / positions, meanKl: kl / positions },
+    referenceTop1,
   };
 }

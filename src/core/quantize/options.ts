@@ -1,3 +1,4 @@
+import { IMPORTABLE_MODELS } from '../options/flag-values.js';
 import { existsSync, statSync } from 'node:fs';
 import type { TritonTarget } from '../triton/repository.js';
 import { availableParallelism } from 'node:os';
@@ -64,6 +65,8 @@ export interface QuantizeOptions {
   threads?: number;
   /** Export check when the input is a Hugging Face folder (default: export's, 1e-3). */
   tolerance?: number;
+  /** Also score llama.cpp's Q8_0 and Q4_0 GGUF files of the same weights on the same text (needs the Hugging Face weights). */
+  compareGguf?: boolean;
   /** Also write a Triton model repository for the quantized model. */
   triton?: TritonTarget;
   onEvent?: (e: WorkerEvent) => void;
@@ -89,13 +92,15 @@ export interface ResolvedQuantizeOptions {
   evalTokens: number;
   threads: number;
   tolerance?: number;
+  /** With --compare-gguf: the Hugging Face folder the GGUF files are written from; else null. */
+  compareGguf: string | null;
 }
 
 export const QUANTIZE = defineCommand({
   name: 'quantize',
   description: 'quantize a model to int8 or int4 ONNX (a Hugging Face folder is exported first) and measure size, speed and accuracy against fp32',
   options: {
-    model: { field: textField(), positional: true, required: true, help: 'Hugging Face model folder, or an fp32 folder made by `llmkit export`' },
+    model: { field: textField(), positional: true, required: true, help: `Hugging Face model folder, an fp32 folder made by \`llmkit export\`, or ${IMPORTABLE_MODELS}` },
     out: { field: textField(), value: '<dir>', required: true, help: 'output folder (quantized ONNX model, tokenizer, llmkit.json, quantize-report.json)' },
     int8: { field: booleanField(), default: false, help: '8-bit weights (block-wise MatMulNBits, int8 compute on CPU): ~26% of the fp32 size' },
     int4: { field: booleanField(), default: false, help: '4-bit weights (block-wise MatMulNBits): ~16% of the fp32 size' },
@@ -125,6 +130,11 @@ export const QUANTIZE = defineCommand({
     evalTokens: { field: intField(64), value: '<n>', default: DEFAULT_EVAL_TOKENS, help: 'score at most this many tokens of the eval text' },
     threads: { field: intField(1), value: '<n>', help: 'CPU threads of both models while timing decode', defaultHelp: 'all cores' },
     tolerance: { field: numberField({ min: 0 }), value: '<x>', help: 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch', defaultHelp: '1e-3' },
+    compareGguf: {
+      field: booleanField(),
+      default: false,
+      help: "also write llama.cpp's Q8_0 and Q4_0 GGUF files of the same weights and score them on the same text (node-llama-cpp): rows of the report",
+    },
     gguf: { field: booleanField(), default: false, help: 'write a GGUF file for llama.cpp and Ollama instead (--int8: Q8_0, --int4: Q4_0; --out names the .gguf file)' },
     ...TRITON_OPTIONS,
   },
@@ -133,7 +143,7 @@ export const QUANTIZE = defineCommand({
     if (!int8 && !int4) throw new UsageError('pass --int8 or --int4', 'e.g. `llmkit quantize ./model --int8 --out ./model-int8`');
     const precision = int8 ? 'int8' : 'int4';
     if (gguf) {
-      const onnxOnly = ['blockSize', 'asymmetric', 'exclude', 'outputBits', 'calibrationData', 'calibrationTokens', 'accuracyLevel', 'evalData', 'threads', 'tolerance', 'triton'];
+      const onnxOnly = ['blockSize', 'asymmetric', 'exclude', 'outputBits', 'calibrationData', 'calibrationTokens', 'accuracyLevel', 'evalData', 'threads', 'tolerance', 'triton', 'compareGguf'];
       rejectOnnxFlags(onnxOnly, typed, 'GGUF blocks are 32 weights with one scale each: drop those flags');
       return { gguf: true, model: rest.model, out: rest.out, type: GGUF_TYPE[precision] };
     }
@@ -156,6 +166,14 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
     }
   } else if (!existsSync(join(model, 'config.json'))) {
     throw new UsageError(`${opts.model} has neither config.json nor llmkit.json`, 'pass a Hugging Face model folder or one made by `llmkit export`');
+  }
+  // The GGUF files are written from the Hugging Face weights: the model's own, or those its export names as its source.
+  const ggufSource = opts.compareGguf ? (exported ? exported.manifest.source : model) : undefined;
+  if (opts.compareGguf && (!ggufSource || !existsSync(join(ggufSource, 'config.json')))) {
+    throw new UsageError(
+      `--compare-gguf writes GGUF files from the Hugging Face weights, and the folder ${opts.model} was exported from is gone`,
+      'pass the Hugging Face folder (or .gguf file) instead',
+    );
   }
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE[opts.precision];
   if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) {
@@ -194,5 +212,6 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
     evalTokens: opts.evalTokens ?? DEFAULT_EVAL_TOKENS,
     threads: opts.threads ?? availableParallelism(),
     tolerance: opts.tolerance,
+    compareGguf: ggufSource ?? null,
   };
 }

@@ -9,6 +9,8 @@ import { onnxruntimeVersion } from '../../engine/onnx-runtime.js';
 import { ModelTokenizer } from '../../engine/tokenizer.js';
 import { LlmkitError } from '../../shared/errors.js';
 import { compareNextTokenDistributions } from './accuracy.js';
+import type { GgufScore, ScoringWindows } from './gguf-compare.js';
+import { NODE_LLAMA_CPP } from '../gguf/llama-cpp.js';
 import { measureDecodeSpeed, type SpeedPlan } from './speed.js';
 
 /** What one run measures of a model, relative figures against a reference model (fp32, or the teacher). */
@@ -33,6 +35,18 @@ export interface ModelFigures extends MeasuredFigures {
   path: string;
 }
 
+/** A GGUF file of the same weights as llama.cpp scores it; no decode speed (another runtime, not timed with ours). */
+export interface GgufFigures {
+  type: GgufScore['type'];
+  runtime: string;
+  bytes: number;
+  tensorTypes: Record<string, number>;
+  sizeRatio: number;
+  perplexity: number;
+  perplexityChange: number;
+  top1Agreement: number;
+}
+
 /** quantize-report.json: everything measured in one run, and how. */
 export interface QuantizeReport {
   version: 1;
@@ -42,6 +56,8 @@ export interface QuantizeReport {
   speed: { threads: number; prompts: number; promptTokens: number; newTokens: number; rounds: number; steps: number; statistic: string };
   quantization: Record<string, unknown>;
   models: ModelFigures[];
+  /** With --compare-gguf: llama.cpp's Q8_0 and Q4_0 of the same weights, scored on the same windows (relative to the fp32 row). */
+  gguf?: GgufFigures[];
   /** With --triton: the repository written for the quantized model. */
   triton?: TritonRepository;
 }
@@ -52,6 +68,8 @@ export interface MeasureOptions {
   threads: number;
   /** Called as the measurement goes: a message and how far along it is. */
   progress: (message: string, done: number, total: number) => void;
+  /** Scores other files of the same weights on the windows scored here (--compare-gguf: llama.cpp's GGUFs). */
+  scorePeers?: (scoring: ScoringWindows) => Promise<GgufScore[]>;
 }
 
 /** Longest window of eval text scored in one prefill. */
@@ -93,6 +111,8 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
     measureDecodeSpeed(decoders, plan, (done, total) => opts.progress(`decode timing, run ${done}/${total}`, done, total)),
   );
   const sizes = [onnxBytes(fp32), onnxBytes(quantized)];
+  const windows = Array.from({ length: accuracy.windows }, (_, w) => tokens.slice(w * window, (w + 1) * window));
+  const peers = opts.scorePeers ? await opts.scorePeers({ windows, referenceTop1: accuracy.referenceTop1, threads: opts.threads }) : undefined;
   const scored = [accuracy.reference, accuracy.candidate];
   const models = [fp32, quantized].map(
     (model, i): ModelFigures => ({
@@ -125,6 +145,18 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
     },
     quantization: quantized.manifest.quantization ?? {},
     models,
+    ...(peers && {
+      gguf: peers.map((g) => ({
+        type: g.type,
+        runtime: `llama.cpp (node-llama-cpp ${NODE_LLAMA_CPP})`,
+        bytes: g.bytes,
+        tensorTypes: g.tensorTypes,
+        sizeRatio: g.bytes / sizes[0],
+        perplexity: g.perplexity,
+        perplexityChange: g.perplexity / accuracy.reference.perplexity - 1,
+        top1Agreement: g.top1Agreement,
+      })),
+    }),
   };
 }
 
@@ -147,6 +179,7 @@ function precisionLabel(bits: number, q: Record<string, unknown>): string {
 }
 
 const percent = (x: number, digits = 1) => `${(100 * x).toFixed(digits)}%`;
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${percent(x, 2)}`;
 
 /** The report as the table the CLI and the demo print. */
 export function formatReportTable(report: QuantizeReport): string {
@@ -155,10 +188,13 @@ export function formatReportTable(report: QuantizeReport): string {
     i === 0 ? `${m.bits}-bit` : precisionLabel(m.bits, report.quantization),
     `${formatBytes(m.bytes)} (${percent(m.sizeRatio)})`,
     `${m.decodeTokensPerSecond.toFixed(1)} tok/s (${m.speedup.toFixed(2)}×)`,
-    i === 0 ? m.perplexity.toFixed(3) : `${m.perplexity.toFixed(3)} (${m.perplexityChange >= 0 ? '+' : ''}${percent(m.perplexityChange, 2)})`,
+    i === 0 ? m.perplexity.toFixed(3) : `${m.perplexity.toFixed(3)} (${signed(m.perplexityChange)})`,
     percent(m.top1Agreement),
     i === 0 ? '0' : m.meanKl.toExponential(2),
   ]);
+  for (const g of report.gguf ?? []) {
+    rows.push([`GGUF ${g.type}`, g.runtime, `${formatBytes(g.bytes)} (${percent(g.sizeRatio)})`, '-', `${g.perplexity.toFixed(3)} (${signed(g.perplexityChange)})`, percent(g.top1Agreement), '-']);
+  }
   const table = formatTable(['model', 'precision', 'size', 'decode speed', 'perplexity', 'top-1 agreement', 'mean KL'], rows);
   const e = report.eval;
   const s = report.speed;

@@ -10,6 +10,7 @@ import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOpti
 import { measureQuantization, type QuantizeReport } from './report.js';
 import { resolveModelSource } from '../import/model-source.js';
 import { quantizeChart } from '../charts/reports.js';
+import { scoreGgufPeers } from './gguf-compare.js';
 
 export const REPORT_FILE = 'quantize-report.json';
 /** The same figures as bars, readable without a terminal. */
@@ -54,6 +55,7 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
         stopped();
         opts.onEvent?.({ event: 'progress', step, total, message, phase: 'measure' });
       },
+      scorePeers: o.compareGguf ? (scoring) => scoreGgufPeers(o.compareGguf!, scoring, `${o.out}.compare-gguf`, opts) : undefined,
     });
     await writeFileAtomic(join(o.out, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');
     await writeFileAtomic(join(o.out, REPORT_CHART), quantizeChart(report));

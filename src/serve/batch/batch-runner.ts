@@ -1,4 +1,6 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../../shared/atomic.js';
+import { BatchLease, leaseHolder } from './batch-lease.js';
 import { ApiError } from '../openai/errors.js';
 import type { BatchRecord, BatchStore } from './batch-store.js';
 import type { FileStore } from './file-store.js';
@@ -16,11 +18,15 @@ export interface BatchRunnerDeps {
   modelProblem(model: string): string | undefined;
   /** Lines in flight at once: enough to keep the engine's batch full behind interactive traffic. */
   concurrency: number;
+  /** How long a batch's lease lasts unless renewed (see BatchLease): how soon another server takes over from a dead one. */
+  leaseMs?: number;
   now?: () => number;
 }
 
-/** Why a running batch stopped early. */
-type StopReason = 'cancel' | 'expire' | 'shutdown';
+/** Why a running batch stopped early ('lost': another server took its lease over). */
+type StopReason = 'cancel' | 'expire' | 'shutdown' | 'lost';
+
+const DEFAULT_LEASE_MS = 10_000;
 
 /** State changes are written at least this often while lines finish (the logs are the record; this is for polling). */
 const SAVE_EVERY_MS = 500;
@@ -29,16 +35,32 @@ const SAVE_EVERY_MS = 500;
  * Runs batches one after another, oldest first, through OpenAI's states: validating (the input file checked line by
  * line) → in_progress (lines run; each finished one appended to the output or error log) → finalizing (the logs
  * become files) → completed, or failed (validation), expired (past the completion window), cancelling → cancelled.
- * After a restart, every batch that was not finished carries on from its logs.
+ * After a restart, every batch that was not finished carries on from its logs. Servers sharing a data folder each
+ * run a batch only under its lease (BatchLease), and look for batches nobody holds (new, or their server died)
+ * every half lease: each batch runs on one server at a time, and a dead server's batches go on elsewhere.
  */
 export class BatchRunner {
   private readonly queue: string[] = [];
   private readonly stops = new Map<string, AbortController>();
   private pumping?: Promise<void>;
   private closed = false;
+  /** This server among those that share the folder. */
+  private readonly holder = leaseHolder();
+  private readonly leaseMs: number;
+  private readonly scan: NodeJS.Timeout;
 
   constructor(private readonly deps: BatchRunnerDeps) {
-    for (const record of deps.store.all()) if (!isFinal(record.batch.status)) this.queue.push(record.batch.id);
+    this.leaseMs = deps.leaseMs ?? DEFAULT_LEASE_MS;
+    this.findUnheld();
+    this.scan = setInterval(() => this.findUnheld(), this.leaseMs / 2).unref();
+  }
+
+  /** Queues the unfinished batches that no server holds. */
+  private findUnheld(): void {
+    for (const record of this.deps.store.all()) {
+      const { id, status } = record.batch;
+      if (!isFinal(status) && !this.queue.includes(id) && BatchLease.free(this.deps.store.dir, id)) this.queue.push(id);
+    }
     this.pump();
   }
 
@@ -82,20 +104,28 @@ export class BatchRunner {
     return structuredClone(record.batch);
   }
 
-  /** Moves a batch to cancelling; lines in flight stop at the engine's next step, finished ones stay in its output. */
+  /**
+   * Moves a batch to cancelling; lines in flight stop at the engine's next step, finished ones stay in its output.
+   * A batch this server does not run gets a cancel marker, which the server that runs it (or takes it next) acts on.
+   */
   async cancel(owner: string, id: string): Promise<BatchObject> {
     const record = this.deps.store.get(id, owner);
     const { status } = record.batch;
     if (status === 'cancelling' || status === 'cancelled') return record.batch;
     if (status !== 'validating' && status !== 'in_progress') throw new ApiError(400, `Cannot cancel a batch with status '${status}'.`, 'batch_not_cancellable', 'batch_id');
+    if (!this.stops.has(id)) {
+      await writeFileAtomic(this.deps.store.cancelPath(id), String(this.now()));
+      return structuredClone(this.deps.store.get(id).batch);
+    }
     await this.setStatus(record, 'cancelling');
     this.stops.get(id)?.abort('cancel' satisfies StopReason);
     return structuredClone(record.batch);
   }
 
-  /** Stops taking lines and abandons those in flight (they run again after a restart); resolves when nothing runs. */
+  /** Stops taking lines and abandons those in flight (they run again after a restart, or on another server); resolves when nothing runs. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.scan);
     for (const stop of this.stops.values()) stop.abort('shutdown' satisfies StopReason);
     await this.pumping;
   }
@@ -106,7 +136,7 @@ export class BatchRunner {
       // Not in this turn: the promise must be in `pumping` before its end clears it.
       await Promise.resolve();
       try {
-        while (this.queue.length && !this.closed) await this.process(this.deps.store.get(this.queue[0]));
+        while (this.queue.length && !this.closed) await this.processLeased(this.queue[0]);
       } finally {
         this.pumping = undefined;
       }
@@ -114,14 +144,47 @@ export class BatchRunner {
     })();
   }
 
-  private async process(record: BatchRecord): Promise<void> {
+  /**
+   * Runs a batch if this server gets its lease (another may have taken it since it was queued), renewing the lease
+   * while it runs and acting on a cancel marker; gives the lease up when done or shutting down.
+   */
+  private async processLeased(id: string): Promise<void> {
+    const { store } = this.deps;
+    const lease = BatchLease.take(store.dir, id, this.holder, this.leaseMs);
+    if (!lease) return void this.queue.shift();
+    const record = store.open(id);
+    // Finished by the server that held it between this one's look at the folder and now.
+    if (isFinal(record.batch.status)) {
+      store.close(id);
+      lease.release();
+      return void this.queue.shift();
+    }
+    const renew = setInterval(() => void this.renew(lease, record).catch(() => {}), this.leaseMs / 3);
+    try {
+      if (existsSync(store.cancelPath(id)) && (record.batch.status === 'validating' || record.batch.status === 'in_progress')) await this.setStatus(record, 'cancelling');
+      await this.process(record, lease);
+    } finally {
+      clearInterval(renew);
+      store.close(id);
+      lease.release();
+    }
+  }
+
+  /** Keeps the lease of a running batch; stops it when another server took it over, cancels it when asked elsewhere. */
+  private async renew(lease: BatchLease, record: BatchRecord): Promise<void> {
+    const { id } = record.batch;
+    if (!(await lease.renew())) this.stops.get(id)?.abort('lost' satisfies StopReason);
+    else if (this.stops.has(id) && existsSync(this.deps.store.cancelPath(id))) await this.cancel(record.owner, id);
+  }
+
+  private async process(record: BatchRecord, lease: BatchLease): Promise<void> {
     try {
       const { status } = record.batch;
       if (status === 'finalizing') await this.finalize(record, record.final ?? 'completed');
       else if (status === 'cancelling' && !this.stops.has(record.batch.id)) await this.finalize(record, 'cancelled');
       else {
         const lines = status === 'validating' ? await this.validate(record) : this.readLines(record);
-        if (lines) await this.runBatch(record, lines);
+        if (lines) await this.runBatch(record, lines, lease);
       }
     } catch (e) {
       // A broken record (its input file gone from disk) fails alone; the server and the other batches go on.
@@ -152,7 +215,7 @@ export class BatchRunner {
     return readInputFile(text, { endpoint: record.batch.endpoint, modelProblem: () => undefined }).lines;
   }
 
-  private async runBatch(record: BatchRecord, lines: BatchLine[]): Promise<void> {
+  private async runBatch(record: BatchRecord, lines: BatchLine[], lease: BatchLease): Promise<void> {
     const { batch } = record;
     const output = ResultLog.open(this.deps.store.logPath(batch.id, 'output'));
     const errors = ResultLog.open(this.deps.store.logPath(batch.id, 'errors'));
@@ -168,6 +231,9 @@ export class BatchRunner {
         concurrency: this.deps.concurrency,
         signal: stop.signal,
         record: (_line, result, ok) => {
+          // Another server took the batch over (this one was stalled past its lease): the line is its to write.
+          if (stop.signal.aborted && stop.signal.reason === 'lost') return;
+          if (!lease.held()) return stop.abort('lost' satisfies StopReason);
           (ok ? output : errors).append(result);
           batch.request_counts = { ...batch.request_counts, completed: output.count, failed: errors.count };
           if (ok) addUsage(batch, result);
@@ -178,6 +244,7 @@ export class BatchRunner {
         },
       });
       const reason = stop.signal.aborted ? (stop.signal.reason as StopReason) : undefined;
+      if (reason === 'lost') return;
       if (reason === 'shutdown') return void (await this.deps.store.save(record));
       if (reason === 'expire') expireRest(lines, output, errors);
       output.close();
@@ -220,6 +287,7 @@ export class BatchRunner {
     for (const r of results.output) addUsage(batch, r);
     await this.setStatus(record, final);
     rmSync(this.deps.store.batchDir(batch.id), { recursive: true, force: true });
+    rmSync(this.deps.store.cancelPath(batch.id), { force: true });
   }
 
   private async setStatus(record: BatchRecord, status: BatchStatus): Promise<void> {

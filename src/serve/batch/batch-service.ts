@@ -1,4 +1,3 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ANONYMOUS, type ApiKey, type Authenticator } from '../access/auth.js';
 import type { CompletionService } from '../completions.js';
@@ -12,11 +11,13 @@ import type { LineExecutor } from './line-pool.js';
 import { BatchApi } from './routes.js';
 
 export interface BatchOptions {
-  /** Files, batches and their logs live here (`files/`, `batches/`); one server at a time uses it. */
+  /** Files, batches and their logs live here (`files/`, `batches/`); servers may share it. */
   dataDir: string;
   maxFileBytes: number;
   /** Batch lines in flight at once. */
   concurrency: number;
+  /** A batch's lease (see BatchLease); default 10 s. */
+  leaseMs?: number;
 }
 
 export interface BatchDeps {
@@ -26,32 +27,25 @@ export interface BatchDeps {
   quotas: QuotaTracker;
 }
 
-/** Data folders held by this process (a pid file alone cannot tell two servers of one process apart). */
-const held = new Set<string>();
-
 /**
- * The batch side of the server: the stores under the data folder, the runner (resumed at start) and the routes.
- * The folder is held with a pid file; a second live server on the same folder answers the batch routes with 503
- * and leaves the folder to the first, since two runners would run the same lines twice.
+ * The batch side of the server: the stores under the data folder, the runner (which resumes unfinished batches) and
+ * the routes. Several servers may share one data folder: each batch runs on one of them at a time (BatchLease).
  */
 export class BatchService {
   private constructor(
-    readonly api: BatchApi | undefined,
-    private readonly runner: BatchRunner | undefined,
-    private readonly release: () => void,
-    private readonly busyReason: string,
+    readonly api: BatchApi,
+    private readonly runner: BatchRunner,
   ) {}
 
   static open(opts: BatchOptions, deps: BatchDeps): BatchService {
     const dir = resolve(opts.dataDir);
-    const holder = lock(dir);
-    if (holder) return new BatchService(undefined, undefined, () => {}, `the data folder ${dir} is in use by the server with pid ${holder} (pass --data-dir to give this server its own)`);
     const files = new FileStore(join(dir, 'files'));
     const batches = new BatchStore(join(dir, 'batches'));
     const runner = new BatchRunner({
       store: batches,
       files,
       concurrency: opts.concurrency,
+      leaseMs: opts.leaseMs,
       executorFor: (owner) => serviceExecutor(deps.service, keyNamed(deps.auth, owner)),
       modelProblem: (model) => {
         try {
@@ -63,24 +57,16 @@ export class BatchService {
       },
     });
     const api = new BatchApi({ files, batches, runner, maxFileBytes: opts.maxFileBytes, allowBatch: (key) => deps.quotas.allowFeatures(key, ['batch']) });
-    return new BatchService(api, runner, () => unlock(dir), '');
+    return new BatchService(api, runner);
   }
 
-  /** Why the batch API is off ('' when it is on). */
-  get unavailable(): string {
-    return this.busyReason;
-  }
-
-  /** The routes, or a 503 when another server holds the data folder. */
   routes(): BatchApi {
-    if (!this.api) throw new ApiError(503, `Files and batches are not available on this server: ${this.busyReason}.`, 'batch_unavailable');
     return this.api;
   }
 
-  /** Stops the runner (lines in flight run again after the next start) and frees the data folder. */
+  /** Stops the runner: lines in flight run again after the next start, or on another server of the folder. */
   async close(): Promise<void> {
-    await this.runner?.close();
-    this.release();
+    await this.runner.close();
   }
 }
 
@@ -107,34 +93,4 @@ export function serviceExecutor(service: CompletionService, key: ApiKey | ApiErr
 function keyNamed(auth: Authenticator, name: string): ApiKey | ApiError {
   if (!auth.enabled) return ANONYMOUS;
   return auth.apiKeys.find((k) => k.name === name) ?? new ApiError(401, `The API key '${name}' that created this batch is no longer accepted by this server.`, 'invalid_api_key');
-}
-
-/** Takes the folder's pid file; returns the pid of a live server that holds it instead. */
-function lock(dir: string): number | undefined {
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'server.pid');
-  if (held.has(dir)) return process.pid;
-  try {
-    const pid = Number(readFileSync(file, 'utf8'));
-    if (pid && pid !== process.pid && alive(pid)) return pid;
-  } catch {
-    // No pid file: the folder is free.
-  }
-  writeFileSync(file, String(process.pid));
-  held.add(dir);
-  return undefined;
-}
-
-function unlock(dir: string): void {
-  held.delete(dir);
-  rmSync(join(dir, 'server.pid'), { force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -16,17 +16,11 @@ interface FileRecord {
 /**
  * `/v1/files` on disk: `<dir>/<id>.data` holds the bytes and `<id>.json` the file object, each written under a
  * temporary name and renamed, the data first, so a listed file always has its bytes. Each API key sees its own files.
+ * Nothing is kept in memory: servers that share the folder see each other's files.
  */
 export class FileStore {
-  private readonly records = new Map<string, FileRecord>();
-
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
-    for (const name of readdirSync(dir)) {
-      if (!name.endsWith('.json') || name.startsWith('.')) continue;
-      const record = readRecord<FileRecord>(join(dir, name));
-      if (record && existsSync(this.dataPath(record.file.id))) this.records.set(record.file.id, record);
-    }
   }
 
   dataPath(id: string): string {
@@ -41,17 +35,18 @@ export class FileStore {
 
   /** Makes a file of bytes already in place at `dataPath(id)` (a batch's output, moved there when it finalizes). */
   async adopt(owner: string, id: string, filename: string, from: string): Promise<FileObject> {
-    if (this.records.has(id)) return this.records.get(id)!.file;
+    const known = this.record(id);
+    if (known) return known.file;
     if (existsSync(from)) renameSync(from, this.dataPath(id));
     return this.describe(owner, id, filename, 'batch_output');
   }
 
   has(id: string): boolean {
-    return this.records.has(id);
+    return this.record(id) !== undefined;
   }
 
   get(owner: string, id: string): FileObject {
-    const record = this.records.get(id);
+    const record = this.record(id);
     if (!record || record.owner !== owner) throw new ApiError(404, `No such File object: ${id}`, 'file_not_found', 'file_id');
     return record.file;
   }
@@ -62,7 +57,9 @@ export class FileStore {
   }
 
   list(owner: string, filter: { purpose?: string }): FileObject[] {
-    return [...this.records.values()]
+    return readdirSync(this.dir)
+      .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
+      .flatMap((name) => this.record(name.slice(0, -'.json'.length)) ?? [])
       .filter((r) => r.owner === owner && (!filter.purpose || r.file.purpose === filter.purpose))
       .sort((a, b) => a.createdMs - b.createdMs)
       .map((r) => r.file);
@@ -72,7 +69,12 @@ export class FileStore {
     this.get(owner, id);
     rmSync(join(this.dir, `${id}.json`), { force: true });
     rmSync(this.dataPath(id), { force: true });
-    this.records.delete(id);
+  }
+
+  /** A file's record, if it and its bytes are on disk. */
+  private record(id: string): FileRecord | undefined {
+    const record = readRecord<FileRecord>(join(this.dir, `${id}.json`));
+    return record && existsSync(this.dataPath(id)) ? record : undefined;
   }
 
   private async describe(owner: string, id: string, filename: string, purpose: string): Promise<FileObject> {
@@ -89,7 +91,6 @@ export class FileStore {
     };
     const record: FileRecord = { file, owner, createdMs: Date.now() };
     await writeFileAtomic(join(this.dir, `${id}.json`), JSON.stringify(record));
-    this.records.set(id, record);
     return file;
   }
 }

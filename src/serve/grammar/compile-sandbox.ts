@@ -1,6 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { FromCompileThread } from './compile-thread.js';
-import { GrammarError, type GrammarSpec, type ThreadOptions, startThread } from './grammar-spec.js';
+import { GrammarError, type GrammarSpec, type ThreadOptions } from './grammar-spec.js';
+import { startThread } from './threads.js';
 
 /** Specs remembered as compiled or refused, so that a repeated spec costs no thread. */
 const REMEMBERED = 1024;

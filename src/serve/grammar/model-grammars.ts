@@ -2,7 +2,8 @@ import type { Worker } from 'node:worker_threads';
 import type { LogitsProcessor } from '../../engine/logits-processor.js';
 import { CompileSandbox } from './compile-sandbox.js';
 import { checkGrammarLimits } from './grammar-limits.js';
-import { GrammarError, type GrammarSpec, type ThreadOptions, startThread } from './grammar-spec.js';
+import { GrammarError, type GrammarSpec, type ThreadOptions } from './grammar-spec.js';
+import { startThread } from './threads.js';
 import { asciiTexts, readVocabulary, utf8Tables, withoutControlCharacters, type Vocabulary } from './vocabulary.js';
 
 /** Requests to the grammar thread, handled in order. */

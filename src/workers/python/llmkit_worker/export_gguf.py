@@ -309,15 +309,25 @@ def permute_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
     return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def tensor_type(gguf_name: str, data: np.ndarray, weight_type, out_type: str):
-    """The stored type of one tensor: norms and other 1-D tensors stay float32."""
+def tensor_type(gguf_name: str, data: np.ndarray, weight_type, out_type: str, output_layer: str):
+    """The stored type of one tensor: norms and other 1-D tensors stay float32; in q4_0 the output layer (the token
+    embedding when they are tied) stays Q8_0, as llama-quantize keeps it, since its error lands on every logit."""
     if data.ndim < 2:
         return QUANT.F32
-    if out_type == "q4_0" and gguf_name == "output.weight":
+    if out_type == "q4_0" and gguf_name == output_layer:
         return QUANT.Q8_0
     if weight_type in (QUANT.Q8_0, QUANT.Q4_0) and data.shape[-1] % gguf.GGML_QUANT_SIZES[weight_type][0] != 0:
         return QUANT.F16
     return weight_type
+
+
+def has_output_layer(files: list[str]) -> bool:
+    """Whether the weights hold an lm_head of their own; without one it is tied to the token embedding."""
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            if any(k.endswith("lm_head.weight") for k in f.keys()):
+                return True
+    return False
 
 
 def add_tensor(writer: gguf.GGUFWriter, name: str, data: np.ndarray, qtype) -> int:
@@ -342,6 +352,7 @@ def write_gguf(path: str, src: str, files: list[str], hf_config: dict, out_type:
     names = gguf.get_tensor_name_map(arch, hf_config["num_hidden_layers"])
     counts: dict[str, int] = {}
     parameters = 0
+    output_layer = "output.weight" if has_output_layer(files) else "token_embd.weight"
     for file in files:
         with safe_open(file, framework="pt") as f:
             for hf_name in f.keys():
@@ -358,7 +369,7 @@ def write_gguf(path: str, src: str, files: list[str], hf_config: dict, out_type:
                 if arch_name == "gemma3" and hf_name.endswith("norm.weight"):
                     weight = weight + 1  # Gemma3RMSNorm scales by (1 + weight); llama.cpp's RMSNorm by the weight
                 data = weight.numpy()
-                qtype = tensor_type(name, data, weight_type, out_type)
+                qtype = tensor_type(name, data, weight_type, out_type, output_layer)
                 parameters += add_tensor(writer, name, data, qtype)
                 counts[qtype.name] = counts.get(qtype.name, 0) + 1
     extra = {}
