@@ -5,7 +5,7 @@
 //   mixed   the export with LoRA inputs, a batch of 8 rows with 8 different adapters;
 //   one     the same, all 8 rows with one adapter.
 // Each round submits 8 requests together (greedy, EOS ignored, --new tokens each); tokens/s = tokens ÷ wall time.
-// Also: memory per added adapter (its weights as served, and the process's RSS growth over loading them).
+// Also: memory per added adapter (its weights as served; a batch's tables hold one more copy of each adapter in it).
 // Adapters: random PEFT adapters of the HF folder (test/helpers/lora_adapter.py), written once under --work.
 //   npm run build && node test/bench/multi-lora.js --model EXPORT_DIR --hf HF_DIR [--work /tmp/llmkit-lora-bench]
 //        [--adapters 8] [--rank 16] [--targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]
@@ -41,12 +41,8 @@ for (let i = 0; i < count; i++) {
 const opts = { device: 'cpu', threads, maxBatch: 8, prefixCacheMb: 0 };
 const merged = await LocalEngine.open(model, opts);
 const lora = await LocalEngine.open(model, { ...opts, loraTargets: targets });
-globalThis.gc?.();
-const before = process.memoryUsage().rss;
 const adapters = [];
 for (const [i, f] of folders.entries()) adapters.push(await lora.loadAdapter(f, `a${i}`));
-globalThis.gc?.();
-const rssPerAdapter = (process.memoryUsage().rss - before) / count;
 
 const tokenize = (text) => lora.tokenizer.encode(text);
 const prompts = BENCH_PROMPTS.slice(0, 8).map(tokenize);
@@ -84,7 +80,6 @@ console.log(
       mixedOverMerged: { median: Number(median(ratios('mixed', 'merged')).toFixed(3)), range: range(ratios('mixed', 'merged')) },
       mixedOverOneAdapter: { median: Number(median(ratios('mixed', 'one')).toFixed(3)), range: range(ratios('mixed', 'one')) },
       adapterWeightsBytes: adapters[0].bytes,
-      rssGrowthPerAdapterBytes: Math.round(rssPerAdapter),
     },
     null,
     2,
