@@ -1,16 +1,16 @@
 import { UsageError } from '../shared/errors.js';
 import type { LoraAdapter } from './lora-adapter.js';
-import { LORA_INDEX_INPUT, type LoraModule } from './lora-graph.js';
+import { LORA_MASK_INPUT, type LoraModule } from './lora-graph.js';
 import { Tensor } from './onnx-runtime.js';
 
 /**
- * The LoRA inputs of a pass (lora-graph.ts): each module's tables hold slot 0 (zeros: the base) and the distinct
- * adapters of the batch's rows, padded with zeros to the largest rank; `lora_index` says each row's slot. The
+ * The LoRA inputs of a pass (lora-graph.ts): each module's tables hold the distinct adapters of the batch's rows
+ * side by side, each padded with zeros to the largest rank; `lora_mask` keeps each row's own adapter's columns. The
  * tables of the last set of adapters are kept: a batch's rows change only when requests join or leave, so steady
  * decoding copies nothing.
  */
 export class LoraFeeds {
-  private last?: { adapters: readonly LoraAdapter[]; tables: Record<string, Tensor> };
+  private last?: { adapters: readonly LoraAdapter[]; rank: number; tables: Record<string, Tensor> };
 
   constructor(readonly modules: readonly LoraModule[]) {}
 
@@ -32,31 +32,35 @@ export class LoraFeeds {
   feeds(rows: readonly (LoraAdapter | undefined)[]): Record<string, Tensor> {
     const adapters = [...new Set(rows.filter((a): a is LoraAdapter => a !== undefined))];
     if (!this.last || this.last.adapters.length !== adapters.length || adapters.some((a) => !this.last!.adapters.includes(a))) {
-      this.last = { adapters, tables: this.tables(adapters) };
+      const rank = Math.max(1, ...adapters.map((a) => a.rank));
+      this.last = { adapters, rank, tables: this.tables(adapters, rank) };
     }
-    const slot = new Map(this.last.adapters.map((a, i) => [a, BigInt(i + 1)]));
-    const index = BigInt64Array.from(rows, (a) => (a ? slot.get(a)! : 0n));
-    return { ...this.last.tables, [LORA_INDEX_INPUT]: new Tensor('int64', index, [rows.length]) };
+    const { rank } = this.last;
+    const width = Math.max(1, this.last.adapters.length) * rank;
+    const mask = new Float32Array(rows.length * width);
+    rows.forEach((adapter, b) => {
+      const slot = adapter ? this.last!.adapters.indexOf(adapter) : -1;
+      if (slot >= 0) mask.fill(1, b * width + slot * rank, b * width + (slot + 1) * rank);
+    });
+    return { ...this.last.tables, [LORA_MASK_INPUT]: new Tensor('float32', mask, [rows.length, 1, width]) };
   }
 
-  private tables(adapters: readonly LoraAdapter[]): Record<string, Tensor> {
-    const rank = Math.max(1, ...adapters.map((a) => a.rank));
-    const slots = adapters.length + 1;
+  /** Aᵀ of every adapter side by side [in, slots·rank], (scale·B)ᵀ stacked [slots·rank, out]; one zero slot when there are none. */
+  private tables(adapters: readonly LoraAdapter[], rank: number): Record<string, Tensor> {
+    const width = Math.max(1, adapters.length) * rank;
     const out: Record<string, Tensor> = {};
     for (const m of this.modules) {
-      const a = new Float32Array(slots * m.inFeatures * rank);
-      const b = new Float32Array(slots * rank * m.outFeatures);
-      adapters.forEach((adapter, i) => {
+      const a = new Float32Array(m.inFeatures * width);
+      const b = new Float32Array(width * m.outFeatures);
+      adapters.forEach((adapter, slot) => {
         const w = adapter.modules.get(`${m.layer}.${m.target}`);
         if (!w) return;
         const r = adapter.rank;
-        // Aᵀ [in, r] into [in, rank]: each input row padded; (scale·B)ᵀ [r, out] is the first r rows of [rank, out].
-        const aAt = (i + 1) * m.inFeatures * rank;
-        for (let row = 0; row < m.inFeatures; row++) a.set(w.a.subarray(row * r, (row + 1) * r), aAt + row * rank);
-        b.set(w.b, (i + 1) * rank * m.outFeatures);
+        for (let row = 0; row < m.inFeatures; row++) a.set(w.a.subarray(row * r, (row + 1) * r), row * width + slot * rank);
+        b.set(w.b, slot * rank * m.outFeatures);
       });
-      out[m.a] = new Tensor('float32', a, [slots, m.inFeatures, rank]);
-      out[m.b] = new Tensor('float32', b, [slots, rank, m.outFeatures]);
+      out[m.a] = new Tensor('float32', a, [m.inFeatures, width]);
+      out[m.b] = new Tensor('float32', b, [width, m.outFeatures]);
     }
     return out;
   }

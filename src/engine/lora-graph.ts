@@ -3,12 +3,15 @@
  * copy of the base weights, mixed in one batch (multi-LoRA serving). Each adapted projection
  * (`/layers.<i>/…/<target>/MatMul`, as the exporter names it; MatMul or MatMulNBits) gains
  *
- *     y = x·W  +  (x · A[lora_index]) · B[lora_index]
+ *     y = x·W  +  ((x · A) ⊙ lora_mask) · B
  *
- * with two inputs per projection, the tables of every loaded adapter: `lora.<i>.<target>.a` [slots, in, rank] and
- * `lora.<i>.<target>.b` [slots, rank, out] (B already times the adapter's scale), and one for the batch,
- * `lora_index` [batch] (int64): which slot each row reads; slot 0 is all zeros, the base model. Slots and rank
- * are free dims, so adapters of any rank load at run time without a new session (lora-adapters.ts pads them).
+ * where `lora.<i>.<target>.a` [in, slots·rank] and `lora.<i>.<target>.b` [slots·rank, out] hold the batch's
+ * adapters side by side (slot s in columns/rows s·rank … s·rank + rank − 1; B already times the adapter's scale), and
+ * `lora_mask` [batch, 1, slots·rank] (one for all projections) keeps, for each row, its own adapter's columns (all
+ * zero: the base model). Each adapter's weights are read once a pass, whatever number of rows use it: gathering
+ * each row's A and B instead (`A[lora_index]`) copies an adapter's weights once per row, and measured 0.44× a merged
+ * model's tokens/s for 8 adapters in a batch of 8 on SmolLM2-135M (docs/benchmarks.md, "Multi-LoRA"). The width
+ * slots·rank is a free dim, so adapters of any rank load at run time without a new session (lora-feeds.ts pads).
  * Why not ONNX Runtime's LoRA adapter API (`.onnx_adapter` files bound through RunOptions): it binds one
  * adapter to a whole run, so rows with different adapters could not share a batch (docs/architecture.md).
  */
@@ -28,7 +31,6 @@ import {
   text,
   wireFields,
   withGraph,
-  INT64,
   TENSOR_DIMS,
   TENSOR_NAME,
   type NodeInfo,
@@ -37,7 +39,7 @@ import {
 
 const PROJECTION_OPS = new Set(['MatMul', 'MatMulNBits']);
 
-export const LORA_INDEX_INPUT = 'lora_index';
+export const LORA_MASK_INPUT = 'lora_mask';
 
 /** One adapted projection of the rewritten graph: its layer, its module name (q_proj…) and its weight's shape. */
 export interface LoraModule {
@@ -111,7 +113,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
       .map((t) => [t.name, t.dims]),
   );
   const added = new Map<WireField, Uint8Array[]>();
-  const inputs: Uint8Array[] = [graphInputField(LORA_INDEX_INPUT, INT64, ['batch_size'])];
+  const inputs: Uint8Array[] = [graphInputField(LORA_MASK_INPUT, FLOAT, ['batch_size', 1, 'lora_width'])];
   for (const f of fields) {
     if (f.field !== GRAPH_NODE) continue;
     const n = readNode(buf, f);
@@ -122,15 +124,14 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
     const [layer, target] = [Number(match[1]), match[2]];
     const names = loraInputNames(layer, target);
     modules.push({ layer, target, inFeatures: shape[0], outFeatures: shape[1], ...names });
-    inputs.push(graphInputField(names.a, FLOAT, ['lora_slots', shape[0], 'lora_rank']), graphInputField(names.b, FLOAT, ['lora_slots', 'lora_rank', shape[1]]));
+    inputs.push(graphInputField(names.a, FLOAT, [shape[0], 'lora_width']), graphInputField(names.b, FLOAT, ['lora_width', shape[1]]));
     const y = n.outputs[0];
     const p = `${names.a}/`;
     added.set(f, [
       withOutput(buf, n, `${p}base`),
-      nodeField('Gather', [names.a, LORA_INDEX_INPUT], `${p}rows_a`),
-      nodeField('Gather', [names.b, LORA_INDEX_INPUT], `${p}rows_b`),
-      nodeField('MatMul', [n.inputs[0], `${p}rows_a`], `${p}down`),
-      nodeField('MatMul', [`${p}down`, `${p}rows_b`], `${p}up`),
+      nodeField('MatMul', [n.inputs[0], names.a], `${p}down`),
+      nodeField('Mul', [`${p}down`, LORA_MASK_INPUT], `${p}own`),
+      nodeField('MatMul', [`${p}own`, names.b], `${p}up`),
       nodeField('Add', [`${p}base`, `${p}up`], y),
     ]);
   }

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // `inspect --for`'s peak-memory estimates against measured peaks: runs a few short trainings (and one server) on
-// this machine and prints estimate, measured peak and error for each. CPU here: the peak is the worker's RSS
-// (ru_maxrss) and the server's VmHWM. Usage: node test/bench/memory-estimates.js [--quick | --serve]
+// this machine and prints estimate, measured peak and error for each. CPU: the peak is the worker's RSS
+// (ru_maxrss) and the server's VmHWM. --cuda: the trainings on the GPU, the peak torch.cuda.max_memory_allocated
+// (tensors only: compared with the estimate less its CUDA-context allowance); no serve rows.
+// Usage: [ROWS=finetune,lora,distill] node test/bench/memory-estimates.js [--quick | --serve | --cuda]; LLMKIT_CLI replaces `node bin/llmkit.js`
+// (test/bench/device/memory-peaks.sh runs it on the GPU machine).
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const home = process.env.LLMKIT_HOME ?? join(homedir(), '.cache', 'llmkit');
-const cli = (args) => JSON.parse(execFileSync('node', ['bin/llmkit.js', '--json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, OMP_NUM_THREADS: '2' } }));
+const [node, ...entry] = (process.env.LLMKIT_CLI ?? 'node bin/llmkit.js').split(' ');
+const cli = (args) => JSON.parse(execFileSync(node, [...entry, '--json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, OMP_NUM_THREADS: '2' } }));
+const device = process.argv.includes('--cuda') ? 'cuda' : 'cpu';
 const model = (preset) => cli(['make-model', '--preset', preset]).path;
 const work = mkdtempSync(join(tmpdir(), 'llmkit-memory-'));
 // Rows longer than --max-seq-len, so every micro-batch is batch × max-seq-len tokens, as the estimate assumes.
@@ -22,16 +27,24 @@ const runs = [
   ['100m', 'finetune', ['--batch-size', '4', '--max-seq-len', '256', '--gradient-checkpointing']],
   ['100m', 'finetune', ['--batch-size', '8', '--max-seq-len', '512']],
   ['100m', 'lora', ['--lora', '--batch-size', '8', '--max-seq-len', '512']],
+  // A student built of all 12 teacher layers: the size the estimate assumes for a distill student.
+  ['100m', 'distill', ['--student-layers', '0,1,2,3,4,5,6,7,8,9,10,11', '--batch-size', '4', '--max-seq-len', '256']],
 ];
 const rows = [];
-const trainings = process.argv.includes('--serve') ? [] : process.argv.includes('--quick') ? runs.slice(0, 2) : runs;
+// ROWS=distill,lora keeps the rows of those purposes.
+const picked = process.env.ROWS ? runs.filter(([, purpose]) => process.env.ROWS.split(',').includes(purpose)) : runs;
+const trainings = process.argv.includes('--serve') ? [] : process.argv.includes('--quick') ? picked.slice(0, 2) : picked;
 for (const [preset, purpose, flags] of trainings) {
   const path = model(preset);
-  const fitFlags = flags.filter((f) => f !== '--lora');
-  const estimate = cli(['inspect', path, '--for', purpose, '--device', 'cpu', ...fitFlags]).memory.estimate.total;
+  // inspect takes the shape flags; --lora is its --for, and the student is judged at the teacher's size.
+  const fitFlags = flags.filter((f, i) => f !== '--lora' && f !== '--student-layers' && flags[i - 1] !== '--student-layers');
+  const { parts, total } = cli(['inspect', path, '--for', purpose, '--device', device, ...fitFlags]).memory.estimate;
+  // torch's CUDA peak counts tensors, not the CUDA context the estimate adds for the fit.
+  const estimate = device === 'cuda' ? total - parts.runtime : total;
   const out = join(work, `${preset}-${rows.length}`);
-  const summary = cli(['finetune', path, '--data', data, '--out', out, '--max-steps', '3', '--exact-match', '0', ...flags]);
-  rows.push({ run: `${purpose} ${preset} ${fitFlags.join(' ')}`, estimate, measured: summary.peakMemoryBytes });
+  const common = ['--data', data, '--out', out, '--max-steps', '3', '--device', device, ...flags];
+  const summary = purpose === 'distill' ? cli(['distill', '--teacher', path, '--no-report', ...common]).training : cli(['finetune', path, '--exact-match', '0', ...common]);
+  rows.push({ run: `${purpose} ${preset} ${fitFlags.join(' ')} (${device}, ${summary.memoryKind})`, estimate, measured: summary.peakMemoryBytes });
   console.error(rows.at(-1));
 }
 // serve: the 100m export at each precision, on llmkit's binding and on onnxruntime-node (LLMKIT_NATIVE=0), at
@@ -49,12 +62,15 @@ async function servePeak(path, env) {
   server.kill('SIGTERM');
   return hwm;
 }
-const fp32 = cli(['export', model('100m'), '--out', join(work, '100m-onnx')]).path;
-const exports = [
-  ['fp32', fp32],
-  ['tiny fp32', cli(['export', model('tiny'), '--out', join(work, 'tiny-onnx')]).path],
-];
-if (!process.argv.includes('--quick')) {
+const fp32 = device === 'cuda' ? null : cli(['export', model('100m'), '--out', join(work, '100m-onnx')]).path;
+const exports =
+  device === 'cuda'
+    ? []
+    : [
+        ['fp32', fp32],
+        ['tiny fp32', cli(['export', model('tiny'), '--out', join(work, 'tiny-onnx')]).path],
+      ];
+if (device === 'cpu' && !process.argv.includes('--quick')) {
   for (const bits of ['int8', 'int4']) {
     cli(['quantize', fp32, `--${bits}`, '--out', join(work, `100m-${bits}`), '--eval-tokens', '256']);
     exports.push([bits, join(work, `100m-${bits}`)]);

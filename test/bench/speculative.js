@@ -3,7 +3,7 @@
 // of other work on a shared machine hits both (src/core/bench/speculation.ts). Batch 1, greedy; the outputs must be
 // identical (checked). Decode speed: tokens after the first ÷ time from the first token to the last.
 //   npm run build && node test/bench/speculative.js --model DIR --draft ngram|DRAFT_DIR [--rounds 3] [--threads 2]
-//        [--new 128] [--prompts test/bench/speculative-prompts.json] [--show]
+//        [--new 128] [--prompts test/bench/speculative-prompts.json] [--show] [--device cpu|cuda|webgpu]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -18,6 +18,7 @@ const result = await measureSpeculation({
   prompts: JSON.parse(readFileSync(flag('prompts', join(here, 'speculative-prompts.json')), 'utf8')),
   rounds: Number(flag('rounds', '3')),
   threads: Number(flag('threads', '2')),
+  device: flag('device', 'cpu'),
   maxTokens: Number(flag('new', '128')),
   onAnswer: args.includes('--show') ? (i, text) => console.error(`--- ${i}: ${JSON.stringify(text)}`) : undefined,
   onRound: (round, speedup) => console.error(`round ${round + 1}: ${speedup.toFixed(2)}x`),

@@ -156,7 +156,7 @@ describe('llmkit finetune resume', () => {
     expect(straight.exitCode, String(straight.stderr).slice(-2000)).toBe(0);
 
     const out = join(work, 'stopped');
-    const stopped = await interruptedAtFirstCheckpoint(args(out), { env });
+    const stopped = await interruptedAtFirstCheckpoint([...args(out), '--report-to', 'tensorboard'], { env });
     expect(stopped.exitCode, String(stopped.stderr).slice(-2000)).toBe(130);
     const interrupted = events(String(stopped.stderr)).find((e) => e.event === 'interrupted')!;
     expect(interrupted.step).toBeGreaterThanOrEqual(10);
@@ -165,7 +165,7 @@ describe('llmkit finetune resume', () => {
     expect(interrupted.checkpoint).toBe(checkpoint);
     expect(String(stopped.stderr)).toContain(`error: stopped at step ${interrupted.step}; last checkpoint: ${checkpoint}; continue with the same command and --resume`);
 
-    const resumed = await runCli([...args(out), '--resume'], { env });
+    const resumed = await runCli([...args(out), '--resume', '--report-to', 'tensorboard'], { env });
     expect(resumed.exitCode, String(resumed.stderr).slice(-2000)).toBe(0);
     const a = JSON.parse(String(straight.stdout)) as FinetuneSummary;
     const b = JSON.parse(String(resumed.stdout)) as FinetuneSummary;
@@ -180,6 +180,8 @@ describe('llmkit finetune resume', () => {
     const [curveA, curveB] = [curve(join(work, 'straight')), curve(out)];
     expect(curveB.map(([s]) => s)).toEqual(curveA.map(([s]) => s));
     for (const [i, [, loss]] of curveB.entries()) expect(Math.abs(loss - curveA[i][1])).toBeLessThan(1e-4);
+    // TensorBoard shows the same one curve: the resumed run's file restarts at the step after the checkpoint.
+    expect(tensorboardScalars(join(out, 'tensorboard'))['train/loss']).toEqual(curveB.map(([step, loss]) => [step, Math.fround(loss)]));
   });
 });
 

@@ -97,13 +97,18 @@ export function readEventFile(path: string): TensorboardEvent[] {
   return events;
 }
 
-/** [step, value] per tag over a log folder's event files, read in name order (a resumed run's file comes later). */
+/**
+ * [step, value] per tag over a log folder's event files, read in name order (a resumed run's file comes later), as
+ * TensorBoard shows them: a SessionLog START at step N drops what came before it at step N and after.
+ */
 export function tensorboardScalars(folder: string): Record<string, [number, number][]> {
   const out: Record<string, [number, number][]> = {};
-  for (const name of readdirSync(folder)
-    .filter((f) => f.startsWith('events.out.tfevents.'))
-    .sort()) {
-    for (const e of readEventFile(join(folder, name))) for (const s of e.scalars) (out[s.tag] ??= []).push([e.step, s.value]);
+  const files = readdirSync(folder).filter((f) => f.startsWith('events.out.tfevents.'));
+  for (const name of files.sort()) {
+    for (const e of readEventFile(join(folder, name))) {
+      if (e.sessionStatus === 1) for (const tag of Object.keys(out)) out[tag] = out[tag].filter(([step]) => step < e.step);
+      for (const s of e.scalars) (out[s.tag] ??= []).push([e.step, s.value]);
+    }
   }
   return out;
 }

@@ -4,6 +4,7 @@ import { openDrafter } from '../../engine/drafters.js';
 import { LocalEngine } from '../../engine/local-engine.js';
 import { GenerationScheduler } from '../../engine/generation-scheduler.js';
 import { GREEDY } from '../../engine/sampling.js';
+import type { Device } from '../../engine/devices.js';
 
 export interface SpeculationBenchOptions {
   /** The target's exported folder. */
@@ -15,6 +16,8 @@ export interface SpeculationBenchOptions {
   rounds: number;
   threads: number;
   maxTokens: number;
+  /** Where both run (default cpu). */
+  device?: Device;
   /** Called after each prompt of the first round with the plain run's text (to show what the prompts make). */
   onAnswer?: (index: number, text: string) => void;
   onRound?: (round: number, speedup: number) => void;
@@ -24,6 +27,8 @@ export interface SpeculationBenchResult {
   model: string;
   draft: string;
   threads: number;
+  /** The provider the target ran on. */
+  device: string;
   prompts: number;
   rounds: number;
   maxTokens: number;
@@ -52,9 +57,10 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * on a shared machine hits both. Batch 1, greedy; the outputs must be identical.
  */
 export async function measureSpeculation(opts: SpeculationBenchOptions): Promise<SpeculationBenchResult> {
-  const engine = await LocalEngine.open(opts.model, { device: 'cpu', threads: opts.threads, prefixCacheMb: 0, decodePath: 'dynamic' });
+  const device = opts.device ?? 'cpu';
+  const engine = await LocalEngine.open(opts.model, { device, threads: opts.threads, prefixCacheMb: 0, decodePath: 'dynamic' });
   const decoder = engine.decoder as DecoderSession;
-  const drafter = await openDrafter(opts.draft, decoder, { device: 'cpu', threads: opts.threads });
+  const drafter = await openDrafter(opts.draft, decoder, { device, threads: opts.threads });
   try {
     const plain = new GenerationScheduler(decoder, engine.scheduler.limits);
     const drafted = new GenerationScheduler(decoder, engine.scheduler.limits, undefined, undefined, drafter);
@@ -99,6 +105,7 @@ export async function measureSpeculation(opts: SpeculationBenchOptions): Promise
       model: opts.model,
       draft: opts.draft,
       threads: opts.threads,
+      device: engine.device,
       prompts: inputs.length,
       rounds: opts.rounds,
       maxTokens: opts.maxTokens,
