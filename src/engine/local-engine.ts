@@ -53,6 +53,9 @@ function fixedCacheRefusal(model: ExportedModel, opts: EngineOptions): string | 
   if (opts.draft) return 'speculative decoding runs on the dynamic path';
   if (opts.loraTargets?.length) return 'LoRA adapters run on the dynamic path';
   if (opts.device !== 'cpu' && opts.device !== 'cuda') return 'it runs on --device cpu or cuda';
+  // ONNX Runtime's CUDA GroupQueryAttention is fp16/bf16 only: an fp32 graph runs it on the CPU, so the cache cannot
+  // be shared in place (measured on the H100: 1 of 64 greedy tokens right) and no CUDA graph can be captured.
+  if (opts.device === 'cuda' && model.manifest.dtype !== 'float16') return 'on CUDA it needs a float16 export (`llmkit export --gqa --fp16`)';
   const status = bindingStatus();
   if (status.binding !== 'llmkit') return `it needs llmkit's own ONNX Runtime binding (${status.reason})`;
   return providerUnavailable(opts.device);

@@ -108,7 +108,7 @@ export class FixedCacheDecoder {
       session = open(cudaGraphs);
     } catch (e) {
       // ONNX Runtime captures only a graph whose every node runs on CUDA: an fp32 export leaves some on the CPU.
-      if (!cudaGraphs || !/CUDA ?Graph/i.test((e as Error).message)) throw e;
+      if (!cudaGraphs || !/CUDA ?Graph|graph capture/i.test((e as Error).message)) throw e;
       cudaGraphs = false;
       session = open(false);
       skipped.push({ provider: 'cuda', loaded: true, reason: `decode steps run without CUDA graphs: ${(e as Error).message}` });

@@ -155,12 +155,18 @@ size_t elementCount(const std::vector<int64_t>& shape) {
 }
 
 // Wraps a C++ object in a JS object; the finalizer deletes it when the JS object is collected.
+// What a collected object's finalizer does: delete it (a session may have to outlive its JS object, see Session).
+template <typename T>
+void finalize(T* native) {
+  delete native;
+}
+
 template <typename T>
 napi_value wrapped(napi_env e, T* native) {
   napi_value object;
   napi_create_object(e, &object);
   napi_wrap(
-      e, object, native, [](napi_env fe, void* data, void*) { delete static_cast<T*>(data); }, nullptr, nullptr);
+      e, object, native, [](napi_env fe, void* data, void*) { finalize(static_cast<T*>(data)); }, nullptr, nullptr);
   return object;
 }
 
@@ -201,8 +207,17 @@ struct Session {
   OrtAllocator* deviceAllocator = nullptr;
   OrtMemoryInfo* deviceMemory = nullptr;
   bool cuda = false;
-  ~Session() { release(); }
+  // Device tensors allocated from deviceAllocator and not freed yet: the allocator, and the session it belongs to,
+  // must outlive them whatever order release() and the finalizers come in (at exit they come in any order).
+  int deviceValues = 0;
+  bool released = false;   // release() was called
+  bool collected = false;  // its JS object was finalized: the last device tensor deletes it
+  ~Session() { free(); }
   void release() {
+    released = true;
+    if (deviceValues == 0) free();
+  }
+  void free() {
     if (deviceAllocator) ort->ReleaseAllocator(deviceAllocator);
     if (deviceMemory) ort->ReleaseMemoryInfo(deviceMemory);
     if (session) ort->ReleaseSession(session);
@@ -211,10 +226,16 @@ struct Session {
     session = nullptr;
   }
   OrtSession* live() const {
-    if (!session) throw JsError{"the session was released"};
+    if (!session || released) throw JsError{"the session was released"};
     return session;
   }
 };
+
+void finalize(Session* s) {
+  s->collected = true;
+  s->released = true;
+  if (s->deviceValues == 0) delete s;
+}
 
 // A tensor: over a JS typed array's memory (host), or over device memory allocated once by ORT.
 struct Value {
@@ -224,8 +245,15 @@ struct Value {
   size_t elementBytes = 0;
   bool device = false;
   Keep memoryOwner;  // the typed array, or the session (its allocator) or the value this one is a view of
+  Session* allocatedBy = nullptr;  // a device tensor's session (see Session::deviceValues)
   ~Value() {
     if (value) ort->ReleaseValue(value);
+    if (!allocatedBy || --allocatedBy->deviceValues > 0) return;
+    if (allocatedBy->collected) {
+      delete allocatedBy;
+    } else if (allocatedBy->released) {
+      allocatedBy->free();
+    }
   }
 };
 
@@ -442,6 +470,7 @@ ENTRY(deviceTensor) {
   return guarded(e, [&] {
     Args a(e, info);
     Session* s = unwrapped<Session>(e, a.argv[0]);
+    if (s->released) throw JsError{"the session was released"};
     if (!s->deviceAllocator) throw JsError{"device tensors need a CUDA session"};
     const ElementType& type = elementType(stringOf(e, a.argv[1]));
     std::vector<int64_t> shape = shapeOf(e, a.argv[2]);
@@ -456,6 +485,8 @@ ENTRY(deviceTensor) {
     value->elementBytes = type.bytes;
     value->device = true;
     value->memoryOwner = Keep(e, a.argv[0]);
+    value->allocatedBy = s;
+    s->deviceValues++;
     return wrapped(e, value);
   });
 }

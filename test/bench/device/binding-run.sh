@@ -75,8 +75,7 @@ PY
         [ -f /tmp/m100-onnx/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-onnx
         [ -f /tmp/m100-gqa/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-gqa --gqa
         [ -f /tmp/m100-gqa16/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-gqa16 --gqa --fp16
-        # m100-gqa (fp32) cannot capture CUDA graphs (ONNX Runtime keeps some fp32 nodes on the CPU): its fixed-cache
-        # path runs without them; m100-gqa16 with them.
+        # m100-gqa (fp32) takes the dynamic path by default: ONNX Runtime's CUDA GroupQueryAttention is fp16 only.
         for m in m100-gqa16 m100-gqa; do
           echo "== $m, the engine's default path on CUDA (fixed-cache)"; $cli bench /tmp/$m --device cuda --rounds 2 --no-baseline
           echo "== $m, dynamic path (LLMKIT_FIXED_CACHE=0)"; LLMKIT_FIXED_CACHE=0 $cli bench /tmp/$m --device cuda --rounds 2 --no-baseline
