@@ -2,24 +2,12 @@ import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from 
 import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
-import { checkFits, EngineRejection } from './engine-contract.js';
+import { awaitBurst, checkAdmission, groupLeader, type SchedulerLimits } from './admission.js';
 import { gatherRows, regroupInPlace, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
-import { Sequence, type RequestGroup } from './sequence.js';
+import type { RequestGroup, Sequence } from './sequence.js';
+import { withProcessors } from './step-processors.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from './step-watchdog.js';
-
-export interface SchedulerLimits {
-  /** Rows decoded together. */
-  maxBatch: number;
-  /** Requests waiting for a row; past it, submit throws `queue_full`. */
-  maxQueue: number;
-  /** Sum of prompt + max tokens over running requests; newcomers wait until they fit. */
-  maxTokensTotal: number;
-  /** Prompt tokens (padding included) prefilled between two decode steps, so running streams keep a steady pace. */
-  prefillChunk: number;
-  /** A step (prefill pass, decode step, draft) that takes longer fails its requests (see StepWatchdog); default 60 s. */
-  stepTimeoutMs?: number;
-}
 
 /**
  * What the scheduler runs its steps on: a prefill pass (`forward`, new columns over a cache) and a decode step
@@ -37,9 +25,6 @@ interface PrefillJob {
   done: number;
   cache: BatchCache;
 }
-
-/** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
-const ADMISSION_WAIT_MS = 10;
 
 /** The longest a step waits for an interactive request being read and prepared (see GenerationScheduler.arriving). */
 const ARRIVAL_WAIT_MS = 25;
@@ -79,66 +64,6 @@ function alone(s: Sequence, part: () => void): void {
   } catch (e) {
     s.finish('error', e as Error);
   }
-}
-
-/**
- * Lets every row's processor get ready for its next token while `step` (the forward pass) runs. A processor
- * that fails ends its own row with the error; the other rows go on.
- */
-export async function withProcessors<T>(step: Promise<T>, seqs: readonly Sequence[]): Promise<T> {
-  const ready = seqs.map(async (s) => {
-    if (s.finished || !s.request.processor) return;
-    try {
-      await s.request.processor.prepare();
-    } catch (e) {
-      s.finish('error', e as Error);
-    }
-  });
-  const [out] = await Promise.all([step, ...ready]);
-  return out;
-}
-
-/** The sequence that stands for a group (its first request, the others its followers), once the group fits the context. */
-export function groupLeader(group: RequestGroup, contextLength: number, draftCost?: number): Sequence {
-  const [request] = group;
-  if (group.some((r) => r.promptIds !== request.promptIds)) throw new Error('the requests of a group must share promptIds');
-  checkFits(request.promptIds.length, request.maxTokens, contextLength);
-  return new Sequence(
-    request,
-    group.slice(1).map((r) => Object.assign(new Sequence(r, [], draftCost), { follower: true })),
-    draftCost,
-  );
-}
-
-/**
- * Refuses a group the limits can never take, or that finds the interactive queue full (`leader` stands for the
- * group: its tokens count every member).
- */
-export function checkAdmission(leader: Sequence, queue: readonly Sequence[], limits: SchedulerLimits): void {
-  if (leader.tokens > limits.maxTokensTotal) {
-    throw new EngineRejection('too_many_tokens', `(prompt + max_tokens) × n (${leader.tokens}) is over this server's --max-tokens-total (${limits.maxTokensTotal})`);
-  }
-  const n = leader.group.length;
-  if (n > limits.maxBatch) throw new EngineRejection('too_many_tokens', `n (${n}) is over this server's --max-batch (${limits.maxBatch})`);
-  // The batch lane's caller bounds what it queues; maxQueue is the interactive clients' promise.
-  const interactive = queue.findIndex((s) => s.batchLane);
-  const waiting = interactive < 0 ? queue.length : interactive;
-  if (!leader.batchLane && waiting >= limits.maxQueue) throw new EngineRejection('queue_full', `the queue is full (${limits.maxQueue} requests waiting)`);
-}
-
-/**
- * Waits while requests keep arriving, each within ADMISSION_WAIT_MS of the last, while `queued()` is below
- * `room()`; says whether any did. Requests sent together reach the queue milliseconds apart (and not at all while
- * a pass holds the event loop): waiting for them before a batch's first pass prefills them together and starts
- * the batch at full width.
- */
-export async function awaitBurst(queued: () => number, room: () => number): Promise<boolean> {
-  const before = queued();
-  for (let seen = -1; seen !== queued() && queued() < room(); ) {
-    seen = queued();
-    await new Promise((resolve) => setTimeout(resolve, ADMISSION_WAIT_MS));
-  }
-  return queued() > before;
 }
 
 /**

@@ -9,7 +9,7 @@ import { fixedCacheGraph } from '../../src/engine/fixed-cache/fixed-cache-graph.
 import { FixedCacheDecoder } from '../../src/engine/fixed-cache/fixed-cache-decoder.js';
 import { FixedCacheScheduler } from '../../src/engine/fixed-cache/fixed-cache-scheduler.js';
 import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
-import type { SchedulerLimits } from '../../src/engine/generation-scheduler.js';
+import type { SchedulerLimits } from '../../src/engine/admission.js';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { NativeSession } from '../../src/engine/native/ort-binding.js';

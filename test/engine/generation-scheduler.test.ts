@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession, type BatchCache } from '../../src/engine/decoder-session.js';
 import type { EngineRejection } from '../../src/engine/engine-contract.js';
-import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
+import type { SchedulerLimits } from '../../src/engine/admission.js';
+import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
 import { gatherRows, regroupInPlace } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { PrefixCache } from '../../src/engine/prefix-cache.js';

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
-import { GenerationScheduler, type SchedulerLimits } from '../../src/engine/generation-scheduler.js';
+import type { SchedulerLimits } from '../../src/engine/admission.js';
+import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { Random } from '../../src/engine/random.js';
 import { GREEDY } from '../../src/engine/sampling.js';

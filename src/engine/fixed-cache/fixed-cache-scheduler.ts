@@ -1,5 +1,6 @@
 import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
-import { checkAdmission, groupLeader, type SchedulerLimits, withProcessors } from '../generation-scheduler.js';
+import { checkAdmission, groupLeader, type SchedulerLimits } from '../admission.js';
+import { withProcessors } from '../step-processors.js';
 import type { DeviceDraw } from '../sampling.js';
 import type { RequestGroup, Sequence } from '../sequence.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
