@@ -9,7 +9,7 @@ import { generations, outputOnce } from './batch-lines.js';
 import { startServe, type ServeProcess } from './llmkit-serve.js';
 
 const LINES = 24;
-const request = (i: number) => ({ model: 'tiny', messages: [{ role: 'user' as const, content: `Tell me story number ${i}` }], max_tokens: 40, ignore_eos: true, temperature: 0 });
+const request = (i: number) => ({ model: 'tiny', messages: [{ role: 'user' as const, content: `Tell me story number ${i}` }], max_tokens: 200, ignore_eos: true, temperature: 0 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('two servers sharing one data folder', () => {
