@@ -66,7 +66,11 @@ async function direct(decoder, rows) {
     for (let r = 0; r < rows; r++) feeds.positions[r] += 1n;
   }
   const decode = since(before, performance.now() - started);
-  return { rows, prefill: { ...prefill, tokPerS: Math.round((rows * promptLength * 1000) / prefill.ms) }, decode: { ...decode, tokPerS: Math.round((rows * (tokens - 1) * 1000) / decode.ms), perStepMs: +(decode.ms / (tokens - 1)).toFixed(3) } };
+  return {
+    rows,
+    prefill: { ...prefill, tokPerS: Math.round((rows * promptLength * 1000) / prefill.ms) },
+    decode: { ...decode, tokPerS: Math.round((rows * (tokens - 1) * 1000) / decode.ms), perStepMs: +(decode.ms / (tokens - 1)).toFixed(3) },
+  };
 }
 
 function argmax(logits) {
