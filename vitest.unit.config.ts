@@ -1,5 +1,5 @@
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { FAST_TIER_BIN } from './test/helpers/fast-tier-build.js';
@@ -83,5 +83,7 @@ export default defineConfig({
     globalSetup: ['test/helpers/fast-tier-build.ts'],
     env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier', LLMKIT_TEST_BIN: FAST_TIER_BIN },
     testTimeout: 20_000,
+    // vitest's default (cores - 1) runs one file at a time on a 2-core machine; two halve the tier's wall time there.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
   },
 });
