@@ -34,6 +34,7 @@ export default defineConfig({
       'test/core/import.test.ts',
       'test/core/inspect.test.ts',
       'test/core/quantize.test.ts',
+      'test/e2e/batch-expiry.test.ts',
       'test/e2e/batch-replicas.test.ts',
       'test/e2e/batch-restart.test.ts',
       'test/e2e/chat-tmux.test.ts',
