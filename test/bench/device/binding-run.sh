@@ -13,10 +13,11 @@
 #                      genai graph on/off, HF generate, PyTorch static cache + CUDA graph, the engine's fixed-cache path
 #                      (graph on/off) and its dynamic path on both bindings),
 #                      then torch.compile reduce-overhead once, then greedy agreement against fp32 on the CPU
+#   diag    (node):    the engine's fixed-cache path against the bare loop at 512 and 4,096 columns (engine-vs-loop.js)
 #   table   (node):    `llmkit bench --device cuda` (the concurrency table, 100m model) on the engine's fixed-cache path
 #                      and on its dynamic path (LLMKIT_FIXED_CACHE=0): --gqa fp16, --gqa fp32 and the plain export
 # Usage on the device: bash test/bench/device/binding-run.sh DIR PHASE. Results in $OUT.
-# Device time: prep ~3 min, ort131 <1, genai ~3, run ~7, table ~5 (estimates: never run whole on a GPU yet).
+# Device time (H100, 2026-12-07): prep ~3.5 min, ort131 <1, genai <1 (its model cached in /tmp), run ~6 at ROUNDS=2, table ~3.
 set -uo pipefail
 dir=$1
 out=${OUT:-gpu-results}
@@ -63,13 +64,24 @@ json.dump(config, open(path, "w"), indent=2)
 print("genai models:", src, src + "-graph")
 PY
     } 2>&1 | tee "$out/genai.txt" ;;
-  run|table)
+  run|table|diag)
     [ -x /tmp/node ] || { xz -dc "$dir/node/node.xz" > /tmp/node && chmod +x /tmp/node; }
     export PATH=/tmp:$PATH LLMKIT_PYTHON=$(command -v python3) LLMKIT_HOME=/tmp/llmkit-home
     tar -xJf "$dir/node/devpack.tar.xz" && tar -xJf "$dir/node/dist.tar.xz" && ln -sfn .devpack/node_modules node_modules
     cli="node .devpack/llmkit.js"
     $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda > /dev/null
     export LD_LIBRARY_PATH=$(node -p "require('/tmp/llmkit-home/cuda/provider.json').libraryDirs.join(':')")
+    if [ $2 = diag ]; then
+      # Where the engine's path loses against the bare loop: the loop at the engine's 4,096 columns and at 512, then
+      # the engine's own graph driven directly and through its scheduler at both capacities.
+      { for c in 512 4096; do
+          node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --capacity $c --batches 1,8 --rounds 2 | sed "s/^/loop-c$c /" | cut -c1-300
+        done
+        node test/bench/device/engine-vs-loop.js $gqa --capacity 512,4096
+        LLMKIT_CUDA_GRAPH=0 node test/bench/device/engine-vs-loop.js $gqa --capacity 4096 | sed "s/^/nograph /"
+      } 2>&1 | tee "$out/diag.txt"
+      exit 0
+    fi
     if [ $2 = table ]; then
       { [ -f /tmp/m100/config.json ] || $cli make-model --preset 100m --out /tmp/m100
         [ -f /tmp/m100-onnx/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-onnx

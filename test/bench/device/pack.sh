@@ -5,7 +5,8 @@
 # carries: .devnode (node.xz, devpack.tar.xz) and .gl (the Vulkan loader; see docs/benchmarks.md).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
+exclude=$(git rev-parse --git-path info/exclude)
+for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" "$exclude" 2>/dev/null || echo "/$d/" >> "$exclude"; done
 npx tsc -p .
 rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux
 # bin/llmkit.js itself, so that the CLI restarts with the CUDA libraries on the loader path there as it does here.

