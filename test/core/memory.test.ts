@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { estimateMemory, type ModelShape } from '../../src/core/memory/estimate.js';
 import { judgeFit } from '../../src/core/memory/fit.js';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { runCli, runCliInProcess, tempDir } from '../helpers/cli.js';
 
 const MiB = 2 ** 20;
 /** The 100m preset's shape (make-model --preset 100m): 12 layers of 768, GQA 12/4 heads, MLP 2048. */
@@ -98,12 +98,12 @@ function hugeModel(): string {
 describe('commands refuse what clearly cannot fit', () => {
   it('finetune says so in one line before anything starts, with what to change and --force', async () => {
     const model = hugeModel();
-    const r = await runCli(['finetune', model, '--data', 'recipes/data/facts.jsonl', '--out', join(tempDir(), 'out'), '--device', 'cpu', '--max-seq-len', '2048']);
+    const r = await runCliInProcess(['finetune', model, '--data', 'recipes/data/facts.jsonl', '--out', join(tempDir(), 'out'), '--device', 'cpu', '--max-seq-len', '2048']);
     expect(r.exitCode).toBe(2);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^error: estimated peak memory [\d.]+ [KMGT]iB of [\d.]+ [KMGT]iB RAM \(batch 8 × 2048 tokens\) cannot fit; .*--force starts anyway$/);
-    const inspect = await runCli(['inspect', model, '--for', 'finetune', '--device', 'cpu']);
+    const inspect = await runCliInProcess(['inspect', model, '--for', 'finetune', '--device', 'cpu']);
     expect(inspect.exitCode).toBe(1);
     expect(inspect.stdout).toMatch(/verdict +does not fit: /);
   }, 60_000);
@@ -117,7 +117,7 @@ describe('commands refuse what clearly cannot fit', () => {
     const manifest = { format: 'llmkit-onnx-decoder', version: 1, architecture: 'LlamaForCausalLM', num_layers: 80, num_attention_heads: 64, num_kv_heads: 8, head_dim: 128 };
     const io = { inputs: ['input_ids'], outputs: ['logits', 'new_key_values'], dtype: 'float32', kv_dtype: 'float32', precision: 'fp32', eos_token_ids: [2] };
     writeFileSync(join(dir, 'llmkit.json'), JSON.stringify({ ...manifest, hidden_size: 8192, vocab_size: 128256, max_position_embeddings: 131072, onnx: 'onnx/model.onnx', ...io }));
-    const r = await runCli(['serve', dir, '--port', '0', '--device', 'cpu']);
+    const r = await runCliInProcess(['serve', dir, '--port', '0', '--device', 'cpu']);
     expect(r.exitCode).toBe(2);
     expect(r.stderr.trim()).toMatch(/^error: estimated peak memory [\d.]+ TiB of [\d.]+ GiB RAM \(--max-batch 16 at each model's full context\) cannot fit; .*--force starts anyway$/);
     truncateSync(join(dir, 'onnx', 'model.onnx'), 0);
