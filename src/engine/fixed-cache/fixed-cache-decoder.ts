@@ -124,7 +124,20 @@ export class FixedCacheDecoder {
     const decoder = new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
     decoder.prefillLogits = deviceBuffer(session, opts.provider, 'float32', [1, 1, model.manifest.vocab_size]);
     decoder.skipped.push(...skipped);
+    if (cudaGraphs) await decoder.captureGraphs();
     return decoder;
+  }
+
+  /**
+   * Captures every bucket's CUDA graph while the model opens (ONNX Runtime captures a graph at its third run), so
+   * no request waits for a capture when its rows first fill a larger bucket. The steps write column 0 of free rows,
+   * which a row's prefill overwrites.
+   */
+  private async captureGraphs(): Promise<void> {
+    for (let size = 1; size <= this.rows; size *= 2) {
+      const feeds: StepFeeds = { ids: new BigInt64Array(size), positions: new BigInt64Array(size) };
+      for (let run = 0; run < 3; run++) await this.step(size, feeds);
+    }
   }
 
   /** Which ONNX Runtime binding runs the passes: always llmkit's own (it alone binds outputs in place). */
