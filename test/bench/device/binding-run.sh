@@ -28,6 +28,7 @@ site=$(python3 -c 'import site; print(site.getsitepackages()[0])')
 cuda_libs="$site/nvidia/cu13/lib:$site/nvidia/cudnn/lib"
 gqa=$qwen-gqa16
 fixed=/tmp/gqa16-fixed.onnx
+unpacked=/tmp/gqa16-fixed-unpacked.onnx
 gqa32=$qwen-gqa32
 fixed32=/tmp/gqa32-fixed.onnx
 genai=/tmp/genai16
@@ -43,6 +44,7 @@ case $2 in
           PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"' | cut -c1-300
       done
       python3 test/bench/device/fixed-cache-graph.py $gqa $fixed
+      python3 test/bench/device/fixed-cache-graph.py $gqa $unpacked --unpacked
       python3 test/bench/device/fixed-cache-graph.py $gqa32 $fixed32; } 2>&1 | tee "$out/prep.txt" ;;
   ort131)
     mkdir -p /tmp/ort131
@@ -77,8 +79,9 @@ PY
       { for c in 512 4096; do
           node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --capacity $c --batches 1,8 --rounds 2 | sed "s/^/loop-c$c /" | cut -c1-300
         done
-        node test/bench/device/engine-vs-loop.js $gqa --capacity 512,4096
-        LLMKIT_CUDA_GRAPH=0 node test/bench/device/engine-vs-loop.js $gqa --capacity 4096 | sed "s/^/nograph /"
+        # One process a capacity, the engine's default first (run 3 saw 4,096 slower, but second in one process).
+        for c in 4096 512; do node .devpack/engine-vs-loop.mjs $gqa --capacity $c; done
+        LLMKIT_CUDA_GRAPH=0 node .devpack/engine-vs-loop.mjs $gqa --capacity 4096 | sed "s/^/nograph /"
       } 2>&1 | tee "$out/diag.txt"
       exit 0
     fi
@@ -103,6 +106,7 @@ PY
       for round in $(seq ${ROUNDS:-2}); do
         echo "== round $round"
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph /" | cut -c1-400
+        node test/bench/device/fixed-cache-decode.js $unpacked $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph-unpacked /" | cut -c1-400
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400
         [ -f $genai/genai_config.json ] && for m in $genai $genai-graph; do
           req=/tmp/requests.jsonl; [ $m = $genai-graph ] && req=/tmp/requests-b1.jsonl

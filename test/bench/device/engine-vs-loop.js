@@ -55,7 +55,7 @@ async function direct(decoder, rows) {
   let before = snapshot();
   let started = performance.now();
   const first = [];
-  for (let r = 0; r < rows; r++) first.push(argmax(await decoder.prefill(r, ids(promptLength, 10 + r), 0)));
+  for (let r = 0; r < rows; r++) first.push((await decoder.prefill(r, ids(promptLength, 10 + r), 0, { logits: false })).token);
   const prefill = since(before, performance.now() - started);
   const feeds = { ids: BigInt64Array.from(first, BigInt), positions: new BigInt64Array(rows).fill(BigInt(promptLength)) };
   before = snapshot();
@@ -71,12 +71,6 @@ async function direct(decoder, rows) {
     prefill: { ...prefill, tokPerS: Math.round((rows * promptLength * 1000) / prefill.ms) },
     decode: { ...decode, tokPerS: Math.round((rows * (tokens - 1) * 1000) / decode.ms), perStepMs: +(decode.ms / (tokens - 1)).toFixed(3) },
   };
-}
-
-function argmax(logits) {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-  return best;
 }
 
 function generate(scheduler, prompts, maxTokens) {

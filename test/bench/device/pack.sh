@@ -13,8 +13,8 @@ rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/l
 npx --yes esbuild@0.25 bin/llmkit.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.js \
   --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-for script in engine-gpu engine-profile speculative; do
-  npx --yes esbuild@0.25 test/bench/$script.js --bundle --platform=node --format=esm --outfile=.devpack/$script.mjs \
+for script in engine-gpu engine-profile speculative multi-lora device/engine-vs-loop; do
+  npx --yes esbuild@0.25 test/bench/$script.js --bundle --platform=node --format=esm --outfile=.devpack/$(basename $script).mjs \
     --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
     --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 done
