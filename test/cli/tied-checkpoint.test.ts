@@ -78,7 +78,27 @@ describe('full fine-tuning and distillation of a tied-embedding model checkpoint
   it('distill --teacher: a tied student trains, checkpoints, and a resumed run finishes from the checkpoint', async () => {
     const teacher = await tiedTinyModel();
     const out = join(tempDir(), 'distill');
-    const args = ['--json', 'distill', '--teacher', teacher, '--student-layers', '1', '--data', FACTS, '--out', out, '--max-steps', '4', '--lr', '3e-3', '--save-every', '2', '--exact-match', '0', '--no-report'];
+    const args = [
+      '--json',
+      'distill',
+      '--teacher',
+      teacher,
+      '--student-layers',
+      '1',
+      '--data',
+      FACTS,
+      '--out',
+      out,
+      '--max-steps',
+      '4',
+      '--lr',
+      '3e-3',
+      '--save-every',
+      '2',
+      '--exact-match',
+      '0',
+      '--no-report',
+    ];
     const d = await runCli(args, { env });
     expect(d.exitCode, String(d.stderr).slice(-2000)).toBe(0);
     expect(String(d.stderr)).toContain(join(out, 'checkpoints', 'checkpoint-4'));

@@ -1,7 +1,7 @@
 import { copyFileSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { estimateMemory, type ModelShape } from '../../src/core/memory/estimate.js';
+import { type EstimateOptions, estimateMemory, type ModelShape, type Purpose } from '../../src/core/memory/estimate.js';
 import { judgeFit } from '../../src/core/memory/fit.js';
 import { runCli, runCliInProcess, tempDir } from '../helpers/cli.js';
 
@@ -25,6 +25,28 @@ const shape100m: ModelShape = {
     [768, 2048],
     [768, 2048],
     [2048, 768],
+  ],
+};
+
+/** The tiny preset's shape (make-model --preset tiny): 2 layers of 64, GQA 4/2 heads, MLP 192. */
+const shapeTiny: ModelShape = {
+  parameters: 197_312,
+  layers: 2,
+  hidden: 64,
+  intermediate: 192,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 16,
+  vocab: 771,
+  context: 512,
+  projections: [
+    [64, 64],
+    [64, 32],
+    [64, 32],
+    [64, 64],
+    [64, 192],
+    [64, 192],
+    [192, 64],
   ],
 };
 
@@ -64,6 +86,36 @@ describe('memory estimates', () => {
     expect(large.total).toBe(large.parts.weights + large.parts.kvCache + large.parts.scratch + large.parts.runtime);
     // On a GPU the copies are host memory.
     expect(estimateMemory('serve', shape100m, { batchSize: 1, maxSeqLen: 1024, device: 'cuda', weightBytes: 100 * MiB }).parts.loading).toBe(0);
+  });
+
+  it('matches the training peaks measured on an H100 within 5 % (torch.cuda.max_memory_allocated; docs/inspect.md)', () => {
+    // test/bench/device/memory-peaks.sh, 3 steps each, bf16 autocast; the CUDA context is outside the measured peak.
+    const rows: [Purpose, ModelShape, Partial<EstimateOptions>, number][] = [
+      ['lora', shapeTiny, { batchSize: 8, maxSeqLen: 256 }, 114_778_112],
+      ['finetune', shape100m, { batchSize: 4, maxSeqLen: 256 }, 1_698_676_736],
+      ['finetune', shape100m, { batchSize: 4, maxSeqLen: 256, gradientCheckpointing: true }, 1_367_280_128],
+      ['finetune', shape100m, { batchSize: 8, maxSeqLen: 512 }, 3_295_849_472],
+      ['lora', shape100m, { batchSize: 8, maxSeqLen: 512 }, 2_504_265_216],
+      ['distill', shape100m, { batchSize: 4, maxSeqLen: 256, teacher: shape100m }, 1_862_264_320],
+    ];
+    for (const [purpose, shape, o, measured] of rows) {
+      const e = estimateMemory(purpose, shape, { device: 'cuda', batchSize: 1, maxSeqLen: 1, ...o });
+      expect(Math.abs((e.total - e.parts.runtime) / measured - 1), `${purpose} ${JSON.stringify(o)}`).toBeLessThan(0.05);
+    }
+  });
+
+  it('on CUDA counts the larger of the forward pass (activations) and the backward pass (gradients), not their sum', () => {
+    const at = (gradientCheckpointing: boolean) => estimateMemory('finetune', shape100m, { batchSize: 4, maxSeqLen: 256, device: 'cuda', gradientCheckpointing });
+    const { parts, total } = at(false);
+    const held = parts.weights + parts.optimizer + parts.workspace + parts.runtime;
+    expect(total).toBe(held + parts.castCopies + parts.activations + parts.logits);
+    // With checkpointing the activations are small: the gradients at the end of the backward pass make the peak.
+    const checkpointed = at(true);
+    expect(checkpointed.total - held).toBeGreaterThan(checkpointed.parts.gradients);
+    expect(checkpointed.total - held).toBeLessThan(checkpointed.parts.gradients + checkpointed.parts.activations);
+    // LoRA's frozen base in bf16; the teacher of a distillation too.
+    expect(estimateMemory('lora', shape100m, { batchSize: 1, maxSeqLen: 1, device: 'cuda' }).parts.weights).toBeLessThan(shape100m.parameters * 2.2);
+    expect(estimateMemory('distill', shape100m, { batchSize: 1, maxSeqLen: 1, device: 'cuda', teacher: shape100m }).parts.teacher).toBe(shape100m.parameters * 2);
   });
 
   it('advises the changes that bring a run under what there is', () => {
