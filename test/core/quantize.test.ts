@@ -238,6 +238,7 @@ describe('llmkit quantize', () => {
       [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
       [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int4', '--output-bits', '6', '--out', join(dir, 'x')], 2, /--output-bits must be one of 4, 8 \(got 6\)/],
+      [['quantize', fp32, '--int4', '--scales', 'bf16', '--out', join(dir, 'x')], 2, /--scales must be one of fp16, fp32 \(got bf16\)/],
       [['quantize', fp32, '--int4', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--calibration-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int4', '--gguf', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x.gguf')], 2, /--calibration-data/],
       [['quantize', fp32, '--int4', '--gguf', '--compare-gguf', '--out', join(dir, 'x.gguf')], 2, /--compare-gguf/],
