@@ -1,5 +1,5 @@
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { FAST_TIER_BIN } from './test/helpers/fast-tier-build.js';
@@ -34,6 +34,7 @@ export default defineConfig({
       'test/core/import.test.ts',
       'test/core/inspect.test.ts',
       'test/core/quantize.test.ts',
+      'test/e2e/batch-expiry.test.ts',
       'test/e2e/batch-replicas.test.ts',
       'test/e2e/batch-restart.test.ts',
       'test/e2e/chat-tmux.test.ts',
@@ -83,5 +84,10 @@ export default defineConfig({
     globalSetup: ['test/helpers/fast-tier-build.ts'],
     env: { LLMKIT_HOME: mkdtempSync(join(tmpdir(), 'llmkit-unit-')), LLMKIT_PYTHON: '/nonexistent/python-for-the-fast-tier', LLMKIT_TEST_BIN: FAST_TIER_BIN },
     testTimeout: 20_000,
+    // vitest's default (cores - 1) runs one file at a time on a 2-core machine; two halve the tier's wall time there.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
+    // One module graph per worker instead of one per file: these files restore what they patch (mocks, stdout, exit
+    // code) and set no process.env, and a fresh fork per file cost about a third of the tier's CPU.
+    isolate: false,
   },
 });

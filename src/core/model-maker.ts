@@ -7,6 +7,7 @@ import type { WorkerEvent } from '../workers/protocol.js';
 import { UsageError } from '../shared/errors.js';
 import { MODEL_PRESETS, type ModelPreset } from './options/flag-values.js';
 import { llmkitHome, pythonSourceDir } from '../shared/paths.js';
+import { makeOnce } from '../shared/made-once.js';
 
 export interface MakeModelOptions {
   preset: ModelPreset;
@@ -37,14 +38,22 @@ export function parsePreset(value: string): ModelPreset {
 export async function makeModel(opts: MakeModelOptions): Promise<MadeModel> {
   const corpus = opts.corpus?.map((p) => resolve(p));
   const out = opts.out ? resolve(opts.out) : join(llmkitHome(), 'models', `${opts.preset}-seed${opts.seed}-${await cacheKey(opts.preset, opts.seed, corpus)}`);
-  if (!opts.out && existsSync(join(out, 'model.safetensors'))) return { path: out, parameters: null, cached: true };
-  const { result } = await runWorker({
-    job: 'make_model',
-    config: { out, preset: opts.preset, seed: opts.seed, corpus },
-    logFile: join(llmkitHome(), 'logs', 'make_model.log'),
-    onEvent: opts.onEvent,
-  });
-  return { path: out, parameters: result.parameters, cached: false };
+  const make = async () =>
+    (
+      await runWorker({
+        job: 'make_model',
+        config: { out, preset: opts.preset, seed: opts.seed, corpus },
+        logFile: join(llmkitHome(), 'logs', 'make_model.log'),
+        onEvent: opts.onEvent,
+      })
+    ).result.parameters;
+  if (opts.out) return { path: out, parameters: await make(), cached: false };
+  const made = await makeOnce(
+    out,
+    () => existsSync(join(out, 'model.safetensors')),
+    async () => ({ parameters: await make() }),
+  );
+  return { path: out, parameters: made?.parameters ?? null, cached: made === undefined };
 }
 
 async function cacheKey(preset: string, seed: number, corpus?: string[]): Promise<string> {

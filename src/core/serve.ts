@@ -118,10 +118,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
   const filter = opts.blocklist ? BlocklistFilter.load(opts.blocklist, opts.filterMode ?? 'reject') : undefined;
-  const policy = quotaFile?.policy ?? emptyPolicy();
-  // --rpm / --tpm fill what the quota file's defaults leave open.
-  if (opts.requestsPerMinute) policy.defaults.rpm ??= opts.requestsPerMinute;
-  if (opts.tokensPerMinute) policy.defaults.tpm ??= opts.tokensPerMinute;
+  const policy = quotaPolicy(opts, quotaFile);
   const specs = await runnableSpecs(named, opts.onEvent);
 
   let models: ModelRegistry | undefined;
@@ -155,14 +152,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await redis?.close();
     throw e;
   }
-  const dataDir = resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data'));
-  // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
-  const batch = {
-    dataDir,
-    maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20,
-    concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch),
-    leaseMs: opts.batchLeaseS && opts.batchLeaseS * 1000,
-  };
+  const batch = batchSettings(opts);
   const admin = adminKey ? new Authenticator([{ key: adminKey, name: 'admin' }]) : undefined;
   const server = new LlmServer({ models, auth, quotas, metrics, filter, cache, log: opts.log, ui: opts.ui, batch, admin, runs });
   let url: string;
@@ -182,7 +172,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     models: registry.models,
     authenticated: auth.enabled,
     memory,
-    batch: { dataDir },
+    batch: { dataDir: batch.dataDir },
     drain: async () => {
       const cutOff = await server.drain(opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
       // An engine stuck in a step would hold the drain forever: past the grace its session is left to the process's exit.
@@ -191,6 +181,25 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       await redis?.close();
       return { cutOff, modelsLeftBusy };
     },
+  };
+}
+
+/** The quota file's policy (or none), with --rpm / --tpm filling what its defaults leave open. */
+function quotaPolicy(opts: ServeOptions, quotaFile: ReturnType<typeof loadQuotaFile> | undefined): ReturnType<typeof emptyPolicy> {
+  const policy = quotaFile?.policy ?? emptyPolicy();
+  if (opts.requestsPerMinute) policy.defaults.rpm ??= opts.requestsPerMinute;
+  if (opts.tokensPerMinute) policy.defaults.tpm ??= opts.tokensPerMinute;
+  return policy;
+}
+
+/** Where batch files are kept and how many lines run at once. */
+function batchSettings(opts: ServeOptions) {
+  return {
+    dataDir: resolve(opts.dataDir ?? join(llmkitHome(), 'serve-data')),
+    maxFileBytes: (opts.batchFileMb ?? DEFAULT_MAX_FILE_MB) * 2 ** 20,
+    // Twice the engine's batch: lines wait in its batch lane, so a row freed by a finished line is taken at the next step.
+    concurrency: 2 * (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch),
+    leaseMs: opts.batchLeaseS && opts.batchLeaseS * 1000,
   };
 }
 

@@ -3,7 +3,7 @@ import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type
 import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
 import { awaitBurst, checkAdmission, groupLeader, type SchedulerLimits } from './admission.js';
-import { gatherRows, regroupInPlace, type RowSelection } from './kv-cache.js';
+import { gatherRows, regroupInPlace, restrideInPlace, type RowPlacement, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import type { RequestGroup, Sequence } from './sequence.js';
 import { withProcessors } from './step-processors.js';
@@ -30,10 +30,15 @@ interface PrefillJob {
 const ARRIVAL_WAIT_MS = 25;
 
 /**
- * Spare cache columns a running batch gets when its rows are gathered, so that this many decode steps append
- * in place before the next copy. Attention reads the spare columns too (masked), so more is not free.
+ * Spare cache columns a running batch gets when it needs more, so that this many decode steps append in place
+ * before the next change of stride. Attention reads the spare columns too (masked): on the CPU a masked column
+ * costs about as much as a real one (100m, 16 rows: 245 ms a step at 128 columns, 450 ms at 640), so the cache
+ * grows as its longest row does rather than to where its rows may end.
  */
 const SPARE_COLUMNS = 32;
+
+/** Spare columns past which a running cache is narrowed (its longest rows left): a few steps' masked work pays for the move. */
+const NARROW_AFTER = 4 * SPARE_COLUMNS;
 
 /** Each row's LoRA adapter, or undefined when no row has one. */
 function adaptersOf(seqs: readonly Sequence[]): RowAdapters | undefined {
@@ -446,14 +451,45 @@ export class GenerationScheduler {
   private regroup(keep: readonly number[], newcomers: readonly { job: PrefillJob; seqs: Sequence[]; rows: number[] }[]): boolean {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
     const joining = newcomers.filter((n) => n.rows.length).map(({ job, seqs, rows }) => ({ cache: job.cache, rows, cached: seqs.map((s) => s.cached) }));
-    const regrouped = regroupInPlace(this.cache, keep, joining, kvHeads, headDim);
+    const regrouped = regroupInPlace(this.cache, keep, joining, kvHeads, headDim, this.placement);
     if (!regrouped) return false;
     const joined = newcomers.flatMap((n) => n.seqs);
-    for (const s of joined) s.column = this.cache.length;
+    joined.forEach((s, i) => (s.column = regrouped.columns[i]));
     this.running = [...regrouped.kept.map((b) => this.running[b]), ...joined];
-    this.cache = regrouped.cache;
+    // Its length is where the longest row now ends: the one that ended furthest may have left.
+    this.cache = { ...regrouped.cache, length: Math.max(...this.running.map((s) => s.column)) };
     this.cacheChanges.inPlace++;
+    this.narrow();
     return true;
+  }
+
+  /**
+   * Rows that join decode from their own column (RowPlacement 'own'), except on a "fused-gqa" graph, whose
+   * GroupQueryAttention writes every row's new keys at one column.
+   */
+  private get placement(): RowPlacement {
+    return this.decoder.model.manifest.graph === 'fused-gqa' ? 'aligned' : 'own';
+  }
+
+  /** Gives the running cache room for `width` more columns after its longest row: a new stride in place, else a regather. */
+  private widen(width: number): void {
+    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    const wider = restrideInPlace(this.cache, this.cache.length + Math.max(width, SPARE_COLUMNS), kvHeads, headDim);
+    if (wider) {
+      this.cache = wider;
+      this.cacheChanges.inPlace++;
+      return;
+    }
+    const rows = this.running;
+    this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b), ends: rows.map((s) => s.column) }], Math.max(...rows.map((s) => s.cached)));
+  }
+
+  /** Drops spare columns no row will reach soon (the rows that held them left), in place. */
+  private narrow(): void {
+    const capacity = this.cache.capacity ?? this.cache.length;
+    if (capacity - this.cache.length <= NARROW_AFTER) return;
+    const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
+    this.cache = restrideInPlace(this.cache, this.cache.length + SPARE_COLUMNS, kvHeads, headDim) ?? this.cache;
   }
 
   /**
@@ -477,7 +513,10 @@ export class GenerationScheduler {
     const { num_kv_heads: kvHeads, head_dim: headDim } = this.decoder.model.manifest;
     for (const s of this.running) s.column = length;
     this.cacheChanges.copies++;
-    return gatherRows(selections, length, kvHeads, headDim, length + SPARE_COLUMNS, this.limits.maxBatch);
+    // Room for a stride four times as wide (restrideInPlace) before the next regather; the pages of room no row
+    // reaches are never touched.
+    const capacity = length + SPARE_COLUMNS;
+    return gatherRows(selections, length, kvHeads, headDim, capacity, this.limits.maxBatch, Math.min(4 * capacity, this.contextLength + SPARE_COLUMNS));
   }
 
   /**
@@ -495,10 +534,7 @@ export class GenerationScheduler {
       return this.failRunning(e as Error);
     }
     const width = 1 + Math.max(0, ...drafts.map((d) => d.length));
-    if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) {
-      const ends = rows.map((s) => s.column);
-      this.cache = this.regather([{ cache: this.cache, rows: rows.map((_, b) => b), ends }], Math.max(...rows.map((s) => s.cached)));
-    }
+    if (rows.some((s) => s.column + width > (this.cache.capacity ?? this.cache.length))) this.widen(width);
     const columns = rows.map((s) => s.column);
     const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;

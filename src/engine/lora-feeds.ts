@@ -1,16 +1,25 @@
 import { UsageError } from '../shared/errors.js';
 import type { LoraAdapter } from './lora-adapter.js';
-import { LORA_MASK_INPUT, type LoraModule } from './lora-graph.js';
+import type { LoraModule } from './lora-graph.js';
 import { Tensor } from './onnx-runtime.js';
 
+/** One module's per-row tables: room for `rows` rows of the current rank. */
+interface RowTables {
+  a: Float32Array;
+  b: Float32Array;
+}
+
 /**
- * The LoRA inputs of a pass (lora-graph.ts): each module's tables hold the distinct adapters of the batch's rows
- * side by side, each padded with zeros to the largest rank; `lora_mask` keeps each row's own adapter's columns. The
- * tables of the last set of adapters are kept: a batch's rows change only when requests join or leave, so steady
- * decoding copies nothing.
+ * The LoRA inputs of a pass (lora-graph.ts): for each module, each row's own adapter's factors, [batch, in, rank]
+ * and [batch, rank, out], zeros for a row without one, padded with zeros to the batch's largest rank. The tables
+ * are kept between passes and a row is rewritten only when its adapter changes (a request joins, leaves, or rows
+ * shift), so steady decoding copies nothing; a smaller batch reads the first rows of the same buffers.
  */
 export class LoraFeeds {
-  private last?: { adapters: readonly LoraAdapter[]; rank: number; tables: Record<string, Tensor> };
+  private rank = 0;
+  private rows: (LoraAdapter | undefined | null)[] = [];
+  private tables = new Map<LoraModule, RowTables>();
+  private last?: { batch: number; feeds: Record<string, Tensor> };
 
   constructor(readonly modules: readonly LoraModule[]) {}
 
@@ -29,38 +38,59 @@ export class LoraFeeds {
     }
   }
 
+  /** `rows` may have holes (a batch without adapters): plain loops, which visit them as undefined. */
   feeds(rows: readonly (LoraAdapter | undefined)[]): Record<string, Tensor> {
-    const adapters = [...new Set(rows.filter((a): a is LoraAdapter => a !== undefined))];
-    if (!this.last || this.last.adapters.length !== adapters.length || adapters.some((a) => !this.last!.adapters.includes(a))) {
-      const rank = Math.max(1, ...adapters.map((a) => a.rank));
-      this.last = { adapters, rank, tables: this.tables(adapters, rank) };
+    let rank = 1;
+    for (let row = 0; row < rows.length; row++) rank = Math.max(rank, rows[row]?.rank ?? 1);
+    if (rank !== this.rank || rows.length > this.rows.length) this.allocate(rows.length, rank);
+    let changed = rows.length !== this.last?.batch;
+    for (let row = 0; row < rows.length; row++) {
+      if (this.rows[row] === rows[row]) continue;
+      this.writeRow(row, rows[row]);
+      changed = true;
     }
-    const { rank } = this.last;
-    const width = Math.max(1, this.last.adapters.length) * rank;
-    const mask = new Float32Array(rows.length * width);
-    rows.forEach((adapter, b) => {
-      const slot = adapter ? this.last!.adapters.indexOf(adapter) : -1;
-      if (slot >= 0) mask.fill(1, b * width + slot * rank, b * width + (slot + 1) * rank);
-    });
-    return { ...this.last.tables, [LORA_MASK_INPUT]: new Tensor('float32', mask, [rows.length, 1, width]) };
+    if (changed) this.last = { batch: rows.length, feeds: this.views(rows.length) };
+    return this.last!.feeds;
   }
 
-  /** Aᵀ of every adapter side by side [in, slots·rank], (scale·B)ᵀ stacked [slots·rank, out]; one zero slot when there are none. */
-  private tables(adapters: readonly LoraAdapter[], rank: number): Record<string, Tensor> {
-    const width = Math.max(1, adapters.length) * rank;
+  /** Room for `count` rows of rank `rank`; every row is rewritten on its next use (null matches no adapter). */
+  private allocate(count: number, rank: number): void {
+    this.rank = rank;
+    this.rows = new Array<null>(count).fill(null);
+    this.tables = new Map(this.modules.map((m) => [m, { a: new Float32Array(count * m.inFeatures * rank), b: new Float32Array(count * rank * m.outFeatures) }]));
+    this.last = undefined;
+  }
+
+  /** Row `row` of every module's tables: the adapter's Aᵀ and (scale·B)ᵀ, its rank padded with zeros. */
+  private writeRow(row: number, adapter: LoraAdapter | undefined): void {
+    const rank = this.rank;
+    this.rows[row] = adapter;
+    for (const [m, t] of this.tables) {
+      const a = t.a.subarray(row * m.inFeatures * rank, (row + 1) * m.inFeatures * rank);
+      const b = t.b.subarray(row * rank * m.outFeatures, (row + 1) * rank * m.outFeatures);
+      const w = adapter?.modules.get(`${m.layer}.${m.target}`);
+      if (!w) {
+        a.fill(0);
+        b.fill(0);
+        continue;
+      }
+      const r = adapter!.rank;
+      if (r === rank) a.set(w.a);
+      else {
+        a.fill(0);
+        for (let i = 0; i < m.inFeatures; i++) a.set(w.a.subarray(i * r, (i + 1) * r), i * rank);
+      }
+      b.fill(0);
+      b.set(w.b);
+    }
+  }
+
+  /** The first `batch` rows of each table, without a copy. */
+  private views(batch: number): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
-    for (const m of this.modules) {
-      const a = new Float32Array(m.inFeatures * width);
-      const b = new Float32Array(width * m.outFeatures);
-      adapters.forEach((adapter, slot) => {
-        const w = adapter.modules.get(`${m.layer}.${m.target}`);
-        if (!w) return;
-        const r = adapter.rank;
-        for (let row = 0; row < m.inFeatures; row++) a.set(w.a.subarray(row * r, (row + 1) * r), row * width + slot * rank);
-        b.set(w.b, slot * rank * m.outFeatures);
-      });
-      out[m.a] = new Tensor('float32', a, [m.inFeatures, width]);
-      out[m.b] = new Tensor('float32', b, [width, m.outFeatures]);
+    for (const [m, t] of this.tables) {
+      out[m.a] = new Tensor('float32', t.a.subarray(0, batch * m.inFeatures * this.rank), [batch, m.inFeatures, this.rank]);
+      out[m.b] = new Tensor('float32', t.b.subarray(0, batch * this.rank * m.outFeatures), [batch, this.rank, m.outFeatures]);
     }
     return out;
   }

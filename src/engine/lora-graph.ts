@@ -3,15 +3,16 @@
  * copy of the base weights, mixed in one batch (multi-LoRA serving). Each adapted projection
  * (`/layers.<i>/…/<target>/MatMul`, as the exporter names it; MatMul or MatMulNBits) gains
  *
- *     y = x·W  +  ((x · A) ⊙ lora_mask) · B
+ *     y = x·W  +  (x · A) · B        x [batch, tokens, in], A [batch, in, rank], B [batch, rank, out]
  *
- * where `lora.<i>.<target>.a` [in, slots·rank] and `lora.<i>.<target>.b` [slots·rank, out] hold the batch's
- * adapters side by side (slot s in columns/rows s·rank … s·rank + rank − 1; B already times the adapter's scale), and
- * `lora_mask` [batch, 1, slots·rank] (one for all projections) keeps, for each row, its own adapter's columns (all
- * zero: the base model). Each adapter's weights are read once a pass, whatever number of rows use it: gathering
- * each row's A and B instead (`A[lora_index]`) copies an adapter's weights once per row, and measured 0.44× a merged
- * model's tokens/s for 8 adapters in a batch of 8 on SmolLM2-135M (docs/benchmarks.md, "Multi-LoRA"). The width
- * slots·rank is a free dim, so adapters of any rank load at run time without a new session (lora-feeds.ts pads).
+ * where `lora.<i>.<target>.a` and `.b` hold each row's own adapter (B already times its scale; zeros: the base
+ * model): two batched MatMuls and an Add, each row multiplying by its own rank-r factors only. Measured against the
+ * two designs before it on SmolLM2-135M, 8 adapters in a batch of 8 (docs/benchmarks.md, "Multi-LoRA"): gathering
+ * each row's factors inside the graph (`A[lora_index]`) copies them every pass (0.44× a merged model's tokens/s);
+ * the batch's adapters side by side with a per-row mask read each adapter once but multiply every row by all of
+ * them, 8× the work (0.55–0.65×). Here the per-row tables are written by lora-feeds.ts only when a row's adapter
+ * changes, so a steady pass copies nothing. The rank is a free dim, so adapters of any rank load at run time
+ * without a new session (lora-feeds.ts pads to the batch's largest).
  * Why not ONNX Runtime's LoRA adapter API (`.onnx_adapter` files bound through RunOptions): it binds one
  * adapter to a whole run, so rows with different adapters could not share a batch (docs/architecture.md).
  */
@@ -38,8 +39,6 @@ import {
 } from './onnx-wire.js';
 
 const PROJECTION_OPS = new Set(['MatMul', 'MatMulNBits']);
-
-export const LORA_MASK_INPUT = 'lora_mask';
 
 /** One adapted projection of the rewritten graph: its layer, its module name (q_proj…) and its weight's shape. */
 export interface LoraModule {
@@ -104,7 +103,7 @@ function intAttributes(buf: Uint8Array, range: WireField): Map<string, number> {
   return out;
 }
 
-/** Cast nodes by what they read (`from`: the Cast of a tensor) and the inputs of those they write (`to`: a Cast's output -> its input). */
+/** Cast nodes by what they read (`from`: the Cast of a tensor) and by what they write (`to`: a Cast's output -> its input). */
 function castIndex(nodes: NodeInfo[]): { from: Map<string, NodeInfo>; to: Map<string, string> } {
   const casts = nodes.filter((n) => n.opType === 'Cast');
   return { from: new Map(casts.map((n) => [n.inputs[0], n])), to: new Map(casts.map((n) => [n.outputs[0], n.inputs[0]])) };
@@ -119,7 +118,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
       .map((t) => [t.name, t.dims]),
   );
   const added = new Map<WireField, Uint8Array[]>();
-  const inputs: Uint8Array[] = [graphInputField(LORA_MASK_INPUT, FLOAT, ['batch_size', 1, 'lora_width'])];
+  const inputs: Uint8Array[] = [];
   const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
   const casts = castIndex(nodes);
   for (const n of nodes) {
@@ -131,7 +130,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
     const [layer, target] = [Number(match[1]), match[2]];
     const names = loraInputNames(layer, target);
     modules.push({ layer, target, inFeatures: shape[0], outFeatures: shape[1], ...names });
-    inputs.push(graphInputField(names.a, FLOAT, [shape[0], 'lora_width']), graphInputField(names.b, FLOAT, ['lora_width', shape[1]]));
+    inputs.push(graphInputField(names.a, FLOAT, ['batch_size', shape[0], 'lora_rank']), graphInputField(names.b, FLOAT, ['batch_size', 'lora_rank', shape[1]]));
     // A projection computing in fp16 between two Casts (quantize --scales fp16): the branch reads and writes fp32 around them.
     const castBack = n.opType === 'MatMulNBits' ? casts.from.get(n.outputs[0]) : undefined;
     const [x, last] = castBack ? [casts.to.get(n.inputs[0]) ?? n.inputs[0], castBack] : [n.inputs[0], n];
@@ -140,8 +139,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
     added.set(last.range, [
       withOutput(buf, last, `${p}base`),
       nodeField('MatMul', [x, names.a], `${p}down`),
-      nodeField('Mul', [`${p}down`, LORA_MASK_INPUT], `${p}own`),
-      nodeField('MatMul', [`${p}own`, names.b], `${p}up`),
+      nodeField('MatMul', [`${p}down`, names.b], `${p}up`),
       nodeField('Add', [`${p}base`, `${p}up`], y),
     ]);
   }

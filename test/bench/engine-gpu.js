@@ -67,7 +67,7 @@ for (const device of devices) {
   // Logits of one prefill, to see how close the providers are when tokens differ.
   const probe = ids(32, 99);
   const step = fixed
-    ? { logits: await decoder.prefill(0, probe, 0) }
+    ? { logits: (await decoder.prefill(0, probe, 0, { logits: true })).logits }
     : await decoder.forward(
         BigInt64Array.from(probe, BigInt),
         new BigInt64Array(probe.length).fill(1n),

@@ -75,6 +75,9 @@ describe('charts', () => {
         ['int8', 97],
       ],
     });
+    const untimed = { ...q, models: q.models.map((m) => ({ ...m, decodeTokensPerSecond: null, speedup: null })) };
+    writeFileSync(join(dir, 'untimed.svg'), quantizeChart(untimed));
+    expect(Object.keys(chartBars(join(dir, 'untimed.svg')))).toEqual(['size', 'perplexity', 'top-1 agreement with fp32']);
     const level = (c: number, tps: number) => ({ concurrency: c, tokensPerSecond: tps, ttftMs: { p50: c * 10, p95: c * 20 }, interTokenMs: { p50: c, p95: c * 2 } });
     const b = { model: '/m/x', device: 'cpu', maxTokens: 8, levels: [level(1, 50), level(4, 150)] } as BenchReport;
     writeFileSync(join(dir, 'b.svg'), benchChart(b));

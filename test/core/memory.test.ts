@@ -1,9 +1,9 @@
 import { copyFileSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { estimateMemory, type ModelShape } from '../../src/core/memory/estimate.js';
+import { type EstimateOptions, estimateMemory, type ModelShape, type Purpose } from '../../src/core/memory/estimate.js';
 import { judgeFit } from '../../src/core/memory/fit.js';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { runCli, runCliInProcess, tempDir } from '../helpers/cli.js';
 
 const MiB = 2 ** 20;
 /** The 100m preset's shape (make-model --preset 100m): 12 layers of 768, GQA 12/4 heads, MLP 2048. */
@@ -25,6 +25,28 @@ const shape100m: ModelShape = {
     [768, 2048],
     [768, 2048],
     [2048, 768],
+  ],
+};
+
+/** The tiny preset's shape (make-model --preset tiny): 2 layers of 64, GQA 4/2 heads, MLP 192. */
+const shapeTiny: ModelShape = {
+  parameters: 197_312,
+  layers: 2,
+  hidden: 64,
+  intermediate: 192,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 16,
+  vocab: 771,
+  context: 512,
+  projections: [
+    [64, 64],
+    [64, 32],
+    [64, 32],
+    [64, 64],
+    [64, 192],
+    [64, 192],
+    [192, 64],
   ],
 };
 
@@ -66,6 +88,36 @@ describe('memory estimates', () => {
     expect(estimateMemory('serve', shape100m, { batchSize: 1, maxSeqLen: 1024, device: 'cuda', weightBytes: 100 * MiB }).parts.loading).toBe(0);
   });
 
+  it('matches the training peaks measured on an H100 within 5 % (torch.cuda.max_memory_allocated; docs/inspect.md)', () => {
+    // test/bench/device/memory-peaks.sh, 3 steps each, bf16 autocast; the CUDA context is outside the measured peak.
+    const rows: [Purpose, ModelShape, Partial<EstimateOptions>, number][] = [
+      ['lora', shapeTiny, { batchSize: 8, maxSeqLen: 256 }, 114_778_112],
+      ['finetune', shape100m, { batchSize: 4, maxSeqLen: 256 }, 1_698_676_736],
+      ['finetune', shape100m, { batchSize: 4, maxSeqLen: 256, gradientCheckpointing: true }, 1_367_280_128],
+      ['finetune', shape100m, { batchSize: 8, maxSeqLen: 512 }, 3_295_849_472],
+      ['lora', shape100m, { batchSize: 8, maxSeqLen: 512 }, 2_504_265_216],
+      ['distill', shape100m, { batchSize: 4, maxSeqLen: 256, teacher: shape100m }, 1_862_264_320],
+    ];
+    for (const [purpose, shape, o, measured] of rows) {
+      const e = estimateMemory(purpose, shape, { device: 'cuda', batchSize: 1, maxSeqLen: 1, ...o });
+      expect(Math.abs((e.total - e.parts.runtime) / measured - 1), `${purpose} ${JSON.stringify(o)}`).toBeLessThan(0.05);
+    }
+  });
+
+  it('on CUDA counts the larger of the forward pass (activations) and the backward pass (gradients), not their sum', () => {
+    const at = (gradientCheckpointing: boolean) => estimateMemory('finetune', shape100m, { batchSize: 4, maxSeqLen: 256, device: 'cuda', gradientCheckpointing });
+    const { parts, total } = at(false);
+    const held = parts.weights + parts.optimizer + parts.workspace + parts.runtime;
+    expect(total).toBe(held + parts.castCopies + parts.activations + parts.logits);
+    // With checkpointing the activations are small: the gradients at the end of the backward pass make the peak.
+    const checkpointed = at(true);
+    expect(checkpointed.total - held).toBeGreaterThan(checkpointed.parts.gradients);
+    expect(checkpointed.total - held).toBeLessThan(checkpointed.parts.gradients + checkpointed.parts.activations);
+    // LoRA's frozen base in bf16; the teacher of a distillation too.
+    expect(estimateMemory('lora', shape100m, { batchSize: 1, maxSeqLen: 1, device: 'cuda' }).parts.weights).toBeLessThan(shape100m.parameters * 2.2);
+    expect(estimateMemory('distill', shape100m, { batchSize: 1, maxSeqLen: 1, device: 'cuda', teacher: shape100m }).parts.teacher).toBe(shape100m.parameters * 2);
+  });
+
   it('advises the changes that bring a run under what there is', () => {
     const verdict = judgeFit('finetune', shape100m, { batchSize: 64, maxSeqLen: 1024, device: 'cpu' }, 16 * 2 ** 30, 'RAM');
     expect(verdict.fits).toBe(false);
@@ -98,12 +150,12 @@ function hugeModel(): string {
 describe('commands refuse what clearly cannot fit', () => {
   it('finetune says so in one line before anything starts, with what to change and --force', async () => {
     const model = hugeModel();
-    const r = await runCli(['finetune', model, '--data', 'recipes/data/facts.jsonl', '--out', join(tempDir(), 'out'), '--device', 'cpu', '--max-seq-len', '2048']);
+    const r = await runCliInProcess(['finetune', model, '--data', 'recipes/data/facts.jsonl', '--out', join(tempDir(), 'out'), '--device', 'cpu', '--max-seq-len', '2048']);
     expect(r.exitCode).toBe(2);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^error: estimated peak memory [\d.]+ [KMGT]iB of [\d.]+ [KMGT]iB RAM \(batch 8 × 2048 tokens\) cannot fit; .*--force starts anyway$/);
-    const inspect = await runCli(['inspect', model, '--for', 'finetune', '--device', 'cpu']);
+    const inspect = await runCliInProcess(['inspect', model, '--for', 'finetune', '--device', 'cpu']);
     expect(inspect.exitCode).toBe(1);
     expect(inspect.stdout).toMatch(/verdict +does not fit: /);
   }, 60_000);
@@ -117,7 +169,7 @@ describe('commands refuse what clearly cannot fit', () => {
     const manifest = { format: 'llmkit-onnx-decoder', version: 1, architecture: 'LlamaForCausalLM', num_layers: 80, num_attention_heads: 64, num_kv_heads: 8, head_dim: 128 };
     const io = { inputs: ['input_ids'], outputs: ['logits', 'new_key_values'], dtype: 'float32', kv_dtype: 'float32', precision: 'fp32', eos_token_ids: [2] };
     writeFileSync(join(dir, 'llmkit.json'), JSON.stringify({ ...manifest, hidden_size: 8192, vocab_size: 128256, max_position_embeddings: 131072, onnx: 'onnx/model.onnx', ...io }));
-    const r = await runCli(['serve', dir, '--port', '0', '--device', 'cpu']);
+    const r = await runCliInProcess(['serve', dir, '--port', '0', '--device', 'cpu']);
     expect(r.exitCode).toBe(2);
     expect(r.stderr.trim()).toMatch(/^error: estimated peak memory [\d.]+ TiB of [\d.]+ GiB RAM \(--max-batch 16 at each model's full context\) cannot fit; .*--force starts anyway$/);
     truncateSync(join(dir, 'onnx', 'model.onnx'), 0);

@@ -91,9 +91,9 @@ describe('llmkit quantize', () => {
       expect(q.meanKl).toBeGreaterThan(0);
       expect(q.meanKl).toBeLessThan(0.05);
       // Speed is measured, not asserted (docs/benchmarks.md has the numbers): the ratio is the two rates'.
-      expect(q.speedup).toBeCloseTo(q.decodeTokensPerSecond / base.decodeTokensPerSecond, 10);
+      expect(q.speedup).toBeCloseTo(q.decodeTokensPerSecond! / base.decodeTokensPerSecond!, 10);
       expect(report.eval.positions).toBe(report.eval.windows * (report.eval.window - 1));
-      expect(report.speed.steps).toBe(report.speed.prompts * report.speed.rounds * (report.speed.newTokens - 1));
+      expect(report.speed!.steps).toBe(report.speed!.prompts * report.speed!.rounds * (report.speed!.newTokens - 1));
     }
     // Random tiny weights: every block is one scale, so int4's error is much larger than int8's.
     expect(reports.int8.models[1].sizeRatio).toBeLessThan(0.4);
@@ -172,8 +172,8 @@ describe('llmkit quantize', () => {
     expect(existsSync(join(dir, 'int8.fp32-export'))).toBe(false);
   });
 
-  it('keeps --exclude nodes in fp32 and takes --block-size, --asymmetric and --accuracy-level', async () => {
-    const args = ['quantize', fp32, '--int8', '--block-size', '32', '--asymmetric', '--exclude', '/model/lm_head/MatMul', '--accuracy-level', '1'];
+  it('keeps --exclude nodes in fp32 and takes --block-size, --asymmetric and --accuracy-level; --no-speed skips the timing', async () => {
+    const args = ['quantize', fp32, '--int8', '--block-size', '32', '--asymmetric', '--exclude', '/model/lm_head/MatMul', '--accuracy-level', '1', '--no-speed'];
     const r = await runCli([...args, '--out', join(dir, 'excluded'), '--json']);
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const report: QuantizeReport = JSON.parse(String(r.stdout));
@@ -183,11 +183,13 @@ describe('llmkit quantize', () => {
     expect(formatReportTable(reports.int8)).toContain('8-bit, int8 compute');
     // The fp32 lm_head alone is a quarter of the tiny model.
     expect(report.models[1].sizeRatio).toBeGreaterThan(reports.int8.models[1].sizeRatio + 0.1);
+    expect([report.speed, report.models[1].decodeTokensPerSecond, report.models[1].speedup]).toEqual([null, null, null]);
+    expect(formatReportTable(report)).toContain('decode speed: not timed (--no-speed)');
   });
 
   it('quantizes a --fused export: q/k/v and gate/up become one MatMulNBits each, with the fused fp32 greedy tokens', async () => {
     const fused = await exportedTinyModel('tiny', 0, 'fused');
-    const r = await runCli(['quantize', fused, '--int8', '--eval-tokens', '64', '--out', join(dir, 'fused-int8'), '--json']);
+    const r = await runCli(['quantize', fused, '--int8', '--eval-tokens', '64', '--no-speed', '--out', join(dir, 'fused-int8'), '--json']);
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const report: QuantizeReport = JSON.parse(String(r.stdout));
     const layers = loadExportedModel(fused).manifest.num_layers;
@@ -206,7 +208,7 @@ describe('llmkit quantize', () => {
   });
 
   it("--compare-gguf scores llama.cpp's Q8_0 and Q4_0 of the same weights on the same windows; Q4_0 keeps the tied embedding at Q8_0", async () => {
-    const r = await runCli(['quantize', await tiedTinyModel(), '--int4', '--compare-gguf', '--eval-tokens', '512', '--out', join(dir, 'tied-int4'), '--json']);
+    const r = await runCli(['quantize', await tiedTinyModel(), '--int4', '--compare-gguf', '--eval-tokens', '512', '--no-speed', '--out', join(dir, 'tied-int4'), '--json']);
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const report: QuantizeReport = JSON.parse(String(r.stdout));
     const [q8, q4] = report.gguf!;

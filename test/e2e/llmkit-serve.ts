@@ -11,9 +11,12 @@ export interface ServeProcess {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts the real `llmkit serve` on a free port with one model named `name` (and `args`: more models, flags), and waits until it listens. */
-export async function startServe(model: string, name = 'tiny', args: string[] = []): Promise<ServeProcess> {
-  const child = execa('node', ['bin/llmkit.js', '--json', 'serve', `${name}=${model}`, '--port', '0', '--device', 'cpu', ...args], { reject: false, stdin: 'ignore' });
+/**
+ * Starts the real `llmkit serve` on a free port with one model named `name` (and `args`: more models, flags; `env`:
+ * variables added to this process's), and waits until it listens.
+ */
+export async function startServe(model: string, name = 'tiny', args: string[] = [], env: Record<string, string> = {}): Promise<ServeProcess> {
+  const child = execa('node', ['bin/llmkit.js', '--json', 'serve', `${name}=${model}`, '--port', '0', '--device', 'cpu', ...args], { reject: false, stdin: 'ignore', env });
   let err = '';
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';

@@ -75,6 +75,9 @@ describe.each(['tiny', '100m'] as const)('the fixed-cache path on the CPU (%s)',
   });
 
   it('gives the dynamic path greedy tokens while rows join and leave inside a bucket (prefill in chunks between steps)', async () => {
+    // Every layer's GroupQueryAttention rotates the packed projections itself here; the dynamic path keeps RotaryEmbedding.
+    const model = loadExportedModel(folder);
+    expect(fixedCacheGraph(readFileSync(model.onnxPath)).packedLayers).toBe(model.manifest.num_layers);
     // Six requests of different lengths through four rows: two start together, others join after some steps,
     // short ones leave early and their rows are taken again; prompts of 30-60 tokens take 2-3 chunks of 24.
     const shape = [

@@ -3,7 +3,7 @@ import { DecoderSession, type BatchCache } from '../../src/engine/decoder-sessio
 import type { EngineRejection } from '../../src/engine/engine-contract.js';
 import type { SchedulerLimits } from '../../src/engine/admission.js';
 import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
-import { gatherRows, regroupInPlace } from '../../src/engine/kv-cache.js';
+import { gatherRows, regroupInPlace, restrideInPlace } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { Random } from '../../src/engine/random.js';
@@ -84,6 +84,20 @@ describe.each([
     expect(scheduler.cacheChanges.inPlace).toBeGreaterThanOrEqual(2);
   });
 
+  it('keeps a running batch in its first arrays while rows grow past the spare columns and new rows keep joining', async () => {
+    const scheduler = new GenerationScheduler(decoder, { ...limits, maxBatch: 3 });
+    // Nine requests for three rows: each joins when one finishes, and the longest grow 70 columns past their prompt.
+    const cases = [70, 25, 40, 60, 15, 70, 30, 45, 20].map((maxTokens, i) => ({ ids: prompt(6 + ((i * 5) % 11), 40 + i), maxTokens }));
+    const runs = cases.map((c) => submit(scheduler, c.ids, c.maxTokens));
+    await Promise.all(runs.map((r) => r.done));
+    for (const [i, c] of cases.entries()) expect(runs[i].tokens, `request ${i}`).toEqual(await greedyAlone(c.ids, c.maxTokens));
+    // One copy, the first gather: a wider cache is a new stride in the same arrays, and joining rows go into free
+    // slots (the rows here grow 80 columns, past the 32 spare ones the first gather gives). On a "fused-gqa" graph
+    // every row decodes at one column, so joining rows drift right and the room runs out once.
+    expect(scheduler.cacheChanges.copies).toBe(graph === 'traced' ? 1 : 2);
+    expect(scheduler.cacheChanges.inPlace).toBeGreaterThanOrEqual(8);
+  });
+
   it('prefills a long prompt in chunks under the budget, with the same tokens', async () => {
     const scheduler = new GenerationScheduler(decoder, { ...limits, prefillChunk: 16 });
     const long = prompt(70, 11);
@@ -115,9 +129,9 @@ describe.each([
       events.push(`prefill ${cache.batch}x${ids.length / cache.batch}`);
       return decoder.forward(ids, mask, positions, cache);
     };
-    wrapped.decodeInPlace = (ids, mask, positions, cache) => {
+    wrapped.decodeInPlace = (ids, mask, positions, cache, ...rest) => {
       events.push(`decode ${ids.length}`);
-      return decoder.decodeInPlace(ids, mask, positions, cache);
+      return decoder.decodeInPlace(ids, mask, positions, cache, ...rest);
     };
     return wrapped;
   }
@@ -405,5 +419,43 @@ describe('batch cache rows', () => {
     // No room: more rows than slots, or a newcomer longer than the cache.
     expect(regroupInPlace(running, [0, 1, 2, 3], [{ cache: newcomers, rows: [0, 1], cached: [3, 2] }], 2, 3)).toBeUndefined();
     expect(regroupInPlace(running, [0], [{ cache: cache(1, 5, [5], 0), rows: [0], cached: [5] }], 2, 3)).toBeUndefined();
+  });
+
+  it('places joining rows from column 0 when rows decode from their own columns', () => {
+    const running = gatherRows([{ cache: cache(2, 4, [4, 2], 0), rows: [0, 1] }], 4, 2, 3, 6, 4);
+    const newcomers = cache(2, 5, [5, 2], 1000);
+    const regrouped = regroupInPlace(running, [0], [{ cache: newcomers, rows: [0, 1], cached: [5, 2] }], 2, 3, 'own')!;
+    expect(regrouped.columns).toEqual([5, 2]);
+    expect([regrouped.cache.batch, regrouped.cache.length]).toEqual([3, 5]);
+    const row = (b: number) => [0, 1, 2, 3, 4, 5].map((p) => regrouped.cache.layers[0].key[((b * 2 + 1) * 6 + p) * 3]);
+    expect(row(0)).toEqual([1, 2, 3, 4, 0, 0]);
+    expect(row(1)).toEqual([1001, 1002, 1003, 1004, 1005, 0]);
+    expect(row(2)).toEqual([1101, 1102, 0, 0, 0, 0]);
+    // A row needs a column to decode into: 6 real tokens do not join a cache of 6 columns.
+    expect(regroupInPlace(running, [0], [{ cache: cache(1, 6, [6], 0), rows: [0], cached: [6] }], 2, 3, 'own')).toBeUndefined();
+  });
+
+  it('changes a cache’s stride in its own arrays, each row keeping its columns', () => {
+    const running = gatherRows([{ cache: cache(3, 4, [4, 2, 3], 0), rows: [0, 1, 2] }], 4, 2, 3, 5, 3, 9);
+    const buffer = running.layers[0].key.buffer;
+    const wider = restrideInPlace(running, 9, 2, 3)!;
+    expect(wider.layers[0].key.buffer).toBe(buffer);
+    const row = (c: BatchCache, b: number, h: number) => Array.from({ length: 4 }, (_, p) => c.layers[0].key[((b * 2 + h) * c.capacity! + p) * 3 + 2]);
+    const rows = (c: BatchCache) => [0, 1, 2].flatMap((b) => [0, 1].map((h) => row(c, b, h)));
+    const before = [
+      [1, 2, 3, 4],
+      [1, 2, 3, 4],
+      [0, 0, 101, 102],
+      [0, 0, 101, 102],
+      [0, 201, 202, 203],
+      [0, 201, 202, 203],
+    ];
+    expect([wider.capacity, wider.layers[0].key.length]).toEqual([9, 3 * 2 * 9 * 3]);
+    expect(rows(wider)).toEqual(before);
+    const narrower = restrideInPlace(wider, 4, 2, 3)!;
+    expect(rows(narrower)).toEqual(before);
+    expect(narrower.layers[0].value[((2 * 2 + 1) * 4 + 3) * 3]).toBe(-203);
+    // More columns than the arrays hold: the caller regathers.
+    expect(restrideInPlace(running, 10, 2, 3)).toBeUndefined();
   });
 });

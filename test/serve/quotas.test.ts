@@ -9,7 +9,7 @@ import { requestFeatures } from '../../src/serve/access/features.js';
 import { QuotaTracker, type RequestFacts } from '../../src/serve/access/quotas.js';
 import { ChatRequestSchema, parseRequest } from '../../src/serve/openai/schemas.js';
 import { fromChatRequest } from '../../src/serve/openai/translate.js';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { runCliInProcess, tempDir } from '../helpers/cli.js';
 
 async function refusal(p: Promise<unknown>): Promise<ApiError | undefined> {
   try {
@@ -176,7 +176,7 @@ describe('llmkit serve refuses bad quota and Redis flags before loading anything
   ])('%s', async (flags, message) => {
     const quotas = join(tempDir(), 'quotas.yaml');
     writeFileSync(quotas, 'accounts:\n  a:\n    keys: []\n');
-    const r = await runCli(['serve', './no-model-needed', '--port', '0', ...flags.map((f) => (f === 'QUOTAS' ? quotas : f))]);
+    const r = await runCliInProcess(['serve', './no-model-needed', '--port', '0', ...flags.map((f) => (f === 'QUOTAS' ? quotas : f))]);
     expect(r.exitCode).toBe(2);
     expect(String(r.stderr)).toMatch(message);
     expect(String(r.stderr)).not.toMatch(/\n\s+at /);

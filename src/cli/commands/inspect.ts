@@ -40,12 +40,22 @@ function formatInspection(r: ModelInspection): string {
   return formatRows(rows);
 }
 
+/** Why a part does not simply add to the peak, or what it is where its name does not say. */
+function partNote(e: FitPlan['estimate'], part: string): string {
+  if (part === 'loading') return ' (while the model opens; the peak counts the larger of this and the KV cache)';
+  if (e.device !== 'cuda' || e.purpose === 'serve') return '';
+  if (part === 'gradients') return ' (filled as the backward pass frees the activations; the peak counts the larger)';
+  if (part === 'castCopies') return " (autocast's bf16 copies of the weights)";
+  if (part === 'workspace') return ' (cuBLAS)';
+  return '';
+}
+
 /** The estimate in parts, the verdict, and what would make it fit. */
 export function formatFit(m: FitPlan): string {
   const e = m.estimate;
   const parts = Object.entries(e.parts)
     .filter(([k, v]) => k !== 'loading' || v > 0)
-    .map(([k, v]): [string, string] => [`  ${k}`, k === 'loading' ? `${formatBytes(v)} (while the model opens; the peak counts the larger of this and the KV cache)` : formatBytes(v)]);
+    .map(([k, v]): [string, string] => [`  ${k}`, `${formatBytes(v)}${partNote(e, k)}`]);
   const other =
     e.activationsOtherWay === undefined
       ? []

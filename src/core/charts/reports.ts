@@ -9,7 +9,8 @@ export function quantizeChart(report: QuantizeReport): string {
   const figure = (title: string, unit: string, value: (m: QuantizeReport['models'][number]) => number) => ({ title, unit, groups, values: report.models.map(value) });
   return svgDocument(`quantize: ${basename(report.models.at(-1)?.path ?? '')}`, [
     figure('size', 'MiB', (m) => m.bytes / 2 ** 20),
-    figure('decode speed', 'tokens/s', (m) => m.decodeTokensPerSecond),
+    // Not timed with --no-speed: no panel.
+    ...(report.models.every((m) => m.decodeTokensPerSecond !== null) ? [figure('decode speed', 'tokens/s', (m) => m.decodeTokensPerSecond ?? 0)] : []),
     figure('perplexity', `${report.eval.positions} positions`, (m) => m.perplexity),
     figure('top-1 agreement with fp32', '%', (m) => m.top1Agreement * 100),
   ]);

@@ -9,8 +9,10 @@ import { exportModel } from '../export.js';
 import { measureQuantization, type MeasuredFigures, type QuantizeReport } from '../quantize/report.js';
 import { measureSpeculation, type SpeculationBenchResult } from '../bench/speculation.js';
 
-/** One model's row of the report; relative figures are against the teacher's row. */
-export interface DistilledModelFigures extends MeasuredFigures {
+/** One model's row of the report; relative figures are against the teacher's row. distill always times decode. */
+export interface DistilledModelFigures extends Omit<MeasuredFigures, 'decodeTokensPerSecond' | 'speedup'> {
+  decodeTokensPerSecond: number;
+  speedup: number;
   role: 'teacher' | 'student';
   /** The Hugging Face folder. */
   path: string;
@@ -27,7 +29,7 @@ export interface DistillReport {
   createdAt: string;
   machine: QuantizeReport['machine'];
   eval: QuantizeReport['eval'];
-  speed: QuantizeReport['speed'];
+  speed: NonNullable<QuantizeReport['speed']>;
   models: DistilledModelFigures[];
   /** `--for-draft`: the student drafting for the teacher (speculative decoding) against the teacher alone, greedy, batch 1. */
   draft?: SpeculationBenchResult;
@@ -78,8 +80,9 @@ export async function measureDistillation(input: MeasureDistillationInput): Prom
         parameters: input.parameters[i],
         bytes: m.bytes,
         sizeRatio: m.sizeRatio,
-        decodeTokensPerSecond: m.decodeTokensPerSecond,
-        speedup: m.speedup,
+        // measureQuantization times decode unless told not to (speed: false), and distill does not.
+        decodeTokensPerSecond: m.decodeTokensPerSecond!,
+        speedup: m.speedup!,
         perplexity: m.perplexity,
         perplexityChange: m.perplexityChange,
         top1Agreement: m.top1Agreement,
@@ -87,7 +90,7 @@ export async function measureDistillation(input: MeasureDistillationInput): Prom
         exactMatch: input.exactMatch[i],
       }),
     );
-    const report: DistillReport = { version: 1, createdAt: measured.createdAt, machine: measured.machine, eval: measured.eval, speed: measured.speed, models };
+    const report: DistillReport = { version: 1, createdAt: measured.createdAt, machine: measured.machine, eval: measured.eval, speed: measured.speed!, models };
     if (input.draft) {
       onEvent?.({ event: 'progress', step: 0, total: 1, message: 'speculative decoding: student drafting for the teacher' });
       report.draft = await measureSpeculation({

@@ -10,6 +10,7 @@ import { runWorker } from '../../workers/worker-run.js';
 import { cachedSnapshot, hfHubCache, isHfModelId, splitRevision } from './hf-cache.js';
 import { importGguf, type ImportDtype } from './import-gguf.js';
 import { findOllamaModel } from './ollama-store.js';
+import { makeOnce } from '../../shared/made-once.js';
 
 /** What a command's MODEL argument names, besides a folder. */
 export type ModelSource = { kind: 'folder'; path: string } | { kind: 'gguf'; path: string } | { kind: 'ollama'; name: string } | { kind: 'huggingface'; id: string };
@@ -61,7 +62,11 @@ async function importedOnce(gguf: string, digest: string, opts: ResolveModelOpti
     .update(await readFile(join(pythonSourceDir, 'llmkit_worker', 'import_gguf.py')))
     .digest('hex');
   const out = join(llmkitHome(), 'imported', `sha256-${digest.slice(0, 16)}-${dtype}-${importer.slice(0, 8)}`);
-  if (!existsSync(join(out, 'config.json'))) await importGguf({ gguf, out, dtype, onEvent: opts.onEvent });
+  await makeOnce(
+    out,
+    () => existsSync(join(out, 'config.json')),
+    () => importGguf({ gguf, out, dtype, onEvent: opts.onEvent }),
+  );
   return out;
 }
 

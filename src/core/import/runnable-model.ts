@@ -5,6 +5,7 @@ import { llmkitHome, pythonSourceDir } from '../../shared/paths.js';
 import type { WorkerEvent } from '../../workers/protocol.js';
 import { exportModel } from '../export.js';
 import { parseModelSource, resolveModelSource } from './model-source.js';
+import { makeOnce } from '../../shared/made-once.js';
 
 /**
  * An exported (ONNX) model folder for the MODEL argument of a command that runs a model (chat, serve, bench): a folder
@@ -18,7 +19,11 @@ export async function runnableModelFolder(ref: string, opts: { onEvent?: (e: Wor
   // An import is already named by its file's digest; a Hugging Face snapshot is named by its path in the hub cache.
   const key = resolve(model).startsWith(imported) ? basename(model) : `hf-${createHash('sha256').update(resolve(model)).digest('hex').slice(0, 16)}`;
   const out = join(imported, `${key}-onnx-${exporterDigest()}`);
-  if (!existsSync(join(out, 'llmkit.json'))) await exportModel({ model, out, onEvent: opts.onEvent });
+  await makeOnce(
+    out,
+    () => existsSync(join(out, 'llmkit.json')),
+    () => exportModel({ model, out, onEvent: opts.onEvent }),
+  );
   return out;
 }
 

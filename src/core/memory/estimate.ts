@@ -2,9 +2,11 @@
  * Will it fit? Peak memory of a training or serving run, estimated from the model's shape before anything loads.
  * The terms are the usual ones (weights, gradients, AdamW's two moments, saved activations, the logits and their
  * gradient, the KV cache); the constants are llmkit's own: fp32 master weights, the worker's imports, eager attention.
- * docs/inspect.md has the estimates against measured peaks.
+ * Training on CUDA has terms of its own (bf16 autocast, flash attention): cuda-training.ts. docs/inspect.md has the
+ * estimates against measured peaks.
  */
 import { hostCopiesAtOpen } from '../../engine/model-manifest.js';
+import { estimateCudaTraining } from './cuda-training.js';
 
 export interface ModelShape {
   parameters: number;
@@ -93,8 +95,9 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
     return { purpose, device: o.device, parts, total, lengthIndependent: lengthIndependent(parts) };
   }
   const trainable = purpose === 'lora' ? loraParameters(s, o.loraR ?? 16) : s.parameters;
-  // LoRA's frozen base is held in bf16 on CUDA; everything else is fp32 (master weights under autocast).
-  const baseBytes = purpose === 'lora' && o.device === 'cuda' ? 2 : F32;
+  if (o.device === 'cuda') {
+    return { purpose, device: o.device, ...estimateCudaTraining(purpose, s, o, trainable, RUNTIME.train.cuda) };
+  }
   const perLayer = layerActivations(s, o.maxSeqLen) + (purpose === 'lora' && (o.loraDropout ?? 0.05) > 0 ? loraDropoutCopies(s) : 0);
   const full = s.layers * tokens * perLayer;
   // Checkpointing keeps each layer's input and recomputes one layer at a time in backward.
@@ -103,7 +106,7 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
   // Logits, their log-softmax for the loss, and their gradient: three vocab-wide tensors per token.
   const logits = 3 * tokens * s.vocab * F32;
   const parts: Record<string, number> = {
-    weights: s.parameters * baseBytes + (purpose === 'lora' ? trainable * F32 : 0),
+    weights: s.parameters * F32 + (purpose === 'lora' ? trainable * F32 : 0),
     gradients: trainable * F32,
     optimizer: 2 * trainable * F32,
     activations,

@@ -75,6 +75,8 @@ export interface QuantizeOptions {
   evalTokens?: number;
   /** CPU threads of both models while timing decode (default: all of this machine's); accuracy uses all cores. */
   threads?: number;
+  /** Time batch-1 decode of both models (default true); without it the report has sizes and accuracy only. */
+  speed?: boolean;
   /** Export check when the input is a Hugging Face folder (default: export's, 1e-3). */
   tolerance?: number;
   /** Also score llama.cpp's Q8_0 and Q4_0 GGUF files of the same weights on the same text (needs the Hugging Face weights). */
@@ -104,6 +106,7 @@ export interface ResolvedQuantizeOptions {
   evalData: string;
   evalTokens: number;
   threads: number;
+  speed: boolean;
   tolerance?: number;
   /** With --compare-gguf: the Hugging Face folder the GGUF files are written from; else null. */
   compareGguf: string | null;
@@ -148,6 +151,12 @@ export const QUANTIZE = defineCommand({
     evalData: { field: textField(), value: '<file>', help: 'text for perplexity, top-1 agreement and KL', defaultHelp: 'the bundled recipes/data/eval.txt' },
     evalTokens: { field: intField(64), value: '<n>', default: DEFAULT_EVAL_TOKENS, help: 'score at most this many tokens of the eval text' },
     threads: { field: intField(1), value: '<n>', help: 'CPU threads of both models while timing decode', defaultHelp: 'all cores' },
+    speed: {
+      field: booleanField(),
+      default: true,
+      help: 'time batch-1 decode of both models (a minute or more for int4 at --accuracy-level 1)',
+      negate: 'skip the decode timing: the report has sizes and accuracy only',
+    },
     tolerance: { field: numberField({ min: 0 }), value: '<x>', help: 'export check for a Hugging Face input: largest max-abs logit difference vs PyTorch', defaultHelp: '1e-3' },
     compareGguf: {
       field: booleanField(),
@@ -173,6 +182,7 @@ export const QUANTIZE = defineCommand({
         'accuracyLevel',
         'evalData',
         'threads',
+        'speed',
         'tolerance',
         'triton',
         'compareGguf',
@@ -249,6 +259,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions): ResolvedQuantizeO
     evalData,
     evalTokens: opts.evalTokens ?? DEFAULT_EVAL_TOKENS,
     threads: opts.threads ?? availableParallelism(),
+    speed: opts.speed ?? true,
     tolerance: opts.tolerance,
     compareGguf: ggufSource ?? null,
   };

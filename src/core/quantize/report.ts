@@ -18,8 +18,9 @@ export interface MeasuredFigures {
   /** The ONNX files (model.onnx and its external data, if any). */
   bytes: number;
   sizeRatio: number;
-  decodeTokensPerSecond: number;
-  speedup: number;
+  /** Null when the decode timing was skipped (quantize --no-speed). */
+  decodeTokensPerSecond: number | null;
+  speedup: number | null;
   perplexity: number;
   /** Relative: 0.004 is +0.4 %. */
   perplexityChange: number;
@@ -53,7 +54,8 @@ export interface QuantizeReport {
   createdAt: string;
   machine: { cpu: string; cores: number; onnxruntimeNode: string; provider: 'cpu' };
   eval: { file: string; tokens: number; positions: number; windows: number; window: number };
-  speed: { threads: number; prompts: number; promptTokens: number; newTokens: number; rounds: number; steps: number; statistic: string };
+  /** How decode was timed; null with --no-speed. */
+  speed: { threads: number; prompts: number; promptTokens: number; newTokens: number; rounds: number; steps: number; statistic: string } | null;
   quantization: Record<string, unknown>;
   models: ModelFigures[];
   /** With --compare-gguf: llama.cpp's Q8_0 and Q4_0 of the same weights, scored on the same windows (relative to the fp32 row). */
@@ -66,6 +68,8 @@ export interface MeasureOptions {
   evalData: string;
   evalTokens: number;
   threads: number;
+  /** Time decode (default true). */
+  speed?: boolean;
   /** Called as the measurement goes: a message and how far along it is. */
   progress: (message: string, done: number, total: number) => void;
   /** Scores other files of the same weights on the windows scored here (--compare-gguf: llama.cpp's GGUFs). */
@@ -107,9 +111,10 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
   const accuracy = await withDecoders([fp32, quantized], undefined, ([reference, candidate]) =>
     compareNextTokenDistributions(reference, candidate, tokens, window, (done, total) => opts.progress(`perplexity and agreement, window ${done}/${total}`, done, total)),
   );
-  const speeds = await withDecoders([fp32, quantized], opts.threads, (decoders) =>
-    measureDecodeSpeed(decoders, plan, (done, total) => opts.progress(`decode timing, run ${done}/${total}`, done, total)),
-  );
+  const speeds =
+    opts.speed === false
+      ? null
+      : await withDecoders([fp32, quantized], opts.threads, (decoders) => measureDecodeSpeed(decoders, plan, (done, total) => opts.progress(`decode timing, run ${done}/${total}`, done, total)));
   const sizes = [onnxBytes(fp32), onnxBytes(quantized)];
   const windows = Array.from({ length: accuracy.windows }, (_, w) => tokens.slice(w * window, (w + 1) * window));
   const peers = opts.scorePeers ? await opts.scorePeers({ windows, referenceTop1: accuracy.referenceTop1, threads: opts.threads }) : undefined;
@@ -121,8 +126,8 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
       path: i === 0 ? fp32Path : model.dir,
       bytes: sizes[i],
       sizeRatio: sizes[i] / sizes[0],
-      decodeTokensPerSecond: speeds[i].tokensPerSecond,
-      speedup: speeds[i].tokensPerSecond / speeds[0].tokensPerSecond,
+      decodeTokensPerSecond: speeds ? speeds[i].tokensPerSecond : null,
+      speedup: speeds ? speeds[i].tokensPerSecond / speeds[0].tokensPerSecond : null,
       perplexity: scored[i].perplexity,
       perplexityChange: scored[i].perplexity / scored[0].perplexity - 1,
       top1Agreement: scored[i].top1Agreement,
@@ -134,7 +139,7 @@ export async function measureQuantization(fp32: ExportedModel, quantized: Export
     createdAt: new Date().toISOString(),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, onnxruntimeNode: onnxruntimeVersion, provider: 'cpu' },
     eval: { file: opts.evalData, tokens: tokens.length, positions: accuracy.positions, windows: accuracy.windows, window },
-    speed: {
+    speed: speeds && {
       threads: opts.threads,
       prompts: plan.prompts.length,
       promptTokens: SPEED.promptTokens,
@@ -187,7 +192,7 @@ export function formatReportTable(report: QuantizeReport): string {
     m.name,
     i === 0 ? `${m.bits}-bit` : precisionLabel(m.bits, report.quantization),
     `${formatBytes(m.bytes)} (${percent(m.sizeRatio)})`,
-    `${m.decodeTokensPerSecond.toFixed(1)} tok/s (${m.speedup.toFixed(2)}×)`,
+    m.decodeTokensPerSecond === null ? '-' : `${m.decodeTokensPerSecond.toFixed(1)} tok/s (${m.speedup?.toFixed(2)}×)`,
     i === 0 ? m.perplexity.toFixed(3) : `${m.perplexity.toFixed(3)} (${signed(m.perplexityChange)})`,
     percent(m.top1Agreement),
     i === 0 ? '0' : m.meanKl.toExponential(2),
@@ -201,6 +206,6 @@ export function formatReportTable(report: QuantizeReport): string {
   return [
     table,
     `perplexity, agreement and KL over ${e.positions} positions of ${e.file} (${e.windows} windows of ${e.window} tokens); ` +
-      `decode speed: ${s.prompts} prompts × ${s.newTokens} tokens × ${s.rounds} rounds, batch 1, ${s.threads} threads, CPU (${report.machine.cpu})`,
+      (s ? `decode speed: ${s.prompts} prompts × ${s.newTokens} tokens × ${s.rounds} rounds, batch 1, ${s.threads} threads, CPU (${report.machine.cpu})` : 'decode speed: not timed (--no-speed)'),
   ].join('\n');
 }

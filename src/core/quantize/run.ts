@@ -52,6 +52,7 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
       evalData: o.evalData,
       evalTokens: o.evalTokens,
       threads: o.threads,
+      speed: o.speed,
       progress: (message, step, total) => {
         stopped();
         opts.onEvent?.({ event: 'progress', step, total, message, phase: 'measure' });

@@ -73,6 +73,10 @@ export class FixedCacheDecoder {
   /** No LoRA inputs on this path (LocalEngine keeps adapters on the dynamic one). */
   readonly lora = undefined;
   private readonly buckets = new Map<number, Bucket>();
+  private readonly prefillBindings = new Map<number, NativeBinding>();
+  /** Where a prefill writes its next token (one pass at a time) and, unless the caller reads them, its logits. */
+  private readonly prefillToken = new BigInt64Array(1);
+  private prefillLogits!: NativeTensor;
   private readonly rowElements: number;
   private sampler?: DeviceSampler;
   private samplerError?: string;
@@ -118,8 +122,22 @@ export class FixedCacheDecoder {
     const allocate = () => deviceBuffer(session, opts.provider, cacheType, shape);
     const caches = Array.from({ length: model.manifest.num_layers }, (): [NativeTensor, NativeTensor] => [allocate(), allocate()]);
     const decoder = new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
+    decoder.prefillLogits = deviceBuffer(session, opts.provider, 'float32', [1, 1, model.manifest.vocab_size]);
     decoder.skipped.push(...skipped);
+    if (cudaGraphs) await decoder.captureGraphs();
     return decoder;
+  }
+
+  /**
+   * Captures every bucket's CUDA graph while the model opens (ONNX Runtime captures a graph at its third run), so
+   * no request waits for a capture when its rows first fill a larger bucket. The steps write column 0 of free rows,
+   * which a row's prefill overwrites.
+   */
+  private async captureGraphs(): Promise<void> {
+    for (let size = 1; size <= this.rows; size *= 2) {
+      const feeds: StepFeeds = { ids: new BigInt64Array(size), positions: new BigInt64Array(size) };
+      for (let run = 0; run < 3; run++) await this.step(size, feeds);
+    }
   }
 
   /** Which ONNX Runtime binding runs the passes: always llmkit's own (it alone binds outputs in place). */
@@ -129,12 +147,14 @@ export class FixedCacheDecoder {
 
   /**
    * Runs tokens `start ..` of a sequence (a prompt, or a chunk of it) through `slot`'s cache row, which holds its
-   * first `start` tokens: a pass of batch 1 outside the CUDA graphs. Returns the last position's logits.
+   * first `start` tokens: a pass of batch 1 outside the CUDA graphs. Returns the last position's argmax, chosen on
+   * the device, and where `logits` is asked for, that position's logits (read back to the host: a grammar, a
+   * sampled or penalised first token); otherwise they stay on the device.
    */
-  async prefill(slot: number, ids: readonly number[], start: number): Promise<Float32Array> {
+  async prefill(slot: number, ids: readonly number[], start: number, opts: { logits: boolean }): Promise<{ token: number; logits?: Float32Array }> {
     const n = ids.length;
     if (start + n > this.capacity) throw new Error(`a row holds ${this.capacity} tokens; this one would need ${start + n}`);
-    const binding = this.session.binding();
+    const binding = this.prefillBinding(slot);
     binding.input('input_ids', this.session.hostTensor(BigInt64Array.from(ids, BigInt), 'int64', [1, n]));
     binding.input(
       'position_ids',
@@ -146,12 +166,21 @@ export class FixedCacheDecoder {
     );
     binding.input(SEQLENS_INPUT, this.session.hostTensor(BigInt64Array.of(BigInt(start + n - 1)), 'int64', [1]));
     binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(start + n), 'int32', []));
-    const logits = new Float32Array(this.vocabSize);
-    binding.output('logits', this.session.hostTensor(logits, 'float32', [1, 1, this.vocabSize]));
-    binding.output(NEXT_TOKEN_OUTPUT, this.session.hostTensor(new BigInt64Array(1), 'int64', [1, 1, 1]));
-    this.bindCache(binding, slot, 1);
+    const logits = opts.logits ? new Float32Array(this.vocabSize) : undefined;
+    binding.output('logits', logits ? this.session.hostTensor(logits, 'float32', [1, 1, this.vocabSize]) : this.prefillLogits);
     await binding.run(this.provider === 'cuda' ? { gpu_graph_id: '-1' } : undefined);
-    return logits;
+    return { token: Number(this.prefillToken[0]), logits };
+  }
+
+  /** A slot's prefill binding, its cache row and next-token output bound once (a hundred binds fewer a pass). */
+  private prefillBinding(slot: number): NativeBinding {
+    let binding = this.prefillBindings.get(slot);
+    if (binding) return binding;
+    binding = this.session.binding();
+    binding.output(NEXT_TOKEN_OUTPUT, this.session.hostTensor(this.prefillToken, 'int64', [1, 1, 1]));
+    this.bindCache(binding, slot, 1);
+    this.prefillBindings.set(slot, binding);
+    return binding;
   }
 
   /**

@@ -10,6 +10,10 @@
  *   at its boundary), so one device buffer can be both and the operator writes the new keys into it in place.
  * - The output layer reads each row's last position only, and an ArgMax after it gives `next_token`
  *   (int64 [batch, 1, 1]): greedy sampling on the device, so a step hands back token ids.
+ * - Where a layer's query, key and value are the three parts of one Split and rotary is a plain RotaryEmbedding of
+ *   query and key, GroupQueryAttention takes the packed projections and rotates them itself (`do_rotary`): three
+ *   kernels fewer a layer, which is what a batch-1 step on a GPU costs (launch-bound). Each row's positions are
+ *   its cached length, so the operator's own positions are the rotary's.
  *
  * (test/bench/device/fixed-cache-graph.py is the same rewrite with the onnx package, for the device benchmark.)
  */
@@ -57,13 +61,14 @@ const MASK_NODES = '/model/gqa_inputs/';
 export type CacheType = 'float32' | 'float16';
 
 /** A node with its inputs and outputs replaced, its other fields (name, op type, attributes, domain) kept. */
-function nodeWith(buf: Uint8Array, node: NodeInfo, inputs: readonly string[], outputs: readonly string[]): Uint8Array {
+function nodeWith(buf: Uint8Array, node: NodeInfo, inputs: readonly string[], outputs: readonly string[], attributes: Uint8Array[] = []): Uint8Array {
   const rest = [...wireFields(buf, node.range.valueStart, node.range.end)].filter((f) => f.field !== NODE_INPUT && f.field !== NODE_OUTPUT).map((f) => buf.subarray(f.start, f.end));
-  return lengthDelimited(GRAPH_NODE, Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), ...outputs.map((o) => stringField(NODE_OUTPUT, o)), ...rest]));
+  return lengthDelimited(GRAPH_NODE, Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), ...outputs.map((o) => stringField(NODE_OUTPUT, o)), ...rest, ...attributes]));
 }
 
-/** A Cast node's `to` element type. */
-function castTarget(buf: Uint8Array, node: NodeInfo): number | undefined {
+/** A node's integer attributes by name. */
+function intAttributes(buf: Uint8Array, node: NodeInfo): Map<string, number> {
+  const found = new Map<string, number>();
   for (const f of wireFields(buf, node.range.valueStart, node.range.end)) {
     if (f.field !== NODE_ATTRIBUTE) continue;
     let name = '';
@@ -72,9 +77,35 @@ function castTarget(buf: Uint8Array, node: NodeInfo): number | undefined {
       if (a.field === ATTRIBUTE_NAME) name = text(buf, a);
       if (a.field === ATTRIBUTE_INT) value = readVarint(buf, a.valueStart)[0];
     }
-    if (name === 'to') return value;
+    if (value !== undefined) found.set(name, value);
   }
-  return undefined;
+  return found;
+}
+
+function intAttribute(name: string, value: number): Uint8Array {
+  return lengthDelimited(NODE_ATTRIBUTE, Buffer.concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
+}
+
+/** The packed projections behind a GroupQueryAttention and the rotary it can do itself (see the file's comment). */
+interface PackedRotary {
+  qkv: string;
+  cos: string;
+  sin: string;
+  nodes: NodeInfo[];
+}
+
+function packedRotary(buf: Uint8Array, attention: NodeInfo, producer: Map<string, NodeInfo>, readers: Map<string, NodeInfo[]>): PackedRotary | undefined {
+  const [q, k] = [attention.inputs[0], attention.inputs[1]].map((x) => producer.get(x));
+  if (q?.opType !== 'RotaryEmbedding' || k?.opType !== 'RotaryEmbedding') return undefined;
+  const split = producer.get(q.inputs[0]);
+  if (split?.opType !== 'Split' || split.outputs.join() !== [q.inputs[0], k.inputs[0], attention.inputs[2]].join()) return undefined;
+  if (q.inputs.slice(1).join() !== k.inputs.slice(1).join()) return undefined;
+  // Interleaved or partial rotary is the RotaryEmbedding's own; the operator here rotates whole heads, halves apart.
+  if ([q, k].some((r) => [...intAttributes(buf, r)].some(([name, value]) => (name === 'interleaved' || name === 'rotary_embedding_dim') && value !== 0))) return undefined;
+  const onlyFor = (tensor: string, reader: NodeInfo) => (readers.get(tensor) ?? []).every((r) => r === reader);
+  if (!onlyFor(q.outputs[0], attention) || !onlyFor(k.outputs[0], attention) || !onlyFor(attention.inputs[2], attention)) return undefined;
+  if (!onlyFor(q.inputs[0], q) || !onlyFor(k.inputs[0], k)) return undefined;
+  return { qkv: split.inputs[0], cos: q.inputs[2], sin: q.inputs[3], nodes: [split, q, k] };
 }
 
 /** A message's fields with field `field` rewritten by `edit` (nested messages are rewritten from the inside). */
@@ -100,14 +131,13 @@ function withElementType(buf: Uint8Array, value: WireField, elementType: number)
 
 /** A node of one input and one output with one integer attribute. */
 function unaryNode(opType: string, input: string, output: string, attribute: string, value: number): Uint8Array {
-  const attr = lengthDelimited(NODE_ATTRIBUTE, Buffer.concat([stringField(ATTRIBUTE_NAME, attribute), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
   return lengthDelimited(
     GRAPH_NODE,
-    Buffer.concat([stringField(NODE_INPUT, input), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, `${output}/${opType}`), stringField(NODE_OP_TYPE, opType), attr]),
+    Buffer.concat([stringField(NODE_INPUT, input), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, `${output}/${opType}`), stringField(NODE_OP_TYPE, opType), intAttribute(attribute, value)]),
   );
 }
 
-function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: number; attention: number }): Uint8Array[] {
+function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: number; attention: number; packed: number }): Uint8Array[] {
   const fields = [...wireFields(buf, graph.valueStart, graph.end)];
   const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
   const graphInputs = new Set(fields.filter((f) => f.field === GRAPH_INPUT).map((f) => outputName(buf, f)));
@@ -125,7 +155,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: 
       const cast = producer.get(inputs[slot]);
       if (cast?.opType !== 'Cast' || !graphInputs.has(cast.inputs[0])) continue;
       dropped.add(cast.range);
-      found.cacheType = castTarget(buf, cast);
+      found.cacheType = intAttributes(buf, cast).get('to');
       inputs[slot] = cast.inputs[0];
     }
     for (const slot of [1, 2]) {
@@ -134,7 +164,15 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: 
       dropped.add(cast.range);
       outputs[slot] = cast.outputs[0];
     }
-    replaced.set(node.range, nodeWith(buf, node, [...inputs.slice(0, 5), SEQLENS_INT32, TOTAL_LENGTH_INPUT], outputs));
+    const packed = packedRotary(buf, node, producer, readers);
+    if (!packed) {
+      replaced.set(node.range, nodeWith(buf, node, [...inputs.slice(0, 5), SEQLENS_INT32, TOTAL_LENGTH_INPUT], outputs));
+      continue;
+    }
+    for (const n of packed.nodes) dropped.add(n.range);
+    const packedInputs = [packed.qkv, '', '', inputs[3], inputs[4], SEQLENS_INT32, TOTAL_LENGTH_INPUT, packed.cos, packed.sin];
+    replaced.set(node.range, nodeWith(buf, node, packedInputs, outputs, [intAttribute('do_rotary', 1)]));
+    found.packed++;
   }
   const cacheType = found.cacheType;
   const kept = fields.flatMap((f) => {
@@ -158,14 +196,14 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { cacheType?: 
   ];
 }
 
-/** The fixed-cache decode graph of a serialized "fused-gqa" export, and its cache's element type. */
-export function fixedCacheGraph(model: Uint8Array): { bytes: Uint8Array; cacheType: CacheType } {
+/** The fixed-cache decode graph of a serialized "fused-gqa" export, its cache's element type, and how many of its layers' GroupQueryAttention rotate packed projections themselves. */
+export function fixedCacheGraph(model: Uint8Array): { bytes: Uint8Array; cacheType: CacheType; packedLayers: number } {
   const lastOnly = withLastPositionLogits(model, 'logits', 1);
   if (!lastOnly) throw new Error('the export has no output layer where the fixed-cache graph expects it');
-  const found: { cacheType?: number; attention: number } = { attention: 0 };
+  const found: { cacheType?: number; attention: number; packed: number } = { attention: 0, packed: 0 };
   const bytes = withGraph(lastOnly, (graph) => rewrittenGraph(lastOnly, graph, found))!;
   if (!found.attention) throw new Error('the fixed-cache decode path needs an export with GroupQueryAttention (`llmkit export --gqa`)');
   const type = found.cacheType ?? ELEM_FLOAT;
   if (type !== ELEM_FLOAT && type !== ELEM_FLOAT16) throw new Error(`GroupQueryAttention's cache has element type ${type}; the fixed-cache path takes float32 or float16`);
-  return { bytes, cacheType: type === ELEM_FLOAT16 ? 'float16' : 'float32' };
+  return { bytes, cacheType: type === ELEM_FLOAT16 ? 'float16' : 'float32', packedLayers: found.packed };
 }

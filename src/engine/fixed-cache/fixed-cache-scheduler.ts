@@ -155,18 +155,23 @@ export class FixedCacheScheduler {
         const columns = budget.take(ids.length - row.done, 1);
         if (!columns) return;
         const last = row.done + columns === ids.length;
-        const pass = this.decoder.prefill(slot, ids.slice(row.done, row.done + columns), row.done);
-        let logits: Float32Array;
+        const { seq } = row;
+        // A greedy first token is the device's argmax: the logits cross only where the host chooses.
+        const logits = last && (seq.request.processor !== undefined || seq.request.logprobs !== undefined || seq.sampler.deviceChoice(false) !== 'greedy');
+        const pass = this.decoder.prefill(slot, ids.slice(row.done, row.done + columns), row.done, { logits });
+        let out: { token: number; logits?: Float32Array };
         try {
-          logits = await this.watchdog.guard('prefill pass', last ? withProcessors(pass, [row.seq]) : pass);
+          out = await this.watchdog.guard('prefill pass', last ? withProcessors(pass, [seq]) : pass);
         } catch (e) {
-          this.fail([row.seq], e as Error);
+          this.fail([seq], e as Error);
           break;
         }
         row.done += columns;
         if (!last) continue;
-        row.seq.cached = ids.length;
-        if (!row.seq.finished) row.seq.advance(logits);
+        seq.cached = ids.length;
+        if (seq.finished) continue;
+        if (out.logits) seq.advance(out.logits);
+        else seq.advanceWith(out.token);
       }
     }
   }

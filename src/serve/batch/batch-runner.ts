@@ -32,6 +32,13 @@ const DEFAULT_LEASE_MS = 10_000;
 const SAVE_EVERY_MS = 500;
 
 /**
+ * How often a running batch compares the wall clock with its `expires_at`. One timer for the whole window would run
+ * on the monotonic clock, which stands still while the host is suspended and does not follow the clock when it is
+ * set forward: the batch would outlive the window its owner was promised.
+ */
+const EXPIRY_CHECK_MS = 1000;
+
+/**
  * Runs batches one after another, oldest first, through OpenAI's states: validating (the input file checked line by
  * line) → in_progress (lines run; each finished one appended to the output or error log) → finalizing (the logs
  * become files) → completed, or failed (validation), expired (past the completion window), cancelling → cancelled.
@@ -222,7 +229,9 @@ export class BatchRunner {
     const stop = new AbortController();
     this.stops.set(batch.id, stop);
     if (batch.status === 'cancelling') stop.abort('cancel' satisfies StopReason);
-    const expiry = setTimeout(() => stop.abort('expire' satisfies StopReason), Math.max(0, (batch.expires_at - this.now()) * 1000));
+    const expireDue = () => this.now() >= batch.expires_at && stop.abort('expire' satisfies StopReason);
+    expireDue();
+    const expiry = setInterval(expireDue, EXPIRY_CHECK_MS);
     let saved = Date.now();
     try {
       await runLines({
@@ -235,6 +244,8 @@ export class BatchRunner {
           if (stop.signal.aborted && stop.signal.reason === 'lost') return;
           if (!lease.held()) return stop.abort('lost' satisfies StopReason);
           (ok ? output : errors).append(result);
+          // (A finished line is kept; the window is checked before the next one starts.)
+          expireDue();
           batch.request_counts = { ...batch.request_counts, completed: output.count, failed: errors.count };
           if (ok) addUsage(batch, result);
           if (Date.now() - saved >= SAVE_EVERY_MS) {
@@ -251,7 +262,7 @@ export class BatchRunner {
       errors.close();
       await this.finalize(record, reason === 'cancel' ? 'cancelled' : reason === 'expire' ? 'expired' : 'completed');
     } finally {
-      clearTimeout(expiry);
+      clearInterval(expiry);
       this.stops.delete(batch.id);
       output.close();
       errors.close();

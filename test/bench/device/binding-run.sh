@@ -13,10 +13,11 @@
 #                      genai graph on/off, HF generate, PyTorch static cache + CUDA graph, the engine's fixed-cache path
 #                      (graph on/off) and its dynamic path on both bindings),
 #                      then torch.compile reduce-overhead once, then greedy agreement against fp32 on the CPU
+#   diag    (node):    the engine's fixed-cache path against the bare loop at 512 and 4,096 columns (engine-vs-loop.js)
 #   table   (node):    `llmkit bench --device cuda` (the concurrency table, 100m model) on the engine's fixed-cache path
 #                      and on its dynamic path (LLMKIT_FIXED_CACHE=0): --gqa fp16, --gqa fp32 and the plain export
 # Usage on the device: bash test/bench/device/binding-run.sh DIR PHASE. Results in $OUT.
-# Device time: prep ~3 min, ort131 <1, genai ~3, run ~7, table ~5 (estimates: never run whole on a GPU yet).
+# Device time (H100, 2026-12-07): prep ~3.5 min, ort131 <1, genai <1 (its model cached in /tmp), run ~6 at ROUNDS=2, table ~3.
 set -uo pipefail
 dir=$1
 out=${OUT:-gpu-results}
@@ -27,6 +28,7 @@ site=$(python3 -c 'import site; print(site.getsitepackages()[0])')
 cuda_libs="$site/nvidia/cu13/lib:$site/nvidia/cudnn/lib"
 gqa=$qwen-gqa16
 fixed=/tmp/gqa16-fixed.onnx
+unpacked=/tmp/gqa16-fixed-unpacked.onnx
 gqa32=$qwen-gqa32
 fixed32=/tmp/gqa32-fixed.onnx
 genai=/tmp/genai16
@@ -42,6 +44,7 @@ case $2 in
           PYTHONPATH=src/workers/python python3 -m llmkit_worker export_onnx | grep -E '"(result|error)"' | cut -c1-300
       done
       python3 test/bench/device/fixed-cache-graph.py $gqa $fixed
+      python3 test/bench/device/fixed-cache-graph.py $gqa $unpacked --unpacked
       python3 test/bench/device/fixed-cache-graph.py $gqa32 $fixed32; } 2>&1 | tee "$out/prep.txt" ;;
   ort131)
     mkdir -p /tmp/ort131
@@ -63,13 +66,25 @@ json.dump(config, open(path, "w"), indent=2)
 print("genai models:", src, src + "-graph")
 PY
     } 2>&1 | tee "$out/genai.txt" ;;
-  run|table)
+  run|table|diag)
     [ -x /tmp/node ] || { xz -dc "$dir/node/node.xz" > /tmp/node && chmod +x /tmp/node; }
     export PATH=/tmp:$PATH LLMKIT_PYTHON=$(command -v python3) LLMKIT_HOME=/tmp/llmkit-home
     tar -xJf "$dir/node/devpack.tar.xz" && tar -xJf "$dir/node/dist.tar.xz" && ln -sfn .devpack/node_modules node_modules
     cli="node .devpack/llmkit.js"
     $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda > /dev/null
     export LD_LIBRARY_PATH=$(node -p "require('/tmp/llmkit-home/cuda/provider.json').libraryDirs.join(':')")
+    if [ $2 = diag ]; then
+      # Where the engine's path loses against the bare loop: the loop at the engine's 4,096 columns and at 512, then
+      # the engine's own graph driven directly and through its scheduler at both capacities.
+      { for c in 512 4096; do
+          node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --capacity $c --batches 1,8 --rounds 2 | sed "s/^/loop-c$c /" | cut -c1-300
+        done
+        # One process a capacity, the engine's default first (run 3 saw 4,096 slower, but second in one process).
+        for c in 4096 512; do node .devpack/engine-vs-loop.mjs $gqa --capacity $c; done
+        LLMKIT_CUDA_GRAPH=0 node .devpack/engine-vs-loop.mjs $gqa --capacity 4096 | sed "s/^/nograph /"
+      } 2>&1 | tee "$out/diag.txt"
+      exit 0
+    fi
     if [ $2 = table ]; then
       { [ -f /tmp/m100/config.json ] || $cli make-model --preset 100m --out /tmp/m100
         [ -f /tmp/m100-onnx/llmkit.json ] || $cli export /tmp/m100 --out /tmp/m100-onnx
@@ -91,6 +106,7 @@ PY
       for round in $(seq ${ROUNDS:-2}); do
         echo "== round $round"
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph /" | cut -c1-400
+        node test/bench/device/fixed-cache-decode.js $unpacked $gqa --graph 1 --batches 1,8 --rounds 2 | sed "s/^/fixed-graph-unpacked /" | cut -c1-400
         node test/bench/device/fixed-cache-decode.js $fixed $gqa --graph 0 --batches 1,8 --rounds 1 | sed "s/^/fixed-nograph /" | cut -c1-400
         [ -f $genai/genai_config.json ] && for m in $genai $genai-graph; do
           req=/tmp/requests.jsonl; [ $m = $genai-graph ] && req=/tmp/requests-b1.jsonl

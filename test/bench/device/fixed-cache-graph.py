@@ -8,9 +8,12 @@ CUDA graph and replay it.
 - `past_key_values.*` and `present.*` take GroupQueryAttention's own dtype (the fp16 export casts them to fp32 at
   its boundary), so one device buffer can be both and the operator writes the new token's keys into it in place;
 - the output layer reads only the last position (as src/engine/last-position-logits.ts does), and an ArgMax
-  after it gives `next_token` (int64 [batch, 1, 1]): greedy sampling on the device, so only token ids cross.
+  after it gives `next_token` (int64 [batch, 1, 1]): greedy sampling on the device, so only token ids cross;
+- where query, key and value are the parts of one Split and rotary is a plain RotaryEmbedding of query and key,
+  GroupQueryAttention takes the packed projections and rotates them itself (`do_rotary`), as
+  src/engine/fixed-cache/fixed-cache-graph.ts does (--unpacked keeps the RotaryEmbedding nodes, to compare).
 
-Usage: python3 fixed-cache-graph.py <export-folder> <out.onnx>
+Usage: python3 fixed-cache-graph.py <export-folder> <out.onnx> [--unpacked]
 """
 
 import sys
@@ -19,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper
 
 
-def main(folder: str, out: str) -> None:
+def main(folder: str, out: str, packed: bool) -> None:
     model = onnx.load(f"{folder}/onnx/model.onnx")
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
@@ -48,6 +51,13 @@ def main(folder: str, out: str) -> None:
         node.input[5] = "seqlens_k"
         node.input[6] = "total_sequence_length"
         del node.input[7:]
+        rotary = packed and packed_rotary(node, producer, readers)
+        if rotary:
+            split, q, k = rotary
+            dropped.update(id(n) for n in rotary)
+            node.input[0:3] = [split.input[0], "", ""]
+            node.input.extend(q.input[2:4])
+            node.attribute.append(helper.make_attribute("do_rotary", 1))
     if cache_type is not None:
         for value in list(graph.input) + list(graph.output):
             if value.name.startswith(("past_key_values.", "present.")):
@@ -67,6 +77,27 @@ def main(folder: str, out: str) -> None:
     graph.output.append(helper.make_tensor_value_info("next_token", TensorProto.INT64, ["batch_size", 1, 1]))
     onnx.save(model, out, save_as_external_data=True, location=out.split("/")[-1] + ".data")
     print(f"wrote {out}: cache dtype {TensorProto.DataType.Name(cache_type) if cache_type else 'float'}, {len(keep)} nodes")
+
+
+def packed_rotary(attention, producer, readers):
+    """(Split, query RotaryEmbedding, key RotaryEmbedding) where GroupQueryAttention can read the Split's input and
+    rotate it itself, else None."""
+    q, k = (producer.get(x) for x in attention.input[0:2])
+    if q is None or k is None or q.op_type != "RotaryEmbedding" or k.op_type != "RotaryEmbedding":
+        return None
+    split = producer.get(q.input[0])
+    if split is None or split.op_type != "Split" or list(split.output) != [q.input[0], k.input[0], attention.input[2]]:
+        return None
+    if list(q.input[1:]) != list(k.input[1:]):
+        return None
+    if any(a.name in ("interleaved", "rotary_embedding_dim") and a.i for r in (q, k) for a in r.attribute):
+        return None
+    only = lambda tensor, reader: all(r is reader for r in readers.get(tensor, []))  # noqa: E731
+    if not (only(q.output[0], attention) and only(k.output[0], attention) and only(attention.input[2], attention)):
+        return None
+    if not (only(q.input[0], q) and only(k.input[0], k)):
+        return None
+    return split, q, k
 
 
 def last_position_only(nodes, graph):
@@ -90,4 +121,4 @@ def last_position_only(nodes, graph):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], "--unpacked" not in sys.argv[3:])

@@ -5,15 +5,16 @@
 # carries: .devnode (node.xz, devpack.tar.xz) and .gl (the Vulkan loader; see docs/benchmarks.md).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
+exclude=$(git rev-parse --git-path info/exclude)
+for d in .devpack .devnode .gl .whl; do grep -qx "/$d/" "$exclude" 2>/dev/null || echo "/$d/" >> "$exclude"; done
 npx tsc -p .
 rm -rf .devpack && mkdir -p .devpack/node_modules/onnxruntime-node/bin/napi-v6/linux
 # bin/llmkit.js itself, so that the CLI restarts with the CUDA libraries on the loader path there as it does here.
 npx --yes esbuild@0.25 bin/llmkit.js --bundle --platform=node --format=esm --outfile=.devpack/llmkit.js \
   --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-for script in engine-gpu engine-profile speculative; do
-  npx --yes esbuild@0.25 test/bench/$script.js --bundle --platform=node --format=esm --outfile=.devpack/$script.mjs \
+for script in engine-gpu engine-profile speculative multi-lora device/engine-vs-loop; do
+  npx --yes esbuild@0.25 test/bench/$script.js --bundle --platform=node --format=esm --outfile=.devpack/$(basename $script).mjs \
     --external:onnxruntime-node --external:onnxruntime-web --external:sharp --external:react-devtools-core --log-level=warning \
     --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
 done
