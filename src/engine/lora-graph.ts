@@ -103,12 +103,6 @@ function intAttributes(buf: Uint8Array, range: WireField): Map<string, number> {
   return out;
 }
 
-/** Cast nodes by what they read (`from`: the Cast of a tensor) and by what they write (`to`: a Cast's output -> its input). */
-function castIndex(nodes: NodeInfo[]): { from: Map<string, NodeInfo>; to: Map<string, string> } {
-  const casts = nodes.filter((n) => n.opType === 'Cast');
-  return { from: new Map(casts.map((n) => [n.inputs[0], n])), to: new Map(casts.map((n) => [n.outputs[0], n.inputs[0]])) };
-}
-
 function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<string>, modules: LoraModule[]): Uint8Array[] | undefined {
   const fields = [...wireFields(buf, graph.valueStart, graph.end)];
   const initializers = new Map(
@@ -119,10 +113,9 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
   );
   const added = new Map<WireField, Uint8Array[]>();
   const inputs: Uint8Array[] = [];
-  const nodes = fields.filter((f) => f.field === GRAPH_NODE).map((f) => readNode(buf, f));
-  const casts = castIndex(nodes);
-  for (const n of nodes) {
-    const f = n.range;
+  for (const f of fields) {
+    if (f.field !== GRAPH_NODE) continue;
+    const n = readNode(buf, f);
     const match = PROJECTION_OPS.has(n.opType) ? /\/layers\.(\d+)\/(?:.*\/)?([A-Za-z0-9_]+)\/MatMul(?:NBits)?$/.exec(nodeName(buf, f)) : null;
     if (!match || !targets.has(match[2])) continue;
     const shape = projectionShape(n, initializers, intAttributes(buf, f));
@@ -131,14 +124,11 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
     const names = loraInputNames(layer, target);
     modules.push({ layer, target, inFeatures: shape[0], outFeatures: shape[1], ...names });
     inputs.push(graphInputField(names.a, FLOAT, ['batch_size', shape[0], 'lora_rank']), graphInputField(names.b, FLOAT, ['batch_size', 'lora_rank', shape[1]]));
-    // A projection computing in fp16 between two Casts (quantize --scales fp16): the branch reads and writes fp32 around them.
-    const castBack = n.opType === 'MatMulNBits' ? casts.from.get(n.outputs[0]) : undefined;
-    const [x, last] = castBack ? [casts.to.get(n.inputs[0]) ?? n.inputs[0], castBack] : [n.inputs[0], n];
-    const y = last.outputs[0];
+    const y = n.outputs[0];
     const p = `${names.a}/`;
-    added.set(last.range, [
-      withOutput(buf, last, `${p}base`),
-      nodeField('MatMul', [x, names.a], `${p}down`),
+    added.set(f, [
+      withOutput(buf, n, `${p}base`),
+      nodeField('MatMul', [n.inputs[0], names.a], `${p}down`),
       nodeField('MatMul', [`${p}down`, names.b], `${p}up`),
       nodeField('Add', [`${p}base`, `${p}up`], y),
     ]);

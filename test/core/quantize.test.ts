@@ -134,11 +134,8 @@ describe('llmkit quantize', () => {
       expect(theirs.length).toBeGreaterThan(0);
       expect(run.tokens.slice(0, theirs.length)).toEqual(theirs);
       if (precision === 'int8') expect(run.tokens[0]).toBe(expected[0]);
-      // int4's fp16 scales compute between Casts: LoRA inputs (fp32) attach around them, and no adapter leaves the tokens alone.
+      // int4's fp16 scales: each quantized operator computes in fp16 between two Casts, and transformers.js runs that too.
       expect(model.manifest.quantization).toMatchObject({ scales: precision === 'int4' ? 'fp16' : 'fp32' });
-      const adaptable = await DecoderSession.open(model, { device: 'cpu', lora: ['q_proj', 'down_proj'] });
-      expect((await greedyDecode(adaptable, prompt, 12)).tokens).toEqual(run.tokens);
-      await adaptable.release();
     }
   });
 
