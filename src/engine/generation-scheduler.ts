@@ -388,15 +388,17 @@ export class GenerationScheduler {
   }
 
   /**
-   * A preempted row whose keys/values come back whole from the prefix cache (all but its last sampled token, which
-   * was never fed) goes straight to `prefilled`: the next decode step feeds that token, as if the row had never left,
-   * instead of a prefill pass of one column for it alone (behind a large batch, a quarter to half a step that an
-   * arriving request would wait through).
+   * A request whose keys/values come back whole from the prefix cache but for its last token (a preempted row: its last
+   * sampled token, never fed; a new request: its prompt's last token) goes straight to `prefilled`: the next decode
+   * step feeds that token beside the running rows and samples from it, as if the row had been running all along,
+   * instead of a prefill pass of one column for it alone (a quarter to half a step of a large batch each, which the
+   * batch and any arriving request wait through).
    */
   private rejoin(head: Sequence, reused: { length: number; cache: BatchCache }): boolean {
-    if (!head.output.length || head.followers.length || reused.length !== head.prefillIds.length - 1) return false;
+    if (head.followers.length || reused.length !== head.prefillIds.length - 1) return false;
     this.queue.shift();
     head.cached = reused.length;
+    head.next = head.prefillIds[reused.length];
     this.prefilled.push({ seqs: [head], width: reused.length, prompts: leftPaddedPrompts([], 0), done: reused.length, cache: reused.cache });
     return true;
   }
@@ -414,8 +416,10 @@ export class GenerationScheduler {
   private rebuild(): void {
     const joining = this.prefilled;
     this.prefilled = [];
+    const stopping = new Set(this.running.filter((s) => s.cancelled && !s.finished));
     for (const s of [...this.running, ...joining.flatMap((j) => j.seqs.flatMap((l) => l.group))]) if (s.cancelled) s.finish('cancelled');
-    this.remember(this.cache, this.running, true);
+    // (Rows that finished at a decode step were handed to the prefix cache right after it.)
+    this.remember(this.cache, this.running, true, (s) => stopping.has(s));
     const parked = this.running.filter((s) => s.parked && !s.finished);
     this.remember(this.cache, parked.length ? this.running : [], true, (s) => s.parked && !s.finished);
     for (const job of joining) this.remember(job.cache, job.seqs, false);
@@ -556,6 +560,9 @@ export class GenerationScheduler {
       s.column += kept;
     });
     this.cache = { ...step.cache, length: Math.max(...rows.map((s) => s.column)) };
+    // The rows this step finished go to the prefix cache now, before the next prefill: requests waiting with the
+    // same prompt (a batch file's repeated instructions, a chat's next turn) start from them instead of prefilling.
+    this.remember(this.cache, rows, true);
     this.onDecodeStep?.(rows.length);
   }
 

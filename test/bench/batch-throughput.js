@@ -23,13 +23,22 @@ const maxBatch = flag('max-batch', '16');
 const threads = flag('threads', '2');
 
 const dir = mkdtempSync(join(tmpdir(), 'llmkit-batch-bench-'));
-const body = (i) => ({ model: 'bench', messages: [{ role: 'user', content: BENCH_PROMPTS[i % BENCH_PROMPTS.length] }], max_tokens: maxTokens, ignore_eos: true, temperature: 0 });
+// Each run's prompts carry a tag of their own: the server keeps finished prompts in its prefix cache, and a server
+// that saw the same prompts in the runs before would skip their prefill where a new `llmkit batch` process cannot.
+// Within a run the eight prompts repeat, for both alike.
+const body = (i, round) => ({
+  model: 'bench',
+  messages: [{ role: 'user', content: `(${round}) ${BENCH_PROMPTS[i % BENCH_PROMPTS.length]}` }],
+  max_tokens: maxTokens,
+  ignore_eos: true,
+  temperature: 0,
+});
 const input = join(dir, 'in.jsonl');
-writeFileSync(input, Array.from({ length: count }, (_, i) => JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: body(i) })).join('\n'));
 
 const { url, child: server } = await startServe([`bench=${folder}`, '--port', '0', '--max-batch', maxBatch, '--threads', threads, '--device', 'cpu', '--data-dir', join(dir, 'data')]);
 
-async function offline() {
+async function offline(round) {
+  writeFileSync(input, Array.from({ length: count }, (_, i) => JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: body(i, round) })).join('\n'));
   const args = ['--json', 'batch', `bench=${folder}`, '-i', input, '-o', join(dir, 'out.jsonl'), '--restart', '--max-batch', maxBatch, '--threads', threads, '--device', 'cpu'];
   const r = await execa(process.execPath, ['bin/llmkit.js', ...args], { stdin: 'ignore' });
   const summary = JSON.parse(r.stdout);
@@ -38,13 +47,13 @@ async function offline() {
 }
 
 /** The N requests through c clients at once (each takes the next request when its last one is answered). */
-async function served(c) {
+async function served(c, round) {
   let next = 0;
   let tokens = 0;
   const started = performance.now();
   const client = async () => {
     while (next < count) {
-      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body(next++)) });
+      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body(next++, round)) });
       if (!res.ok) throw new Error(`the server answered ${res.status}`);
       tokens += (await res.json()).usage.completion_tokens;
     }
@@ -54,11 +63,12 @@ async function served(c) {
 }
 
 const results = new Map([['offline', []], ...levels.map((c) => [`server c=${c}`, []])]);
-const contenders = [['offline', offline], ...levels.map((c) => [`server c=${c}`, () => served(c)])];
-await served(levels[0]); // warm-up
+const contenders = [['offline', offline], ...levels.map((c) => [`server c=${c}`, (round) => served(c, round)])];
+await served(levels[0], 'warm'); // warm-up
 for (let round = 0; round < rounds; round++) {
   for (const [name, run] of round % 2 ? [...contenders].reverse() : contenders) {
-    results.get(name).push(await run());
+    // A tag per contender and round, of one length for all: no run finds another's prompts in a cache.
+    results.get(name).push(await run(`r${round}c${contenders.findIndex(([n]) => n === name)}`));
     process.stderr.write(`round ${round + 1}/${rounds} ${name}: ${results.get(name).at(-1).toFixed(1)} tok/s\n`);
   }
 }

@@ -314,6 +314,21 @@ describe.each([
     for (const [i, ids] of batchIds.entries()) expect(batch[i].tokens, `batch line ${i}`).toEqual(await greedyAlone(ids, 30));
   });
 
+  it('hands rows to the prefix cache at the step that finishes them, so a request waiting with the same prompt starts from them', async () => {
+    const events: string[] = [];
+    const prefixes = new PrefixCache(64 * 2 ** 20, decoder.model.manifest.num_kv_heads, decoder.model.manifest.head_dim);
+    const scheduler = new GenerationScheduler(logged(events), { ...limits, maxBatch: 2 }, undefined, prefixes);
+    const ids = prompt(20, 120);
+    // Two rows; the third request waits for one and prefills once they have finished.
+    const runs = [0, 1, 2].map(() => submit(scheduler, ids, 6));
+    await Promise.all(runs.map((r) => r.done));
+    expect(prefixes.hits).toBe(1);
+    // ...and joins the next decode step with its prompt's last token, without a prefill pass of its own.
+    expect(events.filter((e) => e.startsWith('prefill'))).toEqual(['prefill 2x20']);
+    const reference = await greedyAlone(ids, 6);
+    for (const r of runs) expect(r.tokens).toEqual(reference);
+  });
+
   it('holds the next step behind batch-lane rows for an announced interactive request until it is queued', async () => {
     const events: string[] = [];
     const scheduler = new GenerationScheduler(logged(events), { ...limits, maxBatch: 4 });
