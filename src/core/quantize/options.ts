@@ -119,7 +119,7 @@ export const QUANTIZE = defineCommand({
     model: { field: textField(), positional: true, required: true, help: `Hugging Face model folder, an fp32 folder made by \`llmkit export\`, or ${IMPORTABLE_MODELS}` },
     out: { field: textField(), value: '<dir>', required: true, help: 'output folder (quantized ONNX model, tokenizer, llmkit.json, quantize-report.json)' },
     int8: { field: booleanField(), default: false, help: '8-bit weights (block-wise MatMulNBits, int8 compute on CPU): ~26% of the fp32 size' },
-    int4: { field: booleanField(), default: false, help: '4-bit weights (block-wise MatMulNBits): ~16% of the fp32 size' },
+    int4: { field: booleanField(), default: false, help: '4-bit weights (block-wise MatMulNBits, fp16 scales): ~14% of the fp32 size' },
     blockSize: {
       field: intField(1),
       value: '<n>',
