@@ -5,7 +5,7 @@ import { DecoderSession, type BatchCache } from './decoder-session.js';
 import type { Device } from './devices.js';
 import type { Drafter, DraftRequest } from './drafter.js';
 import { gatherRows, leftPaddedMask } from './kv-cache.js';
-import { loadExportedModel } from './model-manifest.js';
+import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import { argmax } from './sampling.js';
 
 /** Spare columns a row's draft cache gets when it grows: drafting appends k columns a pass. */
@@ -29,7 +29,7 @@ export class ModelDrafter implements Drafter {
 
   private constructor(
     private readonly decoder: DecoderSession,
-    /** Batch-1 decoding reads all the weights once a token: the two ONNX files' sizes give the cost ratio. */
+    /** Batch-1 decoding reads the weights once a token: what the two models read a step gives the cost ratio. */
     readonly costPerToken: number,
   ) {
     this.name = decoder.model.dir;
@@ -49,7 +49,7 @@ export class ModelDrafter implements Drafter {
       await decoder.release();
       throw new LlmkitError(`the draft model ${dir} cannot decode several tokens a pass in place`, 'export the draft without --gqa');
     }
-    return new ModelDrafter(decoder, onnxBytes(model.onnxPath) / onnxBytes(target.model.onnxPath));
+    return new ModelDrafter(decoder, stepBytes(model) / stepBytes(target.model));
   }
 
   async propose(requests: readonly DraftRequest[]): Promise<number[][]> {
@@ -117,6 +117,18 @@ export class ModelDrafter implements Drafter {
     this.rows.clear();
     await this.decoder.release();
   }
+}
+
+/**
+ * The bytes a decode step reads: the ONNX files less the input embedding table, of which a token reads one row
+ * (fp32 and fp16 exports; a quantized one's table is counted whole). For a 4-layer draft of SmolLM2-135M this gives
+ * 0.32 of the target, where timed steps give 0.26 (docs/benchmarks.md); the whole files gave 0.43, which made
+ * DraftLength draft fewer tokens than pay.
+ */
+function stepBytes(model: ExportedModel): number {
+  const { vocab_size: vocab, hidden_size: hidden, dtype } = model.manifest;
+  const width = dtype === 'float32' ? 4 : dtype === 'float16' ? 2 : 0;
+  return onnxBytes(model.onnxPath) - vocab * hidden * width;
 }
 
 /** An ONNX file's size with its external data (the files beside it in its folder). */
