@@ -177,6 +177,7 @@ export const JOBS = {
       exclude: z.array(z.string()),
       accuracy_level: z.number().int(),
       head_bits: z.number().int().optional(),
+      scales: z.enum(['fp32', 'fp16']).optional(),
       calibration_data: z.string().optional(),
       calibration_tokens: z.number().int().optional(),
     }),

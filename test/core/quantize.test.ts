@@ -134,6 +134,8 @@ describe('llmkit quantize', () => {
       expect(theirs.length).toBeGreaterThan(0);
       expect(run.tokens.slice(0, theirs.length)).toEqual(theirs);
       if (precision === 'int8') expect(run.tokens[0]).toBe(expected[0]);
+      // int4's fp16 scales: each quantized operator computes in fp16 between two Casts, and transformers.js runs that too.
+      expect(model.manifest.quantization).toMatchObject({ scales: precision === 'int4' ? 'fp16' : 'fp32' });
     }
   });
 
@@ -230,11 +232,12 @@ describe('llmkit quantize', () => {
       [['quantize', fp32, '--int8', '--int4', '--out', join(dir, 'x')], 2, /--int8 and --int4 exclude each other/],
       [['quantize', fp32, '--out', join(dir, 'x')], 2, /pass --int8 or --int4/],
       [['quantize', join(dir, 'missing'), '--int8', '--out', join(dir, 'x')], 2, /model folder .*missing does not exist/],
-      [['quantize', fp32, '--int4', '--block-size', '48', '--out', join(dir, 'x')], 2, /--block-size must be one of 32, 64, 128 \(got 48\)/],
+      [['quantize', fp32, '--int4', '--block-size', '48', '--out', join(dir, 'x')], 2, /--block-size must be one of 16, 32, 64, 128 \(got 48\)/],
       [['quantize', fp32, '--int4', '--accuracy-level', '2', '--out', join(dir, 'x')], 2, /--accuracy-level must be one of 1, 4 \(got 2\)/],
       [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
       [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int4', '--output-bits', '6', '--out', join(dir, 'x')], 2, /--output-bits must be one of 4, 8 \(got 6\)/],
+      [['quantize', fp32, '--int4', '--scales', 'bf16', '--out', join(dir, 'x')], 2, /--scales must be one of fp16, fp32 \(got bf16\)/],
       [['quantize', fp32, '--int4', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--calibration-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int4', '--gguf', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x.gguf')], 2, /--calibration-data/],
       [['quantize', fp32, '--int4', '--gguf', '--compare-gguf', '--out', join(dir, 'x.gguf')], 2, /--compare-gguf/],

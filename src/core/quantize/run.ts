@@ -41,6 +41,7 @@ export async function runQuantize(opts: QuantizeOptions): Promise<QuantizeReport
         exclude: o.exclude,
         accuracy_level: o.accuracyLevel,
         head_bits: o.outputBits,
+        scales: o.scales,
         ...(o.calibrationData ? { calibration_data: o.calibrationData, calibration_tokens: o.calibrationTokens } : {}),
       },
       logFile: join(llmkitHome(), 'logs', 'quantize.log'),

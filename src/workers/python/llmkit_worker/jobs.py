@@ -219,6 +219,7 @@ class QuantizeConfig(TypedDict):
     exclude: list[str]
     accuracy_level: int
     head_bits: NotRequired[int]
+    scales: NotRequired[Literal["fp32", "fp16"]]
     calibration_data: NotRequired[str]
     calibration_tokens: NotRequired[int]
 

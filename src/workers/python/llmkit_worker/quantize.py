@@ -15,9 +15,10 @@ MatMulNBitsQuantizer, which can neither give one layer other bits nor take GPTQ'
 The inputs and outputs are untouched (fp32 activations and KV cache), so DecoderSession and
 transformers.js load the result like the fp32 export.
 
-Config: model (exported fp32 folder), out, bits (8 or 4), block_size (32, 64, 128; capped at the hidden
+Config: model (exported fp32 folder), out, bits (8 or 4), block_size (16, 32, 64, 128; capped at the hidden
 size), symmetric (bool), exclude (node names kept in fp32), accuracy_level (4, or 1 for fp32 activations),
-head_bits, calibration_data (a text file) and calibration_tokens.
+head_bits, scales ("fp32", or "fp16": half the scale bytes, compute in fp16 around each quantized operator),
+calibration_data (a text file) and calibration_tokens.
 Raises BadInput for a folder that is not an fp32 export, or an --exclude name that is not a weight node.
 """
 
@@ -187,6 +188,7 @@ def run(config: QuantizeConfig) -> int:
     bits, block_size = int(config["bits"]), int(config.get("block_size", 32))
     head_bits = int(config.get("head_bits") or bits)
     symmetric, exclude = bool(config.get("symmetric", True)), list(config.get("exclude") or [])
+    half = HalfPrecision() if config.get("scales") == "fp16" else None
     accuracy_level = int(config.get("accuracy_level", 4))
     calibration = config.get("calibration_data")
     if accuracy_level not in ACCURACY_LEVELS:
@@ -233,9 +235,9 @@ def run(config: QuantizeConfig) -> int:
         else:
             codes, scales, zero_points = round_to_nearest(rows, node_bits, block_size, symmetric)
         op, tensors = matmul_nbits(node, codes, scales, zero_points, node_bits, block_size, accuracy_level, rows.shape[0], rows.shape[1])
+        ops = half.wrap([op], tensors, tensors[1].name) if half else [op]
         graph.initializer.extend(tensors)
-        graph.node.insert(list(graph.node).index(node), op)
-        graph.node.remove(node)
+        insert_in_place_of(graph, node, ops)
         if node.name == head_name:
             quantized_head = {"bits": node_bits, "tensors": tensors}
         if index % 10 == 9:
@@ -251,11 +253,10 @@ def run(config: QuantizeConfig) -> int:
             shared.append(node.name)
         else:
             ops, tensors = quantized_table(node, table, head_bits, block_size, symmetric)
+        if half:
+            ops = half.wrap(ops, tensors, ops[-1].input[2])
         graph.initializer.extend(tensors)
-        index = list(graph.node).index(node)
-        for offset, op in enumerate(ops):
-            graph.node.insert(index + offset, op)
-        graph.node.remove(node)
+        insert_in_place_of(graph, node, ops)
     drop_unused_initializers(graph)
     emit("progress", step=3, total=4, message="embedding quantized")
 
@@ -272,6 +273,7 @@ def run(config: QuantizeConfig) -> int:
         "head_bits": head_bits,
         "block_size": block_size,
         "symmetric": symmetric,
+        "scales": "fp16" if half else "fp32",
         "accuracy_level": accuracy_level,
         "calibration": {"algorithm": "gptq", "file": os.path.abspath(calibration), "tokens": positions} if calibration else None,
         "quantized_nodes": sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in graph.node),
@@ -286,6 +288,43 @@ def run(config: QuantizeConfig) -> int:
     emit("artifact", kind="onnx_model", path=out)
     emit("result", path=out, quantization=details)
     return 0
+
+
+class HalfPrecision:
+    """fp16 block scales (2 bytes a block instead of 4: blocks of 32 at 4 bits take 4.5 bits a weight, as llama.cpp's
+    Q4_0). MatMulNBits and GatherBlockQuantized take their scales in their activations' type, so each quantized
+    operator computes in fp16 between two Casts; an input that several operators read (q, k and v) is cast once."""
+
+    def __init__(self) -> None:
+        self.casts: dict[str, str] = {}
+
+    def wrap(self, ops: list, tensors: list, scales: str | None) -> list:
+        """`ops` (the last one quantized, reading `scales` if given, which is converted here) in fp16 compute."""
+        import numpy as np
+        import onnx
+
+        for index, tensor in enumerate(tensors):
+            if tensor.name == scales:
+                tensors[index] = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(tensor).astype(np.float16), tensor.name)
+        op = ops[-1]
+        before = []
+        if op.op_type == "MatMulNBits":
+            source = op.input[0]
+            if source not in self.casts:
+                self.casts[source] = f"{source}_fp16"
+                before.append(onnx.helper.make_node("Cast", [source], [self.casts[source]], name=f"{op.name}_input_fp16", to=onnx.TensorProto.FLOAT16))
+            op.input[0] = self.casts[source]
+        output = op.output[0]
+        op.output[0] = f"{output}_fp16"
+        after = onnx.helper.make_node("Cast", [op.output[0]], [output], name=f"{op.name}_output_fp32", to=onnx.TensorProto.FLOAT)
+        return before + ops + [after]
+
+
+def insert_in_place_of(graph, node, ops: list) -> None:
+    index = list(graph.node).index(node)
+    for offset, op in enumerate(ops):
+        graph.node.insert(index + offset, op)
+    graph.node.remove(node)
 
 
 def drop_unused_initializers(graph) -> None:
