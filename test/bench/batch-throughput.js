@@ -75,7 +75,12 @@ for (let round = 0; round < rounds; round++) {
 server.kill('SIGTERM');
 await server;
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+// (Of an even count, the mean of the middle two: with 4 rounds the upper middle alone flattered whichever side led.)
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const f = (n) => n.toFixed(1);
 console.log(`${folder}: ${count} requests × ${maxTokens} tokens, --max-batch ${maxBatch}, --threads ${threads}, ${rounds} rounds`);
 for (const [name, xs] of results) console.log(`${name.padEnd(14)} ${f(median(xs))} tok/s (${f(Math.min(...xs))}–${f(Math.max(...xs))})`);
