@@ -388,14 +388,15 @@ export class GenerationScheduler {
   }
 
   /**
-   * A request whose keys/values come back whole from the prefix cache but for its last token (a preempted row: its last
-   * sampled token, never fed; a new request: its prompt's last token) goes straight to `prefilled`: the next decode
-   * step feeds that token beside the running rows and samples from it, as if the row had been running all along,
-   * instead of a prefill pass of one column for it alone (a quarter to half a step of a large batch each, which the
-   * batch and any arriving request wait through).
+   * A batch-lane request whose keys/values come back whole from the prefix cache but for its last token (a preempted
+   * row: its last sampled token, never fed; a new line: its prompt's last token) goes straight to `prefilled`: the
+   * next decode step feeds that token beside the running rows and samples from it, as if the row had been running all
+   * along, instead of a prefill pass of one column for it alone (a quarter to half a step of a large batch each, which
+   * the batch and any arriving request wait through). An interactive request keeps its own pass: its first token
+   * then comes after that short pass, not after a full-width step.
    */
   private rejoin(head: Sequence, reused: { length: number; cache: BatchCache }): boolean {
-    if (head.followers.length || reused.length !== head.prefillIds.length - 1) return false;
+    if (!head.batchLane || head.followers.length || reused.length !== head.prefillIds.length - 1) return false;
     this.queue.shift();
     head.cached = reused.length;
     head.next = head.prefillIds[reused.length];

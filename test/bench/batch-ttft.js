@@ -76,6 +76,7 @@ async function phase(withBatch, round, results) {
     const content = `(${round}${withBatch ? 'b' : 'i'}${i}) ${BENCH_PROMPTS[(round + i) % BENCH_PROMPTS.length]}`;
     const t = await timedTokens({ model: 'bench', messages: [{ role: 'user', content }], max_tokens: 16, ignore_eos: true });
     results.ttft.push(t.ttftMs);
+    (results.at ??= []).push(`${round}:${i}`);
     results.gaps.push(...t.gapsMs);
   }
   if (batchId) {
@@ -103,5 +104,14 @@ console.log(`${folder}, --max-batch ${maxBatch}, ${rounds} rounds × ${requests}
 console.log(`TTFT idle:        p50 ${f(percentile(idle.ttft, 50))} ms, p95 ${f(percentile(idle.ttft, 95))} ms`);
 console.log(`TTFT with batch:  p50 ${f(percentile(busy.ttft, 50))} ms, p95 ${f(percentile(busy.ttft, 95))} ms`);
 console.log(`one decode step of the full batch (inter-token p50 with batch): ${f(step)} ms; idle inter-token p50 ${f(percentile(idle.gaps, 50))} ms`);
+// Which requests make the tail (round:index in its phase; index 0 comes first after the batch took every row).
+const slowest = (r) =>
+  r.ttft
+    .map((ms, k) => [ms, r.at[k]])
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, 4)
+    .map(([ms, at]) => `${f(ms)} ms (${at})`)
+    .join(', ');
+console.log(`slowest TTFT idle: ${slowest(idle)}; with batch: ${slowest(busy)}`);
 const extra = percentile(busy.ttft, 95) - percentile(idle.ttft, 95);
 console.log(`TTFT p95 with batch − idle: ${f(extra)} ms = ${(extra / step).toFixed(2)} decode steps (target ≤ 1)`);

@@ -319,12 +319,22 @@ describe.each([
     const prefixes = new PrefixCache(64 * 2 ** 20, decoder.model.manifest.num_kv_heads, decoder.model.manifest.head_dim);
     const scheduler = new GenerationScheduler(logged(events), { ...limits, maxBatch: 2 }, undefined, prefixes);
     const ids = prompt(20, 120);
-    // Two rows; the third request waits for one and prefills once they have finished.
-    const runs = [0, 1, 2].map(() => submit(scheduler, ids, 6));
+    const line = () => {
+      const c = collector();
+      scheduler.submit({ promptIds: ids, maxTokens: 6, sampling: GREEDY, stopTokenIds: [], sink: c.sink, lane: 'batch' });
+      return c;
+    };
+    // Two rows; the third line waits for one and starts once they have finished.
+    const runs = [line(), line(), line()];
     await Promise.all(runs.map((r) => r.done));
     expect(prefixes.hits).toBe(1);
     // ...and joins the next decode step with its prompt's last token, without a prefill pass of its own.
     expect(events.filter((e) => e.startsWith('prefill'))).toEqual(['prefill 2x20']);
+    // An interactive request with the same prompt reuses it too, in a pass of its own (its first token sooner).
+    runs.push(submit(scheduler, ids, 6));
+    await runs[3].done;
+    expect(prefixes.hits).toBe(2);
+    expect(events.filter((e) => e.startsWith('prefill'))).toEqual(['prefill 2x20', 'prefill 1x1']);
     const reference = await greedyAlone(ids, 6);
     for (const r of runs) expect(r.tokens).toEqual(reference);
   });
