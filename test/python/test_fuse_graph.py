@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from llmkit_worker.fuse_graph import dedupe_nodes, share_past_length, split_probabilities
+from llmkit_worker.fuse_graph import dedupe_nodes, fuse_shared_input_matmuls, share_past_length, split_probabilities
 
 
 def run(model, feeds):
@@ -77,3 +77,31 @@ def test_dedupe_keeps_a_node_that_makes_a_graph_output():
     assert dedupe_nodes(model) == 0
     assert [node.op_type for node in model.graph.node] == ["Neg", "Neg", "Add"]
     np.testing.assert_array_equal(run(model, {"x": np.array([1, 2], np.float32)})[1], [-2, -4])
+
+
+def test_projections_with_biases_become_one_matmul_one_add_and_a_split():
+    """Qwen2's q/k/v: three MatMuls of one input, each adding its own bias -> MatMul, Add, Split (the packed
+    projections whole, for GroupQueryAttention to read)."""
+    rng = np.random.default_rng(1)
+    n = helper.make_node
+    widths = {"q": 8, "k": 4, "v": 4}
+    weights = [numpy_helper.from_array(rng.standard_normal((6, w)).astype(np.float32), f"{p}.weight") for p, w in widths.items()]
+    biases = [numpy_helper.from_array(rng.standard_normal(w).astype(np.float32), f"{p}.bias") for p, w in widths.items()]
+    nodes = [
+        node for p in widths for node in (n("MatMul", ["x", f"{p}.weight"], [f"{p}/mm"], name=f"/{p}_proj/MatMul"), n("Add", [f"{p}.bias", f"{p}/mm"], [p]))
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6])],
+        [helper.make_tensor_value_info(p, TensorProto.FLOAT, None) for p in widths],
+        initializer=weights + biases,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": rng.standard_normal((1, 3, 6)).astype(np.float32)}
+    before = run(model, feeds)
+
+    assert fuse_shared_input_matmuls(model) == 3
+    assert [node.op_type for node in model.graph.node] == ["MatMul", "Add", "Split"]
+    for a, b in zip(before, run(model, feeds)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

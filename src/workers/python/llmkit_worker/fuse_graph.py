@@ -7,7 +7,9 @@ builder writes its graphs (`llmkit export --fused`):
   cos/sin tables of every position up to max_position_embeddings, computed by the export's own rotary subgraph
   (so scaled ropes come out as exported);
 - MatMuls that read the same activations (q/k/v, gate/up) -> one MatMul over their concatenated weights and a
-  Split, which `llmkit quantize` then turns into one MatMulNBits.
+  Split, which `llmkit quantize` then turns into one MatMulNBits; where each adds its own bias (Qwen2's q/k/v), one
+  Add of the concatenated biases before the Split, so the packed projections are whole (GroupQueryAttention can
+  then read them packed, src/engine/fixed-cache/fixed-cache-graph.ts).
 
 - the attention score scale -> the query's RotaryEmbedding tables; every layer's reading of the past's length
   -> one for the whole graph, with the duplicate nodes that leaves merged; the two Slices of the attention
@@ -315,7 +317,8 @@ def fuse_shared_input_matmuls(model) -> int:
         weight = g.weights.get(node.input[1]) if node.op_type == "MatMul" else None
         if weight is not None and len(weight.dims) == 2 and weight.data_type == FLOAT and len(g.readers[weight.name]) == 1:
             groups.setdefault(node.input[0], []).append(node)
-    replaced, fused = {}, 0
+    replaced: dict[int, list] = {}
+    fused = 0
     for x, nodes in groups.items():
         if len(nodes) < 2:
             continue
@@ -325,12 +328,34 @@ def fuse_shared_input_matmuls(model) -> int:
         sizes = onnx.numpy_helper.from_array(np.array([a.shape[1] for a in arrays], dtype=np.int64), f"{name}.sizes")
         model.graph.initializer.extend([weight, sizes])
         matmul = onnx.helper.make_node("MatMul", [x, weight.name], [f"{name}_output_0"], name=name)
-        split = onnx.helper.make_node("Split", [matmul.output[0], sizes.name], [n.output[0] for n in nodes], name=f"{name}_Split", axis=-1)
-        replaced[id(nodes[0])] = [matmul, split]
+        made, parts = [matmul], [n.output[0] for n in nodes]
+        adds = bias_adds(g, nodes, arrays)
+        if adds:
+            bias = onnx.numpy_helper.from_array(np.concatenate([b for _, b in adds]), f"{name}.bias")
+            model.graph.initializer.append(bias)
+            made.append(onnx.helper.make_node("Add", [matmul.output[0], bias.name], [f"{name}_biased"], name=f"{name}_Add"))
+            parts = [a.output[0] for a, _ in adds]
+            replaced.update({id(a): [] for a, _ in adds})
+        split = onnx.helper.make_node("Split", [made[-1].output[0], sizes.name], parts, name=f"{name}_Split", axis=-1)
+        replaced[id(nodes[0])] = [*made, split]
         replaced.update({id(n): [] for n in nodes[1:]})
         fused += len(nodes)
     replace_nodes(model.graph, [m for n in model.graph.node for m in replaced.get(id(n), [n])])
     return fused
+
+
+def bias_adds(g: Graph, nodes, arrays):
+    """[(Add, bias)] when each MatMul's only reader adds a constant bias of its width, else None."""
+    import onnx
+
+    adds = []
+    for node, array in zip(nodes, arrays):
+        add = g.only_reader(node.output[0], "Add")
+        bias = add and g.weights.get(g.other_input(add, node.output[0]) or "")
+        if bias is None or bias.data_type != FLOAT or list(bias.dims) != [array.shape[1]]:
+            return None
+        adds.append((add, onnx.numpy_helper.to_array(bias)))
+    return adds
 
 
 def fused_name(names) -> str:
