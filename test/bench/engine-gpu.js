@@ -14,8 +14,8 @@ import { FixedCacheScheduler } from '../../dist/engine/fixed-cache/fixed-cache-s
 import { GenerationScheduler } from '../../dist/engine/generation-scheduler.js';
 import { loadExportedModel } from '../../dist/engine/model-manifest.js';
 import { Random } from '../../dist/engine/random.js';
-import { GREEDY } from '../../dist/engine/sampling.js';
 import { modelArgs } from './model-args.js';
+import { generate } from './greedy-requests.js';
 
 const { folder, flag } = modelArgs('node test/bench/engine-gpu.js <exported-model-folder> [--devices cpu,webgpu] [--prompt 256] [--tokens 64] [--batch 8] [--logits last]');
 const devices = flag('devices', 'cpu,webgpu').split(',');
@@ -31,19 +31,6 @@ const ids = (length, seed) => {
   return Array.from({ length }, () => 4 + Math.floor(random.next() * (vocab - 4)));
 };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/** Runs requests through the scheduler; resolves with each one's tokens and end. */
-function generate(scheduler, prompts, maxTokens) {
-  return Promise.all(
-    prompts.map(
-      (promptIds) =>
-        new Promise((resolve) => {
-          const out = [];
-          scheduler.submit({ promptIds, maxTokens, sampling: GREEDY, stopTokenIds: [], sink: { token: (t) => (out.push(t), false), end: (end) => resolve({ tokens: out, end }) } });
-        }),
-    ),
-  );
-}
 
 const results = [];
 for (const device of devices) {

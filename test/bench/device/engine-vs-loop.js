@@ -12,8 +12,8 @@ import { FixedCacheScheduler } from '../../../dist/engine/fixed-cache/fixed-cach
 import { loadExportedModel } from '../../../dist/engine/model-manifest.js';
 import { NativeBinding, NativeTensor } from '../../../dist/engine/native/ort-binding.js';
 import { Random } from '../../../dist/engine/random.js';
-import { GREEDY } from '../../../dist/engine/sampling.js';
 import { modelArgs } from '../model-args.js';
+import { generate } from '../greedy-requests.js';
 
 const { folder, flag } = modelArgs('node test/bench/device/engine-vs-loop.js <gqa-export> [--device cuda] [--capacity 512,4096]');
 const device = flag('device', 'cuda');
@@ -71,18 +71,6 @@ async function direct(decoder, rows) {
     prefill: { ...prefill, tokPerS: Math.round((rows * promptLength * 1000) / prefill.ms) },
     decode: { ...decode, tokPerS: Math.round((rows * (tokens - 1) * 1000) / decode.ms), perStepMs: +(decode.ms / (tokens - 1)).toFixed(3) },
   };
-}
-
-function generate(scheduler, prompts, maxTokens) {
-  return Promise.all(
-    prompts.map(
-      (promptIds) =>
-        new Promise((resolve) => {
-          const out = [];
-          scheduler.submit({ promptIds, maxTokens, sampling: GREEDY, stopTokenIds: [], sink: { token: (t) => (out.push(t), false), end: (end) => resolve({ tokens: out, end }) } });
-        }),
-    ),
-  );
 }
 
 /** The same work through the scheduler: one request's time to first token and decode, then `rows` together. */
