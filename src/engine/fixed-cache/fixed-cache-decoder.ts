@@ -76,7 +76,7 @@ export class FixedCacheDecoder {
   private readonly prefillBindings = new Map<number, NativeBinding>();
   /** Where a prefill writes its next token (one pass at a time) and, unless the caller reads them, its logits. */
   private readonly prefillToken = new BigInt64Array(1);
-  private prefillLogits!: NativeTensor;
+  private readonly prefillLogits: NativeTensor;
   private readonly rowElements: number;
   private sampler?: DeviceSampler;
   private samplerError?: string;
@@ -94,6 +94,7 @@ export class FixedCacheDecoder {
   ) {
     this.vocabSize = model.manifest.vocab_size;
     this.rowElements = model.manifest.num_kv_heads * capacity * model.manifest.head_dim;
+    this.prefillLogits = deviceBuffer(session, provider, 'float32', [1, 1, this.vocabSize]);
   }
 
   static async open(model: ExportedModel, opts: FixedCacheOptions): Promise<FixedCacheDecoder> {
@@ -122,7 +123,6 @@ export class FixedCacheDecoder {
     const allocate = () => deviceBuffer(session, opts.provider, cacheType, shape);
     const caches = Array.from({ length: model.manifest.num_layers }, (): [NativeTensor, NativeTensor] => [allocate(), allocate()]);
     const decoder = new FixedCacheDecoder(model, session, opts.provider, rows, opts.capacity, cacheType, caches, cudaGraphs, opts.threads);
-    decoder.prefillLogits = deviceBuffer(session, opts.provider, 'float32', [1, 1, model.manifest.vocab_size]);
     decoder.skipped.push(...skipped);
     if (cudaGraphs) await decoder.captureGraphs();
     return decoder;
