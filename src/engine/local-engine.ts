@@ -2,7 +2,7 @@ import { DecoderSession } from './decoder-session.js';
 import { FixedCacheDecoder } from './fixed-cache/fixed-cache-decoder.js';
 import { FixedCacheScheduler } from './fixed-cache/fixed-cache-scheduler.js';
 import { bindingStatus } from './native/ort-binding.js';
-import { providerUnavailable } from './onnx-runtime.js';
+import { autoMeansCpu, providerUnavailable } from './onnx-runtime.js';
 import { LoraAdapter } from './lora-adapter.js';
 import { LlmkitError, UsageError } from '../shared/errors.js';
 import { openDrafter } from './drafters.js';
@@ -37,8 +37,9 @@ export interface EngineOptions extends Partial<SchedulerLimits> {
   loraTargets?: readonly string[];
   /**
    * `fixed-cache`: the KV cache in place on the device, a CUDA graph per batch bucket (src/engine/fixed-cache/);
-   * `dynamic`: DecoderSession's cache on the host; default: fixed-cache on CUDA for a `--gqa` export on llmkit's
-   * own binding without a draft, else dynamic. LLMKIT_FIXED_CACHE=0 or 1 overrides the default.
+   * `dynamic`: DecoderSession's cache on the host; default: fixed-cache for a `--gqa` export on llmkit's own binding
+   * without a draft or LoRA inputs (on CUDA a float16 one, on the CPU a float32 one: int8 and int4 included), where
+   * it is the fastest graph measured; else dynamic. LLMKIT_FIXED_CACHE=0 or 1 overrides the default.
    */
   decodePath?: DecodePath;
 }
@@ -47,6 +48,11 @@ export type DecodePath = 'fixed-cache' | 'dynamic';
 
 /** Columns of a row's cache on the fixed-cache path at most: what a request's prompt and new tokens may take. */
 export const FIXED_CACHE_COLUMNS = 4096;
+
+/** The device the fixed-cache path would run on: `auto` is the CPU where nothing else can load, else it is tried as before. */
+function fixedCacheDevice(device: Device | undefined): Device | undefined {
+  return (device ?? 'auto') === 'auto' && autoMeansCpu() ? 'cpu' : device;
+}
 
 /** Why a model cannot take the fixed-cache path on `device`, or null when it can. */
 function fixedCacheRefusal(model: ExportedModel, opts: EngineOptions): string | null {
@@ -63,13 +69,16 @@ function fixedCacheRefusal(model: ExportedModel, opts: EngineOptions): string | 
 }
 
 /** Which decode path an engine takes (see EngineOptions.decodePath); throws when fixed-cache is asked for and cannot run. */
-export function chooseDecodePath(model: ExportedModel, opts: EngineOptions): DecodePath {
+export function chooseDecodePath(model: ExportedModel, engineOpts: EngineOptions): DecodePath {
+  const opts = { ...engineOpts, device: fixedCacheDevice(engineOpts.device) };
   const env = process.env.LLMKIT_FIXED_CACHE;
   const wanted = opts.decodePath ?? (env === '1' ? 'fixed-cache' : env === '0' ? 'dynamic' : undefined);
   if (wanted === 'dynamic') return 'dynamic';
   const refusal = fixedCacheRefusal(model, opts);
   if (wanted === 'fixed-cache' && refusal) throw new LlmkitError(`the fixed-cache decode path cannot run: ${refusal}`, 'leave the decode path to llmkit (LLMKIT_FIXED_CACHE unset)');
-  return wanted === 'fixed-cache' || (!refusal && opts.device === 'cuda') ? 'fixed-cache' : 'dynamic';
+  // On the CPU a float16 export's cache would be float16 too: not measured there, and no prefix reuse for it.
+  const fastest = opts.device === 'cuda' || (opts.device === 'cpu' && model.manifest.dtype === 'float32');
+  return wanted === 'fixed-cache' || (!refusal && fastest) ? 'fixed-cache' : 'dynamic';
 }
 
 export const DEFAULT_LIMITS: Omit<SchedulerLimits, 'maxTokensTotal'> = { maxBatch: 16, maxQueue: 256, prefillChunk: 256 };
@@ -96,20 +105,22 @@ export class LocalEngine implements GenerationEngine {
       maxTokensTotal: opts.maxTokensTotal ?? (opts.maxBatch ?? DEFAULT_LIMITS.maxBatch) * model.manifest.max_position_embeddings,
       stepTimeoutMs: opts.stepTimeoutMs,
     };
+    const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
+    const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
     if (chooseDecodePath(model, opts) === 'fixed-cache') {
       const capacity = Math.min(model.manifest.max_position_embeddings, FIXED_CACHE_COLUMNS);
       const fixed = await FixedCacheDecoder.open(model, {
-        provider: opts.device as 'cpu' | 'cuda',
+        provider: fixedCacheDevice(opts.device) as 'cpu' | 'cuda',
         threads: opts.threads,
         rows: limits.maxBatch,
         capacity,
         cudaGraphs: process.env.LLMKIT_CUDA_GRAPH !== '0',
       });
-      return new LocalEngine(model, fixed, tokenizer, new FixedCacheScheduler(fixed, limits, opts.onDecodeStep, opts.onWatchdog));
+      // The prefix cache holds float32 keys/values: a float16 cache (CUDA) runs without prefix reuse.
+      const scheduler = new FixedCacheScheduler(fixed, limits, opts.onDecodeStep, opts.onWatchdog, fixed.kvType === 'float32' ? prefixes : undefined);
+      return new LocalEngine(model, fixed, tokenizer, scheduler);
     }
     const decoder = await DecoderSession.open(model, { device: opts.device, threads: opts.threads, logits: 'last', lora: opts.loraTargets });
-    const prefixMb = opts.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB;
-    const prefixes = prefixMb > 0 ? new PrefixCache(prefixMb * 2 ** 20, model.manifest.num_kv_heads, model.manifest.head_dim) : undefined;
     let drafter;
     try {
       drafter = opts.draft ? await openDrafter(opts.draft, decoder, { device: opts.device, threads: opts.threads }) : undefined;

@@ -170,6 +170,11 @@ export interface ModelBytes {
   path: string;
 }
 
+/** Whether `auto` can only end on the CPU: CUDA and WebGPU are known to be unavailable before anything is tried. */
+export function autoMeansCpu(): boolean {
+  return knownUnavailable('cuda') !== undefined && knownUnavailable('webgpu') !== undefined;
+}
+
 /** Opens a model on the requested device; `auto` takes the first of cuda, webgpu, cpu that loads. */
 export async function openSession(model: ModelBytes, opts: SessionOptions = {}): Promise<SessionChoice> {
   const device = opts.device ?? 'auto';

@@ -13,6 +13,7 @@ import type { SchedulerLimits } from '../../src/engine/admission.js';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { NativeSession } from '../../src/engine/native/ort-binding.js';
+import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { Random } from '../../src/engine/random.js';
 import { GREEDY, type SamplingParams, TokenSampler } from '../../src/engine/sampling.js';
 import type { GenerationRequest } from '../../src/engine/sequence.js';
@@ -24,8 +25,18 @@ const prompt = (length: number, seed: number) => {
   return Array.from({ length }, () => 4 + Math.floor(random.next() * 700));
 };
 
-/** Submits each request after `delays[i]` decode steps of the scheduler; resolves with each one's tokens. */
-function generate(scheduler: Pick<GenerationScheduler, 'submit'>, requests: { promptIds: number[]; maxTokens: number; sampling?: SamplingParams; after?: Promise<unknown> }[]) {
+interface TestRequest {
+  promptIds: number[];
+  maxTokens: number;
+  sampling?: SamplingParams;
+  lane?: GenerationRequest['lane'];
+  /** Submitted once this settles. */
+  after?: Promise<unknown>;
+  onToken?: (tokens: number[]) => void;
+}
+
+/** Submits each request once its `after` settles; resolves with each one's tokens. */
+function generate(scheduler: Pick<GenerationScheduler, 'submit'>, requests: TestRequest[]) {
   return Promise.all(
     requests.map(async (r) => {
       await r.after;
@@ -36,7 +47,8 @@ function generate(scheduler: Pick<GenerationScheduler, 'submit'>, requests: { pr
           maxTokens: r.maxTokens,
           sampling: r.sampling ?? GREEDY,
           stopTokenIds: [],
-          sink: { token: (t) => (tokens.push(t), false), end: (end) => resolve({ tokens, end }) },
+          lane: r.lane,
+          sink: { token: (t) => (tokens.push(t), r.onToken?.(tokens), false), end: (end) => resolve({ tokens, end }) },
         };
         scheduler.submit(request);
       });
@@ -101,6 +113,67 @@ describe.each(['tiny', '100m'] as const)('the fixed-cache path on the CPU (%s)',
     expect(got.every((r) => r.end.reason === 'length')).toBe(true);
   }, 300_000);
 
+  it.runIf(preset === 'tiny')(
+    'reuses the conversation so far from the prefix cache at every later turn, with the tokens of no reuse',
+    async () => {
+      const { num_kv_heads: heads, head_dim: dim } = fixed.model.manifest;
+      const prefixes = new PrefixCache(64 << 20, heads, dim);
+      /** Two 6-turn chats interleaved (a 100-token system prompt, 8-token user turns, 8-token answers), each turn resending the conversation. */
+      async function chats(scheduler: FixedCacheScheduler): Promise<number[][]> {
+        const system = prompt(100, 7);
+        const conversations = [[...system], [...system, ...prompt(5, 8)]];
+        const answers: number[][] = [];
+        for (let turn = 0; turn < 6; turn++) {
+          const prompts = conversations.map((c, i) => [...c, ...prompt(8, 100 * turn + i)]);
+          const outs = (
+            await generate(
+              scheduler,
+              prompts.map((promptIds) => ({ promptIds, maxTokens: 8 })),
+            )
+          ).map((r) => r.tokens);
+          outs.forEach((out, i) => (conversations[i] = [...prompts[i], ...out]));
+          answers.push(...outs);
+        }
+        return answers;
+      }
+      const withReuse = await chats(new FixedCacheScheduler(fixed, limits, undefined, undefined, prefixes));
+      expect(withReuse).toEqual(await chats(new FixedCacheScheduler(fixed, limits)));
+      expect(withReuse.flat().length).toBe(12 * 8);
+      // Turns 2..6 of both chats hit: each reuses at least the system prompt and the previous turn's prompt.
+      expect(prefixes.hits).toBeGreaterThanOrEqual(10);
+      expect(prefixes.reusedTokens).toBeGreaterThan(10 * 100);
+    },
+    300_000,
+  );
+
+  it.runIf(preset === 'tiny')(
+    'hands an interactive arrival a batch-lane row at the next step; the preempted line resumes and loses nothing',
+    async () => {
+      const { num_kv_heads: heads, head_dim: dim } = fixed.model.manifest;
+      const prefixes = new PrefixCache(64 << 20, heads, dim);
+      const scheduler = new FixedCacheScheduler(fixed, limits, undefined, undefined, prefixes);
+      const batchIds = [0, 1, 2, 3, 4, 5].map((i) => prompt(20 + i, 60 + i));
+      let started!: () => void;
+      const decoding = new Promise<void>((resolve) => (started = resolve));
+      let batchEnded = 0;
+      let endedBeforeInteractive = -1;
+      const interactiveIds = prompt(9, 70);
+      // Six batch lines for four rows (two wait in the batch lane); the interactive request comes once the first has 5 tokens.
+      const [interactive, ...batch] = await Promise.all([
+        generate(scheduler, [{ promptIds: interactiveIds, maxTokens: 6, after: decoding, onToken: (t) => t.length === 1 && (endedBeforeInteractive = batchEnded) }]),
+        ...batchIds.map((promptIds, i) => generate(scheduler, [{ promptIds, maxTokens: 30, lane: 'batch', onToken: (t) => i === 0 && t.length === 5 && started() }]).then((r) => (batchEnded++, r))),
+      ]);
+      expect(endedBeforeInteractive).toBe(0);
+      expect(scheduler.preempted).toBeGreaterThanOrEqual(1);
+      // The preempted line resumed from its prompt and tokens, its keys/values from the prefix cache.
+      expect(prefixes.hits).toBeGreaterThanOrEqual(1);
+      const alone = async (promptIds: number[], maxTokens: number) => (await generate(new FixedCacheScheduler(fixed, limits), [{ promptIds, maxTokens }]))[0].tokens;
+      expect(interactive[0].tokens).toEqual(await alone(interactiveIds, 6));
+      for (const [i, ids] of batchIds.entries()) expect(batch[i][0].tokens, `batch line ${i}`).toEqual(await alone(ids, 30));
+    },
+    300_000,
+  );
+
   // (On tiny only: the draw is the same code whatever the model; 100m's check above is what its size adds.)
   it.runIf(preset === 'tiny')(
     'samples seeded top-k/top-p requests as the dynamic path does, next to greedy ones',
@@ -120,7 +193,7 @@ describe.each(['tiny', '100m'] as const)('the fixed-cache path on the CPU (%s)',
 });
 
 describe('the engine on the fixed-cache path', () => {
-  it('serves a --gqa export on --device cpu when asked, and refuses a plain export with one line', async () => {
+  it('serves a --gqa export on --device cpu by default, the dynamic path when asked, and refuses a plain export with one line', async () => {
     const engine = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, decodePath: 'fixed-cache', maxBatch: 2 });
     try {
       expect(engine.decodePath).toBe('fixed-cache');
@@ -132,9 +205,13 @@ describe('the engine on the fixed-cache path', () => {
     await expect(LocalEngine.open(await exportedTinyModel('tiny', 0, 'traced'), { device: 'cpu', decodePath: 'fixed-cache' })).rejects.toThrow(
       /^the fixed-cache decode path cannot run: it needs an export with GroupQueryAttention/,
     );
-    const plain = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2 });
-    expect(plain.decodePath).toBe('dynamic');
-    await plain.close();
+    // The CPU default for a float32 --gqa export (its fastest graph: docs/benchmarks.md), unless asked otherwise.
+    const byDefault = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2 });
+    expect(byDefault.decodePath).toBe('fixed-cache');
+    await byDefault.close();
+    const dynamic = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2, decodePath: 'dynamic' });
+    expect(dynamic.decodePath).toBe('dynamic');
+    await dynamic.close();
   }, 300_000);
 });
 

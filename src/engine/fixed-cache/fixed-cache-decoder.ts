@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { BatchCache } from '../decoder-session.js';
 import type { ModelManifest, ExportedModel } from '../model-manifest.js';
 import type { ElementType, HostArray, NativeBinding, NativeSession, NativeTensor } from '../native/ort-binding.js';
 import { NativeSession as Session } from '../native/ort-binding.js';
@@ -264,6 +265,36 @@ export class FixedCacheDecoder {
       binding.input(`past_key_values.${i}.key`, k).input(`past_key_values.${i}.value`, v);
       binding.output(`present.${i}.key`, k).output(`present.${i}.value`, v);
     });
+  }
+
+  /**
+   * The first `length` columns of a slot's cache row, copied out as a one-row cache without spare columns (what
+   * PrefixCache keeps). A float32 cache only: the prefix cache holds float32 keys and values.
+   */
+  readRow(slot: number, length: number): BatchCache {
+    return { batch: 1, length, layers: this.caches.map(([key, value]) => ({ key: this.copyRow(key, slot, length), value: this.copyRow(value, slot, length) })) };
+  }
+
+  /** Writes a one-row cache (readRow's shape) into the first columns of a slot's cache row. */
+  writeRow(slot: number, cache: BatchCache): void {
+    this.caches.forEach(([key, value], i) => {
+      this.copyRow(key, slot, cache.length, cache.layers[i].key);
+      this.copyRow(value, slot, cache.length, cache.layers[i].value);
+    });
+  }
+
+  /** Copies `length` columns of each head of a slot's row out of `tensor` (into a new array), or from `from` into it. */
+  private copyRow(tensor: NativeTensor, slot: number, length: number, from?: Float32Array): Float32Array {
+    if (this.cacheType !== 'float32') throw new Error(`a ${this.cacheType} cache row cannot be copied as float32`);
+    const { num_kv_heads: heads, head_dim: dim } = this.model.manifest;
+    const rows = from ?? new Float32Array(heads * length * dim);
+    for (let h = 0; h < heads; h++) {
+      const part = rows.subarray(h * length * dim, (h + 1) * length * dim);
+      const at = (slot * this.rowElements + h * this.capacity * dim) * 4;
+      if (from) tensor.write(part, at);
+      else tensor.read(part, at);
+    }
+    return rows;
   }
 
   /** The element type of the cache (float16 for a float16 export on any device). */

@@ -1,16 +1,18 @@
-import { fits, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
+import { fits, planEviction, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
 import { checkAdmission, groupLeader, type SchedulerLimits } from '../admission.js';
 import { withProcessors } from '../step-processors.js';
+import { MIN_REUSED_TOKENS, type PrefixCache } from '../prefix-cache.js';
 import type { DeviceDraw } from '../sampling.js';
 import type { RequestGroup, Sequence } from '../sequence.js';
 import { DEFAULT_STEP_TIMEOUT_MS, StepTimeout, StepWatchdog, type WatchdogEvent } from '../step-watchdog.js';
 import { bucketFor, type FixedCacheDecoder, type StepFeeds } from './fixed-cache-decoder.js';
 
-/** A cache row's sequence, what its prefill feeds, and how many of those tokens are in the row. */
+/** A cache row's sequence, what its prefill feeds, how many of those tokens are in the row, and when it was seated. */
 interface Slot {
   seq: Sequence;
   ids: readonly number[];
   done: number;
+  seatedAt: number;
 }
 
 /**
@@ -19,16 +21,20 @@ interface Slot {
  * batch-plan.ts), decodes in the bucket that holds the live rows, and frees the row the step it ends; nothing
  * is copied when rows join or leave. Tokens are chosen on the device (greedy, or top-k/top-p with the row's own
  * uniform numbers), or on the host from the row's logits where a grammar, logprobs or penalties need them.
+ * With a PrefixCache (a float32 cache), finished rows' keys/values are kept and a newcomer whose prompt starts with
+ * them has them written into its row instead of prefilled; an interactive request that finds no room takes the
+ * rows of the batch-lane requests seated last, which resume later from their prompt and tokens (see preempt).
  *
- * Not here (GenerationScheduler has them, on the dynamic path): prefix reuse, speculative decoding, and batch-lane
- * preemption (batch-lane requests still queue behind interactive ones).
+ * Not here (GenerationScheduler has it, on the dynamic path, for exports made without --gqa): speculative decoding.
  */
 export class FixedCacheScheduler {
   private readonly queue: Sequence[] = [];
   private readonly slots: (Slot | undefined)[];
   private loop: Promise<void> = Promise.resolve();
   private looping = false;
-  readonly preempted = 0;
+  private seated = 0;
+  /** Rows that gave their place to an interactive request, since start. */
+  preempted = 0;
   readonly drafter = undefined;
   readonly speculation = undefined;
   /**
@@ -43,6 +49,7 @@ export class FixedCacheScheduler {
     /** Called after each decode step with the number of rows it advanced (for metrics). */
     private readonly onDecodeStep?: (rows: number) => void,
     onWatchdog?: (event: WatchdogEvent) => void,
+    private readonly prefixes?: PrefixCache,
   ) {
     this.slots = new Array(Math.min(limits.maxBatch, decoder.rows)).fill(undefined);
     this.watchdog = new StepWatchdog(limits.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, onWatchdog);
@@ -69,18 +76,23 @@ export class FixedCacheScheduler {
   submitGroup(group: RequestGroup): void {
     const leader = groupLeader(group, this.contextLength);
     checkAdmission(leader, this.queue, this.limits);
-    const at = queuePosition(
-      this.queue.map((s) => s.batchLane),
-      leader.batchLane,
-    );
-    this.queue.splice(at, 0, leader);
+    this.enqueue(leader);
     if (!this.looping) {
       this.looping = true;
       this.loop = this.run();
     }
   }
 
-  /** No batch-lane row gives way here, so an announced request has nothing to wait for. */
+  private enqueue(seq: Sequence, front = false): void {
+    const at = queuePosition(
+      this.queue.map((s) => s.batchLane),
+      seq.batchLane,
+      front,
+    );
+    this.queue.splice(at, 0, seq);
+  }
+
+  /** Rows give way to a queued interactive request between steps (preempt), so an announced one has nothing to wait for. */
   arriving(): () => void {
     return () => {};
   }
@@ -99,6 +111,7 @@ export class FixedCacheScheduler {
       // and each joins the decode steps as soon as its prompt is in, so a lone request starts at once.
       while (this.queue.length || this.occupied().length) {
         this.dropCancelled();
+        this.preempt();
         this.seat();
         // Nothing seated while an abandoned pass runs on (see watchdog): wait for it without holding the event loop.
         if (!this.occupied().length) {
@@ -123,11 +136,54 @@ export class FixedCacheScheduler {
     this.free();
   }
 
-  /** Frees the rows of finished sequences. */
+  /** Frees the rows of finished sequences, handing those that did not fail to the prefix cache. */
   private free(): void {
     this.slots.forEach((slot, i) => {
-      if (slot?.seq.finished) this.slots[i] = undefined;
+      if (!slot?.seq.finished) return;
+      if (slot.seq.finished !== 'error') this.remember(i, slot.seq);
+      this.slots[i] = undefined;
     });
+  }
+
+  /** Keeps a row's cached keys/values in the prefix cache (when there is one and they are worth keeping). */
+  private remember(slot: number, seq: Sequence): void {
+    if (!this.prefixes || seq.cached < MIN_REUSED_TOKENS) return;
+    this.prefixes.store(seq.cachedIds, this.decoder.readRow(slot, seq.cached), seq.request.adapter);
+  }
+
+  /** Rows and tokens held by the seated requests. */
+  private use(): BatchUse {
+    const seated = this.occupied();
+    return { rows: seated.length, tokens: seated.reduce((n, [, s]) => n + s.seq.tokens, 0) };
+  }
+
+  /**
+   * An interactive request at the head of the queue that finds no room takes it from the batch lane: the batch-lane
+   * rows seated last leave (their keys/values to the prefix cache, prefilled or not) and go back to the front of the
+   * batch lane, to resume from their prompt and the tokens they had sampled. So an interactive request waits at most
+   * for the pass in progress, never for a batch line to finish.
+   */
+  private preempt(): void {
+    const head = this.queue[0];
+    if (!head || head.batchLane || this.watchdog.abandonedSteps) return;
+    const rows = this.occupied().sort(([, a], [, b]) => a.seatedAt - b.seatedAt);
+    const asRow = ({ seq }: Slot) => ({ live: true, preemptible: seq.preemptible, tokens: seq.tokens });
+    const plan = planEviction(
+      { rows: head.group.length, tokens: head.tokens },
+      this.use(),
+      this.limits,
+      undefined,
+      rows.map(([, row]) => asRow(row)),
+    );
+    // Last seated first, each put at the front of the batch lane: they resume in the order they were seated.
+    for (const [slot, row] of plan?.running.map((i) => rows[i]) ?? []) {
+      if (row.done < row.ids.length) row.seq.cached = row.done;
+      this.remember(slot, row.seq);
+      row.seq.cached = 0;
+      this.slots[slot] = undefined;
+      this.enqueue(row.seq, true);
+      this.preempted++;
+    }
   }
 
   /** Gives waiting groups free rows, first come first served, while they fit the batch and the token limit. */
@@ -135,12 +191,19 @@ export class FixedCacheScheduler {
     while (this.queue.length && !this.watchdog.abandonedSteps) {
       const head = this.queue[0];
       const members = head.group.filter((s) => !s.finished);
-      const use: BatchUse = { rows: this.occupied().length, tokens: this.occupied().reduce((n, [, s]) => n + s.seq.tokens, 0) };
       const free = this.slots.flatMap((slot, i) => (slot ? [] : [i]));
-      if (members.length > free.length || !fits({ rows: members.length, tokens: head.tokens }, use, this.limits)) return;
+      if (members.length > free.length || !fits({ rows: members.length, tokens: head.tokens }, this.use(), this.limits)) return;
       this.queue.shift();
-      members.forEach((seq, i) => (this.slots[free[i]] = { seq, ids: seq.prefillIds, done: 0 }));
+      members.forEach((seq, i) => (this.slots[free[i]] = this.seatIn(free[i], seq)));
     }
+  }
+
+  /** A sequence's row; the longest prefix of its prompt that the prefix cache holds is written into it, not prefilled. */
+  private seatIn(slot: number, seq: Sequence): Slot {
+    const ids = seq.prefillIds;
+    const reused = this.prefixes?.lookup(ids, seq.request.adapter);
+    if (reused) this.decoder.writeRow(slot, reused.cache);
+    return { seq, ids, done: reused?.length ?? 0, seatedAt: this.seated++ };
   }
 
   /**
