@@ -23,6 +23,9 @@ export const NODE_INPUT = 1;
 export const NODE_OUTPUT = 2;
 export const NODE_NAME = 3;
 export const NODE_OP_TYPE = 4;
+export const NODE_ATTRIBUTE = 5;
+export const ATTRIBUTE_NAME = 1;
+export const ATTRIBUTE_INT = 3;
 export const VALUE_INFO_NAME = 1;
 export const TENSOR_DIMS = 1;
 export const TENSOR_NAME = 8;
@@ -101,6 +104,28 @@ export function outputName(buf: Uint8Array, range: WireField): string {
 }
 
 const utf8Encoder = new TextEncoder();
+
+/** A node's integer attributes by name. */
+export function intAttributes(buf: Uint8Array, node: NodeInfo): Map<string, number> {
+  const found = new Map<string, number>();
+  for (const f of wireFields(buf, node.range.valueStart, node.range.end)) {
+    if (f.field !== NODE_ATTRIBUTE) continue;
+    let name = '';
+    let value: number | undefined;
+    for (const a of wireFields(buf, f.valueStart, f.end)) {
+      if (a.field === ATTRIBUTE_NAME) name = text(buf, a);
+      if (a.field === ATTRIBUTE_INT) value = readVarint(buf, a.valueStart)[0];
+    }
+    if (value !== undefined) found.set(name, value);
+  }
+  return found;
+}
+
+/** A node with its inputs and outputs replaced, its other fields (name, op type, attributes, domain) kept. */
+export function nodeWith(buf: Uint8Array, node: NodeInfo, inputs: readonly string[], outputs: readonly string[], attributes: Uint8Array[] = []): Uint8Array {
+  const rest = [...wireFields(buf, node.range.valueStart, node.range.end)].filter((f) => f.field !== NODE_INPUT && f.field !== NODE_OUTPUT).map((f) => buf.subarray(f.start, f.end));
+  return lengthDelimited(GRAPH_NODE, Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), ...outputs.map((o) => stringField(NODE_OUTPUT, o)), ...rest, ...attributes]));
+}
 
 /** A length-delimited field (a string, bytes or a nested message). */
 export function lengthDelimited(field: number, value: Uint8Array): Uint8Array {

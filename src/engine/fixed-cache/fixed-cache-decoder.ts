@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BatchCache } from '../decoder-session.js';
+import { withFloat32Scales } from '../float32-scales.js';
 import type { ModelManifest, ExportedModel } from '../model-manifest.js';
 import type { ElementType, HostArray, NativeBinding, NativeSession, NativeTensor } from '../native/ort-binding.js';
 import { NativeSession as Session } from '../native/ort-binding.js';
@@ -99,7 +100,9 @@ export class FixedCacheDecoder {
   }
 
   static async open(model: ExportedModel, opts: FixedCacheOptions): Promise<FixedCacheDecoder> {
-    const { bytes, cacheType } = fixedCacheGraph(await readFile(model.onnxPath));
+    const file = await readFile(model.onnxPath);
+    // fp16 block scales (int4's default) compute in fp16 between Casts: the CPU's slow path (float32-scales.ts).
+    const { bytes, cacheType } = fixedCacheGraph(opts.provider === 'cpu' ? withFloat32Scales(file).bytes : file);
     const open = (graphs: boolean) =>
       Session.open(bytes, {
         provider: opts.provider,

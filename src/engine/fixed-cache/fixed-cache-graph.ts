@@ -23,16 +23,19 @@ import {
   GRAPH_NODE,
   GRAPH_OUTPUT,
   INT64,
+  ATTRIBUTE_INT,
+  ATTRIBUTE_NAME,
+  intAttributes,
   lengthDelimited,
+  NODE_ATTRIBUTE,
   NODE_INPUT,
   NODE_NAME,
   NODE_OP_TYPE,
   NODE_OUTPUT,
+  nodeWith,
   outputName,
   readNode,
-  readVarint,
   stringField,
-  text,
   varintField,
   type NodeInfo,
   valueInfoField,
@@ -47,9 +50,6 @@ const SEQLENS_INT32 = 'seqlens_k/int32';
 export const TOTAL_LENGTH_INPUT = 'total_sequence_length';
 export const NEXT_TOKEN_OUTPUT = 'next_token';
 
-const NODE_ATTRIBUTE = 5;
-const ATTRIBUTE_NAME = 1;
-const ATTRIBUTE_INT = 3;
 const ATTRIBUTE_TYPE = 20;
 const ATTRIBUTE_TYPE_INT = 2;
 const ELEM_FLOAT = 1;
@@ -59,28 +59,6 @@ const ELEM_FLOAT16 = 10;
 const MASK_NODES = '/model/gqa_inputs/';
 
 export type CacheType = 'float32' | 'float16';
-
-/** A node with its inputs and outputs replaced, its other fields (name, op type, attributes, domain) kept. */
-function nodeWith(buf: Uint8Array, node: NodeInfo, inputs: readonly string[], outputs: readonly string[], attributes: Uint8Array[] = []): Uint8Array {
-  const rest = [...wireFields(buf, node.range.valueStart, node.range.end)].filter((f) => f.field !== NODE_INPUT && f.field !== NODE_OUTPUT).map((f) => buf.subarray(f.start, f.end));
-  return lengthDelimited(GRAPH_NODE, Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), ...outputs.map((o) => stringField(NODE_OUTPUT, o)), ...rest, ...attributes]));
-}
-
-/** A node's integer attributes by name. */
-function intAttributes(buf: Uint8Array, node: NodeInfo): Map<string, number> {
-  const found = new Map<string, number>();
-  for (const f of wireFields(buf, node.range.valueStart, node.range.end)) {
-    if (f.field !== NODE_ATTRIBUTE) continue;
-    let name = '';
-    let value: number | undefined;
-    for (const a of wireFields(buf, f.valueStart, f.end)) {
-      if (a.field === ATTRIBUTE_NAME) name = text(buf, a);
-      if (a.field === ATTRIBUTE_INT) value = readVarint(buf, a.valueStart)[0];
-    }
-    if (value !== undefined) found.set(name, value);
-  }
-  return found;
-}
 
 function intAttribute(name: string, value: number): Uint8Array {
   return lengthDelimited(NODE_ATTRIBUTE, Buffer.concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
