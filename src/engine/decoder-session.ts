@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { withoutOutputs } from './graph-pruning.js';
 import { LAST_POSITIONS_INPUT, withLastPositionLogits } from './last-position-logits.js';
+import { withOutputColumns } from './output-columns.js';
 import type { LoraAdapter } from './lora-adapter.js';
 import { LoraFeeds } from './lora-feeds.js';
 import { withLoraInputs } from './lora-graph.js';
@@ -67,8 +68,10 @@ export class DecoderSession {
     private readonly lastOnly: boolean,
     /** The LoRA inputs of a session opened with `lora` targets (lora-graph.ts). */
     readonly lora?: LoraFeeds,
+    /** The token each logit column stands for, where the output layer keeps only some (output-columns.ts); else column i is token i. */
+    readonly outputIds?: readonly number[],
   ) {
-    this.vocabSize = model.manifest.vocab_size;
+    this.vocabSize = outputIds?.length ?? model.manifest.vocab_size;
     this.kvShape = [model.manifest.num_kv_heads, model.manifest.head_dim];
     this.gqa = model.manifest.graph === 'fused-gqa';
   }
@@ -85,14 +88,16 @@ export class DecoderSession {
    * generating reads; scoring text needs every position, the default. A "fused-gqa" graph keeps `present.*`:
    * GroupQueryAttention writes them in any case, and they are its cache.
    */
-  static async open(model: ExportedModel, opts: SessionOptions & { logits?: LogitsPositions; lora?: readonly string[] } = {}): Promise<DecoderSession> {
+  static async open(model: ExportedModel, opts: SessionOptions & { logits?: LogitsPositions; lora?: readonly string[]; outputIds?: readonly number[] } = {}): Promise<DecoderSession> {
     const bytes = await readFile(model.onnxPath);
     const pruned = model.manifest.graph === 'fused-gqa' ? bytes : withoutOutputs(bytes, (name) => name.startsWith('present.'));
     // Where the rewrite does not apply, passes return every position; DecoderStep.logitsPositions says which.
     const lastOnly = opts.logits === 'last' ? withLastPositionLogits(pruned) : undefined;
-    const lora = opts.lora?.length ? loraGraph(model, lastOnly ?? pruned, opts.lora) : undefined;
-    const { runner, provider, skipped } = await openSession({ bytes: lora?.bytes ?? lastOnly ?? pruned, path: model.onnxPath }, opts);
-    return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined, lora && new LoraFeeds(lora.modules));
+    // Where it does not apply (a quantized output layer), the logits keep every token.
+    const columns = opts.outputIds && withOutputColumns(lastOnly ?? pruned, opts.outputIds);
+    const lora = opts.lora?.length ? loraGraph(model, columns ?? lastOnly ?? pruned, opts.lora) : undefined;
+    const { runner, provider, skipped } = await openSession({ bytes: lora?.bytes ?? columns ?? lastOnly ?? pruned, path: model.onnxPath }, opts);
+    return new DecoderSession(model, runner, provider, skipped, lastOnly !== undefined, lora && new LoraFeeds(lora.modules), columns && opts.outputIds);
   }
 
   /** Whether a pass can verify several drafted tokens a row (speculative decoding): in-place steps of several tokens with logits for each. */

@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { LlmkitError } from '../shared/errors.js';
 import { DecoderSession, type BatchCache } from './decoder-session.js';
@@ -7,6 +7,9 @@ import type { Drafter, DraftRequest } from './drafter.js';
 import { gatherRows, leftPaddedMask } from './kv-cache.js';
 import { loadExportedModel, type ExportedModel } from './model-manifest.js';
 import { argmax } from './sampling.js';
+
+/** Beside a draft's exported model: the token ids its output layer keeps (distill.py writes it). */
+export const DRAFT_VOCAB_FILE = 'draft-vocab.json';
 
 /** Spare columns a row's draft cache gets when it grows: drafting appends k columns a pass. */
 const SPARE_COLUMNS = 64;
@@ -44,12 +47,12 @@ export class ModelDrafter implements Drafter {
         'draft with a model of the same tokenizer, e.g. one made by `llmkit distill --for-draft`',
       );
     }
-    const decoder = await DecoderSession.open(model, { ...opts, logits: 'last' });
+    const decoder = await DecoderSession.open(model, { ...opts, logits: 'last', outputIds: readDraftVocabulary(dir) });
     if (!decoder.verifiesDrafts) {
       await decoder.release();
       throw new LlmkitError(`the draft model ${dir} cannot decode several tokens a pass in place`, 'export the draft without --gqa');
     }
-    return new ModelDrafter(decoder, stepBytes(model) / stepBytes(target.model));
+    return new ModelDrafter(decoder, stepBytes(model, decoder.vocabSize) / stepBytes(target.model));
   }
 
   async propose(requests: readonly DraftRequest[]): Promise<number[][]> {
@@ -68,8 +71,9 @@ export class ModelDrafter implements Drafter {
     const drafts: number[] = [];
     const current = this.rows.get(row)!;
     for (;;) {
-      const vocab = this.decoder.vocabSize;
-      drafts.push(argmax(logits.subarray(logits.length - vocab)));
+      const { vocabSize, outputIds } = this.decoder;
+      const best = argmax(logits.subarray(logits.length - vocabSize));
+      drafts.push(outputIds ? outputIds[best] : best);
       if (drafts.length === k) break;
       logits = await this.append(current, current.tokens.length, [drafts.at(-1)!], 0);
     }
@@ -120,15 +124,33 @@ export class ModelDrafter implements Drafter {
 }
 
 /**
- * The bytes a decode step reads: the ONNX files less the input embedding table, of which a token reads one row
- * (fp32 and fp16 exports; a quantized one's table is counted whole). For a 4-layer draft of SmolLM2-135M this gives
- * 0.32 of the target, where timed steps give 0.26 (docs/benchmarks.md); the whole files gave 0.43, which made
- * DraftLength draft fewer tokens than pay.
+ * The bytes a decode step reads: the ONNX files less the input embedding table, of which a token reads one row,
+ * and less the output layer's columns a draft vocabulary leaves out (fp32 and fp16 exports; a quantized one's
+ * tables are counted whole). For a 4-layer draft of SmolLM2-135M this gives 0.32 of the target, where timed steps
+ * give 0.26 (docs/benchmarks.md); the whole files gave 0.43, which made DraftLength draft fewer tokens than pay.
  */
-function stepBytes(model: ExportedModel): number {
+function stepBytes(model: ExportedModel, outputColumns = model.manifest.vocab_size): number {
   const { vocab_size: vocab, hidden_size: hidden, dtype } = model.manifest;
   const width = dtype === 'float32' ? 4 : dtype === 'float16' ? 2 : 0;
-  return onnxBytes(model.onnxPath) - vocab * hidden * width;
+  return onnxBytes(model.onnxPath) - (2 * vocab - outputColumns) * hidden * width;
+}
+
+/**
+ * The token ids a draft's output layer keeps (`llmkit distill --for-draft --draft-vocab N` writes them beside the
+ * model, most frequent first), or undefined where the folder has none: the draft proposes from every token.
+ */
+export function readDraftVocabulary(dir: string): number[] | undefined {
+  const file = join(dir, DRAFT_VOCAB_FILE);
+  const vocab = loadExportedModel(dir).manifest.vocab_size;
+  if (!existsSync(file)) return undefined;
+  const ids = (JSON.parse(readFileSync(file, 'utf8')) as { ids?: unknown }).ids;
+  if (!Array.isArray(ids) || ids.length === 0 || !ids.every((id) => Number.isInteger(id) && id >= 0 && id < vocab)) {
+    throw new LlmkitError(
+      `${file} is not a draft vocabulary: "ids" must list token ids from 0 to ${vocab - 1}`,
+      'make the draft again with `llmkit distill --for-draft --draft-vocab N`, or delete the file',
+    );
+  }
+  return ids as number[];
 }
 
 /** An ONNX file's size with its external data (the files beside it in its folder). */

@@ -6,55 +6,21 @@
  * and 155 MB of logits, next to ~250 GFLOP for the rest of the model. How many last positions is an input,
  * `last_positions` ([1], int64): 1 to generate, k + 1 to verify k drafted tokens (speculative decoding).
  */
-import {
-  GRAPH_INITIALIZER,
-  GRAPH_INPUT,
-  GRAPH_NODE,
-  graphInputField,
-  lengthDelimited,
-  NODE_INPUT,
-  nodeField,
-  readNode,
-  stringField,
-  varintField,
-  wireFields,
-  withGraph,
-  INT64,
-  TENSOR_DIMS,
-  TENSOR_NAME,
-  type NodeInfo,
-  type WireField,
-} from './onnx-wire.js';
+import { GRAPH_INPUT, GRAPH_NODE, graphInputField, initializerField, nodeField, readNode, wireFields, withGraph, withNodeInput, INT64, type NodeInfo, type WireField } from './onnx-wire.js';
 
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_RAW_DATA = 9;
 /** The input that says how many last positions get logits. */
 export const LAST_POSITIONS_INPUT = 'last_positions';
 const OUTPUT_LAYER_OPS = new Set(['MatMul', 'MatMulNBits']);
 
 /** A one-element int64 initializer. */
-function int64Initializer(name: string, value: bigint): Uint8Array {
-  const raw = new Uint8Array(BigInt64Array.of(value).buffer);
-  return lengthDelimited(GRAPH_INITIALIZER, Buffer.concat([varintField(TENSOR_DIMS, 1), varintField(TENSOR_DATA_TYPE, INT64), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)]));
-}
+const int64Initializer = (name: string, value: bigint) => initializerField(name, INT64, [1], new Uint8Array(BigInt64Array.of(value).buffer));
 
 /** The node that computes `output` through any Casts: the output layer, if the graph is the usual shape. */
-function outputLayer(nodes: NodeInfo[], output: string): NodeInfo | undefined {
+export function outputLayer(nodes: NodeInfo[], output: string): NodeInfo | undefined {
   const producer = new Map(nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
   let node = producer.get(output);
   while (node?.opType === 'Cast') node = producer.get(node.inputs[0]);
   return node && OUTPUT_LAYER_OPS.has(node.opType) ? node : undefined;
-}
-
-/** The node's fields with its first input renamed. */
-function withFirstInput(buf: Uint8Array, node: NodeInfo, input: string): Uint8Array {
-  let renamed = false;
-  const fields = [...wireFields(buf, node.range.valueStart, node.range.end)].map((f) => {
-    if (f.field !== NODE_INPUT || renamed) return buf.subarray(f.start, f.end);
-    renamed = true;
-    return stringField(NODE_INPUT, input);
-  });
-  return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
 }
 
 function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string, positions: LastPositions): Uint8Array[] | undefined {
@@ -72,7 +38,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, output: string, posit
   if (positions === 1) constants.push([starts, -1n]);
   const negate = positions === 1 ? [] : [nodeField('Neg', [LAST_POSITIONS_INPUT], starts)];
   const slice = nodeField('Slice', [hidden, starts, ...constants.slice(0, 2).map(([name]) => name)], last);
-  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), ...negate, slice, withFirstInput(buf, layer, last)];
+  const added = [...constants.map(([name, value]) => int64Initializer(name, value)), ...negate, slice, withNodeInput(buf, layer, 0, last)];
   const firstInput = positions === 1 ? undefined : fields.find((f) => f.field === GRAPH_INPUT);
   return fields.flatMap((f) => [...(f === firstInput ? [graphInputField(LAST_POSITIONS_INPUT, INT64, [1])] : []), ...(f === layer.range ? added : [buf.subarray(f.start, f.end)])]);
 }

@@ -27,13 +27,12 @@ import {
   NODE_OUTPUT,
   nodeField,
   readNode,
+  readTensor,
   readVarint,
   stringField,
   text,
   wireFields,
   withGraph,
-  TENSOR_DIMS,
-  TENSOR_NAME,
   type NodeInfo,
   type WireField,
 } from './onnx-wire.js';
@@ -52,18 +51,6 @@ export interface LoraModule {
 }
 
 export const loraInputNames = (layer: number, target: string) => ({ a: `lora.${layer}.${target}.a`, b: `lora.${layer}.${target}.b` });
-
-/** A TensorProto's name and dims (repeated int64: packed or not, as writers choose). */
-function tensorDims(buf: Uint8Array, range: WireField): { name: string; dims: number[] } {
-  let name = '';
-  const dims: number[] = [];
-  for (const f of wireFields(buf, range.valueStart, range.end)) {
-    if (f.field === TENSOR_NAME) name = text(buf, f);
-    else if (f.field === TENSOR_DIMS && f.wire === 0) dims.push(readVarint(buf, f.valueStart)[0]);
-    else if (f.field === TENSOR_DIMS && f.wire === 2) for (let p = f.valueStart; p < f.end; ) [dims[dims.length], p] = readVarint(buf, p);
-  }
-  return { name, dims };
-}
 
 function nodeName(buf: Uint8Array, range: WireField): string {
   for (const f of wireFields(buf, range.valueStart, range.end)) if (f.field === NODE_NAME) return text(buf, f);
@@ -108,7 +95,7 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
   const initializers = new Map(
     fields
       .filter((f) => f.field === GRAPH_INITIALIZER)
-      .map((f) => tensorDims(buf, f))
+      .map((f) => readTensor(buf, f))
       .map((t) => [t.name, t.dims]),
   );
   const added = new Map<WireField, Uint8Array[]>();

@@ -28,10 +28,13 @@ export const ATTRIBUTE_NAME = 1;
 export const ATTRIBUTE_INT = 3;
 export const VALUE_INFO_NAME = 1;
 export const TENSOR_DIMS = 1;
+export const TENSOR_DATA_TYPE = 2;
 export const TENSOR_NAME = 8;
+export const TENSOR_RAW_DATA = 9;
 /** TensorProto data types. */
 export const FLOAT = 1;
 export const INT64 = 7;
+export const FLOAT16 = 10;
 /** Ops whose subgraphs may read outer names that a plain walk of node inputs would not see. */
 export const SUBGRAPH_OPS = new Set(['If', 'Loop', 'Scan']);
 
@@ -103,6 +106,19 @@ export function outputName(buf: Uint8Array, range: WireField): string {
   return '';
 }
 
+/** A TensorProto (an initializer): name, dims (repeated int64: packed or not, as writers choose), type and raw_data (absent when stored otherwise). */
+export function readTensor(buf: Uint8Array, range: WireField): { name: string; dims: number[]; dataType: number; raw?: Uint8Array } {
+  const tensor: ReturnType<typeof readTensor> = { name: '', dims: [], dataType: 0 };
+  for (const f of wireFields(buf, range.valueStart, range.end)) {
+    if (f.field === TENSOR_NAME) tensor.name = text(buf, f);
+    else if (f.field === TENSOR_DATA_TYPE) tensor.dataType = readVarint(buf, f.valueStart)[0];
+    else if (f.field === TENSOR_RAW_DATA) tensor.raw = buf.subarray(f.valueStart, f.end);
+    else if (f.field === TENSOR_DIMS && f.wire === 0) tensor.dims.push(readVarint(buf, f.valueStart)[0]);
+    else if (f.field === TENSOR_DIMS && f.wire === 2) for (let p = f.valueStart; p < f.end; ) [tensor.dims[tensor.dims.length], p] = readVarint(buf, p);
+  }
+  return tensor;
+}
+
 const utf8Encoder = new TextEncoder();
 
 /** A node's integer attributes by name. */
@@ -160,6 +176,19 @@ export function withGraph(model: Uint8Array, rewrite: (graph: WireField) => Uint
     offset += part.length;
   }
   return out;
+}
+
+/** A graph initializer of raw bytes. */
+export function initializerField(name: string, dataType: number, dims: readonly number[], raw: Uint8Array): Uint8Array {
+  const fields = [...dims.map((d) => varintField(TENSOR_DIMS, d)), varintField(TENSOR_DATA_TYPE, dataType), stringField(TENSOR_NAME, name), lengthDelimited(TENSOR_RAW_DATA, raw)];
+  return lengthDelimited(GRAPH_INITIALIZER, Buffer.concat(fields));
+}
+
+/** The node's fields with its input number `index` renamed. */
+export function withNodeInput(buf: Uint8Array, node: NodeInfo, index: number, input: string): Uint8Array {
+  let seen = 0;
+  const fields = [...wireFields(buf, node.range.valueStart, node.range.end)].map((f) => (f.field === NODE_INPUT && seen++ === index ? stringField(NODE_INPUT, input) : buf.subarray(f.start, f.end)));
+  return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
 }
 
 /** A graph node (named after its one output). */

@@ -146,6 +146,8 @@ export const JOBS = {
       top_k: z.number().int(),
       /** Sequence mode's; null in logits mode. */
       max_new_tokens: z.number().int().nullable(),
+      /** The draft's output layer: the N tokens most frequent in the answers it learns, written to draft-vocab.json; 0: every token. */
+      draft_vocab: z.number().int(),
     }).refine((c) => (c.mode === 'logits' ? c.temperature !== null && c.alpha !== null : c.max_new_tokens !== null), {
       error: 'logits mode needs temperature and alpha, sequence mode max_new_tokens',
     }),

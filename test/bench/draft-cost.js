@@ -4,13 +4,16 @@
 //   npm run build && node test/bench/draft-cost.js --model TARGET_DIR --draft DRAFT_DIR [--rounds 6] [--steps 20] [--threads 2]
 import { readFileSync } from 'node:fs';
 import { DecoderSession } from '../../dist/engine/decoder-session.js';
+import { readDraftVocabulary } from '../../dist/engine/draft-model.js';
 import { loadExportedModel } from '../../dist/engine/model-manifest.js';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
 const [rounds, steps, threads] = [Number(flag('rounds', '6')), Number(flag('steps', '20')), Number(flag('threads', '2'))];
 if (!flag('model') || !flag('draft')) throw new Error('usage: node test/bench/draft-cost.js --model TARGET_DIR --draft DRAFT_DIR [...]');
-const [target, draft] = await Promise.all([flag('model'), flag('draft')].map((dir) => DecoderSession.open(loadExportedModel(dir), { device: 'cpu', threads, logits: 'last' })));
+// The draft as `serve --draft` opens it: its output layer cut to draft-vocab.json's tokens where it has one.
+const open = (dir, outputIds) => DecoderSession.open(loadExportedModel(dir), { device: 'cpu', threads, logits: 'last', outputIds });
+const [target, draft] = await Promise.all([open(flag('model')), open(flag('draft'), readDraftVocabulary(flag('draft')))]);
 const context = 200;
 const ids = BigInt64Array.from({ length: context }, (_, i) => BigInt(100 + ((i * 37) % 9000)));
 const positions = (from, n) => BigInt64Array.from({ length: n }, (_, i) => BigInt(from + i));
@@ -37,6 +40,12 @@ for (let r = 0; r < rounds; r++) {
 }
 const median = [...shares].sort((a, b) => a - b)[Math.floor(shares.length / 2)];
 console.log(
-  JSON.stringify({ share: Number(median.toFixed(3)), range: [Math.min(...shares), Math.max(...shares)].map((x) => Number(x.toFixed(3))), threads, load: readFileSync('/proc/loadavg', 'utf8').trim() }),
+  JSON.stringify({
+    share: Number(median.toFixed(3)),
+    outputColumns: draft.vocabSize,
+    range: [Math.min(...shares), Math.max(...shares)].map((x) => Number(x.toFixed(3))),
+    threads,
+    load: readFileSync('/proc/loadavg', 'utf8').trim(),
+  }),
 );
 await Promise.all([target.release(), draft.release()]);

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
-import { ModelDrafter } from '../../src/engine/draft-model.js';
+import { mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DRAFT_VOCAB_FILE, ModelDrafter } from '../../src/engine/draft-model.js';
 import { NgramDrafter, type Drafter, type DraftRequest } from '../../src/engine/drafter.js';
 import type { SchedulerLimits } from '../../src/engine/admission.js';
 import { GenerationScheduler } from '../../src/engine/generation-scheduler.js';
@@ -66,6 +69,36 @@ class ReferenceDrafter implements Drafter {
   async release(): Promise<void> {}
 }
 
+/** A folder that is `exported` with a draft-vocab.json of `ids` beside it. */
+async function withDraftVocabulary(exported: string, ids: readonly number[]): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'llmkit-draft-vocab-'));
+  for (const name of await readdir(exported)) await symlink(join(exported, name), join(dir, name));
+  await writeFile(join(dir, DRAFT_VOCAB_FILE), JSON.stringify({ ids }));
+  return dir;
+}
+
+/** Two-sample chi-square over the first 2, 3 and 4 tokens of sampled answers: `drafted` follows `plain`'s distribution. */
+function expectSameDistribution(plain: number[][], drafted: number[][]): void {
+  for (const position of [1, 2, 3]) {
+    const key = (t: number[]) => t.slice(0, position + 1).join();
+    const a = new Map<string, number>();
+    const b = new Map<string, number>();
+    for (const t of plain) a.set(key(t), (a.get(key(t)) ?? 0) + 1);
+    for (const t of drafted) b.set(key(t), (b.get(key(t)) ?? 0) + 1);
+    // Categories with too few samples are pooled into one.
+    const cells = [...new Set([...a.keys(), ...b.keys()])];
+    const big = cells.filter((c) => (a.get(c) ?? 0) + (b.get(c) ?? 0) >= 10);
+    const pooled = (m: Map<string, number>) => [...big.map((c) => m.get(c) ?? 0), cells.filter((c) => !big.includes(c)).reduce((s, c) => s + (m.get(c) ?? 0), 0)];
+    const [x, y] = [pooled(a), pooled(b)];
+    let chi = 0;
+    x.forEach((xi, i) => xi + y[i] > 0 && (chi += (xi - y[i]) ** 2 / (xi + y[i])));
+    const df = x.filter((xi, i) => xi + y[i] > 0).length - 1;
+    // Wilson-Hilferty's approximation of the chi-square quantile at p = 0.001.
+    const critical = df * (1 - 2 / (9 * df) + 3.09 * Math.sqrt(2 / (9 * df))) ** 3;
+    expect(chi, `position ${position}: chi-square ${chi.toFixed(1)}, df ${df}`).toBeLessThan(critical);
+  }
+}
+
 describe('speculative decoding in the scheduler', () => {
   let decoder: DecoderSession;
   const limits: SchedulerLimits = { maxBatch: 8, maxQueue: 1000, maxTokensTotal: 8 * 512, prefillChunk: 256 };
@@ -104,21 +137,31 @@ describe('speculative decoding in the scheduler', () => {
     expect(scheduler.drafts.proposed).toBeGreaterThan(0);
   });
 
-  it('gives the same tokens with a draft model, its cache kept in step with the rows it drafts for', async () => {
+  it('gives the same tokens with a draft model, its cache kept in step with the rows it drafts for, its output layer whole or cut', async () => {
     const plain = await generate(new GenerationScheduler(decoder, limits), cases);
-    // The target as its own draft accepts everything; a model of other weights (same vocabulary) accepts some.
-    for (const [seed, all] of [
-      [0, true],
-      [1, false],
+    // The target as its own draft accepts everything; a model of other weights (same vocabulary) accepts some. Cut
+    // to the tokens the target answers with (--draft-vocab, in another order), the target's argmax over those is
+    // its argmax, so every draft is right; cut to a third of them, some are wrong and none is outside the list.
+    const answered = [...new Set(plain.flat())].sort((a, b) => b - a);
+    const third = answered.filter((_, i) => i % 3 === 0);
+    for (const [draft, all, ids] of [
+      [await exportedTinyModel('tiny', 0), true],
+      [await exportedTinyModel('tiny', 1), false],
+      [await withDraftVocabulary(await exportedTinyModel(), answered), true, answered],
+      [await withDraftVocabulary(await exportedTinyModel(), third), false, third],
     ] as const) {
       // A draft as large as the target never pays (draft-length.ts would only probe): cost 0, so every step drafts.
-      const drafter = Object.assign(await ModelDrafter.open(await exportedTinyModel('tiny', seed), decoder, { device: 'cpu' }), { costPerToken: 0 });
+      const drafter = Object.assign(await ModelDrafter.open(draft, decoder, { device: 'cpu' }), { costPerToken: 0 });
       const scheduler = new GenerationScheduler(decoder, limits, undefined, undefined, drafter);
       expect(await generate(scheduler, cases)).toEqual(plain);
       const { proposed, accepted } = scheduler.drafts;
       expect(proposed).toBeGreaterThan(0);
       if (all) expect(accepted).toBe(proposed);
       else expect(accepted).toBeLessThan(proposed);
+      if (ids) {
+        const proposals = await drafter.propose(cases.slice(0, 4).map((c) => ({ row: {}, context: c.ids, k: 3 })));
+        expect(proposals.flat().every((t) => ids.includes(t))).toBe(true);
+      }
       await drafter.release();
     }
   });
@@ -141,23 +184,13 @@ describe('speculative decoding in the scheduler', () => {
     const drafted = await generate(scheduler, requests(10_000));
     expect(scheduler.drafts.accepted).toBeGreaterThan(0);
     expect(scheduler.drafts.accepted).toBeLessThan(scheduler.drafts.proposed);
-    for (const position of [1, 2, 3]) {
-      const key = (t: number[]) => t.slice(0, position + 1).join();
-      const a = new Map<string, number>();
-      const b = new Map<string, number>();
-      for (const t of plain) a.set(key(t), (a.get(key(t)) ?? 0) + 1);
-      for (const t of drafted) b.set(key(t), (b.get(key(t)) ?? 0) + 1);
-      // Categories with too few samples are pooled into one.
-      const cells = [...new Set([...a.keys(), ...b.keys()])];
-      const big = cells.filter((c) => (a.get(c) ?? 0) + (b.get(c) ?? 0) >= 10);
-      const pooled = (m: Map<string, number>) => [...big.map((c) => m.get(c) ?? 0), cells.filter((c) => !big.includes(c)).reduce((s, c) => s + (m.get(c) ?? 0), 0)];
-      const [x, y] = [pooled(a), pooled(b)];
-      let chi = 0;
-      x.forEach((xi, i) => xi + y[i] > 0 && (chi += (xi - y[i]) ** 2 / (xi + y[i])));
-      const df = x.filter((xi, i) => xi + y[i] > 0).length - 1;
-      // Wilson-Hilferty's approximation of the chi-square quantile at p = 0.001.
-      const critical = df * (1 - 2 / (9 * df) + 3.09 * Math.sqrt(2 / (9 * df))) ** 3;
-      expect(chi, `position ${position}: chi-square ${chi.toFixed(1)}, df ${df}`).toBeLessThan(critical);
-    }
+    expectSameDistribution(plain, drafted);
+    // A draft model proposing from some tokens only (--draft-vocab): its proposals are one-hot like any other.
+    const answered = [...new Set(plain.flat())];
+    const vocabDrafter = Object.assign(await ModelDrafter.open(await withDraftVocabulary(await exportedTinyModel('tiny', 1), answered), decoder, { device: 'cpu' }), { costPerToken: 0 });
+    const vocabScheduler = new GenerationScheduler(decoder, limits, undefined, undefined, vocabDrafter);
+    expectSameDistribution(plain, await generate(vocabScheduler, requests(20_000)));
+    expect(vocabScheduler.drafts.accepted).toBeGreaterThan(0);
+    await vocabDrafter.release();
   });
 });

@@ -89,6 +89,12 @@ export const DISTILL = defineCommand({
       default: false,
       help: "make a draft model for `llmkit serve --draft`: unless --student or --student-config say otherwise, a student of an eighth of the teacher's layers (at least 1), and the report measures speculative decoding with it against the teacher",
     },
+    draftVocab: {
+      field: intField(1),
+      value: '<n>',
+      help: "with --for-draft: the draft's output layer covers only the N tokens most frequent in the answers it learns (draft-vocab.json beside the model; `serve --draft` maps them back), which cuts a draft token's cost; verification stays the target's, so output is unchanged",
+      defaultHelp: 'every token',
+    },
     mode: {
       field: enumField(['logits', 'sequence']),
       value: '<name>',
@@ -140,6 +146,7 @@ export const DISTILL = defineCommand({
         "pass a smaller model with the teacher's tokenizer as --student, or build one from the teacher, e.g. --student-config num_hidden_layers=12",
       );
     }
+    if (options.draftVocab !== undefined && !options.forDraft) throw new UsageError('--draft-vocab applies to --for-draft only', 'add --for-draft, or leave out --draft-vocab');
     for (const [key, mode] of Object.entries(MODE_ONLY)) {
       if (options[key as keyof typeof options] === undefined || options.mode === mode) continue;
       // Typing --mode over a recipe makes the recipe's settings for the other mode moot rather than an error.

@@ -98,13 +98,14 @@ export function distillSettings(opts: DistillOptions, teacher: string, student: 
     alpha: sequence ? null : (opts.alpha ?? DISTILL_DEFAULTS.alpha),
     topK: sequence ? null : (opts.topK ?? null),
     maxNewTokens: sequence ? (opts.maxNewTokens ?? DISTILL_DEFAULTS.maxNewTokens) : null,
+    draftVocab: opts.draftVocab ?? null,
   };
 }
 
 /** What the distill job's config adds to finetune's (the student folder is finetune's `model`). */
 export function distillExtra(settings: ReturnType<typeof distillSettings>): DistillExtra {
-  const { student: _, topK, ...sent } = settings;
-  return toSnakeCase({ ...sent, topK: topK ?? 0 });
+  const { student: _, topK, draftVocab, ...sent } = settings;
+  return toSnakeCase({ ...sent, topK: topK ?? 0, draftVocab: draftVocab ?? 0 });
 }
 
 /** The finetune job refuses a checkpoint made with other training settings; these are distillation's. */

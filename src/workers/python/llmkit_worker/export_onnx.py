@@ -44,6 +44,8 @@ TOKENIZER_FILES = (
     "config.json",
     "chat_template.jinja",
     "chat_template.json",
+    # Not the tokenizer's, but travels with it: a draft's output tokens (distill.py), read by llmkit's ModelDrafter.
+    "draft-vocab.json",
 )
 # Largest max-abs logit difference vs PyTorch fp32 that passes, by dtype: fp16 rounds every weight.
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}

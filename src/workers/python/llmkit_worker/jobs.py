@@ -181,6 +181,8 @@ class DistillConfig(FinetuneConfig):
     top_k: int
     # Sequence mode's; None in logits mode.
     max_new_tokens: int | None
+    # A draft's output layer: the N most frequent tokens of its training answers (draft-vocab.json); 0: every token.
+    draft_vocab: int
 
 
 class LoraToolsConfig(TypedDict):
