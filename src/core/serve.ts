@@ -15,6 +15,7 @@ import { ServerMetrics } from '../serve/server-metrics.js';
 import { TritonEngine } from '../engine/triton/triton-engine.js';
 import { UsageError } from '../shared/errors.js';
 import { LoraAdapter } from '../engine/lora-adapter.js';
+import { rowTableBytes } from '../engine/lora-feeds.js';
 import { ADMIN_KEY_ENV } from '../serve/lora-admin.js';
 import { llmkitHome } from '../shared/paths.js';
 import { DEFAULT_LIMITS } from '../engine/local-engine.js';
@@ -113,7 +114,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const runs = opts.runs ? runChartsIn(resolve(opts.runs)) : undefined;
   const openEngine = tritonEngines(opts, named.length);
   const adapters = (opts.adapters ?? []).map(parseModelSpec);
-  const loraTargets = await adapterTargets(opts, adapters, named.length, openEngine !== undefined);
+  const { targets: loraTargets, loaded: loadedAdapters } = await adapterTargets(opts, adapters, named.length, openEngine !== undefined);
   const adminKey = opts.adminKey ?? process.env[ADMIN_KEY_ENV];
   const quotaFile = opts.quotaFile ? loadQuotaFile(opts.quotaFile) : undefined;
   const auth = new Authenticator([...loadApiKeys({ keys: opts.apiKeys, file: opts.apiKeysFile, env: process.env[API_KEYS_ENV] }), ...(quotaFile?.keys ?? [])]);
@@ -137,7 +138,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         ? null
         : await checkServingMemory(
             specs.map((s) => s.path),
-            { maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch, device, force: opts.force, loraAdapters: Boolean(opts.adapters?.length) },
+            {
+              maxBatch: opts.maxBatch ?? DEFAULT_LIMITS.maxBatch,
+              device,
+              force: opts.force,
+              loraAdapters: Boolean(loraTargets),
+              adapterBytes: servedAdapterBytes(loadedAdapters, opts.maxBatch ?? DEFAULT_LIMITS.maxBatch),
+            },
           );
     models = await ModelRegistry.open(specs, {
       ...opts,
@@ -214,14 +221,26 @@ async function runnableSpecs(specs: ModelSpec[], onEvent?: (e: WorkerEvent) => v
  * The projections the base takes LoRA adapters on: --lora-targets, else every projection the --adapter folders
  * adapt; undefined without adapters (the graph stays as exported). Adapters need one base, run by llmkit's engine.
  */
-async function adapterTargets(opts: ServeOptions, adapters: ModelSpec[], models: number, triton: boolean): Promise<string[] | undefined> {
-  if (!adapters.length && !opts.loraTargets?.length) return undefined;
+async function adapterTargets(opts: ServeOptions, adapters: ModelSpec[], models: number, triton: boolean): Promise<{ targets: string[] | undefined; loaded: LoraAdapter[] }> {
+  if (!adapters.length && !opts.loraTargets?.length) return { targets: undefined, loaded: [] };
   const hint = 'serve one exported base model with its adapters: llmkit serve BASE --adapter NAME=PATH …';
   if (models !== 1) throw new UsageError(`--adapter and --lora-targets serve adapters over one base model, but ${models} models are listed`, hint);
   if (triton) throw new UsageError('--adapter and --lora-targets need --engine onnx (Triton runs the model as exported)', hint);
-  if (opts.loraTargets?.length) return [...opts.loraTargets];
   const loaded = await Promise.all(adapters.map((a) => LoraAdapter.load(a.path)));
-  return [...new Set(loaded.flatMap((a) => a.targets))].sort();
+  return { targets: opts.loraTargets?.length ? [...opts.loraTargets] : [...new Set(loaded.flatMap((a) => a.targets))].sort(), loaded };
+}
+
+/**
+ * The adapters' own weights, and the per-row tables the batch reads them from (kept for --max-batch rows at the
+ * largest rank, over every projection some adapter adapts). Adapters added later through the admin endpoint are
+ * not known yet: the estimate at start counts those given on the command line.
+ */
+function servedAdapterBytes(adapters: LoraAdapter[], maxBatch: number): number {
+  if (!adapters.length) return 0;
+  const modules = new Map<string, { inFeatures: number; outFeatures: number }>();
+  for (const a of adapters) for (const [key, w] of a.modules) modules.set(key, w);
+  const rank = Math.max(...adapters.map((a) => a.rank));
+  return adapters.reduce((n, a) => n + a.bytes, 0) + maxBatch * rowTableBytes(modules.values(), rank);
 }
 
 /** Whether `p` settled within `ms`. */

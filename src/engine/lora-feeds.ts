@@ -96,4 +96,14 @@ export class LoraFeeds {
   }
 }
 
+/**
+ * Bytes one batch row's tables take for these projections at this rank (LoraFeeds keeps --max-batch rows of them
+ * whatever the batch, so the serve memory estimate counts them per row).
+ */
+export function rowTableBytes(modules: Iterable<{ inFeatures: number; outFeatures: number }>, rank: number): number {
+  let n = 0;
+  for (const m of modules) n += (m.inFeatures + m.outFeatures) * rank * Float32Array.BYTES_PER_ELEMENT;
+  return n;
+}
+
 export const targetsOf = (modules: readonly LoraModule[]) => [...new Set(modules.map((m) => m.target))].sort().join(', ');

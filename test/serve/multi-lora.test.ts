@@ -4,8 +4,11 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkServingMemory } from '../../src/core/memory/plan.js';
+import { LoraAdapter } from '../../src/engine/lora-adapter.js';
+import { rowTableBytes } from '../../src/engine/lora-feeds.js';
 import { mergedExport, randomAdapter } from '../helpers/lora.js';
-import { tinyModel } from '../helpers/models.js';
+import { exportedTinyModel, tinyModel } from '../helpers/models.js';
 import { metric, postJson, startTestServer, type TestServer } from '../helpers/server.js';
 
 const ADMIN = 'admin-secret';
@@ -43,6 +46,15 @@ describe('serve BASE --adapter NAME=PATH (multi-LoRA)', () => {
     }
     expect(await metric(server.url, 'llmkit_generations_total{model="fr@v1",finish_reason="length"}')).toBeGreaterThanOrEqual(4);
   }, 300_000);
+
+  it("counts the adapters' weights and their per-row tables in the memory estimate", async () => {
+    // fr@v1: rank 4 on q/v/down of the tiny model; the tables hold --max-batch 8 rows of every adapted projection.
+    const fr = await LoraAdapter.load(folders[0]);
+    const perRow = rowTableBytes(fr.modules.values(), 4);
+    const without = await checkServingMemory([await exportedTinyModel()], { maxBatch: 8, device: 'cpu', loraAdapters: true });
+    expect(perRow).toBe([...fr.modules.values()].reduce((n, m) => n + (m.inFeatures + m.outFeatures) * 4 * 4, 0));
+    expect(server.memory!.total - without.total).toBe(fr.bytes + 8 * perRow);
+  });
 
   it('lists adapters in /v1/models with their parent', async () => {
     const { data } = await (await fetch(`${server.url}/v1/models`)).json();

@@ -40,6 +40,8 @@ export interface EstimateOptions {
   kvBytes?: number;
   /** serve: copies of the ONNX bytes in host memory while the session opens, besides the weights ONNX Runtime keeps. */
   openCopies?: number;
+  /** serve: LoRA adapters' weights and the per-row tables a batch reads them from (host memory). */
+  adapterBytes?: number;
 }
 
 /** The peak in parts, bytes. */
@@ -90,7 +92,7 @@ export function estimateMemory(purpose: Purpose, s: ModelShape, o: EstimateOptio
     // The copies at load are gone (ONNX Runtime's parse freed, the JS buffers collected) before the KV cache fills:
     // the peak is the larger of the two, measured per precision in docs/inspect.md. On CUDA they are host memory.
     const loading = o.device === 'cpu' ? (o.openCopies ?? hostCopiesAtOpen()) * weights : 0;
-    const parts = { weights, loading, kvCache, scratch, runtime: RUNTIME.serve[o.device] };
+    const parts = { weights, loading, kvCache, scratch, adapters: o.adapterBytes ?? 0, runtime: RUNTIME.serve[o.device] };
     const total = sum(parts) - Math.min(loading, kvCache + scratch);
     return { purpose, device: o.device, parts, total, lengthIndependent: lengthIndependent(parts) };
   }

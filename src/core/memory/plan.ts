@@ -20,6 +20,8 @@ export interface FitRequest {
   loraDropout?: number;
   /** serve: LoRA adapters over the model (one more rewrite of the graph while it opens). */
   loraAdapters?: boolean;
+  /** serve: the adapters' weights and their per-row tables, bytes. */
+  adapterBytes?: number;
 }
 
 export interface FitPlan extends FitVerdict {
@@ -54,6 +56,7 @@ export async function planFit(r: FitRequest): Promise<FitPlan> {
       weightBytes: shape.weightBytes ?? undefined,
       kvBytes: shape.kvBytes,
       openCopies: shape.openCopies(r.loraAdapters ?? false),
+      adapterBytes: r.adapterBytes,
     },
     device === 'cuda' ? (gpu?.memoryBytes ?? 0) : totalmem(),
     device === 'cuda' ? (gpu?.name ?? 'GPU (none found)') : 'RAM',
@@ -81,9 +84,9 @@ export async function checkMemoryFit(r: FitRequest & { force?: boolean; onEvent?
 /** serve's estimate: every model's weights, KV cache at --max-batch × its context, and one runtime; refused like training's. */
 export async function checkServingMemory(
   paths: string[],
-  o: { maxBatch: number; device: 'auto' | 'cpu' | 'cuda'; force?: boolean; loraAdapters?: boolean },
+  o: { maxBatch: number; device: 'auto' | 'cpu' | 'cuda'; force?: boolean; loraAdapters?: boolean; adapterBytes?: number },
 ): Promise<{ total: number; available: number; availableOf: string }> {
-  const plans = await Promise.all(paths.map((model) => planFit({ model, purpose: 'serve', batchSize: o.maxBatch, device: o.device, loraAdapters: o.loraAdapters })));
+  const plans = await Promise.all(paths.map((model) => planFit({ model, purpose: 'serve', batchSize: o.maxBatch, device: o.device, loraAdapters: o.loraAdapters, adapterBytes: o.adapterBytes })));
   // One process: the runtime is counted once, not per model.
   const oneRuntime = (key: 'total' | 'lengthIndependent') => plans.reduce((n, p) => n + p.estimate[key] - p.estimate.parts.runtime, plans[0].estimate.parts.runtime);
   const total = oneRuntime('total');
