@@ -7,7 +7,11 @@
 // test/bench/peers.sh builds the models and calls this; run it directly with the folders it lists:
 //   node test/bench/peers.js --models <peers.sh output folder> [--rounds 6] [--threads 2] [--llama-threads 1]
 //        [--prompt 256] [--new 128] [--batch 8] [--only NAME,…] [--precisions fp32,int8,int4] [--reference NAME]
+//        [--ort-library LABEL=PATH,…]
 // --only keeps the contenders whose name starts with one of the NAMEs; --reference is the one the ratios divide by.
+// --ort-library adds `llmkit --gqa fixed-cache (ORT LABEL)`: the same path with llmkit's binding opening another
+// ONNX Runtime build of the C API (LLMKIT_ORT_LIBRARY), e.g. the PyPI wheel's libonnxruntime.so.1.x that
+// onnxruntime-genai's venv runs, to tell the runtime's release from llmkit's own work.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,8 +28,8 @@ const here = new URL('.', import.meta.url).pathname;
 const genaiPython = join(scratch, 'genai-venv', 'bin', 'python');
 
 /** A child process that answers one JSON line per JSON line. */
-function contender(name, command, argv) {
-  const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
+function contender(name, command, argv, env) {
+  const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   return {
     name,
@@ -48,8 +52,9 @@ const PRECISIONS = Object.fromEntries(
 const only = flag('only')?.split(',');
 const reference = flag('reference', 'llmkit --fused');
 const llmkitRunner = (folder, ...rest) => ['node', [join(here, 'peers', 'llmkit-runner.js'), join(models, folder), String(threads), ...rest]];
+const ortLibraries = (flag('ort-library')?.split(',') ?? []).map((entry) => entry.split('='));
 /** A contender's name and command, spawned only if --only keeps it. */
-const spec = (name, command, argv) => ({ name, command, argv });
+const spec = (name, command, argv, env) => ({ name, command, argv, env });
 const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]]) =>
   [
     spec('llmkit', ...llmkitRunner(`llmkit-${precision}`)),
@@ -57,6 +62,11 @@ const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]
     // --gqa on llmkit's binding: the dynamic path (present bound to the past's buffer) and the fixed-cache path.
     existsSync(join(models, `llmkit-gqa-${precision}`)) && spec('llmkit --gqa', ...llmkitRunner(`llmkit-gqa-${precision}`)),
     existsSync(join(models, `llmkit-gqa-${precision}`)) && spec('llmkit --gqa fixed-cache', ...llmkitRunner(`llmkit-gqa-${precision}`, 'fixed-cache')),
+    ...ortLibraries.map(
+      ([label, library]) =>
+        existsSync(join(models, `llmkit-gqa-${precision}`)) &&
+        spec(`llmkit --gqa fixed-cache (ORT ${label})`, ...llmkitRunner(`llmkit-gqa-${precision}`, 'fixed-cache'), { LLMKIT_ORT_LIBRARY: library }),
+    ),
     spec('onnxruntime-genai', genaiPython, [join(here, 'peers', 'genai_runner.py'), join(models, `genai-${genai}`)]),
     existsSync(join(models, `${gguf}.gguf`)) &&
       spec(`llama.cpp ${gguf.toUpperCase()} (node-llama-cpp, ${llamaThreads} thread${llamaThreads > 1 ? 's' : ''})`, 'node', [
@@ -67,7 +77,7 @@ const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]
       ]),
   ]
     .filter((c) => c && (!only || only.some((name) => c.name.startsWith(name))))
-    .map((c) => ({ ...contender(c.name, c.command, c.argv), precision })),
+    .map((c) => ({ ...contender(c.name, c.command, c.argv, c.env), precision })),
 );
 
 // Token ids from a fixed generator: every contender gets the same prompts.

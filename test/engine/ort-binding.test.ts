@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { leftPaddedMask } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
+import { onnxruntimeLibDir } from '../../src/engine/cuda-libraries.js';
 import { bindingStatus, NativeSession } from '../../src/engine/native/ort-binding.js';
 import { packageRoot } from '../../src/shared/paths.js';
 import { tempDir } from '../helpers/cli.js';
@@ -202,6 +203,17 @@ describe('the fallback', () => {
       expect(off.first).toBe(on.first);
     });
   }, 120_000);
+
+  it('opens the ONNX Runtime library LLMKIT_ORT_LIBRARY names, and falls back with the reason where it cannot', () => {
+    const script = `import { bindingStatus } from './dist/engine/native/ort-binding.js'; console.log(JSON.stringify(bindingStatus()));`;
+    const status = (library: string) => JSON.parse(execFileSync('node', ['--input-type=module', '-e', script], { cwd: packageRoot, env: env({ LLMKIT_ORT_LIBRARY: library }), encoding: 'utf8' }));
+    const elsewhere = join(tempDir('llmkit-ort-library-'), 'libonnxruntime.so.1');
+    symlinkSync(join(onnxruntimeLibDir(), 'libonnxruntime.so.1'), elsewhere);
+    expect(status(elsewhere)).toEqual({ binding: 'llmkit', apiVersion: 23, library: elsewhere });
+    const missing = status(join(tempDir('llmkit-ort-library-'), 'libonnxruntime.so.9'));
+    expect(missing.binding).toBe('onnxruntime-node');
+    expect(missing.reason).toMatch(/^the native binding did not load: cannot open ONNX Runtime: .*libonnxruntime\.so\.9/);
+  });
 
   it('is what a build without a compiler leaves: no addon, and build.json says why', () => {
     const copy = tempDir();

@@ -65,7 +65,10 @@ function formatEnv(r: EnvReport): string {
 
 function formatBinding(r: EnvReport): string {
   const b = r.ortBinding;
-  if (b.binding === 'llmkit') return `llmkit's own (C API ${b.apiVersion}; I/O binding, runs off the event loop); WebGPU on onnxruntime-node`;
+  if (b.binding === 'llmkit') {
+    const library = process.env.LLMKIT_ORT_LIBRARY ? ` on ${b.library} (LLMKIT_ORT_LIBRARY)` : '';
+    return `llmkit's own (C API ${b.apiVersion}${library}; I/O binding, runs off the event loop); WebGPU on onnxruntime-node`;
+  }
   return `onnxruntime-node: ${b.reason}`;
 }
 

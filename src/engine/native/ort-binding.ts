@@ -37,7 +37,8 @@ interface Addon {
   run(binding: Handle<'binding'>, runConfig?: Record<string, string>): Promise<void>;
 }
 
-export type BindingStatus = { binding: 'llmkit'; apiVersion: number } | { binding: 'onnxruntime-node'; reason: string };
+/** `library`: the ONNX Runtime the binding opened (onnxruntime-node's unless LLMKIT_ORT_LIBRARY names another). */
+export type BindingStatus = { binding: 'llmkit'; apiVersion: number; library: string } | { binding: 'onnxruntime-node'; reason: string };
 
 let loaded: { addon?: Addon; status: BindingStatus } | undefined;
 
@@ -56,8 +57,11 @@ function load(): { addon?: Addon; status: BindingStatus } {
   if (!existsSync(ADDON_PATH)) return { status: { binding: 'onnxruntime-node', reason: notBuiltReason() } };
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
-    const { apiVersion } = addon.init(join(onnxruntimeLibDir(), 'libonnxruntime.so.1'));
-    return { addon, status: { binding: 'llmkit', apiVersion } };
+    // Another build of the same C API (a newer release, e.g. a PyPI wheel's libonnxruntime.so.1.x) can be measured
+    // against onnxruntime-node's: test/bench/peers.js --ort-library. onnxruntime-node itself keeps its own.
+    const library = process.env.LLMKIT_ORT_LIBRARY || join(onnxruntimeLibDir(), 'libonnxruntime.so.1');
+    const { apiVersion } = addon.init(library);
+    return { addon, status: { binding: 'llmkit', apiVersion, library } };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     return { status: { binding: 'onnxruntime-node', reason: `the native binding did not load: ${message.split('\n')[0]}` } };
