@@ -45,12 +45,12 @@ for graph in "" fused gqa; do
   fi
   for bits in 8 4; do
     q="${dir%fp32}int$bits"
-    if [ ! -f "$q/llmkit.json" ] || [ "$dir/llmkit.json" -nt "$q/llmkit.json" ] || [ src/workers/python/llmkit_worker/quantize.py -nt "$q/llmkit.json" ]; then
-      # The quantize worker alone (`llmkit quantize` also measures accuracy, which random weights make moot);
-      # the block sizes are llmkit quantize's defaults: 128 for int8, 32 for int4.
-      echo "{\"model\": \"$dir\", \"out\": \"$q\", \"bits\": $bits, \"block_size\": $([ $bits = 8 ] && echo 128 || echo 32)}" |
-        PYTHONPATH=src/workers/python "$WORKER_PY" -m llmkit_worker quantize > /dev/null
-      cp "$dir/tokenizer.json" "$q/" 2>/dev/null || true
+    if [ ! -f "$q/llmkit.json" ] || [ "$dir/llmkit.json" -nt "$q/llmkit.json" ] || [ src/workers/python/llmkit_worker/quantize.py -nt "$q/llmkit.json" ] ||
+      [ src/core/quantize/options.ts -nt "$q/llmkit.json" ]; then
+      # What `llmkit quantize --intN` makes, with its own defaults (block size, scales, output-layer bits): the
+      # model a user serves. Its accuracy report is kept short: random weights make it moot.
+      rm -rf "$q"
+      $LLMKIT quantize "$dir" --int$bits --no-speed --eval-tokens 256 --out "$q" > "$OUT/quantize-$(basename "$q").log" 2>&1
     fi
   done
 done
