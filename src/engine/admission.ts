@@ -1,3 +1,4 @@
+import { queuePosition } from './batch-plan.js';
 import { checkFits, EngineRejection } from './engine-contract.js';
 import { Sequence, type RequestGroup } from './sequence.js';
 
@@ -19,6 +20,16 @@ export interface SchedulerLimits {
 
 /** The longest gap between two arrivals of one burst of requests (see GenerationScheduler.admit). */
 const ADMISSION_WAIT_MS = 10;
+
+/** Puts a request in the queue: after every interactive one if it is in the batch lane; `front`: first in its lane (a preempted row). */
+export function enqueue(queue: Sequence[], seq: Sequence, front = false): void {
+  const at = queuePosition(
+    queue.map((s) => s.batchLane),
+    seq.batchLane,
+    front,
+  );
+  queue.splice(at, 0, seq);
+}
 
 /** The sequence that stands for a group (its first request, the others its followers), once the group fits the context. */
 export function groupLeader(group: RequestGroup, contextLength: number, draftCost?: number): Sequence {

@@ -1,8 +1,8 @@
 import { decodeInputs, leftPaddedPrompts, promptColumns, type StepInputs } from './batch-inputs.js';
-import { fits, groupForPrefill, planEviction, PrefillBudget, queuePosition, type BatchUse } from './batch-plan.js';
+import { fits, groupForPrefill, planEviction, PrefillBudget, type BatchUse } from './batch-plan.js';
 import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.js';
 import type { Drafter } from './drafter.js';
-import { awaitBurst, checkAdmission, groupLeader, type SchedulerLimits } from './admission.js';
+import { awaitBurst, checkAdmission, enqueue, groupLeader, type SchedulerLimits } from './admission.js';
 import { gatherRows, regroupInPlace, restrideInPlace, type RowPlacement, type RowSelection } from './kv-cache.js';
 import type { PrefixCache } from './prefix-cache.js';
 import type { RequestGroup, Sequence } from './sequence.js';
@@ -148,7 +148,7 @@ export class GenerationScheduler {
   submitGroup(group: RequestGroup): void {
     const leader = groupLeader(group, this.contextLength, this.drafter?.costPerToken);
     checkAdmission(leader, this.queue, this.limits);
-    this.enqueue(leader);
+    enqueue(this.queue, leader);
     this.startLoop();
   }
 
@@ -191,15 +191,6 @@ export class GenerationScheduler {
     this.prefilled = [];
     this.running = [];
     this.cache = this.decoder.emptyCache(0);
-  }
-
-  private enqueue(seq: Sequence, front = false): void {
-    const at = queuePosition(
-      this.queue.map((s) => s.batchLane),
-      seq.batchLane,
-      front,
-    );
-    this.queue.splice(at, 0, seq);
   }
 
   /**
@@ -323,7 +314,7 @@ export class GenerationScheduler {
     if (plan.job) this.job = undefined;
     for (const s of [...fromJob].reverse()) {
       s.cached = 0;
-      this.enqueue(s, true);
+      enqueue(this.queue, s, true);
     }
     // Rows leave in the next rebuild's copy of the cache, the one that merges the newcomer: no copy before its first token.
     for (const b of plan.running) this.running[b].parked = true;
@@ -430,7 +421,7 @@ export class GenerationScheduler {
     for (const s of parked.reverse()) {
       s.parked = false;
       s.cached = 0;
-      this.enqueue(s, true);
+      enqueue(this.queue, s, true);
     }
     const newcomers = joining.map((job) => ({ job, ...expandGroups(job.seqs) }));
     if (keep.length === this.running.length && newcomers.every((n) => !n.rows.length)) return;

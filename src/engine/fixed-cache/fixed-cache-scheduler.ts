@@ -1,5 +1,5 @@
-import { fits, planEviction, PrefillBudget, queuePosition, type BatchUse } from '../batch-plan.js';
-import { checkAdmission, groupLeader, type SchedulerLimits } from '../admission.js';
+import { fits, planEviction, PrefillBudget, type BatchUse } from '../batch-plan.js';
+import { checkAdmission, enqueue, groupLeader, type SchedulerLimits } from '../admission.js';
 import { withProcessors } from '../step-processors.js';
 import { MIN_REUSED_TOKENS, type PrefixCache } from '../prefix-cache.js';
 import type { DeviceDraw } from '../sampling.js';
@@ -76,20 +76,11 @@ export class FixedCacheScheduler {
   submitGroup(group: RequestGroup): void {
     const leader = groupLeader(group, this.contextLength);
     checkAdmission(leader, this.queue, this.limits);
-    this.enqueue(leader);
+    enqueue(this.queue, leader);
     if (!this.looping) {
       this.looping = true;
       this.loop = this.run();
     }
-  }
-
-  private enqueue(seq: Sequence, front = false): void {
-    const at = queuePosition(
-      this.queue.map((s) => s.batchLane),
-      seq.batchLane,
-      front,
-    );
-    this.queue.splice(at, 0, seq);
   }
 
   /** Rows give way to a queued interactive request between steps (preempt), so an announced one has nothing to wait for. */
@@ -181,7 +172,7 @@ export class FixedCacheScheduler {
       this.remember(slot, row.seq);
       row.seq.cached = 0;
       this.slots[slot] = undefined;
-      this.enqueue(row.seq, true);
+      enqueue(this.queue, row.seq, true);
       this.preempted++;
     }
   }
