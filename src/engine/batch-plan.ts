@@ -77,6 +77,11 @@ export class PrefillBudget {
     this.left = chunk;
   }
 
+  /** Whether a pass of `columns` for each of `rows` rows fits what this step has left (take would give them all). */
+  holds(columns: number, rows: number): boolean {
+    return columns * rows <= (this.decoding ? this.left : this.chunk);
+  }
+
   /** Columns for the next pass of a job with `remaining` columns to go; 0 once this step's budget is spent. */
   take(remaining: number, rows: number): number {
     if (!this.decoding) this.left = this.chunk;

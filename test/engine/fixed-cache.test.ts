@@ -113,6 +113,23 @@ describe.each(['tiny', '100m'] as const)('the fixed-cache path on the CPU (%s)',
     expect(got.every((r) => r.end.reason === 'length')).toBe(true);
   }, 300_000);
 
+  it('prefills rows seated together with prompts of one length in one pass, with the tokens of the dynamic path', async () => {
+    const passes: number[] = [];
+    const original = fixed.prefillRows;
+    fixed.prefillRows = (first, rows, start, opts) => (passes.push(rows.length), original.call(fixed, first, rows, start, opts));
+    try {
+      // The last row samples (seeded): its first token is drawn on the host from its own row of the pass's logits.
+      const requests = [0, 1, 2, 3].map((i) => ({ promptIds: prompt(40, 200 + i), maxTokens: 6, sampling: i === 3 ? { ...GREEDY, temperature: 0.8, topK: 20, seed: 3 } : undefined }));
+      const wide = { ...limits, prefillChunk: 256 };
+      const got = await generate(new FixedCacheScheduler(fixed, wide), requests);
+      expect(passes).toEqual([4]);
+      const want = await generate(new GenerationScheduler(dynamic, wide), requests);
+      expect(got.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
+    } finally {
+      fixed.prefillRows = original;
+    }
+  }, 300_000);
+
   it.runIf(preset === 'tiny')(
     'reuses the conversation so far from the prefix cache at every later turn, with the tokens of no reuse',
     async () => {

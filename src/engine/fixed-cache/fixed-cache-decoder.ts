@@ -75,10 +75,10 @@ export class FixedCacheDecoder {
   /** No LoRA inputs on this path (LocalEngine keeps adapters on the dynamic one). */
   readonly lora = undefined;
   private readonly buckets = new Map<number, Bucket>();
-  private readonly prefillBindings = new Map<number, NativeBinding>();
-  /** Where a prefill writes its next token (one pass at a time) and, unless the caller reads them, its logits. */
-  private readonly prefillToken = new BigInt64Array(1);
-  private readonly prefillLogits: NativeTensor;
+  /** By `first:count` rows: the binding of a prefill over them, and where it writes their next tokens. */
+  private readonly prefillBindings = new Map<string, { binding: NativeBinding; tokens: BigInt64Array }>();
+  /** Where a prefill's logits go unless the caller reads them, one row per row of the widest pass so far. */
+  private prefillLogits: NativeTensor;
   private readonly rowElements: number;
   private sampler?: DeviceSampler;
   private samplerError?: string;
@@ -156,35 +156,54 @@ export class FixedCacheDecoder {
    * sampled or penalised first token); otherwise they stay on the device.
    */
   async prefill(slot: number, ids: readonly number[], start: number, opts: { logits: boolean }): Promise<{ token: number; logits?: Float32Array }> {
-    const n = ids.length;
-    if (start + n > this.capacity) throw new Error(`a row holds ${this.capacity} tokens; this one would need ${start + n}`);
-    const binding = this.prefillBinding(slot);
-    binding.input('input_ids', this.session.hostTensor(BigInt64Array.from(ids, BigInt), 'int64', [1, n]));
-    binding.input(
-      'position_ids',
-      this.session.hostTensor(
-        BigInt64Array.from({ length: n }, (_, i) => BigInt(start + i)),
-        'int64',
-        [1, n],
-      ),
-    );
-    binding.input(SEQLENS_INPUT, this.session.hostTensor(BigInt64Array.of(BigInt(start + n - 1)), 'int64', [1]));
-    binding.input(TOTAL_LENGTH_INPUT, this.session.hostTensor(Int32Array.of(start + n), 'int32', []));
-    const logits = opts.logits ? new Float32Array(this.vocabSize) : undefined;
-    binding.output('logits', logits ? this.session.hostTensor(logits, 'float32', [1, 1, this.vocabSize]) : this.prefillLogits);
-    await binding.run(this.provider === 'cuda' ? { gpu_graph_id: '-1' } : undefined);
-    return { token: Number(this.prefillToken[0]), logits };
+    const { tokens, logits } = await this.prefillRows(slot, [ids], start, opts);
+    return { token: tokens[0], logits };
   }
 
-  /** A slot's prefill binding, its cache row and next-token output bound once (a hundred binds fewer a pass). */
-  private prefillBinding(slot: number): NativeBinding {
-    let binding = this.prefillBindings.get(slot);
-    if (binding) return binding;
-    binding = this.session.binding();
-    binding.output(NEXT_TOKEN_OUTPUT, this.session.hostTensor(this.prefillToken, 'int64', [1, 1, 1]));
-    this.bindCache(binding, slot, 1);
-    this.prefillBindings.set(slot, binding);
-    return binding;
+  /**
+   * `prefill` for rows `first ..` at once, one sequence of one length each, all from column `start`: one pass over
+   * their cache rows (`logits`: rows × vocabulary, row by row). ONNX Runtime's CPU GroupQueryAttention takes several
+   * rows of several tokens only without past context, so a pass of more than one row starts at column 0.
+   */
+  async prefillRows(first: number, rows: readonly (readonly number[])[], start: number, opts: { logits: boolean }): Promise<{ tokens: number[]; logits?: Float32Array }> {
+    const [count, n] = [rows.length, rows[0].length];
+    if (start + n > this.capacity) throw new Error(`a row holds ${this.capacity} tokens; this one would need ${start + n}`);
+    if (count > 1 && (start > 0 || rows.some((ids) => ids.length !== n))) throw new Error('a pass of several rows prefills prompts of one length from column 0');
+    const { binding, tokens } = this.prefillBinding(first, count);
+    const host = (array: HostArray, type: ElementType, shape: number[]) => this.session.hostTensor(array, type, shape);
+    binding.input('input_ids', host(BigInt64Array.from(rows.flat(), BigInt), 'int64', [count, n]));
+    binding.input(
+      'position_ids',
+      host(
+        BigInt64Array.from({ length: count * n }, (_, i) => BigInt(start + (i % n))),
+        'int64',
+        [count, n],
+      ),
+    );
+    binding.input(SEQLENS_INPUT, host(new BigInt64Array(count).fill(BigInt(start + n - 1)), 'int64', [count]));
+    binding.input(TOTAL_LENGTH_INPUT, host(Int32Array.of(start + n), 'int32', []));
+    const logits = opts.logits ? new Float32Array(count * this.vocabSize) : undefined;
+    binding.output('logits', logits ? host(logits, 'float32', [count, 1, this.vocabSize]) : this.deviceLogits(count));
+    await binding.run(this.provider === 'cuda' ? { gpu_graph_id: '-1' } : undefined);
+    return { tokens: Array.from(tokens, Number), logits };
+  }
+
+  /** A prefill's binding over rows `first .. first + count - 1`: their cache rows and next-token output bound once (a hundred binds fewer a pass). */
+  private prefillBinding(first: number, count: number): { binding: NativeBinding; tokens: BigInt64Array } {
+    const key = `${first}:${count}`;
+    const known = this.prefillBindings.get(key);
+    if (known) return known;
+    const made = { binding: this.session.binding(), tokens: new BigInt64Array(count) };
+    made.binding.output(NEXT_TOKEN_OUTPUT, this.session.hostTensor(made.tokens, 'int64', [count, 1, 1]));
+    this.bindCache(made.binding, first, count);
+    this.prefillBindings.set(key, made);
+    return made;
+  }
+
+  /** Device memory for `count` rows of logits nobody reads back (the widest pass's, viewed for fewer rows). */
+  private deviceLogits(count: number): NativeTensor {
+    if (this.prefillLogits.shape[0] < count) this.prefillLogits = deviceBuffer(this.session, this.provider, 'float32', [count, 1, this.vocabSize]);
+    return this.prefillLogits.view(0, [count, 1, this.vocabSize]);
   }
 
   /**

@@ -98,8 +98,10 @@ export class FixedCacheScheduler {
 
   private async run(): Promise<void> {
     try {
-      // No wait for a burst's companions (GenerationScheduler's admission): rows prefill one at a time here anyway,
-      // and each joins the decode steps as soon as its prompt is in, so a lone request starts at once.
+      // Requests submitted in the same turn of the event loop are seated together (one prefill pass on the CPU:
+      // seatedTogether); no longer wait for a burst's companions (GenerationScheduler's admission): each row joins
+      // the decode steps as soon as its prompt is in, so a lone request starts at once.
+      await new Promise(setImmediate);
       while (this.queue.length || this.occupied().length) {
         this.dropCancelled();
         this.preempt();
@@ -199,35 +201,71 @@ export class FixedCacheScheduler {
 
   /**
    * Prefills rows in slot order, a chunk a pass, within one step's budget (all of it when no row is decoding, so
-   * requests sent together start together). A row whose prompt is all in its cache samples its first token.
+   * requests sent together start together); on the CPU, rows seated together with prompts of one length go in one
+   * pass first (seatedTogether).
    */
   private async prefill(): Promise<void> {
     const budget = new PrefillBudget(this.limits.prefillChunk, this.decoding().length > 0);
+    const together = this.decoder.provider === 'cpu' ? this.seatedTogether(budget) : [];
+    if (together.length > 1) {
+      const columns = together[0][1].ids.length;
+      budget.take(columns, together.length);
+      await this.prefillPass(together, columns);
+    }
     for (const [slot, row] of this.occupied()) {
-      const { ids } = row;
-      while (row.done < ids.length) {
-        const columns = budget.take(ids.length - row.done, 1);
+      while (row.done < row.ids.length) {
+        const columns = budget.take(row.ids.length - row.done, 1);
         if (!columns) return;
-        const last = row.done + columns === ids.length;
-        const { seq } = row;
-        // A greedy first token is the device's argmax: the logits cross only where the host chooses.
-        const logits = last && (seq.request.processor !== undefined || seq.request.logprobs !== undefined || seq.sampler.deviceChoice(false) !== 'greedy');
-        const pass = this.decoder.prefill(slot, ids.slice(row.done, row.done + columns), row.done, { logits });
-        let out: { token: number; logits?: Float32Array };
-        try {
-          out = await this.watchdog.guard('prefill pass', last ? withProcessors(pass, [seq]) : pass);
-        } catch (e) {
-          this.fail([seq], e as Error);
-          break;
-        }
-        row.done += columns;
-        if (!last) continue;
-        seq.cached = ids.length;
-        if (seq.finished) continue;
-        if (out.logits) seq.advance(out.logits);
-        else seq.advanceWith(out.token);
+        if (!(await this.prefillPass([[slot, row]], columns))) break;
       }
     }
+  }
+
+  /**
+   * Rows in consecutive slots, from the first whose prompt is not started, with prompts of that one's length, that a
+   * single pass of this step's budget holds whole: one pass of several rows is faster than a pass a row (8 rows of
+   * 128 tokens of the 100m preset: 1.4-1.5x, fp32 and int4, on 2 cores). Measured on the CPU only, so CUDA keeps a
+   * pass a row; and ONNX Runtime takes several rows of several tokens only without past context, so whole prompts.
+   */
+  private seatedTogether(budget: PrefillBudget): [number, Slot][] {
+    const run: [number, Slot][] = [];
+    for (const entry of this.occupied().filter(([, row]) => row.done === 0)) {
+      const [first, head] = run[0] ?? entry;
+      if (entry[0] !== first + run.length || entry[1].ids.length !== head.ids.length) break;
+      run.push(entry);
+    }
+    return run.length > 1 && budget.holds(run[0][1].ids.length, run.length) ? run : [];
+  }
+
+  /**
+   * One pass of `columns` more tokens of each of `rows` (consecutive slots, each at the same column); a row whose
+   * prompt is then all in its cache samples its first token. False when the pass failed (its requests have ended).
+   */
+  private async prefillPass(rows: [number, Slot][], columns: number): Promise<boolean> {
+    const [[first, head]] = rows;
+    const last = head.done + columns === head.ids.length;
+    const seqs = rows.map(([, row]) => row.seq);
+    // A greedy first token is the device's argmax: the logits cross only where the host chooses.
+    const onHost = seqs.map((seq) => last && (seq.request.processor !== undefined || seq.request.logprobs !== undefined || seq.sampler.deviceChoice(false) !== 'greedy'));
+    const chunks = rows.map(([, row]) => row.ids.slice(row.done, row.done + columns));
+    const pass = this.decoder.prefillRows(first, chunks, head.done, { logits: onHost.some(Boolean) });
+    let out: { tokens: number[]; logits?: Float32Array };
+    try {
+      out = await this.watchdog.guard('prefill pass', last ? withProcessors(pass, seqs) : pass);
+    } catch (e) {
+      this.fail(seqs, e as Error);
+      return false;
+    }
+    const vocab = this.decoder.vocabSize;
+    rows.forEach(([, row], i) => {
+      row.done += columns;
+      if (!last) return;
+      row.seq.cached = row.ids.length;
+      if (row.seq.finished) return;
+      if (onHost[i]) row.seq.advance(out.logits!.subarray(i * vocab, (i + 1) * vocab));
+      else row.seq.advanceWith(out.tokens[i]);
+    });
+    return true;
   }
 
   /** Ends the requests of a pass that failed, or that the watchdog gave up on (then the engine says it is unavailable). */
