@@ -13,6 +13,7 @@ import type { SchedulerLimits } from '../../src/engine/admission.js';
 import { DecoderSession } from '../../src/engine/decoder-session.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { NativeSession } from '../../src/engine/native/ort-binding.js';
+import { autoMeansCpu } from '../../src/engine/onnx-runtime.js';
 import { PrefixCache } from '../../src/engine/prefix-cache.js';
 import { Random } from '../../src/engine/random.js';
 import { GREEDY, type SamplingParams, TokenSampler } from '../../src/engine/sampling.js';
@@ -226,6 +227,10 @@ describe('the engine on the fixed-cache path', () => {
     const byDefault = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2 });
     expect(byDefault.decodePath).toBe('fixed-cache');
     await byDefault.close();
+    // `auto` (serve's default device) is the CPU where CUDA and WebGPU are known not to load, as on this machine.
+    const auto = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { threads: 1, maxBatch: 2 });
+    expect([auto.decodePath, auto.device]).toEqual(autoMeansCpu() ? ['fixed-cache', 'cpu'] : ['dynamic', auto.device]);
+    await auto.close();
     const dynamic = await LocalEngine.open(await exportedTinyModel('tiny', 0, 'fused-gqa'), { device: 'cpu', threads: 1, maxBatch: 2, decodePath: 'dynamic' });
     expect(dynamic.decodePath).toBe('dynamic');
     await dynamic.close();
