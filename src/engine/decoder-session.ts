@@ -123,16 +123,19 @@ export class DecoderSession {
     return this.kvShape[0] * this.kvShape[1];
   }
 
-  /** A forward pass whose cache comes back as a new, longer copy (past + new). The cache must have no spare columns. */
-  async forward(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, adapters?: RowAdapters): Promise<DecoderStep> {
+  /**
+   * A forward pass whose cache comes back as a new, longer copy (past + new). The cache must have no spare columns.
+   * Aborting `signal` may stop it with RunInterrupted (ModelRunner.run), the cache as it was.
+   */
+  async forward(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, adapters?: RowAdapters, signal?: AbortSignal): Promise<DecoderStep> {
     if ((cache.capacity ?? cache.length) !== cache.length) throw new Error('forward() takes a cache without spare columns; use decodeInPlace');
     const { batch } = cache;
     const newTokens = inputIds.length / batch;
-    if (this.gqa) return this.forwardGqa(inputIds, attentionMask, positionIds, cache);
+    if (this.gqa) return this.forwardGqa(inputIds, attentionMask, positionIds, cache, signal);
     // ONNX Runtime's WebGPU provider crashes the process on a zero-length past (attention's matmul over it), so
     // an empty cache goes in as one masked column of zeros, a left pad like any other, and stays out of the result.
     const [fed, mask] = cache.length === 0 ? [this.paddingColumn(batch), withLeadingPad(attentionMask, batch)] : [cache, attentionMask];
-    const out = await this.runner.run(this.feeds(inputIds, mask, positionIds, fed, 1, adapters), this.packedOutputs(batch, newTokens));
+    const out = await this.runner.run(this.feeds(inputIds, mask, positionIds, fed, 1, adapters), this.packedOutputs(batch, newTokens), signal);
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const rowHeads = batch * this.kvShape[0];
     const append = (past: Float32Array, part: Float32Array) => appendColumns(past, part, rowHeads, cache.length, newTokens, this.kvShape[1]);
@@ -146,7 +149,7 @@ export class DecoderSession {
    * sequence_length > 1 and past context is given"), so such a pass (a later chunk of a batched prefill) runs
    * row by row.
    */
-  private async forwardGqa(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+  private async forwardGqa(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, signal?: AbortSignal): Promise<DecoderStep> {
     const { batch, length } = cache;
     const newTokens = inputIds.length / batch;
     if (batch > 1 && newTokens > 1 && length > 0) {
@@ -156,7 +159,7 @@ export class DecoderSession {
         const row = <T extends BigInt64Array | Float32Array>(a: T, size: number) => a.subarray(b * size, (b + 1) * size) as T;
         const rowSize = this.kvStride * length;
         const layers = cache.layers.map((l) => ({ key: row(l.key, rowSize), value: row(l.value, rowSize) }));
-        rows.push(await this.forwardGqa(row(inputIds, newTokens), row(attentionMask, width), row(positionIds, newTokens), { batch: 1, length, layers }));
+        rows.push(await this.forwardGqa(row(inputIds, newTokens), row(attentionMask, width), row(positionIds, newTokens), { batch: 1, length, layers }, signal));
       }
       const join = (parts: Float32Array[]) => {
         const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
@@ -169,7 +172,7 @@ export class DecoderSession {
     const present = [batch, ...this.kvShape.slice(0, 1), length + newTokens, this.kvShape[1]];
     const outputs: Record<string, OutputSpec> = { logits: this.logitsSpec(batch, newTokens) };
     for (const name of presentNames(cache.layers.length)) outputs[name] = { dims: present };
-    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache), outputs);
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache), outputs, signal);
     const layers = cache.layers.map((_, i) => ({ key: out[`present.${i}.key`], value: out[`present.${i}.value`] }));
     return { ...this.logitsOf(out.logits, batch), newTokens, cache: { batch, length: length + newTokens, layers } };
   }
@@ -181,19 +184,28 @@ export class DecoderSession {
    * tokens, 0 where a row has no token. Row b's new columns go to `ends[b]` onward (default: every row at
    * `length`), which must leave room before `capacity`; the cache is updated and returned with `length` at
    * the furthest row's end. A row that does not keep its later new columns simply ends before them: the next
-   * pass masks them and writes over them.
+   * pass masks them and writes over them. Aborting `signal` may stop it with RunInterrupted (ModelRunner.run): the rows
+   * then end where they did, and anything it wrote past them is masked and written over by the next pass.
    */
-  async decodeInPlace(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, ends?: readonly number[], adapters?: RowAdapters): Promise<DecoderStep> {
+  async decodeInPlace(
+    inputIds: BigInt64Array,
+    attentionMask: BigInt64Array,
+    positionIds: BigInt64Array,
+    cache: BatchCache,
+    ends?: readonly number[],
+    adapters?: RowAdapters,
+    signal?: AbortSignal,
+  ): Promise<DecoderStep> {
     const capacity = cache.capacity ?? cache.length;
     const newTokens = inputIds.length / cache.batch;
     const at = ends ?? Array.from({ length: cache.batch }, () => cache.length);
     if (at.some((end) => end + newTokens > capacity)) throw new Error('decodeInPlace needs a spare column in the cache for each new token');
     if (this.gqa) {
       if (newTokens > 1 || at.some((end) => end !== cache.length)) throw new Error('a "fused-gqa" graph decodes one token a row at the cache\'s length');
-      return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache);
+      return this.decodeInPlaceGqa(inputIds, attentionMask, positionIds, cache, signal);
     }
     if (newTokens > 1 && !this.lastOnly) throw new Error('verifying several tokens needs a decoder opened with logits: "last"');
-    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens, adapters), this.packedOutputs(cache.batch, newTokens, newTokens));
+    const out = await this.runner.run(this.feeds(inputIds, attentionMask, positionIds, cache, newTokens, adapters), this.packedOutputs(cache.batch, newTokens, newTokens), signal);
     const [kvHeads, headDim] = this.kvShape;
     const fresh = newKeyValues(out.new_key_values, cache.layers.length);
     const span = newTokens * headDim;
@@ -218,7 +230,7 @@ export class DecoderSession {
    * from, so GroupQueryAttention writes the new keys into column `length` itself (it attends to columns up to
    * its `seqlens_k`, the mask's width - 1): the mask goes in as the cache's `length` columns and the new token's.
    */
-  private async decodeInPlaceGqa(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache): Promise<DecoderStep> {
+  private async decodeInPlaceGqa(inputIds: BigInt64Array, attentionMask: BigInt64Array, positionIds: BigInt64Array, cache: BatchCache, signal?: AbortSignal): Promise<DecoderStep> {
     const { batch, length } = cache;
     const capacity = cache.capacity ?? length;
     const mask = new BigInt64Array(batch * (length + 1));
@@ -233,7 +245,7 @@ export class DecoderSession {
       outputs[`present.${i}.key`] = { dims, into: layer.key };
       outputs[`present.${i}.value`] = { dims, into: layer.value };
     });
-    const out = await this.runner.run(feeds, outputs);
+    const out = await this.runner.run(feeds, outputs, signal);
     return { logits: out.logits, logitsPositions: 1, newTokens: 1, cache: { ...cache, length: length + 1 } };
   }
 

@@ -4,6 +4,7 @@ import type { BatchCache, DecoderSession, RowAdapters } from './decoder-session.
 import type { Drafter } from './drafter.js';
 import { awaitBurst, checkAdmission, enqueue, groupLeader, type SchedulerLimits } from './admission.js';
 import { gatherRows, regroupInPlace, restrideInPlace, type RowPlacement, type RowSelection } from './kv-cache.js';
+import { RunInterrupted } from './onnx-runtime.js';
 import type { PrefixCache } from './prefix-cache.js';
 import type { RequestGroup, Sequence } from './sequence.js';
 import { withProcessors } from './step-processors.js';
@@ -82,6 +83,8 @@ function alone(s: Sequence, part: () => void): void {
 export class GenerationScheduler {
   private readonly queue: Sequence[] = [];
   private job?: PrefillJob;
+  /** A batch-lane job set aside, its progress kept, while an interactive request that arrived during it is prefilled. */
+  private aside?: PrefillJob;
   /** Jobs whose prompts are in their cache, waiting to be merged into the running batch. */
   private prefilled: PrefillJob[] = [];
   private running: Sequence[] = [];
@@ -94,6 +97,10 @@ export class GenerationScheduler {
   readonly cacheChanges = { inPlace: 0, copies: 0 };
   /** Interactive requests announced (arriving) and not queued yet. */
   private arrivals = 0;
+  /** Stops the pass in progress when it serves the batch lane alone (see interruptBatchLane). */
+  private interruptible?: AbortController;
+  /** Batch-lane passes stopped for an interactive request, since start. */
+  interrupted = 0;
 
   constructor(
     private readonly decoder: StepDecoder,
@@ -149,6 +156,7 @@ export class GenerationScheduler {
     const leader = groupLeader(group, this.contextLength, this.drafter?.costPerToken);
     checkAdmission(leader, this.queue, this.limits);
     enqueue(this.queue, leader);
+    if (!leader.batchLane) this.interruptBatchLane();
     this.startLoop();
   }
 
@@ -188,6 +196,7 @@ export class GenerationScheduler {
   /** After a fault: no job, no rows, an empty cache (queued requests were failed with the rest). */
   private reset(): void {
     this.job = undefined;
+    this.aside = undefined;
     this.prefilled = [];
     this.running = [];
     this.cache = this.decoder.emptyCache(0);
@@ -201,6 +210,7 @@ export class GenerationScheduler {
    */
   arriving(): () => void {
     this.arrivals++;
+    this.interruptBatchLane();
     let done = false;
     return () => {
       if (done) return;
@@ -209,9 +219,25 @@ export class GenerationScheduler {
     };
   }
 
+  /**
+   * An interactive request goes before the pass in progress when that pass serves the batch lane alone: ONNX Runtime
+   * stops it before its next node (llmkit's binding; on onnxruntime-node it runs to its end), and the batch runs it
+   * again after the request's own prefill. Its rows lose what the pass had done, at most one pass per arrival; an
+   * interactive request waits for no batch-lane pass, only for a step with interactive rows in it.
+   */
+  private interruptBatchLane(): void {
+    this.interruptible?.abort();
+  }
+
+  /** The signal that stops a pass over `seqs` for an interactive arrival, when all of them are batch lane. */
+  private interruptibleFor(seqs: readonly Sequence[]): AbortSignal | undefined {
+    this.interruptible = seqs.every((s) => s.batchLane) ? new AbortController() : undefined;
+    return this.interruptible?.signal;
+  }
+
   /** Lets announced interactive requests reach the queue before a step, when batch-lane rows would make them wait. */
   private async awaitArrivals(): Promise<void> {
-    if (!this.arrivals || !this.running.some((s) => s.batchLane && !s.finished)) return;
+    if (!this.arrivals || !this.active().some((s) => s.batchLane)) return;
     for (const until = performance.now() + ARRIVAL_WAIT_MS; this.arrivals > 0 && performance.now() < until; ) await new Promise((r) => setImmediate(r));
   }
 
@@ -245,7 +271,8 @@ export class GenerationScheduler {
   }
 
   private active(): Sequence[] {
-    return [...this.running, ...[...this.prefilled.flatMap((j) => j.seqs), ...(this.job?.seqs ?? [])].flatMap((s) => s.group)].filter((s) => !s.finished && !s.parked);
+    const jobs = [...this.prefilled, ...(this.job ? [this.job] : []), ...(this.aside ? [this.aside] : [])];
+    return [...this.running, ...jobs.flatMap((j) => j.seqs.flatMap((s) => s.group))].filter((s) => !s.finished && !s.parked);
   }
 
   /**
@@ -264,7 +291,9 @@ export class GenerationScheduler {
       this.running.some((s) => !s.finished),
     );
     for (;;) {
-      const job = (this.job ??= this.nextJob());
+      if (this.arrivals) await this.awaitArrivals();
+      this.interactiveFirst();
+      const job = (this.job ??= this.pickJob());
       if (!job) {
         // The queue is empty (or what waits does not fit): before the first decode step, wait for stragglers.
         if (budget.decoding || this.queue.length || !this.prefilled.length || !(await this.admit())) return;
@@ -282,11 +311,42 @@ export class GenerationScheduler {
     }
   }
 
+  /**
+   * An interactive request at the queue's head goes before the batch-lane job being prefilled (its pass was
+   * interrupted, see interruptBatchLane): the job gives its rows up when the request needs them (preempt), else it
+   * waits aside with what it has done and resumes after the request's prefill (pickJob).
+   */
+  private interactiveFirst(): void {
+    const head = this.queue[0];
+    if (!head || head.batchLane || !this.job?.seqs.every((s) => s.batchLane)) return;
+    this.preempt();
+    if (!this.job || this.aside) return;
+    this.aside = this.job;
+    this.job = undefined;
+  }
+
+  /** The job to prefill next: a job set aside resumes unless an interactive request waits; else a new one (nextJob). */
+  private pickJob(): PrefillJob | undefined {
+    const aside = this.aside;
+    if (aside && !(this.queue[0] && !this.queue[0].batchLane)) {
+      this.aside = undefined;
+      return aside;
+    }
+    const job = this.nextJob();
+    if (job || !aside) return job;
+    this.aside = undefined;
+    return aside;
+  }
+
   /** Prefills `columns` more of a job's prompts; a job whose prompts are all in its cache goes to `prefilled`, one that failed ends. */
   private async prefillPass(job: PrefillJob, columns: number): Promise<void> {
     try {
       await this.prefillChunk(job, columns);
     } catch (e) {
+      if (e instanceof RunInterrupted) {
+        this.interrupted++;
+        return;
+      }
       const members = job.seqs.flatMap((l) => l.group);
       for (const s of members) s.finish('error', e as Error);
       if (e instanceof StepTimeout) this.watchdog.stuckOn(e, members.length);
@@ -338,16 +398,18 @@ export class GenerationScheduler {
   private async prefillChunk(job: PrefillJob, columns: number): Promise<void> {
     const { ids, mask, positions } = promptColumns(job.prompts, job.seqs.length, job.width, job.done, columns);
     const last = job.done + columns === job.width;
-    const forward = this.decoder.forward(ids, mask, positions, job.cache, adaptersOf(job.seqs));
-    const step = await this.watchdog.guard(
-      'prefill pass',
-      last
-        ? withProcessors(
-            forward,
-            job.seqs.flatMap((s) => s.group),
-          )
-        : forward,
-    );
+    const forward = this.decoder.forward(ids, mask, positions, job.cache, adaptersOf(job.seqs), this.interruptibleFor(job.seqs));
+    const step = await this.watchdog
+      .guard(
+        'prefill pass',
+        last
+          ? withProcessors(
+              forward,
+              job.seqs.flatMap((s) => s.group),
+            )
+          : forward,
+      )
+      .finally(() => (this.interruptible = undefined));
     job.cache = step.cache;
     job.done += columns;
     if (!last) return;
@@ -371,7 +433,9 @@ export class GenerationScheduler {
       if (reused && this.rejoin(head, reused)) return this.nextJob();
       if (reused) return this.newJob([this.queue.shift()!], head.prefillIds.length, reused);
     }
-    const waiting = this.queue.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
+    // An interactive head is grouped with interactive requests only: its first token does not wait for batch lines' prompts.
+    const lane = head && !head.batchLane ? this.queue.filter((s) => !s.batchLane) : this.queue;
+    const waiting = lane.map((s) => ({ prefillLength: s.prefillIds.length, tokens: s.tokens, rows: s.group.length }));
     const { picked, width } = groupForPrefill(waiting, use, this.limits);
     const seqs = picked.map((i) => this.queue[i]);
     for (const i of [...picked].reverse()) this.queue.splice(i, 1);
@@ -535,9 +599,15 @@ export class GenerationScheduler {
     const { ids, mask, positions } = decodeInputs(rows, drafts, this.cache.capacity ?? this.cache.length);
     let step;
     try {
-      step = await this.watchdog.guard('decode step', withProcessors(this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns, adaptersOf(rows)), rows));
+      const pass = this.decoder.decodeInPlace(ids, mask, positions, this.cache, columns, adaptersOf(rows), this.interruptibleFor(rows));
+      step = await this.watchdog.guard('decode step', withProcessors(pass, rows));
     } catch (e) {
-      return this.failRunning(e as Error);
+      if (!(e instanceof RunInterrupted)) return this.failRunning(e as Error);
+      // The rows end where they did; the step runs again after the interactive request's prefill.
+      this.interrupted++;
+      return;
+    } finally {
+      this.interruptible = undefined;
     }
     const vocab = this.decoder.vocabSize;
     rows.forEach((s, b) => {

@@ -97,8 +97,20 @@ export interface OutputSpec {
 export interface ModelRunner {
   /** `llmkit`: the native binding writes outputs into their buffers; `onnxruntime-node`: fresh copies come back. */
   readonly binding: 'llmkit' | 'onnxruntime-node';
-  run(feeds: Record<string, Tensor>, outputs: Record<string, OutputSpec>): Promise<Record<string, Float32Array>>;
+  /**
+   * One pass. Aborting `signal` stops it early where the binding can (llmkit's own, before its next node): it then
+   * rejects with RunInterrupted and writes nothing the caller keeps; where it cannot, the pass completes as usual.
+   */
+  run(feeds: Record<string, Tensor>, outputs: Record<string, OutputSpec>, signal?: AbortSignal): Promise<Record<string, Float32Array>>;
   release(): Promise<void>;
+}
+
+/** A pass stopped on purpose (ModelRunner.run's signal): not a failure of its rows, whose state it left as it was. */
+export class RunInterrupted extends Error {
+  constructor() {
+    super('the pass was interrupted');
+    this.name = 'RunInterrupted';
+  }
 }
 
 /**

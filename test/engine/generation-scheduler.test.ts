@@ -125,9 +125,9 @@ describe.each([
   /** A decoder that logs each pass: `prefill <rows>x<columns>` or `decode <rows>`. */
   function logged(events: string[]): DecoderSession {
     const wrapped = Object.create(decoder) as DecoderSession;
-    wrapped.forward = (ids, mask, positions, cache) => {
+    wrapped.forward = (ids, mask, positions, cache, ...rest) => {
       events.push(`prefill ${cache.batch}x${ids.length / cache.batch}`);
-      return decoder.forward(ids, mask, positions, cache);
+      return decoder.forward(ids, mask, positions, cache, ...rest);
     };
     wrapped.decodeInPlace = (ids, mask, positions, cache, ...rest) => {
       events.push(`decode ${ids.length}`);
@@ -359,6 +359,62 @@ describe.each([
     await Promise.all([interactive.done, ...lines.map((l) => l.done)]);
     // At most the step that was under way: without the hold, each turn of the loop is a step of the batch.
     expect(stepsMeanwhile).toBeLessThanOrEqual(1);
+  });
+
+  it('stops the batch-lane step under way for an interactive request, whose prefill goes next; no row loses a token', async () => {
+    const events: string[] = [];
+    const stepper = logged(events);
+    const scheduler = new GenerationScheduler(stepper, { ...limits, maxBatch: 4 });
+    const batchIds = [0, 1, 2, 3].map((i) => prompt(12 + i, 130 + i));
+    const batch = batchIds.map((ids) => {
+      const c = collector();
+      scheduler.submit({ promptIds: ids, maxTokens: 20, sampling: GREEDY, stopTokenIds: [], sink: c.sink, lane: 'batch' });
+      return c;
+    });
+    const interactiveIds = prompt(9, 140);
+    const interactive = collector((t) => t.length === 1 && (firstToken = { at: events.length, batchTokens: batch[0].tokens.length }));
+    let firstToken = { at: -1, batchTokens: -1 };
+    let submitted = { at: -1, batchTokens: -1 };
+    // The request arrives as the sixth step of the batch starts (its signal made, its run not begun; ort-binding.test.ts
+    // stops a run in flight).
+    const stepOf = stepper.decodeInPlace;
+    stepper.decodeInPlace = (...args) => {
+      if (events.filter((e) => e === 'decode 4').length === 5 && submitted.at < 0) {
+        submitted = { at: events.length, batchTokens: batch[0].tokens.length };
+        scheduler.submit({ promptIds: interactiveIds, maxTokens: 6, sampling: GREEDY, stopTokenIds: [], sink: interactive.sink });
+      }
+      return stepOf(...args);
+    };
+    await Promise.all([interactive.done, ...batch.map((b) => b.done)]);
+    expect(scheduler.interrupted).toBe(1);
+    // The interrupted step, then the request's own prefill, which gives its first token: no batch token in between.
+    expect(events.slice(submitted.at, firstToken.at)).toEqual(['decode 4', 'prefill 1x9']);
+    expect(firstToken.batchTokens).toBe(submitted.batchTokens);
+    expect(interactive.tokens).toEqual(await greedyAlone(interactiveIds, 6));
+    for (const [i, ids] of batchIds.entries()) expect(batch[i].tokens, `batch line ${i}`).toEqual(await greedyAlone(ids, 20));
+  });
+
+  it('sets a batch-lane prefill aside for an interactive request arriving in its pass, and resumes it where it was', async () => {
+    const events: string[] = [];
+    const stepper = logged(events);
+    const scheduler = new GenerationScheduler(stepper, { ...limits, prefillChunk: 16 });
+    const lineIds = prompt(20, 150);
+    const line = collector();
+    const interactiveIds = prompt(9, 151);
+    const interactive = collector();
+    const passOf = stepper.forward;
+    // The request arrives as the line's second prefill pass (its last 4 columns) starts.
+    stepper.forward = (...args) => {
+      if (events.length === 1) scheduler.submit({ promptIds: interactiveIds, maxTokens: 4, sampling: GREEDY, stopTokenIds: [], sink: interactive.sink });
+      return passOf(...args);
+    };
+    scheduler.submit({ promptIds: lineIds, maxTokens: 8, sampling: GREEDY, stopTokenIds: [], sink: line.sink, lane: 'batch' });
+    await Promise.all([interactive.done, line.done]);
+    expect(scheduler.interrupted).toBe(1);
+    // The line's first 16 columns are kept: after the request's prefill it runs the interrupted last 4 again, not all 20.
+    expect(events.filter((e) => e.startsWith('prefill'))).toEqual(['prefill 1x16', 'prefill 1x4', 'prefill 1x9', 'prefill 1x4']);
+    expect(interactive.tokens).toEqual(await greedyAlone(interactiveIds, 4));
+    expect(line.tokens).toEqual(await greedyAlone(lineIds, 8));
   });
 
   it('does not count batch-lane requests against --max-queue', () => {

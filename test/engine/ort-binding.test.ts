@@ -7,6 +7,7 @@ import { leftPaddedMask } from '../../src/engine/kv-cache.js';
 import { loadExportedModel } from '../../src/engine/model-manifest.js';
 import { onnxruntimeLibDir } from '../../src/engine/cuda-libraries.js';
 import { bindingStatus, NativeSession } from '../../src/engine/native/ort-binding.js';
+import { RunInterrupted } from '../../src/engine/onnx-runtime.js';
 import { packageRoot } from '../../src/shared/paths.js';
 import { tempDir } from '../helpers/cli.js';
 import { exportedTinyModel } from '../helpers/models.js';
@@ -161,6 +162,29 @@ describe('the binding itself', () => {
     lateness.sort((a, b) => a - b);
     expect(lateness[Math.floor(lateness.length / 2)]).toBeLessThan(10);
     expect(lateness[Math.floor(lateness.length * 0.9)]).toBeLessThan(50);
+  }, 600_000);
+
+  it('stops a run in flight when its signal is aborted, and runs the same pass whole afterwards', async () => {
+    const decoder = await DecoderSession.open(loadExportedModel(await exportedTinyModel('100m', 0, 'fused')), { device: 'cpu', threads: 1 });
+    const tokens = 384;
+    const pass = (signal?: AbortSignal) =>
+      decoder.forward(
+        ids(Array.from({ length: tokens }, (_, i) => (i * 7) % 500)),
+        new BigInt64Array(tokens).fill(1n),
+        ids(Array.from({ length: tokens }, (_, i) => i)),
+        decoder.emptyCache(1),
+        undefined,
+        signal,
+      );
+    const whole = await pass();
+    const stop = new AbortController();
+    // Well inside the pass (over 200 ms on one thread: see the test above).
+    setTimeout(() => stop.abort(), 20);
+    await expect(pass(stop.signal)).rejects.toBeInstanceOf(RunInterrupted);
+    const again = await pass(new AbortController().signal);
+    await decoder.release();
+    expect(maxDifference(again.logits, whole.logits)).toBe(0);
+    expect(maxDifference(again.cache.layers[0].key, whole.cache.layers[0].key)).toBe(0);
   }, 600_000);
 
   it('reports a bad model path, a wrong input name and a wrong shape in one line each', async () => {

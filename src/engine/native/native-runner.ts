@@ -1,4 +1,4 @@
-import type { ModelRunner, OutputSpec, Tensor } from '../onnx-runtime.js';
+import { type ModelRunner, type OutputSpec, RunInterrupted, type Tensor } from '../onnx-runtime.js';
 import { type ElementType, type HostArray, NativeSession, type NativeSessionOptions } from './ort-binding.js';
 
 /**
@@ -13,7 +13,7 @@ export class NativeRunner implements ModelRunner {
     return new NativeRunner(NativeSession.open(model, opts));
   }
 
-  async run(feeds: Record<string, Tensor>, outputs: Record<string, OutputSpec>): Promise<Record<string, Float32Array>> {
+  async run(feeds: Record<string, Tensor>, outputs: Record<string, OutputSpec>, signal?: AbortSignal): Promise<Record<string, Float32Array>> {
     const binding = this.session.binding();
     for (const [name, tensor] of Object.entries(feeds)) binding.input(name, this.session.hostTensor(tensor.data as HostArray, tensor.type as ElementType, tensor.dims));
     const arrays: Record<string, Float32Array> = {};
@@ -21,7 +21,16 @@ export class NativeRunner implements ModelRunner {
       arrays[name] = spec.into ?? new Float32Array(spec.dims.reduce((n, d) => n * d, 1));
       binding.output(name, this.session.hostTensor(arrays[name], 'float32', spec.dims));
     }
-    await binding.run();
+    if (signal?.aborted) throw new RunInterrupted();
+    const stop = () => binding.terminate();
+    signal?.addEventListener('abort', stop);
+    try {
+      await binding.run();
+    } catch (e) {
+      throw signal?.aborted ? new RunInterrupted() : e;
+    } finally {
+      signal?.removeEventListener('abort', stop);
+    }
     return arrays;
   }
 

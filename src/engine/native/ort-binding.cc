@@ -262,6 +262,8 @@ struct Binding {
   Keep session;
   std::map<std::string, Keep> bound;  // the values bound, kept alive while bound
   bool running = false;
+  // The run options of the run in progress: terminate() sets their flag, and ONNX Runtime stops before its next node.
+  OrtRunOptions* runOptions = nullptr;
   ~Binding() {
     if (binding) ort->ReleaseIoBinding(binding);
   }
@@ -605,6 +607,7 @@ void executeRun(napi_env, void* data) {
 void completeRun(napi_env e, napi_status, void* data) {
   auto w = static_cast<RunWork*>(data);
   w->binding->running = false;
+  w->binding->runOptions = nullptr;
   if (w->error.empty()) {
     napi_resolve_deferred(e, w->deferred, undefinedValue(e));
   } else {
@@ -634,10 +637,8 @@ ENTRY(run) {
     w->session = s->live();
     try {
       auto config = stringMap(e, a.argv[1]);
-      if (!config.empty()) {
-        check(ort->CreateRunOptions(&w->options));
-        for (const auto& [key, value] : config) check(ort->AddRunConfigEntry(w->options, key.c_str(), value.c_str()));
-      }
+      check(ort->CreateRunOptions(&w->options));
+      for (const auto& [key, value] : config) check(ort->AddRunConfigEntry(w->options, key.c_str(), value.c_str()));
     } catch (...) {
       if (w->options) ort->ReleaseRunOptions(w->options);
       delete w;
@@ -649,8 +650,19 @@ ENTRY(run) {
     napi_create_string_utf8(e, "llmkit-ort-run", NAPI_AUTO_LENGTH, &name);
     napi_create_async_work(e, nullptr, name, executeRun, completeRun, w, &w->work);
     b->running = true;
+    b->runOptions = w->options;
     napi_queue_async_work(e, w->work);
     return promise;
+  });
+}
+
+// terminate(binding): the binding's run in progress, if any, stops before its next node and rejects.
+ENTRY(terminate) {
+  return guarded(e, [&] {
+    Args a(e, info);
+    Binding* b = unwrapped<Binding>(e, a.argv[0]);
+    if (b->running && b->runOptions) check(ort->RunOptionsSetTerminate(b->runOptions));
+    return undefinedValue(e);
   });
 }
 
@@ -667,6 +679,7 @@ napi_value defineExports(napi_env e, napi_value object) {
       {"createBinding", nullptr, createBinding, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"bind", nullptr, bind, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"run", nullptr, run, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"terminate", nullptr, terminate, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(e, object, sizeof(functions) / sizeof(functions[0]), functions);
   return object;

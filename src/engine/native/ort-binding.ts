@@ -35,6 +35,7 @@ interface Addon {
   createBinding(session: Handle<'session'>): Handle<'binding'>;
   bind(binding: Handle<'binding'>, kind: 'input' | 'output', name: string, tensor: Handle<'tensor'>): void;
   run(binding: Handle<'binding'>, runConfig?: Record<string, string>): Promise<void>;
+  terminate(binding: Handle<'binding'>): void;
 }
 
 /** `library`: the ONNX Runtime the binding opened (onnxruntime-node's unless LLMKIT_ORT_LIBRARY names another). */
@@ -143,6 +144,11 @@ export class NativeBinding {
     } catch (e) {
       throw oneLine(e);
     }
+  }
+
+  /** Stops the run in progress, if any, before its next node; that run rejects. */
+  terminate(): void {
+    rethrown(() => addonOrThrow().terminate(this.handle));
   }
 }
 
