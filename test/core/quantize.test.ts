@@ -223,6 +223,30 @@ describe('llmkit quantize', () => {
     expect(existsSync(join(dir, 'tied-int4.compare-gguf'))).toBe(false);
   }, 600_000);
 
+  it('--output-bits 16 keeps the output layer and embedding as fp16 tables computed in fp32: one table when tied, two when not', async () => {
+    const { python } = await requirePythonEnv();
+    const fp16Tables = async (folder: string) => {
+      const script = `import onnx, sys; m = onnx.load(sys.argv[1]); print(sum(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer))`;
+      return Number((await execa(python, ['-c', script, join(folder, 'onnx', 'model.onnx')])).stdout.trim());
+    };
+    const layers = loadExportedModel(fp32).manifest.num_layers;
+    for (const [name, model, tables] of [
+      ['tied', await tiedTinyModel(), 1],
+      ['untied', fp32, 2],
+    ] as const) {
+      const out = join(dir, `${name}-int8-output16`);
+      const r = await runCli(['quantize', model, '--int8', '--output-bits', '16', '--eval-tokens', '256', '--no-speed', '--out', out, '--json']);
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      const report: QuantizeReport = JSON.parse(String(r.stdout));
+      expect(report.quantization).toMatchObject({ bits: 8, head_bits: 16, shared_embedding: name === 'tied' ? ['/model/model/embed_tokens/Gather'] : [] });
+      // Every projection of every layer in 8 bits; neither the output layer nor the embedding.
+      expect(report.quantization.quantized_nodes).toBe(7 * layers);
+      expect(await fp16Tables(out)).toBe(tables);
+      expect(report.models[1].top1Agreement).toBeGreaterThan(0.95);
+      expect(formatReportTable(report)).toContain('8-bit (output 16-bit), int8 compute');
+    }
+  }, 600_000);
+
   it('rejects bad input with one line before any long work', async () => {
     const gpt2 = join(dir, 'gpt2');
     mkdirSync(gpt2);
@@ -236,7 +260,7 @@ describe('llmkit quantize', () => {
       [['quantize', fp32, '--int4', '--accuracy-level', '2', '--out', join(dir, 'x')], 2, /--accuracy-level must be one of 1, 4 \(got 2\)/],
       [['quantize', join(dir, 'int8'), '--int4', '--out', join(dir, 'x')], 2, /holds int8 weights: quantize starts from fp32/],
       [['quantize', fp32, '--int8', '--eval-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--eval-data .*none\.txt does not exist/],
-      [['quantize', fp32, '--int4', '--output-bits', '6', '--out', join(dir, 'x')], 2, /--output-bits must be one of 4, 8 \(got 6\)/],
+      [['quantize', fp32, '--int4', '--output-bits', '6', '--out', join(dir, 'x')], 2, /--output-bits must be one of 4, 8, 16 \(got 6\)/],
       [['quantize', fp32, '--int4', '--scales', 'bf16', '--out', join(dir, 'x')], 2, /--scales must be one of fp16, fp32 \(got bf16\)/],
       [['quantize', fp32, '--int4', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x')], 2, /--calibration-data .*none\.txt does not exist/],
       [['quantize', fp32, '--int4', '--gguf', '--calibration-data', join(dir, 'none.txt'), '--out', join(dir, 'x.gguf')], 2, /--calibration-data/],

@@ -80,20 +80,22 @@ describe('quantize on the real model (SmolLM2-135M-Instruct)', () => {
   beforeAll(async () => {
     // The tier's one fp32 export (cached beside the import); its manifest names the import, which --compare-gguf writes GGUFs from.
     const exported = await exportedSmollm2();
-    reports.int8 = await quantize(exported, join(dir, 'int8'), ['--int8', '--compare-gguf']);
+    reports.int8 = await quantize(exported, join(dir, 'int8'), ['--int8', '--output-bits', '16', '--compare-gguf']);
     // Level 1 (fp32 compute): the configuration whose answers do not depend on batching (the last test).
     reports.int4 = await quantize(exported, join(dir, 'int4'), ['--int4', '--accuracy-level', '1']);
   }, 3_000_000);
 
-  it('int8 (blocks of 16): the output layer and tied embedding stored once at 8 bits, ≤ 30% of fp32, within 0.8% perplexity and ≥ 96% top-1', () => {
+  it('int8 (blocks of 16) with the tied output layer / embedding stored once in fp16: ≤ 30% of fp32, ≥ 97% top-1, within 0.6% perplexity', () => {
     const [, int8] = reports.int8.models;
     console.log(
       `int8: size ${(100 * int8.sizeRatio).toFixed(1)}%, perplexity ${(100 * int8.perplexityChange).toFixed(2)}%, top-1 ${(100 * int8.top1Agreement).toFixed(1)}%, KL ${int8.meanKl.toExponential(2)}`,
     );
-    expect(reports.int8.quantization).toMatchObject({ bits: 8, head_bits: 8, block_size: 16, accuracy_level: 4, shared_embedding: ['/model/model/embed_tokens/Gather'] });
+    expect(reports.int8.quantization).toMatchObject({ bits: 8, head_bits: 16, block_size: 16, accuracy_level: 4, shared_embedding: ['/model/model/embed_tokens/Gather'] });
+    // The issue's targets are ≤ 30%, ≤ +0.5% and ≥ 97%: measured 29.2%, +0.49%, 97.4% (with an 8-bit output layer
+    // 25.9%, +0.62%, 96.5%); the perplexity bound leaves a margin for other CPUs' kernels (docs/quantize.md).
     expect(int8.sizeRatio).toBeLessThan(0.3);
-    expect(int8.perplexityChange).toBeLessThan(0.008);
-    expect(int8.top1Agreement).toBeGreaterThan(0.96);
+    expect(int8.perplexityChange).toBeLessThan(0.006);
+    expect(int8.top1Agreement).toBeGreaterThanOrEqual(0.97);
   });
 
   it("int4 with an 8-bit output layer and fp16 scales: ≤ 14.5% of fp32 and within llama.cpp Q4_0's +21.8% (with a 4-bit output layer it was +29%)", () => {

@@ -5,8 +5,9 @@ blocks of `block_size` along the input dimension, one scale per block (plus a ze
 accuracy_level 4 by default, at which the CPU kernels quantize the activations to int8 per block and use integer
 dot products (docs/quantize.md has what each choice costs). The token embedding (a Gather) becomes a
 GatherBlockQuantized. The output layer and the embedding get `head_bits` (8 unless asked otherwise: on a real
-model they are the most sensitive weights, and llama.cpp keeps them at 8 bits too); when the model ties them,
-the export wrote the weight twice and the quantized file holds it once, read by both operators.
+model they are the most sensitive weights, and llama.cpp keeps them at 8 bits too; 16 keeps them as fp16 tables
+computed in fp32, no activation rounding); when the model ties them, the export wrote the weight twice and the
+quantized file holds it once, read by both operators.
 
 Weights are rounded to nearest, or, given `calibration_data`, with GPTQ over the activations the fp32 model
 produces on that text (gptq.py). The codes are written here (nbits.py), not by onnxruntime's
@@ -17,7 +18,7 @@ transformers.js load the result like the fp32 export.
 
 Config: model (exported fp32 folder), out, bits (8 or 4), block_size (16, 32, 64, 128; capped at the hidden
 size), symmetric (bool), exclude (node names kept in fp32), accuracy_level (4, or 1 for fp32 activations),
-head_bits, scales ("fp32", or "fp16": half the scale bytes, compute in fp16 around each quantized operator),
+head_bits (4, 8 or 16), scales ("fp32", or "fp16": half the scale bytes, compute in fp16 around each quantized operator),
 calibration_data (a text file) and calibration_tokens.
 Raises BadInput for a folder that is not an fp32 export, or an --exclude name that is not a weight node.
 """
@@ -37,6 +38,8 @@ from .protocol import BadInput, emit, log
 # MatMulNBits' CPU kernels quantize activations to int8 per block at level 4 (see the docstring); at 1 they
 # dequantize the weights and multiply in fp32 (levels 2 and 3, fp16 and bf16, are GPU choices).
 ACCURACY_LEVELS = (1, 4)
+# --output-bits 16: the output layer and the embedding as fp16 tables, widened to fp32 when the session loads.
+HALF_BITS = 16
 # Tokens of calibration text per prefill.
 CALIBRATION_WINDOW = 256
 
@@ -106,6 +109,43 @@ def shared_table(node, head: dict, bits: int, block_size: int):
     shape = onnx.numpy_helper.from_array(np.array([vocab, -1], np.int64), f"{codes.name}_table_shape")
     reshape = onnx.helper.make_node("Reshape", [codes.name, shape.name], [f"{codes.name}_table"], name=f"{node.name}_table")
     return [reshape, gather_block_quantized(node, reshape.output[0], scales.name, None, bits, block_size)], [shape]
+
+
+def half_precision_output(graph, head, weight) -> str:
+    """The output layer's weight stored as an fp16 table [vocab, hidden] (the embedding's layout, so a tied embedding
+    reads the same copy), multiplied in fp32 through a Cast and a Transpose that onnxruntime folds at load: the
+    logits are computed as in the fp32 model, from weights rounded once to fp16. Returns the fp32 table's name."""
+    import numpy as np
+    import onnx
+
+    fp16 = onnx.numpy_helper.from_array(np.ascontiguousarray(onnx.numpy_helper.to_array(weight).T).astype(np.float16), f"{weight.name}_fp16_table")
+    table, transposed = f"{weight.name}_table", f"{weight.name}_fp32"
+    ops = [
+        onnx.helper.make_node("Cast", [fp16.name], [table], name=f"{head.name}_table", to=onnx.TensorProto.FLOAT),
+        onnx.helper.make_node("Transpose", [table], [transposed], name=f"{head.name}_weight", perm=[1, 0]),
+        onnx.helper.make_node("MatMul", [head.input[0], transposed], list(head.output), name=f"{head.name}_F16"),
+    ]
+    graph.initializer.append(fp16)
+    insert_in_place_of(graph, head, ops)
+    return table
+
+
+def half_precision_embedding(graph, node, table, head_table: str | None) -> list:
+    """The embedding as a Gather from the output layer's fp16 table when tied, else from its own fp16 copy through a
+    Cast that onnxruntime folds at load. Returns [node name] when it shares the output layer's table, else []."""
+    import numpy as np
+    import onnx
+
+    ops, shared = [], head_table is not None
+    if head_table is None:
+        fp16 = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(table).astype(np.float16), f"{table.name}_fp16")
+        head_table = f"{table.name}_table"
+        ops.append(onnx.helper.make_node("Cast", [fp16.name], [head_table], name=f"{node.name}_table", to=onnx.TensorProto.FLOAT))
+        graph.initializer.append(fp16)
+    gather = onnx.helper.make_node("Gather", [head_table, node.input[1]], list(node.output), name=f"{node.name}_F16")
+    gather.attribute.extend(node.attribute)
+    insert_in_place_of(graph, node, ops + [gather])
+    return [node.name] if shared else []
 
 
 def output_layer(graph, candidates: dict, initializers: dict, vocab: int):
@@ -217,6 +257,10 @@ def run(config: QuantizeConfig) -> int:
     embeddings = [n for n in graph.node if candidates.get(n.name) == "Gather" and n.name not in exclude]
     head = output_layer(graph, candidates, initializers, int(manifest["vocab_size"]))
     head_name, head_weight = (head.name, head.input[1]) if head is not None else (None, None)
+    half_head = None
+    if head_bits == HALF_BITS and head_name in [n.name for n in matmuls]:
+        matmuls.remove(head)
+        half_head = half_precision_output(graph, head, initializers[head_weight])
 
     hessians: dict = {}
     positions = 0
@@ -247,6 +291,10 @@ def run(config: QuantizeConfig) -> int:
     shared = []
     for node in embeddings:
         table = initializers[node.input[0]]
+        if head_bits == HALF_BITS:
+            tied_to_head = half_head is not None and head_weight is not None and tied(node, head_weight, initializers)
+            shared += half_precision_embedding(graph, node, table, half_head if tied_to_head else None)
+            continue
         share = symmetric and table.dims[1] % block_size == 0 and head_weight is not None and tied(node, head_weight, initializers)
         if quantized_head is not None and share:
             ops, tensors = shared_table(node, quantized_head, head_bits, block_size)
