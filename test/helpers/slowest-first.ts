@@ -14,6 +14,7 @@ const SLOWEST = [
   'test/core/families.test.ts', // 67
   'test/core/distill.test.ts', // 67
   'test/core/finetune-distributed.test.ts', // 59
+  'test/real/smollm2-training.test.ts', // ~60, estimated (75 s of CPU on one thread, loaded machine)
   'test/cli/finetune.test.ts', // 57
   'test/serve/triton.test.ts', // 55
   'test/core/quantize.test.ts', // 41
