@@ -1,23 +1,17 @@
 import { UsageError } from '../shared/errors.js';
 import type { LoraAdapter } from './lora-adapter.js';
 import type { LoraModule } from './lora-graph.js';
-import { floatToHalf } from './float16.js';
 import { Tensor } from './onnx-runtime.js';
 
-/** One module's per-row tables, float16 bit patterns: room for `rows` rows of the current rank. */
+/** One module's per-row tables: room for `rows` rows of the current rank. */
 interface RowTables {
-  a: Uint16Array;
-  b: Uint16Array;
-}
-
-/** `source` as float16 into `target` from `offset`. */
-function setHalves(target: Uint16Array, source: Float32Array, offset = 0): void {
-  for (let i = 0; i < source.length; i++) target[offset + i] = floatToHalf(source[i]);
+  a: Float32Array;
+  b: Float32Array;
 }
 
 /**
- * The LoRA inputs of a pass (lora-graph.ts): for each module, each row's own adapter's factors in float16, [batch,
- * in, rank] and [batch, rank, out], zeros for a row without one, padded with zeros to the batch's largest rank. The tables
+ * The LoRA inputs of a pass (lora-graph.ts): for each module, each row's own adapter's factors, [batch, in, rank]
+ * and [batch, rank, out], zeros for a row without one, padded with zeros to the batch's largest rank. The tables
  * are kept between passes and a row is rewritten only when its adapter changes (a request joins, leaves, or rows
  * shift), so steady decoding copies nothing; a smaller batch reads the first rows of the same buffers.
  */
@@ -63,7 +57,7 @@ export class LoraFeeds {
   private allocate(count: number, rank: number): void {
     this.rank = rank;
     this.rows = new Array<null>(count).fill(null);
-    this.tables = new Map(this.modules.map((m) => [m, { a: new Uint16Array(count * m.inFeatures * rank), b: new Uint16Array(count * rank * m.outFeatures) }]));
+    this.tables = new Map(this.modules.map((m) => [m, { a: new Float32Array(count * m.inFeatures * rank), b: new Float32Array(count * rank * m.outFeatures) }]));
     this.last = undefined;
   }
 
@@ -81,13 +75,13 @@ export class LoraFeeds {
         continue;
       }
       const r = adapter!.rank;
-      if (r === rank) setHalves(a, w.a);
+      if (r === rank) a.set(w.a);
       else {
         a.fill(0);
-        for (let i = 0; i < m.inFeatures; i++) setHalves(a, w.a.subarray(i * r, (i + 1) * r), i * rank);
+        for (let i = 0; i < m.inFeatures; i++) a.set(w.a.subarray(i * r, (i + 1) * r), i * rank);
       }
       b.fill(0);
-      setHalves(b, w.b);
+      b.set(w.b);
     }
   }
 
@@ -95,8 +89,8 @@ export class LoraFeeds {
   private views(batch: number): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
     for (const [m, t] of this.tables) {
-      out[m.a] = new Tensor('float16', t.a.subarray(0, batch * m.inFeatures * this.rank), [batch, m.inFeatures, this.rank]);
-      out[m.b] = new Tensor('float16', t.b.subarray(0, batch * this.rank * m.outFeatures), [batch, this.rank, m.outFeatures]);
+      out[m.a] = new Tensor('float32', t.a.subarray(0, batch * m.inFeatures * this.rank), [batch, m.inFeatures, this.rank]);
+      out[m.b] = new Tensor('float32', t.b.subarray(0, batch * this.rank * m.outFeatures), [batch, this.rank, m.outFeatures]);
     }
     return out;
   }
@@ -108,7 +102,7 @@ export class LoraFeeds {
  */
 export function rowTableBytes(modules: Iterable<{ inFeatures: number; outFeatures: number }>, rank: number): number {
   let n = 0;
-  for (const m of modules) n += (m.inFeatures + m.outFeatures) * rank * Uint16Array.BYTES_PER_ELEMENT;
+  for (const m of modules) n += (m.inFeatures + m.outFeatures) * rank * Float32Array.BYTES_PER_ELEMENT;
   return n;
 }
 

@@ -6,10 +6,7 @@
  *     y = x·W  +  (x · A) · B        x [batch, tokens, in], A [batch, in, rank], B [batch, rank, out]
  *
  * where `lora.<i>.<target>.a` and `.b` hold each row's own adapter (B already times its scale; zeros: the base
- * model): two batched MatMuls and an Add, each row multiplying by its own rank-r factors only. The tables come in
- * as float16, Cast to float32 in the graph: a step reads every row's factors once from memory, which at r 16 on
- * all 7 projections of SmolLM2 was 156 MB a step for 8 adapters beside the base's 540 MB in float32, the cap on a
- * mixed batch's speed; the Cast's float32 copy of one projection's tables (≤ 0.3 MB) stays in cache. Measured against the
+ * model): two batched MatMuls and an Add, each row multiplying by its own rank-r factors only. Measured against the
  * two designs before it on SmolLM2-135M, 8 adapters in a batch of 8 (docs/benchmarks.md, "Multi-LoRA"): gathering
  * each row's factors inside the graph (`A[lora_index]`) copies them every pass (0.44× a merged model's tokens/s);
  * the batch's adapters side by side with a per-row mask read each adapter once but multiply every row by all of
@@ -21,7 +18,6 @@
  */
 import {
   FLOAT,
-  FLOAT16,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
@@ -114,15 +110,13 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, targets: ReadonlySet<
     const [layer, target] = [Number(match[1]), match[2]];
     const names = loraInputNames(layer, target);
     modules.push({ layer, target, inFeatures: shape[0], outFeatures: shape[1], ...names });
-    inputs.push(graphInputField(names.a, FLOAT16, ['batch_size', shape[0], 'lora_rank']), graphInputField(names.b, FLOAT16, ['batch_size', 'lora_rank', shape[1]]));
+    inputs.push(graphInputField(names.a, FLOAT, ['batch_size', shape[0], 'lora_rank']), graphInputField(names.b, FLOAT, ['batch_size', 'lora_rank', shape[1]]));
     const y = n.outputs[0];
     const p = `${names.a}/`;
     added.set(f, [
       withOutput(buf, n, `${p}base`),
-      nodeField('Cast', [names.a], `${p}a`, { to: FLOAT }),
-      nodeField('Cast', [names.b], `${p}b`, { to: FLOAT }),
-      nodeField('MatMul', [n.inputs[0], `${p}a`], `${p}down`),
-      nodeField('MatMul', [`${p}down`, `${p}b`], `${p}up`),
+      nodeField('MatMul', [n.inputs[0], names.a], `${p}down`),
+      nodeField('MatMul', [`${p}down`, names.b], `${p}up`),
       nodeField('Add', [`${p}base`, `${p}up`], y),
     ]);
   }

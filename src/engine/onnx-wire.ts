@@ -26,9 +26,6 @@ export const NODE_OP_TYPE = 4;
 export const NODE_ATTRIBUTE = 5;
 export const ATTRIBUTE_NAME = 1;
 export const ATTRIBUTE_INT = 3;
-export const ATTRIBUTE_TYPE = 20;
-/** AttributeProto.AttributeType INT. */
-export const ATTRIBUTE_TYPE_INT = 2;
 export const VALUE_INFO_NAME = 1;
 export const TENSOR_DIMS = 1;
 export const TENSOR_DATA_TYPE = 2;
@@ -194,14 +191,11 @@ export function withNodeInput(buf: Uint8Array, node: NodeInfo, index: number, in
   return lengthDelimited(GRAPH_NODE, Buffer.concat(fields));
 }
 
-/** A graph node (named after its one output), with integer attributes (a Cast's `to`). */
-export function nodeField(opType: string, inputs: string[], output: string, attributes: Record<string, number> = {}): Uint8Array {
-  const attributeFields = Object.entries(attributes).map(([name, value]) =>
-    lengthDelimited(NODE_ATTRIBUTE, Buffer.concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)])),
-  );
+/** A graph node (named after its one output). */
+export function nodeField(opType: string, inputs: string[], output: string): Uint8Array {
   return lengthDelimited(
     GRAPH_NODE,
-    Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, output), stringField(NODE_OP_TYPE, opType), ...attributeFields]),
+    Buffer.concat([...inputs.map((i) => stringField(NODE_INPUT, i)), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, output), stringField(NODE_OP_TYPE, opType)]),
   );
 }
 

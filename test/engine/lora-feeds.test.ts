@@ -2,7 +2,6 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { halfToFloat } from '../../src/engine/float16.js';
 import { LoraAdapter } from '../../src/engine/lora-adapter.js';
 import { LoraFeeds } from '../../src/engine/lora-feeds.js';
 import { loraInputNames, type LoraModule } from '../../src/engine/lora-graph.js';
@@ -34,8 +33,7 @@ function peftFolder(rank: number, start: number): string {
   return dir;
 }
 
-/** Row `b` of a table (float16 bit patterns) as numbers. */
-const row = (t: { data: unknown }, b: number, size: number) => [...(t.data as Uint16Array).subarray(b * size, (b + 1) * size)].map(halfToFloat);
+const row = (t: { data: unknown }, b: number, size: number) => [...(t.data as Float32Array).subarray(b * size, (b + 1) * size)];
 
 describe('LoraFeeds: each row its own adapter', () => {
   it("puts each row's A and scaled B in its rows, pads smaller ranks with zeros and zeros rows of the base", async () => {
@@ -68,8 +66,8 @@ describe('LoraFeeds: each row its own adapter', () => {
     holes[0] = x;
     const base = feeds.feeds(holes);
     expect(row(base[MODULE.a], 0, IN * 2)).toEqual([...x.modules.get('0.q_proj')!.a]);
-    expect([...(base[MODULE.a].data as Uint16Array).subarray(IN * 2)].every((v) => v === 0)).toBe(true);
-    expect([...(base[MODULE.b].data as Uint16Array).subarray(2 * OUT)].every((v) => v === 0)).toBe(true);
+    expect([...(base[MODULE.a].data as Float32Array).subarray(IN * 2)].every((v) => v === 0)).toBe(true);
+    expect([...(base[MODULE.b].data as Float32Array).subarray(2 * OUT)].every((v) => v === 0)).toBe(true);
     const smaller = feeds.feeds([y, x]);
     expect(smaller[MODULE.a].dims).toEqual([2, IN, 2]);
     expect(row(smaller[MODULE.a], 0, IN * 2)).toEqual([...y.modules.get('0.q_proj')!.a]);

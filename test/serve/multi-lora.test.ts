@@ -52,8 +52,7 @@ describe('serve BASE --adapter NAME=PATH (multi-LoRA)', () => {
     const fr = await LoraAdapter.load(folders[0]);
     const perRow = rowTableBytes(fr.modules.values(), 4);
     const without = await checkServingMemory([await exportedTinyModel()], { maxBatch: 8, device: 'cpu', loraAdapters: true });
-    // Rank 4, float16 tables.
-    expect(perRow).toBe([...fr.modules.values()].reduce((n, m) => n + (m.inFeatures + m.outFeatures) * 4 * 2, 0));
+    expect(perRow).toBe([...fr.modules.values()].reduce((n, m) => n + (m.inFeatures + m.outFeatures) * 4 * 4, 0));
     expect(server.memory!.total - without.total).toBe(fr.bytes + 8 * perRow);
   });
 
