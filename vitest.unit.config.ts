@@ -20,6 +20,7 @@ export default defineConfig({
       'test/cli/tied-checkpoint.test.ts',
       'test/core/batch-offline.test.ts',
       'test/engine/multi-lora.test.ts',
+      'test/engine/float32-scales.test.ts',
       'test/serve/multi-lora.test.ts',
       'test/core/bench.test.ts',
       'test/core/chat-local-backend.test.ts',
