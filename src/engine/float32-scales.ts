@@ -6,17 +6,19 @@
  * fp16 values exactly, and drops the Casts, so the CPU runs the fp32 kernels on the same weights. The file keeps its
  * size; only the session's copy of the scales doubles (1/16 of an int4 weight's bytes).
  */
+import { halfToFloat } from '../shared/half-float.js';
 import {
   FLOAT,
+  FLOAT16,
   GRAPH_INITIALIZER,
   GRAPH_NODE,
   intAttributes,
   lengthDelimited,
   nodeWith,
   readNode,
-  readVarint,
-  TENSOR_NAME,
-  text,
+  readTensor,
+  TENSOR_DATA_TYPE,
+  TENSOR_RAW_DATA,
   type NodeInfo,
   varintField,
   type WireField,
@@ -24,38 +26,14 @@ import {
   withGraph,
 } from './onnx-wire.js';
 
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_RAW_DATA = 9;
-const FLOAT16 = 10;
 const QUANTIZED_OPS = new Set(['MatMulNBits', 'GatherBlockQuantized']);
 /** Where each quantized operator reads its scales. */
 const SCALES_INPUT = 2;
 /** MatMulNBits' optional bias, in the activations' type: an operator with one is left as it is. */
 const BIAS_INPUT = 5;
 
-/** An fp16 initializer held in raw_data: its field range and value range, or undefined for any other. */
-function fp16Raw(buf: Uint8Array, tensor: WireField): WireField | undefined {
-  let type: number | undefined;
-  let raw: WireField | undefined;
-  for (const f of wireFields(buf, tensor.valueStart, tensor.end)) {
-    if (f.field === TENSOR_DATA_TYPE) type = readVarint(buf, f.valueStart)[0];
-    if (f.field === TENSOR_RAW_DATA) raw = f;
-  }
-  return type === FLOAT16 ? raw : undefined;
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
-
 /** The initializer with its fp16 raw data as fp32 (same name, dims and other fields). */
-function asFloat32(buf: Uint8Array, tensor: WireField, raw: WireField): Uint8Array {
-  const bytes = buf.subarray(raw.valueStart, raw.end);
+function asFloat32(buf: Uint8Array, tensor: WireField, bytes: Uint8Array): Uint8Array {
   const halves = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const floats = Float32Array.from({ length: bytes.byteLength / 2 }, (_, i) => halfToFloat(halves.getUint16(2 * i, true)));
   const fields = [...wireFields(buf, tensor.valueStart, tensor.end)].map((f) => {
@@ -79,11 +57,10 @@ function rewrittenGraph(buf: Uint8Array, graph: WireField, found: { operators: n
   const producer = new Map(nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
   const readers = new Map<string, NodeInfo[]>();
   for (const n of nodes) for (const i of n.inputs) readers.set(i, [...(readers.get(i) ?? []), n]);
-  const initializers = new Map<string, { tensor: WireField; raw: WireField }>();
+  const initializers = new Map<string, { tensor: WireField; raw: Uint8Array }>();
   for (const f of fields.filter((f) => f.field === GRAPH_INITIALIZER)) {
-    const raw = fp16Raw(buf, f);
-    const name = [...wireFields(buf, f.valueStart, f.end)].find((t) => t.field === TENSOR_NAME);
-    if (raw && name) initializers.set(text(buf, name), { tensor: f, raw });
+    const { name, dataType, raw } = readTensor(buf, f);
+    if (dataType === FLOAT16 && raw) initializers.set(name, { tensor: f, raw });
   }
   const castTo = (node: NodeInfo | undefined, type: number) => node?.opType === 'Cast' && intAttributes(buf, node).get('to') === type;
   const rewrites = new Map<NodeInfo, Rewrite>();

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../shared/errors.js';
+import { halfToFloat } from '../shared/half-float.js';
 
 export interface AdapterWeights {
   /** Aᵀ: [in, rank], row-major. */
@@ -132,13 +133,4 @@ function toFloat32(raw: Buffer, dtype: string, what: string): Float32Array {
   } else if (dtype === 'F16') for (let i = 0; i < n; i++) out[i] = halfToFloat(bits(i));
   else throw new UsageError(`${what} is ${dtype}; adapters are read as F32, F16 or BF16`, HINT);
   return out;
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
