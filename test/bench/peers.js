@@ -7,11 +7,13 @@
 // test/bench/peers.sh builds the models and calls this; run it directly with the folders it lists:
 //   node test/bench/peers.js --models <peers.sh output folder> [--rounds 6] [--threads 2] [--llama-threads 1]
 //        [--prompt 256] [--new 128] [--batch 8] [--only NAME,…] [--precisions fp32,int8,int4] [--reference NAME]
-//        [--ort-library LABEL=PATH,…]
+//        [--ort-library LABEL=PATH,…] [--session-config LABEL=KEY=VALUE,…]
 // --only keeps the contenders whose name starts with one of the NAMEs; --reference is the one the ratios divide by.
 // --ort-library adds `llmkit --gqa fixed-cache (ORT LABEL)`: the same path with llmkit's binding opening another
 // ONNX Runtime build of the C API (LLMKIT_ORT_LIBRARY), e.g. the PyPI wheel's libonnxruntime.so.1.x that
 // onnxruntime-genai's venv runs, to tell the runtime's release from llmkit's own work.
+// --session-config adds `llmkit --gqa fixed-cache (LABEL)`: the same path with an ONNX Runtime session config entry
+// over the binding's defaults, e.g. `spinning=session.intra_op.allow_spinning=1` (ORT's own default).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +55,7 @@ const only = flag('only')?.split(',');
 const reference = flag('reference', 'llmkit --fused');
 const llmkitRunner = (folder, ...rest) => ['node', [join(here, 'peers', 'llmkit-runner.js'), join(models, folder), String(threads), ...rest]];
 const ortLibraries = (flag('ort-library')?.split(',') ?? []).map((entry) => entry.split('='));
+const sessionConfigs = (flag('session-config')?.split(',') ?? []).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]);
 /** A contender's name and command, spawned only if --only keeps it. */
 const spec = (name, command, argv, env) => ({ name, command, argv, env });
 const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]]) =>
@@ -66,6 +69,9 @@ const contenders = Object.entries(PRECISIONS).flatMap(([precision, [genai, gguf]
       ([label, library]) =>
         existsSync(join(models, `llmkit-gqa-${precision}`)) &&
         spec(`llmkit --gqa fixed-cache (ORT ${label})`, ...llmkitRunner(`llmkit-gqa-${precision}`, 'fixed-cache'), { LLMKIT_ORT_LIBRARY: library }),
+    ),
+    ...sessionConfigs.map(
+      ([label, entry]) => existsSync(join(models, `llmkit-gqa-${precision}`)) && spec(`llmkit --gqa fixed-cache (${label})`, ...llmkitRunner(`llmkit-gqa-${precision}`, 'fixed-cache', entry)),
     ),
     spec('onnxruntime-genai', genaiPython, [join(here, 'peers', 'genai_runner.py'), join(models, `genai-${genai}`)]),
     existsSync(join(models, `${gguf}.gguf`)) &&

@@ -19,6 +19,8 @@ export interface FixedCacheOptions {
   capacity: number;
   /** CUDA: capture each bucket's decode step as a CUDA graph and replay it (default on). */
   cudaGraphs?: boolean;
+  /** ONNX Runtime session config entries over the binding's defaults (test/bench/peers.js measures them). */
+  sessionConfig?: Record<string, string>;
 }
 
 /** The smallest power of two that holds `rows`: the batch buckets are 1, 2, 4, 8, 16, … */
@@ -108,7 +110,7 @@ export class FixedCacheDecoder {
         provider: opts.provider,
         threads: opts.threads,
         cuda: graphs ? { enable_cuda_graph: '1' } : {},
-        config: { 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
+        config: { ...opts.sessionConfig, 'session.model_external_initializers_file_folder_path': dirname(model.onnxPath) },
       });
     let cudaGraphs = opts.provider === 'cuda' && opts.cudaGraphs !== false;
     let session: NativeSession;

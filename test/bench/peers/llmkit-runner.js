@@ -1,8 +1,9 @@
 // One contender of test/bench/peers.js: llmkit's engine (DecoderSession + GenerationScheduler, as `serve`
 // runs it) on an exported folder. Reads one JSON request a line on stdin ({prompts: [[ids]], newTokens}) and
 // answers one JSON line: prefill time (submit to every row's first token), decode tokens/s per row (after its
-// first token), aggregate tokens/s, and the tokens. Usage: node llmkit-runner.js <folder> <threads> [fixed-cache]
-// (fixed-cache: the engine's fixed-cache decode path, FixedCacheDecoder + FixedCacheScheduler, on a --gqa export).
+// first token), aggregate tokens/s, and the tokens. Usage: node llmkit-runner.js <folder> <threads> [fixed-cache [KEY=VALUE,…]]
+// (fixed-cache: the engine's fixed-cache decode path, FixedCacheDecoder + FixedCacheScheduler, on a --gqa export;
+// KEY=VALUE: ONNX Runtime session config entries over the binding's defaults, e.g. session.intra_op.allow_spinning=1).
 import { createInterface } from 'node:readline';
 import { DecoderSession } from '../../../dist/engine/decoder-session.js';
 import { FixedCacheDecoder } from '../../../dist/engine/fixed-cache/fixed-cache-decoder.js';
@@ -11,13 +12,14 @@ import { GenerationScheduler } from '../../../dist/engine/generation-scheduler.j
 import { loadExportedModel } from '../../../dist/engine/model-manifest.js';
 import { GREEDY } from '../../../dist/engine/sampling.js';
 
-const [folder, threads, path] = process.argv.slice(2);
+const [folder, threads, path, config] = process.argv.slice(2);
+const sessionConfig = config ? Object.fromEntries(config.split(',').map((entry) => entry.split('='))) : undefined;
 const model = loadExportedModel(folder);
 const contextLength = model.manifest.max_position_embeddings;
 const limits = { maxBatch: 16, maxQueue: 64, maxTokensTotal: 16 * contextLength, prefillChunk: 4096 };
 const decoder =
   path === 'fixed-cache'
-    ? await FixedCacheDecoder.open(model, { provider: 'cpu', threads: Number(threads), rows: limits.maxBatch, capacity: contextLength })
+    ? await FixedCacheDecoder.open(model, { provider: 'cpu', threads: Number(threads), rows: limits.maxBatch, capacity: contextLength, sessionConfig })
     : await DecoderSession.open(model, { device: 'cpu', threads: Number(threads), logits: 'last' });
 const scheduler = path === 'fixed-cache' ? new FixedCacheScheduler(decoder, limits) : new GenerationScheduler(decoder, limits);
 
