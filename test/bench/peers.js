@@ -13,7 +13,7 @@
 // ONNX Runtime build of the C API (LLMKIT_ORT_LIBRARY), e.g. the PyPI wheel's libonnxruntime.so.1.x that
 // onnxruntime-genai's venv runs, to tell the runtime's release from llmkit's own work.
 // --session-config adds `llmkit --gqa fixed-cache (LABEL)`: the same path with an ONNX Runtime session config entry
-// over the binding's defaults, e.g. `spinning=session.intra_op.allow_spinning=1` (ORT's own default).
+// over the binding's defaults, e.g. `spinning=session.intra_op.allow_spinning=1` (ORT's own default; `;` between entries).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 // One contender of test/bench/peers.js: llmkit's engine (DecoderSession + GenerationScheduler, as `serve`
 // runs it) on an exported folder. Reads one JSON request a line on stdin ({prompts: [[ids]], newTokens}) and
 // answers one JSON line: prefill time (submit to every row's first token), decode tokens/s per row (after its
-// first token), aggregate tokens/s, and the tokens. Usage: node llmkit-runner.js <folder> <threads> [fixed-cache [KEY=VALUE,…]]
+// first token), aggregate tokens/s, and the tokens. Usage: node llmkit-runner.js <folder> <threads> [fixed-cache [KEY=VALUE;…]]
 // (fixed-cache: the engine's fixed-cache decode path, FixedCacheDecoder + FixedCacheScheduler, on a --gqa export;
 // KEY=VALUE: ONNX Runtime session config entries over the binding's defaults, e.g. session.intra_op.allow_spinning=1).
 import { createInterface } from 'node:readline';
@@ -13,7 +13,7 @@ import { loadExportedModel } from '../../../dist/engine/model-manifest.js';
 import { GREEDY } from '../../../dist/engine/sampling.js';
 
 const [folder, threads, path, config] = process.argv.slice(2);
-const sessionConfig = config ? Object.fromEntries(config.split(',').map((entry) => entry.split('='))) : undefined;
+const sessionConfig = config ? Object.fromEntries(config.split(';').map((entry) => entry.split('='))) : undefined;
 const model = loadExportedModel(folder);
 const contextLength = model.manifest.max_position_embeddings;
 const limits = { maxBatch: 16, maxQueue: 64, maxTokensTotal: 16 * contextLength, prefillChunk: 4096 };
