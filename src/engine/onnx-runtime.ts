@@ -11,7 +11,7 @@ import { LlmkitError } from '../shared/errors.js';
 import { packageRoot } from '../shared/paths.js';
 import { CUDA_PROVIDER_LIBRARY, onnxruntimeLibDir, readCudaRecord } from './cuda-libraries.js';
 import type { Device, Provider } from './devices.js';
-import { bindingStatus } from './native/ort-binding.js';
+import { bindingStatus, CPU_SESSION_CONFIG } from './native/ort-binding.js';
 import { NativeRunner } from './native/native-runner.js';
 
 ort.env.logLevel = 'fatal';
@@ -199,6 +199,8 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
       continue;
     }
     if (provider === 'cuda') keepFp32Exact();
+    // onnxruntime-node's CPU workers sleep between parallel sections too, as on llmkit's binding (CPU_SESSION_CONFIG says why).
+    const cpuConfig = provider === 'cpu' ? CPU_SESSION_CONFIG : {};
     try {
       if (useNativeBinding(provider, opts.binding)) {
         const config = { 'session.model_external_initializers_file_folder_path': dirname(model.path) };
@@ -208,8 +210,8 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
         executionProviders: [provider],
         graphOptimizationLevel: 'all',
         ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
-        // Loaded from memory, a model finds its external data files only through this.
-        extra: { session: { model_external_initializers_file_folder_path: dirname(model.path) } },
+        // Loaded from memory, a model finds its external data files only through this. Keys are flattened with dots.
+        extra: { ...cpuConfig, session: { model_external_initializers_file_folder_path: dirname(model.path) } },
       });
       return { runner: new OnnxruntimeNodeRunner(session), provider, skipped };
     } catch (e) {
