@@ -146,6 +146,22 @@ describe('llmkit distill: the fine-tuned tiny model into a student with half its
     expect(s.training.exactMatch!.after!.value).toBeGreaterThanOrEqual(0.9 * s.teacher.exactMatch!.value);
   });
 
+  it('builds a student from every teacher layer that starts at the teacher’s own loss on its answers', async () => {
+    // A student copied whole is the teacher: its first loss (before any update) on the teacher's answers must be the
+    // teacher's, which a fine-tune of the teacher on those answers measures. A wrong copy, tied output layer or
+    // label shift would show as a loss far above it (a 4-of-30-layer SmolLM2 student starts at 15.4 where this is 0.65).
+    const whole = join(work, 'whole');
+    const oneStep = ['--max-steps', '1', '--batch-size', '20', '--lr', '1e-9', '--exact-match', '0'];
+    const d = await runCli(['--json', 'distill', '--teacher', teacher, '--student-layers', '0,1', '--mode', 'sequence', '--data', FACTS, ...oneStep, '--out', whole, '--no-report'], { env });
+    expect(d.exitCode, String(d.stderr).slice(-2000)).toBe(0);
+    const student = (JSON.parse(String(d.stdout)) as DistillSummary).training;
+    const f = await runCli(['--json', 'finetune', teacher, '--data', join(whole, 'teacher', 'answers-messages.jsonl'), ...oneStep, '--out', join(work, 'teacher-on-answers')], { env });
+    expect(f.exitCode, String(f.stderr).slice(-2000)).toBe(0);
+    const own = (JSON.parse(String(f.stdout)) as FinetuneSummary).firstLoss!;
+    expect(own).toBeLessThan(0.5);
+    expect(student.firstLoss).toBeCloseTo(own, 5);
+  });
+
   it('fails with one line when the student has another vocabulary', async () => {
     const student = join(work, 'other-vocab');
     cpSync(join(out, 'student-init'), student, { recursive: true });
