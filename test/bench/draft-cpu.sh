@@ -9,7 +9,9 @@
 #            to the $VOCAB tokens most frequent in them; then exported
 #   bench    what a draft token costs against a target step (draft-cost.js), then the draft against plain decoding
 #            on the held-out prompts (speculative.js) with the output layer cut to each of $VOCABS tokens
-#   bash test/bench/draft-cpu.sh data|answers|distill|bench  WORK  TARGET_ONNX  TEACHER_HF
+#   agreement how often the draft's greedy token is the teacher's on the teacher's answers to the held-out prompts
+#            (draft-agreement.py): the acceptance speculative.js will measure, in a minute (docs/benchmarks.md)
+#   bash test/bench/draft-cpu.sh data|answers|distill|bench|agreement  WORK  TARGET_ONNX  TEACHER_HF
 # Env: TRAIN (384), NEW (96, answer tokens), STEPS (60), VOCAB (8192), VOCABS ("8192 4096 full"), ROUNDS (2).
 set -euo pipefail
 step=$1 work=$2 target=$3 teacher=${4:-}
@@ -34,5 +36,9 @@ case $step in
       echo "== draft output layer: $n tokens"
       node test/bench/speculative.js --model "$target" --draft "$dir" --threads 2 --rounds "${ROUNDS:-2}" --new 128 --prompts "$work/prompts.json"
     done ;;
-  *) echo "usage: draft-cpu.sh data|answers|distill|bench WORK TARGET_ONNX [TEACHER_HF]"; exit 2 ;;
+  agreement)
+    node test/bench/draft-answers.js --model "$target" --data "$work/held-out.jsonl" --out "$work/held-out-answered.jsonl" --new 128 --threads 2
+    python=${LLMKIT_PYTHON:-$($cli env --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).python.python))')}
+    PYTHONPATH=src/workers/python "$python" test/bench/draft-agreement.py "$work/draft/model" "$work/held-out-answered.jsonl" "$work/draft-onnx/draft-vocab.json" ;;
+  *) echo "usage: draft-cpu.sh data|answers|distill|bench|agreement WORK TARGET_ONNX [TEACHER_HF]"; exit 2 ;;
 esac

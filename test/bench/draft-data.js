@@ -2,6 +2,7 @@
 // WikiText-2 paragraphs (../shared/data), the kind of answer that reads and rewrites its prompt. Writes, under OUT:
 //   train.jsonl    messages rows (the assistant's answer a placeholder: `distill --mode sequence` puts the teacher's in)
 //   prompts.json   held-out prompts (later paragraphs, the same instructions) for test/bench/speculative.js
+//   held-out.jsonl the same prompts as messages rows, for the teacher's answers to them (draft-cpu.sh agreement)
 //   node test/bench/draft-data.js OUT [--train 1024] [--held-out 8]
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,5 +42,7 @@ const rows = paragraphs.slice(0, train).map((p, i) =>
   }),
 );
 writeFileSync(join(out, 'train.jsonl'), rows.join('\n') + '\n');
-writeFileSync(join(out, 'prompts.json'), JSON.stringify(paragraphs.slice(-heldOut).map(prompt), null, 1) + '\n');
+const heldOutPrompts = paragraphs.slice(-heldOut).map(prompt);
+writeFileSync(join(out, 'prompts.json'), JSON.stringify(heldOutPrompts, null, 1) + '\n');
+writeFileSync(join(out, 'held-out.jsonl'), heldOutPrompts.map((p) => JSON.stringify({ messages: [{ role: 'user', content: p }] })).join('\n') + '\n');
 console.error(`${out}: ${rows.length} training prompts, ${heldOut} held out (of ${paragraphs.length} paragraphs)`);
