@@ -11,7 +11,7 @@ import { LlmkitError } from '../shared/errors.js';
 import { packageRoot } from '../shared/paths.js';
 import { CUDA_PROVIDER_LIBRARY, onnxruntimeLibDir, readCudaRecord } from './cuda-libraries.js';
 import type { Device, Provider } from './devices.js';
-import { bindingStatus, CPU_SESSION_CONFIG } from './native/ort-binding.js';
+import { bindingStatus, cpuSessionConfig } from './native/ort-binding.js';
 import { NativeRunner } from './native/native-runner.js';
 
 ort.env.logLevel = 'fatal';
@@ -199,8 +199,8 @@ export async function openSession(model: ModelBytes, opts: SessionOptions = {}):
       continue;
     }
     if (provider === 'cuda') keepFp32Exact();
-    // onnxruntime-node's CPU workers sleep between parallel sections too, as on llmkit's binding (CPU_SESSION_CONFIG says why).
-    const cpuConfig = provider === 'cpu' ? CPU_SESSION_CONFIG : {};
+    // onnxruntime-node's CPU sessions take the same spinning choice as llmkit's binding (cpuSessionConfig says why).
+    const cpuConfig = provider === 'cpu' ? cpuSessionConfig() : {};
     try {
       if (useNativeBinding(provider, opts.binding)) {
         const config = { 'session.model_external_initializers_file_folder_path': dirname(model.path) };

@@ -1,7 +1,7 @@
 // The fallback binding's CPU sessions (onnxruntime-node, as `LLMKIT_NATIVE=0` or a machine without a compiler runs
-// them) with their workers sleeping (CPU_SESSION_CONFIG, llmkit's setting) against ORT's default spinning: two
+// them) with their workers sleeping (LLMKIT_CPU_SPINNING=0) against ORT's default spinning: two
 // DecoderSession + GenerationScheduler engines in one process, alternating round by round (docs/benchmarks.md,
-// issue 24's fifth session). The spinning one is opened with the config entry put back.
+// issue 24's fifth session). Each is opened with its config entry set.
 //   node test/bench/fallback-spinning.js <exported folder> [batch 1] [rounds 4] [new tokens 24]   (after npm run build)
 import * as ort from 'onnxruntime-node';
 const root = '../../dist/';
@@ -13,7 +13,7 @@ const [folder, batch = '1', rounds = '4', newTokens = '24'] = process.argv.slice
 const model = loadExportedModel(folder);
 const create0 = ort.InferenceSession.create;
 async function make(name) {
-  ort.InferenceSession.create = (m, o) => create0.call(ort.InferenceSession, m, name === 'spinning' ? { ...o, extra: { ...o.extra, 'session.intra_op.allow_spinning': '1' } } : o);
+  ort.InferenceSession.create = (m, o) => create0.call(ort.InferenceSession, m, { ...o, extra: { ...o.extra, 'session.intra_op.allow_spinning': name === 'spinning' ? '1' : '0' } });
   const dec = await DecoderSession.open(model, { device: 'cpu', threads: 2, logits: 'last', binding: 'onnxruntime-node' });
   ort.InferenceSession.create = create0;
   return { name, sched: new GenerationScheduler(dec, { maxBatch: 16, maxQueue: 64, maxTokensTotal: 16 * 1024, prefillChunk: 4096 }) };

@@ -154,13 +154,15 @@ export class NativeBinding {
 
 /**
  * ONNX Runtime's CPU thread pool spins its workers for tens of ms after every parallel section (~40 ms of CPU after
- * each run, measured). A run here goes through three threads of this process (the event loop, the libuv worker that
- * calls Run, ORT's workers) and serving shares the cores with HTTP and tokenizing, so a spinning worker takes the
- * core the next step or the event loop needs: on the 2-core bench machine under load, the fixed-cache path decoded
- * 1.3-2.2x faster (batch 1) and 1.3-1.6x (batch 8) with its workers sleeping (docs/benchmarks.md, issue 24's fifth
- * session: `test/bench/peers.js --session-config spinning=session.intra_op.allow_spinning=1`).
+ * each run, measured). On cores nothing else wants that is the faster choice (the quiet 2-core machine: with the
+ * workers sleeping, prefill 0.68-0.72x and int4 batch-1 decode 0.73x), so ORT's default stays. On cores shared with
+ * other work, a run's three threads here (the event loop, the libuv worker that calls Run, ORT's workers) lose the
+ * hand-off between steps to the spinning worker (loaded machine: sleeping workers 1.3-2.2x faster at batch 1):
+ * LLMKIT_CPU_SPINNING=0 lets them sleep (docs/benchmarks.md, issue 24's fifth session).
  */
-export const CPU_SESSION_CONFIG: Readonly<Record<string, string>> = { 'session.intra_op.allow_spinning': '0' };
+export function cpuSessionConfig(): Record<string, string> {
+  return process.env.LLMKIT_CPU_SPINNING === '0' ? { 'session.intra_op.allow_spinning': '0' } : {};
+}
 
 export interface NativeSessionOptions {
   provider: 'cpu' | 'cuda';
@@ -186,11 +188,11 @@ export class NativeSession {
 
   /**
    * Opens a model from a path or from its bytes (then `config` should name its external data's folder). A CPU
-   * session's intra-op threads sleep when they have no work (CPU_SESSION_CONFIG) unless `config` says otherwise.
+   * session takes cpuSessionConfig()'s entries under `config`'s.
    */
   static open(model: string | Uint8Array, opts: NativeSessionOptions): NativeSession {
     const addon = addonOrThrow();
-    const config = opts.provider === 'cpu' ? { ...CPU_SESSION_CONFIG, ...opts.config } : opts.config;
+    const config = opts.provider === 'cpu' ? { ...cpuSessionConfig(), ...opts.config } : opts.config;
     return new NativeSession(
       rethrown(() => addon.openSession(model, { ...opts, config })),
       opts.provider,
